@@ -1,0 +1,201 @@
+//! The admin listener (`[admin] address`): `/healthz`, `/status.json` and a
+//! basic `/metrics`. Kept off the client listener so it works whatever the
+//! proxy's load, and bound to loopback in the example config.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::live::Shared;
+use crate::proxy::{local_response, RespBody};
+
+/// Serves admin requests until the listener errors out.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, extra: Arc<dyn AdminHooks>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "admin accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        let extra = extra.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let shared = shared.clone();
+                let extra = extra.clone();
+                async move { Ok::<_, Infallible>(route(req, &shared, &*extra).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// What the daemon adds to the admin listener (VRRP state, handover).
+pub trait AdminHooks: Send + Sync {
+    /// Extra lines for `/metrics` (Prometheus text format).
+    fn metrics(&self, _out: &mut String) {}
+    /// Extra JSON object members for `/status.json`, without surrounding braces.
+    fn status_json(&self) -> Option<String> {
+        None
+    }
+    /// `POST /admin/handover`: step down as VRRP master. Returns a message.
+    fn handover(&self) -> Result<String, String> {
+        Err("this node runs no VRRP instance".into())
+    }
+}
+
+/// No VRRP: nothing to add.
+pub struct NoHooks;
+impl AdminHooks for NoHooks {}
+
+async fn route(
+    req: Request<Incoming>,
+    shared: &Shared,
+    extra: &dyn AdminHooks,
+) -> Response<RespBody> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => {
+            if shared.healthy() {
+                local_response(StatusCode::OK, "text/plain", "ok\n")
+            } else {
+                local_response(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "unhealthy\n")
+            }
+        }
+        (&Method::GET, "/status.json") => local_response(
+            StatusCode::OK,
+            "application/json",
+            status_json(shared, extra),
+        ),
+        (&Method::GET, "/metrics") => local_response(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            metrics(shared, extra),
+        ),
+        (&Method::POST, "/admin/handover") => {
+            match tokio::task::block_in_place(|| extra.handover()) {
+                Ok(m) => local_response(StatusCode::OK, "text/plain", format!("{m}\n")),
+                Err(m) => local_response(StatusCode::CONFLICT, "text/plain", format!("{m}\n")),
+            }
+        }
+        _ => local_response(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+/// Escapes a string for a JSON document.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn status_json(shared: &Shared, extra: &dyn AdminHooks) -> String {
+    let snap = shared.live.load_full();
+    let s = &shared.stats;
+    let mut out = String::from("{");
+    let _ = write!(
+        out,
+        "\"healthy\":{},\"requests\":{},\"connections_active\":{},\"algorithm\":{},\"backends\":[",
+        shared.healthy(),
+        s.requests.load(Ordering::Relaxed),
+        s.connections_active.load(Ordering::Relaxed),
+        json_str(&format!("{:?}", snap.config.balance.algorithm)),
+    );
+    for (i, (b, c)) in snap.backends.iter().zip(&snap.config.backends).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"name\":{},\"address\":{},\"up\":{},\"weight\":{},\"in_flight\":{},\"requests\":{},\"idle_connections\":{}}}",
+            json_str(&b.name),
+            json_str(&b.address.to_string()),
+            b.is_up(),
+            c.weight,
+            b.in_flight.load(Ordering::Relaxed),
+            b.stats.requests.load(Ordering::Relaxed),
+            b.pool.idle_count(),
+        );
+    }
+    out.push(']');
+    if let Some(more) = extra.status_json() {
+        out.push(',');
+        out.push_str(&more);
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn metrics(shared: &Shared, extra: &dyn AdminHooks) -> String {
+    let snap = shared.live.load_full();
+    let s = &shared.stats;
+    let mut o = String::new();
+    let counter = |o: &mut String, name: &str, help: &str, v: u64| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    };
+    counter(
+        &mut o,
+        "floatlb_requests_total",
+        "Client requests received.",
+        s.requests.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut o,
+        "floatlb_connections_total",
+        "Client connections accepted.",
+        s.connections_total.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut o,
+        "floatlb_accept_errors_total",
+        "Failed accept calls.",
+        s.accept_errors.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(
+        o,
+        "# HELP floatlb_connections_active Open client connections.\n# TYPE floatlb_connections_active gauge\nfloatlb_connections_active {}",
+        s.connections_active.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(o, "# HELP floatlb_backend_up Whether the backend passes health checks.\n# TYPE floatlb_backend_up gauge");
+    for b in &snap.backends {
+        let _ = writeln!(
+            o,
+            "floatlb_backend_up{{backend={}}} {}",
+            json_str(&b.name),
+            b.is_up() as u8
+        );
+    }
+    let _ = writeln!(o, "# HELP floatlb_backend_requests_total Requests sent to the backend.\n# TYPE floatlb_backend_requests_total counter");
+    for b in &snap.backends {
+        let _ = writeln!(
+            o,
+            "floatlb_backend_requests_total{{backend={}}} {}",
+            json_str(&b.name),
+            b.stats.requests.load(Ordering::Relaxed)
+        );
+    }
+    extra.metrics(&mut o);
+    o
+}

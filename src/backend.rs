@@ -1,0 +1,431 @@
+//! Backends: live per-server state and the connection pool to each server.
+//!
+//! A [`BackendState`] outlives config reloads (it is matched by name), so health,
+//! counters and pooled connections survive a SIGHUP. The pool is ours rather than
+//! hyper-util's legacy client: one small mutex per backend instead of one per
+//! client, and a failed connect hands the request back untouched so the proxy can
+//! redispatch it to another server.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpSocket;
+
+use crate::balance::Candidate;
+use crate::config;
+
+/// Body of a request on its way to a backend: the client's stream, or nothing
+/// when an idempotent request is replayed.
+pub type ReqBody = Either<Incoming, Empty<Bytes>>;
+
+/// Milliseconds since process start; cheap monotonic timestamps for atomics.
+pub fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Everything floatlb knows about one web server.
+#[derive(Debug)]
+pub struct BackendState {
+    pub name: String,
+    pub address: SocketAddr,
+    up: AtomicBool,
+    /// When the backend last came up (ms since start), for slow start; 0 = since boot.
+    up_since_ms: AtomicU64,
+    pub in_flight: AtomicU32,
+    check_ok: AtomicU32,
+    check_fail: AtomicU32,
+    connect_fail: AtomicU32,
+    pub stats: BackendStats,
+    pub pool: Pool,
+}
+
+/// Monotonic counters, exported by the admin listener.
+#[derive(Debug, Default)]
+pub struct BackendStats {
+    pub requests: AtomicU64,
+    pub responses_1xx: AtomicU64,
+    pub responses_2xx: AtomicU64,
+    pub responses_3xx: AtomicU64,
+    pub responses_4xx: AtomicU64,
+    pub responses_5xx: AtomicU64,
+    pub connect_errors: AtomicU64,
+    pub response_errors: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub retries: AtomicU64,
+    pub redispatches: AtomicU64,
+    pub checks_ok: AtomicU64,
+    pub checks_failed: AtomicU64,
+    pub went_down: AtomicU64,
+    pub connections_opened: AtomicU64,
+}
+
+impl BackendStats {
+    pub fn count_status(&self, status: u16) {
+        let c = match status {
+            100..=199 => &self.responses_1xx,
+            200..=299 => &self.responses_2xx,
+            300..=399 => &self.responses_3xx,
+            400..=499 => &self.responses_4xx,
+            _ => &self.responses_5xx,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl BackendState {
+    pub fn new(cfg: &config::Backend, pool: PoolSettings) -> Self {
+        BackendState {
+            name: cfg.name.clone(),
+            address: cfg.address,
+            up: AtomicBool::new(true),
+            up_since_ms: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
+            check_ok: AtomicU32::new(0),
+            check_fail: AtomicU32::new(0),
+            connect_fail: AtomicU32::new(0),
+            stats: BackendStats::default(),
+            pool: Pool::new(cfg.address, pool),
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// The scheduler's view: weight after slow start, load, health.
+    pub fn candidate(&self, cfg: &config::Backend, slow_start: Duration) -> Candidate {
+        let mut weight = cfg.weight;
+        if !slow_start.is_zero() && weight > 0 {
+            let since = self.up_since_ms.load(Ordering::Relaxed);
+            if since > 0 {
+                let elapsed = now_ms().saturating_sub(since);
+                let ramp = slow_start.as_millis() as u64;
+                if elapsed < ramp {
+                    weight = ((weight as u64 * elapsed / ramp) as u32).max(1);
+                }
+            }
+        }
+        Candidate {
+            weight,
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            up: self.is_up(),
+            maxconn: cfg.maxconn,
+        }
+    }
+
+    /// Records an active health check result; returns Some(new_up) on a transition.
+    pub fn record_check(&self, ok: bool, rise: u32, fall: u32) -> Option<bool> {
+        if ok {
+            self.stats.checks_ok.fetch_add(1, Ordering::Relaxed);
+            self.check_fail.store(0, Ordering::Relaxed);
+            let n = self.check_ok.fetch_add(1, Ordering::Relaxed) + 1;
+            if !self.is_up() && n >= rise {
+                return self.set_up(true).then_some(true);
+            }
+        } else {
+            self.stats.checks_failed.fetch_add(1, Ordering::Relaxed);
+            self.check_ok.store(0, Ordering::Relaxed);
+            let n = self.check_fail.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.is_up() && n >= fall {
+                return self.set_up(false).then_some(false);
+            }
+        }
+        None
+    }
+
+    /// Records the outcome of a connect from live traffic. Returns true when
+    /// this failure took the backend down (passive health).
+    pub fn record_connect(&self, ok: bool, passive_fall: u32) -> bool {
+        if ok {
+            if self.connect_fail.load(Ordering::Relaxed) != 0 {
+                self.connect_fail.store(0, Ordering::Relaxed);
+            }
+            return false;
+        }
+        self.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+        let n = self.connect_fail.fetch_add(1, Ordering::Relaxed) + 1;
+        if passive_fall > 0 && n >= passive_fall && self.set_up(false) {
+            // Active checks must now see `rise` successes to bring it back.
+            self.check_ok.store(0, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Returns true if the state changed.
+    fn set_up(&self, up: bool) -> bool {
+        let was = self.up.swap(up, Ordering::AcqRel);
+        if was == up {
+            return false;
+        }
+        if up {
+            self.up_since_ms.store(now_ms().max(1), Ordering::Relaxed);
+            self.connect_fail.store(0, Ordering::Relaxed);
+        } else {
+            self.stats.went_down.fetch_add(1, Ordering::Relaxed);
+            self.pool.clear();
+        }
+        true
+    }
+}
+
+/// Pool tuning shared by every backend.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_idle: usize,
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl PoolSettings {
+    pub fn from_config(c: &config::Config) -> Self {
+        PoolSettings {
+            max_idle: c.proxy.pool_max_idle,
+            idle_timeout: c.timeouts.pool_idle,
+            connect_timeout: c.timeouts.connect,
+        }
+    }
+}
+
+/// Keep-alive connections to one backend, most recently used first.
+#[derive(Debug)]
+pub struct Pool {
+    address: SocketAddr,
+    idle: Mutex<Vec<Idle>>,
+    settings: Mutex<PoolSettings>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    tx: SendRequest<ReqBody>,
+    since: Instant,
+}
+
+/// A connection checked out of the pool for one request.
+pub struct Conn {
+    pub tx: SendRequest<ReqBody>,
+    /// Came from the pool (may have been closed by the server meanwhile).
+    pub reused: bool,
+}
+
+/// Why a new connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect to {0} timed out")]
+    Timeout(SocketAddr),
+    #[error("connect to {0} failed: {1}")]
+    Io(SocketAddr, std::io::Error),
+    #[error("HTTP handshake with {0} failed: {1}")]
+    Handshake(SocketAddr, hyper::Error),
+}
+
+impl Pool {
+    pub fn new(address: SocketAddr, settings: PoolSettings) -> Self {
+        Pool {
+            address,
+            idle: Mutex::new(Vec::new()),
+            settings: Mutex::new(settings),
+        }
+    }
+
+    pub fn set_settings(&self, s: PoolSettings) {
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    fn settings(&self) -> PoolSettings {
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number of idle pooled connections.
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn clear(&self) {
+        let drained: Vec<Idle> =
+            std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(drained);
+    }
+
+    /// A ready connection: a pooled one if any is still usable, else a new one.
+    pub async fn checkout(&self, stats: &BackendStats) -> Result<Conn, ConnectError> {
+        let settings = self.settings();
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some(mut idle) = idle else { break };
+            if idle.tx.is_closed() || idle.since.elapsed() >= settings.idle_timeout {
+                continue;
+            }
+            // Returned connections become ready once hyper has finished the previous
+            // exchange, which is imminent; a closed one errors out here.
+            if idle.tx.is_ready() || idle.tx.ready().await.is_ok() {
+                return Ok(Conn {
+                    tx: idle.tx,
+                    reused: true,
+                });
+            }
+        }
+        let tx = self.connect(settings.connect_timeout).await?;
+        stats.connections_opened.fetch_add(1, Ordering::Relaxed);
+        Ok(Conn { tx, reused: false })
+    }
+
+    async fn connect(&self, timeout: Duration) -> Result<SendRequest<ReqBody>, ConnectError> {
+        let addr = self.address;
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(|e| ConnectError::Io(addr, e))?;
+        socket
+            .set_nodelay(true)
+            .map_err(|e| ConnectError::Io(addr, e))?;
+        let stream = match tokio::time::timeout(timeout, socket.connect(addr)).await {
+            Err(_) => return Err(ConnectError::Timeout(addr)),
+            Ok(Err(e)) => return Err(ConnectError::Io(addr, e)),
+            Ok(Ok(s)) => s,
+        };
+        let (tx, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ConnectError::Handshake(addr, e))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(backend = %addr, error = %e, "backend connection ended with error");
+            }
+        });
+        Ok(tx)
+    }
+
+    /// Returns a connection whose last exchange completed cleanly.
+    pub fn checkin(&self, tx: SendRequest<ReqBody>) {
+        if tx.is_closed() {
+            return;
+        }
+        let max = self.settings().max_idle;
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < max {
+            idle.push(Idle {
+                tx,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Drops idle connections past their lifetime; run periodically.
+    pub fn evict_expired(&self) {
+        let timeout = self.settings().idle_timeout;
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|c| !c.tx.is_closed() && c.since.elapsed() < timeout);
+    }
+}
+
+/// Carries live backend state across a reload: reuse by name (and address),
+/// create the rest.
+pub fn reconcile(old: &[Arc<BackendState>], cfg: &config::Config) -> Vec<Arc<BackendState>> {
+    let settings = PoolSettings::from_config(cfg);
+    cfg.backends
+        .iter()
+        .map(|b| {
+            match old
+                .iter()
+                .find(|o| o.name == b.name && o.address == b.address)
+            {
+                Some(o) => {
+                    o.pool.set_settings(settings);
+                    o.clone()
+                }
+                None => Arc::new(BackendState::new(b, settings)),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend() -> BackendState {
+        let cfg = config::Backend {
+            name: "a".into(),
+            address: "127.0.0.1:1".parse().unwrap(),
+            weight: 10,
+            maxconn: 0,
+        };
+        BackendState::new(
+            &cfg,
+            PoolSettings {
+                max_idle: 4,
+                idle_timeout: Duration::from_secs(1),
+                connect_timeout: Duration::from_secs(1),
+            },
+        )
+    }
+
+    #[test]
+    fn fall_and_rise_counts() {
+        let b = backend();
+        assert!(b.is_up());
+        assert_eq!(b.record_check(false, 2, 3), None);
+        assert_eq!(b.record_check(false, 2, 3), None);
+        assert_eq!(b.record_check(false, 2, 3), Some(false));
+        assert!(!b.is_up());
+        assert_eq!(b.record_check(true, 2, 3), None);
+        assert_eq!(
+            b.record_check(false, 2, 3),
+            None,
+            "a failure resets the rise count"
+        );
+        assert_eq!(b.record_check(true, 2, 3), None);
+        assert_eq!(b.record_check(true, 2, 3), Some(true));
+        assert!(b.is_up());
+    }
+
+    #[test]
+    fn passive_failures_take_backend_down() {
+        let b = backend();
+        assert!(!b.record_connect(false, 3));
+        assert!(!b.record_connect(true, 3), "a success resets the count");
+        assert!(!b.record_connect(false, 3));
+        assert!(!b.record_connect(false, 3));
+        assert!(b.record_connect(false, 3));
+        assert!(!b.is_up());
+        // passive_fall = 0 disables.
+        let b = backend();
+        for _ in 0..10 {
+            assert!(!b.record_connect(false, 0));
+        }
+        assert!(b.is_up());
+    }
+
+    #[test]
+    fn slow_start_ramps_weight() {
+        let b = backend();
+        let cfg = config::Backend {
+            name: "a".into(),
+            address: "127.0.0.1:1".parse().unwrap(),
+            weight: 10,
+            maxconn: 0,
+        };
+        // Up since boot: full weight.
+        assert_eq!(b.candidate(&cfg, Duration::from_secs(60)).weight, 10);
+        b.set_up(false);
+        b.set_up(true);
+        let w = b.candidate(&cfg, Duration::from_secs(60)).weight;
+        assert_eq!(w, 1, "just recovered: minimum weight");
+        assert_eq!(
+            b.candidate(&cfg, Duration::ZERO).weight,
+            10,
+            "slow start off"
+        );
+    }
+}

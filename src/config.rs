@@ -1,0 +1,823 @@
+//! `proxy.toml`: the file format, its defaults and its validation.
+//!
+//! Loading never half-succeeds: a file either yields a complete [`Config`] or a
+//! list of [`Problem`]s, each naming file, line, column and key path
+//! (`backend[1].weight`), so `floatlb check` and a failed reload can say exactly
+//! what to fix while the running config stays in place.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::balance::{Algorithm, BalanceOptions};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    pub listen: Listen,
+    #[serde(default)]
+    pub balance: Balance,
+    #[serde(rename = "backend", default)]
+    pub backends: Vec<Backend>,
+    #[serde(default)]
+    pub health: Health,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub proxy: ProxyOptions,
+    #[serde(default)]
+    pub admin: Option<Admin>,
+    #[serde(rename = "vrrp", default)]
+    pub vrrp: Vec<Vrrp>,
+}
+
+/// `[listen]`: the client-facing socket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Listen {
+    /// May be a VIP this node does not hold yet (bound with IP_FREEBIND).
+    pub address: SocketAddr,
+    /// Runtime worker threads; default: number of cores. Read at start only.
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// Most client connections served at once; further ones wait in the backlog.
+    #[serde(default = "default_maxconn")]
+    pub maxconn: usize,
+    /// listen(2) backlog.
+    #[serde(default = "default_backlog")]
+    pub backlog: u32,
+}
+
+fn default_maxconn() -> usize {
+    // Each client connection may hold a backend connection too; stay inside a
+    // 20000 fd limit with room for pools, health checks and the admin port.
+    8000
+}
+fn default_backlog() -> u32 {
+    4096
+}
+
+/// `[balance]`: the scheduler.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Balance {
+    #[serde(default = "default_algorithm")]
+    pub algorithm: Algorithm,
+    /// Query parameter hashed by `url-param`.
+    #[serde(default)]
+    pub url_param: Option<String>,
+    /// Consistent hashing for `source`, `uri` and `url-param`.
+    #[serde(default)]
+    pub consistent: bool,
+    /// Draws for `random` (2 = power of two choices).
+    #[serde(default = "default_draws")]
+    pub draws: u32,
+}
+
+fn default_algorithm() -> Algorithm {
+    Algorithm::RoundRobin
+}
+fn default_draws() -> u32 {
+    2
+}
+
+impl Default for Balance {
+    fn default() -> Self {
+        Balance {
+            algorithm: default_algorithm(),
+            url_param: None,
+            consistent: false,
+            draws: default_draws(),
+        }
+    }
+}
+
+impl Balance {
+    pub fn options(&self) -> BalanceOptions {
+        BalanceOptions {
+            algorithm: self.algorithm,
+            url_param: self.url_param.clone(),
+            consistent: self.consistent,
+            draws: self.draws,
+        }
+    }
+}
+
+/// One `[[backend]]` web server.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Backend {
+    /// Unique; state (health, counters) follows the name across reloads.
+    pub name: String,
+    pub address: SocketAddr,
+    /// 0..=256; 0 takes no new requests (drain).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Per-backend request limit used by `first`; 0 = unlimited.
+    #[serde(default)]
+    pub maxconn: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// `[health]`: active and passive health checking.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Health {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    #[serde(default = "default_health_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(default = "default_health_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Consecutive successful checks that bring a down backend up.
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+    /// Consecutive failed checks that take an up backend down.
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+    /// Consecutive failed connects from live traffic that take a backend
+    /// down before the next active check notices; 0 disables.
+    #[serde(default = "default_fall")]
+    pub passive_fall: u32,
+    /// Ramp a recovered backend's weight up over this long; "0s" = off.
+    #[serde(default, deserialize_with = "duration")]
+    pub slow_start: Duration,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_health_path() -> String {
+    "/".into()
+}
+fn default_health_interval() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_health_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_rise() -> u32 {
+    2
+}
+fn default_fall() -> u32 {
+    3
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            enabled: true,
+            path: default_health_path(),
+            interval: default_health_interval(),
+            timeout: default_health_timeout(),
+            rise: default_rise(),
+            fall: default_fall(),
+            passive_fall: default_fall(),
+            slow_start: Duration::ZERO,
+        }
+    }
+}
+
+/// `[timeouts]`, named as in HAProxy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Timeouts {
+    /// TCP connect to a backend.
+    #[serde(default = "default_connect", deserialize_with = "duration")]
+    pub connect: Duration,
+    /// Receiving a complete request head from a client (slowloris guard).
+    #[serde(default = "default_client_header", deserialize_with = "duration")]
+    pub client_header: Duration,
+    /// Idle keep-alive client connection between requests.
+    #[serde(default = "default_idle", deserialize_with = "duration")]
+    pub idle: Duration,
+    /// Waiting for the backend's response head.
+    #[serde(default = "default_server", deserialize_with = "duration")]
+    pub server: Duration,
+    /// Longest a shutdown waits for in-flight requests.
+    #[serde(default = "default_drain", deserialize_with = "duration")]
+    pub drain: Duration,
+    /// Idle pooled backend connection lifetime; keep below the backends'
+    /// keep-alive timeout (nginx: 75s).
+    #[serde(default = "default_pool_idle", deserialize_with = "duration")]
+    pub pool_idle: Duration,
+}
+
+fn default_connect() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_client_header() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_idle() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_server() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_drain() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_pool_idle() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: default_connect(),
+            client_header: default_client_header(),
+            idle: default_idle(),
+            server: default_server(),
+            drain: default_drain(),
+            pool_idle: default_pool_idle(),
+        }
+    }
+}
+
+/// `[proxy]`: request handling knobs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProxyOptions {
+    /// Extra attempts after a failed connect (HAProxy `retries`).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Retry on another backend rather than the same one (HAProxy `option redispatch`).
+    #[serde(default = "yes")]
+    pub redispatch: bool,
+    #[serde(default = "yes")]
+    pub x_forwarded_for: bool,
+    #[serde(default = "yes")]
+    pub x_forwarded_proto: bool,
+    /// Largest request head accepted from a client, in bytes.
+    #[serde(default = "default_max_header_size")]
+    pub max_header_size: usize,
+    /// Idle connections kept per backend.
+    #[serde(default = "default_pool_size")]
+    pub pool_max_idle: usize,
+}
+
+fn default_retries() -> u32 {
+    3
+}
+fn default_max_header_size() -> usize {
+    64 * 1024
+}
+fn default_pool_size() -> usize {
+    256
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            retries: default_retries(),
+            redispatch: true,
+            x_forwarded_for: true,
+            x_forwarded_proto: true,
+            max_header_size: default_max_header_size(),
+            pool_max_idle: default_pool_size(),
+        }
+    }
+}
+
+/// `[admin]`: metrics and status listener.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Admin {
+    pub address: SocketAddr,
+}
+
+/// One `[[vrrp]]` instance (a VRID this node takes part in).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Vrrp {
+    pub interface: String,
+    pub vrid: u32,
+    pub priority: u32,
+    #[serde(default = "default_advert", deserialize_with = "duration")]
+    pub advert_interval: Duration,
+    pub virtual_addresses: Vec<String>,
+    #[serde(default = "yes")]
+    pub preempt: bool,
+    #[serde(default, deserialize_with = "duration")]
+    pub preempt_delay: Duration,
+    #[serde(default)]
+    pub unicast_peers: Vec<Ipv4Addr>,
+    /// Priority lowered by this much while the local proxy is unhealthy;
+    /// absent = enter FAULT instead.
+    #[serde(default)]
+    pub track_weight: Option<u32>,
+    #[serde(default)]
+    pub notify: Option<PathBuf>,
+    /// Gratuitous ARPs per VIP when becoming master.
+    #[serde(default = "default_garp_count")]
+    pub garp_count: u32,
+    #[serde(default = "default_garp_interval", deserialize_with = "duration")]
+    pub garp_interval: Duration,
+    /// Re-announce VIPs periodically while master; "0s" = off.
+    #[serde(default, deserialize_with = "duration")]
+    pub garp_refresh: Duration,
+    /// Send the VRRPv2-style checksum (no pseudo-header), for old peers.
+    #[serde(default)]
+    pub v2_checksum: bool,
+    /// Run the instance thread with SCHED_FIFO.
+    #[serde(default = "yes")]
+    pub realtime: bool,
+}
+
+fn default_advert() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_garp_count() -> u32 {
+    5
+}
+fn default_garp_interval() -> Duration {
+    Duration::from_millis(1)
+}
+
+/// Parses "500ms", "2s", "1m", "1.5s", "250us", "1h".
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("invalid duration {s:?}: missing unit (use ms, s, m or h)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| {
+        format!("invalid duration {s:?}: expected a number followed by ms, s, m or h")
+    })?;
+    let secs = match unit.trim() {
+        "us" | "µs" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => {
+            return Err(format!(
+                "invalid duration {s:?}: unknown unit {other:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    if !secs.is_finite() || secs > 365.0 * 86400.0 {
+        return Err(format!("invalid duration {s:?}: too large"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// One thing wrong with a config file, positioned for a human.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    /// Key path such as `backend[1].weight`; empty for syntax errors.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Why a config could not be loaded: every problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Invalid(p) => p,
+            ConfigError::Read { .. } => &[],
+        }
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_owned(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates config text; `file` only labels the messages.
+pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+    let problem = |offset: Option<usize>, path: String, message: String| {
+        let (line, column) = offset.map(|o| line_col(text, o)).unwrap_or((1, 1));
+        Problem {
+            file: file.to_owned(),
+            line,
+            column,
+            path,
+            message,
+        }
+    };
+    let doc = match toml::de::DeTable::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let p = problem(
+                e.span().map(|s| s.start),
+                String::new(),
+                e.message().to_string(),
+            );
+            return Err(ConfigError::Invalid(vec![p]));
+        }
+    };
+    let root = toml::de::DeValue::Table(doc.get_ref().clone());
+    let de = toml::de::Deserializer::from(doc);
+    let config: Config = match serde_path_to_error::deserialize(de) {
+        Ok(c) => c,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let offset = inner
+                .span()
+                .map(|s| s.start)
+                .or_else(|| span_of(&root, &path));
+            let path = if path == "." { String::new() } else { path };
+            return Err(ConfigError::Invalid(vec![problem(
+                offset,
+                path,
+                inner.message().to_string(),
+            )]));
+        }
+    };
+    let problems: Vec<Problem> = config
+        .problems()
+        .into_iter()
+        .map(|(path, msg)| problem(span_of(&root, &path), path, msg))
+        .collect();
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(problems))
+    }
+}
+
+/// Byte offset of the value at a key path like `backend[1].weight`.
+fn span_of(root: &toml::de::DeValue<'_>, path: &str) -> Option<usize> {
+    let mut cur = root;
+    let mut offset = None;
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        let (key, index) = match seg.find('[') {
+            Some(i) => (
+                &seg[..i],
+                seg[i + 1..].trim_end_matches(']').parse::<usize>().ok(),
+            ),
+            None => (seg, None),
+        };
+        let Some(next) = cur.get(key) else { break };
+        offset = Some(next.span().start);
+        cur = next.get_ref();
+        if let Some(i) = index {
+            let Some(next) = cur.get(i) else { break };
+            offset = Some(next.span().start);
+            cur = next.get_ref();
+        }
+    }
+    offset
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+impl Config {
+    /// Semantic checks serde cannot express; (key path, message) pairs.
+    fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut p = |path: String, msg: String| out.push((path, msg));
+        if self.listen.workers == Some(0) {
+            p("listen.workers".into(), "must be at least 1".into());
+        }
+        if self.listen.maxconn == 0 {
+            p("listen.maxconn".into(), "must be at least 1".into());
+        }
+        if self.backends.is_empty() {
+            p(
+                "backend".into(),
+                "at least one [[backend]] is required".into(),
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, b) in self.backends.iter().enumerate() {
+            if b.name.is_empty() {
+                p(format!("backend[{i}].name"), "must not be empty".into());
+            } else if !names.insert(b.name.as_str()) {
+                p(
+                    format!("backend[{i}].name"),
+                    format!("duplicate backend name {:?}", b.name),
+                );
+            }
+            if b.weight > 256 {
+                p(
+                    format!("backend[{i}].weight"),
+                    format!("weight {} is out of range 0..=256", b.weight),
+                );
+            }
+            if b.address.port() == 0 {
+                p(format!("backend[{i}].address"), "port must not be 0".into());
+            }
+        }
+        if self.balance.algorithm == Algorithm::UrlParam
+            && self.balance.url_param.as_deref().unwrap_or("").is_empty()
+        {
+            p(
+                "balance.url-param".into(),
+                "algorithm \"url-param\" needs url-param = \"<name>\"".into(),
+            );
+        }
+        if self.balance.draws == 0 || self.balance.draws > 16 {
+            p("balance.draws".into(), "must be in 1..=16".into());
+        }
+        let h = &self.health;
+        if !h.path.starts_with('/') {
+            p("health.path".into(), "must start with '/'".into());
+        }
+        if h.interval.is_zero() {
+            p("health.interval".into(), "must be greater than 0".into());
+        }
+        if h.timeout.is_zero() {
+            p("health.timeout".into(), "must be greater than 0".into());
+        }
+        if h.rise == 0 {
+            p("health.rise".into(), "must be at least 1".into());
+        }
+        if h.fall == 0 {
+            p("health.fall".into(), "must be at least 1".into());
+        }
+        for (name, d) in [
+            ("connect", self.timeouts.connect),
+            ("client-header", self.timeouts.client_header),
+            ("idle", self.timeouts.idle),
+            ("server", self.timeouts.server),
+        ] {
+            if d.is_zero() {
+                p(format!("timeouts.{name}"), "must be greater than 0".into());
+            }
+        }
+        if self.proxy.max_header_size < 1024 {
+            p(
+                "proxy.max-header-size".into(),
+                "must be at least 1024 bytes".into(),
+            );
+        }
+        let mut vrids = std::collections::HashSet::new();
+        for (i, v) in self.vrrp.iter().enumerate() {
+            for (path, msg) in v.problems() {
+                p(format!("vrrp[{i}].{path}"), msg);
+            }
+            if !vrids.insert((v.interface.as_str(), v.vrid)) {
+                p(
+                    format!("vrrp[{i}].vrid"),
+                    format!("VRID {} is already used on {}", v.vrid, v.interface),
+                );
+            }
+        }
+        out
+    }
+}
+
+impl Vrrp {
+    fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.interface.is_empty() {
+            out.push(("interface".into(), "must not be empty".into()));
+        } else if !Path::new("/sys/class/net").join(&self.interface).exists() {
+            out.push((
+                "interface".into(),
+                format!(
+                    "no network interface named {:?} on this host",
+                    self.interface
+                ),
+            ));
+        }
+        if !(1..=255).contains(&self.vrid) {
+            out.push((
+                "vrid".into(),
+                format!("VRID {} is out of range 1..=255", self.vrid),
+            ));
+        }
+        if !(1..=255).contains(&self.priority) {
+            out.push((
+                "priority".into(),
+                format!("priority {} is out of range 1..=255", self.priority),
+            ));
+        }
+        let ms = self.advert_interval.as_millis();
+        if !(10..=40950).contains(&ms) || self.advert_interval.as_micros() % 10_000 != 0 {
+            out.push((
+                "advert-interval".into(),
+                "must be a multiple of 10ms between 10ms and 40.95s (12 bits of centiseconds)"
+                    .into(),
+            ));
+        }
+        if self.virtual_addresses.is_empty() {
+            out.push((
+                "virtual-addresses".into(),
+                "at least one virtual address is required".into(),
+            ));
+        }
+        for (j, a) in self.virtual_addresses.iter().enumerate() {
+            if let Err(e) = parse_cidr(a) {
+                out.push((format!("virtual-addresses[{j}]"), e));
+            }
+        }
+        if let Some(w) = self.track_weight {
+            if !(1..=254).contains(&w) {
+                out.push(("track-weight".into(), "must be in 1..=254".into()));
+            }
+        }
+        if self.garp_count > 100 {
+            out.push(("garp-count".into(), "must be at most 100".into()));
+        }
+        out
+    }
+
+    /// The VIPs as (address, prefix length).
+    pub fn vips(&self) -> Vec<(Ipv4Addr, u8)> {
+        self.virtual_addresses
+            .iter()
+            .filter_map(|a| parse_cidr(a).ok())
+            .collect()
+    }
+}
+
+/// Parses "198.18.0.100/24" (a bare address means /32).
+pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (
+            a,
+            l.parse::<u8>()
+                .map_err(|_| format!("bad prefix length in {s:?}"))?,
+        ),
+        None => (s, 32),
+    };
+    let addr: Ipv4Addr = addr
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IPv4 address"))?;
+    if len > 32 {
+        return Err(format!("prefix length in {s:?} is over 32"));
+    }
+    Ok((addr, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[listen]
+address = "127.0.0.1:8080"
+[[backend]]
+name = "a"
+address = "127.0.0.1:9001"
+[[backend]]
+name = "b"
+address = "127.0.0.1:9002"
+weight = 3
+"#;
+
+    fn parse_str(s: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("t.toml"), s)
+    }
+
+    #[test]
+    fn parses_minimal_with_defaults() {
+        let c = parse_str(GOOD).unwrap();
+        assert_eq!(c.backends.len(), 2);
+        assert_eq!(c.backends[1].weight, 3);
+        assert_eq!(c.health.rise, 2);
+        assert_eq!(c.timeouts.connect, Duration::from_secs(2));
+        assert_eq!(c.balance.algorithm, Algorithm::RoundRobin);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("5").unwrap_err().contains("missing unit"));
+        assert!(parse_duration("5 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(parse_duration("ms").is_err());
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let err = parse_str("[listen]\naddress = \"127.0.0.1:80\"\nworkers = = 2\n").unwrap_err();
+        let p = &err.problems()[0];
+        assert_eq!(p.line, 3, "{err}");
+        assert!(p.column > 1);
+    }
+
+    #[test]
+    fn type_error_names_key_path_and_line() {
+        let text = GOOD.replace("weight = 3", "weight = \"heavy\"");
+        let err = parse_str(&text).unwrap_err();
+        let p = &err.problems()[0];
+        assert_eq!(p.path, "backend[1].weight", "{err}");
+        assert_eq!(p.line, 10, "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let text = GOOD.replace("weight = 3", "wieght = 3");
+        let err = parse_str(&text).unwrap_err();
+        assert!(err.to_string().contains("wieght"), "{err}");
+        assert_eq!(err.problems()[0].line, 10);
+    }
+
+    #[test]
+    fn bad_duration_is_positioned() {
+        let text = format!("{GOOD}\n[health]\ninterval = \"soon\"\n");
+        let err = parse_str(&text).unwrap_err();
+        let p = &err.problems()[0];
+        assert_eq!(p.path, "health.interval");
+        assert!(p.message.contains("invalid duration"), "{err}");
+        assert_eq!(p.line, 13);
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported() {
+        let text = GOOD
+            .replace("weight = 3", "weight = 300")
+            .replace("name = \"b\"", "name = \"a\"");
+        let err = parse_str(&text).unwrap_err();
+        let paths: Vec<_> = err
+            .problems()
+            .iter()
+            .map(|p| (p.path.as_str(), p.line))
+            .collect();
+        assert!(paths.contains(&("backend[1].weight", 10)), "{err}");
+        assert!(paths.contains(&("backend[1].name", 8)), "{err}");
+    }
+
+    #[test]
+    fn vrrp_ranges_checked() {
+        let text = format!(
+            "{GOOD}\n[[vrrp]]\ninterface = \"lo\"\nvrid = 300\npriority = 0\nadvert-interval = \"15ms\"\nvirtual-addresses = [\"198.18.0.300/24\"]\n"
+        );
+        let err = parse_str(&text).unwrap_err();
+        let paths: Vec<_> = err.problems().iter().map(|p| p.path.as_str()).collect();
+        for want in [
+            "vrrp[0].vrid",
+            "vrrp[0].priority",
+            "vrrp[0].advert-interval",
+            "vrrp[0].virtual-addresses[0]",
+        ] {
+            assert!(paths.contains(&want), "missing {want}: {err}");
+        }
+    }
+
+    #[test]
+    fn url_param_requires_name() {
+        let text = format!("{GOOD}\n[balance]\nalgorithm = \"url-param\"\n");
+        let err = parse_str(&text).unwrap_err();
+        assert_eq!(err.problems()[0].path, "balance.url-param");
+    }
+
+    #[test]
+    fn cidr() {
+        assert_eq!(
+            parse_cidr("198.18.0.100/24").unwrap(),
+            ("198.18.0.100".parse().unwrap(), 24)
+        );
+        assert_eq!(parse_cidr("198.18.0.100").unwrap().1, 32);
+        assert!(parse_cidr("198.18.0.100/33").is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! The running daemon: builds the runtime, wires listener, health checks,
+//! admin port, VRRP and signals together, and drives reload and shutdown.
+//!
+//! Signals: SIGHUP reloads `proxy.toml` (an invalid file is reported and the
+//! running config stays); SIGTERM/SIGINT shut down: VRRP instances step down
+//! first (priority-0 advert, VIPs removed) so a backup takes over in Skew_Time,
+//! then the listener closes and in-flight requests drain (bounded by
+//! `timeouts.drain`).
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::config::Config;
+use crate::live::{self, Shared};
+use crate::{admin, health, server};
+
+/// Runs floatlb with an already validated config until a shutdown signal.
+pub fn run(config: Config, path: &Path) -> anyhow::Result<()> {
+    let workers = config.listen.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("floatlb-worker")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(serve(config, path))
+}
+
+async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
+    // Before anything is bound: a SIGHUP that finds no handler would kill us.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let listen = config.listen.address;
+    let listener = server::bind(listen, config.listen.backlog)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let admin_listener = match &config.admin {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a.address)
+                .await
+                .with_context(|| format!("cannot listen on admin address {}", a.address))?,
+        ),
+        None => None,
+    };
+    let mut maxconn = config.listen.maxconn;
+    let shared = Arc::new(Shared::new(config, path));
+    tracing::info!(address = %listen, backends = shared.live.load().backends.len(), "floatlb listening");
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (generation_tx, generation_rx) = watch::channel(0u64);
+    let (rebind_tx, rebind_rx) = mpsc::channel(1);
+    let limit = Arc::new(Semaphore::new(maxconn));
+
+    tokio::spawn(health::supervise(shared.clone(), generation_rx));
+    shared.stats.set_accepting(true);
+    let accept = tokio::spawn(server::accept_loop(
+        listener,
+        rebind_rx,
+        shared.clone(),
+        limit.clone(),
+        shutdown_rx.clone(),
+    ));
+    let hooks: Arc<dyn admin::AdminHooks> = Arc::new(admin::NoHooks);
+    if let Some(l) = admin_listener {
+        tokio::spawn(admin::serve(l, shared.clone(), hooks.clone()));
+    }
+
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match live::reload(&shared) {
+                Ok(r) => {
+                    tracing::info!(file = %path.display(), "configuration reloaded");
+                    generation_tx.send_modify(|g| *g += 1);
+                    if let Some(l) = r.new_listener {
+                        let _ = rebind_tx.send(l).await;
+                    }
+                    if r.maxconn > maxconn {
+                        limit.add_permits(r.maxconn - maxconn);
+                    } else if r.maxconn < maxconn {
+                        limit.forget_permits(maxconn - r.maxconn);
+                    }
+                    maxconn = r.maxconn;
+                }
+                Err(e) => tracing::error!("reload failed, keeping the running configuration:\n{e}"),
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+
+    let drain = shared.live.load().config.timeouts.drain;
+    tracing::info!(drain_timeout = ?drain, "shutting down: closing listener, draining connections");
+    shared.stats.set_accepting(false);
+    let _ = shutdown_tx.send(true);
+    let _ = accept.await;
+    let deadline = tokio::time::Instant::now() + drain;
+    while shared.stats.connections_active.load(Ordering::Relaxed) > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = shared.stats.connections_active.load(Ordering::Relaxed);
+    if left > 0 {
+        tracing::warn!(
+            connections = left,
+            "drain timeout reached; closing remaining connections"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

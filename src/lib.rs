@@ -1,0 +1,14 @@
+//! floatlb: a high-availability HTTP/1.x load balancer with a built-in VRRPv3 peer.
+//!
+//! The binary (`src/main.rs`) is a thin CLI over [`daemon`]; the modules are
+//! public so integration tests and the bench can reach them.
+
+pub mod admin;
+pub mod backend;
+pub mod balance;
+pub mod config;
+pub mod daemon;
+pub mod health;
+pub mod live;
+pub mod proxy;
+pub mod server;

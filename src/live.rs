@@ -1,0 +1,190 @@
+//! The live configuration: one `ArcSwap` snapshot read once per request, and
+//! the reload that replaces it.
+//!
+//! A reload either fully succeeds or changes nothing: the file is parsed and
+//! validated, a changed listen address is bound, and only then is the new
+//! snapshot stored. Backend state is carried over by name (see
+//! [`crate::backend::reconcile`]); in-flight requests keep the snapshot they
+//! started with.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+
+use crate::backend::{self, BackendState};
+use crate::balance::{self, BackendMeta, Selection};
+use crate::config::{self, Config};
+
+/// Everything a request needs, consistent within itself.
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    /// Same order as `config.backends`.
+    pub backends: Vec<Arc<BackendState>>,
+    pub selection: Box<dyn Selection>,
+}
+
+impl Snapshot {
+    pub fn build(config: Config, previous: &[Arc<BackendState>]) -> Self {
+        let backends = backend::reconcile(previous, &config);
+        let metas: Vec<BackendMeta> = config
+            .backends
+            .iter()
+            .map(|b| BackendMeta {
+                name: b.name.clone(),
+                weight: b.weight,
+            })
+            .collect();
+        let selection = balance::build(&config.balance.options(), &metas);
+        Snapshot {
+            config: Arc::new(config),
+            backends,
+            selection,
+        }
+    }
+
+    /// At least one backend passes its health checks.
+    pub fn any_backend_up(&self) -> bool {
+        self.backends.iter().any(|b| b.is_up())
+    }
+}
+
+/// Process-wide counters (client side).
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    pub requests: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub connections_active: AtomicI64,
+    pub accept_errors: AtomicU64,
+    pub client_timeouts: AtomicU64,
+    pub errors_502: AtomicU64,
+    pub errors_503: AtomicU64,
+    pub errors_504: AtomicU64,
+    pub errors_other: AtomicU64,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    /// Unix seconds of the last successful (re)load.
+    pub last_reload_unix: AtomicU64,
+    accepting: AtomicBool,
+}
+
+/// Decrements the active connection gauge when dropped.
+pub struct ActiveConn<'a>(&'a ProxyStats);
+
+impl Drop for ActiveConn<'_> {
+    fn drop(&mut self) {
+        self.0.connections_active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl ProxyStats {
+    pub fn connection_opened(&self) -> ActiveConn<'_> {
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+        self.connections_active.fetch_add(1, Ordering::Relaxed);
+        ActiveConn(self)
+    }
+    pub fn set_accepting(&self, v: bool) {
+        if self.accepting.load(Ordering::Relaxed) != v {
+            self.accepting.store(v, Ordering::Relaxed);
+        }
+    }
+    /// The listener is bound and the accept loop runs.
+    pub fn accepting(&self) -> bool {
+        self.accepting.load(Ordering::Relaxed)
+    }
+}
+
+/// State shared by every task of the proxy.
+pub struct Shared {
+    pub live: ArcSwap<Snapshot>,
+    pub stats: ProxyStats,
+    pub config_path: PathBuf,
+}
+
+impl Shared {
+    pub fn new(config: Config, config_path: &Path) -> Self {
+        let stats = ProxyStats::default();
+        stats.last_reload_unix.store(unix_now(), Ordering::Relaxed);
+        Shared {
+            live: ArcSwap::from_pointee(Snapshot::build(config, &[])),
+            stats,
+            config_path: config_path.to_owned(),
+        }
+    }
+
+    /// Whether this node can serve: listener accepting and a backend up.
+    pub fn healthy(&self) -> bool {
+        self.stats.accepting() && self.live.load().any_backend_up()
+    }
+}
+
+/// What a successful reload changed that the caller must act on.
+pub struct Reloaded {
+    /// A listener bound to the new `[listen] address`, if it changed.
+    pub new_listener: Option<TcpListener>,
+    pub maxconn: usize,
+}
+
+/// Why a reload was refused; the running config is untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Re-reads the config file and swaps it in if valid.
+pub fn reload(shared: &Shared) -> Result<Reloaded, ReloadError> {
+    let result = try_reload(shared);
+    match &result {
+        Ok(_) => {
+            shared.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
+            shared
+                .stats
+                .last_reload_unix
+                .store(unix_now(), Ordering::Relaxed);
+        }
+        Err(_) => {
+            shared.stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    result
+}
+
+fn try_reload(shared: &Shared) -> Result<Reloaded, ReloadError> {
+    let cfg = config::load(&shared.config_path)?;
+    let old = shared.live.load_full();
+    let new_listener = if cfg.listen.address != old.config.listen.address {
+        let l = crate::server::bind(cfg.listen.address, cfg.listen.backlog).map_err(|source| {
+            ReloadError::Bind {
+                address: cfg.listen.address,
+                source,
+            }
+        })?;
+        Some(l)
+    } else {
+        None
+    };
+    let maxconn = cfg.listen.maxconn;
+    shared
+        .live
+        .store(Arc::new(Snapshot::build(cfg, &old.backends)));
+    Ok(Reloaded {
+        new_listener,
+        maxconn,
+    })
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,602 @@
+//! The request path: pick a backend, forward the request, stream the answer.
+//!
+//! Retries follow HAProxy's `retries` + `option redispatch`: a request whose
+//! connection failed before any byte was sent goes to another healthy backend;
+//! an idempotent, bodyless request that failed on a reused pooled connection
+//! before any response byte is replayed once. Everything else that fails becomes
+//! a 502/503/504 with a one-line reason — never a hang or a panic.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+
+use crate::backend::{BackendState, ConnectError, ReqBody};
+use crate::balance::{Candidate, RequestKey};
+use crate::live::{Shared, Snapshot};
+use crate::server::ConnPhase;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Per-client-connection facts the request path needs.
+#[derive(Clone)]
+pub struct ConnCtx {
+    pub shared: Arc<Shared>,
+    pub peer: SocketAddr,
+    pub phase: Arc<ConnPhase>,
+}
+
+/// Handles one client request; always produces a response.
+pub async fn handle(
+    req: Request<Incoming>,
+    ctx: ConnCtx,
+) -> Result<Response<RespBody>, Infallible> {
+    ctx.phase.set_active();
+    let shared = &ctx.shared;
+    shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let snap = shared.live.load_full();
+    let resp = forward(req, &ctx, &snap).await;
+    Ok(resp)
+}
+
+async fn forward(req: Request<Incoming>, ctx: &ConnCtx, snap: &Snapshot) -> Response<RespBody> {
+    if let Err(reason) = check_framing(req.headers()) {
+        return bad_request(ctx, reason);
+    }
+    let cfg = &snap.config;
+    let (mut parts, body) = req.into_parts();
+    let client_http10 = parts.version == Version::HTTP_10;
+    prepare_request_headers(
+        &mut parts.headers,
+        ctx.peer,
+        cfg.proxy.x_forwarded_for,
+        cfg.proxy.x_forwarded_proto,
+    );
+    if parts.uri.scheme().is_some() {
+        // absolute-form from a proxy-style client: backends expect origin-form.
+        if !parts.headers.contains_key(header::HOST) {
+            if let Some(v) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
+    }
+    parts.version = Version::HTTP_11;
+
+    let replayable = is_idempotent(&parts.method) && body.is_end_stream();
+    let uri = parts.uri.clone();
+    let key = RequestKey {
+        client_ip: ctx.peer.ip(),
+        path_and_query: uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+    };
+    let mut pending: Option<Request<ReqBody>> =
+        Some(Request::from_parts(parts, Either::Left(body)));
+
+    let retries = cfg.proxy.retries;
+    let mut tried = Tried::default();
+    let mut failed_connects = 0u32;
+    let mut stale_conns = 0u32;
+    let mut replayed = false;
+    let mut last_error: Option<ConnectError> = None;
+    loop {
+        // Excluding every tried backend may leave none; then the same one may be
+        // tried again (bounded by the retry counters below).
+        let picked = pick(snap, &key, tried.as_slice()).or_else(|| match tried.len {
+            0 => None,
+            _ => pick(snap, &key, &[]),
+        });
+        let Some(idx) = picked else {
+            return match last_error {
+                Some(e) => error_response(ctx, connect_status(&e), &e.to_string()),
+                None => error_response(ctx, StatusCode::SERVICE_UNAVAILABLE, "no healthy backend"),
+            };
+        };
+        let backend = &snap.backends[idx];
+        let in_flight = InFlight::new(backend.clone());
+        let conn = match backend.pool.checkout(&backend.stats).await {
+            Ok(c) => c,
+            Err(e) => {
+                if backend.record_connect(false, cfg.health.passive_fall) {
+                    tracing::warn!(backend = %backend.name, error = %e, "backend marked DOWN after consecutive connect failures");
+                } else {
+                    tracing::debug!(backend = %backend.name, error = %e, "connect failed");
+                }
+                drop(in_flight);
+                failed_connects += 1;
+                if failed_connects > retries {
+                    return error_response(ctx, connect_status(&e), &e.to_string());
+                }
+                backend.stats.retries.fetch_add(1, Ordering::Relaxed);
+                if cfg.proxy.redispatch {
+                    backend.stats.redispatches.fetch_add(1, Ordering::Relaxed);
+                    tried.push(idx);
+                }
+                last_error = Some(e);
+                continue;
+            }
+        };
+        if !conn.reused {
+            backend.record_connect(true, cfg.health.passive_fall);
+        }
+        let Some(mut req) = pending.take() else {
+            return error_response(ctx, StatusCode::BAD_GATEWAY, "internal retry error");
+        };
+        if !req.headers().contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(&backend.address.to_string()) {
+                req.headers_mut().insert(header::HOST, v);
+            }
+        }
+        // No response byte yet and nothing in the body: sending it again cannot
+        // apply it twice, whether the connection was pooled or fresh.
+        let replay = (replayable && !replayed).then(|| Replay::of(&req));
+        let conn_reused = conn.reused;
+        let mut tx = conn.tx;
+        backend.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let sent = tokio::time::timeout(cfg.timeouts.server, tx.try_send_request(req)).await;
+        match sent {
+            Err(_) => {
+                backend.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                backend.stats.count_status(504);
+                let msg = format!(
+                    "backend {} did not answer within {:?}",
+                    backend.name, cfg.timeouts.server
+                );
+                return error_response(ctx, StatusCode::GATEWAY_TIMEOUT, &msg);
+            }
+            Ok(Ok(resp)) => {
+                backend.stats.count_status(resp.status().as_u16());
+                return backend_response(resp, tx, in_flight, ctx, client_http10);
+            }
+            Ok(Err(mut e)) => {
+                if let Some(req) = e.take_message() {
+                    // The pooled connection was gone before anything was written.
+                    pending = Some(req);
+                    stale_conns += 1;
+                    if stale_conns <= 8 {
+                        continue;
+                    }
+                } else if let Some(replay) = replay {
+                    replayed = true;
+                    backend.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    if cfg.proxy.redispatch {
+                        backend.stats.redispatches.fetch_add(1, Ordering::Relaxed);
+                        tried.push(idx);
+                    }
+                    tracing::debug!(backend = %backend.name, error = %e.error(), reused = conn_reused, "replaying idempotent request");
+                    pending = Some(replay.into_request());
+                    continue;
+                }
+                backend
+                    .stats
+                    .response_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                backend.stats.count_status(502);
+                let msg = format!("backend {} failed: {}", backend.name, e.error());
+                return error_response(ctx, StatusCode::BAD_GATEWAY, &msg);
+            }
+        }
+    }
+}
+
+/// Refuses requests whose body framing two HTTP parsers could read
+/// differently (request smuggling, RFC 9112 §6.3): hyper tolerates some of
+/// these, a backend might resolve them the other way.
+fn check_framing(h: &HeaderMap) -> Result<(), &'static str> {
+    let te = h.get_all(header::TRANSFER_ENCODING);
+    let mut te_count = 0;
+    for v in te.iter() {
+        te_count += 1;
+        if !v.as_bytes().eq_ignore_ascii_case(b"chunked") {
+            return Err("unsupported Transfer-Encoding");
+        }
+    }
+    if te_count > 1 {
+        return Err("repeated Transfer-Encoding");
+    }
+    let mut cl = h.get_all(header::CONTENT_LENGTH).iter();
+    if let Some(first) = cl.next() {
+        if te_count > 0 {
+            return Err("both Content-Length and Transfer-Encoding");
+        }
+        if cl.any(|v| v != first) {
+            return Err("conflicting Content-Length values");
+        }
+    }
+    Ok(())
+}
+
+fn bad_request(ctx: &ConnCtx, reason: &str) -> Response<RespBody> {
+    let mut resp = error_response(ctx, StatusCode::BAD_REQUEST, reason);
+    // The rest of this connection's bytes cannot be trusted.
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+fn connect_status(e: &ConnectError) -> StatusCode {
+    match e {
+        ConnectError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+fn pick(snap: &Snapshot, key: &RequestKey<'_>, exclude: &[usize]) -> Option<usize> {
+    let slow_start = snap.config.health.slow_start;
+    let n = snap.backends.len();
+    const STACK: usize = 32;
+    if n <= STACK {
+        let mut buf = [Candidate {
+            weight: 0,
+            in_flight: 0,
+            up: false,
+            maxconn: 0,
+        }; STACK];
+        for (i, b) in snap.backends.iter().enumerate() {
+            buf[i] = b.candidate(&snap.config.backends[i], slow_start);
+        }
+        snap.selection.select(&buf[..n], key, exclude)
+    } else {
+        let v: Vec<Candidate> = snap
+            .backends
+            .iter()
+            .zip(&snap.config.backends)
+            .map(|(b, c)| b.candidate(c, slow_start))
+            .collect();
+        snap.selection.select(&v, key, exclude)
+    }
+}
+
+/// Backends already tried for one request.
+#[derive(Default)]
+struct Tried {
+    idx: [usize; 16],
+    len: usize,
+}
+
+impl Tried {
+    fn push(&mut self, i: usize) {
+        if self.len < self.idx.len() && !self.as_slice().contains(&i) {
+            self.idx[self.len] = i;
+            self.len += 1;
+        }
+    }
+    fn as_slice(&self) -> &[usize] {
+        &self.idx[..self.len]
+    }
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Enough of a bodyless request to send it again.
+struct Replay {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl Replay {
+    fn of(req: &Request<ReqBody>) -> Self {
+        Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+        }
+    }
+    fn into_request(self) -> Request<ReqBody> {
+        let mut r = Request::new(Either::Right(Empty::new()));
+        *r.method_mut() = self.method;
+        *r.uri_mut() = self.uri;
+        *r.headers_mut() = self.headers;
+        r
+    }
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the
+/// Connection header names.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if let Some(conn) = h.get(header::CONNECTION) {
+        let listed: Option<Vec<HeaderName>> = conn.to_str().ok().map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|t| {
+                    !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive")
+                })
+                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+                .collect()
+        });
+        for name in listed.into_iter().flatten() {
+            h.remove(name);
+        }
+    }
+    for name in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
+        h.remove(name);
+    }
+}
+
+fn prepare_request_headers(h: &mut HeaderMap, peer: SocketAddr, xff: bool, xfp: bool) {
+    strip_hop_by_hop(h);
+    // We answer 100-continue to the client ourselves (hyper does when the body
+    // is first read) and stream the body on; the backend need not see it.
+    h.remove(header::EXPECT);
+    if xff {
+        let ip = peer.ip().to_string();
+        let value = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {ip}"),
+            None => ip,
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(X_FORWARDED_FOR.clone(), v);
+        }
+    }
+    if xfp {
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+}
+
+fn backend_response(
+    resp: Response<Incoming>,
+    tx: SendRequest<ReqBody>,
+    in_flight: InFlight,
+    ctx: &ConnCtx,
+    _client_http10: bool,
+) -> Response<RespBody> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let done = Done {
+        backend: in_flight,
+        tx: Some(tx),
+        complete: body.is_end_stream(),
+    };
+    Response::from_parts(
+        parts,
+        RespBody {
+            inner: Inner::Backend { body, done },
+            _phase: PhaseGuard(ctx.phase.clone()),
+        },
+    )
+}
+
+fn error_response(ctx: &ConnCtx, status: StatusCode, reason: &str) -> Response<RespBody> {
+    let counter = match status.as_u16() {
+        502 => &ctx.shared.stats.errors_502,
+        503 => &ctx.shared.stats.errors_503,
+        504 => &ctx.shared.stats.errors_504,
+        _ => &ctx.shared.stats.errors_other,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(status = status.as_u16(), reason, client = %ctx.peer, "error response");
+    let text = format!(
+        "{} {}: {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        reason
+    );
+    let mut resp = Response::new(RespBody {
+        inner: Inner::Full(Some(Bytes::from(text))),
+        _phase: PhaseGuard(ctx.phase.clone()),
+    });
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Counts a request against a backend's in-flight load until dropped.
+pub struct InFlight(Arc<BackendState>);
+
+impl InFlight {
+    fn new(b: Arc<BackendState>) -> Self {
+        b.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(b)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Marks the client connection idle again once the response is finished.
+struct PhaseGuard(Arc<ConnPhase>);
+
+impl Drop for PhaseGuard {
+    fn drop(&mut self) {
+        self.0.set_idle();
+    }
+}
+
+/// Returns the backend connection to the pool if (and only if) the response
+/// body was read to its end; a half-read connection is closed instead.
+struct Done {
+    backend: InFlight,
+    tx: Option<SendRequest<ReqBody>>,
+    complete: bool,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if self.complete {
+            if let Some(tx) = self.tx.take() {
+                self.backend.0.pool.checkin(tx);
+            }
+        }
+    }
+}
+
+/// Response body sent to clients: a backend's stream or a short local answer.
+pub struct RespBody {
+    inner: Inner,
+    _phase: PhaseGuard,
+}
+
+enum Inner {
+    Backend { body: Incoming, done: Done },
+    Full(Option<Bytes>),
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.inner {
+            Inner::Backend { body, done } => {
+                let res = Pin::new(&mut *body).poll_frame(cx);
+                match &res {
+                    Poll::Ready(None) => done.complete = true,
+                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => done.complete = true,
+                    _ => {}
+                }
+                res
+            }
+            Inner::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Backend { body, .. } => body.is_end_stream(),
+            Inner::Full(d) => d.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Backend { body, .. } => body.size_hint(),
+            Inner::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
+            Inner::Full(None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// A local answer, for the admin listener and tests.
+pub fn local_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<RespBody> {
+    let mut resp = Response::new(RespBody {
+        inner: Inner::Full(Some(body.into())),
+        _phase: PhaseGuard(Arc::new(ConnPhase::new())),
+    });
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::HOST, HeaderValue::from_static("example"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::HOST));
+    }
+
+    #[test]
+    fn forwarded_headers_append() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("198.18.0.9"));
+        h.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+        prepare_request_headers(&mut h, "198.18.0.2:5555".parse().unwrap(), true, true);
+        assert_eq!(h["x-forwarded-for"], "198.18.0.9, 198.18.0.2");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert!(!h.contains_key(header::EXPECT));
+        let mut h = HeaderMap::new();
+        prepare_request_headers(&mut h, "198.18.0.2:5555".parse().unwrap(), false, false);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        let mut h = HeaderMap::new();
+        assert!(check_framing(&h).is_ok());
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        assert!(check_framing(&h).is_ok());
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        assert_eq!(
+            check_framing(&h),
+            Err("both Content-Length and Transfer-Encoding")
+        );
+        let mut h = HeaderMap::new();
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("4"));
+        assert_eq!(check_framing(&h), Err("conflicting Content-Length values"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("gzip, chunked"),
+        );
+        assert!(check_framing(&h).is_err());
+    }
+
+    #[test]
+    fn idempotency() {
+        assert!(is_idempotent(&Method::GET));
+        assert!(is_idempotent(&Method::PUT));
+        assert!(!is_idempotent(&Method::POST));
+        assert!(!is_idempotent(&Method::PATCH));
+    }
+}

@@ -1,0 +1,322 @@
+//! The client side: listening socket, accept loop and per-connection timeouts.
+//!
+//! Timeouts follow HAProxy's split: `client-header` bounds the time to receive a
+//! request head (slowloris → 408), `idle` bounds a keep-alive connection waiting
+//! between requests. hyper's own `header_read_timeout` cannot tell the two apart,
+//! so each connection carries a [`ConnPhase`] and a watchdog in its task.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::backend::now_ms;
+use crate::live::Shared;
+use crate::proxy::{self, ConnCtx};
+
+/// Binds a listening socket. IP_FREEBIND lets it bind a VIP this node does
+/// not hold yet, so a backup is ready to serve the moment VRRP moves the VIP.
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv4() {
+        socket.set_freebind_v4(true)?;
+    } else {
+        socket.set_freebind_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    TcpListener::from_std(socket.into())
+}
+
+const PHASE_HEAD: u8 = 0;
+const PHASE_ACTIVE: u8 = 1;
+const PHASE_IDLE: u8 = 2;
+
+/// Where a client connection is in its request cycle, and since when.
+#[derive(Debug)]
+pub struct ConnPhase {
+    phase: AtomicU8,
+    since_ms: AtomicU64,
+}
+
+impl ConnPhase {
+    /// A new connection waits for its first request head.
+    pub fn new() -> Self {
+        ConnPhase {
+            phase: AtomicU8::new(PHASE_HEAD),
+            since_ms: AtomicU64::new(now_ms()),
+        }
+    }
+    pub fn set_active(&self) {
+        self.phase.store(PHASE_ACTIVE, Ordering::Relaxed);
+    }
+    pub fn set_idle(&self) {
+        self.since_ms.store(now_ms(), Ordering::Relaxed);
+        self.phase.store(PHASE_IDLE, Ordering::Relaxed);
+    }
+    fn on_bytes_read(&self) {
+        if self.phase.load(Ordering::Relaxed) == PHASE_IDLE {
+            self.since_ms.store(now_ms(), Ordering::Relaxed);
+            self.phase.store(PHASE_HEAD, Ordering::Relaxed);
+        }
+    }
+    /// When this phase times out (ms since start), if it can.
+    fn deadline(&self, client_header: Duration, idle: Duration) -> Option<(u8, u64)> {
+        let phase = self.phase.load(Ordering::Relaxed);
+        let since = self.since_ms.load(Ordering::Relaxed);
+        match phase {
+            PHASE_HEAD => Some((phase, since + client_header.as_millis() as u64)),
+            PHASE_IDLE => Some((phase, since + idle.as_millis() as u64)),
+            _ => None,
+        }
+    }
+}
+
+impl Default for ConnPhase {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A client socket that tells its [`ConnPhase`] when a new request starts arriving.
+struct PhaseIo {
+    inner: TcpStream,
+    phase: Arc<ConnPhase>,
+}
+
+impl AsyncRead for PhaseIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = res {
+            if buf.filled().len() > before {
+                self.phase.on_bytes_read();
+            }
+        }
+        res
+    }
+}
+
+impl AsyncWrite for PhaseIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+const REQUEST_TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 46\r\nconnection: close\r\n\r\n408 Request Timeout: request head not received";
+
+/// Serves one client connection until it closes, times out or is drained.
+pub async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
+    let phase = Arc::new(ConnPhase::new());
+    let (max_buf, client_header, idle) = {
+        let snap = shared.live.load();
+        let c = &snap.config;
+        (
+            c.proxy.max_header_size.max(8192),
+            c.timeouts.client_header,
+            c.timeouts.idle,
+        )
+    };
+    let ctx = ConnCtx {
+        shared: shared.clone(),
+        peer,
+        phase: phase.clone(),
+    };
+    let io = TokioIo::new(PhaseIo {
+        inner: stream,
+        phase: phase.clone(),
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .half_close(false)
+        .header_read_timeout(None)
+        .max_buf_size(max_buf)
+        .serve_connection(io, service_fn(move |req| proxy::handle(req, ctx.clone())));
+    tokio::pin!(conn);
+
+    let _active = shared.stats.connection_opened();
+    let mut draining = *shutdown.borrow();
+    if draining {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        let deadline = phase.deadline(client_header, idle);
+        let sleep_for = match deadline {
+            Some((_, at)) => Duration::from_millis(at.saturating_sub(now_ms())),
+            None => idle.max(Duration::from_secs(1)),
+        };
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(client = %peer, error = %e, "client connection error");
+                }
+                return;
+            }
+            _ = shutdown.changed(), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep(sleep_for) => {
+                match phase.deadline(client_header, idle) {
+                    Some((PHASE_HEAD, at)) if now_ms() >= at => {
+                        shared.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
+                        // hyper is waiting to read, not writing, so the socket is ours
+                        // to answer on; dropping `conn` right after closes it.
+                        // SAFETY: fd stays open while `conn` (which owns it) is alive.
+                        unsafe {
+                            libc::send(fd, REQUEST_TIMEOUT_408.as_ptr().cast(), REQUEST_TIMEOUT_408.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
+                        }
+                        return;
+                    }
+                    Some((PHASE_IDLE, at)) if now_ms() >= at => {
+                        conn.as_mut().graceful_shutdown();
+                        draining = true;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Accepts client connections until shutdown; swaps in a new listener when a
+/// reload rebinds. Accept errors such as EMFILE back off instead of spinning.
+pub async fn accept_loop(
+    mut listener: TcpListener,
+    mut rebind: mpsc::Receiver<TcpListener>,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut stop = shutdown.clone();
+    let mut backoff = Duration::from_millis(10);
+    let mut last_warn: Option<tokio::time::Instant> = None;
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
+        };
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    backoff = Duration::from_millis(10);
+                    shared.stats.set_accepting(true);
+                    tokio::spawn(serve_connection(stream, peer, shared.clone(), shutdown.clone(), permit));
+                }
+                Err(e) => {
+                    shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    if is_resource_exhaustion(&e) {
+                        if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                            tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed: out of resources; backing off");
+                            last_warn = Some(tokio::time::Instant::now());
+                        }
+                        drop(permit);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                    } else {
+                        tracing::debug!(error = %e, "accept failed");
+                    }
+                }
+            },
+            new = rebind.recv() => {
+                if let Some(new) = new {
+                    tracing::info!(address = ?new.local_addr().ok(), "listening on new address");
+                    listener = new;
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+fn is_resource_exhaustion(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_deadlines() {
+        let p = ConnPhase::new();
+        let h = Duration::from_secs(10);
+        let i = Duration::from_secs(60);
+        let (ph, at) = p.deadline(h, i).unwrap();
+        assert_eq!(ph, PHASE_HEAD);
+        assert!(at >= 10_000);
+        p.set_active();
+        assert!(
+            p.deadline(h, i).is_none(),
+            "no client timeout while a request is in flight"
+        );
+        p.set_idle();
+        assert_eq!(p.deadline(h, i).unwrap().0, PHASE_IDLE);
+        p.on_bytes_read();
+        assert_eq!(p.deadline(h, i).unwrap().0, PHASE_HEAD);
+    }
+
+    #[test]
+    fn exhaustion_errors() {
+        assert!(is_resource_exhaustion(&std::io::Error::from_raw_os_error(
+            libc::EMFILE
+        )));
+        assert!(!is_resource_exhaustion(&std::io::Error::from_raw_os_error(
+            libc::ECONNABORTED
+        )));
+    }
+
+    #[tokio::test]
+    async fn binds_address_not_on_host() {
+        // 198.18.255.254 is not configured here; FREEBIND lets the bind succeed.
+        let l = bind("198.18.255.254:0".parse().unwrap(), 16).expect("freebind");
+        assert_eq!(l.local_addr().unwrap().ip().to_string(), "198.18.255.254");
+    }
+}

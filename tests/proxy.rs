@@ -1,0 +1,526 @@
+//! End-to-end behaviour of the proxy: the real binary in front of in-test
+//! backends on 127.0.0.1.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn count_backends(addr: SocketAddr, n: usize, path: &str) -> HashMap<String, u64> {
+    let mut c = KeepAlive::new(addr);
+    let mut m = HashMap::new();
+    for _ in 0..n {
+        let (status, b, _) = c.get(path).expect("request");
+        assert_eq!(status, 200);
+        *m.entry(b).or_insert(0) += 1;
+    }
+    m
+}
+
+#[test]
+fn round_robin_spreads_by_weight() {
+    let (a, b, c) = (
+        TestBackend::start("a"),
+        TestBackend::start("b"),
+        TestBackend::start("c"),
+    );
+    let lb = Floatlb::start(&backend_tables(&[(&a, 3), (&b, 1), (&c, 1)]));
+    let m = count_backends(lb.addr, 500, "/");
+    assert_eq!((m["a"], m["b"], m["c"]), (300, 100, 100), "{m:?}");
+}
+
+#[test]
+fn static_rr_and_first() {
+    let (a, b) = (TestBackend::start("a"), TestBackend::start("b"));
+    let lb = Floatlb::start(&format!(
+        "[balance]\nalgorithm = \"static-rr\"\n{}",
+        backend_tables(&[(&a, 1), (&b, 1)])
+    ));
+    let m = count_backends(lb.addr, 100, "/");
+    assert_eq!((m["a"], m["b"]), (50, 50), "{m:?}");
+    drop(lb);
+    let lb = Floatlb::start(&format!(
+        "[balance]\nalgorithm = \"first\"\n{}",
+        backend_tables(&[(&a, 1), (&b, 1)])
+    ));
+    let m = count_backends(lb.addr, 50, "/");
+    assert_eq!(
+        m.get("a"),
+        Some(&50),
+        "first always picks the first free backend: {m:?}"
+    );
+}
+
+#[test]
+fn least_conn_avoids_stuck_backend() {
+    let stuck = TestBackend::start_with_delay("stuck", Duration::from_secs(3));
+    let fast = TestBackend::start("fast");
+    let lb = Floatlb::start(&format!(
+        "[balance]\nalgorithm = \"least-conn\"\n{}",
+        backend_tables(&[(&stuck, 1), (&fast, 1)])
+    ));
+    // Park two requests on whichever backend they land on; the stuck one keeps them.
+    let addr = lb.addr;
+    let parked: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || http_get(addr, "/")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let m = count_backends(lb.addr, 40, "/");
+    assert_eq!(
+        m.get("fast"),
+        Some(&40),
+        "new work must go to the backend that is not stuck: {m:?}"
+    );
+    for p in parked {
+        p.join().unwrap();
+    }
+}
+
+#[test]
+fn uri_hash_is_sticky_and_spreads() {
+    let bs: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| TestBackend::start(n))
+        .collect();
+    let tables = backend_tables(&bs.iter().map(|b| (b, 1)).collect::<Vec<_>>());
+    for consistent in [false, true] {
+        let lb = Floatlb::start(&format!(
+            "[balance]\nalgorithm = \"uri\"\nconsistent = {consistent}\n{tables}"
+        ));
+        let mut seen = HashMap::new();
+        let mut c = KeepAlive::new(lb.addr);
+        for i in 0..60 {
+            let path = format!("/item/{}", i % 20);
+            let (_, b, _) = c.get(&path).unwrap();
+            let first = seen.entry(path.clone()).or_insert_with(|| b.clone());
+            assert_eq!(*first, b, "{path} moved between backends");
+        }
+        let distinct: std::collections::HashSet<_> = seen.values().collect();
+        assert!(
+            distinct.len() >= 2,
+            "20 URIs all hashed to one backend: {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn url_param_sticky_and_falls_back_to_round_robin() {
+    let (a, b) = (TestBackend::start("a"), TestBackend::start("b"));
+    let lb = Floatlb::start(&format!(
+        "[balance]\nalgorithm = \"url-param\"\nurl-param = \"user\"\n{}",
+        backend_tables(&[(&a, 1), (&b, 1)])
+    ));
+    let m = count_backends(lb.addr, 20, "/?user=alice&x=1");
+    assert_eq!(m.len(), 1, "same user must stick: {m:?}");
+    let m = count_backends(lb.addr, 20, "/?other=1");
+    assert_eq!(
+        (m["a"], m["b"]),
+        (10, 10),
+        "absent parameter falls back to round-robin: {m:?}"
+    );
+}
+
+#[test]
+fn source_hash_sticks_per_client_ip() {
+    let bs: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| TestBackend::start(n))
+        .collect();
+    let lb = Floatlb::start(&format!(
+        "[balance]\nalgorithm = \"source\"\n{}",
+        backend_tables(&bs.iter().map(|b| (b, 1)).collect::<Vec<_>>())
+    ));
+    let mut per_ip = HashMap::new();
+    for i in 1..=12u8 {
+        let local: SocketAddr = format!("127.0.0.{i}:0").parse().unwrap();
+        for _ in 0..3 {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.bind(&local.into()).unwrap();
+            s.connect(&lb.addr.into()).unwrap();
+            let mut s: TcpStream = s.into();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            let (_, h, _) = parse_response(&out);
+            let b = header(&h, "x-backend").unwrap().to_string();
+            let first = per_ip.entry(i).or_insert_with(|| b.clone());
+            assert_eq!(*first, b, "client 127.0.0.{i} moved");
+        }
+    }
+    let distinct: std::collections::HashSet<_> = per_ip.values().collect();
+    assert!(
+        distinct.len() >= 2,
+        "12 client IPs all on one backend: {per_ip:?}"
+    );
+}
+
+#[test]
+fn random_two_choices_uses_all_backends() {
+    let bs: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| TestBackend::start(n))
+        .collect();
+    let lb = Floatlb::start(&format!(
+        "[balance]\nalgorithm = \"random\"\ndraws = 2\n{}",
+        backend_tables(&bs.iter().map(|b| (b, 1)).collect::<Vec<_>>())
+    ));
+    let m = count_backends(lb.addr, 300, "/");
+    for n in ["a", "b", "c"] {
+        assert!(m.get(n).copied().unwrap_or(0) > 30, "{n} starved: {m:?}");
+    }
+}
+
+#[test]
+fn killing_a_backend_under_load_loses_nothing() {
+    let a = TestBackend::start("a");
+    let mut b = TestBackend::start("b");
+    let c = TestBackend::start("c");
+    let lb = Floatlb::start(&format!(
+        "[health]\ninterval = \"200ms\"\ntimeout = \"200ms\"\n{}",
+        backend_tables(&[(&a, 1), (&b, 1), (&c, 1)])
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let run = load(lb.addr, 8, 5000, Duration::from_secs(20), stop.clone());
+    std::thread::sleep(Duration::from_millis(700));
+    let before = b.requests();
+    b.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = run.join().unwrap();
+    assert!(before > 0, "b got no traffic before the kill");
+    assert!(r.ok > 500, "too little load to mean anything: {}", r.ok);
+    assert!(
+        r.failures.is_empty(),
+        "{} failed requests, e.g. {:?}",
+        r.failures.len(),
+        &r.failures[..r.failures.len().min(5)]
+    );
+}
+
+#[test]
+fn reload_under_load_adds_and_removes_backends() {
+    let a = TestBackend::start("a");
+    let b = TestBackend::start("b");
+    let c = TestBackend::start("c");
+    let lb = Floatlb::start(&backend_tables(&[(&a, 1), (&b, 1)]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let run = load(lb.addr, 6, 5000, Duration::from_secs(20), stop.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    lb.reload(&backend_tables(&[(&a, 1), (&c, 1)]));
+    lb.wait_status("backend c after reload", |s| {
+        s.contains("\"name\":\"c\"") && !s.contains("\"name\":\"b\"")
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let b_after_reload = b.requests();
+    std::thread::sleep(Duration::from_millis(700));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = run.join().unwrap();
+    assert!(
+        r.failures.is_empty(),
+        "{} failed: {:?}",
+        r.failures.len(),
+        &r.failures[..r.failures.len().min(5)]
+    );
+    assert!(c.requests() > 0, "added backend got no traffic");
+    assert_eq!(
+        b.requests(),
+        b_after_reload,
+        "removed backend still got traffic"
+    );
+    assert!(lb.log().contains("configuration reloaded"));
+}
+
+#[test]
+fn invalid_reload_keeps_serving_and_names_the_line() {
+    let a = TestBackend::start("a");
+    let lb = Floatlb::start(&backend_tables(&[(&a, 1)]));
+    let bad = format!("{}\n[health]\nrise = \"two\"\n", backend_tables(&[(&a, 1)]));
+    lb.reload(&bad);
+    let start = Instant::now();
+    while !lb.log().contains("reload failed") && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = lb.log();
+    assert!(log.contains("reload failed"), "{log}");
+    assert!(
+        log.contains("health.rise"),
+        "error should name the key: {log}"
+    );
+    assert!(
+        log.contains("proxy.toml:14:"),
+        "error should name the line: {log}"
+    );
+    let (status, _, body) = http_get(lb.addr, "/");
+    assert_eq!((status, body.as_str()), (200, "a"));
+}
+
+#[test]
+fn all_backends_down_gives_503_with_reason() {
+    let mut a = TestBackend::start("a");
+    let lb = Floatlb::start(&format!(
+        "[health]\ninterval = \"100ms\"\ntimeout = \"100ms\"\nfall = 1\n{}",
+        backend_tables(&[(&a, 1)])
+    ));
+    assert_eq!(http_get(lb.addr, "/").0, 200);
+    a.kill();
+    lb.wait_status("backend down", |s| s.contains("\"up\":false"));
+    let (status, _, body) = http_get(lb.addr, "/");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no healthy backend"), "{body}");
+}
+
+#[test]
+fn dead_backend_before_health_check_gives_502_with_reason() {
+    let mut a = TestBackend::start("a");
+    let lb = Floatlb::start(&format!(
+        "[health]\nenabled = false\n[proxy]\nretries = 1\n{}",
+        backend_tables(&[(&a, 1)])
+    ));
+    a.kill();
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, _, body) = http_get(lb.addr, "/");
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("connect to"), "{body}");
+}
+
+#[test]
+fn slow_backend_gives_504() {
+    let a = TestBackend::start("a");
+    let lb = Floatlb::start(&format!(
+        "[timeouts]\nserver = \"300ms\"\n{}",
+        backend_tables(&[(&a, 1)])
+    ));
+    let start = Instant::now();
+    let (status, _, body) = http_get(lb.addr, "/slow?ms=3000");
+    assert_eq!(status, 504, "{body}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(body.contains("did not answer"), "{body}");
+}
+
+#[test]
+fn http10_client_and_forwarded_headers() {
+    let a = TestBackend::start("a");
+    let lb = Floatlb::start(&backend_tables(&[(&a, 1)]));
+    // ab without -k: HTTP/1.0, no Host, connection closes after the response.
+    let (status, headers, body) = raw_request(lb.addr, "GET /headers HTTP/1.0\r\n\r\n");
+    assert_eq!(status, 200);
+    assert!(
+        header(&headers, "transfer-encoding").is_none(),
+        "no chunked to a 1.0 client"
+    );
+    assert!(body.contains("x-forwarded-for: 127.0.0.1"), "{body}");
+    assert!(body.contains("x-forwarded-proto: http"), "{body}");
+    assert!(
+        body.contains("host: "),
+        "backend must get a Host header: {body}"
+    );
+    // Hop-by-hop headers (and those Connection names) stop at the proxy; Host is kept.
+    let (status, _, body) = raw_request(
+        lb.addr,
+        "GET /headers HTTP/1.1\r\nHost: shop.example\r\nConnection: close, X-Hop\r\nX-Hop: secret\r\nX-End: kept\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("host: shop.example"), "{body}");
+    assert!(body.contains("x-end: kept"), "{body}");
+    assert!(!body.contains("x-hop"), "{body}");
+}
+
+#[test]
+fn expect_100_continue() {
+    let a = TestBackend::start("a");
+    let lb = Floatlb::start(&backend_tables(&[(&a, 1)]));
+    let mut s = TcpStream::connect(lb.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    s.write_all(b"hello").unwrap();
+    let mut rest = String::new();
+    s.read_to_string(&mut rest).unwrap();
+    let (status, _, body) = parse_response(rest.trim_start_matches(|c| c == '\r' || c == '\n'));
+    assert_eq!((status, body.as_str()), (200, "5"), "{rest}");
+}
+
+#[test]
+fn malformed_request_is_400_and_not_forwarded() {
+    let a = TestBackend::start("a");
+    let lb = Floatlb::start(&backend_tables(&[(&a, 1)]));
+    // A coding other than plain chunked would be dropped by de-chunking: refuse it.
+    let (status, _, body) = raw_request(
+        lb.addr,
+        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, _, _) = raw_request(
+        lb.addr,
+        "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    );
+    assert_eq!(status, 400);
+    let (status, _, _) = raw_request(lb.addr, "GET / HTTP/1.1\r\nHost : t\r\n\r\n");
+    assert_eq!(status, 400, "space before colon");
+    let (status, _, _) = raw_request(lb.addr, "GET / HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n");
+    assert_eq!(status, 400, "obs-fold");
+    let (status, _, _) = raw_request(lb.addr, "GARBAGE\r\n\r\n");
+    assert_eq!(status, 400);
+    assert_eq!(a.requests(), 0, "nothing may reach the backend");
+}
+
+#[test]
+fn slow_headers_get_408() {
+    let a = TestBackend::start("a");
+    let lb = Floatlb::start(&format!(
+        "[timeouts]\nclient-header = \"300ms\"\n{}",
+        backend_tables(&[(&a, 1)])
+    ));
+    let mut s = TcpStream::connect(lb.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
+    let start = Instant::now();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!(a.requests(), 0);
+}
+
+#[test]
+fn idle_keepalive_outlives_client_header_timeout() {
+    let a = TestBackend::start("a");
+    let lb = Floatlb::start(&format!(
+        "[timeouts]\nclient-header = \"200ms\"\nidle = \"2s\"\n{}",
+        backend_tables(&[(&a, 1)])
+    ));
+    let mut c = KeepAlive::new(lb.addr);
+    assert_eq!(c.get("/").unwrap().0, 200);
+    std::thread::sleep(Duration::from_millis(600));
+    // Same connection still open: idle (2s) applies between requests, not client-header.
+    assert_eq!(c.get("/").unwrap().0, 200);
+    let conns = lb.status_json();
+    assert!(conns.contains("\"connections_active\":1"), "{conns}");
+}
+
+#[test]
+fn large_bodies_stream_with_bounded_memory() {
+    let a = TestBackend::start("a");
+    let lb = Floatlb::start(&backend_tables(&[(&a, 1)]));
+    const SIZE: u64 = 64 * 1024 * 1024;
+    // Upload: 64 MiB chunked, never held whole by the proxy.
+    let mut s = TcpStream::connect(lb.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let chunk = vec![b'u'; 256 * 1024];
+    let head = format!("{:x}\r\n", chunk.len());
+    for _ in 0..(SIZE / chunk.len() as u64) {
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&chunk).unwrap();
+        s.write_all(b"\r\n").unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (status, _, body) = parse_response(&out);
+    assert_eq!((status, body.as_str()), (200, SIZE.to_string().as_str()));
+    // Download: 64 MiB read slowly at first so backpressure has to hold.
+    let mut s = TcpStream::connect(lb.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(
+        format!("GET /download?bytes={SIZE} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    assert!(total > SIZE, "got {total} bytes");
+    let peak = lb.peak_rss_kib();
+    assert!(
+        peak < 40 * 1024,
+        "peak RSS {peak} KiB: a 64 MiB body was buffered"
+    );
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    let a = TestBackend::start("a");
+    let mut lb = Floatlb::start(&backend_tables(&[(&a, 1)]));
+    let addr = lb.addr;
+    let slow = std::thread::spawn(move || http_get(addr, "/slow?ms=700"));
+    std::thread::sleep(Duration::from_millis(200));
+    lb.signal(libc::SIGTERM);
+    let (status, _, body) = slow.join().unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "a"),
+        "in-flight request must finish"
+    );
+    let start = Instant::now();
+    let code = loop {
+        if let Some(s) = lb.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(code.success(), "{code:?}");
+    assert!(TcpStream::connect(addr).is_err(), "listener must be closed");
+}
+
+#[test]
+fn check_reports_every_problem_with_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[listen]\naddress = \"127.0.0.1:80\"\n[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:81\"\nweight = 999\n[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:82\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_floatlb"))
+        .args(["check", "-c"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bad.toml:6:10: backend[0].weight: weight 999 is out of range 0..=256"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.toml:8:8: backend[1].name: duplicate backend name"),
+        "{err}"
+    );
+    let good = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("proxy.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_floatlb"))
+        .args(["check", "-c"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    // The example config names eth0 for VRRP; hosts without eth0 report exactly that.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || err.contains("no network interface named \"eth0\""),
+        "{err}"
+    );
+}

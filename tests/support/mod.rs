@@ -1,0 +1,503 @@
+//! Test helpers: small HTTP backends on 127.0.0.1, the real `floatlb` binary
+//! under a temporary config, and a minimal HTTP client.
+#![allow(dead_code)]
+
+pub mod netns;
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// What a test backend saw.
+#[derive(Default)]
+pub struct Seen {
+    /// Requests other than floatlb's health checks.
+    pub requests: AtomicU64,
+    pub health_checks: AtomicU64,
+    pub last_headers: Mutex<Vec<(String, String)>>,
+}
+
+/// A web server on 127.0.0.1 that names itself in `x-backend` and the body.
+///
+/// Paths: `/` (name), `/slow?ms=N`, `/upload` (POST, answers the byte count),
+/// `/download?bytes=N`, `/headers` (request headers, one per line).
+pub struct TestBackend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub seen: Arc<Seen>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl TestBackend {
+    pub fn start(name: &str) -> Self {
+        Self::start_with_delay(name, Duration::ZERO)
+    }
+
+    /// A backend on a given address (e.g. inside a test namespace).
+    pub fn start_on(name: &str, addr: &str) -> Self {
+        Self::start_full(name, Duration::ZERO, addr)
+    }
+
+    /// Every request waits `delay` before answering (a "stuck" server).
+    pub fn start_with_delay(name: &str, delay: Duration) -> Self {
+        Self::start_full(name, delay, "127.0.0.1:0")
+    }
+
+    fn start_full(name: &str, delay: Duration, bind: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt.block_on(tokio::net::TcpListener::bind(bind)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Seen::default());
+        let (n, s) = (name.to_string(), seen.clone());
+        rt.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let (n, s) = (n.clone(), s.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| serve(req, n.clone(), s.clone(), delay));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        TestBackend {
+            name: name.into(),
+            addr,
+            seen,
+            runtime: Some(rt),
+        }
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.seen.requests.load(Ordering::SeqCst)
+    }
+
+    /// Stops the server abruptly: listener closed, open connections dropped.
+    pub fn kill(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for TestBackend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn query(req: &Request<Incoming>, key: &str) -> Option<u64> {
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))?
+        .parse()
+        .ok()
+}
+
+async fn serve(
+    req: Request<Incoming>,
+    name: String,
+    seen: Arc<Seen>,
+    delay: Duration,
+) -> Result<Response<BoxBody>, Infallible> {
+    let is_check = req
+        .headers()
+        .get("user-agent")
+        .is_some_and(|v| v == "floatlb-health");
+    if is_check {
+        seen.health_checks.fetch_add(1, Ordering::SeqCst);
+    } else {
+        seen.requests.fetch_add(1, Ordering::SeqCst);
+    }
+    *seen.last_headers.lock().unwrap() = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let path = req.uri().path().to_string();
+    let body: BoxBody = match path.as_str() {
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(query(&req, "ms").unwrap_or(1000))).await;
+            Full::new(Bytes::from(name.clone())).boxed()
+        }
+        "/upload" => {
+            let mut body = req.into_body();
+            let mut n = 0u64;
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+                    Err(_) => break,
+                }
+            }
+            Full::new(Bytes::from(n.to_string())).boxed()
+        }
+        "/download" => {
+            let total = query(&req, "bytes").unwrap_or(0);
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let chunks = (0..total.div_ceil(chunk.len() as u64)).map(move |i| {
+                let left = total - i * chunk.len() as u64;
+                Ok::<_, Infallible>(Frame::data(
+                    chunk.slice(..left.min(chunk.len() as u64) as usize),
+                ))
+            });
+            let stream = futures_lite_iter(chunks);
+            let mut resp = Response::new(StreamBody::new(stream).boxed());
+            resp.headers_mut()
+                .insert("x-backend", name.parse().unwrap());
+            resp.headers_mut()
+                .insert("content-length", total.to_string().parse().unwrap());
+            return Ok(resp);
+        }
+        "/headers" => {
+            let text: String = req
+                .headers()
+                .iter()
+                .map(|(k, v)| format!("{}: {}\n", k, v.to_str().unwrap_or("")))
+                .collect();
+            Full::new(Bytes::from(text)).boxed()
+        }
+        _ => Full::new(Bytes::from(name.clone())).boxed(),
+    };
+    let mut resp = Response::new(body);
+    resp.headers_mut()
+        .insert("x-backend", name.parse().unwrap());
+    Ok(resp)
+}
+
+/// An iterator as a stream that yields between items, so big bodies stream.
+fn futures_lite_iter<I: Iterator + Unpin>(iter: I) -> IterStream<I> {
+    IterStream(iter)
+}
+
+pub struct IterStream<I>(I);
+
+impl<I: Iterator + Unpin> futures_core::Stream for IterStream<I> {
+    type Item = I::Item;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<I::Item>> {
+        std::task::Poll::Ready(self.0.next())
+    }
+}
+
+/// A running floatlb process with its own config file; killed on drop.
+pub struct Floatlb {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `[[backend]]` tables for these backends, weight 1 unless given.
+pub fn backend_tables(backends: &[(&TestBackend, u32)]) -> String {
+    backends
+        .iter()
+        .map(|(b, w)| {
+            format!(
+                "[[backend]]\nname = \"{}\"\naddress = \"{}\"\nweight = {}\n",
+                b.name, b.addr, w
+            )
+        })
+        .collect()
+}
+
+impl Floatlb {
+    /// Starts floatlb; `body` is the config without `[listen]` and `[admin]`.
+    pub fn start(body: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let admin_port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+        let config_path = dir.path().join("proxy.toml");
+        std::fs::write(&config_path, Self::render(addr, admin, body)).unwrap();
+        let log_path = dir.path().join("floatlb.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_floatlb"))
+            .args(["run", "-c"])
+            .arg(&config_path)
+            .args(["--log", "info"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn floatlb");
+        let lb = Floatlb {
+            child,
+            addr,
+            admin,
+            config_path,
+            log_path,
+            _dir: dir,
+        };
+        lb.wait_listening();
+        lb
+    }
+
+    pub fn render(addr: SocketAddr, admin: SocketAddr, body: &str) -> String {
+        format!("[listen]\naddress = \"{addr}\"\nworkers = 2\n\n[admin]\naddress = \"{admin}\"\n\n{body}")
+    }
+
+    fn wait_listening(&self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if TcpStream::connect(self.admin).is_ok() && TcpStream::connect(self.addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("floatlb did not start listening; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Rewrites the config (same listen/admin addresses) and sends SIGHUP.
+    pub fn reload(&self, body: &str) {
+        std::fs::write(&self.config_path, Self::render(self.addr, self.admin, body)).unwrap();
+        self.signal(libc::SIGHUP);
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Peak resident memory (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    pub fn status_json(&self) -> String {
+        http_get(self.admin, "/status.json").2
+    }
+
+    /// Waits (bounded) until `/status.json` satisfies `pred`.
+    pub fn wait_status(&self, what: &str, pred: impl Fn(&str) -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if pred(&self.status_json()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!(
+            "timed out waiting for {what}; status: {}\nlog:\n{}",
+            self.status_json(),
+            self.log()
+        );
+    }
+}
+
+impl Drop for Floatlb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, headers, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, String) {
+    raw_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// Sends raw bytes, reads until close, parses the response (un-chunked bodies only).
+pub fn raw_request(addr: SocketAddr, req: &str) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&String::from_utf8_lossy(&buf))
+}
+
+pub fn parse_response(text: &str) -> (u16, Vec<(String, String)>, String) {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A keep-alive HTTP/1.1 client over one connection (hyper), reconnecting when closed.
+pub struct KeepAlive {
+    addr: SocketAddr,
+    rt: tokio::runtime::Runtime,
+    tx: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+}
+
+impl KeepAlive {
+    pub fn new(addr: SocketAddr) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        KeepAlive { addr, rt, tx: None }
+    }
+
+    /// GET `path`: Ok((status, x-backend, body)) or Err(description).
+    pub fn get(&mut self, path: &str) -> Result<(u16, String, Bytes), String> {
+        let addr = self.addr;
+        let mut tx = self.tx.take();
+        let path = path.to_string();
+        let (res, tx) = self.rt.block_on(async move {
+            if tx.as_ref().is_none_or(|t| t.is_closed()) {
+                let stream = match tokio::net::TcpStream::connect(addr).await {
+                    Ok(s) => s,
+                    Err(e) => return (Err(format!("connect: {e}")), None),
+                };
+                let (t, conn) =
+                    match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+                        Ok(x) => x,
+                        Err(e) => return (Err(format!("handshake: {e}")), None),
+                    };
+                tokio::spawn(conn);
+                tx = Some(t);
+            }
+            let mut t = tx.unwrap();
+            if t.ready().await.is_err() {
+                return (Err("connection closed".into()), None);
+            }
+            let req = Request::get(path.as_str())
+                .header("host", "test")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let fut = tokio::time::timeout(Duration::from_secs(10), t.send_request(req));
+            let resp = match fut.await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return (Err(format!("request: {e}")), None),
+                Err(_) => return (Err("timeout".into()), None),
+            };
+            let status = resp.status().as_u16();
+            let backend = resp
+                .headers()
+                .get("x-backend")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let body = match resp.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return (Err(format!("body: {e}")), None),
+            };
+            (Ok((status, backend, body)), Some(t))
+        });
+        self.tx = tx;
+        res
+    }
+}
+
+/// Runs `clients` keep-alive clients, each doing up to `max_requests` GETs
+/// until `stop` is set or `limit` passes. Returns (ok, failures with reasons, per-backend counts).
+pub fn load(
+    addr: SocketAddr,
+    clients: usize,
+    max_requests: usize,
+    limit: Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<LoadResult> {
+    std::thread::spawn(move || {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut r = LoadResult::default();
+                    let mut c = KeepAlive::new(addr);
+                    let start = Instant::now();
+                    for _ in 0..max_requests {
+                        if stop.load(Ordering::SeqCst) || start.elapsed() > limit {
+                            break;
+                        }
+                        match c.get("/") {
+                            Ok((200, b, _)) => {
+                                r.ok += 1;
+                                *r.by_backend.entry(b).or_default() += 1;
+                            }
+                            Ok((s, _, body)) => r
+                                .failures
+                                .push(format!("status {s}: {}", String::from_utf8_lossy(&body))),
+                            Err(e) => r.failures.push(e),
+                        }
+                    }
+                    r
+                })
+            })
+            .collect();
+        let mut total = LoadResult::default();
+        for h in handles {
+            let r = h.join().unwrap();
+            total.ok += r.ok;
+            total.failures.extend(r.failures);
+            for (k, v) in r.by_backend {
+                *total.by_backend.entry(k).or_default() += v;
+            }
+        }
+        total
+    })
+}
+
+#[derive(Default, Debug)]
+pub struct LoadResult {
+    pub ok: u64,
+    pub failures: Vec<String>,
+    pub by_backend: std::collections::HashMap<String, u64>,
+}
