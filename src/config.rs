@@ -615,7 +615,7 @@ impl Vrrp {
         let mut out = Vec::new();
         if self.interface.is_empty() {
             out.push(("interface".into(), "must not be empty".into()));
-        } else if !Path::new("/sys/class/net").join(&self.interface).exists() {
+        } else if vrrp::address::interface_index(&self.interface).is_err() {
             out.push((
                 "interface".into(),
                 format!(

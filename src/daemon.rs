@@ -17,6 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::Config;
+use crate::ha::Ha;
 use crate::live::{self, Shared};
 use crate::{admin, health, server};
 
@@ -70,7 +71,12 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
         limit.clone(),
         shutdown_rx.clone(),
     ));
-    let hooks: Arc<dyn admin::AdminHooks> = Arc::new(admin::NoHooks);
+    let config = shared.live.load().config.clone();
+    let ha = Ha::start(&config, shared.clone())?.map(Arc::new);
+    let hooks: Arc<dyn admin::AdminHooks> = match &ha {
+        Some(ha) => ha.hooks(),
+        None => Arc::new(admin::NoHooks),
+    };
     if let Some(l) = admin_listener {
         tokio::spawn(admin::serve(l, shared.clone(), hooks.clone()));
     }
@@ -98,6 +104,10 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
         }
     }
 
+    if let Some(ha) = ha {
+        // Hand the VIP over first: a backup is master within Skew_Time while we drain.
+        let _ = tokio::task::spawn_blocking(move || ha.shutdown()).await;
+    }
     let drain = shared.live.load().config.timeouts.drain;
     tracing::info!(drain_timeout = ?drain, "shutting down: closing listener, draining connections");
     shared.stats.set_accepting(false);

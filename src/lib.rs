@@ -8,6 +8,7 @@ pub mod backend;
 pub mod balance;
 pub mod config;
 pub mod daemon;
+pub mod ha;
 pub mod health;
 pub mod live;
 pub mod proxy;

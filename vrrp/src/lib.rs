@@ -1,1 +1,38 @@
-//! Sans-IO VRRPv3 (RFC 5798). Filled in by the VRRP issue.
+//! VRRPv3 (RFC 5798) for IPv4: a sans-IO state machine and the Linux I/O
+//! around it, so a process can share a floating IP with its peers (including
+//! keepalived).
+//!
+//! One module per concern, like keepalived's `vrrp/`: [`packet`] (codec),
+//! [`fsm`] (state machine), [`socket`] (raw protocol-112 sockets), [`arp`]
+//! (gratuitous ARP), [`address`] (interfaces and VIPs over netlink),
+//! [`track`] (health of the local service), [`notify`] (transition commands)
+//! and [`instance`] (the thread that ties them together).
+
+pub mod address;
+pub mod arp;
+pub mod fsm;
+pub mod instance;
+pub mod notify;
+pub mod packet;
+pub mod socket;
+pub mod track;
+
+pub use fsm::State;
+pub use instance::{spawn, Instance, InstanceConfig, PeerAdvert, Stats, DROP_REASONS};
+pub use packet::ChecksumMode;
+pub use track::TrackHandle;
+
+/// Why a VRRP instance could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("VRRP instance {name}: {msg}")]
+    Config { name: String, msg: String },
+    #[error("VRID {vrid} on {interface}: {what}: {source}")]
+    Io {
+        vrid: u8,
+        interface: String,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}

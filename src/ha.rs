@@ -1,0 +1,144 @@
+//! HA glue: runs the `[[vrrp]]` instances beside the proxy.
+//!
+//! Each instance lives on its own OS thread (see the `vrrp` crate), never on the
+//! proxy's runtime, so a saturated proxy cannot delay adverts. The proxy feeds
+//! the instances one fact — "this node can serve" (listener accepting and at
+//! least one backend up) — through a [`vrrp::TrackHandle`]. Not for: packet or
+//! state-machine logic, which belongs to the crate.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::admin::{json_str, AdminHooks};
+use crate::config::{self, Config};
+use crate::live::Shared;
+
+/// The running VRRP instances of this node.
+pub struct Ha {
+    instances: Vec<vrrp::Instance>,
+}
+
+fn instance_config(i: usize, v: &config::Vrrp) -> vrrp::InstanceConfig {
+    vrrp::InstanceConfig {
+        name: format!("vrrp{}-{}", i, v.vrid),
+        interface: v.interface.clone(),
+        vrid: v.vrid as u8,
+        priority: v.priority as u8,
+        advert_interval: v.advert_interval,
+        virtual_addresses: v.vips(),
+        preempt: v.preempt,
+        preempt_delay: v.preempt_delay,
+        unicast_peers: v.unicast_peers.clone(),
+        track_weight: v.track_weight.map(|w| w as u8),
+        notify: v.notify.clone(),
+        garp_count: v.garp_count,
+        garp_interval: v.garp_interval,
+        garp_refresh: (!v.garp_refresh.is_zero()).then_some(v.garp_refresh),
+        checksum_mode: if v.v2_checksum {
+            vrrp::ChecksumMode::V2Compat
+        } else {
+            vrrp::ChecksumMode::Rfc5798
+        },
+        check_ttl: true,
+        realtime: v.realtime,
+    }
+}
+
+impl Ha {
+    /// Starts one thread per `[[vrrp]]` table; None when there are none.
+    pub fn start(cfg: &Config, shared: Arc<Shared>) -> anyhow::Result<Option<Ha>> {
+        if cfg.vrrp.is_empty() {
+            return Ok(None);
+        }
+        let track = vrrp::TrackHandle::new(shared.healthy());
+        let mut instances = Vec::new();
+        for (i, v) in cfg.vrrp.iter().enumerate() {
+            let ic = instance_config(i, v);
+            let inst = vrrp::spawn(ic, track.clone()).with_context(|| {
+                format!(
+                    "cannot start VRRP instance VRID {} on {}",
+                    v.vrid, v.interface
+                )
+            })?;
+            instances.push(inst);
+        }
+        // The proxy's health changes on health-check and accept timescales; a
+        // 50 ms poll is well inside any advert interval's detection budget.
+        let t = track;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            loop {
+                tick.tick().await;
+                t.set(shared.healthy());
+            }
+        });
+        Ok(Some(Ha { instances }))
+    }
+
+    /// Planned step-down of every instance that is master (priority-0 advert, VIPs released).
+    pub fn step_down(&self) -> Vec<String> {
+        self.instances
+            .iter()
+            .map(|i| {
+                let before = i.state();
+                i.step_down();
+                format!("{}: {:?} -> {:?}", i.name(), before, i.state())
+            })
+            .collect()
+    }
+
+    /// Stops every instance: priority-0 advert, VIPs removed, threads joined.
+    pub fn shutdown(&self) {
+        for i in &self.instances {
+            i.shutdown();
+        }
+    }
+
+    pub fn hooks(self: &Arc<Self>) -> Arc<dyn AdminHooks> {
+        Arc::new(HaHooks(self.clone()))
+    }
+
+    pub fn instances(&self) -> &[vrrp::Instance] {
+        &self.instances
+    }
+}
+
+struct HaHooks(Arc<Ha>);
+
+impl AdminHooks for HaHooks {
+    fn metrics(&self, o: &mut String) {
+        let _ = writeln!(o, "# HELP floatlb_vrrp_master Whether this node is VRRP master for the instance.\n# TYPE floatlb_vrrp_master gauge");
+        for i in &self.0.instances {
+            let master = matches!(i.state(), vrrp::State::Master) as u8;
+            let _ = writeln!(
+                o,
+                "floatlb_vrrp_master{{instance={}}} {master}",
+                json_str(i.name())
+            );
+        }
+    }
+
+    fn status_json(&self) -> Option<String> {
+        let mut out = String::from("\"vrrp\":[");
+        for (n, i) in self.0.instances.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            let _ = write!(
+                out,
+                "{{\"instance\":{},\"state\":{}}}",
+                json_str(i.name()),
+                json_str(&format!("{:?}", i.state()).to_uppercase())
+            );
+        }
+        out.push(']');
+        Some(out)
+    }
+
+    fn handover(&self) -> Result<String, String> {
+        Ok(self.0.step_down().join("\n"))
+    }
+}

@@ -1,0 +1,729 @@
+//! The VRRPv3 state machine of RFC 5798 §6.4, sans I/O.
+//!
+//! [`Fsm::handle`] takes an [`Input`] (a received advert with its IP facts, a
+//! timer expiry, shutdown, a tracking change, a planned step-down) and the
+//! current time, and returns the [`Action`]s to carry out, in order. It never
+//! touches a socket or a clock, so every rule is a unit test on injected time.
+//! Not for: encoding (see `packet`) or doing anything (see `instance`).
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use crate::packet::{Advert, IpInfo, VRRP_TTL};
+
+/// Protocol state (§6.4), plus FAULT for tracking (keepalived's term).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Initialize,
+    Backup,
+    Master,
+    /// The local service is unhealthy: no adverts, no VIPs.
+    Fault,
+}
+
+impl State {
+    /// The word notify scripts receive.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            State::Initialize => "STOP",
+            State::Backup => "BACKUP",
+            State::Master => "MASTER",
+            State::Fault => "FAULT",
+        }
+    }
+}
+
+/// The two timers of §6.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    Adver,
+    MasterDown,
+}
+
+/// What the state machine reacts to.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    Startup,
+    Advert { ip: IpInfo, advert: &'a Advert },
+    Timer(Timer),
+    Shutdown,
+    /// The tracked local service became healthy or unhealthy.
+    Track { healthy: bool },
+    /// Planned handover: stop being master now and let a backup take over.
+    StepDown,
+}
+
+/// Why a received advert was not used. `as_str` is a metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    BadTtl,
+    VridMismatch,
+    OwnAdvert,
+    /// Received while in INIT or FAULT.
+    NotListening,
+}
+
+impl DropReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DropReason::BadTtl => "bad_ttl",
+            DropReason::VridMismatch => "vrid_mismatch",
+            DropReason::OwnAdvert => "own_advert",
+            DropReason::NotListening => "not_listening",
+        }
+    }
+}
+
+/// Side effects for the runner, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    SendAdvert { priority: u8 },
+    ArmTimer { timer: Timer, at: Instant },
+    CancelTimer(Timer),
+    AddVips,
+    RemoveVips,
+    SendGarp,
+    Transition { from: State, to: State },
+    Drop(DropReason),
+    /// §7.1: the advert's address list differs from ours (logged, counted, still processed).
+    AddressMismatch { from: Ipv4Addr },
+    /// A higher-priority (or equal, higher-IP) master was accepted or discarded; for logs.
+    Discarded { from: Ipv4Addr, priority: u8 },
+}
+
+/// Static parameters of one virtual router.
+#[derive(Debug, Clone)]
+pub struct FsmConfig {
+    pub vrid: u8,
+    /// Configured priority (1..=255).
+    pub priority: u8,
+    /// Advertisement_Interval (a multiple of 10 ms).
+    pub advert_interval: Duration,
+    pub preempt: bool,
+    /// No preemption until this long after startup.
+    pub preempt_delay: Duration,
+    /// Our primary address: advert source and equal-priority tie-breaker.
+    pub primary_ip: Ipv4Addr,
+    pub vips: Vec<Ipv4Addr>,
+    /// Lower priority by this while unhealthy; None = enter FAULT instead.
+    pub track_weight: Option<u8>,
+    /// Require TTL 255 (§7.1).
+    pub check_ttl: bool,
+    /// After a planned step-down, behave as non-preempting this long so the
+    /// new master keeps the VIP.
+    pub handover_hold: Duration,
+}
+
+/// One virtual router's protocol state.
+#[derive(Debug)]
+pub struct Fsm {
+    cfg: FsmConfig,
+    state: State,
+    master_adver_interval: Duration,
+    healthy: bool,
+    started: Option<Instant>,
+    hold_until: Option<Instant>,
+    /// When the Adver timer is due; the next one is scheduled from this, not
+    /// from when the runner woke, so adverts do not drift.
+    adver_at: Option<Instant>,
+}
+
+impl Fsm {
+    pub fn new(cfg: FsmConfig) -> Self {
+        let mai = cfg.advert_interval;
+        Fsm {
+            cfg,
+            state: State::Initialize,
+            master_adver_interval: mai,
+            healthy: true,
+            started: None,
+            hold_until: None,
+            adver_at: None,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn config(&self) -> &FsmConfig {
+        &self.cfg
+    }
+
+    /// Priority we advertise now (tracking applied).
+    pub fn priority(&self) -> u8 {
+        match (self.healthy, self.cfg.track_weight) {
+            (false, Some(w)) => self.cfg.priority.saturating_sub(w).clamp(1, 254),
+            _ => self.cfg.priority,
+        }
+    }
+
+    /// Interval learned from the current master (§6.1 Master_Adver_Interval).
+    pub fn master_adver_interval(&self) -> Duration {
+        self.master_adver_interval
+    }
+
+    /// §6.1: Skew_Time = ((256 − Priority) × Master_Adver_Interval) / 256.
+    pub fn skew_time(&self) -> Duration {
+        self.master_adver_interval * (256 - self.priority() as u32) / 256
+    }
+
+    /// §6.1: Master_Down_Interval = 3 × Master_Adver_Interval + Skew_Time.
+    pub fn master_down_interval(&self) -> Duration {
+        self.master_adver_interval * 3 + self.skew_time()
+    }
+
+    /// Max Adver Int for our adverts, in centiseconds.
+    pub fn advert_interval_cs(&self) -> u16 {
+        (self.cfg.advert_interval.as_millis() / 10).clamp(1, 0x0fff) as u16
+    }
+
+    fn preempt_active(&self, now: Instant) -> bool {
+        self.cfg.preempt
+            && self.started.is_none_or(|s| now >= s + self.cfg.preempt_delay)
+            && self.hold_until.is_none_or(|h| now >= h)
+    }
+
+    /// Applies one input at time `now`.
+    pub fn handle(&mut self, now: Instant, input: Input<'_>) -> Vec<Action> {
+        let mut out = Vec::new();
+        match input {
+            Input::Startup => self.on_startup(now, &mut out),
+            Input::Advert { ip, advert } => self.on_advert(now, ip, advert, &mut out),
+            Input::Timer(t) => self.on_timer(now, t, &mut out),
+            Input::Shutdown => self.on_shutdown(&mut out),
+            Input::Track { healthy } => self.on_track(now, healthy, &mut out),
+            Input::StepDown => self.on_step_down(now, &mut out),
+        }
+        out
+    }
+
+    fn transition(&mut self, to: State, out: &mut Vec<Action>) {
+        let from = self.state;
+        self.state = to;
+        out.push(Action::Transition { from, to });
+    }
+
+    fn become_master(&mut self, now: Instant, out: &mut Vec<Action>) {
+        out.push(Action::CancelTimer(Timer::MasterDown));
+        out.push(Action::AddVips);
+        out.push(Action::SendAdvert { priority: self.priority() });
+        out.push(Action::SendGarp);
+        let at = now + self.cfg.advert_interval;
+        self.adver_at = Some(at);
+        out.push(Action::ArmTimer { timer: Timer::Adver, at });
+        self.transition(State::Master, out);
+    }
+
+    fn become_backup(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.state == State::Master {
+            out.push(Action::CancelTimer(Timer::Adver));
+            out.push(Action::RemoveVips);
+            self.adver_at = None;
+        }
+        out.push(Action::ArmTimer {
+            timer: Timer::MasterDown,
+            at: now + self.master_down_interval(),
+        });
+        self.transition(State::Backup, out);
+    }
+
+    fn on_startup(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.state != State::Initialize {
+            return;
+        }
+        self.started = Some(now);
+        if !self.healthy && self.cfg.track_weight.is_none() {
+            self.transition(State::Fault, out);
+        } else if self.cfg.priority == 255 {
+            // §6.4.1: the address owner goes straight to Master.
+            self.become_master(now, out);
+        } else {
+            self.master_adver_interval = self.cfg.advert_interval;
+            self.become_backup(now, out);
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant, timer: Timer, out: &mut Vec<Action>) {
+        match (self.state, timer) {
+            (State::Backup, Timer::MasterDown) => self.become_master(now, out),
+            (State::Master, Timer::Adver) => {
+                out.push(Action::SendAdvert { priority: self.priority() });
+                let interval = self.cfg.advert_interval;
+                let mut at = self.adver_at.unwrap_or(now) + interval;
+                // Late by more than an interval: skip ahead instead of bursting.
+                while at <= now {
+                    at += interval;
+                }
+                self.adver_at = Some(at);
+                out.push(Action::ArmTimer { timer: Timer::Adver, at });
+            }
+            _ => {}
+        }
+    }
+
+    fn on_advert(&mut self, now: Instant, ip: IpInfo, adv: &Advert, out: &mut Vec<Action>) {
+        if self.cfg.check_ttl && ip.ttl != VRRP_TTL {
+            out.push(Action::Drop(DropReason::BadTtl));
+            return;
+        }
+        if adv.vrid != self.cfg.vrid {
+            out.push(Action::Drop(DropReason::VridMismatch));
+            return;
+        }
+        if ip.src == self.cfg.primary_ip {
+            out.push(Action::Drop(DropReason::OwnAdvert));
+            return;
+        }
+        if matches!(self.state, State::Initialize | State::Fault) {
+            out.push(Action::Drop(DropReason::NotListening));
+            return;
+        }
+        if !same_addresses(&adv.addresses, &self.cfg.vips) {
+            out.push(Action::AddressMismatch { from: ip.src });
+        }
+        let mine = self.priority();
+        let learned = Duration::from_millis(10 * adv.max_adver_int.max(1) as u64);
+        match self.state {
+            State::Backup => {
+                if adv.priority == 0 {
+                    // §6.4.2: the master is leaving: take over after Skew_Time only.
+                    out.push(Action::ArmTimer {
+                        timer: Timer::MasterDown,
+                        at: now + self.skew_time(),
+                    });
+                } else if !self.preempt_active(now) || adv.priority >= mine {
+                    self.master_adver_interval = learned;
+                    out.push(Action::ArmTimer {
+                        timer: Timer::MasterDown,
+                        at: now + self.master_down_interval(),
+                    });
+                } else {
+                    out.push(Action::Discarded {
+                        from: ip.src,
+                        priority: adv.priority,
+                    });
+                }
+            }
+            State::Master => {
+                if adv.priority == 0 {
+                    // §6.4.3: answer a leaving peer at once so backups see us.
+                    out.push(Action::SendAdvert { priority: mine });
+                    let at = now + self.cfg.advert_interval;
+                    self.adver_at = Some(at);
+                    out.push(Action::ArmTimer { timer: Timer::Adver, at });
+                } else if adv.priority > mine || (adv.priority == mine && u32::from(ip.src) > u32::from(self.cfg.primary_ip)) {
+                    self.master_adver_interval = learned;
+                    self.become_backup(now, out);
+                } else {
+                    out.push(Action::Discarded {
+                        from: ip.src,
+                        priority: adv.priority,
+                    });
+                }
+            }
+            State::Initialize | State::Fault => {}
+        }
+    }
+
+    fn on_shutdown(&mut self, out: &mut Vec<Action>) {
+        match self.state {
+            State::Master => {
+                // §6.4.3: send an advert with priority 0 on shutdown.
+                out.push(Action::CancelTimer(Timer::Adver));
+                out.push(Action::SendAdvert { priority: 0 });
+                out.push(Action::RemoveVips);
+            }
+            State::Backup => out.push(Action::CancelTimer(Timer::MasterDown)),
+            State::Fault | State::Initialize => {}
+        }
+        self.adver_at = None;
+        if self.state != State::Initialize {
+            self.transition(State::Initialize, out);
+        }
+    }
+
+    fn on_track(&mut self, now: Instant, healthy: bool, out: &mut Vec<Action>) {
+        if healthy == self.healthy {
+            return;
+        }
+        self.healthy = healthy;
+        if self.cfg.track_weight.is_some() {
+            if self.state == State::Master {
+                // Tell backups the new priority now rather than at the next tick.
+                out.push(Action::SendAdvert { priority: self.priority() });
+            }
+            return;
+        }
+        match (healthy, self.state) {
+            (false, State::Master) => {
+                out.push(Action::CancelTimer(Timer::Adver));
+                out.push(Action::SendAdvert { priority: 0 });
+                out.push(Action::RemoveVips);
+                self.adver_at = None;
+                self.transition(State::Fault, out);
+            }
+            (false, State::Backup) => {
+                out.push(Action::CancelTimer(Timer::MasterDown));
+                self.transition(State::Fault, out);
+            }
+            (true, State::Fault) => {
+                self.master_adver_interval = self.cfg.advert_interval;
+                self.become_backup(now, out);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_step_down(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.state != State::Master {
+            return;
+        }
+        out.push(Action::CancelTimer(Timer::Adver));
+        out.push(Action::SendAdvert { priority: 0 });
+        out.push(Action::RemoveVips);
+        self.adver_at = None;
+        self.hold_until = Some(now + self.cfg.handover_hold);
+        out.push(Action::ArmTimer {
+            timer: Timer::MasterDown,
+            at: now + self.master_down_interval(),
+        });
+        self.transition(State::Backup, out);
+    }
+}
+
+fn same_addresses(a: &[Ipv4Addr], b: &[Ipv4Addr]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
+    const LOWER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    const HIGHER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 4);
+    const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+
+    fn cfg(priority: u8) -> FsmConfig {
+        FsmConfig {
+            vrid: 51,
+            priority,
+            advert_interval: Duration::from_millis(100),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            primary_ip: ME,
+            vips: vec![VIP],
+            track_weight: None,
+            check_ttl: true,
+            handover_hold: Duration::from_secs(30),
+        }
+    }
+
+    fn adv(priority: u8, int_cs: u16) -> Advert {
+        Advert {
+            vrid: 51,
+            priority,
+            max_adver_int: int_cs,
+            addresses: vec![VIP],
+        }
+    }
+
+    fn from(src: Ipv4Addr) -> IpInfo {
+        IpInfo {
+            src,
+            dst: crate::packet::VRRP_GROUP,
+            ttl: 255,
+        }
+    }
+
+    fn armed(actions: &[Action], timer: Timer) -> Option<Instant> {
+        actions.iter().rev().find_map(|a| match a {
+            Action::ArmTimer { timer: t, at } if *t == timer => Some(*at),
+            _ => None,
+        })
+    }
+
+    fn backup(priority: u8, t0: Instant) -> Fsm {
+        let mut f = Fsm::new(cfg(priority));
+        f.handle(t0, Input::Startup);
+        assert_eq!(f.state(), State::Backup);
+        f
+    }
+
+    fn master(priority: u8, t0: Instant) -> Fsm {
+        let mut f = backup(priority, t0);
+        f.handle(t0, Input::Timer(Timer::MasterDown));
+        assert_eq!(f.state(), State::Master);
+        f
+    }
+
+    /// §6.1: Skew_Time = ((256 - Priority) * Master_Adver_Interval) / 256;
+    /// Master_Down_Interval = (3 * Master_Adver_Interval) + Skew_time.
+    #[test]
+    fn timer_formulas() {
+        let f = Fsm::new(cfg(100));
+        assert_eq!(f.skew_time(), Duration::from_nanos(60_937_500)); // 156*100ms/256
+        assert_eq!(f.master_down_interval(), Duration::from_nanos(360_937_500));
+        let f = Fsm::new(cfg(254));
+        assert_eq!(f.skew_time(), Duration::from_nanos(781_250));
+    }
+
+    /// §6.4.1: "If the Priority = 255 ... Send an ADVERTISEMENT ... Broadcast a
+    /// gratuitous ARP ... transition to the {Master} state".
+    #[test]
+    fn owner_becomes_master_at_startup() {
+        let t0 = Instant::now();
+        let mut f = Fsm::new(cfg(255));
+        let a = f.handle(t0, Input::Startup);
+        assert_eq!(f.state(), State::Master);
+        let add = a.iter().position(|x| *x == Action::AddVips).unwrap();
+        let send = a.iter().position(|x| *x == Action::SendAdvert { priority: 255 }).unwrap();
+        let garp = a.iter().position(|x| *x == Action::SendGarp).unwrap();
+        assert!(add < send && send < garp, "VIPs are up before they are announced: {a:?}");
+        assert_eq!(armed(&a, Timer::Adver), Some(t0 + Duration::from_millis(100)));
+    }
+
+    /// §6.4.1: otherwise "Set Master_Adver_Interval to Advertisement_Interval ...
+    /// Start the Master_Down_Timer with Master_Down_Interval ... {Backup}".
+    #[test]
+    fn non_owner_starts_as_backup() {
+        let t0 = Instant::now();
+        let mut f = Fsm::new(cfg(100));
+        let a = f.handle(t0, Input::Startup);
+        assert_eq!(f.state(), State::Backup);
+        assert_eq!(armed(&a, Timer::MasterDown), Some(t0 + f.master_down_interval()));
+        assert!(!a.contains(&Action::AddVips));
+    }
+
+    /// §6.4.2: "If the Master_Down_Timer fires: Send an ADVERTISEMENT, Broadcast
+    /// a gratuitous ARP ..., transition to the {Master} state".
+    #[test]
+    fn master_down_timer_makes_master() {
+        let t0 = Instant::now();
+        let mut f = backup(100, t0);
+        let a = f.handle(t0 + f.master_down_interval(), Input::Timer(Timer::MasterDown));
+        assert_eq!(f.state(), State::Master);
+        assert!(a.contains(&Action::SendGarp) && a.contains(&Action::AddVips));
+    }
+
+    /// §6.4.2: "If the Priority in the ADVERTISEMENT is zero, then: Set the
+    /// Master_Down_Timer to Skew_Time".
+    #[test]
+    fn priority_zero_advert_backup_waits_skew_time() {
+        let t0 = Instant::now();
+        let mut f = backup(100, t0);
+        let now = t0 + Duration::from_millis(50);
+        let a = f.handle(now, Input::Advert { ip: from(HIGHER_IP), advert: &adv(0, 10) });
+        assert_eq!(armed(&a, Timer::MasterDown), Some(now + f.skew_time()));
+    }
+
+    /// §6.4.2: "If Preempt_Mode is False, or if the Priority in the ADVERTISEMENT
+    /// is greater than or equal to the local Priority: Set Master_Adver_Interval
+    /// to Adver Interval contained in the ADVERTISEMENT, Recompute the
+    /// Master_Down_Interval, Reset the Master_Down_Timer".
+    #[test]
+    fn backup_learns_master_interval() {
+        let t0 = Instant::now();
+        let mut f = backup(100, t0);
+        let a = f.handle(t0, Input::Advert { ip: from(HIGHER_IP), advert: &adv(150, 1) });
+        assert_eq!(f.master_adver_interval(), Duration::from_millis(10));
+        // 3 × 10 ms + 156 × 10 ms / 256
+        assert_eq!(armed(&a, Timer::MasterDown), Some(t0 + Duration::from_nanos(36_093_750)));
+    }
+
+    /// §6.4.2: "Else (Priority less than local Priority and Preempt_Mode True):
+    /// Discard the ADVERTISEMENT" — the timer keeps running, so we preempt.
+    #[test]
+    fn preempt_discards_lower_priority() {
+        let t0 = Instant::now();
+        let mut f = backup(150, t0);
+        let a = f.handle(t0, Input::Advert { ip: from(HIGHER_IP), advert: &adv(100, 10) });
+        assert!(armed(&a, Timer::MasterDown).is_none());
+        assert!(matches!(a[..], [Action::Discarded { priority: 100, .. }]));
+    }
+
+    /// §6.4.2 with Preempt_Mode False: a lower-priority master is accepted.
+    #[test]
+    fn nopreempt_accepts_lower_priority_master() {
+        let t0 = Instant::now();
+        let mut c = cfg(150);
+        c.preempt = false;
+        let mut f = Fsm::new(c);
+        f.handle(t0, Input::Startup);
+        let a = f.handle(t0, Input::Advert { ip: from(HIGHER_IP), advert: &adv(100, 10) });
+        assert!(armed(&a, Timer::MasterDown).is_some());
+    }
+
+    /// keepalived's preempt_delay: no preemption until the delay after startup.
+    #[test]
+    fn preempt_delay_defers_preemption() {
+        let t0 = Instant::now();
+        let mut c = cfg(150);
+        c.preempt_delay = Duration::from_secs(5);
+        let mut f = Fsm::new(c);
+        f.handle(t0, Input::Startup);
+        let early = f.handle(t0 + Duration::from_secs(1), Input::Advert { ip: from(HIGHER_IP), advert: &adv(100, 10) });
+        assert!(armed(&early, Timer::MasterDown).is_some(), "within the delay: follow the master");
+        let late = f.handle(t0 + Duration::from_secs(6), Input::Advert { ip: from(HIGHER_IP), advert: &adv(100, 10) });
+        assert!(armed(&late, Timer::MasterDown).is_none(), "after the delay: discard and preempt");
+    }
+
+    /// §6.4.3: "If the Adver_Timer fires: Send an ADVERTISEMENT, Reset the
+    /// Adver_Timer to Advertisement_Interval" — from the schedule, not the wake-up.
+    #[test]
+    fn adver_timer_does_not_drift() {
+        let t0 = Instant::now();
+        let mut f = master(150, t0);
+        let due = t0 + Duration::from_millis(100);
+        let a = f.handle(due + Duration::from_millis(3), Input::Timer(Timer::Adver));
+        assert_eq!(a[0], Action::SendAdvert { priority: 150 });
+        assert_eq!(armed(&a, Timer::Adver), Some(t0 + Duration::from_millis(200)));
+        // Woken 250 ms late: skip ahead, no burst.
+        let a = f.handle(t0 + Duration::from_millis(450), Input::Timer(Timer::Adver));
+        assert_eq!(armed(&a, Timer::Adver), Some(t0 + Duration::from_millis(500)));
+    }
+
+    /// §6.4.3: "If the Priority in the ADVERTISEMENT is zero, then: Send an
+    /// ADVERTISEMENT, Reset the Adver_Timer".
+    #[test]
+    fn master_answers_priority_zero() {
+        let t0 = Instant::now();
+        let mut f = master(150, t0);
+        let now = t0 + Duration::from_millis(30);
+        let a = f.handle(now, Input::Advert { ip: from(HIGHER_IP), advert: &adv(0, 10) });
+        assert_eq!(a[0], Action::SendAdvert { priority: 150 });
+        assert_eq!(armed(&a, Timer::Adver), Some(now + Duration::from_millis(100)));
+        assert_eq!(f.state(), State::Master);
+    }
+
+    /// §6.4.3: "If the Priority in the ADVERTISEMENT is greater than the local
+    /// Priority, or ... equal ... and the primary IPvX Address of the sender is
+    /// greater than the local primary IPvX Address: ... transition to {Backup}".
+    #[test]
+    fn master_yields_to_higher_priority_or_higher_ip_on_tie() {
+        let t0 = Instant::now();
+        let mut f = master(150, t0);
+        let a = f.handle(t0, Input::Advert { ip: from(LOWER_IP), advert: &adv(150, 10) });
+        assert_eq!(f.state(), State::Master, "tie, lower IP: keep");
+        assert!(matches!(a[..], [Action::Discarded { .. }]));
+        f.handle(t0, Input::Advert { ip: from(LOWER_IP), advert: &adv(100, 10) });
+        assert_eq!(f.state(), State::Master, "lower priority: keep");
+        let a = f.handle(t0, Input::Advert { ip: from(HIGHER_IP), advert: &adv(150, 5) });
+        assert_eq!(f.state(), State::Backup, "tie, higher IP: yield");
+        assert!(a.contains(&Action::RemoveVips) && a.contains(&Action::CancelTimer(Timer::Adver)));
+        assert_eq!(f.master_adver_interval(), Duration::from_millis(50));
+        let mut f = master(150, t0);
+        f.handle(t0, Input::Advert { ip: from(LOWER_IP), advert: &adv(200, 10) });
+        assert_eq!(f.state(), State::Backup, "higher priority: yield");
+    }
+
+    /// §6.4.3: "If a Shutdown event is received: Cancel the Adver_Timer, Send an
+    /// ADVERTISEMENT with Priority = 0, Transition to the {Initialize} state".
+    #[test]
+    fn shutdown_sends_priority_zero() {
+        let t0 = Instant::now();
+        let mut f = master(150, t0);
+        let a = f.handle(t0, Input::Shutdown);
+        assert_eq!(
+            &a[..3],
+            &[Action::CancelTimer(Timer::Adver), Action::SendAdvert { priority: 0 }, Action::RemoveVips]
+        );
+        assert_eq!(f.state(), State::Initialize);
+        let mut b = backup(100, t0);
+        let a = b.handle(t0, Input::Shutdown);
+        assert_eq!(a[0], Action::CancelTimer(Timer::MasterDown));
+        assert!(!a.iter().any(|x| matches!(x, Action::SendAdvert { .. })));
+    }
+
+    /// §7.1: "MUST verify that the IP TTL is 255"; VRID must match (§7.1 bullet 6).
+    #[test]
+    fn receive_checks_drop() {
+        let t0 = Instant::now();
+        let mut f = backup(100, t0);
+        let mut ip = from(HIGHER_IP);
+        ip.ttl = 64;
+        assert_eq!(f.handle(t0, Input::Advert { ip, advert: &adv(200, 10) }), vec![Action::Drop(DropReason::BadTtl)]);
+        let mut other = adv(200, 10);
+        other.vrid = 52;
+        assert_eq!(
+            f.handle(t0, Input::Advert { ip: from(HIGHER_IP), advert: &other }),
+            vec![Action::Drop(DropReason::VridMismatch)]
+        );
+        assert_eq!(
+            f.handle(t0, Input::Advert { ip: from(ME), advert: &adv(200, 10) }),
+            vec![Action::Drop(DropReason::OwnAdvert)]
+        );
+    }
+
+    /// §7.1: "MAY verify that the IPvX Address(es) ... matches ... If the above
+    /// check fails, the receiver SHOULD log the event ..." — and still process it.
+    #[test]
+    fn address_mismatch_is_reported_and_processed() {
+        let t0 = Instant::now();
+        let mut f = backup(100, t0);
+        let mut a = adv(200, 10);
+        a.addresses = vec![Ipv4Addr::new(198, 18, 0, 101)];
+        let out = f.handle(t0, Input::Advert { ip: from(HIGHER_IP), advert: &a });
+        assert_eq!(out[0], Action::AddressMismatch { from: HIGHER_IP });
+        assert!(armed(&out, Timer::MasterDown).is_some());
+    }
+
+    #[test]
+    fn tracking_without_weight_enters_fault_and_recovers() {
+        let t0 = Instant::now();
+        let mut f = master(150, t0);
+        let a = f.handle(t0, Input::Track { healthy: false });
+        assert_eq!(f.state(), State::Fault);
+        assert!(a.contains(&Action::SendAdvert { priority: 0 }) && a.contains(&Action::RemoveVips));
+        assert_eq!(
+            f.handle(t0, Input::Advert { ip: from(HIGHER_IP), advert: &adv(100, 10) }),
+            vec![Action::Drop(DropReason::NotListening)]
+        );
+        assert!(f.handle(t0, Input::Timer(Timer::Adver)).is_empty(), "no adverts in FAULT");
+        let a = f.handle(t0, Input::Track { healthy: true });
+        assert_eq!(f.state(), State::Backup);
+        assert!(armed(&a, Timer::MasterDown).is_some());
+    }
+
+    #[test]
+    fn tracking_with_weight_lowers_priority() {
+        let t0 = Instant::now();
+        let mut c = cfg(150);
+        c.track_weight = Some(60);
+        let mut f = Fsm::new(c);
+        f.handle(t0, Input::Startup);
+        f.handle(t0, Input::Timer(Timer::MasterDown));
+        let a = f.handle(t0, Input::Track { healthy: false });
+        assert_eq!(f.priority(), 90);
+        assert_eq!(a, vec![Action::SendAdvert { priority: 90 }]);
+        // A priority-100 peer now wins.
+        f.handle(t0, Input::Advert { ip: from(LOWER_IP), advert: &adv(100, 10) });
+        assert_eq!(f.state(), State::Backup);
+    }
+
+    #[test]
+    fn unhealthy_at_startup_without_weight_is_fault() {
+        let mut f = Fsm::new(cfg(150));
+        f.handle(Instant::now(), Input::Track { healthy: false });
+        f.handle(Instant::now(), Input::Startup);
+        assert_eq!(f.state(), State::Fault);
+    }
+
+    #[test]
+    fn step_down_hands_over_and_holds_preemption() {
+        let t0 = Instant::now();
+        let mut f = master(150, t0);
+        let a = f.handle(t0, Input::StepDown);
+        assert_eq!(f.state(), State::Backup);
+        assert!(a.contains(&Action::SendAdvert { priority: 0 }) && a.contains(&Action::RemoveVips));
+        // The new, lower-priority master is followed, not preempted, during the hold.
+        let a = f.handle(t0 + Duration::from_millis(100), Input::Advert { ip: from(HIGHER_IP), advert: &adv(100, 10) });
+        assert!(armed(&a, Timer::MasterDown).is_some());
+        // After the hold, preemption resumes.
+        let a = f.handle(t0 + Duration::from_secs(31), Input::Advert { ip: from(HIGHER_IP), advert: &adv(100, 10) });
+        assert!(armed(&a, Timer::MasterDown).is_none());
+        // Stepping down when not master does nothing.
+        assert!(f.handle(t0, Input::StepDown).is_empty());
+    }
+}

@@ -1,0 +1,630 @@
+//! The I/O loop of one virtual router, on its own OS thread.
+//!
+//! A thin shell around [`Fsm`]: it waits in `ppoll` on the advert socket and an
+//! eventfd (commands from other threads) until the nearest deadline, feeds what
+//! happened to the state machine and carries out the actions — adverts, VIPs
+//! over netlink, gratuitous ARP bursts, notify commands. Deadlines are absolute
+//! and the next advert is scheduled from the previous one, so adverts do not
+//! drift; with `realtime` the thread runs `SCHED_FIFO` so a busy proxy on the
+//! same machine cannot delay them.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::address::{self, Netlink};
+use crate::arp::ArpSender;
+use crate::fsm::{Action, Fsm, FsmConfig, Input, State, Timer};
+use crate::notify::Notifier;
+use crate::packet::{self, Advert, ChecksumMode};
+use crate::socket::{Peers, VrrpSocket};
+use crate::track::TrackHandle;
+use crate::Error;
+
+/// Everything one `[[vrrp]]` instance needs.
+#[derive(Debug, Clone)]
+pub struct InstanceConfig {
+    /// For logs, notify scripts and metrics.
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub priority: u8,
+    pub advert_interval: Duration,
+    pub virtual_addresses: Vec<(Ipv4Addr, u8)>,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    /// Empty = multicast to 224.0.0.18.
+    pub unicast_peers: Vec<Ipv4Addr>,
+    pub track_weight: Option<u8>,
+    pub notify: Option<PathBuf>,
+    /// Gratuitous ARPs per VIP on becoming master (keepalived: 5).
+    pub garp_count: u32,
+    pub garp_interval: Duration,
+    pub garp_refresh: Option<Duration>,
+    pub checksum_mode: ChecksumMode,
+    pub check_ttl: bool,
+    pub realtime: bool,
+}
+
+impl InstanceConfig {
+    /// A config with keepalived-like defaults.
+    pub fn new(name: &str, interface: &str, vrid: u8, priority: u8, vips: Vec<(Ipv4Addr, u8)>) -> Self {
+        InstanceConfig {
+            name: name.into(),
+            interface: interface.into(),
+            vrid,
+            priority,
+            advert_interval: Duration::from_millis(100),
+            virtual_addresses: vips,
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            unicast_peers: Vec::new(),
+            track_weight: None,
+            notify: None,
+            garp_count: 5,
+            garp_interval: Duration::from_millis(1),
+            garp_refresh: None,
+            checksum_mode: ChecksumMode::Rfc5798,
+            check_ttl: true,
+            realtime: false,
+        }
+    }
+
+    /// Range checks of RFC 5798 and this implementation.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |msg: String| Err(Error::Config { name: self.name.clone(), msg });
+        if self.vrid == 0 {
+            return bad("VRID must be in 1..=255".into());
+        }
+        if self.priority == 0 {
+            return bad("priority must be in 1..=255".into());
+        }
+        let us = self.advert_interval.as_micros();
+        if !(10_000..=40_950_000).contains(&us) || us % 10_000 != 0 {
+            return bad(format!("advert interval {:?} is not a multiple of 10ms in 10ms..=40.95s", self.advert_interval));
+        }
+        if self.virtual_addresses.is_empty() {
+            return bad("at least one virtual address is required".into());
+        }
+        if let Some((a, p)) = self.virtual_addresses.iter().find(|(_, p)| *p > 32) {
+            return bad(format!("{a}/{p}: prefix length over 32"));
+        }
+        Ok(())
+    }
+}
+
+/// Labels of every reason a received packet is dropped.
+pub const DROP_REASONS: [&str; 12] = [
+    "truncated",
+    "bad_ip_header",
+    "not_vrrp",
+    "bad_version",
+    "bad_type",
+    "address_count_mismatch",
+    "bad_checksum",
+    "bad_ttl",
+    "vrid_mismatch",
+    "own_advert",
+    "not_listening",
+    "not_a_peer",
+];
+
+/// The last advert seen from another router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAdvert {
+    pub src: Ipv4Addr,
+    pub priority: u8,
+    pub interval: Duration,
+    pub at: Instant,
+}
+
+/// Counters of one instance (atomics; read from any thread).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub adverts_sent: AtomicU64,
+    pub adverts_received: AtomicU64,
+    pub send_errors: AtomicU64,
+    pub transitions: AtomicU64,
+    pub became_master: AtomicU64,
+    pub garps_sent: AtomicU64,
+    pub address_mismatches: AtomicU64,
+    /// Priority currently advertised (tracking applied).
+    pub priority: AtomicU8,
+    drops: [AtomicU64; DROP_REASONS.len()],
+    last_peer: Mutex<Option<PeerAdvert>>,
+}
+
+impl Stats {
+    pub fn count_drop(&self, reason: &str) {
+        if let Some(i) = DROP_REASONS.iter().position(|r| *r == reason) {
+            self.drops[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops so far for one reason label.
+    pub fn drops(&self, reason: &str) -> u64 {
+        DROP_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| self.drops[i].load(Ordering::Relaxed))
+    }
+
+    /// Every drop reason with its count.
+    pub fn all_drops(&self) -> Vec<(&'static str, u64)> {
+        DROP_REASONS
+            .iter()
+            .zip(&self.drops)
+            .map(|(r, c)| (*r, c.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    pub fn last_peer(&self) -> Option<PeerAdvert> {
+        *self.last_peer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+enum Command {
+    StepDown(mpsc::Sender<()>),
+    Shutdown(mpsc::Sender<()>),
+}
+
+struct Shared {
+    state: AtomicU8,
+    stats: Stats,
+}
+
+fn state_from(v: u8) -> State {
+    match v {
+        1 => State::Backup,
+        2 => State::Master,
+        3 => State::Fault,
+        _ => State::Initialize,
+    }
+}
+
+fn state_to(s: State) -> u8 {
+    match s {
+        State::Initialize => 0,
+        State::Backup => 1,
+        State::Master => 2,
+        State::Fault => 3,
+    }
+}
+
+/// A running virtual router. Dropping it shuts it down.
+pub struct Instance {
+    name: String,
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    wake: Arc<OwnedFd>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Instance {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn state(&self) -> State {
+        state_from(self.shared.state.load(Ordering::Acquire))
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    fn command(&self, make: impl FnOnce(mpsc::Sender<()>) -> Command) -> bool {
+        let (tx, rx) = mpsc::channel();
+        if self.commands.send(make(tx)).is_err() {
+            return false;
+        }
+        wake(&self.wake);
+        rx.recv_timeout(Duration::from_secs(5)).is_ok()
+    }
+
+    /// Planned handover: if master, send priority 0, release the VIPs and
+    /// become backup. Returns once done.
+    pub fn step_down(&self) {
+        self.command(Command::StepDown);
+    }
+
+    /// Priority-0 advert if master, VIPs removed, notify STOP, thread joined.
+    pub fn shutdown(&self) {
+        self.command(Command::Shutdown);
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn wake(fd: &OwnedFd) {
+    let one: u64 = 1;
+    unsafe {
+        libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8);
+    }
+}
+
+/// Starts a virtual router on its own thread, in the caller's network namespace.
+pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error> {
+    cfg.validate()?;
+    let io_err = |what: &'static str| {
+        let (vrid, interface) = (cfg.vrid, cfg.interface.clone());
+        move |source: io::Error| Error::Io {
+            vrid,
+            interface,
+            what,
+            source,
+        }
+    };
+    let ifindex = address::interface_index(&cfg.interface).map_err(io_err("interface"))?;
+    let mac = address::interface_mac(&cfg.interface).map_err(io_err("reading MAC address"))?;
+    let vips: Vec<Ipv4Addr> = cfg.virtual_addresses.iter().map(|(a, _)| *a).collect();
+    let primary = address::primary_ipv4(&cfg.interface, &vips).map_err(io_err("primary address"))?;
+    let peers = if cfg.unicast_peers.is_empty() {
+        Peers::Multicast
+    } else {
+        Peers::Unicast(cfg.unicast_peers.clone())
+    };
+    let socket = VrrpSocket::open(&cfg.interface, ifindex, primary, peers).map_err(io_err("opening VRRP socket"))?;
+    let arp = ArpSender::open(ifindex, mac).map_err(io_err("opening ARP socket"))?;
+    let netlink = Netlink::open().map_err(io_err("opening netlink socket"))?;
+
+    // A crash may have left our VIPs behind; a backup must not answer for them.
+    let present = address::interface_addresses(&cfg.interface).unwrap_or_default();
+    for (vip, prefix) in &cfg.virtual_addresses {
+        if present.contains(vip) {
+            tracing::warn!(instance = %cfg.name, %vip, "removing VIP left behind by a previous run");
+            netlink.remove(ifindex, *vip, *prefix).map_err(io_err("removing stale VIP"))?;
+        }
+    }
+
+    let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if efd < 0 {
+        return Err(io_err("eventfd")(io::Error::last_os_error()));
+    }
+    let wake_fd = Arc::new(unsafe { OwnedFd::from_raw_fd(efd) });
+    let shared = Arc::new(Shared {
+        state: AtomicU8::new(0),
+        stats: Stats::default(),
+    });
+    let (tx, rx) = mpsc::channel();
+    let fsm_cfg = FsmConfig {
+        vrid: cfg.vrid,
+        priority: cfg.priority,
+        advert_interval: cfg.advert_interval,
+        preempt: cfg.preempt,
+        preempt_delay: cfg.preempt_delay,
+        primary_ip: primary,
+        vips: vips.clone(),
+        track_weight: cfg.track_weight,
+        check_ttl: cfg.check_ttl,
+        handover_hold: Duration::from_secs(60),
+    };
+    tracing::info!(instance = %cfg.name, interface = %cfg.interface, vrid = cfg.vrid, priority = cfg.priority,
+        primary = %primary, advert_interval = ?cfg.advert_interval, "VRRP instance starting");
+    let runner = Runner {
+        fsm: Fsm::new(fsm_cfg),
+        notifier: Notifier::new(cfg.notify.clone()),
+        cfg,
+        ifindex,
+        primary,
+        socket,
+        arp,
+        netlink,
+        shared: shared.clone(),
+        track,
+        timers: [None, None],
+        garp_left: 0,
+        garp_at: None,
+        refresh_at: None,
+        last_warn: None,
+    };
+    let name = runner.cfg.name.clone();
+    let wake2 = wake_fd.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("vrrp-{}", runner.cfg.vrid))
+        .spawn(move || runner.run(rx, wake2))
+        .map_err(|e| Error::Io {
+            vrid: 0,
+            interface: String::new(),
+            what: "spawning thread",
+            source: e,
+        })?;
+    Ok(Instance {
+        name,
+        shared,
+        commands: tx,
+        wake: wake_fd,
+        thread: Mutex::new(Some(thread)),
+    })
+}
+
+struct Runner {
+    cfg: InstanceConfig,
+    fsm: Fsm,
+    notifier: Notifier,
+    ifindex: u32,
+    primary: Ipv4Addr,
+    socket: VrrpSocket,
+    arp: ArpSender,
+    netlink: Netlink,
+    shared: Arc<Shared>,
+    track: TrackHandle,
+    /// Deadlines of Timer::Adver and Timer::MasterDown.
+    timers: [Option<Instant>; 2],
+    garp_left: u32,
+    garp_at: Option<Instant>,
+    refresh_at: Option<Instant>,
+    last_warn: Option<Instant>,
+}
+
+fn timer_index(t: Timer) -> usize {
+    match t {
+        Timer::Adver => 0,
+        Timer::MasterDown => 1,
+    }
+}
+
+/// How often tracked health is looked at when nothing else wakes the loop.
+const TRACK_POLL: Duration = Duration::from_millis(20);
+
+impl Runner {
+    fn run(mut self, commands: mpsc::Receiver<Command>, wake_fd: Arc<OwnedFd>) {
+        if self.cfg.realtime {
+            let param = libc::sched_param { sched_priority: 50 };
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+                tracing::warn!(instance = %self.cfg.name, error = %io::Error::last_os_error(),
+                    "could not switch the VRRP thread to SCHED_FIFO; adverts may be delayed under load");
+            }
+        }
+        let mut healthy = self.track.healthy();
+        let now = Instant::now();
+        if !healthy {
+            let a = self.fsm.handle(now, Input::Track { healthy });
+            self.apply(now, a);
+        }
+        let a = self.fsm.handle(now, Input::Startup);
+        self.apply(now, a);
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let now = Instant::now();
+            let next = [self.timers[0], self.timers[1], self.garp_at, self.refresh_at, Some(now + TRACK_POLL)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(now + TRACK_POLL);
+            let (rx_ready, wake_ready) = self.wait(next.saturating_duration_since(now), &wake_fd);
+            let now = Instant::now();
+            if wake_ready {
+                let mut v = 0u64;
+                unsafe {
+                    libc::read(wake_fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8);
+                }
+                while let Ok(cmd) = commands.try_recv() {
+                    match cmd {
+                        Command::StepDown(done) => {
+                            let a = self.fsm.handle(now, Input::StepDown);
+                            self.apply(now, a);
+                            let _ = done.send(());
+                        }
+                        Command::Shutdown(done) => {
+                            let a = self.fsm.handle(now, Input::Shutdown);
+                            self.apply(now, a);
+                            tracing::info!(instance = %self.cfg.name, "VRRP instance stopped");
+                            let _ = done.send(());
+                            return;
+                        }
+                    }
+                }
+            }
+            if rx_ready {
+                self.receive(now, &mut buf);
+            }
+            let h = self.track.healthy();
+            if h != healthy {
+                healthy = h;
+                tracing::info!(instance = %self.cfg.name, healthy, "tracked service health changed");
+                let a = self.fsm.handle(now, Input::Track { healthy });
+                self.apply(now, a);
+            }
+            for t in [Timer::MasterDown, Timer::Adver] {
+                let i = timer_index(t);
+                if self.timers[i].is_some_and(|at| at <= now) {
+                    self.timers[i] = None;
+                    let a = self.fsm.handle(now, Input::Timer(t));
+                    self.apply(now, a);
+                }
+            }
+            self.garps(now);
+            self.notifier.reap();
+        }
+    }
+
+    /// ppoll on the socket and the eventfd with nanosecond timeout.
+    fn wait(&self, timeout: Duration, wake_fd: &OwnedFd) -> (bool, bool) {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.socket.rx_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake_fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        let n = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, &ts, std::ptr::null()) };
+        if n <= 0 {
+            return (false, false);
+        }
+        (fds[0].revents & libc::POLLIN != 0, fds[1].revents & libc::POLLIN != 0)
+    }
+
+    fn receive(&mut self, now: Instant, buf: &mut [u8]) {
+        // Bounded: a flood cannot keep the loop from its timers.
+        for _ in 0..64 {
+            let dgram = match self.socket.recv(buf) {
+                Ok(d) => d.to_vec(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "VRRP receive error");
+                    return;
+                }
+            };
+            let stats = &self.shared.stats;
+            let (ip, payload) = match packet::parse_ipv4(&dgram) {
+                Ok(x) => x,
+                Err(e) => {
+                    stats.count_drop(e.as_str());
+                    continue;
+                }
+            };
+            if let Peers::Unicast(peers) = self.socket.peers() {
+                if !peers.contains(&ip.src) {
+                    stats.count_drop("not_a_peer");
+                    self.warn_rate_limited(now, &format!("dropped advert from {}, not a configured unicast peer", ip.src));
+                    continue;
+                }
+            }
+            let advert = match Advert::decode(payload, ip.src, ip.dst) {
+                Ok((a, _)) => a,
+                Err(e) => {
+                    stats.count_drop(e.as_str());
+                    continue;
+                }
+            };
+            stats.adverts_received.fetch_add(1, Ordering::Relaxed);
+            if advert.vrid == self.cfg.vrid && ip.src != self.primary {
+                *stats.last_peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(PeerAdvert {
+                    src: ip.src,
+                    priority: advert.priority,
+                    interval: Duration::from_millis(10 * advert.max_adver_int as u64),
+                    at: now,
+                });
+            }
+            let a = self.fsm.handle(now, Input::Advert { ip, advert: &advert });
+            self.apply(now, a);
+        }
+    }
+
+    fn warn_rate_limited(&mut self, now: Instant, msg: &str) {
+        if self.last_warn.is_none_or(|t| now.duration_since(t) > Duration::from_secs(5)) {
+            self.last_warn = Some(now);
+            tracing::warn!(instance = %self.cfg.name, "{msg}");
+        }
+    }
+
+    fn send_advert(&mut self, now: Instant, priority: u8) {
+        let advert = Advert {
+            vrid: self.cfg.vrid,
+            priority,
+            max_adver_int: self.fsm.advert_interval_cs(),
+            addresses: self.cfg.virtual_addresses.iter().map(|(a, _)| *a).collect(),
+        };
+        let (src, mode) = (self.primary, self.cfg.checksum_mode);
+        match self.socket.send(|dst| advert.encode(src, dst, mode)) {
+            Ok(()) => {
+                self.shared.stats.adverts_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.shared.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                self.warn_rate_limited(now, &format!("sending advert failed: {e}"));
+            }
+        }
+    }
+
+    fn send_garp_round(&mut self) {
+        for (vip, _) in &self.cfg.virtual_addresses {
+            match self.arp.send_garp(*vip) {
+                Ok(()) => {
+                    self.shared.stats.garps_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => tracing::debug!(%vip, error = %e, "gratuitous ARP failed"),
+            }
+        }
+    }
+
+    fn garps(&mut self, now: Instant) {
+        if self.garp_left > 0 && self.garp_at.is_some_and(|t| t <= now) {
+            self.send_garp_round();
+            self.garp_left -= 1;
+            self.garp_at = (self.garp_left > 0).then(|| now + self.cfg.garp_interval);
+        }
+        if let (Some(at), Some(every)) = (self.refresh_at, self.cfg.garp_refresh) {
+            if at <= now && self.fsm.state() == State::Master {
+                self.send_garp_round();
+                self.refresh_at = Some(at + every);
+            }
+        }
+    }
+
+    fn apply(&mut self, now: Instant, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::SendAdvert { priority } => self.send_advert(now, priority),
+                Action::ArmTimer { timer, at } => self.timers[timer_index(timer)] = Some(at),
+                Action::CancelTimer(timer) => self.timers[timer_index(timer)] = None,
+                Action::AddVips => {
+                    for (vip, prefix) in self.cfg.virtual_addresses.clone() {
+                        if let Err(e) = self.netlink.add(self.ifindex, vip, prefix) {
+                            tracing::error!(instance = %self.cfg.name, %vip, error = %e, "could not add VIP");
+                        }
+                    }
+                }
+                Action::RemoveVips => {
+                    for (vip, prefix) in self.cfg.virtual_addresses.clone() {
+                        if let Err(e) = self.netlink.remove(self.ifindex, vip, prefix) {
+                            tracing::error!(instance = %self.cfg.name, %vip, error = %e, "could not remove VIP");
+                        }
+                    }
+                    self.garp_left = 0;
+                    self.garp_at = None;
+                    self.refresh_at = None;
+                }
+                Action::SendGarp => {
+                    self.send_garp_round();
+                    self.garp_left = self.cfg.garp_count.saturating_sub(1);
+                    self.garp_at = (self.garp_left > 0).then(|| now + self.cfg.garp_interval);
+                    self.refresh_at = self.cfg.garp_refresh.map(|r| now + r);
+                }
+                Action::Transition { from, to } => {
+                    self.shared.state.store(state_to(to), Ordering::Release);
+                    let stats = &self.shared.stats;
+                    stats.transitions.fetch_add(1, Ordering::Relaxed);
+                    if to == State::Master {
+                        stats.became_master.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::info!(instance = %self.cfg.name, vrid = self.cfg.vrid, priority = self.fsm.priority(),
+                        "VRRP {} -> {}", from.as_str(), to.as_str());
+                    self.notifier.notify(&self.cfg.name, to);
+                }
+                Action::Drop(reason) => self.shared.stats.count_drop(reason.as_str()),
+                Action::AddressMismatch { from } => {
+                    self.shared.stats.address_mismatches.fetch_add(1, Ordering::Relaxed);
+                    self.warn_rate_limited(now, &format!("advert from {from} lists different virtual addresses than ours"));
+                }
+                Action::Discarded { from, priority } => {
+                    tracing::trace!(%from, priority, "advert discarded");
+                }
+            }
+            self.shared.stats.priority.store(self.fsm.priority(), Ordering::Relaxed);
+        }
+    }
+}
