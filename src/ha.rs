@@ -7,6 +7,7 @@
 //! state-machine logic, which belongs to the crate.
 
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,14 +111,71 @@ struct HaHooks(Arc<Ha>);
 
 impl AdminHooks for HaHooks {
     fn metrics(&self, o: &mut String) {
-        let _ = writeln!(o, "# HELP floatlb_vrrp_master Whether this node is VRRP master for the instance.\n# TYPE floatlb_vrrp_master gauge");
-        for i in &self.0.instances {
-            let master = matches!(i.state(), vrrp::State::Master) as u8;
-            let _ = writeln!(
-                o,
-                "floatlb_vrrp_master{{instance={}}} {master}",
-                json_str(i.name())
-            );
+        let inst = &self.0.instances;
+        let family = |o: &mut String,
+                      name: &str,
+                      kind: &str,
+                      help: &str,
+                      value: &dyn Fn(&vrrp::Instance) -> u64| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for i in inst {
+                let _ = writeln!(o, "{name}{{instance={}}} {}", json_str(i.name()), value(i));
+            }
+        };
+        family(
+            o,
+            "floatlb_vrrp_master",
+            "gauge",
+            "1 if this node is VRRP master for the instance.",
+            &|i| matches!(i.state(), vrrp::State::Master) as u64,
+        );
+        family(
+            o,
+            "floatlb_vrrp_priority",
+            "gauge",
+            "Priority currently advertised (tracking applied).",
+            &|i| i.stats().priority.load(Ordering::Relaxed) as u64,
+        );
+        family(
+            o,
+            "floatlb_vrrp_transitions_total",
+            "counter",
+            "VRRP state transitions.",
+            &|i| i.stats().transitions.load(Ordering::Relaxed),
+        );
+        family(
+            o,
+            "floatlb_vrrp_adverts_sent_total",
+            "counter",
+            "VRRP advertisements sent.",
+            &|i| i.stats().adverts_sent.load(Ordering::Relaxed),
+        );
+        family(
+            o,
+            "floatlb_vrrp_adverts_received_total",
+            "counter",
+            "Well-formed VRRP advertisements received.",
+            &|i| i.stats().adverts_received.load(Ordering::Relaxed),
+        );
+        family(
+            o,
+            "floatlb_vrrp_garps_sent_total",
+            "counter",
+            "Gratuitous ARP frames sent.",
+            &|i| i.stats().garps_sent.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            o,
+            "# HELP floatlb_vrrp_packets_dropped_total VRRP packets dropped, by reason.\n# TYPE floatlb_vrrp_packets_dropped_total counter"
+        );
+        for i in inst {
+            for (reason, n) in i.stats().all_drops() {
+                let _ = writeln!(
+                    o,
+                    "floatlb_vrrp_packets_dropped_total{{instance={},reason=\"{reason}\"}} {n}",
+                    json_str(i.name())
+                );
+            }
         }
     }
 
@@ -127,11 +185,23 @@ impl AdminHooks for HaHooks {
             if n > 0 {
                 out.push(',');
             }
+            let peer = match i.stats().last_peer() {
+                Some(p) => format!(
+                    "{{\"address\":\"{}\",\"priority\":{},\"interval_ms\":{},\"age_ms\":{}}}",
+                    p.src,
+                    p.priority,
+                    p.interval.as_millis(),
+                    p.at.elapsed().as_millis()
+                ),
+                None => "null".into(),
+            };
             let _ = write!(
                 out,
-                "{{\"instance\":{},\"state\":{}}}",
+                "{{\"instance\":{},\"state\":\"{}\",\"priority\":{},\"transitions\":{},\"last_peer_advert\":{peer}}}",
                 json_str(i.name()),
-                json_str(&format!("{:?}", i.state()).to_uppercase())
+                i.state().as_str(),
+                i.stats().priority.load(Ordering::Relaxed),
+                i.stats().transitions.load(Ordering::Relaxed),
             );
         }
         out.push(']');

@@ -31,6 +31,18 @@ impl Node {
             libc::kill(self.child.id() as i32, sig);
         }
     }
+    /// SIGTERM and wait for exit (bounded).
+    fn stop(mut self) {
+        self.signal(libc::SIGTERM);
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("floatlb did not exit after SIGTERM:\n{}", self.log());
+    }
 }
 
 impl Drop for Node {
@@ -265,4 +277,333 @@ fn unhealthy_proxy_without_track_weight_enters_fault() {
         n1.log()
     );
     assert!(n1.log().contains("FAULT"), "{}", n1.log());
+}
+
+/// Sends raw IPv4 datagrams (header included) from `host` to `dst`.
+fn inject(
+    lab: &Lab,
+    host: &str,
+    dst: std::net::Ipv4Addr,
+    src: std::net::Ipv4Addr,
+    datagrams: Vec<Vec<u8>>,
+) {
+    lab.in_host(host, move || {
+        let s = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(112)),
+        )
+        .unwrap();
+        s.set_header_included_v4(true).unwrap();
+        s.bind_device(Some(b"eth0")).unwrap();
+        s.set_multicast_if_v4(&src).unwrap();
+        let to = socket2::SockAddr::from(std::net::SocketAddrV4::new(dst, 0));
+        for d in datagrams {
+            s.send_to(&d, &to).unwrap();
+        }
+    });
+}
+
+fn admin_metrics(lab: &Lab, host: &str) -> String {
+    support::netns::http_from(lab, host, "127.0.0.1:9100".parse().unwrap(), "/metrics").1
+}
+
+#[test]
+fn malformed_and_wrong_ttl_adverts_are_dropped_and_counted() {
+    if !netns_available("malformed_and_wrong_ttl_adverts_are_dropped_and_counted") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use std::net::Ipv4Addr;
+    use vrrp::packet::{build_ipv4, Advert, ChecksumMode, VRRP_GROUP};
+    let (lab, web) = lab();
+    let n1 = start_node(&lab, "lb1", &[web.addr], &vrrp_table(150, 100, ""));
+    lab.wait_for("lb1 master", Duration::from_secs(5), || {
+        lab.has_addr("lb1", VIP)
+    });
+    let rogue = Ipv4Addr::new(198, 18, 0, 2);
+    let vip: Ipv4Addr = VIP.parse().unwrap();
+    let advert = |vrid: u8, priority: u8| Advert {
+        vrid,
+        priority,
+        max_adver_int: 10,
+        addresses: vec![vip],
+    };
+    let good = advert(51, 254).encode(rogue, VRRP_GROUP, ChecksumMode::Rfc5798);
+    let mut bad_sum = good.clone();
+    bad_sum[6] ^= 0xff;
+    let mut v2 = good.clone();
+    v2[0] = 0x21;
+    let mut count_lie = good.clone();
+    count_lie[3] = 4;
+    let other_vrid = advert(52, 254).encode(rogue, VRRP_GROUP, ChecksumMode::Rfc5798);
+    let packets = vec![
+        build_ipv4(rogue, VRRP_GROUP, 64, &good), // priority 254, would win, but TTL 64
+        build_ipv4(rogue, VRRP_GROUP, 255, &bad_sum),
+        build_ipv4(rogue, VRRP_GROUP, 255, &v2),
+        build_ipv4(rogue, VRRP_GROUP, 255, &count_lie),
+        build_ipv4(rogue, VRRP_GROUP, 255, &good[..5]),
+        build_ipv4(rogue, VRRP_GROUP, 255, &other_vrid),
+    ];
+    inject(&lab, "client", VRRP_GROUP, rogue, packets);
+    std::thread::sleep(Duration::from_millis(300));
+    let m = admin_metrics(&lab, "lb1");
+    let dropped = |reason: &str| {
+        support::netns::metric(
+            &m,
+            &format!(
+                "floatlb_vrrp_packets_dropped_total{{instance=\"vrrp0-51\",reason=\"{reason}\"}}"
+            ),
+        )
+    };
+    for reason in [
+        "bad_ttl",
+        "bad_checksum",
+        "bad_version",
+        "address_count_mismatch",
+        "truncated",
+        "vrid_mismatch",
+    ] {
+        assert_eq!(dropped(reason), Some(1.0), "{reason}:\n{m}");
+    }
+    assert!(
+        lab.has_addr("lb1", VIP),
+        "a dropped advert must not move the VIP: {}",
+        n1.log()
+    );
+    assert_eq!(
+        support::netns::metric(&m, "floatlb_vrrp_transitions_total{instance=\"vrrp0-51\"}"),
+        Some(2.0),
+        "{m}"
+    );
+}
+
+#[test]
+fn unicast_peers_fail_over_and_ignore_strangers() {
+    if !netns_available("unicast_peers_fail_over_and_ignore_strangers") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use std::net::Ipv4Addr;
+    use vrrp::packet::{build_ipv4, Advert, ChecksumMode};
+    let (lab, web) = lab();
+    let n1 = start_node(
+        &lab,
+        "lb1",
+        &[web.addr],
+        &vrrp_table(150, 100, "unicast-peers = [\"198.18.0.4\"]\n"),
+    );
+    let n2 = start_node(
+        &lab,
+        "lb2",
+        &[web.addr],
+        &vrrp_table(100, 100, "unicast-peers = [\"198.18.0.3\"]\n"),
+    );
+    lab.wait_for("lb1 master", Duration::from_secs(5), || {
+        holders(&lab) == (true, false)
+    });
+    // A stranger claiming priority 254 straight at lb1 is not a peer.
+    let stranger = Ipv4Addr::new(198, 18, 0, 2);
+    let lb1 = Ipv4Addr::new(198, 18, 0, 3);
+    let vip: Ipv4Addr = VIP.parse().unwrap();
+    let msg = Advert {
+        vrid: 51,
+        priority: 254,
+        max_adver_int: 10,
+        addresses: vec![vip],
+    }
+    .encode(stranger, lb1, ChecksumMode::Rfc5798);
+    inject(
+        &lab,
+        "client",
+        lb1,
+        stranger,
+        vec![build_ipv4(stranger, lb1, 255, &msg)],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let m = admin_metrics(&lab, "lb1");
+    assert_eq!(
+        support::netns::metric(
+            &m,
+            "floatlb_vrrp_packets_dropped_total{instance=\"vrrp0-51\",reason=\"not_a_peer\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        holders(&lab),
+        (true, false),
+        "lb1: {}\nlb2: {}",
+        n1.log(),
+        n2.log()
+    );
+    lab.link("lb1", false);
+    lab.wait_for(
+        "lb2 takes over over unicast",
+        Duration::from_secs(3),
+        || lab.has_addr("lb2", VIP),
+    );
+    lab.link("lb1", true);
+    lab.wait_for("lb1 preempts over unicast", Duration::from_secs(3), || {
+        holders(&lab) == (true, false)
+    });
+}
+
+struct Keepalived {
+    child: Child,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Keepalived {
+    fn start(lab: &Lab, host: &str, priority: u8) -> Keepalived {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("keepalived.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "global_defs {{\n  vrrp_version 3\n  router_id {host}\n}}\nvrrp_instance VI_51 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {priority}\n  advert_int 0.1\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("keepalived.log");
+        let p = |f: &str| dir.path().join(f);
+        let child = lab
+            .exec(host)
+            .args(["keepalived", "-n", "-l", "-D", "-P", "-f"])
+            .arg(&conf)
+            .arg("-p")
+            .arg(p("k.pid"))
+            .arg("-r")
+            .arg(p("v.pid"))
+            .arg("-c")
+            .arg(p("c.pid"))
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("keepalived (apt-get install keepalived)");
+        Keepalived {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    fn entered(&self, state: &str) -> usize {
+        self.log()
+            .matches(&format!("Entering {state} STATE"))
+            .count()
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn assert_no_complaints(k: &Keepalived) {
+    let log = k.log();
+    for word in ["checksum", "mismatch", "invalid", "Invalid", "TTL", "bogus"] {
+        assert!(
+            !log.contains(word),
+            "keepalived complained ({word}):\n{log}"
+        );
+    }
+}
+
+#[test]
+fn interop_with_keepalived_both_ways() {
+    if !netns_available("interop_with_keepalived_both_ways") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab();
+
+    // floatlb master (150), keepalived backup (100).
+    let n1 = start_node(&lab, "lb1", &[web.addr], &vrrp_table(150, 100, ""));
+    lab.wait_for("floatlb master", Duration::from_secs(5), || {
+        lab.has_addr("lb1", VIP)
+    });
+    let k = Keepalived::start(&lab, "lb2", 100);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(holders(&lab), (true, false), "keepalived:\n{}", k.log());
+    assert_eq!(
+        k.entered("MASTER"),
+        0,
+        "keepalived must stay backup:\n{}",
+        k.log()
+    );
+    lab.link("lb1", false);
+    lab.wait_for("keepalived takes over", Duration::from_secs(3), || {
+        lab.has_addr("lb2", VIP)
+    });
+    lab.link("lb1", true);
+    lab.wait_for(
+        "floatlb preempts keepalived",
+        Duration::from_secs(3),
+        || holders(&lab) == (true, false),
+    );
+    assert_eq!(
+        get_status_from(&lab, "client", vip(), "/"),
+        (200, "web1".into())
+    );
+    assert_no_complaints(&k);
+    drop(k);
+    n1.stop();
+    lab.wait_for("VIP released", Duration::from_secs(3), || {
+        holders(&lab) == (false, false)
+    });
+
+    // keepalived master (150), floatlb backup (100).
+    let k = Keepalived::start(&lab, "lb1", 150);
+    lab.wait_for("keepalived master", Duration::from_secs(5), || {
+        lab.has_addr("lb1", VIP)
+    });
+    let n2 = start_node(&lab, "lb2", &[web.addr], &vrrp_table(100, 100, ""));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(holders(&lab), (true, false), "floatlb:\n{}", n2.log());
+    let m = admin_metrics(&lab, "lb2");
+    assert_eq!(
+        support::netns::metric(&m, "floatlb_vrrp_transitions_total{instance=\"vrrp0-51\"}"),
+        Some(1.0),
+        "floatlb must stay backup (INIT -> BACKUP only):\n{m}"
+    );
+    assert_eq!(
+        support::netns::metric(
+            &m,
+            "floatlb_vrrp_packets_dropped_total{instance=\"vrrp0-51\",reason=\"bad_checksum\"}"
+        ),
+        Some(0.0)
+    );
+    lab.link("lb1", false);
+    lab.wait_for(
+        "floatlb takes over from keepalived",
+        Duration::from_secs(3),
+        || lab.has_addr("lb2", VIP),
+    );
+    assert_eq!(
+        get_status_from(&lab, "client", vip(), "/"),
+        (200, "web1".into())
+    );
+    lab.link("lb1", true);
+    lab.wait_for(
+        "keepalived preempts floatlb",
+        Duration::from_secs(3),
+        || holders(&lab) == (true, false),
+    );
+    assert_no_complaints(&k);
 }

@@ -249,3 +249,35 @@ pub fn get_status_from(lab: &Lab, host: &str, addr: SocketAddr, path: &str) -> (
         (status, backend)
     })
 }
+
+/// One GET from inside a namespace: (status, body); status 0 on failure.
+pub fn http_from(lab: &Lab, host: &str, addr: SocketAddr, path: &str) -> (u16, String) {
+    let path = path.to_string();
+    lab.in_host(host, move || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+        else {
+            return (0, String::new());
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let req = format!("GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n");
+        if s.write_all(req.as_bytes()).is_err() {
+            return (0, String::new());
+        }
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let (status, _, body) = super::parse_response(&out);
+        (status, body)
+    })
+}
+
+/// Value of one sample in a Prometheus text exposition, e.g.
+/// `floatlb_vrrp_packets_dropped_total{instance="vrrp0-51",reason="bad_ttl"}`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -12,10 +12,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Index of a network interface, in the calling thread's namespace.
 pub fn interface_index(name: &str) -> io::Result<u32> {
-    let c = std::ffi::CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
     let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if i == 0 {
-        return Err(io::Error::new(io::ErrorKind::NotFound, format!("no network interface named {name:?}")));
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no network interface named {name:?}"),
+        ));
     }
     Ok(i)
 }
@@ -30,7 +34,10 @@ pub fn interface_mac(name: &str) -> io::Result<[u8; 6]> {
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     let bytes = name.as_bytes();
     if bytes.len() >= req.ifr_name.len() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
     }
     for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
@@ -75,7 +82,12 @@ pub fn primary_ipv4(name: &str, vips: &[Ipv4Addr]) -> io::Result<Ipv4Addr> {
     interface_addresses(name)?
         .into_iter()
         .find(|a| !vips.contains(a))
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("interface {name:?} has no IPv4 address of its own")))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("interface {name:?} has no IPv4 address of its own"),
+            )
+        })
 }
 
 /// A NETLINK_ROUTE socket for address changes.
@@ -90,12 +102,21 @@ const IFA_LOCAL: u16 = 2;
 
 impl Netlink {
     pub fn open() -> io::Result<Self> {
-        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let tv = libc::timeval { tv_sec: 2, tv_usec: 0 };
+        let tv = libc::timeval {
+            tv_sec: 2,
+            tv_usec: 0,
+        };
         unsafe {
             libc::setsockopt(
                 fd.as_raw_fd(),
@@ -105,12 +126,21 @@ impl Netlink {
                 std::mem::size_of::<libc::timeval>() as u32,
             );
         }
-        Ok(Netlink { fd, seq: AtomicU32::new(1) })
+        Ok(Netlink {
+            fd,
+            seq: AtomicU32::new(1),
+        })
     }
 
     /// Adds `addr/prefix` to the interface; already present is fine.
     pub fn add(&self, ifindex: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
-        match self.request(libc::RTM_NEWADDR, libc::NLM_F_CREATE | libc::NLM_F_EXCL, ifindex, addr, prefix) {
+        match self.request(
+            libc::RTM_NEWADDR,
+            libc::NLM_F_CREATE | libc::NLM_F_EXCL,
+            ifindex,
+            addr,
+            prefix,
+        ) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
             r => r,
         }
@@ -124,13 +154,22 @@ impl Netlink {
         }
     }
 
-    fn request(&self, kind: u16, flags: i32, ifindex: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    fn request(
+        &self,
+        kind: u16,
+        flags: i32,
+        ifindex: u32,
+        addr: Ipv4Addr,
+        prefix: u8,
+    ) -> io::Result<()> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let mut msg = Vec::with_capacity(40);
         let total = NLMSG_HDRLEN + 8 + 2 * 8;
         msg.extend_from_slice(&(total as u32).to_ne_bytes());
         msg.extend_from_slice(&kind.to_ne_bytes());
-        msg.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK | flags) as u16).to_ne_bytes());
+        msg.extend_from_slice(
+            &((libc::NLM_F_REQUEST | libc::NLM_F_ACK | flags) as u16).to_ne_bytes(),
+        );
         msg.extend_from_slice(&seq.to_ne_bytes());
         msg.extend_from_slice(&0u32.to_ne_bytes());
         // struct ifaddrmsg
@@ -161,22 +200,29 @@ impl Netlink {
         }
         let mut buf = [0u8; 1024];
         loop {
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 return Err(io::Error::last_os_error());
             }
             let n = n as usize;
             let mut off = 0;
             while off + NLMSG_HDRLEN <= n {
-                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or([0; 4])) as usize;
+                let len =
+                    u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or([0; 4])) as usize;
                 let ty = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
                 let rseq = u32::from_ne_bytes(buf[off + 8..off + 12].try_into().unwrap_or([0; 4]));
                 if len < NLMSG_HDRLEN || off + len > n {
                     break;
                 }
                 if rseq == seq && ty == libc::NLMSG_ERROR as u16 && len >= NLMSG_HDRLEN + 4 {
-                    let errno = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().unwrap_or([0; 4]));
-                    return if errno == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(-errno)) };
+                    let errno =
+                        i32::from_ne_bytes(buf[off + 16..off + 20].try_into().unwrap_or([0; 4]));
+                    return if errno == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::Error::from_raw_os_error(-errno))
+                    };
                 }
                 off += (len + 3) & !3;
             }

@@ -44,11 +44,16 @@ pub enum Timer {
 #[derive(Debug, Clone, Copy)]
 pub enum Input<'a> {
     Startup,
-    Advert { ip: IpInfo, advert: &'a Advert },
+    Advert {
+        ip: IpInfo,
+        advert: &'a Advert,
+    },
     Timer(Timer),
     Shutdown,
     /// The tracked local service became healthy or unhealthy.
-    Track { healthy: bool },
+    Track {
+        healthy: bool,
+    },
     /// Planned handover: stop being master now and let a backup take over.
     StepDown,
 }
@@ -77,18 +82,31 @@ impl DropReason {
 /// Side effects for the runner, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    SendAdvert { priority: u8 },
-    ArmTimer { timer: Timer, at: Instant },
+    SendAdvert {
+        priority: u8,
+    },
+    ArmTimer {
+        timer: Timer,
+        at: Instant,
+    },
     CancelTimer(Timer),
     AddVips,
     RemoveVips,
     SendGarp,
-    Transition { from: State, to: State },
+    Transition {
+        from: State,
+        to: State,
+    },
     Drop(DropReason),
     /// §7.1: the advert's address list differs from ours (logged, counted, still processed).
-    AddressMismatch { from: Ipv4Addr },
+    AddressMismatch {
+        from: Ipv4Addr,
+    },
     /// A higher-priority (or equal, higher-IP) master was accepted or discarded; for logs.
-    Discarded { from: Ipv4Addr, priority: u8 },
+    Discarded {
+        from: Ipv4Addr,
+        priority: u8,
+    },
 }
 
 /// Static parameters of one virtual router.
@@ -180,7 +198,9 @@ impl Fsm {
 
     fn preempt_active(&self, now: Instant) -> bool {
         self.cfg.preempt
-            && self.started.is_none_or(|s| now >= s + self.cfg.preempt_delay)
+            && self
+                .started
+                .is_none_or(|s| now >= s + self.cfg.preempt_delay)
             && self.hold_until.is_none_or(|h| now >= h)
     }
 
@@ -207,11 +227,16 @@ impl Fsm {
     fn become_master(&mut self, now: Instant, out: &mut Vec<Action>) {
         out.push(Action::CancelTimer(Timer::MasterDown));
         out.push(Action::AddVips);
-        out.push(Action::SendAdvert { priority: self.priority() });
+        out.push(Action::SendAdvert {
+            priority: self.priority(),
+        });
         out.push(Action::SendGarp);
         let at = now + self.cfg.advert_interval;
         self.adver_at = Some(at);
-        out.push(Action::ArmTimer { timer: Timer::Adver, at });
+        out.push(Action::ArmTimer {
+            timer: Timer::Adver,
+            at,
+        });
         self.transition(State::Master, out);
     }
 
@@ -248,7 +273,9 @@ impl Fsm {
         match (self.state, timer) {
             (State::Backup, Timer::MasterDown) => self.become_master(now, out),
             (State::Master, Timer::Adver) => {
-                out.push(Action::SendAdvert { priority: self.priority() });
+                out.push(Action::SendAdvert {
+                    priority: self.priority(),
+                });
                 let interval = self.cfg.advert_interval;
                 let mut at = self.adver_at.unwrap_or(now) + interval;
                 // Late by more than an interval: skip ahead instead of bursting.
@@ -256,7 +283,10 @@ impl Fsm {
                     at += interval;
                 }
                 self.adver_at = Some(at);
-                out.push(Action::ArmTimer { timer: Timer::Adver, at });
+                out.push(Action::ArmTimer {
+                    timer: Timer::Adver,
+                    at,
+                });
             }
             _ => {}
         }
@@ -311,8 +341,13 @@ impl Fsm {
                     out.push(Action::SendAdvert { priority: mine });
                     let at = now + self.cfg.advert_interval;
                     self.adver_at = Some(at);
-                    out.push(Action::ArmTimer { timer: Timer::Adver, at });
-                } else if adv.priority > mine || (adv.priority == mine && u32::from(ip.src) > u32::from(self.cfg.primary_ip)) {
+                    out.push(Action::ArmTimer {
+                        timer: Timer::Adver,
+                        at,
+                    });
+                } else if adv.priority > mine
+                    || (adv.priority == mine && u32::from(ip.src) > u32::from(self.cfg.primary_ip))
+                {
                     self.master_adver_interval = learned;
                     self.become_backup(now, out);
                 } else {
@@ -351,7 +386,9 @@ impl Fsm {
         if self.cfg.track_weight.is_some() {
             if self.state == State::Master {
                 // Tell backups the new priority now rather than at the next tick.
-                out.push(Action::SendAdvert { priority: self.priority() });
+                out.push(Action::SendAdvert {
+                    priority: self.priority(),
+                });
             }
             return;
         }
@@ -478,10 +515,19 @@ mod tests {
         let a = f.handle(t0, Input::Startup);
         assert_eq!(f.state(), State::Master);
         let add = a.iter().position(|x| *x == Action::AddVips).unwrap();
-        let send = a.iter().position(|x| *x == Action::SendAdvert { priority: 255 }).unwrap();
+        let send = a
+            .iter()
+            .position(|x| *x == Action::SendAdvert { priority: 255 })
+            .unwrap();
         let garp = a.iter().position(|x| *x == Action::SendGarp).unwrap();
-        assert!(add < send && send < garp, "VIPs are up before they are announced: {a:?}");
-        assert_eq!(armed(&a, Timer::Adver), Some(t0 + Duration::from_millis(100)));
+        assert!(
+            add < send && send < garp,
+            "VIPs are up before they are announced: {a:?}"
+        );
+        assert_eq!(
+            armed(&a, Timer::Adver),
+            Some(t0 + Duration::from_millis(100))
+        );
     }
 
     /// §6.4.1: otherwise "Set Master_Adver_Interval to Advertisement_Interval ...
@@ -492,7 +538,10 @@ mod tests {
         let mut f = Fsm::new(cfg(100));
         let a = f.handle(t0, Input::Startup);
         assert_eq!(f.state(), State::Backup);
-        assert_eq!(armed(&a, Timer::MasterDown), Some(t0 + f.master_down_interval()));
+        assert_eq!(
+            armed(&a, Timer::MasterDown),
+            Some(t0 + f.master_down_interval())
+        );
         assert!(!a.contains(&Action::AddVips));
     }
 
@@ -502,7 +551,10 @@ mod tests {
     fn master_down_timer_makes_master() {
         let t0 = Instant::now();
         let mut f = backup(100, t0);
-        let a = f.handle(t0 + f.master_down_interval(), Input::Timer(Timer::MasterDown));
+        let a = f.handle(
+            t0 + f.master_down_interval(),
+            Input::Timer(Timer::MasterDown),
+        );
         assert_eq!(f.state(), State::Master);
         assert!(a.contains(&Action::SendGarp) && a.contains(&Action::AddVips));
     }
@@ -514,7 +566,13 @@ mod tests {
         let t0 = Instant::now();
         let mut f = backup(100, t0);
         let now = t0 + Duration::from_millis(50);
-        let a = f.handle(now, Input::Advert { ip: from(HIGHER_IP), advert: &adv(0, 10) });
+        let a = f.handle(
+            now,
+            Input::Advert {
+                ip: from(HIGHER_IP),
+                advert: &adv(0, 10),
+            },
+        );
         assert_eq!(armed(&a, Timer::MasterDown), Some(now + f.skew_time()));
     }
 
@@ -526,10 +584,19 @@ mod tests {
     fn backup_learns_master_interval() {
         let t0 = Instant::now();
         let mut f = backup(100, t0);
-        let a = f.handle(t0, Input::Advert { ip: from(HIGHER_IP), advert: &adv(150, 1) });
+        let a = f.handle(
+            t0,
+            Input::Advert {
+                ip: from(HIGHER_IP),
+                advert: &adv(150, 1),
+            },
+        );
         assert_eq!(f.master_adver_interval(), Duration::from_millis(10));
         // 3 × 10 ms + 156 × 10 ms / 256
-        assert_eq!(armed(&a, Timer::MasterDown), Some(t0 + Duration::from_nanos(36_093_750)));
+        assert_eq!(
+            armed(&a, Timer::MasterDown),
+            Some(t0 + Duration::from_nanos(36_093_750))
+        );
     }
 
     /// §6.4.2: "Else (Priority less than local Priority and Preempt_Mode True):
@@ -538,7 +605,13 @@ mod tests {
     fn preempt_discards_lower_priority() {
         let t0 = Instant::now();
         let mut f = backup(150, t0);
-        let a = f.handle(t0, Input::Advert { ip: from(HIGHER_IP), advert: &adv(100, 10) });
+        let a = f.handle(
+            t0,
+            Input::Advert {
+                ip: from(HIGHER_IP),
+                advert: &adv(100, 10),
+            },
+        );
         assert!(armed(&a, Timer::MasterDown).is_none());
         assert!(matches!(a[..], [Action::Discarded { priority: 100, .. }]));
     }
@@ -551,7 +624,13 @@ mod tests {
         c.preempt = false;
         let mut f = Fsm::new(c);
         f.handle(t0, Input::Startup);
-        let a = f.handle(t0, Input::Advert { ip: from(HIGHER_IP), advert: &adv(100, 10) });
+        let a = f.handle(
+            t0,
+            Input::Advert {
+                ip: from(HIGHER_IP),
+                advert: &adv(100, 10),
+            },
+        );
         assert!(armed(&a, Timer::MasterDown).is_some());
     }
 
@@ -563,10 +642,28 @@ mod tests {
         c.preempt_delay = Duration::from_secs(5);
         let mut f = Fsm::new(c);
         f.handle(t0, Input::Startup);
-        let early = f.handle(t0 + Duration::from_secs(1), Input::Advert { ip: from(HIGHER_IP), advert: &adv(100, 10) });
-        assert!(armed(&early, Timer::MasterDown).is_some(), "within the delay: follow the master");
-        let late = f.handle(t0 + Duration::from_secs(6), Input::Advert { ip: from(HIGHER_IP), advert: &adv(100, 10) });
-        assert!(armed(&late, Timer::MasterDown).is_none(), "after the delay: discard and preempt");
+        let early = f.handle(
+            t0 + Duration::from_secs(1),
+            Input::Advert {
+                ip: from(HIGHER_IP),
+                advert: &adv(100, 10),
+            },
+        );
+        assert!(
+            armed(&early, Timer::MasterDown).is_some(),
+            "within the delay: follow the master"
+        );
+        let late = f.handle(
+            t0 + Duration::from_secs(6),
+            Input::Advert {
+                ip: from(HIGHER_IP),
+                advert: &adv(100, 10),
+            },
+        );
+        assert!(
+            armed(&late, Timer::MasterDown).is_none(),
+            "after the delay: discard and preempt"
+        );
     }
 
     /// §6.4.3: "If the Adver_Timer fires: Send an ADVERTISEMENT, Reset the
@@ -578,10 +675,16 @@ mod tests {
         let due = t0 + Duration::from_millis(100);
         let a = f.handle(due + Duration::from_millis(3), Input::Timer(Timer::Adver));
         assert_eq!(a[0], Action::SendAdvert { priority: 150 });
-        assert_eq!(armed(&a, Timer::Adver), Some(t0 + Duration::from_millis(200)));
+        assert_eq!(
+            armed(&a, Timer::Adver),
+            Some(t0 + Duration::from_millis(200))
+        );
         // Woken 250 ms late: skip ahead, no burst.
         let a = f.handle(t0 + Duration::from_millis(450), Input::Timer(Timer::Adver));
-        assert_eq!(armed(&a, Timer::Adver), Some(t0 + Duration::from_millis(500)));
+        assert_eq!(
+            armed(&a, Timer::Adver),
+            Some(t0 + Duration::from_millis(500))
+        );
     }
 
     /// §6.4.3: "If the Priority in the ADVERTISEMENT is zero, then: Send an
@@ -591,9 +694,18 @@ mod tests {
         let t0 = Instant::now();
         let mut f = master(150, t0);
         let now = t0 + Duration::from_millis(30);
-        let a = f.handle(now, Input::Advert { ip: from(HIGHER_IP), advert: &adv(0, 10) });
+        let a = f.handle(
+            now,
+            Input::Advert {
+                ip: from(HIGHER_IP),
+                advert: &adv(0, 10),
+            },
+        );
         assert_eq!(a[0], Action::SendAdvert { priority: 150 });
-        assert_eq!(armed(&a, Timer::Adver), Some(now + Duration::from_millis(100)));
+        assert_eq!(
+            armed(&a, Timer::Adver),
+            Some(now + Duration::from_millis(100))
+        );
         assert_eq!(f.state(), State::Master);
     }
 
@@ -604,17 +716,41 @@ mod tests {
     fn master_yields_to_higher_priority_or_higher_ip_on_tie() {
         let t0 = Instant::now();
         let mut f = master(150, t0);
-        let a = f.handle(t0, Input::Advert { ip: from(LOWER_IP), advert: &adv(150, 10) });
+        let a = f.handle(
+            t0,
+            Input::Advert {
+                ip: from(LOWER_IP),
+                advert: &adv(150, 10),
+            },
+        );
         assert_eq!(f.state(), State::Master, "tie, lower IP: keep");
         assert!(matches!(a[..], [Action::Discarded { .. }]));
-        f.handle(t0, Input::Advert { ip: from(LOWER_IP), advert: &adv(100, 10) });
+        f.handle(
+            t0,
+            Input::Advert {
+                ip: from(LOWER_IP),
+                advert: &adv(100, 10),
+            },
+        );
         assert_eq!(f.state(), State::Master, "lower priority: keep");
-        let a = f.handle(t0, Input::Advert { ip: from(HIGHER_IP), advert: &adv(150, 5) });
+        let a = f.handle(
+            t0,
+            Input::Advert {
+                ip: from(HIGHER_IP),
+                advert: &adv(150, 5),
+            },
+        );
         assert_eq!(f.state(), State::Backup, "tie, higher IP: yield");
         assert!(a.contains(&Action::RemoveVips) && a.contains(&Action::CancelTimer(Timer::Adver)));
         assert_eq!(f.master_adver_interval(), Duration::from_millis(50));
         let mut f = master(150, t0);
-        f.handle(t0, Input::Advert { ip: from(LOWER_IP), advert: &adv(200, 10) });
+        f.handle(
+            t0,
+            Input::Advert {
+                ip: from(LOWER_IP),
+                advert: &adv(200, 10),
+            },
+        );
         assert_eq!(f.state(), State::Backup, "higher priority: yield");
     }
 
@@ -627,7 +763,11 @@ mod tests {
         let a = f.handle(t0, Input::Shutdown);
         assert_eq!(
             &a[..3],
-            &[Action::CancelTimer(Timer::Adver), Action::SendAdvert { priority: 0 }, Action::RemoveVips]
+            &[
+                Action::CancelTimer(Timer::Adver),
+                Action::SendAdvert { priority: 0 },
+                Action::RemoveVips
+            ]
         );
         assert_eq!(f.state(), State::Initialize);
         let mut b = backup(100, t0);
@@ -643,15 +783,36 @@ mod tests {
         let mut f = backup(100, t0);
         let mut ip = from(HIGHER_IP);
         ip.ttl = 64;
-        assert_eq!(f.handle(t0, Input::Advert { ip, advert: &adv(200, 10) }), vec![Action::Drop(DropReason::BadTtl)]);
+        assert_eq!(
+            f.handle(
+                t0,
+                Input::Advert {
+                    ip,
+                    advert: &adv(200, 10)
+                }
+            ),
+            vec![Action::Drop(DropReason::BadTtl)]
+        );
         let mut other = adv(200, 10);
         other.vrid = 52;
         assert_eq!(
-            f.handle(t0, Input::Advert { ip: from(HIGHER_IP), advert: &other }),
+            f.handle(
+                t0,
+                Input::Advert {
+                    ip: from(HIGHER_IP),
+                    advert: &other
+                }
+            ),
             vec![Action::Drop(DropReason::VridMismatch)]
         );
         assert_eq!(
-            f.handle(t0, Input::Advert { ip: from(ME), advert: &adv(200, 10) }),
+            f.handle(
+                t0,
+                Input::Advert {
+                    ip: from(ME),
+                    advert: &adv(200, 10)
+                }
+            ),
             vec![Action::Drop(DropReason::OwnAdvert)]
         );
     }
@@ -664,7 +825,13 @@ mod tests {
         let mut f = backup(100, t0);
         let mut a = adv(200, 10);
         a.addresses = vec![Ipv4Addr::new(198, 18, 0, 101)];
-        let out = f.handle(t0, Input::Advert { ip: from(HIGHER_IP), advert: &a });
+        let out = f.handle(
+            t0,
+            Input::Advert {
+                ip: from(HIGHER_IP),
+                advert: &a,
+            },
+        );
         assert_eq!(out[0], Action::AddressMismatch { from: HIGHER_IP });
         assert!(armed(&out, Timer::MasterDown).is_some());
     }
@@ -677,10 +844,19 @@ mod tests {
         assert_eq!(f.state(), State::Fault);
         assert!(a.contains(&Action::SendAdvert { priority: 0 }) && a.contains(&Action::RemoveVips));
         assert_eq!(
-            f.handle(t0, Input::Advert { ip: from(HIGHER_IP), advert: &adv(100, 10) }),
+            f.handle(
+                t0,
+                Input::Advert {
+                    ip: from(HIGHER_IP),
+                    advert: &adv(100, 10)
+                }
+            ),
             vec![Action::Drop(DropReason::NotListening)]
         );
-        assert!(f.handle(t0, Input::Timer(Timer::Adver)).is_empty(), "no adverts in FAULT");
+        assert!(
+            f.handle(t0, Input::Timer(Timer::Adver)).is_empty(),
+            "no adverts in FAULT"
+        );
         let a = f.handle(t0, Input::Track { healthy: true });
         assert_eq!(f.state(), State::Backup);
         assert!(armed(&a, Timer::MasterDown).is_some());
@@ -698,7 +874,13 @@ mod tests {
         assert_eq!(f.priority(), 90);
         assert_eq!(a, vec![Action::SendAdvert { priority: 90 }]);
         // A priority-100 peer now wins.
-        f.handle(t0, Input::Advert { ip: from(LOWER_IP), advert: &adv(100, 10) });
+        f.handle(
+            t0,
+            Input::Advert {
+                ip: from(LOWER_IP),
+                advert: &adv(100, 10),
+            },
+        );
         assert_eq!(f.state(), State::Backup);
     }
 
@@ -718,10 +900,22 @@ mod tests {
         assert_eq!(f.state(), State::Backup);
         assert!(a.contains(&Action::SendAdvert { priority: 0 }) && a.contains(&Action::RemoveVips));
         // The new, lower-priority master is followed, not preempted, during the hold.
-        let a = f.handle(t0 + Duration::from_millis(100), Input::Advert { ip: from(HIGHER_IP), advert: &adv(100, 10) });
+        let a = f.handle(
+            t0 + Duration::from_millis(100),
+            Input::Advert {
+                ip: from(HIGHER_IP),
+                advert: &adv(100, 10),
+            },
+        );
         assert!(armed(&a, Timer::MasterDown).is_some());
         // After the hold, preemption resumes.
-        let a = f.handle(t0 + Duration::from_secs(31), Input::Advert { ip: from(HIGHER_IP), advert: &adv(100, 10) });
+        let a = f.handle(
+            t0 + Duration::from_secs(31),
+            Input::Advert {
+                ip: from(HIGHER_IP),
+                advert: &adv(100, 10),
+            },
+        );
         assert!(armed(&a, Timer::MasterDown).is_none());
         // Stepping down when not master does nothing.
         assert!(f.handle(t0, Input::StepDown).is_empty());

@@ -54,7 +54,13 @@ pub struct InstanceConfig {
 
 impl InstanceConfig {
     /// A config with keepalived-like defaults.
-    pub fn new(name: &str, interface: &str, vrid: u8, priority: u8, vips: Vec<(Ipv4Addr, u8)>) -> Self {
+    pub fn new(
+        name: &str,
+        interface: &str,
+        vrid: u8,
+        priority: u8,
+        vips: Vec<(Ipv4Addr, u8)>,
+    ) -> Self {
         InstanceConfig {
             name: name.into(),
             interface: interface.into(),
@@ -78,7 +84,12 @@ impl InstanceConfig {
 
     /// Range checks of RFC 5798 and this implementation.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |msg: String| Err(Error::Config { name: self.name.clone(), msg });
+        let bad = |msg: String| {
+            Err(Error::Config {
+                name: self.name.clone(),
+                msg,
+            })
+        };
         if self.vrid == 0 {
             return bad("VRID must be in 1..=255".into());
         }
@@ -87,7 +98,10 @@ impl InstanceConfig {
         }
         let us = self.advert_interval.as_micros();
         if !(10_000..=40_950_000).contains(&us) || us % 10_000 != 0 {
-            return bad(format!("advert interval {:?} is not a multiple of 10ms in 10ms..=40.95s", self.advert_interval));
+            return bad(format!(
+                "advert interval {:?} is not a multiple of 10ms in 10ms..=40.95s",
+                self.advert_interval
+            ));
         }
         if self.virtual_addresses.is_empty() {
             return bad("at least one virtual address is required".into());
@@ -271,13 +285,15 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
     let ifindex = address::interface_index(&cfg.interface).map_err(io_err("interface"))?;
     let mac = address::interface_mac(&cfg.interface).map_err(io_err("reading MAC address"))?;
     let vips: Vec<Ipv4Addr> = cfg.virtual_addresses.iter().map(|(a, _)| *a).collect();
-    let primary = address::primary_ipv4(&cfg.interface, &vips).map_err(io_err("primary address"))?;
+    let primary =
+        address::primary_ipv4(&cfg.interface, &vips).map_err(io_err("primary address"))?;
     let peers = if cfg.unicast_peers.is_empty() {
         Peers::Multicast
     } else {
         Peers::Unicast(cfg.unicast_peers.clone())
     };
-    let socket = VrrpSocket::open(&cfg.interface, ifindex, primary, peers).map_err(io_err("opening VRRP socket"))?;
+    let socket = VrrpSocket::open(&cfg.interface, ifindex, primary, peers)
+        .map_err(io_err("opening VRRP socket"))?;
     let arp = ArpSender::open(ifindex, mac).map_err(io_err("opening ARP socket"))?;
     let netlink = Netlink::open().map_err(io_err("opening netlink socket"))?;
 
@@ -286,7 +302,9 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
     for (vip, prefix) in &cfg.virtual_addresses {
         if present.contains(vip) {
             tracing::warn!(instance = %cfg.name, %vip, "removing VIP left behind by a previous run");
-            netlink.remove(ifindex, *vip, *prefix).map_err(io_err("removing stale VIP"))?;
+            netlink
+                .remove(ifindex, *vip, *prefix)
+                .map_err(io_err("removing stale VIP"))?;
         }
     }
 
@@ -400,11 +418,17 @@ impl Runner {
         let mut buf = vec![0u8; 2048];
         loop {
             let now = Instant::now();
-            let next = [self.timers[0], self.timers[1], self.garp_at, self.refresh_at, Some(now + TRACK_POLL)]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(now + TRACK_POLL);
+            let next = [
+                self.timers[0],
+                self.timers[1],
+                self.garp_at,
+                self.refresh_at,
+                Some(now + TRACK_POLL),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + TRACK_POLL);
             let (rx_ready, wake_ready) = self.wait(next.saturating_duration_since(now), &wake_fd);
             let now = Instant::now();
             if wake_ready {
@@ -474,7 +498,10 @@ impl Runner {
         if n <= 0 {
             return (false, false);
         }
-        (fds[0].revents & libc::POLLIN != 0, fds[1].revents & libc::POLLIN != 0)
+        (
+            fds[0].revents & libc::POLLIN != 0,
+            fds[1].revents & libc::POLLIN != 0,
+        )
     }
 
     fn receive(&mut self, now: Instant, buf: &mut [u8]) {
@@ -499,7 +526,13 @@ impl Runner {
             if let Peers::Unicast(peers) = self.socket.peers() {
                 if !peers.contains(&ip.src) {
                     stats.count_drop("not_a_peer");
-                    self.warn_rate_limited(now, &format!("dropped advert from {}, not a configured unicast peer", ip.src));
+                    self.warn_rate_limited(
+                        now,
+                        &format!(
+                            "dropped advert from {}, not a configured unicast peer",
+                            ip.src
+                        ),
+                    );
                     continue;
                 }
             }
@@ -519,13 +552,22 @@ impl Runner {
                     at: now,
                 });
             }
-            let a = self.fsm.handle(now, Input::Advert { ip, advert: &advert });
+            let a = self.fsm.handle(
+                now,
+                Input::Advert {
+                    ip,
+                    advert: &advert,
+                },
+            );
             self.apply(now, a);
         }
     }
 
     fn warn_rate_limited(&mut self, now: Instant, msg: &str) {
-        if self.last_warn.is_none_or(|t| now.duration_since(t) > Duration::from_secs(5)) {
+        if self
+            .last_warn
+            .is_none_or(|t| now.duration_since(t) > Duration::from_secs(5))
+        {
             self.last_warn = Some(now);
             tracing::warn!(instance = %self.cfg.name, "{msg}");
         }
@@ -541,10 +583,16 @@ impl Runner {
         let (src, mode) = (self.primary, self.cfg.checksum_mode);
         match self.socket.send(|dst| advert.encode(src, dst, mode)) {
             Ok(()) => {
-                self.shared.stats.adverts_sent.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .stats
+                    .adverts_sent
+                    .fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
-                self.shared.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .stats
+                    .send_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 self.warn_rate_limited(now, &format!("sending advert failed: {e}"));
             }
         }
@@ -617,14 +665,23 @@ impl Runner {
                 }
                 Action::Drop(reason) => self.shared.stats.count_drop(reason.as_str()),
                 Action::AddressMismatch { from } => {
-                    self.shared.stats.address_mismatches.fetch_add(1, Ordering::Relaxed);
-                    self.warn_rate_limited(now, &format!("advert from {from} lists different virtual addresses than ours"));
+                    self.shared
+                        .stats
+                        .address_mismatches
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.warn_rate_limited(
+                        now,
+                        &format!("advert from {from} lists different virtual addresses than ours"),
+                    );
                 }
                 Action::Discarded { from, priority } => {
                     tracing::trace!(%from, priority, "advert discarded");
                 }
             }
-            self.shared.stats.priority.store(self.fsm.priority(), Ordering::Relaxed);
+            self.shared
+                .stats
+                .priority
+                .store(self.fsm.priority(), Ordering::Relaxed);
         }
     }
 }

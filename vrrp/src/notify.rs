@@ -30,13 +30,16 @@ impl Notifier {
             .spawn()
         {
             Ok(child) => self.running.push(child),
-            Err(e) => tracing::warn!(command = %cmd.display(), error = %e, "notify command failed to start"),
+            Err(e) => {
+                tracing::warn!(command = %cmd.display(), error = %e, "notify command failed to start")
+            }
         }
     }
 
     /// Collects exited children so none linger as zombies.
     pub fn reap(&mut self) {
-        self.running.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
+        self.running
+            .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
     }
 }
 
@@ -50,7 +53,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join("out");
         let script = dir.join("notify.sh");
-        std::fs::write(&script, format!("#!/bin/sh\necho \"$1 $2\" >> {}\n", out.display())).unwrap();
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\necho \"$1 $2\" >> {}\n", out.display()),
+        )
+        .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut n = Notifier::new(Some(script));

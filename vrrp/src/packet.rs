@@ -126,7 +126,9 @@ impl Advert {
             msg.extend_from_slice(&a.octets());
         }
         let sum = match mode {
-            ChecksumMode::Rfc5798 => internet_checksum(&[&pseudo_header(src, dst, msg.len()), &msg]),
+            ChecksumMode::Rfc5798 => {
+                internet_checksum(&[&pseudo_header(src, dst, msg.len()), &msg])
+            }
             ChecksumMode::V2Compat => internet_checksum(&[&msg]),
         };
         msg[6..8].copy_from_slice(&sum.to_be_bytes());
@@ -134,7 +136,11 @@ impl Advert {
     }
 
     /// Decodes a VRRP message received from `src` sent to `dst`.
-    pub fn decode(msg: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> Result<(Advert, ChecksumKind), PacketError> {
+    pub fn decode(
+        msg: &[u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) -> Result<(Advert, ChecksumKind), PacketError> {
         if msg.len() < HEADER_LEN {
             return Err(PacketError::Truncated(msg.len()));
         }
@@ -199,7 +205,11 @@ pub fn parse_ipv4(datagram: &[u8]) -> Result<(IpInfo, &[u8]), PacketError> {
         return Err(PacketError::NotVrrp(datagram[9]));
     }
     // Linux hands raw sockets the whole datagram; trust the shorter of the two lengths.
-    let end = if total >= ihl && total <= datagram.len() { total } else { datagram.len() };
+    let end = if total >= ihl && total <= datagram.len() {
+        total
+    } else {
+        datagram.len()
+    };
     let info = IpInfo {
         src: Ipv4Addr::new(datagram[12], datagram[13], datagram[14], datagram[15]),
         dst: Ipv4Addr::new(datagram[16], datagram[17], datagram[18], datagram[19]),
@@ -260,7 +270,10 @@ mod tests {
         assert_eq!(kind, ChecksumKind::PseudoHeader);
         // The same bytes from a different source fail the pseudo-header sum.
         let other = Ipv4Addr::new(198, 18, 0, 9);
-        assert_eq!(Advert::decode(&msg, other, VRRP_GROUP), Err(PacketError::BadChecksum));
+        assert_eq!(
+            Advert::decode(&msg, other, VRRP_GROUP),
+            Err(PacketError::BadChecksum)
+        );
     }
 
     /// RFC 9568 notes implementations that omit the pseudo-header: accepted, and labelled.
@@ -274,22 +287,37 @@ mod tests {
     #[test]
     fn rejects_malformed() {
         let good = advert().encode(SRC, VRRP_GROUP, ChecksumMode::Rfc5798);
-        assert_eq!(Advert::decode(&good[..7], SRC, VRRP_GROUP), Err(PacketError::Truncated(7)));
+        assert_eq!(
+            Advert::decode(&good[..7], SRC, VRRP_GROUP),
+            Err(PacketError::Truncated(7))
+        );
         let mut v2 = good.clone();
         v2[0] = 0x21;
-        assert_eq!(Advert::decode(&v2, SRC, VRRP_GROUP), Err(PacketError::BadVersion(2)));
+        assert_eq!(
+            Advert::decode(&v2, SRC, VRRP_GROUP),
+            Err(PacketError::BadVersion(2))
+        );
         let mut t = good.clone();
         t[0] = 0x32;
-        assert_eq!(Advert::decode(&t, SRC, VRRP_GROUP), Err(PacketError::BadType(2)));
+        assert_eq!(
+            Advert::decode(&t, SRC, VRRP_GROUP),
+            Err(PacketError::BadType(2))
+        );
         let mut lie = good.clone();
         lie[3] = 3;
         assert!(matches!(
             Advert::decode(&lie, SRC, VRRP_GROUP),
-            Err(PacketError::AddressCountMismatch { declared: 3, present: 1 })
+            Err(PacketError::AddressCountMismatch {
+                declared: 3,
+                present: 1
+            })
         ));
         let mut flipped = good;
         flipped[2] ^= 1;
-        assert_eq!(Advert::decode(&flipped, SRC, VRRP_GROUP), Err(PacketError::BadChecksum));
+        assert_eq!(
+            Advert::decode(&flipped, SRC, VRRP_GROUP),
+            Err(PacketError::BadChecksum)
+        );
     }
 
     #[test]
@@ -297,7 +325,14 @@ mod tests {
         let msg = advert().encode(SRC, VRRP_GROUP, ChecksumMode::Rfc5798);
         let mut dgram = build_ipv4(SRC, VRRP_GROUP, 255, &msg);
         let (info, payload) = parse_ipv4(&dgram).unwrap();
-        assert_eq!(info, IpInfo { src: SRC, dst: VRRP_GROUP, ttl: 255 });
+        assert_eq!(
+            info,
+            IpInfo {
+                src: SRC,
+                dst: VRRP_GROUP,
+                ttl: 255
+            }
+        );
         assert_eq!(payload, &msg[..]);
         // With 4 bytes of IP options (IHL 6) the payload still starts right.
         dgram.splice(20..20, [1, 1, 1, 1]);

@@ -29,13 +29,21 @@ pub struct VrrpSocket {
 }
 
 impl VrrpSocket {
-    pub fn open(interface: &str, ifindex: u32, primary: Ipv4Addr, peers: Peers) -> io::Result<Self> {
+    pub fn open(
+        interface: &str,
+        ifindex: u32,
+        primary: Ipv4Addr,
+        peers: Peers,
+    ) -> io::Result<Self> {
         let proto = Some(Protocol::from(IPPROTO_VRRP as i32));
         let rx = Socket::new(Domain::IPV4, Type::RAW, proto)?;
         rx.bind_device(Some(interface.as_bytes()))?;
         rx.set_multicast_all_v4(false)?;
         if peers == Peers::Multicast {
-            rx.join_multicast_v4_n(&VRRP_GROUP, &socket2::InterfaceIndexOrAddress::Index(ifindex))?;
+            rx.join_multicast_v4_n(
+                &VRRP_GROUP,
+                &socket2::InterfaceIndexOrAddress::Index(ifindex),
+            )?;
         }
         rx.set_nonblocking(true)?;
 
@@ -60,12 +68,17 @@ impl VrrpSocket {
     pub fn send(&self, msg_for: impl Fn(Ipv4Addr) -> Vec<u8>) -> io::Result<()> {
         match &self.peers {
             Peers::Multicast => {
-                self.tx.send_to(&msg_for(VRRP_GROUP), &SockAddr::from(SocketAddrV4::new(VRRP_GROUP, 0)))?;
+                self.tx.send_to(
+                    &msg_for(VRRP_GROUP),
+                    &SockAddr::from(SocketAddrV4::new(VRRP_GROUP, 0)),
+                )?;
             }
             Peers::Unicast(list) => {
                 let mut last = Ok(0);
                 for p in list {
-                    last = self.tx.send_to(&msg_for(*p), &SockAddr::from(SocketAddrV4::new(*p, 0)));
+                    last = self
+                        .tx
+                        .send_to(&msg_for(*p), &SockAddr::from(SocketAddrV4::new(*p, 0)));
                 }
                 last?;
             }
