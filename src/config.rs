@@ -637,7 +637,7 @@ impl Vrrp {
             ));
         }
         let ms = self.advert_interval.as_millis();
-        if !(10..=40950).contains(&ms) || self.advert_interval.as_micros() % 10_000 != 0 {
+        if !(10..=40950).contains(&ms) || !self.advert_interval.as_micros().is_multiple_of(10_000) {
             out.push((
                 "advert-interval".into(),
                 "must be a multiple of 10ms between 10ms and 40.95s (12 bits of centiseconds)"

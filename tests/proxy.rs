@@ -351,7 +351,7 @@ fn expect_100_continue() {
     s.write_all(b"hello").unwrap();
     let mut rest = String::new();
     s.read_to_string(&mut rest).unwrap();
-    let (status, _, body) = parse_response(rest.trim_start_matches(|c| c == '\r' || c == '\n'));
+    let (status, _, body) = parse_response(rest.trim_start_matches(['\r', '\n']));
     assert_eq!((status, body.as_str()), (200, "5"), "{rest}");
 }
 

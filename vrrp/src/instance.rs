@@ -97,7 +97,7 @@ impl InstanceConfig {
             return bad("priority must be in 1..=255".into());
         }
         let us = self.advert_interval.as_micros();
-        if !(10_000..=40_950_000).contains(&us) || us % 10_000 != 0 {
+        if !(10_000..=40_950_000).contains(&us) || !us.is_multiple_of(10_000) {
             return bad(format!(
                 "advert interval {:?} is not a multiple of 10ms in 10ms..=40.95s",
                 self.advert_interval
