@@ -56,6 +56,10 @@ pub enum Input<'a> {
     },
     /// Planned handover: stop being master now and let a backup take over.
     StepDown,
+    /// The interface lost or regained its link (keepalived: interface FAULT).
+    Link {
+        up: bool,
+    },
 }
 
 /// Why a received advert was not used. `as_str` is a metrics label.
@@ -139,6 +143,7 @@ pub struct Fsm {
     state: State,
     master_adver_interval: Duration,
     healthy: bool,
+    link_up: bool,
     started: Option<Instant>,
     hold_until: Option<Instant>,
     /// When the Adver timer is due; the next one is scheduled from this, not
@@ -154,6 +159,7 @@ impl Fsm {
             state: State::Initialize,
             master_adver_interval: mai,
             healthy: true,
+            link_up: true,
             started: None,
             hold_until: None,
             adver_at: None,
@@ -213,6 +219,7 @@ impl Fsm {
             Input::Timer(t) => self.on_timer(now, t, &mut out),
             Input::Shutdown => self.on_shutdown(&mut out),
             Input::Track { healthy } => self.on_track(now, healthy, &mut out),
+            Input::Link { up } => self.on_link(now, up, &mut out),
             Input::StepDown => self.on_step_down(now, &mut out),
         }
         out
@@ -258,7 +265,7 @@ impl Fsm {
             return;
         }
         self.started = Some(now);
-        if !self.healthy && self.cfg.track_weight.is_none() {
+        if self.faulted() {
             self.transition(State::Fault, out);
         } else if self.cfg.priority == 255 {
             // §6.4.1: the address owner goes straight to Master.
@@ -378,33 +385,50 @@ impl Fsm {
         }
     }
 
+    /// FAULT: the link is down, or the tracked service is unhealthy and no
+    /// track-weight says to merely lower the priority.
+    fn faulted(&self) -> bool {
+        !self.link_up || (!self.healthy && self.cfg.track_weight.is_none())
+    }
+
     fn on_track(&mut self, now: Instant, healthy: bool, out: &mut Vec<Action>) {
         if healthy == self.healthy {
             return;
         }
+        let was = self.faulted();
         self.healthy = healthy;
-        if self.cfg.track_weight.is_some() {
-            if self.state == State::Master {
-                // Tell backups the new priority now rather than at the next tick.
-                out.push(Action::SendAdvert {
-                    priority: self.priority(),
-                });
-            }
+        if self.cfg.track_weight.is_some() && self.state == State::Master {
+            // Tell backups the new priority now rather than at the next tick.
+            out.push(Action::SendAdvert {
+                priority: self.priority(),
+            });
+        }
+        self.update_fault(now, was, out);
+    }
+
+    fn on_link(&mut self, now: Instant, up: bool, out: &mut Vec<Action>) {
+        if up == self.link_up {
             return;
         }
-        match (healthy, self.state) {
-            (false, State::Master) => {
+        let was = self.faulted();
+        self.link_up = up;
+        self.update_fault(now, was, out);
+    }
+
+    fn update_fault(&mut self, now: Instant, was: bool, out: &mut Vec<Action>) {
+        match (was, self.faulted(), self.state) {
+            (false, true, State::Master) => {
                 out.push(Action::CancelTimer(Timer::Adver));
                 out.push(Action::SendAdvert { priority: 0 });
                 out.push(Action::RemoveVips);
                 self.adver_at = None;
                 self.transition(State::Fault, out);
             }
-            (false, State::Backup) => {
+            (false, true, State::Backup) => {
                 out.push(Action::CancelTimer(Timer::MasterDown));
                 self.transition(State::Fault, out);
             }
-            (true, State::Fault) => {
+            (true, false, State::Fault) => {
                 self.master_adver_interval = self.cfg.advert_interval;
                 self.become_backup(now, out);
             }
@@ -882,6 +906,28 @@ mod tests {
             },
         );
         assert_eq!(f.state(), State::Backup);
+    }
+
+    #[test]
+    fn link_down_is_fault_even_with_track_weight() {
+        // keepalived's interface tracking: no link, no VIP, whatever the weights say.
+        let t0 = Instant::now();
+        let mut c = cfg(150);
+        c.track_weight = Some(60);
+        let mut f = Fsm::new(c);
+        f.handle(t0, Input::Startup);
+        f.handle(t0, Input::Timer(Timer::MasterDown));
+        assert_eq!(f.state(), State::Master);
+        let a = f.handle(t0, Input::Link { up: false });
+        assert_eq!(f.state(), State::Fault);
+        assert!(a.contains(&Action::RemoveVips));
+        // Unhealthy while the link is down: still FAULT; link back: BACKUP (weighted).
+        f.handle(t0, Input::Track { healthy: false });
+        assert_eq!(f.state(), State::Fault);
+        let a = f.handle(t0, Input::Link { up: true });
+        assert_eq!(f.state(), State::Backup);
+        assert_eq!(f.priority(), 90);
+        assert!(armed(&a, Timer::MasterDown).is_some());
     }
 
     #[test]

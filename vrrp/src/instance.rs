@@ -408,9 +408,15 @@ impl Runner {
             }
         }
         let mut healthy = self.track.healthy();
+        let mut link_up = self.link_up();
         let now = Instant::now();
         if !healthy {
             let a = self.fsm.handle(now, Input::Track { healthy });
+            self.apply(now, a);
+        }
+        if !link_up {
+            tracing::warn!(instance = %self.cfg.name, interface = %self.cfg.interface, "interface has no link");
+            let a = self.fsm.handle(now, Input::Link { up: false });
             self.apply(now, a);
         }
         let a = self.fsm.handle(now, Input::Startup);
@@ -463,6 +469,13 @@ impl Runner {
                 let a = self.fsm.handle(now, Input::Track { healthy });
                 self.apply(now, a);
             }
+            let up = self.link_up();
+            if up != link_up {
+                link_up = up;
+                tracing::warn!(instance = %self.cfg.name, interface = %self.cfg.interface, up, "interface link changed");
+                let a = self.fsm.handle(now, Input::Link { up });
+                self.apply(now, a);
+            }
             for t in [Timer::MasterDown, Timer::Adver] {
                 let i = timer_index(t);
                 if self.timers[i].is_some_and(|at| at <= now) {
@@ -474,6 +487,25 @@ impl Runner {
             self.garps(now);
             self.notifier.reap();
         }
+    }
+
+    /// Whether the interface is up with carrier (IFF_UP and IFF_RUNNING), asked with
+    /// SIOCGIFFLAGS on our own socket so the answer is for this thread's namespace.
+    /// An error (interface gone) counts as down.
+    fn link_up(&self) -> bool {
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        let name = self.cfg.interface.as_bytes();
+        if name.len() >= req.ifr_name.len() {
+            return false;
+        }
+        for (d, s) in req.ifr_name.iter_mut().zip(name) {
+            *d = *s as libc::c_char;
+        }
+        if unsafe { libc::ioctl(self.socket.rx_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+            return false;
+        }
+        let flags = unsafe { req.ifr_ifru.ifru_flags } as libc::c_int;
+        flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0
     }
 
     /// ppoll on the socket and the eventfd with nanosecond timeout.

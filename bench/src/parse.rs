@@ -1,0 +1,252 @@
+//! Parsers for what the load and probe tools print: wrk, ab, `ping -D`, and
+//! our own probe CSV. Each is tested on output recorded from the real tool.
+
+/// The figures of one wrk run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Wrk {
+    pub requests: u64,
+    pub seconds: f64,
+    pub requests_per_sec: f64,
+    pub connect_errors: u64,
+    pub read_errors: u64,
+    pub write_errors: u64,
+    pub timeouts: u64,
+    pub non_2xx_3xx: u64,
+}
+
+impl Wrk {
+    /// Requests that did not end in a 2xx/3xx response.
+    pub fn failed(&self) -> u64 {
+        self.connect_errors
+            + self.read_errors
+            + self.write_errors
+            + self.timeouts
+            + self.non_2xx_3xx
+    }
+}
+
+fn num(s: &str) -> Option<f64> {
+    s.trim().trim_end_matches(',').parse().ok()
+}
+
+/// Parses wrk's summary.
+pub fn wrk(text: &str) -> Option<Wrk> {
+    let mut w = Wrk::default();
+    let mut seen = false;
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line
+            .strip_suffix("read")
+            .and_then(|l| l.split_once(" requests in "))
+        {
+            // "42586 requests in 1.00s, 12.51MB "
+            w.requests = num(rest.0)? as u64;
+            w.seconds = num(rest.1.split(',').next()?.trim_end_matches('s'))?;
+            seen = true;
+        } else if let Some(rest) = line.strip_prefix("Socket errors:") {
+            for part in rest.split(',') {
+                let mut it = part.split_whitespace();
+                let (k, v) = (it.next()?, num(it.next()?)? as u64);
+                match k {
+                    "connect" => w.connect_errors = v,
+                    "read" => w.read_errors = v,
+                    "write" => w.write_errors = v,
+                    "timeout" => w.timeouts = v,
+                    _ => {}
+                }
+            }
+        } else if let Some(rest) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            w.non_2xx_3xx = num(rest)? as u64;
+        } else if let Some(rest) = line.strip_prefix("Requests/sec:") {
+            w.requests_per_sec = num(rest)?;
+        }
+    }
+    seen.then_some(w)
+}
+
+/// The figures of one ab run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ab {
+    pub complete: u64,
+    pub failed: u64,
+    pub non_2xx: u64,
+    pub requests_per_sec: f64,
+}
+
+pub fn ab(text: &str) -> Option<Ab> {
+    let mut a = Ab::default();
+    let mut seen = false;
+    for line in text.lines() {
+        let field = |prefix: &str| {
+            line.strip_prefix(prefix)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(num)
+        };
+        if let Some(v) = field("Complete requests:") {
+            a.complete = v as u64;
+            seen = true;
+        } else if let Some(v) = field("Failed requests:") {
+            a.failed = v as u64;
+        } else if let Some(v) = field("Non-2xx responses:") {
+            a.non_2xx = v as u64;
+        } else if let Some(v) = field("Requests per second:") {
+            a.requests_per_sec = v;
+        }
+    }
+    seen.then_some(a)
+}
+
+/// Reply times (unix seconds) from `ping -D` output.
+pub fn ping_replies(text: &str) -> Vec<f64> {
+    text.lines()
+        .filter(|l| l.contains(" bytes from "))
+        .filter_map(|l| {
+            l.strip_prefix('[')?
+                .split_once(']')
+                .and_then(|(t, _)| t.parse().ok())
+        })
+        .collect()
+}
+
+/// One HTTP probe as written by `bench probe`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// Unix seconds when the probe started.
+    pub start: f64,
+    pub end: f64,
+    /// HTTP status, 0 if no response.
+    pub status: u16,
+    pub error: String,
+}
+
+impl Probe {
+    pub fn ok(&self) -> bool {
+        (200..400).contains(&self.status)
+    }
+    pub fn to_csv(&self) -> String {
+        format!(
+            "{:.6},{:.6},{},{}",
+            self.start,
+            self.end,
+            self.status,
+            self.error.replace(',', ";")
+        )
+    }
+}
+
+pub fn probes(csv: &str) -> Vec<Probe> {
+    csv.lines()
+        .filter(|l| !l.starts_with("start"))
+        .filter_map(|l| {
+            let mut f = l.splitn(4, ',');
+            Some(Probe {
+                start: f.next()?.parse().ok()?,
+                end: f.next()?.parse().ok()?,
+                status: f.next()?.parse().ok()?,
+                error: f.next().unwrap_or("").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Longest gap between consecutive times, in ms; also counting the edges of
+/// the window [from, to] so an outage that never ends is not hidden.
+pub fn longest_gap_ms(times: &[f64], from: f64, to: f64) -> f64 {
+    let mut prev = from;
+    let mut worst: f64 = 0.0;
+    for &t in times {
+        worst = worst.max(t - prev);
+        prev = t;
+    }
+    worst = worst.max(to - prev);
+    worst * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRK_OK: &str = include_str!("../tests/data/wrk_ok.txt");
+    const WRK_NON2XX: &str = include_str!("../tests/data/wrk_non2xx.txt");
+    const WRK_ERRORS: &str = include_str!("../tests/data/wrk_errors.txt");
+    const AB_OK: &str = include_str!("../tests/data/ab_ok.txt");
+    const PING_OK: &str = include_str!("../tests/data/ping_ok.txt");
+
+    #[test]
+    fn wrk_clean_run() {
+        let w = wrk(WRK_OK).unwrap();
+        assert_eq!(w.requests, 36349);
+        assert_eq!(w.seconds, 1.10);
+        assert_eq!(w.requests_per_sec, 33044.79);
+        assert_eq!(w.failed(), 0);
+    }
+
+    #[test]
+    fn wrk_non_2xx() {
+        let w = wrk(WRK_NON2XX).unwrap();
+        assert_eq!(w.non_2xx_3xx, 42586);
+        assert_eq!(w.failed(), 42586);
+    }
+
+    #[test]
+    fn wrk_socket_errors() {
+        let w = wrk(WRK_ERRORS).unwrap();
+        assert_eq!(
+            (w.connect_errors, w.read_errors, w.write_errors, w.timeouts),
+            (0, 16, 67726, 0)
+        );
+        assert_eq!(w.requests, 23805);
+    }
+
+    #[test]
+    fn wrk_garbage() {
+        assert_eq!(
+            wrk("unable to connect to 198.18.0.100:80 Connection refused"),
+            None
+        );
+    }
+
+    #[test]
+    fn ab_run() {
+        let a = ab(AB_OK).unwrap();
+        assert_eq!((a.complete, a.failed, a.non_2xx), (200, 0, 0));
+        assert!(a.requests_per_sec > 1000.0);
+    }
+
+    #[test]
+    fn ping_timestamps() {
+        let r = ping_replies(PING_OK);
+        assert_eq!(r.len(), 20);
+        assert!(r.windows(2).all(|w| w[1] > w[0]));
+        // 5 ms apart: no gap over 20 ms on loopback.
+        assert!(longest_gap_ms(&r, r[0], r[19]) < 20.0);
+    }
+
+    #[test]
+    fn gaps_include_the_edges() {
+        let t = [10.0, 10.005, 10.010, 10.250, 10.255];
+        assert!((longest_gap_ms(&t, 10.0, 10.255) - 240.0).abs() < 1e-6);
+        // Nothing after 10.010 until the window closes at 11.0.
+        assert!((longest_gap_ms(&t[..3], 10.0, 11.0) - 990.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn probe_csv_round_trip() {
+        let p = Probe {
+            start: 1.5,
+            end: 1.6,
+            status: 200,
+            error: String::new(),
+        };
+        let q = Probe {
+            start: 2.0,
+            end: 3.0,
+            status: 0,
+            error: "connect: refused, twice".into(),
+        };
+        let csv = format!("start,end,status,error\n{}\n{}\n", p.to_csv(), q.to_csv());
+        let back = probes(&csv);
+        assert_eq!(back[0], p);
+        assert_eq!(back[1].error, "connect: refused; twice");
+        assert!(back[0].ok() && !back[1].ok());
+    }
+}
