@@ -206,6 +206,14 @@ pub struct Timeouts {
     /// Longest a shutdown waits for in-flight requests.
     #[serde(default = "default_drain", deserialize_with = "duration")]
     pub drain: Duration,
+    /// Planned handover: longest wait for open keep-alive connections to close
+    /// (each after its current response) before the VIP moves.
+    #[serde(default = "default_handover", deserialize_with = "duration")]
+    pub handover: Duration,
+    /// Planned handover: how long the VIP stays configured here after the
+    /// priority-0 advert, for packets sent before clients saw the new master.
+    #[serde(default = "default_vip_linger", deserialize_with = "duration")]
+    pub vip_linger: Duration,
     /// Idle pooled backend connection lifetime; keep below the backends'
     /// keep-alive timeout (nginx: 75s).
     #[serde(default = "default_pool_idle", deserialize_with = "duration")]
@@ -227,6 +235,12 @@ fn default_server() -> Duration {
 fn default_drain() -> Duration {
     Duration::from_secs(10)
 }
+fn default_handover() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_vip_linger() -> Duration {
+    Duration::from_millis(500)
+}
 fn default_pool_idle() -> Duration {
     Duration::from_secs(30)
 }
@@ -239,6 +253,8 @@ impl Default for Timeouts {
             idle: default_idle(),
             server: default_server(),
             drain: default_drain(),
+            handover: default_handover(),
+            vip_linger: default_vip_linger(),
             pool_idle: default_pool_idle(),
         }
     }

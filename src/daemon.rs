@@ -104,9 +104,15 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
         }
     }
 
-    if let Some(ha) = ha {
-        // Hand the VIP over first: a backup is master within Skew_Time while we drain.
-        let _ = tokio::task::spawn_blocking(move || ha.shutdown()).await;
+    if let Some(ha) = &ha {
+        // Planned handover (see `handover`): clients leave their keep-alive
+        // connections, the VIP moves to a backup, and the listener stays up
+        // (holding back new SYNs) while the VIP lingers here.
+        let h = ha.clone();
+        if let Ok(Ok(msg)) = tokio::task::spawn_blocking(move || h.hand_over()).await {
+            tracing::info!("{msg}");
+            tokio::time::sleep(shared.live.load().config.timeouts.vip_linger).await;
+        }
     }
     let drain = shared.live.load().config.timeouts.drain;
     tracing::info!(drain_timeout = ?drain, "shutting down: closing listener, draining connections");
@@ -125,6 +131,10 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
             connections = left,
             "drain timeout reached; closing remaining connections"
         );
+    }
+    if let Some(ha) = ha {
+        // No-op adverts if already handed over; otherwise priority 0 now. VIPs removed.
+        let _ = tokio::task::spawn_blocking(move || ha.shutdown()).await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -20,6 +20,7 @@ use crate::live::Shared;
 /// The running VRRP instances of this node.
 pub struct Ha {
     instances: Vec<vrrp::Instance>,
+    shared: Arc<Shared>,
 }
 
 fn instance_config(i: usize, v: &config::Vrrp) -> vrrp::InstanceConfig {
@@ -69,26 +70,48 @@ impl Ha {
         // The proxy's health changes on health-check and accept timescales; a
         // 50 ms poll is well inside any advert interval's detection budget.
         let t = track;
+        let sh = shared.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(50));
             loop {
                 tick.tick().await;
-                t.set(shared.healthy());
+                t.set(sh.healthy());
             }
         });
-        Ok(Some(Ha { instances }))
+        Ok(Some(Ha { instances, shared }))
     }
 
-    /// Planned step-down of every instance that is master (priority-0 advert, VIPs released).
-    pub fn step_down(&self) -> Vec<String> {
+    /// Step-down of every instance that is master: priority-0 advert, VIPs
+    /// kept for `linger`, then released.
+    pub fn step_down(&self, linger: Duration) -> String {
         self.instances
             .iter()
             .map(|i| {
                 let before = i.state();
-                i.step_down();
+                i.step_down(linger);
                 format!("{}: {:?} -> {:?}", i.name(), before, i.state())
             })
-            .collect()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Whether any instance is master.
+    pub fn is_master(&self) -> bool {
+        self.instances
+            .iter()
+            .any(|i| i.state() == vrrp::State::Master)
+    }
+
+    /// The planned handover (see `handover`): connections moved off, then the
+    /// VIPs handed over. Blocking. The caller finishes the handover.
+    pub fn hand_over(&self) -> Result<String, String> {
+        if !self.is_master() {
+            return Err("not master: nothing to hand over".into());
+        }
+        let t = self.shared.live.load().config.timeouts.clone();
+        self.shared
+            .handover
+            .hand_over(t.handover, || self.step_down(t.vip_linger))
     }
 
     /// Stops every instance: priority-0 advert, VIPs removed, threads joined.
@@ -209,6 +232,14 @@ impl AdminHooks for HaHooks {
     }
 
     fn handover(&self) -> Result<String, String> {
-        Ok(self.0.step_down().join("\n"))
+        let msg = self.0.hand_over()?;
+        // Serve again (as a backup) once the VIPs have left and what was in flight is done.
+        let ha = self.0.clone();
+        let linger = ha.shared.live.load().config.timeouts.vip_linger;
+        std::thread::spawn(move || {
+            std::thread::sleep(linger + Duration::from_millis(100));
+            ha.shared.handover.finish();
+        });
+        Ok(msg)
     }
 }

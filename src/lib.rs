@@ -9,6 +9,7 @@ pub mod balance;
 pub mod config;
 pub mod daemon;
 pub mod ha;
+pub mod handover;
 pub mod health;
 pub mod live;
 pub mod proxy;

@@ -101,6 +101,8 @@ pub struct Shared {
     pub live: ArcSwap<Snapshot>,
     pub stats: ProxyStats,
     pub config_path: PathBuf,
+    /// Planned-handover state (see `handover`).
+    pub handover: crate::handover::Handover,
 }
 
 impl Shared {
@@ -111,6 +113,7 @@ impl Shared {
             live: ArcSwap::from_pointee(Snapshot::build(config, &[])),
             stats,
             config_path: config_path.to_owned(),
+            handover: Default::default(),
         }
     }
 

@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::now_ms;
+use crate::handover::IDLE_CLOSE;
 use crate::live::Shared;
 use crate::proxy::{self, ConnCtx};
 
@@ -71,6 +72,12 @@ impl ConnPhase {
             self.since_ms.store(now_ms(), Ordering::Relaxed);
             self.phase.store(PHASE_HEAD, Ordering::Relaxed);
         }
+    }
+    /// How long the connection has been idle between requests, if it is.
+    fn idle_for(&self) -> Option<Duration> {
+        (self.phase.load(Ordering::Relaxed) == PHASE_IDLE).then(|| {
+            Duration::from_millis(now_ms().saturating_sub(self.since_ms.load(Ordering::Relaxed)))
+        })
     }
     /// When this phase times out (ms since start), if it can.
     fn deadline(&self, client_header: Duration, idle: Duration) -> Option<(u8, u64)> {
@@ -175,20 +182,51 @@ pub async fn serve_connection(
         .half_close(false)
         .header_read_timeout(None)
         .max_buf_size(max_buf)
-        .serve_connection(io, service_fn(move |req| proxy::handle(req, ctx.clone())));
+        .serve_connection(
+            io,
+            service_fn(move |req| {
+                let ctx = ctx.clone();
+                async move {
+                    let closing = ctx.shared.handover.closing();
+                    let mut resp = proxy::handle(req, ctx).await?;
+                    if closing {
+                        // Handover: the client reads this response whole and reconnects.
+                        resp.headers_mut().insert(
+                            hyper::header::CONNECTION,
+                            hyper::header::HeaderValue::from_static("close"),
+                        );
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            }),
+        );
     tokio::pin!(conn);
 
     let _active = shared.stats.connection_opened();
+    let _epoch = shared.handover.connection_opened();
+    let mut handover = shared.handover.subscribe();
+    let mut closing = *handover.borrow();
     let mut draining = *shutdown.borrow();
     if draining {
         conn.as_mut().graceful_shutdown();
     }
     loop {
         let deadline = phase.deadline(client_header, idle);
-        let sleep_for = match deadline {
+        let mut sleep_for = match deadline {
             Some((_, at)) => Duration::from_millis(at.saturating_sub(now_ms())),
             None => idle.max(Duration::from_secs(1)),
         };
+        if closing && !draining {
+            // Close a connection idle for IDLE_CLOSE: nothing is in flight on it.
+            match phase.idle_for() {
+                Some(d) if d >= IDLE_CLOSE => {
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                Some(d) => sleep_for = sleep_for.min(IDLE_CLOSE - d),
+                None => sleep_for = sleep_for.min(IDLE_CLOSE),
+            }
+        }
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
@@ -199,6 +237,9 @@ pub async fn serve_connection(
             _ = shutdown.changed(), if !draining => {
                 draining = true;
                 conn.as_mut().graceful_shutdown();
+            }
+            Ok(()) = handover.changed() => {
+                closing = *handover.borrow_and_update();
             }
             _ = tokio::time::sleep(sleep_for) => {
                 match phase.deadline(client_header, idle) {
@@ -233,6 +274,7 @@ pub async fn accept_loop(
     shutdown: watch::Receiver<bool>,
 ) {
     let mut stop = shutdown.clone();
+    shared.handover.set_listener_fd(listener.as_raw_fd());
     let mut backoff = Duration::from_millis(10);
     let mut last_warn: Option<tokio::time::Instant> = None;
     loop {
@@ -265,6 +307,7 @@ pub async fn accept_loop(
             new = rebind.recv() => {
                 if let Some(new) = new {
                     tracing::info!(address = ?new.local_addr().ok(), "listening on new address");
+                    shared.handover.set_listener_fd(new.as_raw_fd());
                     listener = new;
                 }
             }

@@ -1,7 +1,8 @@
 //! `bench`: the measuring half of floatlb's lab.
 //!
 //! - `bench probe`: HTTP probe every N ms on fresh connections, CSV out.
-//! - `bench analyze`: downtime and losses from `ping -D`, probe CSV and wrk output.
+//! - `bench analyze`: downtime and losses from `ping -D`, probe CSV, wrk/ab output and
+//!   the largest gap between a master's VRRP adverts in `tcpdump -tt` output.
 //! - `bench summarize`: mean/median/min/max over repeated drill rows of a CSV.
 //!
 //! The lab scripts in `vm-lab/` run these inside the client namespace.
@@ -105,10 +106,13 @@ fn main() -> Result<()> {
             let failed = probes.iter().filter(|p| !p.ok()).count();
             // Successful probes in a row at the end: the service is back.
             let tail_ok = probes.iter().rev().take_while(|p| p.ok()).count();
-            let mut line = format!(
-                "icmp_downtime_ms={icmp:.1} http_downtime_ms={http:.1} failed_probes={failed} probes={} tail_ok={tail_ok}",
-                probes.len()
-            );
+            let mut line = format!("icmp_downtime_ms={icmp:.1}");
+            if !probes.is_empty() {
+                line += &format!(
+                    " http_downtime_ms={http:.1} failed_probes={failed} probes={} tail_ok={tail_ok}",
+                    probes.len()
+                );
+            }
             if let Some(w) = read("wrk")? {
                 match parse::wrk(&w) {
                     Some(w) => {
@@ -135,6 +139,18 @@ fn main() -> Result<()> {
                     }
                     None => line += " ab_requests=0 ab_failed=-1 ab_rps=0",
                 }
+            }
+            if let Some(t) = read("adverts")? {
+                let src = f.get("master").map(String::as_str).unwrap_or("198.18.0.3");
+                let times: Vec<f64> = parse::vrrp_adverts(&t, src)
+                    .into_iter()
+                    .map(|a| a.0)
+                    .collect();
+                line += &format!(
+                    " adverts={} advert_max_gap_ms={:.1}",
+                    times.len(),
+                    parse::max_interval_ms(&times)
+                );
             }
             println!("{line}");
         }

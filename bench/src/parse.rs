@@ -161,6 +161,32 @@ pub fn longest_gap_ms(times: &[f64], from: f64, to: f64) -> f64 {
     worst * 1000.0
 }
 
+/// Times (unix seconds) and priorities of VRRP adverts sent by `src`, from
+/// `tcpdump -tt -n` output.
+pub fn vrrp_adverts(text: &str, src: &str) -> Vec<(f64, u8)> {
+    let from = format!(" IP {src} > ");
+    text.lines()
+        .filter(|l| l.contains(&from) && l.contains("VRRP"))
+        .filter_map(|l| {
+            let t = l.split_whitespace().next()?.parse().ok()?;
+            let prio = l
+                .split(", ")
+                .find_map(|f| f.strip_prefix("prio "))?
+                .parse()
+                .ok()?;
+            Some((t, prio))
+        })
+        .collect()
+}
+
+/// Largest interval between consecutive adverts, in ms (0 with fewer than two).
+pub fn max_interval_ms(times: &[f64]) -> f64 {
+    times
+        .windows(2)
+        .map(|w| (w[1] - w[0]) * 1000.0)
+        .fold(0.0, f64::max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +196,19 @@ mod tests {
     const WRK_ERRORS: &str = include_str!("../tests/data/wrk_errors.txt");
     const AB_OK: &str = include_str!("../tests/data/ab_ok.txt");
     const PING_OK: &str = include_str!("../tests/data/ping_ok.txt");
+    const TCPDUMP_VRRP: &str = include_str!("../tests/data/tcpdump_vrrp.txt");
+
+    #[test]
+    fn vrrp_adverts_from_tcpdump() {
+        let a = vrrp_adverts(TCPDUMP_VRRP, "198.18.0.3");
+        assert_eq!(a.len(), 20);
+        assert!(a.iter().all(|&(_, p)| p == 150));
+        assert!(vrrp_adverts(TCPDUMP_VRRP, "198.18.0.4").is_empty());
+        let times: Vec<f64> = a.iter().map(|x| x.0).collect();
+        let gap = max_interval_ms(&times);
+        assert!((gap - 10.052).abs() < 0.01, "{gap}");
+        assert_eq!(max_interval_ms(&times[..1]), 0.0);
+    }
 
     #[test]
     fn wrk_clean_run() {

@@ -1,6 +1,7 @@
 //! The vm-lab end to end (root): a lab with two floatlb nodes in front of real nginx web
 //! servers, a `node-down` and a `graceful` drill, each checked for the VIP having moved to lb2,
-//! the client getting 200s again afterwards, and downtime under a sanity bound.
+//! the client getting 200s again afterwards, and downtime under a sanity bound; the graceful
+//! drill runs under wrk -c50 and must lose no request (the planned handover).
 //!
 //! Skips with a printed reason when not root; fails instead with `FLOATLB_REQUIRE_NETNS=1`.
 
@@ -82,8 +83,8 @@ impl LabGuard {
     }
 
     /// Runs one drill and returns its figures (`key=value` pairs of the run's line).
-    fn drill(&self, kind: &str) -> HashMap<String, String> {
-        let out = self.lab(&[
+    fn drill(&self, kind: &str, extra: &[&str]) -> HashMap<String, String> {
+        let mut args = vec![
             "drill",
             kind,
             "--stack",
@@ -94,7 +95,9 @@ impl LabGuard {
             "3",
             "--webs",
             "2",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let out = self.lab(&args);
         let text = String::from_utf8_lossy(&out.stdout);
         let line = text
             .lines()
@@ -140,7 +143,13 @@ fn node_down_and_graceful_move_the_vip_and_service_resumes() {
     // Master_Down_Interval at 10 ms adverts and priority 100: 3 × 10 ms + 6 ms.
     let bound_ms = 10.0 * 36.0;
     for kind in ["node-down", "graceful"] {
-        let f = lab.drill(kind);
+        // graceful runs under wrk -c50: the planned handover must lose no request.
+        let extra: &[&str] = if kind == "graceful" {
+            &["--load", "wrk"]
+        } else {
+            &[]
+        };
+        let f = lab.drill(kind, extra);
         assert_eq!(
             f["vip_holder"], "lb2",
             "{kind}: the VIP did not move: {f:?}"
@@ -154,6 +163,14 @@ fn node_down_and_graceful_move_the_vip_and_service_resumes() {
         for k in ["icmp_downtime_ms", "http_downtime_ms"] {
             let v = num(&f, k);
             assert!(v < bound_ms, "{kind}: {k} = {v} ms ≥ {bound_ms} ms: {f:?}");
+        }
+        if kind == "graceful" {
+            assert!(num(&f, "wrk_requests") > 1000.0, "wrk did not run: {f:?}");
+            assert_eq!(
+                num(&f, "wrk_failed"),
+                0.0,
+                "planned handover lost requests: {f:?}"
+            );
         }
     }
 }

@@ -184,7 +184,8 @@ impl Stats {
 }
 
 enum Command {
-    StepDown(mpsc::Sender<()>),
+    /// Step down; keep the VIPs on the interface this long (see `Instance::step_down`).
+    StepDown(Duration, mpsc::Sender<()>),
     Shutdown(mpsc::Sender<()>),
 }
 
@@ -242,10 +243,14 @@ impl Instance {
         rx.recv_timeout(Duration::from_secs(5)).is_ok()
     }
 
-    /// Planned handover: if master, send priority 0, release the VIPs and
-    /// become backup. Returns once done.
-    pub fn step_down(&self) {
-        self.command(Command::StepDown);
+    /// Planned handover: if master, send priority 0 and become backup, so a
+    /// backup takes over within its Skew_Time. The VIPs stay on the interface
+    /// for `linger` (unless this node becomes master again): packets that
+    /// clients sent before the new master's gratuitous ARP reached them still
+    /// land on a host that has the address and the connection. Returns once
+    /// the advert is sent.
+    pub fn step_down(&self, linger: Duration) {
+        self.command(|done| Command::StepDown(linger, done));
     }
 
     /// Priority-0 advert if master, VIPs removed, notify STOP, thread joined.
@@ -348,6 +353,8 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
         garp_at: None,
         refresh_at: None,
         last_warn: None,
+        linger: None,
+        vips_remove_at: None,
     };
     let name = runner.cfg.name.clone();
     let wake2 = wake_fd.clone();
@@ -386,6 +393,10 @@ struct Runner {
     garp_at: Option<Instant>,
     refresh_at: Option<Instant>,
     last_warn: Option<Instant>,
+    /// Set while applying a step-down: RemoveVips is deferred by this much.
+    linger: Option<Duration>,
+    /// When lingering VIPs are due to be removed.
+    vips_remove_at: Option<Instant>,
 }
 
 fn timer_index(t: Timer) -> usize {
@@ -429,6 +440,7 @@ impl Runner {
                 self.timers[1],
                 self.garp_at,
                 self.refresh_at,
+                self.vips_remove_at,
                 Some(now + TRACK_POLL),
             ]
             .into_iter()
@@ -444,14 +456,19 @@ impl Runner {
                 }
                 while let Ok(cmd) = commands.try_recv() {
                     match cmd {
-                        Command::StepDown(done) => {
+                        Command::StepDown(linger, done) => {
                             let a = self.fsm.handle(now, Input::StepDown);
+                            self.linger = Some(linger);
                             self.apply(now, a);
+                            self.linger = None;
                             let _ = done.send(());
                         }
                         Command::Shutdown(done) => {
                             let a = self.fsm.handle(now, Input::Shutdown);
                             self.apply(now, a);
+                            if self.vips_remove_at.is_some() {
+                                self.remove_vips();
+                            }
                             tracing::info!(instance = %self.cfg.name, "VRRP instance stopped");
                             let _ = done.send(());
                             return;
@@ -483,6 +500,9 @@ impl Runner {
                     let a = self.fsm.handle(now, Input::Timer(t));
                     self.apply(now, a);
                 }
+            }
+            if self.vips_remove_at.is_some_and(|at| at <= now) {
+                self.remove_vips();
             }
             self.garps(now);
             self.notifier.reap();
@@ -641,6 +661,15 @@ impl Runner {
         }
     }
 
+    fn remove_vips(&mut self) {
+        self.vips_remove_at = None;
+        for (vip, prefix) in self.cfg.virtual_addresses.clone() {
+            if let Err(e) = self.netlink.remove(self.ifindex, vip, prefix) {
+                tracing::error!(instance = %self.cfg.name, %vip, error = %e, "could not remove VIP");
+            }
+        }
+    }
+
     fn garps(&mut self, now: Instant) {
         if self.garp_left > 0 && self.garp_at.is_some_and(|t| t <= now) {
             self.send_garp_round();
@@ -662,6 +691,7 @@ impl Runner {
                 Action::ArmTimer { timer, at } => self.timers[timer_index(timer)] = Some(at),
                 Action::CancelTimer(timer) => self.timers[timer_index(timer)] = None,
                 Action::AddVips => {
+                    self.vips_remove_at = None;
                     for (vip, prefix) in self.cfg.virtual_addresses.clone() {
                         if let Err(e) = self.netlink.add(self.ifindex, vip, prefix) {
                             tracing::error!(instance = %self.cfg.name, %vip, error = %e, "could not add VIP");
@@ -669,10 +699,9 @@ impl Runner {
                     }
                 }
                 Action::RemoveVips => {
-                    for (vip, prefix) in self.cfg.virtual_addresses.clone() {
-                        if let Err(e) = self.netlink.remove(self.ifindex, vip, prefix) {
-                            tracing::error!(instance = %self.cfg.name, %vip, error = %e, "could not remove VIP");
-                        }
+                    match self.linger {
+                        Some(l) if !l.is_zero() => self.vips_remove_at = Some(now + l),
+                        _ => self.remove_vips(),
                     }
                     self.garp_left = 0;
                     self.garp_at = None;

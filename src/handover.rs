@@ -1,0 +1,268 @@
+//! Planned handover that loses no request.
+//!
+//! When keepalived steps down (priority 0), the backup takes the VIP and
+//! announces it with gratuitous ARP; from then on clients' packets for the
+//! connections they hold to the old master reach the new master, which has no
+//! such connection and answers with a reset. Under load every open keep-alive
+//! connection fails once. floatlb avoids that by moving the clients off their
+//! connections before the VIP moves, in a way HTTP clients treat as normal:
+//!
+//! 1. **Close after the current response.** Every response now carries
+//!    `Connection: close`, so a keep-alive client reads its complete response
+//!    and opens a new connection for the next request (wrk, ab -k, browsers
+//!    and HTTP libraries all do this without an error). A connection that sits
+//!    idle for [`IDLE_CLOSE`] is closed: nothing was in flight on it. New
+//!    connections are still accepted and get one request each.
+//! 2. **Wait** until every connection that was open when the handover began
+//!    has closed, bounded by `timeouts.handover`.
+//! 3. **Stop completing new handshakes without refusing them.** A classic BPF
+//!    filter on the listening socket drops bare SYNs (handshakes already under
+//!    way complete and are served). A dropped SYN is retransmitted by the
+//!    client's kernel after its initial RTO (1 s), by which time the VIP
+//!    answers from the new master: the client sees a slow connect, not an
+//!    error. A closed listener would answer with resets instead.
+//! 4. **Hand the VIP over**: a priority-0 advert; a backup becomes master
+//!    after its Skew_Time and sends gratuitous ARP. The VIP stays configured
+//!    here for `timeouts.vip-linger`, so packets clients sent before the ARP
+//!    update reached them still find the host that holds their connection.
+//! 5. **Drain** what is still in flight; then (SIGTERM) exit, or (admin
+//!    handover) release the VIP, lift the SYN filter and serve as a backup.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+/// An idle keep-alive connection is closed after this long once a handover began.
+pub const IDLE_CLOSE: Duration = Duration::from_millis(100);
+
+/// Handover state shared by the listener, the connections and the daemon.
+pub struct Handover {
+    closing: watch::Sender<bool>,
+    /// Connections are counted per epoch (parity); a handover starts a new epoch
+    /// and waits for the previous one's count to reach zero.
+    epoch: AtomicU64,
+    by_epoch: [AtomicUsize; 2],
+    /// The listening socket, for the SYN filter (-1 before listening).
+    listener_fd: AtomicI32,
+    running: AtomicBool,
+}
+
+impl Default for Handover {
+    fn default() -> Self {
+        Handover {
+            closing: watch::Sender::new(false),
+            epoch: AtomicU64::new(0),
+            by_epoch: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            listener_fd: AtomicI32::new(-1),
+            running: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Held by a connection task for its lifetime.
+pub struct ConnGuard<'a> {
+    h: &'a Handover,
+    slot: usize,
+}
+
+impl Drop for ConnGuard<'_> {
+    fn drop(&mut self) {
+        self.h.by_epoch[self.slot].fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Handover {
+    /// Whether responses should close their connection.
+    pub fn closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    pub fn connection_opened(&self) -> ConnGuard<'_> {
+        let slot = (self.epoch.load(Ordering::Acquire) & 1) as usize;
+        self.by_epoch[slot].fetch_add(1, Ordering::AcqRel);
+        ConnGuard { h: self, slot }
+    }
+
+    pub fn set_listener_fd(&self, fd: RawFd) {
+        self.listener_fd.store(fd, Ordering::Release);
+    }
+
+    /// Runs steps 1–4 of the sequence above, calling `step_down` for step 4
+    /// (it must send the priority-0 adverts and return). Blocking; returns a
+    /// report for logs and the admin response, or an error if a handover is
+    /// already running.
+    pub fn hand_over(
+        &self,
+        wait_bound: Duration,
+        step_down: impl FnOnce() -> String,
+    ) -> Result<String, String> {
+        if self.running.swap(true, Ordering::AcqRel) {
+            return Err("a handover is already in progress".into());
+        }
+        let t0 = Instant::now();
+        // 1. New epoch; everything from now on closes after one response.
+        let old = (self.epoch.fetch_add(1, Ordering::AcqRel) & 1) as usize;
+        self.closing.send_replace(true);
+        // 2. Wait for the connections that were open to finish.
+        let deadline = t0 + wait_bound;
+        while self.by_epoch[old].load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let left = self.by_epoch[old].load(Ordering::Acquire);
+        let waited = t0.elapsed();
+        // 3. Drop new SYNs; let handshakes already under way complete.
+        let fd = self.listener_fd.load(Ordering::Acquire);
+        let filtered = fd >= 0 && set_syn_filter(fd, true).is_ok();
+        if !filtered {
+            tracing::warn!("could not attach the SYN filter; connections opened during the handover may be reset");
+        }
+        std::thread::sleep(HANDSHAKE_GRACE);
+        // 4. Priority 0.
+        let vrrp = step_down();
+        let msg = format!(
+            "handover: keep-alive connections closed in {:.1} ms ({left} still open), new SYNs {}, {vrrp}",
+            waited.as_secs_f64() * 1e3,
+            if filtered { "held back" } else { "NOT held back" },
+        );
+        tracing::info!("{msg}");
+        Ok(msg)
+    }
+
+    /// Ends an admin handover: the node serves again (as a backup).
+    pub fn finish(&self) {
+        let fd = self.listener_fd.load(Ordering::Acquire);
+        if fd >= 0 {
+            let _ = set_syn_filter(fd, false);
+        }
+        self.closing.send_replace(false);
+        self.running.store(false, Ordering::Release);
+    }
+}
+
+/// Time for handshakes whose SYN-ACK is already out to complete (a few RTTs on
+/// a LAN) before the VIP moves.
+const HANDSHAKE_GRACE: Duration = Duration::from_millis(3);
+
+/// Attaches (or detaches) a classic BPF program to a TCP listening socket that
+/// drops segments with SYN set and ACK clear: new connection attempts are
+/// silently ignored (the client retransmits), while the final ACKs of
+/// handshakes in progress and everything else pass. For TCP the filter sees
+/// the segment from the TCP header on; byte 13 holds the flags.
+pub fn set_syn_filter(fd: RawFd, on: bool) -> std::io::Result<()> {
+    const SYN: u32 = 0x02;
+    const ACK: u32 = 0x10;
+    let prog = [
+        bpf(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, 13),
+        bpf(libc::BPF_ALU | libc::BPF_AND | libc::BPF_K, 0, 0, SYN | ACK),
+        bpf(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, SYN),
+        bpf(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
+        bpf(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),
+    ];
+    let rc = if on {
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: fprog points at `prog`, which outlives the call; the kernel copies it.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&fprog as *const libc::sock_fprog).cast(),
+                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        }
+    } else {
+        let zero: libc::c_int = 0;
+        // SAFETY: plain integer option.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_DETACH_FILTER,
+                (&zero as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn bpf(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn syn_filter_ignores_new_connections_and_lifts() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        // An established connection keeps working under the filter.
+        let mut before = TcpStream::connect(addr).unwrap();
+        let (mut served, _) = l.accept().unwrap();
+        set_syn_filter(l.as_raw_fd(), true).unwrap();
+        // A new SYN is dropped, not refused: the connect times out.
+        let err = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        use std::io::{Read, Write};
+        before.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        served.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+        set_syn_filter(l.as_raw_fd(), false).unwrap();
+        TcpStream::connect_timeout(&addr, Duration::from_millis(1000))
+            .expect("connects once the filter is lifted");
+    }
+
+    #[test]
+    fn handover_waits_for_old_connections_only() {
+        let h = Handover::default();
+        let old = h.connection_opened();
+        let t = std::thread::scope(|s| {
+            let j = s.spawn(|| {
+                let t0 = Instant::now();
+                h.hand_over(Duration::from_secs(5), || "stepped down".into())
+                    .unwrap();
+                t0.elapsed()
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(h.closing(), "responses close their connections at once");
+            // A connection opened during the handover is not waited for.
+            let _new = h.connection_opened();
+            drop(old);
+            j.join().unwrap()
+        });
+        assert!(
+            t >= Duration::from_millis(50),
+            "returned before the old connection closed: {t:?}"
+        );
+        assert!(
+            h.hand_over(Duration::ZERO, String::new).is_err(),
+            "second handover refused while running"
+        );
+        h.finish();
+        assert!(!h.closing());
+        assert!(h.hand_over(Duration::ZERO, String::new).is_ok());
+    }
+}
