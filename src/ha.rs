@@ -49,6 +49,28 @@ fn instance_config(i: usize, v: &config::Vrrp) -> vrrp::InstanceConfig {
     }
 }
 
+/// Removes every `[[vrrp]]` virtual address found on its interface; returns
+/// what was removed ("198.18.0.100/24 on eth0").
+pub fn release(cfg: &Config) -> anyhow::Result<Vec<String>> {
+    let netlink = vrrp::address::Netlink::open().context("opening netlink")?;
+    let mut removed = Vec::new();
+    for v in &cfg.vrrp {
+        let ifindex = vrrp::address::interface_index(&v.interface)
+            .with_context(|| format!("interface {}", v.interface))?;
+        let present = vrrp::address::interface_addresses(&v.interface)
+            .with_context(|| format!("addresses of {}", v.interface))?;
+        for (vip, prefix) in v.vips() {
+            if present.contains(&vip) {
+                netlink
+                    .remove(ifindex, vip, prefix)
+                    .with_context(|| format!("removing {vip}/{prefix} from {}", v.interface))?;
+                removed.push(format!("{vip}/{prefix} on {}", v.interface));
+            }
+        }
+    }
+    Ok(removed)
+}
+
 impl Ha {
     /// Starts one thread per `[[vrrp]]` table; None when there are none.
     pub fn start(cfg: &Config, shared: Arc<Shared>) -> anyhow::Result<Option<Ha>> {

@@ -33,6 +33,13 @@ enum Command {
         #[arg(short, long, default_value = "proxy.toml")]
         config: PathBuf,
     },
+    /// Remove the config's virtual addresses from their interfaces: after a crash
+    /// (SIGKILL) they stay configured. For a supervisor's stop hook, e.g. systemd
+    /// `ExecStopPost=floatlb release -c /etc/floatlb/proxy.toml`.
+    Release {
+        #[arg(short, long, default_value = "proxy.toml")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +60,33 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Release { config } => {
+            let cfg = match floatlb::config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match floatlb::ha::release(&cfg) {
+                Ok(removed) => {
+                    for r in &removed {
+                        println!("removed {r}");
+                    }
+                    if removed.is_empty() {
+                        println!(
+                            "no virtual address of {} is configured here",
+                            config.display()
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("floatlb: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config, log } => {
             init_logging(log);
             let cfg = match floatlb::config::load(&config) {

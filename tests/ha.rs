@@ -234,6 +234,65 @@ fn sigterm_hands_over_in_skew_time() {
 }
 
 #[test]
+fn crash_leaves_the_vip_and_release_or_restart_removes_it() {
+    if !netns_available("crash_leaves_the_vip_and_release_or_restart_removes_it") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab();
+    let table = vrrp_table(150, 100, "");
+    let n1 = start_node(&lab, "lb1", &[web.addr], &table);
+    lab.wait_for("lb1 master", Duration::from_secs(5), || {
+        lab.has_addr("lb1", VIP)
+    });
+    let config = n1._dir.path().join("proxy.toml");
+    n1.signal(libc::SIGKILL);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(lab.has_addr("lb1", VIP), "SIGKILL cannot remove the VIP");
+    let out = lab
+        .exec("lb1")
+        .arg(env!("CARGO_BIN_EXE_floatlb"))
+        .args(["release", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("removed {VIP}/24 on eth0")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!lab.has_addr("lb1", VIP), "release removed the VIP");
+
+    // A restart cleans up too: crash again, then start a backup-priority node there while
+    // lb2 is master; the stale VIP must go before the new node runs as a backup.
+    let n1 = start_node(&lab, "lb1", &[web.addr], &table);
+    lab.wait_for("lb1 master again", Duration::from_secs(5), || {
+        lab.has_addr("lb1", VIP)
+    });
+    n1.signal(libc::SIGKILL);
+    let _n2 = start_node(&lab, "lb2", &[web.addr], &vrrp_table(200, 100, ""));
+    lab.wait_for("lb2 master", Duration::from_secs(5), || {
+        lab.has_addr("lb2", VIP)
+    });
+    assert!(
+        lab.has_addr("lb1", VIP),
+        "stale VIP still on the crashed node"
+    );
+    let _n1 = start_node(&lab, "lb1", &[web.addr], &table);
+    lab.wait_for(
+        "restart removes the stale VIP",
+        Duration::from_secs(5),
+        || !lab.has_addr("lb1", VIP),
+    );
+    assert_eq!(holders(&lab), (false, true));
+}
+
+#[test]
 fn unhealthy_proxy_lowers_priority_and_hands_over() {
     if !netns_available("unhealthy_proxy_lowers_priority_and_hands_over") {
         return;
