@@ -40,7 +40,7 @@ pub fn wrk(text: &str) -> Option<Wrk> {
         {
             // "42586 requests in 1.00s, 12.51MB "
             w.requests = num(rest.0)? as u64;
-            w.seconds = num(rest.1.split(',').next()?.trim_end_matches('s'))?;
+            w.seconds = wrk_duration(rest.1.split(',').next()?.trim())?;
             seen = true;
         } else if let Some(rest) = line.strip_prefix("Socket errors:") {
             for part in rest.split(',') {
@@ -61,6 +61,21 @@ pub fn wrk(text: &str) -> Option<Wrk> {
         }
     }
     seen.then_some(w)
+}
+
+/// wrk's run time: "1.00s", "1.00m", "1.00h" (its own units).
+fn wrk_duration(t: &str) -> Option<f64> {
+    if let Some(v) = t.strip_suffix("ms") {
+        return Some(num(v)? / 1000.0);
+    }
+    let (v, unit) = t.split_at(t.len().checked_sub(1)?);
+    let scale = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    Some(num(v)? * scale)
 }
 
 /// The figures of one ab run.
@@ -197,6 +212,16 @@ mod tests {
     const AB_OK: &str = include_str!("../tests/data/ab_ok.txt");
     const PING_OK: &str = include_str!("../tests/data/ping_ok.txt");
     const TCPDUMP_VRRP: &str = include_str!("../tests/data/tcpdump_vrrp.txt");
+
+    #[test]
+    fn wrk_minutes() {
+        // A 60 s run prints "1.00m".
+        let text = WRK_OK.replace(" requests in 1.10s,", " requests in 1.00m,");
+        let w = wrk(&text).unwrap();
+        assert_eq!(w.seconds, 60.0);
+        assert_eq!(wrk_duration("500.00ms"), Some(0.5));
+        assert_eq!(wrk_duration("2x"), None);
+    }
 
     #[test]
     fn vrrp_adverts_from_tcpdump() {
