@@ -39,7 +39,9 @@ pub const IDLE_CLOSE: Duration = Duration::from_millis(100);
 
 /// Handover state shared by the listener, the connections and the daemon.
 pub struct Handover {
-    closing: watch::Sender<bool>,
+    /// Read once per request (an atomic load, no lock); `closing_tx` wakes idle connections.
+    closing: AtomicBool,
+    closing_tx: watch::Sender<bool>,
     /// Connections are counted per epoch (parity); a handover starts a new epoch
     /// and waits for the previous one's count to reach zero.
     epoch: AtomicU64,
@@ -52,7 +54,8 @@ pub struct Handover {
 impl Default for Handover {
     fn default() -> Self {
         Handover {
-            closing: watch::Sender::new(false),
+            closing: AtomicBool::new(false),
+            closing_tx: watch::Sender::new(false),
             epoch: AtomicU64::new(0),
             by_epoch: [AtomicUsize::new(0), AtomicUsize::new(0)],
             listener_fd: AtomicI32::new(-1),
@@ -76,11 +79,16 @@ impl Drop for ConnGuard<'_> {
 impl Handover {
     /// Whether responses should close their connection.
     pub fn closing(&self) -> bool {
-        *self.closing.borrow()
+        self.closing.load(Ordering::Relaxed)
     }
 
     pub fn subscribe(&self) -> watch::Receiver<bool> {
-        self.closing.subscribe()
+        self.closing_tx.subscribe()
+    }
+
+    fn set_closing(&self, on: bool) {
+        self.closing.store(on, Ordering::Release);
+        self.closing_tx.send_replace(on);
     }
 
     pub fn connection_opened(&self) -> ConnGuard<'_> {
@@ -108,7 +116,7 @@ impl Handover {
         let t0 = Instant::now();
         // 1. New epoch; everything from now on closes after one response.
         let old = (self.epoch.fetch_add(1, Ordering::AcqRel) & 1) as usize;
-        self.closing.send_replace(true);
+        self.set_closing(true);
         // 2. Wait for the connections that were open to finish.
         let deadline = t0 + wait_bound;
         while self.by_epoch[old].load(Ordering::Acquire) > 0 && Instant::now() < deadline {
@@ -140,7 +148,7 @@ impl Handover {
         if fd >= 0 {
             let _ = set_syn_filter(fd, false);
         }
-        self.closing.send_replace(false);
+        self.set_closing(false);
         self.running.store(false, Ordering::Release);
     }
 }
@@ -164,34 +172,27 @@ pub fn set_syn_filter(fd: RawFd, on: bool) -> std::io::Result<()> {
         bpf(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
         bpf(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),
     ];
-    let rc = if on {
-        let fprog = libc::sock_fprog {
-            len: prog.len() as u16,
-            filter: prog.as_ptr() as *mut libc::sock_filter,
-        };
-        // SAFETY: fprog points at `prog`, which outlives the call; the kernel copies it.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                (&fprog as *const libc::sock_fprog).cast(),
-                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-            )
-        }
-    } else {
-        let zero: libc::c_int = 0;
-        // SAFETY: plain integer option.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_DETACH_FILTER,
-                (&zero as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        }
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
     };
+    let zero: libc::c_int = 0;
+    let (opt, val, len) = if on {
+        (
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>(),
+        )
+    } else {
+        (
+            libc::SO_DETACH_FILTER,
+            (&zero as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>(),
+        )
+    };
+    // SAFETY: `val` points at `fprog` (which points at `prog`) or `zero`, all alive for
+    // the call; the kernel copies the program.
+    let rc = unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, opt, val, len as libc::socklen_t) };
     if rc == 0 {
         Ok(())
     } else {
