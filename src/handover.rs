@@ -16,8 +16,11 @@
 //! 2. **Wait** until every connection that was open when the handover began
 //!    has closed, bounded by `timeouts.handover`.
 //! 3. **Stop completing new handshakes without refusing them.** A classic BPF
-//!    filter on the listening socket drops bare SYNs (handshakes already under
-//!    way complete and are served). A dropped SYN is retransmitted by the
+//!    filter on the listening socket drops bare SYNs; handshakes already under
+//!    way complete, and floatlb waits until their one request each is answered
+//!    and every client connection is closed (same bound), so nothing is in
+//!    flight when the VIP moves: a client still reading when its packets start
+//!    reaching the new master would get a reset from it. A dropped SYN is retransmitted by the
 //!    client's kernel after its initial RTO (1 s), by which time the VIP
 //!    answers from the new master: the client sees a slow connect, not an
 //!    error. A closed listener would answer with resets instead.
@@ -97,6 +100,14 @@ impl Handover {
         ConnGuard { h: self, slot }
     }
 
+    /// Client connections open now.
+    fn open(&self) -> usize {
+        self.by_epoch
+            .iter()
+            .map(|c| c.load(Ordering::Acquire))
+            .sum()
+    }
+
     pub fn set_listener_fd(&self, fd: RawFd) {
         self.listener_fd.store(fd, Ordering::Release);
     }
@@ -131,12 +142,21 @@ impl Handover {
             tracing::warn!("could not attach the SYN filter; connections opened during the handover may be reset");
         }
         std::thread::sleep(HANDSHAKE_GRACE);
+        // ... and let the connections opened since (one request each) finish, so
+        // nothing is in flight when the clients' packets start going elsewhere.
+        let deadline = deadline.max(Instant::now() + HANDSHAKE_GRACE);
+        while self.open() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let open_at_step_down = self.open();
         // 4. Priority 0.
         let vrrp = step_down();
         let msg = format!(
-            "handover: keep-alive connections closed in {:.1} ms ({left} still open), new SYNs {}, {vrrp}",
+            "handover: keep-alive connections closed in {:.1} ms ({left} still open), new SYNs {}, \
+             {open_at_step_down} connections open at step-down after {:.1} ms, {vrrp}",
             waited.as_secs_f64() * 1e3,
             if filtered { "held back" } else { "NOT held back" },
+            t0.elapsed().as_secs_f64() * 1e3,
         );
         tracing::info!("{msg}");
         Ok(msg)
@@ -237,26 +257,37 @@ mod tests {
     }
 
     #[test]
-    fn handover_waits_for_old_connections_only() {
+    fn handover_waits_for_old_then_all_connections() {
         let h = Handover::default();
         let old = h.connection_opened();
+        let stepped = AtomicBool::new(false);
         let t = std::thread::scope(|s| {
             let j = s.spawn(|| {
                 let t0 = Instant::now();
-                h.hand_over(Duration::from_secs(5), || "stepped down".into())
-                    .unwrap();
+                h.hand_over(Duration::from_secs(5), || {
+                    stepped.store(true, Ordering::SeqCst);
+                    "stepped down".into()
+                })
+                .unwrap();
                 t0.elapsed()
             });
             std::thread::sleep(Duration::from_millis(50));
             assert!(h.closing(), "responses close their connections at once");
-            // A connection opened during the handover is not waited for.
-            let _new = h.connection_opened();
+            // A connection opened during the handover (one request, then closed).
+            let new = h.connection_opened();
             drop(old);
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(
+                !stepped.load(Ordering::SeqCst),
+                "stepped down while a connection was still open"
+            );
+            drop(new);
             j.join().unwrap()
         });
+        assert!(stepped.load(Ordering::SeqCst));
         assert!(
-            t >= Duration::from_millis(50),
-            "returned before the old connection closed: {t:?}"
+            t >= Duration::from_millis(100) && t < Duration::from_secs(4),
+            "stepped down at {t:?}: not when the last connection closed"
         );
         assert!(
             h.hand_over(Duration::ZERO, String::new).is_err(),

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper::header::{HeaderValue, CONNECTION};
 use hyper::service::service_fn;
+use hyper::Version;
 use hyper_util::rt::TokioIo;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -187,14 +189,19 @@ pub async fn serve_connection(
             service_fn(move |req| {
                 let ctx = ctx.clone();
                 async move {
-                    let closing = ctx.shared.handover.closing();
-                    let mut resp = proxy::handle(req, ctx).await?;
-                    if closing {
-                        // Handover: the client reads this response whole and reconnects.
-                        resp.headers_mut().insert(
-                            hyper::header::CONNECTION,
-                            hyper::header::HeaderValue::from_static("close"),
-                        );
+                    let version = req.version();
+                    let mut resp = proxy::handle(req, ctx.clone()).await?;
+                    if ctx.shared.handover.closing() {
+                        // Handover: this is the connection's last response; the client
+                        // reads it whole and reconnects. Decided before hyper writes the
+                        // head, so the head says so. For an HTTP/1.0 client hyper would
+                        // append `keep-alive` to a 1.1 response; a 1.0 response without
+                        // it makes hyper close instead.
+                        resp.headers_mut()
+                            .insert(CONNECTION, HeaderValue::from_static("close"));
+                        if version == Version::HTTP_10 {
+                            *resp.version_mut() = Version::HTTP_10;
+                        }
                     }
                     Ok::<_, std::convert::Infallible>(resp)
                 }

@@ -1,7 +1,8 @@
 //! The vm-lab end to end (root): a lab with two floatlb nodes in front of real nginx web
 //! servers, a `node-down` and a `graceful` drill, each checked for the VIP having moved to lb2,
 //! the client getting 200s again afterwards, and downtime under a sanity bound; the graceful
-//! drill runs under wrk -c50 and must lose no request (the planned handover).
+//! drill runs under wrk -c50 and again under ab -k -c50, and must lose no request (the
+//! planned handover).
 //!
 //! Skips with a printed reason when not root; fails instead with `FLOATLB_REQUIRE_NETNS=1`.
 
@@ -173,4 +174,12 @@ fn node_down_and_graceful_move_the_vip_and_service_resumes() {
             );
         }
     }
+    // The same under ab -k: HTTP/1.0 keep-alive clients must be told to close too.
+    let f = lab.drill("graceful", &["--load", "ab"]);
+    assert!(num(&f, "ab_requests") > 1000.0, "ab did not run: {f:?}");
+    assert_eq!(
+        num(&f, "ab_failed"),
+        0.0,
+        "planned handover lost ab -k requests: {f:?}"
+    );
 }
