@@ -149,7 +149,13 @@ pub struct Fsm {
     /// When the Adver timer is due; the next one is scheduled from this, not
     /// from when the runner woke, so adverts do not drift.
     adver_at: Option<Instant>,
+    /// Last time a lower-priority master made us re-announce.
+    reclaimed_at: Option<Instant>,
 }
+
+/// Least time between two re-announcements caused by lower-priority masters,
+/// so a flood of them cannot turn into a flood of gratuitous ARP.
+pub const RECLAIM_GAP: Duration = Duration::from_millis(100);
 
 impl Fsm {
     pub fn new(cfg: FsmConfig) -> Self {
@@ -163,6 +169,7 @@ impl Fsm {
             started: None,
             hold_until: None,
             adver_at: None,
+            reclaimed_at: None,
         }
     }
 
@@ -362,6 +369,16 @@ impl Fsm {
                         from: ip.src,
                         priority: adv.priority,
                     });
+                    // Beyond §6.4.3 (keepalived: garp_lower_prio): a lower-priority
+                    // router believes it is master, so it has just sent gratuitous ARP
+                    // for our VIPs, and it will release them as soon as it hears us.
+                    // Clients would be left pointing at a host without the address.
+                    // Answer now and re-announce, at most once per RECLAIM_GAP.
+                    if self.reclaimed_at.is_none_or(|t| now >= t + RECLAIM_GAP) {
+                        self.reclaimed_at = Some(now);
+                        out.push(Action::SendAdvert { priority: mine });
+                        out.push(Action::SendGarp);
+                    }
                 }
             }
             State::Initialize | State::Fault => {}
@@ -748,7 +765,8 @@ mod tests {
             },
         );
         assert_eq!(f.state(), State::Master, "tie, lower IP: keep");
-        assert!(matches!(a[..], [Action::Discarded { .. }]));
+        assert!(matches!(a[0], Action::Discarded { .. }));
+        assert!(!a.iter().any(|x| matches!(x, Action::RemoveVips)));
         f.handle(
             t0,
             Input::Advert {
@@ -906,6 +924,40 @@ mod tests {
             },
         );
         assert_eq!(f.state(), State::Backup);
+    }
+
+    #[test]
+    fn master_reannounces_when_a_lower_priority_master_appears() {
+        // A backup that missed our adverts (a stall) became master and sent GARP.
+        let t0 = Instant::now();
+        let mut f = master(150, t0);
+        let a = f.handle(
+            t0,
+            Input::Advert {
+                ip: from(LOWER_IP),
+                advert: &adv(100, 10),
+            },
+        );
+        assert_eq!(f.state(), State::Master);
+        assert!(a.contains(&Action::SendAdvert { priority: 150 }), "{a:?}");
+        assert!(a.contains(&Action::SendGarp), "{a:?}");
+        // Rate-limited: a second one within RECLAIM_GAP is only discarded.
+        let a = f.handle(
+            t0 + RECLAIM_GAP / 2,
+            Input::Advert {
+                ip: from(LOWER_IP),
+                advert: &adv(100, 10),
+            },
+        );
+        assert!(!a.contains(&Action::SendGarp), "{a:?}");
+        let a = f.handle(
+            t0 + RECLAIM_GAP,
+            Input::Advert {
+                ip: from(LOWER_IP),
+                advert: &adv(100, 10),
+            },
+        );
+        assert!(a.contains(&Action::SendGarp), "{a:?}");
     }
 
     #[test]
