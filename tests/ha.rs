@@ -368,6 +368,59 @@ fn admin_metrics(lab: &Lab, host: &str) -> String {
 }
 
 #[test]
+fn master_reclaims_the_vip_after_a_lower_priority_master_appears() {
+    if !netns_available("master_reclaims_the_vip_after_a_lower_priority_master_appears") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use std::net::Ipv4Addr;
+    use vrrp::packet::{build_ipv4, Advert, ChecksumMode, VRRP_GROUP};
+    let (lab, web) = lab();
+    let _n1 = start_node(&lab, "lb1", &[web.addr], &vrrp_table(150, 100, ""));
+    lab.wait_for("lb1 master", Duration::from_secs(5), || {
+        lab.has_addr("lb1", VIP)
+    });
+    // A backup that stalled took over for a moment: its GARP moved the client
+    // to its MAC, and its advert (priority 100) reaches the real master.
+    let lb2_mac = lab.mac("lb2");
+    let status = std::process::Command::new("ip")
+        .args([
+            "-n",
+            &lab.ns("client"),
+            "neigh",
+            "replace",
+            VIP,
+            "lladdr",
+            &lb2_mac,
+        ])
+        .args(["dev", "eth0", "nud", "stale"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(lab.neigh_mac("client", VIP), Some(lb2_mac));
+    let lb2_ip = Ipv4Addr::new(198, 18, 0, 4);
+    let advert = Advert {
+        vrid: 51,
+        priority: 100,
+        max_adver_int: 10,
+        addresses: vec![VIP.parse().unwrap()],
+    }
+    .encode(lb2_ip, VRRP_GROUP, ChecksumMode::Rfc5798);
+    inject(
+        &lab,
+        "lb2",
+        VRRP_GROUP,
+        lb2_ip,
+        vec![build_ipv4(lb2_ip, VRRP_GROUP, 255, &advert)],
+    );
+    let lb1_mac = lab.mac("lb1");
+    lab.wait_for("client ARP back on lb1", Duration::from_millis(500), || {
+        lab.neigh_mac("client", VIP).as_deref() == Some(lb1_mac.as_str())
+    });
+    assert!(lab.has_addr("lb1", VIP), "lb1 stays master");
+}
+
+#[test]
 fn malformed_and_wrong_ttl_adverts_are_dropped_and_counted() {
     if !netns_available("malformed_and_wrong_ttl_adverts_are_dropped_and_counted") {
         return;
