@@ -1,5 +1,5 @@
-//! The admin listener (`[admin] address`): `/healthz`, `/status.json` and a
-//! basic `/metrics`. Kept off the client listener so it works whatever the
+//! The admin listener (`[admin] address`): `/healthz`, `/status.json`,
+//! `/metrics` (see `metrics`) and `POST /admin/handover`. Kept off the client listener so it works whatever the
 //! proxy's load, and bound to loopback in the example config.
 
 use std::convert::Infallible;
@@ -44,8 +44,8 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, extra: Arc<dyn Ad
 
 /// What the daemon adds to the admin listener (VRRP state, handover).
 pub trait AdminHooks: Send + Sync {
-    /// Extra lines for `/metrics` (Prometheus text format).
-    fn metrics(&self, _out: &mut String) {}
+    /// Extra families for `/metrics`.
+    fn metrics(&self, _families: &crate::metrics::Families) {}
     /// Extra JSON object members for `/status.json`, without surrounding braces.
     fn status_json(&self) -> Option<String> {
         None
@@ -81,7 +81,7 @@ async fn route(
         (&Method::GET, "/metrics") => local_response(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            metrics(shared, extra),
+            crate::metrics::render(shared, extra),
         ),
         (&Method::POST, "/admin/handover") => {
             match tokio::task::block_in_place(|| extra.handover()) {
@@ -146,56 +146,4 @@ fn status_json(shared: &Shared, extra: &dyn AdminHooks) -> String {
     }
     out.push_str("}\n");
     out
-}
-
-fn metrics(shared: &Shared, extra: &dyn AdminHooks) -> String {
-    let snap = shared.live.load_full();
-    let s = &shared.stats;
-    let mut o = String::new();
-    let counter = |o: &mut String, name: &str, help: &str, v: u64| {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-    };
-    counter(
-        &mut o,
-        "floatlb_requests_total",
-        "Client requests received.",
-        s.requests.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut o,
-        "floatlb_connections_total",
-        "Client connections accepted.",
-        s.connections_total.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut o,
-        "floatlb_accept_errors_total",
-        "Failed accept calls.",
-        s.accept_errors.load(Ordering::Relaxed),
-    );
-    let _ = writeln!(
-        o,
-        "# HELP floatlb_connections_active Open client connections.\n# TYPE floatlb_connections_active gauge\nfloatlb_connections_active {}",
-        s.connections_active.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(o, "# HELP floatlb_backend_up Whether the backend passes health checks.\n# TYPE floatlb_backend_up gauge");
-    for b in &snap.backends {
-        let _ = writeln!(
-            o,
-            "floatlb_backend_up{{backend={}}} {}",
-            json_str(&b.name),
-            b.is_up() as u8
-        );
-    }
-    let _ = writeln!(o, "# HELP floatlb_backend_requests_total Requests sent to the backend.\n# TYPE floatlb_backend_requests_total counter");
-    for b in &snap.backends {
-        let _ = writeln!(
-            o,
-            "floatlb_backend_requests_total{{backend={}}} {}",
-            json_str(&b.name),
-            b.stats.requests.load(Ordering::Relaxed)
-        );
-    }
-    extra.metrics(&mut o);
-    o
 }

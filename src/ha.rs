@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use crate::admin::{json_str, AdminHooks};
 use crate::config::{self, Config};
 use crate::live::Shared;
+use crate::metrics::Families;
 
 /// The running VRRP instances of this node.
 pub struct Ha {
@@ -155,73 +156,72 @@ impl Ha {
 struct HaHooks(Arc<Ha>);
 
 impl AdminHooks for HaHooks {
-    fn metrics(&self, o: &mut String) {
+    fn metrics(&self, f: &Families) {
         let inst = &self.0.instances;
-        let family = |o: &mut String,
-                      name: &str,
-                      kind: &str,
-                      help: &str,
-                      value: &dyn Fn(&vrrp::Instance) -> u64| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for i in inst {
-                let _ = writeln!(o, "{name}{{instance={}}} {}", json_str(i.name()), value(i));
-            }
+        let rows = |value: &dyn Fn(&vrrp::Instance) -> u64| {
+            inst.iter()
+                .map(|i| (vec![i.name()], value(i)))
+                .collect::<Vec<_>>()
         };
-        family(
-            o,
+        let gauge = |name: &str, help: &str, value: &dyn Fn(&vrrp::Instance) -> u64| {
+            let r = rows(value).into_iter().map(|(l, v)| (l, v as i64));
+            f.gauge_vec(name, help, &["instance"], r);
+        };
+        gauge(
             "floatlb_vrrp_master",
-            "gauge",
             "1 if this node is VRRP master for the instance.",
             &|i| matches!(i.state(), vrrp::State::Master) as u64,
         );
-        family(
-            o,
+        gauge(
+            "floatlb_vrrp_state",
+            "VRRP state: 0 init, 1 backup, 2 master, 3 fault.",
+            &|i| match i.state() {
+                vrrp::State::Initialize => 0,
+                vrrp::State::Backup => 1,
+                vrrp::State::Master => 2,
+                vrrp::State::Fault => 3,
+            },
+        );
+        gauge(
             "floatlb_vrrp_priority",
-            "gauge",
             "Priority currently advertised (tracking applied).",
             &|i| i.stats().priority.load(Ordering::Relaxed) as u64,
         );
-        family(
-            o,
+        let counter = |name: &str, help: &str, value: &dyn Fn(&vrrp::Stats) -> u64| {
+            f.counter_vec(name, help, &["instance"], rows(&|i| value(i.stats())));
+        };
+        counter(
             "floatlb_vrrp_transitions_total",
-            "counter",
             "VRRP state transitions.",
-            &|i| i.stats().transitions.load(Ordering::Relaxed),
+            &|s| s.transitions.load(Ordering::Relaxed),
         );
-        family(
-            o,
+        counter(
             "floatlb_vrrp_adverts_sent_total",
-            "counter",
             "VRRP advertisements sent.",
-            &|i| i.stats().adverts_sent.load(Ordering::Relaxed),
+            &|s| s.adverts_sent.load(Ordering::Relaxed),
         );
-        family(
-            o,
+        counter(
             "floatlb_vrrp_adverts_received_total",
-            "counter",
             "Well-formed VRRP advertisements received.",
-            &|i| i.stats().adverts_received.load(Ordering::Relaxed),
+            &|s| s.adverts_received.load(Ordering::Relaxed),
         );
-        family(
-            o,
+        counter(
             "floatlb_vrrp_garps_sent_total",
-            "counter",
             "Gratuitous ARP frames sent.",
-            &|i| i.stats().garps_sent.load(Ordering::Relaxed),
+            &|s| s.garps_sent.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            o,
-            "# HELP floatlb_vrrp_packets_dropped_total VRRP packets dropped, by reason.\n# TYPE floatlb_vrrp_packets_dropped_total counter"
-        );
+        let mut drops = Vec::new();
         for i in inst {
             for (reason, n) in i.stats().all_drops() {
-                let _ = writeln!(
-                    o,
-                    "floatlb_vrrp_packets_dropped_total{{instance={},reason=\"{reason}\"}} {n}",
-                    json_str(i.name())
-                );
+                drops.push((vec![i.name(), reason], n));
             }
         }
+        f.counter_vec(
+            "floatlb_vrrp_packets_dropped_total",
+            "VRRP packets dropped, by reason.",
+            &["instance", "reason"],
+            drops,
+        );
     }
 
     fn status_json(&self) -> Option<String> {

@@ -12,5 +12,6 @@ pub mod ha;
 pub mod handover;
 pub mod health;
 pub mod live;
+pub mod metrics;
 pub mod proxy;
 pub mod server;

@@ -59,6 +59,8 @@ pub struct ProxyStats {
     pub connections_active: AtomicI64,
     pub accept_errors: AtomicU64,
     pub client_timeouts: AtomicU64,
+    /// Malformed requests answered 400 (by floatlb or by hyper's parser).
+    pub bad_requests: AtomicU64,
     pub errors_502: AtomicU64,
     pub errors_503: AtomicU64,
     pub errors_504: AtomicU64,
@@ -103,6 +105,8 @@ pub struct Shared {
     pub config_path: PathBuf,
     /// Planned-handover state (see `handover`).
     pub handover: crate::handover::Handover,
+    /// Metrics the request path records itself (see `metrics`).
+    pub metrics: crate::metrics::RequestMetrics,
 }
 
 impl Shared {
@@ -114,6 +118,7 @@ impl Shared {
             stats,
             config_path: config_path.to_owned(),
             handover: Default::default(),
+            metrics: Default::default(),
         }
     }
 

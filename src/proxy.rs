@@ -45,10 +45,15 @@ pub async fn handle(
     ctx: ConnCtx,
 ) -> Result<Response<RespBody>, Infallible> {
     ctx.phase.set_active();
+    let started = std::time::Instant::now();
     let shared = &ctx.shared;
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     let snap = shared.live.load_full();
     let resp = forward(req, &ctx, &snap).await;
+    shared
+        .metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
     Ok(resp)
 }
 
@@ -393,6 +398,7 @@ fn backend_response(
 
 fn error_response(ctx: &ConnCtx, status: StatusCode, reason: &str) -> Response<RespBody> {
     let counter = match status.as_u16() {
+        400 => &ctx.shared.stats.bad_requests,
         502 => &ctx.shared.stats.errors_502,
         503 => &ctx.shared.stats.errors_503,
         504 => &ctx.shared.stats.errors_504,

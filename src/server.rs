@@ -237,6 +237,10 @@ pub async fn serve_connection(
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
+                    if e.is_parse() || e.is_parse_too_large() {
+                        // hyper answered 400/414/431 itself.
+                        shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+                    }
                     tracing::debug!(client = %peer, error = %e, "client connection error");
                 }
                 return;

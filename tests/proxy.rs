@@ -524,3 +524,82 @@ fn check_reports_every_problem_with_position() {
         "{err}"
     );
 }
+
+/// Checks a whole exposition with the reference parser (Python's
+/// prometheus_client, installed by vm-lab/install-deps): a malformed line fails.
+fn parse_exposition(text: &str) -> usize {
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\nprint(len(list(p(sys.stdin.read()))))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (vm-lab/install-deps installs prometheus-client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client rejected the exposition (pip install prometheus-client?): {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn metrics_count_known_traffic_and_parse() {
+    let a = TestBackend::start("a");
+    let b = TestBackend::start("b");
+    let lb = Floatlb::start(&format!(
+        "[health]\nenabled = false\n{}",
+        backend_tables(&[(&a, 1), (&b, 1)])
+    ));
+    for _ in 0..20 {
+        assert_eq!(http_get(lb.addr, "/").0, 200);
+    }
+    // One malformed request: answered 400 by floatlb, never forwarded.
+    let (status, _, _) = raw_request(
+        lb.addr,
+        "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    );
+    assert_eq!(status, 400);
+    let (status, headers, text) = http_get(lb.admin, "/metrics");
+    assert_eq!(status, 200);
+    assert!(header(&headers, "content-type").is_some_and(|v| v.starts_with("text/plain")));
+    let m = |series: &str| {
+        netns::metric(&text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    // The 400 came from the HTTP parser, before a request existed.
+    assert_eq!(m("floatlb_requests_total"), 20.0);
+    assert_eq!(m("floatlb_request_duration_seconds_count"), 20.0);
+    assert_eq!(m("floatlb_errors_total{kind=\"400\"}"), 1.0);
+    for name in ["a", "b"] {
+        let ok = m(&format!(
+            "floatlb_backend_responses_total{{backend=\"{name}\",code=\"2xx\"}}"
+        ));
+        assert_eq!(ok, 10.0, "round-robin: 10 each");
+        assert_eq!(
+            m(&format!(
+                "floatlb_backend_requests_total{{backend=\"{name}\"}}"
+            )),
+            10.0
+        );
+        assert_eq!(m(&format!("floatlb_backend_up{{backend=\"{name}\"}}")), 1.0);
+    }
+    assert_eq!(a.requests() + b.requests(), 20, "the 400 was not forwarded");
+    assert!(m("floatlb_connections_total") >= 21.0);
+    assert_eq!(
+        m("floatlb_build_info{version=\"0.1.0\"}"),
+        1.0,
+        "build info"
+    );
+    let families = parse_exposition(&text);
+    assert!(families >= 20, "only {families} families parsed");
+}

@@ -1,0 +1,320 @@
+//! `/metrics`: the Prometheus text exposition, written with the `prometheus` crate.
+//!
+//! The request path only touches what it already keeps: plain atomics in
+//! [`ProxyStats`](crate::live::ProxyStats) and each backend's
+//! [`BackendStats`](crate::backend::BackendStats), plus one lock-free histogram.
+//! A scrape builds a fresh registry from those numbers, so no label lookup, no
+//! lock and no allocation happens per request for metrics. Names follow the
+//! Prometheus conventions: `floatlb_` prefix, `_total` counters, base units.
+
+use std::sync::atomic::Ordering;
+
+use prometheus::core::Collector;
+use prometheus::{
+    exponential_buckets, Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::admin::AdminHooks;
+use crate::live::Shared;
+
+/// Metrics the request path records directly.
+pub struct RequestMetrics {
+    /// Time from a request head being received to the response head being ready.
+    pub duration: Histogram,
+}
+
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        // 250 µs .. ~16 s, doubling.
+        let buckets = exponential_buckets(0.000_25, 2.0, 17).unwrap_or_default();
+        let opts = HistogramOpts::new(
+            "floatlb_request_duration_seconds",
+            "Time from a client request head received to the response head ready.",
+        )
+        .buckets(buckets);
+        RequestMetrics {
+            duration: Histogram::with_opts(opts).unwrap_or_else(|_| {
+                Histogram::with_opts(HistogramOpts::new("floatlb_request_duration_seconds", "-"))
+                    .expect("default histogram options are valid")
+            }),
+        }
+    }
+}
+
+/// Collects families into a scrape-local registry. Registration only fails on
+/// a duplicate or invalid name, which is a programming error: it is logged and
+/// that family skipped rather than failing the scrape.
+pub struct Families {
+    registry: Registry,
+}
+
+impl Default for Families {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Families {
+    pub fn new() -> Self {
+        Families {
+            registry: Registry::new(),
+        }
+    }
+
+    pub fn add(&self, c: impl Collector + 'static) {
+        if let Err(e) = self.registry.register(Box::new(c)) {
+            tracing::error!(error = %e, "metric family not exported");
+        }
+    }
+
+    pub fn counter(&self, name: &str, help: &str, v: u64) {
+        if let Ok(c) = IntCounter::new(name, help) {
+            c.inc_by(v);
+            self.add(c);
+        }
+    }
+
+    pub fn gauge(&self, name: &str, help: &str, v: i64) {
+        if let Ok(g) = IntGauge::new(name, help) {
+            g.set(v);
+            self.add(g);
+        }
+    }
+
+    pub fn gauge_f64(&self, name: &str, help: &str, v: f64) {
+        if let Ok(g) = Gauge::new(name, help) {
+            g.set(v);
+            self.add(g);
+        }
+    }
+
+    /// A labelled counter family from (label values, value) rows.
+    pub fn counter_vec<'a>(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        rows: impl IntoIterator<Item = (Vec<&'a str>, u64)>,
+    ) {
+        if let Ok(v) = IntCounterVec::new(Opts::new(name, help), labels) {
+            for (values, n) in rows {
+                v.with_label_values(&values).inc_by(n);
+            }
+            self.add(v);
+        }
+    }
+
+    /// A labelled gauge family from (label values, value) rows.
+    pub fn gauge_vec<'a>(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        rows: impl IntoIterator<Item = (Vec<&'a str>, i64)>,
+    ) {
+        if let Ok(v) = IntGaugeVec::new(Opts::new(name, help), labels) {
+            for (values, n) in rows {
+                v.with_label_values(&values).set(n);
+            }
+            self.add(v);
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// The whole exposition: proxy, backends, health, reloads, and what the hooks
+/// add (VRRP).
+pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
+    let f = Families::new();
+    let s = &shared.stats;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+
+    f.gauge_vec(
+        "floatlb_build_info",
+        "Build information; the value is always 1.",
+        &["version"],
+        [(vec![env!("CARGO_PKG_VERSION")], 1)],
+    );
+    f.counter(
+        "floatlb_requests_total",
+        "Client requests received.",
+        load(&s.requests),
+    );
+    f.counter(
+        "floatlb_connections_total",
+        "Client connections accepted.",
+        load(&s.connections_total),
+    );
+    f.gauge(
+        "floatlb_connections_active",
+        "Client connections open now.",
+        s.connections_active.load(Ordering::Relaxed),
+    );
+    f.counter(
+        "floatlb_client_timeouts_total",
+        "Client connections closed with 408 for a request head slower than client-header.",
+        load(&s.client_timeouts),
+    );
+    f.counter_vec(
+        "floatlb_errors_total",
+        "Error responses floatlb produced, and failed accepts, by kind.",
+        &["kind"],
+        [
+            (vec!["400"], load(&s.bad_requests)),
+            (vec!["502"], load(&s.errors_502)),
+            (vec!["503"], load(&s.errors_503)),
+            (vec!["504"], load(&s.errors_504)),
+            (vec!["other"], load(&s.errors_other)),
+            (vec!["accept"], load(&s.accept_errors)),
+        ],
+    );
+    f.counter_vec(
+        "floatlb_config_reloads_total",
+        "Configuration reloads by result.",
+        &["result"],
+        [
+            (vec!["success"], load(&s.reloads_ok)),
+            (vec!["failure"], load(&s.reloads_failed)),
+        ],
+    );
+    f.gauge_f64(
+        "floatlb_config_last_reload_success_timestamp_seconds",
+        "Unix time of the last successful configuration load.",
+        load(&s.last_reload_unix) as f64,
+    );
+    f.add(shared.metrics.duration.clone());
+
+    let snap = shared.live.load_full();
+    let backends: Vec<_> = snap.backends.iter().zip(&snap.config.backends).collect();
+    let per = |get: &dyn Fn(&crate::backend::BackendStats) -> u64| {
+        backends
+            .iter()
+            .map(|(b, _)| (vec![b.name.as_str()], get(&b.stats)))
+            .collect::<Vec<_>>()
+    };
+    f.gauge_vec(
+        "floatlb_backend_up",
+        "1 if the backend passes health checks.",
+        &["backend"],
+        backends
+            .iter()
+            .map(|(b, _)| (vec![b.name.as_str()], b.is_up() as i64)),
+    );
+    f.gauge_vec(
+        "floatlb_backend_weight",
+        "Configured weight.",
+        &["backend"],
+        backends
+            .iter()
+            .map(|(b, c)| (vec![b.name.as_str()], c.weight as i64)),
+    );
+    f.gauge_vec(
+        "floatlb_backend_in_flight_requests",
+        "Requests being served by the backend now.",
+        &["backend"],
+        backends.iter().map(|(b, _)| {
+            (
+                vec![b.name.as_str()],
+                b.in_flight.load(Ordering::Relaxed) as i64,
+            )
+        }),
+    );
+    f.gauge_vec(
+        "floatlb_backend_idle_connections",
+        "Idle keep-alive connections pooled for the backend.",
+        &["backend"],
+        backends
+            .iter()
+            .map(|(b, _)| (vec![b.name.as_str()], b.pool.idle_count() as i64)),
+    );
+    f.counter_vec(
+        "floatlb_backend_requests_total",
+        "Requests sent to the backend (each attempt).",
+        &["backend"],
+        per(&|st| load(&st.requests)),
+    );
+    f.counter_vec(
+        "floatlb_backend_connections_total",
+        "Connections opened to the backend.",
+        &["backend"],
+        per(&|st| load(&st.connections_opened)),
+    );
+    let mut responses = Vec::new();
+    for (b, _) in &backends {
+        let st = &b.stats;
+        for (class, a) in [
+            ("1xx", &st.responses_1xx),
+            ("2xx", &st.responses_2xx),
+            ("3xx", &st.responses_3xx),
+            ("4xx", &st.responses_4xx),
+            ("5xx", &st.responses_5xx),
+        ] {
+            responses.push((vec![b.name.as_str(), class], load(a)));
+        }
+    }
+    f.counter_vec(
+        "floatlb_backend_responses_total",
+        "Responses from the backend by status class.",
+        &["backend", "code"],
+        responses,
+    );
+    let mut errors = Vec::new();
+    for (b, _) in &backends {
+        let st = &b.stats;
+        for (kind, a) in [
+            ("connect", &st.connect_errors),
+            ("response", &st.response_errors),
+            ("timeout", &st.timeouts),
+        ] {
+            errors.push((vec![b.name.as_str(), kind], load(a)));
+        }
+    }
+    f.counter_vec(
+        "floatlb_backend_errors_total",
+        "Failed attempts on the backend by kind.",
+        &["backend", "kind"],
+        errors,
+    );
+    f.counter_vec(
+        "floatlb_backend_retries_total",
+        "Attempts on the backend that were retried.",
+        &["backend"],
+        per(&|st| load(&st.retries)),
+    );
+    f.counter_vec(
+        "floatlb_backend_redispatches_total",
+        "Retries of the backend's failed attempts sent to another backend.",
+        &["backend"],
+        per(&|st| load(&st.redispatches)),
+    );
+    let mut checks = Vec::new();
+    for (b, _) in &backends {
+        checks.push((vec![b.name.as_str(), "success"], load(&b.stats.checks_ok)));
+        checks.push((
+            vec![b.name.as_str(), "failure"],
+            load(&b.stats.checks_failed),
+        ));
+    }
+    f.counter_vec(
+        "floatlb_health_checks_total",
+        "Active health checks by result.",
+        &["backend", "result"],
+        checks,
+    );
+    f.counter_vec(
+        "floatlb_backend_down_transitions_total",
+        "Times the backend was marked DOWN.",
+        &["backend"],
+        per(&|st| load(&st.went_down)),
+    );
+    extra.metrics(&f);
+    f.encode()
+}
