@@ -1,4 +1,5 @@
-//! The admin listener (`[admin] address`): `/healthz`, `/status.json`,
+//! The admin listener (`[admin] address`): `/healthz`, `/status` (live HTML),
+//! `/status.json`,
 //! `/metrics` (see `metrics`) and `POST /admin/handover`. Kept off the client listener so it works whatever the
 //! proxy's load, and bound to loopback in the example config.
 
@@ -42,6 +43,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, extra: Arc<dyn Ad
     }
 }
 
+/// `/status`: a page that polls `/status.json` twice a second and redraws.
+const STATUS_PAGE: &str = include_str!("status.html");
+
 /// What the daemon adds to the admin listener (VRRP state, handover).
 pub trait AdminHooks: Send + Sync {
     /// Extra families for `/metrics`.
@@ -72,6 +76,9 @@ async fn route(
             } else {
                 local_response(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "unhealthy\n")
             }
+        }
+        (&Method::GET, "/status") => {
+            local_response(StatusCode::OK, "text/html; charset=utf-8", STATUS_PAGE)
         }
         (&Method::GET, "/status.json") => local_response(
             StatusCode::OK,

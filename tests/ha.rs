@@ -719,3 +719,159 @@ fn interop_with_keepalived_both_ways() {
     );
     assert_no_complaints(&k);
 }
+
+/// A minimal WebDriver client: one HTTP/1.1 request per call to chromedriver
+/// on 127.0.0.1 (inside the host's namespace), returning the response body.
+fn webdriver(lab: &Lab, host: &str, port: u16, method: &str, path: &str, body: &str) -> String {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    lab.in_host(host, move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("chromedriver");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        // chromedriver keeps the connection open: read the head, then Content-Length bytes.
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = s.read(&mut chunk).unwrap_or(0);
+            if n == 0 {
+                return String::new();
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            let n = s.read(&mut chunk).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&buf[head_end..]).into_owned()
+    })
+}
+
+/// The string value of `"key":"..."` in a JSON text (enough for WebDriver replies).
+fn json_field(text: &str, key: &str) -> Option<String> {
+    let start = text.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let end = start + text[start..].find('"')?;
+    Some(text[start..end].to_string())
+}
+
+struct KillOnDrop(Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn status_page_renders_and_updates_live_in_chromium() {
+    if !netns_available("status_page_renders_and_updates_live_in_chromium") {
+        return;
+    }
+    let browser = ["/usr/bin/chromium", "/usr/bin/chromedriver"];
+    if let Some(missing) = browser.iter().find(|p| !std::path::Path::new(p).exists()) {
+        if std::env::var("FLOATLB_REQUIRE_NETNS").as_deref() == Ok("1") {
+            panic!("{missing} is missing: run vm-lab/install-deps (FLOATLB_REQUIRE_NETNS=1)");
+        }
+        eprintln!("SKIPPED status_page_renders_and_updates_live_in_chromium: {missing} is missing");
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab();
+    let _n1 = start_node(&lab, "lb1", &[web.addr], &vrrp_table(150, 100, ""));
+    lab.wait_for("lb1 master", Duration::from_secs(5), || {
+        lab.has_addr("lb1", VIP)
+    });
+    let port = 9515;
+    let _driver = KillOnDrop(
+        lab.exec("lb1")
+            .args(["/usr/bin/chromedriver", &format!("--port={port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    lab.wait_for("chromedriver", Duration::from_secs(10), || {
+        lab.in_host("lb1", move || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+    });
+    let caps = r#"{"capabilities":{"alwaysMatch":{"goog:chromeOptions":{"binary":"/usr/bin/chromium","args":["--headless=new","--no-sandbox","--disable-gpu","--disable-dev-shm-usage","--disable-background-networking","--disable-component-update","--window-size=1000,700"]}}}}"#;
+    let reply = webdriver(&lab, "lb1", port, "POST", "/session", caps);
+    let session = json_field(&reply, "sessionId").unwrap_or_else(|| panic!("no session: {reply}"));
+    let base = format!("/session/{session}");
+    webdriver(
+        &lab,
+        "lb1",
+        port,
+        "POST",
+        &format!("{base}/url"),
+        r#"{"url":"http://127.0.0.1:9100/status"}"#,
+    );
+    let source = || webdriver(&lab, "lb1", port, "GET", &format!("{base}/source"), "");
+    let wait_source = |what: &str, pred: &dyn Fn(&str) -> bool| {
+        let start = std::time::Instant::now();
+        loop {
+            let s = source();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "page never showed {what}: status.json {:?}\n{s}",
+                support::netns::http_from(
+                    &lab,
+                    "lb1",
+                    "127.0.0.1:9100".parse().unwrap(),
+                    "/status.json"
+                )
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_source("web1 UP and the MASTER role", &|s| {
+        s.contains(r#"data-backend=\"web1\""#)
+            && s.contains(r#"class=\"health UP\""#)
+            && s.contains(r#"class=\"role MASTER\""#)
+    });
+    // The backend's host drops off the network: the same page (no reload)
+    // shows it DOWN once health checks fail.
+    lab.link("web", false);
+    // No healthy backend and no track-weight: the instance goes to FAULT.
+    wait_source("web1 DOWN and the FAULT role", &|s| {
+        s.contains(r#"class=\"health DOWN\""#) && s.contains(r#"class=\"role FAULT\""#)
+    });
+    // Keep the latest screenshot beside the bench results.
+    let shot = webdriver(&lab, "lb1", port, "GET", &format!("{base}/screenshot"), "");
+    let b64 = json_field(&shot, "value").expect("screenshot");
+    let mut dec = std::process::Command::new("base64")
+        .arg("-d")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        dec.stdin.take().unwrap().write_all(b64.as_bytes()).unwrap();
+    }
+    let png = dec.wait_with_output().unwrap().stdout;
+    assert!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results");
+    let _ = std::fs::create_dir_all(&dir);
+    std::fs::write(dir.join("status-page.png"), png).unwrap();
+    webdriver(&lab, "lb1", port, "DELETE", &base, "");
+}
