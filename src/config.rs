@@ -33,6 +33,34 @@ pub struct Config {
     pub admin: Option<Admin>,
     #[serde(rename = "vrrp", default)]
     pub vrrp: Vec<Vrrp>,
+    #[serde(default)]
+    pub log: Log,
+}
+
+/// `[log]`: the access log (read at start).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Log {
+    /// `off` (default), `common`, `combined` or `json`.
+    #[serde(default)]
+    pub access: AccessFormat,
+    /// A file to append to; absent = standard output.
+    #[serde(default)]
+    pub access_path: Option<PathBuf>,
+}
+
+/// Access log line formats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessFormat {
+    #[default]
+    Off,
+    /// NCSA common log format.
+    Common,
+    /// Common plus referer and user agent (Apache/nginx `combined`).
+    Combined,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `[listen]`: the client-facing socket.

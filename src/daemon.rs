@@ -53,8 +53,13 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let access_log =
+        crate::access_log::AccessLog::start(config.log.access, config.log.access_path.as_deref())
+            .with_context(|| format!("cannot open the access log {:?}", config.log.access_path))?;
     let mut maxconn = config.listen.maxconn;
-    let shared = Arc::new(Shared::new(config, path));
+    let mut shared = Shared::new(config, path);
+    shared.access_log = access_log;
+    let shared = Arc::new(shared);
     tracing::info!(address = %listen, backends = shared.live.load().backends.len(), "floatlb listening");
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) is a thin CLI over [`daemon`]; the modules are
 //! public so integration tests and the bench can reach them.
 
+pub mod access_log;
 pub mod admin;
 pub mod backend;
 pub mod balance;

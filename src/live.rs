@@ -107,6 +107,8 @@ pub struct Shared {
     pub handover: crate::handover::Handover,
     /// Metrics the request path records itself (see `metrics`).
     pub metrics: crate::metrics::RequestMetrics,
+    /// `[log] access`, when on (set at start).
+    pub access_log: Option<crate::access_log::AccessLog>,
 }
 
 impl Shared {
@@ -119,6 +121,7 @@ impl Shared {
             config_path: config_path.to_owned(),
             handover: Default::default(),
             metrics: Default::default(),
+            access_log: None,
         }
     }
 

@@ -191,6 +191,13 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
         load(&s.last_reload_unix) as f64,
     );
     f.add(shared.metrics.duration.clone());
+    if let Some(log) = &shared.access_log {
+        f.counter(
+            "floatlb_access_log_dropped_total",
+            "Access log records dropped because the writer fell behind.",
+            log.dropped.load(Ordering::Relaxed),
+        );
+    }
 
     let snap = shared.live.load_full();
     let backends: Vec<_> = snap.backends.iter().zip(&snap.config.backends).collect();

@@ -190,7 +190,43 @@ pub async fn serve_connection(
                 let ctx = ctx.clone();
                 async move {
                     let version = req.version();
+                    // Only with the access log on: what the log line needs of the request.
+                    let logged = ctx.shared.access_log.as_ref().map(|_| {
+                        let h = req.headers();
+                        let text = |name| {
+                            h.get(name)
+                                .and_then(|v: &HeaderValue| v.to_str().ok())
+                                .map(str::to_string)
+                        };
+                        (
+                            std::time::SystemTime::now(),
+                            std::time::Instant::now(),
+                            req.method().clone(),
+                            req.uri().to_string(),
+                            text(hyper::header::REFERER),
+                            text(hyper::header::USER_AGENT),
+                        )
+                    });
                     let mut resp = proxy::handle(req, ctx.clone()).await?;
+                    if let (Some(log), Some((at, t0, method, target, referer, user_agent))) =
+                        (&ctx.shared.access_log, logged)
+                    {
+                        log.log(crate::access_log::Record {
+                            client: ctx.peer.ip(),
+                            at,
+                            method,
+                            target,
+                            version,
+                            status: resp.status().as_u16(),
+                            bytes: resp
+                                .headers()
+                                .get(hyper::header::CONTENT_LENGTH)
+                                .and_then(|v| v.to_str().ok()?.parse().ok()),
+                            referer,
+                            user_agent,
+                            duration: t0.elapsed(),
+                        });
+                    }
                     if ctx.shared.handover.closing() {
                         // Handover: this is the connection's last response; the client
                         // reads it whole and reconnects. Decided before hyper writes the

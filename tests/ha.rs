@@ -460,6 +460,15 @@ fn malformed_and_wrong_ttl_adverts_are_dropped_and_counted() {
     inject(&lab, "client", VRRP_GROUP, rogue, packets);
     std::thread::sleep(Duration::from_millis(300));
     let m = admin_metrics(&lab, "lb1");
+    // Every VRRP series the Grafana dashboard queries exists.
+    for name in support::dashboard_metric_names() {
+        if name.starts_with("floatlb_vrrp_") {
+            assert!(
+                m.lines().any(|l| l.starts_with(&name)),
+                "dashboard queries {name}"
+            );
+        }
+    }
     let dropped = |reason: &str| {
         support::netns::metric(
             &m,

@@ -602,4 +602,59 @@ fn metrics_count_known_traffic_and_parse() {
     );
     let families = parse_exposition(&text);
     assert!(families >= 20, "only {families} families parsed");
+    // Every non-VRRP series the Grafana dashboard queries exists (VRRP: tests/ha.rs).
+    for name in dashboard_metric_names() {
+        if !name.starts_with("floatlb_vrrp_") {
+            assert!(
+                text.lines().any(|l| l.starts_with(&name)),
+                "dashboard queries {name}, which /metrics does not export"
+            );
+        }
+    }
+}
+
+#[test]
+fn access_log_writes_one_json_line_per_request() {
+    let a = TestBackend::start("a");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let lb = Floatlb::start(&format!(
+        "[log]\naccess = \"json\"\naccess-path = \"{}\"\n[health]\nenabled = false\n{}",
+        path.display(),
+        backend_tables(&[(&a, 1)])
+    ));
+    for p in ["/one", "/two?x=1", "/three"] {
+        assert_eq!(http_get(lb.addr, p).0, 200);
+    }
+    let start = Instant::now();
+    let text = loop {
+        let t = std::fs::read_to_string(&path).unwrap_or_default();
+        if t.lines().count() >= 3 || start.elapsed() > Duration::from_secs(3) {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[1].contains("\"method\":\"GET\",\"target\":\"/two?x=1\"")
+            && lines[1].contains("\"status\":200")
+            && lines[1].contains("\"client\":\"127.0.0.1\""),
+        "{}",
+        lines[1]
+    );
+    // Every line is a JSON document.
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys\nfor l in open(sys.argv[1]): json.loads(l)",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

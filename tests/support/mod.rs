@@ -501,3 +501,25 @@ pub struct LoadResult {
     pub failures: Vec<String>,
     pub by_backend: std::collections::HashMap<String, u64>,
 }
+
+/// Metric names the Grafana dashboard in `grafana/` queries.
+pub fn dashboard_metric_names() -> Vec<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/grafana/floatlb-dashboard.json"
+    );
+    let json = std::fs::read_to_string(path).unwrap();
+    let mut names: Vec<String> = json
+        .match_indices("floatlb_")
+        .map(|(i, _)| {
+            json[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+                .collect()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 10, "{names:?}");
+    names
+}
