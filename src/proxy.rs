@@ -58,6 +58,9 @@ pub async fn handle(
 }
 
 async fn forward(req: Request<Incoming>, ctx: &ConnCtx, snap: &Snapshot) -> Response<RespBody> {
+    if ctx.phase.take_cl_and_te() {
+        return bad_request(ctx, "both Content-Length and Transfer-Encoding");
+    }
     if let Err(reason) = check_framing(req.headers()) {
         return bad_request(ctx, reason);
     }
@@ -192,6 +195,11 @@ async fn forward(req: Request<Incoming>, ctx: &ConnCtx, snap: &Snapshot) -> Resp
                     tracing::debug!(backend = %backend.name, error = %e.error(), reused = conn_reused, "replaying idempotent request");
                     pending = Some(replay.into_request());
                     continue;
+                }
+                if e.error().is_user() {
+                    // The client's body failed to parse (e.g. an invalid chunk
+                    // size): the client's fault, and its connection is done.
+                    return bad_request(ctx, "malformed request body");
                 }
                 backend
                     .stats

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -52,6 +52,9 @@ const PHASE_IDLE: u8 = 2;
 pub struct ConnPhase {
     phase: AtomicU8,
     since_ms: AtomicU64,
+    /// The current request's raw head had both Content-Length and
+    /// Transfer-Encoding (hyper drops the former before we see the headers).
+    cl_and_te: AtomicBool,
 }
 
 impl ConnPhase {
@@ -60,7 +63,12 @@ impl ConnPhase {
         ConnPhase {
             phase: AtomicU8::new(PHASE_HEAD),
             since_ms: AtomicU64::new(now_ms()),
+            cl_and_te: AtomicBool::new(false),
         }
+    }
+    /// Whether the request being handled had both framing headers (clears it).
+    pub fn take_cl_and_te(&self) -> bool {
+        self.cl_and_te.swap(false, Ordering::Relaxed)
     }
     pub fn set_active(&self) {
         self.phase.store(PHASE_ACTIVE, Ordering::Relaxed);
@@ -69,11 +77,14 @@ impl ConnPhase {
         self.since_ms.store(now_ms(), Ordering::Relaxed);
         self.phase.store(PHASE_IDLE, Ordering::Relaxed);
     }
-    fn on_bytes_read(&self) {
+    /// Bytes arrived; returns true if they start a new request head.
+    fn on_bytes_read(&self) -> bool {
         if self.phase.load(Ordering::Relaxed) == PHASE_IDLE {
             self.since_ms.store(now_ms(), Ordering::Relaxed);
             self.phase.store(PHASE_HEAD, Ordering::Relaxed);
+            return true;
         }
+        false
     }
     /// How long the connection has been idle between requests, if it is.
     fn idle_for(&self) -> Option<Duration> {
@@ -99,10 +110,70 @@ impl Default for ConnPhase {
     }
 }
 
+/// Finds the header names in a raw request head as it arrives, in pieces.
+/// hyper resolves a request carrying both Content-Length and
+/// Transfer-Encoding by dropping Content-Length; a front-end proxy must refuse
+/// such a request instead (request smuggling), so the raw head is watched.
+#[derive(Debug)]
+struct HeadScan {
+    in_head: bool,
+    /// Bytes of the current line so far (only the first few matter).
+    line: [u8; 24],
+    line_len: usize,
+    at_line_start: bool,
+    content_length: bool,
+    transfer_encoding: bool,
+}
+
+impl HeadScan {
+    fn new() -> Self {
+        HeadScan {
+            in_head: true,
+            line: [0; 24],
+            line_len: 0,
+            at_line_start: true,
+            content_length: false,
+            transfer_encoding: false,
+        }
+    }
+
+    /// Feeds bytes; returns Some(both framing headers seen) when the head ends.
+    fn feed(&mut self, bytes: &[u8]) -> Option<bool> {
+        if !self.in_head {
+            return None;
+        }
+        for &b in bytes {
+            if b == b'\n' {
+                if self.line_len == 0 || (self.line_len == 1 && self.line[0] == b'\r') {
+                    self.in_head = false;
+                    return Some(self.content_length && self.transfer_encoding);
+                }
+                self.line_len = 0;
+                self.at_line_start = true;
+                continue;
+            }
+            if self.line_len < self.line.len() {
+                self.line[self.line_len] = b.to_ascii_lowercase();
+                self.line_len += 1;
+                if b == b':' && self.at_line_start {
+                    self.at_line_start = false;
+                    match &self.line[..self.line_len - 1] {
+                        b"content-length" => self.content_length = true,
+                        b"transfer-encoding" => self.transfer_encoding = true,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
 /// A client socket that tells its [`ConnPhase`] when a new request starts arriving.
 struct PhaseIo {
     inner: TcpStream,
     phase: Arc<ConnPhase>,
+    scan: HeadScan,
 }
 
 impl AsyncRead for PhaseIo {
@@ -115,7 +186,13 @@ impl AsyncRead for PhaseIo {
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = res {
             if buf.filled().len() > before {
-                self.phase.on_bytes_read();
+                if self.phase.on_bytes_read() {
+                    self.scan = HeadScan::new();
+                }
+                let this = &mut *self;
+                if let Some(both) = this.scan.feed(&buf.filled()[before..]) {
+                    this.phase.cl_and_te.store(both, Ordering::Relaxed);
+                }
             }
         }
         res
@@ -178,6 +255,7 @@ pub async fn serve_connection(
     let io = TokioIo::new(PhaseIo {
         inner: stream,
         phase: phase.clone(),
+        scan: HeadScan::new(),
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
@@ -391,6 +469,29 @@ mod tests {
         assert_eq!(p.deadline(h, i).unwrap().0, PHASE_IDLE);
         p.on_bytes_read();
         assert_eq!(p.deadline(h, i).unwrap().0, PHASE_HEAD);
+    }
+
+    #[test]
+    fn head_scan_finds_both_framing_headers_across_reads() {
+        let mut s = HeadScan::new();
+        assert_eq!(s.feed(b"POST / HTTP/1.1\r\nContent-Len"), None);
+        assert_eq!(s.feed(b"gth: 5\r\nTransfer-Encoding: chunked\r\n"), None);
+        assert_eq!(s.feed(b"\r\n0\r\n\r\n"), Some(true));
+        assert_eq!(
+            s.feed(b"Content-Length: 1\r\n\r\n"),
+            None,
+            "body bytes are not scanned"
+        );
+        let mut s = HeadScan::new();
+        assert_eq!(
+            s.feed(b"GET / HTTP/1.1\r\nX-Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Some(false)
+        );
+        let mut s = HeadScan::new();
+        assert_eq!(
+            s.feed(b"GET / HTTP/1.1\nContent-Length: 0\n\n"),
+            Some(false)
+        );
     }
 
     #[test]

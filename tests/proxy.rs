@@ -658,3 +658,65 @@ fn access_log_writes_one_json_line_per_request() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn smuggling_vectors_get_400_close_and_reach_no_backend() {
+    let a = TestBackend::start("a");
+    let lb = Floatlb::start(&format!(
+        "[health]\nenabled = false\n{}",
+        backend_tables(&[(&a, 1)])
+    ));
+    let vectors: &[(&str, &str)] = &[
+        (
+            "CL and TE",
+            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+        ),
+        (
+            "TE and CL",
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "differing duplicate CL",
+            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        ),
+        (
+            "TE not exactly chunked",
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "TE xchunked",
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "invalid chunk size",
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        ),
+        (
+            "obs-fold",
+            "GET / HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n",
+        ),
+        ("space before colon", "GET / HTTP/1.1\r\nHost : t\r\n\r\n"),
+        ("bare CR", "GET / HTTP/1.1\r\nHost: t\rX: y\r\n\r\n"),
+        ("NUL in header", "GET / HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n"),
+    ];
+    let mut failures = Vec::new();
+    for (name, req) in vectors {
+        let before = a.requests();
+        let mut s = TcpStream::connect(lb.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        // read_to_end returns only when floatlb closes the connection.
+        let res = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        if res.is_err() {
+            failures.push(format!("{name}: connection not closed: {res:?} {text:?}"));
+        } else if !text.starts_with("HTTP/1.1 400") || text.matches("HTTP/1.1 ").count() != 1 {
+            failures.push(format!("{name}: not one 400: {text:?}"));
+        }
+        if a.requests() != before {
+            failures.push(format!("{name}: reached the backend"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
