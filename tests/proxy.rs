@@ -720,3 +720,130 @@ fn smuggling_vectors_get_400_close_and_reach_no_backend() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// A backend that answers every connection with `response` (raw bytes) and closes.
+fn raw_backend(response: &'static [u8]) -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(response);
+            });
+        }
+    });
+    addr
+}
+
+fn raw_backend_table(addr: SocketAddr) -> String {
+    format!("[health]\nenabled = false\n[[backend]]\nname = \"raw\"\naddress = \"{addr}\"\n")
+}
+
+#[test]
+fn malformed_backend_response_is_502() {
+    let b = raw_backend(b"HTTP/1.1 2OO NOT OK\r\nContent-Length: x\r\n\r\nhello");
+    let lb = Floatlb::start(&raw_backend_table(b));
+    let (status, _, body) = http_get(lb.addr, "/");
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("backend raw failed"), "{body}");
+}
+
+#[test]
+fn backend_closing_mid_body_aborts_the_client_connection() {
+    // Declared 100000 bytes, sends 11, closes.
+    let b = raw_backend(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nhello world");
+    let lb = Floatlb::start(&raw_backend_table(b));
+    let mut s = TcpStream::connect(lb.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let res = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    assert!(res.is_ok() || res.as_ref().unwrap_err().kind() == std::io::ErrorKind::ConnectionReset);
+    assert!(
+        body.len() < 100_000,
+        "the connection ended early: a client can tell"
+    );
+
+    // Chunked: the terminating chunk must not be invented.
+    let b = raw_backend(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+    let lb = Floatlb::start(&raw_backend_table(b));
+    let mut s = TcpStream::connect(lb.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "a truncated body was presented as complete: {text:?}"
+    );
+}
+
+#[test]
+fn fd_exhaustion_keeps_serving_and_recovers() {
+    let a = TestBackend::start("a");
+    // 64 descriptors: a handful go to the runtime, listeners and the backend pool.
+    let lb = Floatlb::start_limited(
+        &format!("[health]\nenabled = false\n{}", backend_tables(&[(&a, 1)])),
+        Some(64),
+    );
+    let mut existing = KeepAlive::new(lb.addr);
+    assert_eq!(existing.get("/").unwrap().0, 200);
+    // Flood: far more connections than descriptors.
+    let flood: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect_timeout(&lb.addr, Duration::from_millis(200)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let f: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let before = cpu(lb.child.id());
+    // An existing connection keeps being served during the flood.
+    for _ in 0..5 {
+        assert_eq!(
+            existing.get("/").unwrap().0,
+            200,
+            "existing connection starved"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let ticks = cpu(lb.child.id()) - before;
+    assert!(
+        ticks < 50,
+        "accept loop spins under EMFILE: {ticks} ticks in 1 s"
+    );
+    drop(flood);
+    // Once the flood is gone, new connections are served again.
+    let start = Instant::now();
+    loop {
+        if http_get(lb.addr, "/").0 == 200 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no recovery:\n{}",
+            lb.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        lb.log().contains("out of resources"),
+        "EMFILE was not hit:\n{}",
+        lb.log()
+    );
+}

@@ -241,6 +241,11 @@ pub fn backend_tables(backends: &[(&TestBackend, u32)]) -> String {
 impl Floatlb {
     /// Starts floatlb; `body` is the config without `[listen]` and `[admin]`.
     pub fn start(body: &str) -> Self {
+        Self::start_limited(body, None)
+    }
+
+    /// Like `start`, with `ulimit -n` set to `nofile` for the process.
+    pub fn start_limited(body: &str, nofile: Option<u64>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let admin_port = free_port();
@@ -250,7 +255,16 @@ impl Floatlb {
         std::fs::write(&config_path, Self::render(addr, admin, body)).unwrap();
         let log_path = dir.path().join("floatlb.log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_floatlb"))
+        let mut cmd = match nofile {
+            None => Command::new(env!("CARGO_BIN_EXE_floatlb")),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
+                    .arg(env!("CARGO_BIN_EXE_floatlb"));
+                c
+            }
+        };
+        let child = cmd
             .args(["run", "-c"])
             .arg(&config_path)
             .args(["--log", "info"])
