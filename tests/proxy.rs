@@ -847,3 +847,85 @@ fn fd_exhaustion_keeps_serving_and_recovers() {
         lb.log()
     );
 }
+
+/// `floatlb check` on a corpus of broken files (tests/data/broken): exit 1 and
+/// exactly one message each, naming file, line, column and key.
+#[test]
+fn check_gives_one_clear_message_per_broken_file() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "unknown-key.toml",
+            "3:1: listen.worker",
+            "unknown field `worker`",
+        ),
+        (
+            "bad-duration.toml",
+            "7:11: timeouts.connect",
+            "unknown unit \"parsecs\"",
+        ),
+        (
+            "weight-range.toml",
+            "6:10: backend[0].weight",
+            "out of range 0..=256",
+        ),
+        (
+            "duplicate-backend.toml",
+            "7:8: backend[1].name",
+            "duplicate backend name",
+        ),
+        (
+            "bad-address.toml",
+            "5:11: backend[0].address",
+            "invalid socket address",
+        ),
+        ("syntax.toml", "2:26:", "invalid basic string"),
+        (
+            "unknown-algorithm.toml",
+            "4:13: balance.algorithm",
+            "unknown variant `fastest`",
+        ),
+        (
+            "vrid-range.toml",
+            "8:8: vrrp[0].vrid",
+            "out of range 1..=255",
+        ),
+        (
+            "advert-too-short.toml",
+            "10:19: vrrp[0].advert-interval",
+            "between 10ms and 40.95s",
+        ),
+        (
+            "bad-vip.toml",
+            "10:22: vrrp[0].virtual-addresses[0]",
+            "not an IPv4 address",
+        ),
+        (
+            "url-param-without-name.toml",
+            "3:1: balance.url-param",
+            "needs url-param",
+        ),
+        (
+            "bad-log-format.toml",
+            "7:10: log.access",
+            "unknown variant `verbose`",
+        ),
+    ];
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/broken");
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(files, cases.len(), "every file in the corpus has a case");
+    for (file, at, fragment) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_floatlb"))
+            .args(["check", "-c", file])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{file}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{file}: one message: {err}");
+        assert!(
+            lines[0].starts_with(&format!("{file}:{at}")) && lines[0].contains(fragment),
+            "{file}: {err}"
+        );
+    }
+}
