@@ -206,6 +206,11 @@ impl AdminHooks for HaHooks {
             &|s| s.adverts_received.load(Ordering::Relaxed),
         );
         counter(
+            "floatlb_vrrp_yielded_total",
+            "Times this node gave up MASTER to a higher-priority advert (a rogue host claiming priority 254 shows up here).",
+            &|s| s.yielded.load(Ordering::Relaxed),
+        );
+        counter(
             "floatlb_vrrp_garps_sent_total",
             "Gratuitous ARP frames sent.",
             &|s| s.garps_sent.load(Ordering::Relaxed),

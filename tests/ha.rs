@@ -421,6 +421,57 @@ fn master_reclaims_the_vip_after_a_lower_priority_master_appears() {
 }
 
 #[test]
+fn rogue_priority_254_flood_is_obeyed_logged_and_counted() {
+    if !netns_available("rogue_priority_254_flood_is_obeyed_logged_and_counted") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use std::net::Ipv4Addr;
+    use vrrp::packet::{build_ipv4, Advert, ChecksumMode, VRRP_GROUP};
+    let (lab, web) = lab();
+    let n1 = start_node(&lab, "lb1", &[web.addr], &vrrp_table(150, 100, ""));
+    lab.wait_for("lb1 master", Duration::from_secs(5), || {
+        lab.has_addr("lb1", VIP)
+    });
+    let rogue = Ipv4Addr::new(198, 18, 0, 2);
+    let advert = Advert {
+        vrid: 51,
+        priority: 254,
+        max_adver_int: 10,
+        addresses: vec![VIP.parse().unwrap()],
+    }
+    .encode(rogue, VRRP_GROUP, ChecksumMode::Rfc5798);
+    // A bounded flood: 200 adverts within about a second.
+    for _ in 0..20 {
+        let burst = (0..10)
+            .map(|_| build_ipv4(rogue, VRRP_GROUP, 255, &advert))
+            .collect();
+        inject(&lab, "client", VRRP_GROUP, rogue, burst);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // RFC 5798: a higher priority wins, so lb1 is backup while the flood lasts...
+    assert!(
+        !lab.has_addr("lb1", VIP),
+        "lb1 kept the VIP against priority 254"
+    );
+    let m = admin_metrics(&lab, "lb1");
+    assert_eq!(
+        support::netns::metric(&m, "floatlb_vrrp_yielded_total{instance=\"vrrp0-51\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(
+        n1.log().contains("gave up MASTER") && n1.log().contains("198.18.0.2"),
+        "not logged:\n{}",
+        n1.log()
+    );
+    // ...and master again once it stops (Master_Down_Interval, learned 100 ms).
+    lab.wait_for("lb1 master again", Duration::from_secs(3), || {
+        lab.has_addr("lb1", VIP)
+    });
+}
+
+#[test]
 fn malformed_and_wrong_ttl_adverts_are_dropped_and_counted() {
     if !netns_available("malformed_and_wrong_ttl_adverts_are_dropped_and_counted") {
         return;

@@ -111,6 +111,13 @@ pub enum Action {
         from: Ipv4Addr,
         priority: u8,
     },
+    /// We were master and gave the role up to another router's advert (§6.4.3).
+    /// RFC-correct, but on a shared segment it is also what a rogue host
+    /// claiming priority 254 achieves: logged loudly and counted.
+    YieldedTo {
+        from: Ipv4Addr,
+        priority: u8,
+    },
 }
 
 /// Static parameters of one virtual router.
@@ -363,6 +370,10 @@ impl Fsm {
                     || (adv.priority == mine && u32::from(ip.src) > u32::from(self.cfg.primary_ip))
                 {
                     self.master_adver_interval = learned;
+                    out.push(Action::YieldedTo {
+                        from: ip.src,
+                        priority: adv.priority,
+                    });
                     self.become_backup(now, out);
                 } else {
                     out.push(Action::Discarded {

@@ -148,6 +148,8 @@ pub struct Stats {
     pub became_master: AtomicU64,
     pub garps_sent: AtomicU64,
     pub address_mismatches: AtomicU64,
+    /// Times this node gave up MASTER to another router's advert.
+    pub yielded: AtomicU64,
     /// Priority currently advertised (tracking applied).
     pub priority: AtomicU8,
     drops: [AtomicU64; DROP_REASONS.len()],
@@ -737,6 +739,12 @@ impl Runner {
                 }
                 Action::Discarded { from, priority } => {
                     tracing::trace!(%from, priority, "advert discarded");
+                }
+                Action::YieldedTo { from, priority } => {
+                    self.shared.stats.yielded.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(instance = %self.cfg.name, %from, priority,
+                        our_priority = self.fsm.priority(),
+                        "gave up MASTER to a higher-priority advert; if {from} is not one of our routers, a host on this segment is claiming the VIP");
                 }
             }
             self.shared
