@@ -929,3 +929,86 @@ fn check_gives_one_clear_message_per_broken_file() {
         );
     }
 }
+
+#[test]
+fn broken_reload_under_load_loses_nothing_and_keeps_serving() {
+    let a = TestBackend::start("a");
+    let b = TestBackend::start("b");
+    let lb = Floatlb::start(&backend_tables(&[(&a, 1), (&b, 1)]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let run = load(lb.addr, 6, 5000, Duration::from_secs(20), stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    // Drops backend b, but the file is broken: nothing may change.
+    lb.reload(&format!(
+        "{}\n[timeouts]\nconnect = \"fast\"\n",
+        backend_tables(&[(&a, 1)])
+    ));
+    let start = Instant::now();
+    while !lb.log().contains("reload failed") && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let b_at_reload = b.requests();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = run.join().unwrap();
+    assert!(
+        r.failures.is_empty(),
+        "{} failed: {:?}",
+        r.failures.len(),
+        &r.failures[..r.failures.len().min(5)]
+    );
+    assert!(r.ok > 100, "load did not run: {}", r.ok);
+    let log = lb.log();
+    assert!(
+        log.contains("timeouts.connect"),
+        "the error names the key: {log}"
+    );
+    assert!(
+        b.requests() > b_at_reload,
+        "the old config (with b) kept serving"
+    );
+}
+
+#[test]
+fn client_aborting_mid_upload_leaks_nothing() {
+    let a = TestBackend::start("a");
+    let lb = Floatlb::start(&format!(
+        "[health]\nenabled = false\n{}",
+        backend_tables(&[(&a, 1)])
+    ));
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", lb.child.id()))
+            .unwrap()
+            .count()
+    };
+    // Warm up the pool so the baseline includes a backend connection.
+    assert_eq!(http_get(lb.addr, "/").0, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let baseline = fds();
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(lb.addr).unwrap();
+        s.write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n")
+            .unwrap();
+        s.write_all(&vec![b'x'; 100_000]).unwrap();
+        drop(s); // gone mid-body
+    }
+    // Everything unwinds: no request in flight, no half-used connection pooled,
+    // descriptors back to the baseline.
+    let start = Instant::now();
+    loop {
+        let status = lb.status_json();
+        let settled = status.contains("\"in_flight\":0")
+            && status.contains("\"connections_active\":0")
+            && fds() <= baseline;
+        if settled {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "did not settle: fds {} (baseline {baseline}), {status}",
+            fds()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(http_get(lb.addr, "/").0, 200, "still serving");
+}
