@@ -4,12 +4,21 @@
 //! - `bench analyze`: downtime and losses from `ping -D`, probe CSV, wrk/ab output and
 //!   the largest gap between a master's VRRP adverts in `tcpdump -tt` output.
 //! - `bench summarize`: mean/median/min/max over repeated drill rows of a CSV.
+//! - `bench sweep`: ab and wrk sweeps against floatlb, HAProxy, nginx and a bare web server in
+//!   the lab, with per-host CPU/memory/network from /proc; CSV, markdown and PNG plots.
+//! - `bench report`: the markdown summary and plots again from a sweep's `runs.csv`.
+//! - `bench hold`: keeps many idle keep-alive connections open (memory per connection).
 //!
 //! The lab scripts in `vm-lab/` run these inside the client namespace.
 
+mod hold;
 mod parse;
+mod plot;
 mod probe;
+mod report;
+mod sample;
 mod stats;
+mod sweep;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -46,7 +55,7 @@ fn get<T: std::str::FromStr>(
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        bail!("usage: bench probe|analyze|summarize [--flag value]...");
+        bail!("usage: bench probe|analyze|summarize|sweep|report|hold [--flag value]...");
     };
     let f = flags(&args[1..])?;
     match cmd.as_str() {
@@ -184,7 +193,157 @@ fn main() -> Result<()> {
                 }
             }
         }
-        other => bail!("unknown command {other:?}: use probe, analyze or summarize"),
+        "sweep" => cmd_sweep(&f)?,
+        "report" => {
+            let dir = std::path::PathBuf::from(get::<String>(&f, "dir", None)?);
+            let text = std::fs::read_to_string(dir.join("runs.csv")).context("reading runs.csv")?;
+            let rows: Vec<sweep::Row> = text
+                .lines()
+                .skip(1)
+                .filter_map(sweep::Row::from_csv)
+                .collect();
+            write_report(&dir, &rows, &[], &[])?;
+        }
+        "hold" => {
+            let addr: std::net::SocketAddr = get(&f, "addr", None)?;
+            let conns: u64 = get(&f, "conns", Some(10_000))?;
+            let secs: f64 = get(&f, "hold-s", Some(4.0))?;
+            hold::run(addr, conns, Duration::from_secs_f64(secs));
+        }
+        other => {
+            bail!("unknown command {other:?}: use probe, analyze, summarize, sweep, report or hold")
+        }
     }
+    Ok(())
+}
+
+fn list(f: &HashMap<String, String>, k: &str, default: &[u64]) -> Result<Vec<u64>> {
+    match f.get(k) {
+        None => Ok(default.to_vec()),
+        Some(v) => v
+            .split(',')
+            .map(|x| {
+                x.trim()
+                    .parse()
+                    .with_context(|| format!("--{k}: {x:?} is not a number"))
+            })
+            .collect(),
+    }
+}
+
+fn cmd_sweep(f: &HashMap<String, String>) -> Result<()> {
+    let quick = f.get("quick").is_some_and(|v| v == "1");
+    // The full sweep: ab -n 1000..10000 at -c 10/100/1000 with and without -k, then wrk up to
+    // 9000 connections (the LBs run with 20000 descriptors, 9000 maxconn). --quick: the
+    // smallest sweep that still exercises every part.
+    let (ab_n, ab_c, wrk_c, secs, rounds, idle) = if quick {
+        (vec![1000], vec![10], vec![50], 1, 1, 200)
+    } else {
+        (
+            vec![1000, 2000, 5000, 10000],
+            vec![10, 100, 1000],
+            vec![50, 1000, 9000],
+            5,
+            3,
+            10_000,
+        )
+    };
+    let ab_n = list(f, "ab-n", &ab_n)?;
+    let ab_c = list(f, "ab-c", &ab_c)?;
+    let wrk_c = list(f, "wrk-c", &wrk_c)?;
+    let secs: u64 = get(f, "wrk-duration", Some(secs))?;
+    let out = std::path::PathBuf::from(get::<String>(f, "out", None)?);
+    let mut setup = vec![
+        (
+            "date".to_string(),
+            command_line(&["date", "-u", "+%F %H:%M UTC"]),
+        ),
+        (
+            "machine".into(),
+            format!(
+                "{} cores, {}",
+                std::thread::available_parallelism().map_or(0, |n| n.get()),
+                command_line(&["uname", "-r"])
+            ),
+        ),
+        (
+            "web servers".into(),
+            format!(
+                "{} (nginx, {} B page)",
+                f.get("webs").map_or("?", String::as_str),
+                f.get("page-size").map_or("?", String::as_str)
+            ),
+        ),
+        (
+            "LB workers".into(),
+            f.get("workers").cloned().unwrap_or_else(|| "1".into()),
+        ),
+        (
+            "versions".into(),
+            format!(
+                "floatlb {}; {}; {}",
+                env!("CARGO_PKG_VERSION"),
+                command_line(&["haproxy", "-v"])
+                    .lines()
+                    .next()
+                    .unwrap_or(""),
+                command_line(&["nginx", "-v"])
+            ),
+        ),
+    ];
+    setup.push(("LB limits".into(), "20000 descriptors each (prlimit), maxconn 9000 (floatlb, HAProxy), worker_connections 18000 (nginx: counts both sides)".into()));
+    let sw = sweep::Sweep {
+        prefix: get(f, "prefix", None)?,
+        client: get(f, "client", Some("client".to_string()))?,
+        webs: get::<String>(f, "webs", None)?
+            .split(',')
+            .map(String::from)
+            .collect(),
+        scenarios: sweep::parse_scenarios(&get::<String>(f, "scenarios", None)?)?,
+        loads: sweep::plan(&ab_n, &ab_c, &wrk_c, secs),
+        rounds: get(f, "rounds", Some(rounds))?,
+        out: out.clone(),
+        idle_conns: get(f, "idle-conns", Some(idle))?,
+        setup,
+    };
+    let rows = sw.run()?;
+    let idle = if sw.idle_conns > 0 {
+        sw.idle_memory()?
+    } else {
+        Vec::new()
+    };
+    write_report(&out, &rows, &idle, &sw.setup)?;
+    Ok(())
+}
+
+fn command_line(argv: &[&str]) -> String {
+    std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .map(|o| {
+            let mut s = String::from_utf8_lossy(&o.stdout).to_string();
+            s += &String::from_utf8_lossy(&o.stderr);
+            s.trim().to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn write_report(
+    dir: &std::path::Path,
+    rows: &[sweep::Row],
+    idle: &[sweep::IdleRow],
+    setup: &[(String, String)],
+) -> Result<()> {
+    let plots = match plot::all(rows, dir) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("bench: no plots: {e:#}");
+            Vec::new()
+        }
+    };
+    let md = report::markdown(rows, idle, setup, &plots);
+    std::fs::write(dir.join("summary.md"), &md)?;
+    println!("{}", report::ratio_lines(rows));
+    println!("bench: results in {}", dir.display());
     Ok(())
 }

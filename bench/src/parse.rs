@@ -12,6 +12,20 @@ pub struct Wrk {
     pub write_errors: u64,
     pub timeouts: u64,
     pub non_2xx_3xx: u64,
+    /// Bytes read per second ("Transfer/sec").
+    pub bytes_per_sec: f64,
+    /// Latency percentiles in ms from `--latency`: (percent, ms), e.g. (99.0, 2.1).
+    pub latency_ms: Vec<(f64, f64)>,
+}
+
+impl Wrk {
+    /// The latency at `pct` percent, if wrk printed it (run with `--latency`).
+    pub fn percentile_ms(&self, pct: f64) -> Option<f64> {
+        self.latency_ms
+            .iter()
+            .find(|(p, _)| (p - pct).abs() < 1e-9)
+            .map(|x| x.1)
+    }
 }
 
 impl Wrk {
@@ -58,9 +72,42 @@ pub fn wrk(text: &str) -> Option<Wrk> {
             w.non_2xx_3xx = num(rest)? as u64;
         } else if let Some(rest) = line.strip_prefix("Requests/sec:") {
             w.requests_per_sec = num(rest)?;
+        } else if let Some(rest) = line.strip_prefix("Transfer/sec:") {
+            w.bytes_per_sec = wrk_bytes(rest.trim())?;
+        } else if let Some((pct, t)) = line.split_once("% ").filter(|_| !seen) {
+            // The "Latency Distribution" block: "99%    2.10ms".
+            if let (Ok(p), Some(ms)) = (pct.parse::<f64>(), wrk_latency_ms(t.trim())) {
+                w.latency_ms.push((p, ms));
+            }
         }
     }
     seen.then_some(w)
+}
+
+/// wrk's byte counts: "25.55MB", "512.00KB", "1.20GB", "830.00B".
+fn wrk_bytes(t: &str) -> Option<f64> {
+    for (unit, scale) in [
+        ("KB", 1024.0),
+        ("MB", 1048576.0),
+        ("GB", 1073741824.0),
+        ("TB", 1099511627776.0),
+    ] {
+        if let Some(v) = t.strip_suffix(unit) {
+            return Some(num(v)? * scale);
+        }
+    }
+    num(t.strip_suffix('B')?)
+}
+
+/// wrk's latencies: "635.91us", "1.47ms", "2.00s", "1.00m" -> ms.
+fn wrk_latency_ms(t: &str) -> Option<f64> {
+    if let Some(v) = t.strip_suffix("us") {
+        return Some(num(v)? / 1000.0);
+    }
+    if let Some(v) = t.strip_suffix("ms") {
+        return num(v);
+    }
+    Some(wrk_duration(t)? * 1000.0)
 }
 
 /// wrk's run time: "1.00s", "1.00m", "1.00h" (its own units).
@@ -85,6 +132,10 @@ pub struct Ab {
     pub failed: u64,
     pub non_2xx: u64,
     pub requests_per_sec: f64,
+    /// "Time taken for tests", seconds.
+    pub seconds: f64,
+    /// "Transfer rate", KiB/s received.
+    pub kib_per_sec: f64,
 }
 
 pub fn ab(text: &str) -> Option<Ab> {
@@ -105,9 +156,27 @@ pub fn ab(text: &str) -> Option<Ab> {
             a.non_2xx = v as u64;
         } else if let Some(v) = field("Requests per second:") {
             a.requests_per_sec = v;
+        } else if let Some(v) = field("Time taken for tests:") {
+            a.seconds = v;
+        } else if let Some(v) = field("Transfer rate:") {
+            a.kib_per_sec = v;
         }
     }
     seen.then_some(a)
+}
+
+/// The percentile table ab writes with `-e file`: "Percentage served,Time in ms" then
+/// "0,0.075" ... "100,0.936". Returns ms by percent, index 0..=100.
+pub fn ab_percentiles(csv: &str) -> Option<Vec<f64>> {
+    let mut out = Vec::with_capacity(101);
+    for (i, line) in csv.lines().skip(1).enumerate() {
+        let (p, ms) = line.split_once(',')?;
+        if p.trim().parse::<usize>().ok()? != i {
+            return None;
+        }
+        out.push(num(ms)?);
+    }
+    (out.len() == 101).then_some(out)
 }
 
 /// Reply times (unix seconds) from `ping -D` output.
@@ -210,6 +279,9 @@ mod tests {
     const WRK_NON2XX: &str = include_str!("../tests/data/wrk_non2xx.txt");
     const WRK_ERRORS: &str = include_str!("../tests/data/wrk_errors.txt");
     const AB_OK: &str = include_str!("../tests/data/ab_ok.txt");
+    const AB_KEEPALIVE: &str = include_str!("../tests/data/ab_keepalive.txt");
+    const AB_PERCENTILES: &str = include_str!("../tests/data/ab_percentiles.csv");
+    const WRK_LATENCY: &str = include_str!("../tests/data/wrk_latency.txt");
     const PING_OK: &str = include_str!("../tests/data/ping_ok.txt");
     const TCPDUMP_VRRP: &str = include_str!("../tests/data/tcpdump_vrrp.txt");
 
@@ -259,6 +331,43 @@ mod tests {
             (0, 16, 67726, 0)
         );
         assert_eq!(w.requests, 23805);
+    }
+
+    #[test]
+    fn wrk_latency_distribution_and_transfer() {
+        let w = wrk(WRK_LATENCY).unwrap();
+        assert_eq!(w.requests, 15475);
+        assert_eq!(
+            w.latency_ms,
+            vec![(50.0, 1.47), (75.0, 1.57), (90.0, 1.64), (99.0, 2.10)]
+        );
+        assert_eq!(w.percentile_ms(99.0), Some(2.10));
+        assert_eq!(w.percentile_ms(95.0), None);
+        assert!((w.bytes_per_sec - 25.55 * 1048576.0).abs() < 1.0);
+        // Without --latency there is no table.
+        assert!(wrk(WRK_OK).unwrap().latency_ms.is_empty());
+        assert_eq!(wrk_latency_ms("635.91us"), Some(0.63591));
+        assert_eq!(wrk_latency_ms("2.00s"), Some(2000.0));
+        assert_eq!(wrk_bytes("830.00B"), Some(830.0));
+        assert_eq!(wrk_bytes("1.5XB"), None);
+    }
+
+    #[test]
+    fn ab_keepalive_run_and_percentiles() {
+        let a = ab(AB_KEEPALIVE).unwrap();
+        assert_eq!((a.complete, a.failed, a.non_2xx), (2000, 0, 0));
+        assert_eq!(a.seconds, 0.093);
+        assert_eq!(a.kib_per_sec, 36605.96);
+        let p = ab_percentiles(AB_PERCENTILES).unwrap();
+        assert_eq!((p[0], p[50], p[99], p[100]), (0.075, 0.457, 0.643, 0.936));
+        assert!(p.windows(2).all(|w| w[1] >= w[0]));
+        // A table cut short is rejected, not read as zeros.
+        let short: String = AB_PERCENTILES
+            .lines()
+            .take(60)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(ab_percentiles(&short), None);
     }
 
     #[test]

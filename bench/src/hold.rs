@@ -1,0 +1,66 @@
+//! `bench hold`: opens many keep-alive client connections, sends one request on each, reads
+//! the whole response, then keeps them all open and idle for a while, to measure what an idle
+//! connection costs a proxy.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Reads one HTTP/1.1 response with a Content-Length body. False on anything else.
+fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Ok(n) = s.read(&mut chunk) else {
+            return false;
+        };
+        if n == 0 {
+            return false;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        if !head.starts_with("http/1.1 200") {
+            return false;
+        }
+        let Some(len) = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        else {
+            return false;
+        };
+        if buf.len() >= end + 4 + len {
+            return true;
+        }
+    }
+}
+
+/// Returns (connections opened, connections that got their response and are still open).
+pub fn run(addr: SocketAddr, conns: u64, hold: Duration) -> (u64, Vec<TcpStream>) {
+    let req = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", addr.ip());
+    let mut open = Vec::new();
+    for _ in 0..conns {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+            Ok(s) => open.push(s),
+            Err(e) => {
+                eprintln!("bench hold: connect: {e}");
+                break;
+            }
+        }
+    }
+    let opened = open.len() as u64;
+    let mut buf = Vec::new();
+    let mut held = Vec::new();
+    for mut s in open {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        if s.write_all(req.as_bytes()).is_ok() && read_response(&mut s, &mut buf) {
+            held.push(s);
+        }
+    }
+    println!("held {} opened {opened}", held.len());
+    std::thread::sleep(hold);
+    (opened, held)
+}

@@ -1,0 +1,308 @@
+//! The sweep's markdown summary: medians with their spread per scenario and load point, every
+//! lost request, idle-connection memory, and the floatlb/HAProxy ratios the targets are about.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::stats;
+use crate::sweep::{IdleRow, Row};
+
+/// One scenario's runs at one load point.
+pub type ByScenario<'a> = Vec<(String, Vec<&'a Row>)>;
+
+/// Rows grouped by load point (in sweep order), then scenario (in sweep order).
+pub fn group(rows: &[Row]) -> Vec<(String, ByScenario<'_>)> {
+    let mut out: Vec<(String, ByScenario)> = Vec::new();
+    for r in rows {
+        let li = match out.iter().position(|(l, _)| *l == r.label) {
+            Some(i) => i,
+            None => {
+                out.push((r.label.clone(), Vec::new()));
+                out.len() - 1
+            }
+        };
+        let by = &mut out[li].1;
+        match by.iter_mut().find(|(s, _)| *s == r.scenario) {
+            Some((_, v)) => v.push(r),
+            None => by.push((r.scenario.clone(), vec![r])),
+        }
+    }
+    // Scenario order: as first seen in round 1 rotated back (single first when present).
+    for (_, by) in &mut out {
+        by.sort_by_key(|(s, _)| scenario_rank(s));
+    }
+    out
+}
+
+fn scenario_rank(s: &str) -> (usize, String) {
+    let order = [
+        "single",
+        "floatlb-rr",
+        "floatlb-lc",
+        "haproxy-rr",
+        "haproxy-lc",
+        "nginx-rr",
+        "nginx-lc",
+    ];
+    (
+        order.iter().position(|o| *o == s).unwrap_or(order.len()),
+        s.to_string(),
+    )
+}
+
+pub fn median(rows: &[&Row], f: impl Fn(&Row) -> f64) -> f64 {
+    let v: Vec<f64> = rows.iter().map(|r| f(r)).collect();
+    stats::summarize(&v).map_or(0.0, |s| s.median)
+}
+
+fn spread(rows: &[&Row], f: impl Fn(&Row) -> f64, prec: usize) -> String {
+    let v: Vec<f64> = rows.iter().map(|r| f(r)).collect();
+    match stats::summarize(&v) {
+        Some(s) if s.n > 1 => format!("{:.p$} ({:.p$}–{:.p$})", s.median, s.min, s.max, p = prec),
+        Some(s) => format!("{:.p$}", s.median, p = prec),
+        None => "-".into(),
+    }
+}
+
+/// floatlb/peer ratios for one load point: (CPU per request, req/s, p99).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ratio {
+    pub load: String,
+    pub pair: (String, String),
+    pub cpu: f64,
+    pub rps: f64,
+    pub p99: f64,
+}
+
+pub fn ratios(rows: &[Row], ours: &str, theirs: &str) -> Vec<Ratio> {
+    let mut out = Vec::new();
+    for (load, by) in group(rows) {
+        let get = |name: &str| by.iter().find(|(s, _)| s == name).map(|(_, v)| v.clone());
+        let (Some(a), Some(b)) = (get(ours), get(theirs)) else {
+            continue;
+        };
+        let q = |f: fn(&Row) -> f64| {
+            let (x, y) = (median(&a, f), median(&b, f));
+            if y > 0.0 {
+                x / y
+            } else {
+                f64::NAN
+            }
+        };
+        out.push(Ratio {
+            load,
+            pair: (ours.into(), theirs.into()),
+            cpu: q(|r| r.lb_cpu_us_per_req),
+            rps: q(|r| r.rps),
+            p99: q(|r| r.p99_ms),
+        });
+    }
+    out
+}
+
+/// Geometric mean of the finite, positive values.
+pub fn geomean(v: impl Iterator<Item = f64>) -> f64 {
+    let (s, n) = v
+        .filter(|x| x.is_finite() && *x > 0.0)
+        .fold((0.0, 0), |(s, n), x| (s + f64::ln(x), n + 1));
+    if n == 0 {
+        f64::NAN
+    } else {
+        (s / n as f64).exp()
+    }
+}
+
+/// The ratio lines printed at the end of a sweep and kept in the summary.
+pub fn ratio_lines(rows: &[Row]) -> String {
+    let mut s = String::new();
+    for (ours, theirs) in [("floatlb-rr", "haproxy-rr"), ("floatlb-lc", "haproxy-lc")] {
+        let r = ratios(rows, ours, theirs);
+        if r.is_empty() {
+            continue;
+        }
+        let (cpu, rps, p99) = (
+            geomean(r.iter().map(|x| x.cpu)),
+            geomean(r.iter().map(|x| x.rps)),
+            geomean(r.iter().map(|x| x.p99)),
+        );
+        let mark = |ok: bool| if ok { "met" } else { "NOT met" };
+        let _ = writeln!(
+            s,
+            "{ours}/{theirs} over {} load points (geometric mean of per-point medians): \
+             CPU per request {cpu:.2}x (target <= 0.85: {}), req/s {rps:.2}x (target >= 1.15: {}), \
+             p99 {p99:.2}x (target <= 1.00: {})",
+            r.len(),
+            mark(cpu <= 0.85),
+            mark(rps >= 1.15),
+            mark(p99 <= 1.0)
+        );
+    }
+    s
+}
+
+pub fn markdown(
+    rows: &[Row],
+    idle: &[IdleRow],
+    setup: &[(String, String)],
+    plots: &[String],
+) -> String {
+    let mut s = String::from("# floatlb load sweep\n\n");
+    for (k, v) in setup {
+        let _ = writeln!(s, "- {k}: {v}");
+    }
+    let rounds = rows.iter().map(|r| r.round).max().unwrap_or(0);
+    let _ = writeln!(
+        s,
+        "- rounds: {rounds}; scenarios interleaved within each load point, order rotated every round\n\
+         - figures are medians over rounds, (min–max) when there is more than one round; \
+         \"LB\" is the balancer's host (for `single`, the web server itself), its CPU summed over \
+         every process in its namespace from /proc (schedstat), 100% = one core\n"
+    );
+    s += "## Ratios\n\n";
+    let r = ratio_lines(rows);
+    if r.is_empty() {
+        s += "(no floatlb/HAProxy pair in this sweep)\n";
+    }
+    for l in r.lines() {
+        let _ = writeln!(s, "- {l}");
+    }
+    s += "\n| load | pair | CPU/req | req/s | p99 |\n|---|---|---|---|---|\n";
+    for (ours, theirs) in [("floatlb-rr", "haproxy-rr"), ("floatlb-lc", "haproxy-lc")] {
+        for x in ratios(rows, ours, theirs) {
+            let _ = writeln!(
+                s,
+                "| {} | {}/{} | {:.2} | {:.2} | {:.2} |",
+                x.load, x.pair.0, x.pair.1, x.cpu, x.rps, x.p99
+            );
+        }
+    }
+    s += "\n## Lost requests\n\n";
+    let lost: BTreeMap<(String, String), u64> =
+        rows.iter()
+            .filter(|r| r.lost > 0)
+            .fold(BTreeMap::new(), |mut m, r| {
+                *m.entry((r.scenario.clone(), r.label.clone())).or_default() += r.lost;
+                m
+            });
+    if lost.is_empty() {
+        s += "None: every request of every run got a whole 2xx response.\n";
+    } else {
+        s += "| scenario | load | lost (all rounds) |\n|---|---|---|\n";
+        for ((sc, l), n) in &lost {
+            let _ = writeln!(s, "| {sc} | {l} | {n} |");
+        }
+    }
+    if !idle.is_empty() {
+        s += "\n## Idle keep-alive connections\n\n\
+              Each connection sent one request and then sat idle; the LB host's resident memory \
+              (all its processes) is read before and while they are held. Kernel socket memory is \
+              not included.\n\n\
+              | scenario | connections held | RSS before (KiB) | RSS while held (KiB) | bytes per connection |\n|---|---|---|---|---|\n";
+        for r in idle {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.0} |",
+                r.scenario,
+                r.conns,
+                r.rss_before_kib,
+                r.rss_during_kib,
+                r.bytes_per_conn()
+            );
+        }
+    }
+    if !plots.is_empty() {
+        s += "\n## Plots\n\n";
+        for p in plots {
+            let _ = writeln!(s, "![{p}]({p})\n");
+        }
+    }
+    s += "\n## Every load point\n\n\
+          | load | scenario | req/s | MB/s | lost | p50 ms | p90 ms | p99 ms | LB CPU % | LB µs/req | client CPU % | webs CPU % | LB peak RSS MiB | LB net MB/s |\n\
+          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    for (load, by) in group(rows) {
+        for (sc, v) in by {
+            let _ = writeln!(
+                s,
+                "| {load} | {sc} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} |",
+                spread(&v, |r| r.rps, 0),
+                spread(&v, |r| r.mb_per_s, 1),
+                v.iter().map(|r| r.lost).sum::<u64>(),
+                spread(&v, |r| r.p50_ms, 2),
+                spread(&v, |r| r.p90_ms, 2),
+                spread(&v, |r| r.p99_ms, 2),
+                spread(&v, |r| r.cpu_lb_pct, 0),
+                spread(&v, |r| r.lb_cpu_us_per_req, 1),
+                median(&v, |r| r.cpu_client_pct),
+                median(&v, |r| r.cpu_webs_pct),
+                v.iter().map(|r| r.lb_peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0,
+                median(&v, |r| r.lb_net_mb_per_s),
+            );
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(round: u32, sc: &str, label: &str, rps: f64, us: f64, p99: f64, lost: u64) -> Row {
+        Row {
+            round,
+            scenario: sc.into(),
+            label: label.into(),
+            rps,
+            lb_cpu_us_per_req: us,
+            p99_ms: p99,
+            lost,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ratios_use_medians_per_load_point() {
+        let rows = vec![
+            row(1, "haproxy-rr", "wrk -c 50", 10000.0, 25.0, 2.0, 0),
+            row(1, "floatlb-rr", "wrk -c 50", 12000.0, 20.0, 1.0, 0),
+            row(2, "floatlb-rr", "wrk -c 50", 11000.0, 22.0, 1.0, 0),
+            row(2, "haproxy-rr", "wrk -c 50", 10000.0, 25.0, 2.0, 0),
+            row(3, "floatlb-rr", "wrk -c 50", 999999.0, 1.0, 1.0, 0),
+            row(3, "haproxy-rr", "wrk -c 50", 10000.0, 25.0, 2.0, 0),
+            row(1, "haproxy-rr", "ab -n 1000 -c 10", 5000.0, 30.0, 4.0, 0),
+            row(1, "floatlb-rr", "ab -n 1000 -c 10", 4000.0, 33.0, 5.0, 7),
+        ];
+        let r = ratios(&rows, "floatlb-rr", "haproxy-rr");
+        assert_eq!(r.len(), 2);
+        // Medians: floatlb 12000 req/s, 20 us; HAProxy 10000, 25.
+        assert_eq!(
+            (r[0].load.as_str(), r[0].rps, r[0].cpu, r[0].p99),
+            ("wrk -c 50", 1.2, 0.8, 0.5)
+        );
+        assert!((r[1].cpu - 1.1).abs() < 1e-9);
+        let lines = ratio_lines(&rows);
+        assert!(
+            lines.contains("floatlb-rr/haproxy-rr over 2 load points"),
+            "{lines}"
+        );
+        // geomean(0.8, 1.1) = 0.938: over 0.85.
+        assert!(
+            lines.contains("CPU per request 0.94x (target <= 0.85: NOT met)"),
+            "{lines}"
+        );
+        let md = markdown(&rows, &[], &[], &[]);
+        assert!(md.contains("| floatlb-rr | ab -n 1000 -c 10 | 7 |"), "{md}");
+        assert!(
+            md.contains("| wrk -c 50 | floatlb-rr | 12000 (11000–999999) |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn no_losses_and_no_pair_are_said_plainly() {
+        let rows = vec![row(1, "nginx-rr", "wrk -c 50", 1.0, 1.0, 1.0, 0)];
+        let md = markdown(&rows, &[], &[], &[]);
+        assert!(md.contains("None: every request"));
+        assert!(md.contains("(no floatlb/HAProxy pair in this sweep)"));
+        assert!(geomean([f64::NAN, 0.0].into_iter()).is_nan());
+    }
+}
