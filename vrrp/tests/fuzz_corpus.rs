@@ -1,0 +1,93 @@
+//! Replays the `vrrp_decode` fuzz corpus (`fuzz/corpus/vrrp_decode`) on stable
+//! with the fuzz target's own checks (`fuzz/checks/vrrp_decode.rs`): CI has no
+//! nightly, so this is how the inputs the fuzzer found keep being tested.
+
+#[path = "../../fuzz/checks/vrrp_decode.rs"]
+mod check;
+
+use std::net::Ipv4Addr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use vrrp::packet::{build_ipv4, Advert, ChecksumMode, VRRP_GROUP};
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/vrrp_decode")
+}
+
+#[test]
+fn corpus_replays_cleanly() {
+    let dir = corpus_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("fuzz corpus {} is missing: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "fuzz corpus {} is empty", dir.display());
+
+    let (mut datagrams, mut adverts, mut failed) = (0, 0, Vec::new());
+    for path in &files {
+        let data = std::fs::read(path).unwrap();
+        match catch_unwind(AssertUnwindSafe(|| check::check(&data))) {
+            Ok(out) => {
+                datagrams += usize::from(out.ipv4);
+                adverts += out.adverts;
+            }
+            Err(_) => failed.push(path.display().to_string()),
+        }
+    }
+    println!(
+        "replayed {} inputs from {}: {datagrams} parsed as IPv4, {adverts} decodes gave an advert",
+        files.len(),
+        dir.display()
+    );
+    assert!(failed.is_empty(), "checks failed on: {failed:#?}");
+    // Without valid adverts only the error paths would be replayed.
+    assert!(
+        datagrams > 0 && adverts > 0,
+        "corpus no longer reaches the success paths"
+    );
+}
+
+/// Seeds for a fresh corpus: adverts from the encoder, as datagrams and as bare
+/// messages, plus truncated copies. Run by hand (see fuzz/README.md):
+/// `cargo test -p vrrp --test fuzz_corpus -- --ignored write_seeds`
+#[test]
+#[ignore = "writes files into fuzz/corpus/vrrp_decode"]
+fn write_seeds() {
+    let (src, dst) = check::ADDRESS_PAIRS[0];
+    let vip = |i: u8| Ipv4Addr::new(198, 18, 0, 100 + i);
+    let adverts = [
+        (51, 150, 1, vec![vip(0)]),
+        (1, 255, 100, vec![vip(0), vip(1), vip(2)]),
+        (255, 0, 0x0fff, vec![]),
+    ];
+    let dir = corpus_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut n = 0;
+    for (vrid, priority, max_adver_int, addresses) in adverts {
+        let a = Advert {
+            vrid,
+            priority,
+            max_adver_int,
+            addresses,
+        };
+        for mode in [ChecksumMode::Rfc5798, ChecksumMode::V2Compat] {
+            let msg = a.encode(src, dst, mode);
+            let dgram = build_ipv4(src, VRRP_GROUP, 255, &msg);
+            let name = format!("seed-vrid{vrid}-{mode:?}");
+            for (suffix, bytes) in [
+                ("msg", &msg[..]),
+                ("ip", &dgram[..]),
+                ("msg-cut", &msg[..msg.len() - 1]),
+                ("ip-cut", &dgram[..dgram.len() - 3]),
+                ("ip-header-only", &dgram[..20]),
+            ] {
+                std::fs::write(dir.join(format!("{name}-{suffix}")), bytes).unwrap();
+                n += 1;
+            }
+        }
+    }
+    println!("wrote {n} seeds to {}", dir.display());
+}
