@@ -183,3 +183,105 @@ fn node_down_and_graceful_move_the_vip_and_service_resumes() {
         "planned handover lost ab -k requests: {f:?}"
     );
 }
+
+/// The smallest sweep end to end: a bare web server, floatlb, HAProxy and nginx on hosts of
+/// their own, one round of ab (with and without -k) and wrk, idle-connection memory, and the
+/// report with its plots. Checks the figures are real (requests answered, CPU seen on the
+/// LB hosts) and that the lab is gone afterwards.
+#[test]
+fn smallest_sweep_runs_end_to_end_and_reports() {
+    if !can_run("smallest_sweep_runs_end_to_end_and_reports") {
+        return;
+    }
+    let pid = std::process::id();
+    let lab = LabGuard {
+        prefix: format!("flt{pid}sw-"),
+        csv: std::env::temp_dir().join(format!("floatlb-sweep-test-{pid}.csv")),
+    };
+    let out = std::env::temp_dir().join(format!("floatlb-sweep-test-{pid}"));
+    let _ = std::fs::remove_dir_all(&out);
+    let scenarios = ["single", "floatlb-rr", "haproxy-rr", "nginx-lc"];
+    let o = lab.lab(&[
+        "sweep",
+        "--quick",
+        "--webs",
+        "2",
+        "--scenarios",
+        &scenarios.join(","),
+        "--idle-conns",
+        "300",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("floatlb-rr/haproxy-rr over 3 load points"),
+        "no ratio line:\n{stdout}"
+    );
+
+    let csv = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<HashMap<&str, &str>> = lines
+        .map(|l| header.iter().copied().zip(l.split(',')).collect())
+        .collect();
+    // 3 load points (ab, ab -k, wrk) x 4 scenarios, one round.
+    assert_eq!(rows.len(), 12, "{csv}");
+    let f = |r: &HashMap<&str, &str>, k: &str| -> f64 { r[k].parse().unwrap() };
+    for r in &rows {
+        assert!(scenarios.contains(&r["scenario"]), "{r:?}");
+        assert!(
+            f(r, "ok") >= 1000.0 || r["tool"] == "wrk" && f(r, "ok") > 100.0,
+            "{r:?}"
+        );
+        assert!(f(r, "rps") > 100.0, "{r:?}");
+        // The LB host (the web server itself for `single`) did the work, and it shows.
+        assert!(
+            f(r, "cpu_lb_pct") > 1.0,
+            "no CPU seen on the LB host: {r:?}"
+        );
+        assert!(f(r, "lb_cpu_us_per_req") > 1.0, "{r:?}");
+        assert!(f(r, "lb_peak_rss_kib") > 1000.0, "{r:?}");
+        assert!(f(r, "lb_net_mb_per_s") > 0.1, "{r:?}");
+        assert!(f(r, "p99_ms") > 0.0, "{r:?}");
+        if r["scenario"] == "floatlb-rr" {
+            assert_eq!(r["lost"], "0", "floatlb lost requests: {r:?}");
+        }
+    }
+    let idle = std::fs::read_to_string(out.join("idle.csv")).unwrap();
+    assert_eq!(idle.lines().count(), 1 + 3, "{idle}");
+    for l in idle.lines().skip(1) {
+        assert_eq!(
+            l.split(',').nth(1),
+            Some("300"),
+            "not every connection held: {l}"
+        );
+    }
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    for want in [
+        "## Ratios",
+        "## Lost requests",
+        "## Idle keep-alive connections",
+        "wrk.png",
+    ] {
+        assert!(md.contains(want), "summary lacks {want}:\n{md}");
+    }
+    for png in [
+        "ab-rps.png",
+        "ab-cpu.png",
+        "ab-lost.png",
+        "wrk.png",
+        "latency.png",
+    ] {
+        let b = std::fs::read(out.join(png)).unwrap_or_default();
+        assert!(b.starts_with(b"\x89PNG"), "{png} missing or not a PNG");
+    }
+    // The sweep tears its lab down.
+    let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let left = String::from_utf8_lossy(&left.stdout);
+    assert!(
+        !left.contains(&lab.prefix),
+        "namespaces left behind:\n{left}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
