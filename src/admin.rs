@@ -34,7 +34,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, extra: Arc<dyn Ad
             let svc = service_fn(move |req| {
                 let shared = shared.clone();
                 let extra = extra.clone();
-                async move { Ok::<_, Infallible>(route(req, &shared, &*extra).await) }
+                async move { Ok::<_, Infallible>(route(req, &shared, &extra).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -67,8 +67,9 @@ impl AdminHooks for NoHooks {}
 async fn route(
     req: Request<Incoming>,
     shared: &Shared,
-    extra: &dyn AdminHooks,
+    hooks: &Arc<dyn AdminHooks>,
 ) -> Response<RespBody> {
+    let extra: &dyn AdminHooks = &**hooks;
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => {
             if shared.healthy() {
@@ -91,9 +92,16 @@ async fn route(
             crate::metrics::render(shared, extra),
         ),
         (&Method::POST, "/admin/handover") => {
-            match tokio::task::block_in_place(|| extra.handover()) {
-                Ok(m) => local_response(StatusCode::OK, "text/plain", format!("{m}\n")),
-                Err(m) => local_response(StatusCode::CONFLICT, "text/plain", format!("{m}\n")),
+            // The handover blocks until clients have moved: off the runtime's threads.
+            let hooks = hooks.clone();
+            match tokio::task::spawn_blocking(move || hooks.handover()).await {
+                Ok(Ok(m)) => local_response(StatusCode::OK, "text/plain", format!("{m}\n")),
+                Ok(Err(m)) => local_response(StatusCode::CONFLICT, "text/plain", format!("{m}\n")),
+                Err(e) => local_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    format!("handover failed: {e}\n"),
+                ),
             }
         }
         _ => local_response(StatusCode::NOT_FOUND, "text/plain", "not found\n"),

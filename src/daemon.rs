@@ -28,8 +28,18 @@ pub fn run(config: Config, path: &Path) -> anyhow::Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+    // One worker: a current-thread runtime. Its run queue is plain FIFO (the multi-thread
+    // scheduler's LIFO slot lets a busy chain of tasks jump ahead of connections that have
+    // been waiting, which shows as tail latency under many connections) and it skips the
+    // work-stealing bookkeeping a single worker has no use for.
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    let rt = builder
         .thread_name("floatlb-worker")
         .enable_all()
         .build()

@@ -233,6 +233,65 @@ fn sigterm_hands_over_in_skew_time() {
     );
 }
 
+/// `POST /admin/handover` (on a one-worker node: the runtime is single-threaded, so the
+/// blocking handover must not run on it): the VIP moves to the backup, the old master keeps
+/// running, and a second handover from it is refused because it is no longer master.
+#[test]
+fn admin_handover_moves_the_vip_and_keeps_the_node_running() {
+    if !netns_available("admin_handover_moves_the_vip_and_keeps_the_node_running") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab();
+    let n1 = start_node(&lab, "lb1", &[web.addr], &vrrp_table(150, 100, ""));
+    let _n2 = start_node(&lab, "lb2", &[web.addr], &vrrp_table(100, 100, ""));
+    lab.wait_for("lb1 master", Duration::from_secs(5), || {
+        holders(&lab) == (true, false)
+    });
+    let post = || {
+        let out = lab
+            .exec("lb1")
+            .args([
+                "curl",
+                "-s",
+                "-m",
+                "10",
+                "-X",
+                "POST",
+                "-w",
+                "\n%{http_code}",
+            ])
+            .arg("http://127.0.0.1:9100/admin/handover")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let first = post();
+    assert!(
+        first.ends_with("\n200"),
+        "handover: {first:?}; log:\n{}",
+        n1.log()
+    );
+    lab.wait_for("lb2 takes over", Duration::from_secs(3), || {
+        lab.has_addr("lb2", VIP)
+    });
+    lab.wait_for("lb1 released the VIP", Duration::from_secs(3), || {
+        !lab.has_addr("lb1", VIP)
+    });
+    assert_eq!(
+        get_status_from(&lab, "client", vip(), "/"),
+        (200, "web1".into())
+    );
+    let second = post();
+    assert!(second.ends_with("\n409"), "second handover: {second:?}");
+    // Still running, and its admin listener still answers.
+    assert!(
+        admin_metrics(&lab, "lb1").contains("floatlb_vrrp_state"),
+        "{}",
+        n1.log()
+    );
+}
+
 #[test]
 fn crash_leaves_the_vip_and_release_or_restart_removes_it() {
     if !netns_available("crash_leaves_the_vip_and_release_or_restart_removes_it") {
