@@ -202,7 +202,20 @@ fn main() -> Result<()> {
                 .skip(1)
                 .filter_map(sweep::Row::from_csv)
                 .collect();
-            write_report(&dir, &rows, &[], &[])?;
+            // What the sweep wrote besides its runs, when it is there.
+            let setup: Vec<(String, String)> = std::fs::read_to_string(dir.join("setup.tsv"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.split_once('\t'))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let idle: Vec<sweep::IdleRow> = std::fs::read_to_string(dir.join("idle.csv"))
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter_map(sweep::IdleRow::from_csv)
+                .collect();
+            write_report(&dir, &rows, &idle, &setup)?;
         }
         "hold" => {
             let addr: std::net::SocketAddr = get(&f, "addr", None)?;
@@ -291,6 +304,10 @@ fn cmd_sweep(f: &HashMap<String, String>) -> Result<()> {
             ),
         ),
     ];
+    setup.push((
+        "backend keep-alive".into(),
+        "floatlb's pool, HAProxy `http-reuse always`, nginx `keepalive 512`: idle backend connections are shared by all clients".into(),
+    ));
     setup.push(("LB limits".into(), "20000 descriptors each (prlimit), maxconn 9000 (floatlb, HAProxy), worker_connections 18000 (nginx: counts both sides)".into()));
     let sw = sweep::Sweep {
         prefix: get(f, "prefix", None)?,
@@ -306,12 +323,21 @@ fn cmd_sweep(f: &HashMap<String, String>) -> Result<()> {
         idle_conns: get(f, "idle-conns", Some(idle))?,
         setup,
     };
-    let rows = sw.run()?;
+    let setup_tsv: String = sw
+        .setup
+        .iter()
+        .map(|(k, v)| format!("{k}\t{v}\n"))
+        .collect();
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("setup.tsv"), setup_tsv)?;
+    // Idle-connection memory first, on processes no load has grown yet: after a burst, an
+    // allocator's (or HAProxy's pools') retained memory would absorb the new connections.
     let idle = if sw.idle_conns > 0 {
         sw.idle_memory()?
     } else {
         Vec::new()
     };
+    let rows = sw.run()?;
     write_report(&out, &rows, &idle, &sw.setup)?;
     Ok(())
 }

@@ -519,6 +519,17 @@ pub struct IdleRow {
 }
 
 impl IdleRow {
+    /// A row of `idle.csv` as written by [`Sweep::idle_memory`].
+    pub fn from_csv(line: &str) -> Option<IdleRow> {
+        let f: Vec<&str> = line.split(',').collect();
+        Some(IdleRow {
+            scenario: f.first()?.to_string(),
+            conns: f.get(1)?.parse().ok()?,
+            rss_before_kib: f.get(2)?.parse().ok()?,
+            rss_during_kib: f.get(3)?.parse().ok()?,
+        })
+    }
+
     pub fn bytes_per_conn(&self) -> f64 {
         if self.conns == 0 {
             return 0.0;
@@ -670,5 +681,7 @@ mod tests {
             rss_during_kib: 30_000,
         };
         assert!((r.bytes_per_conn() - 2048.0).abs() < 1e-9);
+        assert_eq!(IdleRow::from_csv("x,10000,10000,30000,2048"), Some(r));
+        assert_eq!(IdleRow::from_csv("x,ten"), None);
     }
 }
