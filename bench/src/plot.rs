@@ -96,6 +96,10 @@ fn draw(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Panel) ->
         ($chart:expr) => {{
             let mut c = $chart;
             c.configure_mesh()
+                .x_labels(6)
+                .y_labels(8)
+                .x_label_formatter(&|v| short(*v))
+                .y_label_formatter(&|v| short(*v))
                 .x_desc(&p.x_label)
                 .y_desc(&p.y_label)
                 .label_style(("sans-serif", 12))
@@ -125,6 +129,17 @@ fn draw(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Panel) ->
         finish!(b.build_cartesian_2d(x0 - pad..x1 + pad, 0.0..y1)?);
     }
     Ok(())
+}
+
+/// Axis numbers without noise: "10000", "2.5", "0.25".
+fn short(v: f64) -> String {
+    if v.abs() >= 10.0 || v == 0.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 /// Series per scenario of `f` against `x` over the rows matching `keep`.
