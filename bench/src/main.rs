@@ -258,7 +258,9 @@ fn cmd_sweep(f: &HashMap<String, String>) -> Result<()> {
             vec![50, 1000, 9000],
             5,
             3,
-            10_000,
+            // Below the balancers' maxconn (9000): past it, connections wait unaccepted
+            // until the held ones hit the 60 s idle timeout.
+            8_000,
         )
     };
     let ab_n = list(f, "ab-n", &ab_n)?;
