@@ -4,20 +4,16 @@
 
 #[path = "../fuzz/checks/config_load.rs"]
 mod check;
+#[path = "../fuzz/checks/corpus.rs"]
+mod corpus;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[test]
 fn corpus_replays_cleanly() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/config_load");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("fuzz corpus {} is missing: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "fuzz corpus {} is empty", dir.display());
+    let files = corpus::files(&dir);
 
     let (mut loaded, mut not_utf8, mut failed) = (0, 0, Vec::new());
     for path in &files {

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{anyhow, Context, Result};
 use plotters::prelude::*;
 
-use crate::report::{group, median};
+use crate::report::{group, median, scenario_rank};
 use crate::sweep::Row;
 
 /// One small chart: lines of (x, y) points, one per scenario.
@@ -163,19 +163,7 @@ fn series(
     for (_, p) in &mut out {
         p.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
-    out.sort_by_key(|(s, _)| {
-        [
-            "single",
-            "floatlb-rr",
-            "floatlb-lc",
-            "haproxy-rr",
-            "haproxy-lc",
-            "nginx-rr",
-            "nginx-lc",
-        ]
-        .iter()
-        .position(|o| o == s)
-    });
+    out.sort_by_key(|(s, _)| scenario_rank(s));
     out
 }
 

@@ -34,7 +34,8 @@ pub fn group(rows: &[Row]) -> Vec<(String, ByScenario<'_>)> {
     out
 }
 
-fn scenario_rank(s: &str) -> (usize, String) {
+/// Where a scenario goes in tables and legends: the bare server, then floatlb, HAProxy, nginx.
+pub fn scenario_rank(s: &str) -> (usize, String) {
     let order = [
         "single",
         "floatlb-rr",

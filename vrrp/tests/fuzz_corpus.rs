@@ -4,6 +4,8 @@
 
 #[path = "../../fuzz/checks/vrrp_decode.rs"]
 mod check;
+#[path = "../../fuzz/checks/corpus.rs"]
+mod corpus;
 
 use std::net::Ipv4Addr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -18,13 +20,7 @@ fn corpus_dir() -> PathBuf {
 #[test]
 fn corpus_replays_cleanly() {
     let dir = corpus_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("fuzz corpus {} is missing: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "fuzz corpus {} is empty", dir.display());
+    let files = corpus::files(&dir);
 
     let (mut datagrams, mut adverts, mut failed) = (0, 0, Vec::new());
     for path in &files {
