@@ -5,12 +5,13 @@
 //! between requests. hyper's own `header_read_timeout` cannot tell the two apart,
 //! so each connection carries a [`ConnPhase`] and a watchdog in its task.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use hyper::header::{HeaderValue, CONNECTION};
@@ -18,8 +19,9 @@ use hyper::service::service_fn;
 use hyper::Version;
 use hyper_util::rt::TokioIo;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::now_ms;
@@ -55,6 +57,9 @@ pub struct ConnPhase {
     /// The current request's raw head had both Content-Length and
     /// Transfer-Encoding (hyper drops the former before we see the headers).
     cl_and_te: AtomicBool,
+    /// The connection's task, parked by [`PhaseIo`] until the answer is done.
+    idle_waker: Mutex<Option<Waker>>,
+    idle_waker_set: AtomicBool,
 }
 
 impl ConnPhase {
@@ -64,6 +69,8 @@ impl ConnPhase {
             phase: AtomicU8::new(PHASE_HEAD),
             since_ms: AtomicU64::new(now_ms()),
             cl_and_te: AtomicBool::new(false),
+            idle_waker: Mutex::new(None),
+            idle_waker_set: AtomicBool::new(false),
         }
     }
     /// Whether the request being handled had both framing headers (clears it).
@@ -76,6 +83,25 @@ impl ConnPhase {
     pub fn set_idle(&self) {
         self.since_ms.store(now_ms(), Ordering::Relaxed);
         self.phase.store(PHASE_IDLE, Ordering::Relaxed);
+        if self.idle_waker_set.swap(false, Ordering::AcqRel) {
+            let waker = self
+                .idle_waker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+    /// Wakes `waker` when the current answer is done ([`Self::set_idle`]).
+    fn wake_when_idle(&self, waker: &Waker) {
+        let mut slot = self.idle_waker.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *slot {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+        self.idle_waker_set.store(true, Ordering::Release);
     }
     /// Bytes arrived; returns true if they start a new request head.
     fn on_bytes_read(&self) -> bool {
@@ -85,6 +111,9 @@ impl ConnPhase {
             return true;
         }
         false
+    }
+    fn is_idle(&self) -> bool {
+        self.phase.load(Ordering::Relaxed) == PHASE_IDLE
     }
     /// How long the connection has been idle between requests, if it is.
     fn idle_for(&self) -> Option<Duration> {
@@ -183,7 +212,7 @@ impl HeadScan {
 
 /// A client socket that tells its [`ConnPhase`] when a new request starts arriving.
 struct PhaseIo {
-    inner: TcpStream,
+    inner: ClientIo,
     phase: Arc<ConnPhase>,
     scan: HeadScan,
 }
@@ -195,7 +224,22 @@ impl AsyncRead for PhaseIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        // Once a bodyless request's head is in, hyper keeps reading only to see
+        // whether the client hangs up before its answer. On a socket not yet
+        // registered that read would cost an epoll registration (and its removal
+        // on close) for nothing a one-request connection needs: the task is woken
+        // when the answer is done instead, and reads then. Like HAProxy without
+        // `option abortonclose`, a client leaving is noticed when the answer is.
+        if matches!(self.inner, ClientIo::Direct(_))
+            && !self.scan.in_head
+            && !self.scan.content_length
+            && !self.scan.transfer_encoding
+            && !self.phase.is_idle()
+        {
+            self.phase.wake_when_idle(cx.waker());
+            return Poll::Pending;
+        }
+        let res = self.inner.poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = res {
             if buf.filled().len() > before {
                 if self.phase.on_bytes_read() {
@@ -217,31 +261,228 @@ impl AsyncWrite for PhaseIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let iov = [IoSlice::new(buf)];
+        self.inner.poll_write(cx, &iov)
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
+        bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        self.inner.poll_write(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        true
     }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(self.inner.shutdown_write())
     }
+}
+
+/// A client socket read and written directly, and registered with the
+/// runtime's epoll only once it would block (HAProxy's speculative I/O).
+///
+/// A request usually waits in the socket by the time it is accepted, and the
+/// answer fits in the socket's send buffer: a connection that carries one
+/// request and closes (HTTP/1.0, `ab` without `-k`) then never costs the two
+/// `epoll_ctl` calls (add, and delete on close) a registered socket does. A
+/// keep-alive connection registers the first time it waits for a request.
+enum ClientIo {
+    Direct(std::net::TcpStream),
+    Polled(AsyncFd<std::net::TcpStream>),
+    /// Only while switching from one to the other, or after registering failed.
+    Closed,
+}
+
+impl ClientIo {
+    /// Moves the socket into the runtime's epoll set; its first readiness
+    /// event reports what is already pending, so nothing that arrived before
+    /// is missed.
+    fn register(&mut self) -> std::io::Result<()> {
+        if let ClientIo::Direct(s) = std::mem::replace(self, ClientIo::Closed) {
+            // SAFETY: the stream owns its descriptor and moves into the AsyncFd
+            // with it, which closes it only when dropped.
+            let polled = unsafe {
+                AsyncFd::register_with_interest(s, Interest::READABLE | Interest::WRITABLE)
+            };
+            *self = ClientIo::Polled(polled.map_err(|e| e.into_parts().1)?);
+        }
+        Ok(())
+    }
+
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            match self {
+                ClientIo::Direct(s) => match recv_into(s.as_raw_fd(), buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.register()?,
+                    res => return Poll::Ready(res),
+                },
+                ClientIo::Polled(a) => {
+                    let mut guard = ready!(a.poll_read_ready(cx))?;
+                    if let Ok(res) = guard.try_io(|s| recv_into(s.as_raw_fd(), buf)) {
+                        return Poll::Ready(res);
+                    }
+                }
+                ClientIo::Closed => {
+                    return Poll::Ready(Err(std::io::ErrorKind::NotConnected.into()))
+                }
+            }
+        }
+    }
+
+    fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            match self {
+                ClientIo::Direct(s) => match send_iov(s.as_raw_fd(), bufs) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.register()?,
+                    res => return Poll::Ready(res),
+                },
+                ClientIo::Polled(a) => {
+                    let mut guard = ready!(a.poll_write_ready(cx))?;
+                    if let Ok(res) = guard.try_io(|s| send_iov(s.as_raw_fd(), bufs)) {
+                        return Poll::Ready(res);
+                    }
+                }
+                ClientIo::Closed => {
+                    return Poll::Ready(Err(std::io::ErrorKind::NotConnected.into()))
+                }
+            }
+        }
+    }
+
+    fn shutdown_write(&self) -> std::io::Result<()> {
+        match self {
+            ClientIo::Direct(s) => s.shutdown(std::net::Shutdown::Write),
+            ClientIo::Polled(a) => a.get_ref().shutdown(std::net::Shutdown::Write),
+            ClientIo::Closed => Ok(()),
+        }
+    }
+}
+
+/// One non-blocking `recv` into the unfilled part of `buf`.
+fn recv_into(fd: RawFd, buf: &mut ReadBuf<'_>) -> std::io::Result<()> {
+    loop {
+        // SAFETY: recv writes at most `dst.len()` bytes into `dst`, and only the
+        // bytes it reports are marked initialised.
+        let n = unsafe {
+            let dst = buf.unfilled_mut();
+            libc::recv(fd, dst.as_mut_ptr().cast(), dst.len(), 0)
+        };
+        if n >= 0 {
+            let n = n as usize;
+            unsafe { buf.assume_init(n) };
+            buf.advance(n);
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// One non-blocking `sendmsg` of `bufs`; a reset peer is an error, not SIGPIPE.
+fn send_iov(fd: RawFd, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+    // SAFETY: IoSlice is ABI-compatible with iovec, and msghdr only borrows
+    // `bufs` for the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+    loop {
+        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Accepts one connection from a non-blocking listener: non-blocking and
+/// close-on-exec in the same call, and the peer's address without a
+/// `getpeername`.
+fn accept_one(
+    listener: &std::net::TcpListener,
+) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
+    // SAFETY: accept4 writes at most `len` bytes of address into `ss`.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let fd = loop {
+        let fd = unsafe {
+            libc::accept4(
+                listener.as_raw_fd(),
+                (&mut ss as *mut libc::sockaddr_storage).cast(),
+                &mut len,
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd >= 0 {
+            break fd;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    // SAFETY: accept4 returned a new descriptor that nothing else owns.
+    let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    let peer = sockaddr_to_std(&ss).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "unknown peer address family",
+        )
+    })?;
+    Ok((stream, peer))
+}
+
+fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let a = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::new(ip.into(), u16::from_be(a.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let a = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// A listener polled by the runtime but accepted from with [`accept_one`].
+fn poll_listener(l: TcpListener) -> std::io::Result<AsyncFd<std::net::TcpListener>> {
+    // SAFETY: as for a client socket: the listener's descriptor moves with it.
+    unsafe { AsyncFd::register_with_interest(l.into_std()?, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
 }
 
 const REQUEST_TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 46\r\nconnection: close\r\n\r\n408 Request Timeout: request head not received";
 
 /// Serves one client connection until it closes, times out or is drained.
-pub async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection(
+    stream: std::net::TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
@@ -265,7 +506,7 @@ pub async fn serve_connection(
         phase: phase.clone(),
     };
     let io = TokioIo::new(PhaseIo {
-        inner: stream,
+        inner: ClientIo::Direct(stream),
         phase: phase.clone(),
         scan: HeadScan::new(),
     });
@@ -404,13 +645,20 @@ pub async fn serve_connection(
 /// Accepts client connections until shutdown; swaps in a new listener when a
 /// reload rebinds. Accept errors such as EMFILE back off instead of spinning.
 pub async fn accept_loop(
-    mut listener: TcpListener,
+    listener: TcpListener,
     mut rebind: mpsc::Receiver<TcpListener>,
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut stop = shutdown.clone();
+    let mut listener = match poll_listener(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot poll the listening socket");
+            return;
+        }
+    };
     shared.handover.set_listener_fd(listener.as_raw_fd());
     let mut backoff = Duration::from_millis(10);
     let mut last_warn: Option<tokio::time::Instant> = None;
@@ -419,36 +667,55 @@ pub async fn accept_loop(
             p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = stop.changed() => return,
         };
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    backoff = Duration::from_millis(10);
-                    shared.stats.set_accepting(true);
-                    tokio::spawn(serve_connection(stream, peer, shared.clone(), shutdown.clone(), permit));
-                }
-                Err(e) => {
-                    shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
-                    if is_resource_exhaustion(&e) {
-                        if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
-                            tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed: out of resources; backing off");
-                            last_warn = Some(tokio::time::Instant::now());
-                        }
-                        drop(permit);
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_millis(500));
-                    } else {
-                        tracing::debug!(error = %e, "accept failed");
-                    }
-                }
+        let accepted = tokio::select! {
+            ready = listener.readable() => match ready {
+                Ok(mut guard) => match guard.try_io(|l| accept_one(l.get_ref())) {
+                    Ok(res) => res,
+                    Err(_would_block) => continue,
+                },
+                Err(e) => Err(e),
             },
             new = rebind.recv() => {
                 if let Some(new) = new {
-                    tracing::info!(address = ?new.local_addr().ok(), "listening on new address");
-                    shared.handover.set_listener_fd(new.as_raw_fd());
-                    listener = new;
+                    match poll_listener(new) {
+                        Ok(new) => {
+                            tracing::info!(address = ?new.get_ref().local_addr().ok(), "listening on new address");
+                            shared.handover.set_listener_fd(new.as_raw_fd());
+                            listener = new;
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot poll the new listening socket; keeping the old one"),
+                    }
                 }
+                continue;
             }
             _ = stop.changed() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(10);
+                shared.stats.set_accepting(true);
+                tokio::spawn(serve_connection(
+                    stream,
+                    peer,
+                    shared.clone(),
+                    shutdown.clone(),
+                    permit,
+                ));
+            }
+            Err(e) => {
+                shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                if is_resource_exhaustion(&e) {
+                    if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                        tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed: out of resources; backing off");
+                        last_warn = Some(tokio::time::Instant::now());
+                    }
+                    drop(permit);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                } else {
+                    tracing::debug!(error = %e, "accept failed");
+                }
+            }
         }
     }
 }

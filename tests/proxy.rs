@@ -1012,3 +1012,79 @@ fn client_aborting_mid_upload_leaks_nothing() {
     }
     assert_eq!(http_get(lb.addr, "/").0, 200, "still serving");
 }
+
+/// Reads one response with a Content-Length body from a keep-alive socket.
+fn read_one_response(s: &mut TcpStream) -> Result<(u16, String), String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let (status, headers, _) = parse_response(&head);
+            let len: usize = header(&headers, "content-length")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("no content-length in {head:?}"))?;
+            while buf.len() < end + 4 + len {
+                let n = s.read(&mut chunk).map_err(|e| format!("body: {e}"))?;
+                if n == 0 {
+                    return Err("closed mid-body".into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+            return Ok((status, body));
+        }
+        let n = s.read(&mut chunk).map_err(|e| format!("head: {e}"))?;
+        if n == 0 {
+            return Err("closed before a response".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Client sockets are read and written directly and only join epoll once they
+/// would block; while a bodyless request is in flight the connection's task is
+/// not woken by the socket at all. A keep-alive client must still get every
+/// answer promptly (the task is woken when each answer is done), a one-request
+/// HTTP/1.0 connection its whole answer, and a pipelined second request its own.
+#[test]
+fn directly_read_client_sockets_answer_every_request() {
+    // The backend answers after the proxy has gone back to waiting on the client.
+    let a = TestBackend::start_with_delay("a", Duration::from_millis(5));
+    let lb = Floatlb::start(&backend_tables(&[(&a, 1)]));
+    let addr = lb.addr;
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            std::thread::spawn(move || -> Result<(), String> {
+                let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                for i in 0..5 {
+                    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                    match read_one_response(&mut s) {
+                        Ok((200, body)) if body == "a" => {}
+                        other => return Err(format!("request {i}: {other:?}")),
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap().expect("keep-alive client");
+    }
+    let (status, headers, body) = raw_request(lb.addr, "GET / HTTP/1.0\r\n\r\n");
+    assert_eq!((status, body.as_str()), (200, "a"));
+    assert_eq!(header(&headers, "content-length"), Some("1"));
+    let mut s = TcpStream::connect(lb.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\nGET /2 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    for i in 1..=2 {
+        assert_eq!(
+            read_one_response(&mut s),
+            Ok((200, "a".to_string())),
+            "pipelined {i}"
+        );
+    }
+    assert_eq!(a.requests(), 16 * 5 + 3);
+}
