@@ -331,7 +331,8 @@ impl Replay {
     }
 }
 
-/// The hop-by-hop headers every message loses (RFC 9110 §7.6.1).
+/// The hop-by-hop headers every message loses (RFC 9110 §7.6.1). Their name
+/// lengths (2, 7, 10, 16, 17) are listed again in [`strip_hop_by_hop`].
 static HOP_BY_HOP: [&HeaderName; 7] = [
     &header::CONNECTION,
     &KEEP_ALIVE,
@@ -352,8 +353,12 @@ static HOP_BY_HOP: [&HeaderName; 7] = [
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     let mut present = 0u8;
     for name in h.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|hop| *hop == name) {
-            present |= 1 << i;
+        // Only names of these lengths can be hop-by-hop: most are passed over
+        // without a comparison.
+        if matches!(name.as_str().len(), 2 | 7 | 10 | 16 | 17) {
+            if let Some(i) = HOP_BY_HOP.iter().position(|hop| *hop == name) {
+                present |= 1 << i;
+            }
         }
     }
     if present == 0 {
@@ -397,17 +402,75 @@ fn prepare_request_headers(h: &mut HeaderMap, peer: SocketAddr, xff: bool, xfp: 
     // is first read) and stream the body on; the backend need not see it.
     h.remove(header::EXPECT);
     if xff {
-        let ip = peer.ip().to_string();
-        let value = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip,
+        let mut ip = IpText::default();
+        ip.write(peer.ip());
+        let value = match h.get(&X_FORWARDED_FOR) {
+            Some(prev) => {
+                let mut v = Vec::with_capacity(prev.len() + 2 + ip.len);
+                v.extend_from_slice(prev.as_bytes());
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(ip.as_bytes());
+                HeaderValue::from_bytes(&v)
+            }
+            None => HeaderValue::from_bytes(ip.as_bytes()),
         };
-        if let Ok(v) = HeaderValue::from_str(&value) {
+        if let Ok(v) = value {
             h.insert(X_FORWARDED_FOR.clone(), v);
         }
     }
     if xfp {
         h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+}
+
+/// An address as text, written without the formatting machinery: the
+/// X-Forwarded-For value is built for every request.
+struct IpText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Default for IpText {
+    fn default() -> Self {
+        IpText {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl IpText {
+    fn write(&mut self, ip: std::net::IpAddr) {
+        match ip {
+            std::net::IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.push(b'.');
+                    }
+                    if octet >= 100 {
+                        self.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        self.push(b'0' + octet / 10 % 10);
+                    }
+                    self.push(b'0' + octet % 10);
+                }
+            }
+            std::net::IpAddr::V6(v6) => {
+                use std::io::Write;
+                let mut cur = std::io::Cursor::new(&mut self.buf[..]);
+                // 45 bytes at most ("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255").
+                let _ = write!(cur, "{v6}");
+                self.len = cur.position() as usize;
+            }
+        }
+    }
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
@@ -612,6 +675,16 @@ mod tests {
     }
 
     #[test]
+    fn hop_by_hop_name_lengths_are_the_ones_checked() {
+        for name in HOP_BY_HOP {
+            assert!(
+                matches!(name.as_str().len(), 2 | 7 | 10 | 16 | 17),
+                "{name} would be skipped"
+            );
+        }
+    }
+
+    #[test]
     fn forwarded_headers_append() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("198.18.0.9"));
@@ -623,6 +696,32 @@ mod tests {
         let mut h = HeaderMap::new();
         prepare_request_headers(&mut h, "198.18.0.2:5555".parse().unwrap(), false, false);
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn addresses_are_written_like_display() {
+        let cases = [
+            "0.0.0.0",
+            "9.10.99.100",
+            "198.18.0.2",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:198.18.0.2",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ];
+        for text in cases {
+            let ip: std::net::IpAddr = text.parse().unwrap();
+            let mut t = IpText::default();
+            t.write(ip);
+            assert_eq!(t.as_bytes(), ip.to_string().as_bytes(), "{text}");
+        }
+        for n in [0u32, 1, 9, 10, 99, 100, 199, 200, 255, 0x0a0b0c0d, u32::MAX] {
+            let ip = std::net::IpAddr::V4(n.into());
+            let mut t = IpText::default();
+            t.write(ip);
+            assert_eq!(t.as_bytes(), ip.to_string().as_bytes());
+        }
     }
 
     #[test]
