@@ -11,19 +11,18 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::balance::Candidate;
 use crate::config;
+use crate::upstream::Upstream;
 
-/// Body of a request on its way to a backend: the client's stream, or nothing
-/// when an idempotent request is replayed.
-pub type ReqBody = Either<Incoming, Empty<Bytes>>;
+/// Body of a request on its way to a backend through hyper's client: the
+/// client's stream (bodyless requests go through [`crate::upstream`]).
+pub type ReqBody = Incoming;
 
 /// Milliseconds since process start; cheap monotonic timestamps for atomics.
 pub fn now_ms() -> u64 {
@@ -195,12 +194,21 @@ impl PoolSettings {
     }
 }
 
-/// Keep-alive connections to one backend, most recently used first.
+/// Keep-alive connections to one backend, most recently used first: those
+/// driven by hyper's client (requests with a body) and those the request path
+/// drives itself ([`Upstream`], bodyless requests), each list up to `max_idle`.
 #[derive(Debug)]
 pub struct Pool {
     address: SocketAddr,
     idle: Mutex<Vec<Idle>>,
+    idle_upstream: Mutex<Vec<IdleUpstream>>,
     settings: Mutex<PoolSettings>,
+}
+
+#[derive(Debug)]
+struct IdleUpstream {
+    conn: Upstream,
+    since: Instant,
 }
 
 #[derive(Debug)]
@@ -232,6 +240,7 @@ impl Pool {
         Pool {
             address,
             idle: Mutex::new(Vec::new()),
+            idle_upstream: Mutex::new(Vec::new()),
             settings: Mutex::new(settings),
         }
     }
@@ -247,12 +256,55 @@ impl Pool {
     /// Number of idle pooled connections.
     pub fn idle_count(&self) -> usize {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+            + self
+                .idle_upstream
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len()
     }
 
     pub fn clear(&self) {
         let drained: Vec<Idle> =
             std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
         drop(drained);
+        let drained: Vec<IdleUpstream> =
+            std::mem::take(&mut *self.idle_upstream.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(drained);
+    }
+
+    /// A connection for a bodyless request: a pooled one the backend has not
+    /// closed, else a new one. The flag says whether it came from the pool.
+    pub async fn checkout_upstream(
+        &self,
+        stats: &BackendStats,
+    ) -> Result<(Upstream, bool), ConnectError> {
+        let settings = self.settings();
+        loop {
+            let idle = self
+                .idle_upstream
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
+            let Some(idle) = idle else { break };
+            if idle.since.elapsed() < settings.idle_timeout && idle.conn.looks_usable() {
+                return Ok((idle.conn, true));
+            }
+        }
+        let stream = self.connect_stream(settings.connect_timeout).await?;
+        stats.connections_opened.fetch_add(1, Ordering::Relaxed);
+        Ok((Upstream::new(stream), false))
+    }
+
+    /// Returns a connection whose answer was read exactly to its end.
+    pub fn checkin_upstream(&self, conn: Upstream) {
+        let max = self.settings().max_idle;
+        let mut idle = self.idle_upstream.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < max {
+            idle.push(IdleUpstream {
+                conn,
+                since: Instant::now(),
+            });
+        }
     }
 
     /// A ready connection: a pooled one if any is still usable, else a new one.
@@ -278,7 +330,7 @@ impl Pool {
         Ok(Conn { tx, reused: false })
     }
 
-    async fn connect(&self, timeout: Duration) -> Result<SendRequest<ReqBody>, ConnectError> {
+    async fn connect_stream(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
         let addr = self.address;
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()
@@ -289,11 +341,16 @@ impl Pool {
         socket
             .set_nodelay(true)
             .map_err(|e| ConnectError::Io(addr, e))?;
-        let stream = match tokio::time::timeout(timeout, socket.connect(addr)).await {
-            Err(_) => return Err(ConnectError::Timeout(addr)),
-            Ok(Err(e)) => return Err(ConnectError::Io(addr, e)),
-            Ok(Ok(s)) => s,
-        };
+        match tokio::time::timeout(timeout, socket.connect(addr)).await {
+            Err(_) => Err(ConnectError::Timeout(addr)),
+            Ok(Err(e)) => Err(ConnectError::Io(addr, e)),
+            Ok(Ok(s)) => Ok(s),
+        }
+    }
+
+    async fn connect(&self, timeout: Duration) -> Result<SendRequest<ReqBody>, ConnectError> {
+        let addr = self.address;
+        let stream = self.connect_stream(timeout).await?;
         let (tx, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -326,6 +383,9 @@ impl Pool {
         let timeout = self.settings().idle_timeout;
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.retain(|c| !c.tx.is_closed() && c.since.elapsed() < timeout);
+        drop(idle);
+        let mut idle = self.idle_upstream.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|c| c.since.elapsed() < timeout && c.conn.looks_usable());
     }
 }
 

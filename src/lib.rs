@@ -16,3 +16,4 @@ pub mod live;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
+pub mod upstream;

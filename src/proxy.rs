@@ -1,10 +1,14 @@
 //! The request path: pick a backend, forward the request, stream the answer.
 //!
+//! A request without a body is written and answered on its own task through
+//! `upstream.rs`; one with a body goes through hyper's client, which streams it.
+//!
 //! Retries follow HAProxy's `retries` + `option redispatch`: a request whose
 //! connection failed before any byte was sent goes to another healthy backend;
-//! an idempotent, bodyless request that failed on a reused pooled connection
-//! before any response byte is replayed once. Everything else that fails becomes
-//! a 502/503/504 with a one-line reason — never a hang or a panic.
+//! an idempotent, bodyless request whose connection closed before any response
+//! byte is sent again (on further pooled connections while those keep failing,
+//! then once on another backend). Everything else that fails becomes a
+//! 502/503/504 with a one-line reason — never a hang or a panic.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,7 +21,6 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 
@@ -25,6 +28,7 @@ use crate::backend::{BackendState, ConnectError, ReqBody};
 use crate::balance::{Candidate, RequestKey};
 use crate::live::{Shared, Snapshot};
 use crate::server::ConnPhase;
+use crate::upstream::{SendError, UpstreamBody};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -93,20 +97,22 @@ async fn forward(req: Request<Incoming>, ctx: &ConnCtx, snap: &Snapshot) -> Resp
     }
     parts.version = Version::HTTP_11;
 
-    let replayable = is_idempotent(&parts.method) && body.is_end_stream();
+    if body.is_end_stream() {
+        drop(body);
+        return forward_bodyless(parts, ctx, snap).await;
+    }
+    // A request with a body goes through hyper's client, which streams the body
+    // to the backend; it is never sent twice.
     let uri = parts.uri.clone();
     let key = RequestKey {
         client_ip: ctx.peer.ip(),
         path_and_query: uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
     };
-    let mut pending: Option<Request<ReqBody>> =
-        Some(Request::from_parts(parts, Either::Left(body)));
+    let mut pending: Option<Request<ReqBody>> = Some(Request::from_parts(parts, body));
 
-    let retries = cfg.proxy.retries;
     let mut tried = Tried::default();
     let mut failed_connects = 0u32;
     let mut stale_conns = 0u32;
-    let mut replayed = false;
     let mut last_error: Option<ConnectError> = None;
     loop {
         // Excluding every tried backend may leave none; then the same one may be
@@ -126,20 +132,10 @@ async fn forward(req: Request<Incoming>, ctx: &ConnCtx, snap: &Snapshot) -> Resp
         let conn = match backend.pool.checkout(&backend.stats).await {
             Ok(c) => c,
             Err(e) => {
-                if backend.record_connect(false, cfg.health.passive_fall) {
-                    tracing::warn!(backend = %backend.name, error = %e, "backend marked DOWN after consecutive connect failures");
-                } else {
-                    tracing::debug!(backend = %backend.name, error = %e, "connect failed");
-                }
                 drop(in_flight);
                 failed_connects += 1;
-                if failed_connects > retries {
+                if !connect_failed(snap, idx, &e, failed_connects, &mut tried) {
                     return error_response(ctx, connect_status(&e), &e.to_string());
-                }
-                backend.stats.retries.fetch_add(1, Ordering::Relaxed);
-                if cfg.proxy.redispatch {
-                    backend.stats.redispatches.fetch_add(1, Ordering::Relaxed);
-                    tried.push(idx);
                 }
                 last_error = Some(e);
                 continue;
@@ -156,10 +152,6 @@ async fn forward(req: Request<Incoming>, ctx: &ConnCtx, snap: &Snapshot) -> Resp
                 req.headers_mut().insert(header::HOST, v);
             }
         }
-        // No response byte yet and nothing in the body: sending it again cannot
-        // apply it twice, whether the connection was pooled or fresh.
-        let replay = (replayable && !replayed).then(|| Replay::of(&req));
-        let conn_reused = conn.reused;
         let mut tx = conn.tx;
         backend.stats.requests.fetch_add(1, Ordering::Relaxed);
         let sent = tokio::time::timeout(cfg.timeouts.server, tx.try_send_request(req)).await;
@@ -185,16 +177,6 @@ async fn forward(req: Request<Incoming>, ctx: &ConnCtx, snap: &Snapshot) -> Resp
                     if stale_conns <= 8 {
                         continue;
                     }
-                } else if let Some(replay) = replay {
-                    replayed = true;
-                    backend.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    if cfg.proxy.redispatch {
-                        backend.stats.redispatches.fetch_add(1, Ordering::Relaxed);
-                        tried.push(idx);
-                    }
-                    tracing::debug!(backend = %backend.name, error = %e.error(), reused = conn_reused, "replaying idempotent request");
-                    pending = Some(replay.into_request());
-                    continue;
                 }
                 if e.error().is_user() {
                     // The client's body failed to parse (e.g. an invalid chunk
@@ -207,6 +189,160 @@ async fn forward(req: Request<Incoming>, ctx: &ConnCtx, snap: &Snapshot) -> Resp
                     .fetch_add(1, Ordering::Relaxed);
                 backend.stats.count_status(502);
                 let msg = format!("backend {} failed: {}", backend.name, e.error());
+                return error_response(ctx, StatusCode::BAD_GATEWAY, &msg);
+            }
+        }
+    }
+}
+
+/// A failed connect: counted, maybe the backend marked down. Returns whether
+/// another attempt may follow (false past `retries`).
+fn connect_failed(
+    snap: &Snapshot,
+    idx: usize,
+    e: &ConnectError,
+    failed_connects: u32,
+    tried: &mut Tried,
+) -> bool {
+    let cfg = &snap.config;
+    let backend = &snap.backends[idx];
+    if backend.record_connect(false, cfg.health.passive_fall) {
+        tracing::warn!(backend = %backend.name, error = %e, "backend marked DOWN after consecutive connect failures");
+    } else {
+        tracing::debug!(backend = %backend.name, error = %e, "connect failed");
+    }
+    if failed_connects > cfg.proxy.retries {
+        return false;
+    }
+    backend.stats.retries.fetch_add(1, Ordering::Relaxed);
+    if cfg.proxy.redispatch {
+        backend.stats.redispatches.fetch_add(1, Ordering::Relaxed);
+        tried.push(idx);
+    }
+    true
+}
+
+/// A request without a body: written and answered on this task through an
+/// [`Upstream`] connection (see `upstream.rs`), with the same retries as
+/// [`forward`]: a failed connect goes to another backend; an idempotent request
+/// whose connection closed before any answer byte is sent again (on another
+/// pooled connection while those keep failing, which is a backend that closed
+/// them; then once more elsewhere).
+async fn forward_bodyless(
+    mut parts: http::request::Parts,
+    ctx: &ConnCtx,
+    snap: &Snapshot,
+) -> Response<RespBody> {
+    let cfg = &snap.config;
+    let idempotent = is_idempotent(&parts.method);
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let key = RequestKey {
+        client_ip: ctx.peer.ip(),
+        path_and_query: target,
+    };
+    let mut tried = Tried::default();
+    let mut failed_connects = 0u32;
+    let mut stale_conns = 0u32;
+    let mut replayed = false;
+    let mut last_error: Option<ConnectError> = None;
+    loop {
+        let picked = pick(snap, &key, tried.as_slice()).or_else(|| match tried.len {
+            0 => None,
+            _ => pick(snap, &key, &[]),
+        });
+        let Some(idx) = picked else {
+            return match last_error {
+                Some(e) => error_response(ctx, connect_status(&e), &e.to_string()),
+                None => error_response(ctx, StatusCode::SERVICE_UNAVAILABLE, "no healthy backend"),
+            };
+        };
+        let backend = &snap.backends[idx];
+        let in_flight = InFlight::new(backend.clone());
+        let (conn, reused) = match backend.pool.checkout_upstream(&backend.stats).await {
+            Ok(c) => c,
+            Err(e) => {
+                drop(in_flight);
+                failed_connects += 1;
+                if !connect_failed(snap, idx, &e, failed_connects, &mut tried) {
+                    return error_response(ctx, connect_status(&e), &e.to_string());
+                }
+                last_error = Some(e);
+                continue;
+            }
+        };
+        if !reused {
+            backend.record_connect(true, cfg.health.passive_fall);
+        }
+        if !parts.headers.contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(&backend.address.to_string()) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+        backend.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let sent = tokio::time::timeout(
+            cfg.timeouts.server,
+            conn.send(&parts.method, target, &parts.headers),
+        )
+        .await;
+        match sent {
+            Err(_) => {
+                backend.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                backend.stats.count_status(504);
+                let msg = format!(
+                    "backend {} did not answer within {:?}",
+                    backend.name, cfg.timeouts.server
+                );
+                return error_response(ctx, StatusCode::GATEWAY_TIMEOUT, &msg);
+            }
+            Ok(Ok(resp)) => {
+                backend.stats.count_status(resp.status().as_u16());
+                let (mut head, body) = resp.into_parts();
+                strip_hop_by_hop(&mut head.headers);
+                return Response::from_parts(
+                    head,
+                    RespBody {
+                        inner: Inner::Upstream {
+                            body,
+                            backend: in_flight,
+                        },
+                        _phase: PhaseGuard(ctx.phase.clone()),
+                    },
+                );
+            }
+            Ok(Err(SendError::NoResponse { error, .. })) if idempotent => {
+                if reused && stale_conns < 8 {
+                    stale_conns += 1;
+                    continue;
+                }
+                if !replayed {
+                    replayed = true;
+                    backend.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    if cfg.proxy.redispatch {
+                        backend.stats.redispatches.fetch_add(1, Ordering::Relaxed);
+                        tried.push(idx);
+                    }
+                    tracing::debug!(backend = %backend.name, %error, reused, "replaying idempotent request");
+                    continue;
+                }
+                backend
+                    .stats
+                    .response_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                backend.stats.count_status(502);
+                let msg = format!("backend {} failed: {error}", backend.name);
+                return error_response(ctx, StatusCode::BAD_GATEWAY, &msg);
+            }
+            Ok(Err(e)) => {
+                backend
+                    .stats
+                    .response_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                backend.stats.count_status(502);
+                let msg = format!("backend {} failed: {e}", backend.name);
                 return error_response(ctx, StatusCode::BAD_GATEWAY, &msg);
             }
         }
@@ -305,30 +441,6 @@ fn is_idempotent(m: &Method) -> bool {
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
-}
-
-/// Enough of a bodyless request to send it again.
-struct Replay {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-}
-
-impl Replay {
-    fn of(req: &Request<ReqBody>) -> Self {
-        Replay {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            headers: req.headers().clone(),
-        }
-    }
-    fn into_request(self) -> Request<ReqBody> {
-        let mut r = Request::new(Either::Right(Empty::new()));
-        *r.method_mut() = self.method;
-        *r.uri_mut() = self.uri;
-        *r.headers_mut() = self.headers;
-        r
-    }
 }
 
 /// The hop-by-hop headers every message loses (RFC 9110 §7.6.1). Their name
@@ -577,18 +689,37 @@ pub struct RespBody {
 }
 
 enum Inner {
-    Backend { body: Incoming, done: Done },
+    Backend {
+        body: Incoming,
+        done: Done,
+    },
+    /// A bodyless request's answer; the connection goes back to the backend's
+    /// pool once the body has been read to its end.
+    Upstream {
+        body: UpstreamBody,
+        backend: InFlight,
+    },
     Full(Option<Bytes>),
+}
+
+impl Drop for RespBody {
+    fn drop(&mut self) {
+        if let Inner::Upstream { body, backend } = &mut self.inner {
+            if let Some(conn) = body.take_reusable() {
+                backend.0.pool.checkin_upstream(conn);
+            }
+        }
+    }
 }
 
 impl Body for RespBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match &mut self.inner {
             Inner::Backend { body, done } => {
                 let res = Pin::new(&mut *body).poll_frame(cx);
@@ -597,8 +728,14 @@ impl Body for RespBody {
                     Poll::Ready(Some(Ok(_))) if body.is_end_stream() => done.complete = true,
                     _ => {}
                 }
-                res
+                res.map_err(Into::into)
             }
+            Inner::Upstream { body, .. } => match body.poll_data(cx) {
+                Poll::Ready(Ok(Some(data))) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                Poll::Ready(Ok(None)) => Poll::Ready(None),
+                Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Pending => Poll::Pending,
+            },
             Inner::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
@@ -606,6 +743,7 @@ impl Body for RespBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Backend { body, .. } => body.is_end_stream(),
+            Inner::Upstream { body, .. } => body.is_end_stream(),
             Inner::Full(d) => d.is_none(),
         }
     }
@@ -613,6 +751,10 @@ impl Body for RespBody {
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Backend { body, .. } => body.size_hint(),
+            Inner::Upstream { body, .. } => match body.exact_len() {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
             Inner::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             Inner::Full(None) => SizeHint::with_exact(0),
         }

@@ -1088,3 +1088,142 @@ fn directly_read_client_sockets_answer_every_request() {
     }
     assert_eq!(a.requests(), 16 * 5 + 3);
 }
+
+/// A keep-alive backend that answers each request head with the next of
+/// `answers` (in turn), closing after each answer when `close_after` is set.
+/// Returns its address and the number of connections it accepted.
+fn scripted_backend(
+    answers: &'static [&'static [u8]],
+    close_after: bool,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            count.fetch_add(1, Ordering::SeqCst);
+            let next = next.clone();
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        let i = next.fetch_add(1, Ordering::SeqCst) % answers.len();
+                        if s.write_all(answers[i]).is_err() || close_after {
+                            return;
+                        }
+                    }
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// Bodyless requests are answered on the request's own task (`upstream.rs`):
+/// every way an answer's body can end must be read exactly, so that one
+/// backend connection carries them all in turn.
+#[test]
+fn bodyless_answers_of_every_framing_share_one_backend_connection() {
+    static ANSWERS: [&[u8]; 5] = [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nX-T: 1\r\n\r\n",
+        b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhints",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1500\r\nX-Head: yes\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n1.0",
+    ];
+    let (addr, accepted) = scripted_backend(&ANSWERS, false);
+    let lb = Floatlb::start(&raw_backend_table(addr));
+    let mut s = TcpStream::connect(lb.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut ask = |req: &str| {
+        s.write_all(req.as_bytes()).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // Enough for each of these answers: head, then the body its framing promises.
+        loop {
+            let n = s.read(&mut chunk).expect("answer");
+            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&buf));
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let (status, headers, _) = parse_response(&text);
+                let done = if req.starts_with("HEAD") || status == 304 {
+                    true
+                } else if let Some(len) = header(&headers, "content-length") {
+                    body.len() >= len.parse::<usize>().unwrap()
+                } else {
+                    body.ends_with("0\r\n\r\n")
+                };
+                if done {
+                    return (status, head.to_string(), body.to_string());
+                }
+            }
+        }
+    };
+    let (status, head, body) = ask("GET /chunked HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    assert!(
+        body.contains("hello") && body.contains(" world"),
+        "{body:?}"
+    );
+    let (status, _, body) = ask("GET /hints HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!((status, body.as_str()), (200, "hints"));
+    let (status, head, body) = ask("HEAD / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!((status, body.as_str()), (200, ""));
+    assert!(
+        head.contains("content-length: 1500") && head.contains("x-head: yes"),
+        "{head}"
+    );
+    let (status, _, body) = ask("GET /cached HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"e\"\r\n\r\n");
+    assert_eq!((status, body.as_str()), (304, ""));
+    let (status, _, body) = ask("GET /old HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!((status, body.as_str()), (200, "1.0"));
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "every answer was read to its end, so the connection was reused"
+    );
+}
+
+/// A backend that closes each keep-alive connection right after answering (as
+/// one with a short keep-alive timeout does): a closed pooled connection is
+/// not used, and a request that meets one anyway is sent again.
+#[test]
+fn closed_pooled_connections_do_not_fail_bodyless_requests() {
+    static ANSWERS: [&[u8]; 1] = [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"];
+    let (addr, accepted) = scripted_backend(&ANSWERS, true);
+    let lb = Floatlb::start(&raw_backend_table(addr));
+    let mut c = KeepAlive::new(lb.addr);
+    for i in 0..10 {
+        assert_eq!(c.get("/").map(|r| r.0), Ok(200), "paced request {i}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Back to back: the close may not have been seen yet when the next request goes out.
+    for i in 0..30 {
+        assert_eq!(c.get("/").map(|r| r.0), Ok(200), "request {i}");
+    }
+    // Not idempotent, so never sent twice: it must not meet a closed connection.
+    std::thread::sleep(Duration::from_millis(20));
+    let (status, _, body) = raw_request(
+        lb.addr,
+        "POST /form HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) >= 41);
+}

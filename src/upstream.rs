@@ -1,0 +1,765 @@
+//! HTTP/1.1 to a backend for requests without a body, on the request's own task.
+//!
+//! hyper's client runs every backend connection as a task of its own and hands
+//! each request to it over a channel, and the answer back over another: two task
+//! switches per request, and at a thousand connections each switch waits behind
+//! the other ready connections. A bodyless request (GET, HEAD, most of what a
+//! load balancer carries) needs none of that: its head is written and the answer
+//! read right where the request is being handled. Requests with a body still go
+//! through hyper's client (`backend::Pool::checkout`).
+//!
+//! The answer's body is streamed as it arrives ([`UpstreamBody`]), framed by
+//! Content-Length, chunked coding or the connection's end (RFC 9112 §6.3). A
+//! connection goes back to the pool only when its answer was read exactly to its
+//! end and both sides meant to keep it open.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, RawWaker, RawWakerVTable, Waker};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode, Version};
+use tokio::io::{AsyncRead, AsyncWriteExt, Interest, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Largest response head accepted from a backend.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most headers in a response head.
+const MAX_HEADERS: usize = 100;
+/// Longest chunk-size line (with extensions), and all trailers together.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// One keep-alive connection to a backend.
+#[derive(Debug)]
+pub struct Upstream {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// The connection failed before the backend sent any byte of an answer
+    /// (a pooled connection the backend had closed, typically). `written` says
+    /// whether any of the request may have reached it.
+    NoResponse { written: bool, error: io::Error },
+    /// The backend answered with something that is not a valid HTTP/1.x head.
+    Malformed(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::NoResponse { error, .. } => {
+                write!(f, "connection closed before an answer: {error}")
+            }
+            SendError::Malformed(m) => write!(f, "invalid answer: {m}"),
+        }
+    }
+}
+
+impl Upstream {
+    pub fn new(stream: TcpStream) -> Self {
+        Upstream {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Whether an idle pooled connection may be used: the backend has not
+    /// closed it (as far as the runtime has seen) and sent nothing unasked.
+    pub fn looks_usable(&self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let ready = self.stream.ready(Interest::READABLE);
+        let mut ready = std::pin::pin!(ready);
+        match ready.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(r)) => !r.is_read_closed() && !r.is_error(),
+            Poll::Ready(Err(_)) => false,
+            Poll::Pending => true,
+        }
+    }
+
+    /// Sends a bodyless request and reads the answer's head. The request head
+    /// is written as given (the caller has prepared its headers).
+    pub async fn send(
+        mut self,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let head = encode_request(method, target, headers);
+        if let Err(error) = self.stream.write_all(&head).await {
+            return Err(SendError::NoResponse {
+                written: true,
+                error,
+            });
+        }
+        loop {
+            let parsed = parse_response(&self.buf, method == Method::HEAD)?;
+            match parsed {
+                Some(Parsed::Informational(n)) => {
+                    self.buf.advance(n);
+                    continue;
+                }
+                Some(Parsed::Head(resp, n, framing, keep_alive)) => {
+                    self.buf.advance(n);
+                    let body = UpstreamBody {
+                        conn: Some(self),
+                        framing,
+                        keep_alive,
+                        done: false,
+                        failed: None,
+                    };
+                    let (parts, ()) = resp.into_parts();
+                    let mut resp = Response::from_parts(parts, body);
+                    resp.body_mut().finish_if_empty();
+                    return Ok(resp);
+                }
+                None => {}
+            }
+            if self.buf.len() > MAX_HEAD {
+                return Err(SendError::Malformed(format!(
+                    "response head longer than {MAX_HEAD} bytes"
+                )));
+            }
+            let before = self.buf.len();
+            match read_more(&mut self.stream, &mut self.buf, 4096).await {
+                Ok(0) if before == 0 => {
+                    return Err(SendError::NoResponse {
+                        written: true,
+                        error: io::ErrorKind::UnexpectedEof.into(),
+                    })
+                }
+                Ok(0) => {
+                    return Err(SendError::Malformed(
+                        "connection closed inside the response head".into(),
+                    ))
+                }
+                Ok(_) => {}
+                Err(error) if before == 0 => {
+                    return Err(SendError::NoResponse {
+                        written: true,
+                        error,
+                    })
+                }
+                Err(e) => return Err(SendError::Malformed(format!("read failed: {e}"))),
+            }
+        }
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
+    std::future::poll_fn(|cx| poll_read_more(stream, buf, want, cx)).await
+}
+
+fn poll_read_more(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    want: usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    buf.reserve(want);
+    let dst = buf.spare_capacity_mut();
+    let mut rb = ReadBuf::uninit(dst);
+    ready!(Pin::new(stream).poll_read(cx, &mut rb))?;
+    let n = rb.filled().len();
+    // SAFETY: poll_read initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Poll::Ready(Ok(n))
+}
+
+/// The request head bytes: request line, headers, blank line. A bodyless
+/// request whose method normally carries a body says so with a zero length.
+fn encode_request(method: &Method, target: &str, headers: &HeaderMap) -> Vec<u8> {
+    let mut size = method.as_str().len() + target.len() + 16;
+    for (k, v) in headers {
+        size += k.as_str().len() + v.len() + 4;
+    }
+    let mut out = Vec::with_capacity(size + 24);
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (k, v) in headers {
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+        && !headers.contains_key(header::CONTENT_LENGTH)
+    {
+        out.extend_from_slice(b"content-length: 0\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// How an answer's body ends (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked(Chunk),
+    /// Until the backend closes the connection.
+    Close,
+}
+
+/// Where a chunked decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer lines until an empty one (bytes seen so far).
+    Trailers(usize),
+}
+
+#[derive(Debug)]
+enum Parsed {
+    /// A 1xx answer of this many bytes to skip.
+    Informational(usize),
+    /// The final head, its length, how its body ends and whether the
+    /// connection stays open after it.
+    Head(Response<()>, usize, Framing, bool),
+}
+
+fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<Parsed>, SendError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut r = httparse::Response::new(&mut headers);
+    let n = match r.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(SendError::Malformed(e.to_string())),
+    };
+    let code = r.code.unwrap_or(0);
+    let status =
+        StatusCode::from_u16(code).map_err(|_| SendError::Malformed(format!("status {code}")))?;
+    if status.is_informational() {
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(SendError::Malformed("unrequested protocol switch".into()));
+        }
+        return Ok(Some(Parsed::Informational(n)));
+    }
+    let version = if r.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let mut map = HeaderMap::with_capacity(r.headers.len() + 2);
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut has_te = false;
+    let mut close = false;
+    let mut keep_alive = false;
+    for h in r.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| SendError::Malformed(format!("header name {:?}", h.name)))?;
+        let value = HeaderValue::from_bytes(h.value)
+            .map_err(|_| SendError::Malformed(format!("value of {}", h.name)))?;
+        if name == header::CONTENT_LENGTH {
+            let v = std::str::from_utf8(h.value)
+                .ok()
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| SendError::Malformed("invalid Content-Length".into()))?;
+            if length.is_some_and(|l| l != v) {
+                return Err(SendError::Malformed("conflicting Content-Length".into()));
+            }
+            length = Some(v);
+        } else if name == header::TRANSFER_ENCODING {
+            has_te = true;
+            // Only the last coding decides; `chunked` anywhere else is invalid.
+            chunked = h
+                .value
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == header::CONNECTION {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        map.append(name, value);
+    }
+    let mut reusable = match version {
+        Version::HTTP_10 => keep_alive && !close,
+        _ => !close,
+    };
+    let no_body =
+        head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let framing = if no_body {
+        Framing::Length(0)
+    } else if has_te {
+        // Transfer-Encoding overrides Content-Length, and such an answer may be
+        // a smuggling attempt: read it, then close the connection.
+        if length.is_some() {
+            map.remove(header::CONTENT_LENGTH);
+            reusable = false;
+        }
+        if chunked {
+            Framing::Chunked(Chunk::Size)
+        } else {
+            reusable = false;
+            Framing::Close
+        }
+    } else if let Some(l) = length {
+        Framing::Length(l)
+    } else {
+        reusable = false;
+        Framing::Close
+    };
+    let mut resp = Response::new(());
+    *resp.status_mut() = status;
+    *resp.version_mut() = version;
+    *resp.headers_mut() = map;
+    Ok(Some(Parsed::Head(resp, n, framing, reusable)))
+}
+
+/// An answer's body, read from the backend as the client takes it.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    conn: Option<Upstream>,
+    framing: Framing,
+    keep_alive: bool,
+    done: bool,
+    /// A failure found after some of the body was handed on; reported on the
+    /// next poll, so that what came before it reaches the client first.
+    failed: Option<io::Error>,
+}
+
+impl UpstreamBody {
+    fn finish_if_empty(&mut self) {
+        if self.framing == Framing::Length(0) {
+            self.done = true;
+        }
+    }
+
+    /// The connection, if the body was read exactly to its end and it may be
+    /// used again.
+    pub fn take_reusable(&mut self) -> Option<Upstream> {
+        if !(self.done && self.keep_alive) {
+            return None;
+        }
+        let mut conn = self.conn.take().filter(|c| c.buf.is_empty())?;
+        // A large body's read buffer is not kept while the connection idles.
+        if conn.buf.capacity() > 16 * 1024 {
+            conn.buf = BytesMut::new();
+        }
+        Some(conn)
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.done
+    }
+
+    /// The next piece of the body: Ok(Some(data)), Ok(None) at its end.
+    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        if let Some(e) = self.failed.take() {
+            return Poll::Ready(Err(e));
+        }
+        loop {
+            if self.done {
+                return Poll::Ready(Ok(None));
+            }
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(Ok(None));
+            };
+            match decode(&mut self.framing, &mut conn.buf) {
+                Err(e) => return self.fail(io::Error::new(io::ErrorKind::InvalidData, e), cx),
+                Ok(Step::Data(d, end)) => {
+                    self.done = end;
+                    return Poll::Ready(Ok(Some(d)));
+                }
+                Ok(Step::End) => {
+                    self.done = true;
+                    return Poll::Ready(Ok(None));
+                }
+                Ok(Step::NeedMore) => {}
+            }
+            let want = match self.framing {
+                Framing::Length(n) => (n.min(64 * 1024) as usize).max(4096),
+                _ => 16 * 1024,
+            };
+            let n = match ready!(poll_read_more(&mut conn.stream, &mut conn.buf, want, cx)) {
+                Ok(n) => n,
+                Err(e) => return self.fail(e, cx),
+            };
+            if n == 0 {
+                if self.framing == Framing::Close {
+                    self.done = true;
+                    self.keep_alive = false;
+                    return Poll::Ready(Ok(None));
+                }
+                let e = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "backend closed the connection inside the body",
+                );
+                return self.fail(e, cx);
+            }
+        }
+    }
+
+    /// Drops the connection and reports `e` on the next poll: hyper writes out
+    /// what it holds of the answer when a body is pending, and aborts the
+    /// client's connection when it errors.
+    fn fail(&mut self, e: io::Error, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        self.conn = None;
+        self.failed = Some(e);
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    pub fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    /// The exact length when Content-Length gives it.
+    pub fn exact_len(&self) -> Option<u64> {
+        match self.framing {
+            Framing::Length(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Body bytes, and whether they end the body.
+    Data(Bytes, bool),
+    End,
+    NeedMore,
+}
+
+/// Takes the next body bytes out of `buf` as `framing` allows.
+fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Step, String> {
+    match framing {
+        Framing::Length(0) => Ok(Step::End),
+        Framing::Length(rest) => {
+            if buf.is_empty() {
+                return Ok(Step::NeedMore);
+            }
+            let n = (*rest).min(buf.len() as u64) as usize;
+            *rest -= n as u64;
+            Ok(Step::Data(buf.split_to(n).freeze(), *rest == 0))
+        }
+        Framing::Close => {
+            if buf.is_empty() {
+                Ok(Step::NeedMore)
+            } else {
+                Ok(Step::Data(buf.split().freeze(), false))
+            }
+        }
+        Framing::Chunked(state) => loop {
+            match *state {
+                Chunk::Size => {
+                    let Some(eol) = buf.iter().position(|&b| b == b'\n') else {
+                        if buf.len() > MAX_CHUNK_LINE {
+                            return Err("chunk size line too long".into());
+                        }
+                        return Ok(Step::NeedMore);
+                    };
+                    if eol > MAX_CHUNK_LINE {
+                        return Err("chunk size line too long".into());
+                    }
+                    let size = parse_chunk_size(&buf[..eol])?;
+                    buf.advance(eol + 1);
+                    *state = if size == 0 {
+                        Chunk::Trailers(0)
+                    } else {
+                        Chunk::Data(size)
+                    };
+                }
+                Chunk::Data(rest) => {
+                    if buf.is_empty() {
+                        return Ok(Step::NeedMore);
+                    }
+                    let n = rest.min(buf.len() as u64) as usize;
+                    let data = buf.split_to(n).freeze();
+                    *state = if rest == n as u64 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(rest - n as u64)
+                    };
+                    return Ok(Step::Data(data, false));
+                }
+                Chunk::DataEnd => {
+                    if buf.len() < 2 {
+                        if buf.first().is_some_and(|&b| b != b'\r' && b != b'\n') {
+                            return Err("chunk data not followed by CRLF".into());
+                        }
+                        if buf.first() == Some(&b'\n') {
+                            buf.advance(1);
+                            *state = Chunk::Size;
+                            continue;
+                        }
+                        return Ok(Step::NeedMore);
+                    }
+                    match &buf[..2] {
+                        b"\r\n" => buf.advance(2),
+                        [b'\n', _] => buf.advance(1),
+                        _ => return Err("chunk data not followed by CRLF".into()),
+                    }
+                    *state = Chunk::Size;
+                }
+                Chunk::Trailers(seen) => {
+                    let Some(eol) = buf.iter().position(|&b| b == b'\n') else {
+                        if seen + buf.len() > MAX_TRAILERS {
+                            return Err("trailers too long".into());
+                        }
+                        return Ok(Step::NeedMore);
+                    };
+                    let line_empty = eol == 0 || (eol == 1 && buf[0] == b'\r');
+                    buf.advance(eol + 1);
+                    if line_empty {
+                        *framing = Framing::Length(0);
+                        return Ok(Step::End);
+                    }
+                    if seen + eol + 1 > MAX_TRAILERS {
+                        return Err("trailers too long".into());
+                    }
+                    *state = Chunk::Trailers(seen + eol + 1);
+                }
+            }
+        },
+    }
+}
+
+/// The hex size at the start of a chunk-size line (extensions ignored).
+fn parse_chunk_size(line: &[u8]) -> Result<u64, String> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let hex = line.split(|&b| b == b';').next().unwrap_or(&[]);
+    let hex = hex.trim_ascii_end();
+    if hex.is_empty() || hex.len() > 15 {
+        return Err(format!(
+            "invalid chunk size {:?}",
+            String::from_utf8_lossy(hex)
+        ));
+    }
+    let mut size = 0u64;
+    for &b in hex {
+        let d = (b as char)
+            .to_digit(16)
+            .ok_or_else(|| format!("invalid chunk size {:?}", String::from_utf8_lossy(hex)))?;
+        size = size * 16 + d as u64;
+    }
+    Ok(size)
+}
+
+fn noop_waker() -> Waker {
+    const VTABLE: RawWakerVTable = RawWakerVTable::new(|_| RAW, |_| {}, |_| {}, |_| {});
+    const RAW: RawWaker = RawWaker::new(std::ptr::null(), &VTABLE);
+    // SAFETY: every function of the vtable ignores the (null) data pointer.
+    unsafe { Waker::from_raw(RAW) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str, head_request: bool) -> (Response<()>, usize, Framing, bool) {
+        match parse_response(text.as_bytes(), head_request) {
+            Ok(Some(Parsed::Head(r, n, f, k))) => (r, n, f, k),
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+
+    fn malformed(text: &str) -> String {
+        match parse_response(text.as_bytes(), false) {
+            Err(SendError::Malformed(m)) => m,
+            other => panic!("{text:?} accepted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let (r, n, f, keep) = head(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\nhello",
+            false,
+        );
+        assert_eq!(
+            (r.status(), n, f, keep),
+            (StatusCode::OK, 44, Framing::Length(5), true)
+        );
+        assert_eq!(r.headers()["x"], "y");
+        let (_, _, f, keep) = head(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            false,
+        );
+        assert_eq!((f, keep), (Framing::Chunked(Chunk::Size), true));
+        // Both: chunked wins, Content-Length goes, the connection is not reused.
+        let (r, _, f, keep) = head(
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert_eq!((f, keep), (Framing::Chunked(Chunk::Size), false));
+        assert!(!r.headers().contains_key(header::CONTENT_LENGTH));
+        let (_, _, f, keep) = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false);
+        assert_eq!((f, keep), (Framing::Close, false));
+        let (_, _, f, keep) = head("HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", false);
+        assert_eq!((f, keep), (Framing::Close, false));
+        // No body whatever the headers say: HEAD, 204, 304.
+        let (_, _, f, _) = head("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true);
+        assert_eq!(f, Framing::Length(0));
+        let (_, _, f, keep) = head("HTTP/1.1 304 Not Modified\r\nETag: x\r\n\r\n", false);
+        assert_eq!((f, keep), (Framing::Length(0), true));
+        let (_, _, f, _) = head("HTTP/1.1 204 No Content\r\n\r\n", false);
+        assert_eq!(f, Framing::Length(0));
+        // Keep-alive rules of each version.
+        let (_, _, _, keep) = head(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            false,
+        );
+        assert!(!keep);
+        let (r, _, _, keep) = head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false);
+        assert_eq!((r.version(), keep), (Version::HTTP_10, false));
+        let (_, _, _, keep) = head(
+            "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n",
+            false,
+        );
+        assert!(keep);
+        // Informational answers are skipped; a protocol switch was never asked for.
+        let hints = "HTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n";
+        let n = match parse_response(format!("{hints}HTTP/1.1 200").as_bytes(), false) {
+            Ok(Some(Parsed::Informational(n))) => n,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(n, hints.len());
+        assert!(malformed("HTTP/1.1 101 Switching Protocols\r\n\r\n").contains("switch"));
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Le", false),
+            Ok(None)
+        ));
+    }
+
+    #[test]
+    fn malformed_heads_are_refused() {
+        assert!(
+            malformed("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+                .contains("conflicting")
+        );
+        assert!(malformed("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n").contains("invalid"));
+        assert!(malformed("HTTP/1.1 200 OK\r\nContent-Length: 1 2\r\n\r\n").contains("invalid"));
+        assert!(malformed("HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n").contains("invalid"));
+        malformed("HTTP/9.9 200 OK\r\n\r\n");
+        malformed("garbage\r\n\r\n");
+        malformed("HTTP/1.1 2000 OK\r\n\r\n");
+        // Same Content-Length twice is one length.
+        let (_, _, f, _) = head(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n",
+            false,
+        );
+        assert_eq!(f, Framing::Length(2));
+    }
+
+    /// Decodes `wire` fed in pieces of `step` bytes; returns the body and what is left.
+    fn decode_all(wire: &[u8], step: usize) -> Result<(Vec<u8>, Vec<u8>), String> {
+        let mut framing = Framing::Chunked(Chunk::Size);
+        let mut buf = BytesMut::new();
+        let mut body = Vec::new();
+        let mut fed = 0;
+        loop {
+            match decode(&mut framing, &mut buf)? {
+                Step::Data(d, _) => body.extend_from_slice(&d),
+                Step::End => return Ok((body, buf.to_vec())),
+                Step::NeedMore => {
+                    if fed >= wire.len() {
+                        return Err("incomplete".into());
+                    }
+                    let end = (fed + step).min(wire.len());
+                    buf.extend_from_slice(&wire[fed..end]);
+                    fed = end;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_in_any_pieces() {
+        let wire =
+            b"5\r\nhello\r\n1;ext=1\r\n \r\nA\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
+        for step in [1, 2, 3, 7, 100] {
+            let (body, rest) = decode_all(wire, step).unwrap();
+            assert_eq!(body, b"hello 0123456789", "step {step}");
+            // Bytes after the body are left for the next answer (and stop reuse).
+            assert!(b"NEXT".starts_with(&rest), "step {step}: {rest:?}");
+        }
+        assert_eq!(decode_all(b"0\r\n\r\n", 1).unwrap().0, b"");
+        assert_eq!(decode_all(b"3\nabc\n0\n\n", 2).unwrap().0, b"abc");
+    }
+
+    #[test]
+    fn broken_chunked_bodies_are_errors() {
+        assert!(decode_all(b"zz\r\n", 4).unwrap_err().contains("chunk size"));
+        assert!(decode_all(b"\r\n", 4).unwrap_err().contains("chunk size"));
+        assert!(decode_all(b"ffffffffffffffff\r\n", 64)
+            .unwrap_err()
+            .contains("chunk size"));
+        assert!(decode_all(b"3\r\nabcX\r\n", 4)
+            .unwrap_err()
+            .contains("CRLF"));
+        let long = vec![b'1'; MAX_CHUNK_LINE + 10];
+        assert!(decode_all(&long, 64).unwrap_err().contains("too long"));
+        let mut trailers = b"0\r\n".to_vec();
+        for _ in 0..2000 {
+            trailers.extend_from_slice(b"X-T: 1234567890\r\n");
+        }
+        assert!(decode_all(&trailers, 512).unwrap_err().contains("trailers"));
+        assert_eq!(decode_all(b"5\r\nhel", 2).unwrap_err(), "incomplete");
+    }
+
+    #[test]
+    fn length_and_close_framing() {
+        let mut f = Framing::Length(5);
+        let mut buf = BytesMut::from(&b"hel"[..]);
+        assert_eq!(
+            decode(&mut f, &mut buf),
+            Ok(Step::Data(Bytes::from_static(b"hel"), false))
+        );
+        assert_eq!(decode(&mut f, &mut buf), Ok(Step::NeedMore));
+        buf.extend_from_slice(b"loEXTRA");
+        assert_eq!(
+            decode(&mut f, &mut buf),
+            Ok(Step::Data(Bytes::from_static(b"lo"), true))
+        );
+        assert_eq!(&buf[..], b"EXTRA");
+        assert_eq!(decode(&mut f, &mut buf), Ok(Step::End));
+        let mut f = Framing::Close;
+        let mut buf = BytesMut::from(&b"abc"[..]);
+        assert_eq!(
+            decode(&mut f, &mut buf),
+            Ok(Step::Data(Bytes::from_static(b"abc"), false))
+        );
+        assert_eq!(decode(&mut f, &mut buf), Ok(Step::NeedMore));
+    }
+
+    #[test]
+    fn request_heads() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("example"));
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        let out = encode_request(&Method::GET, "/p?q=1", &h);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /p?q=1 HTTP/1.1\r\nhost: example\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
+        );
+        let out = encode_request(&Method::POST, "/", &HeaderMap::new());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n"
+        );
+    }
+}
