@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -115,17 +116,8 @@ async fn forward(req: Request<Incoming>, ctx: &ConnCtx, snap: &Snapshot) -> Resp
     let mut stale_conns = 0u32;
     let mut last_error: Option<ConnectError> = None;
     loop {
-        // Excluding every tried backend may leave none; then the same one may be
-        // tried again (bounded by the retry counters below).
-        let picked = pick(snap, &key, tried.as_slice()).or_else(|| match tried.len {
-            0 => None,
-            _ => pick(snap, &key, &[]),
-        });
-        let Some(idx) = picked else {
-            return match last_error {
-                Some(e) => error_response(ctx, connect_status(&e), &e.to_string()),
-                None => error_response(ctx, StatusCode::SERVICE_UNAVAILABLE, "no healthy backend"),
-            };
+        let Some(idx) = next_backend(snap, &key, &tried) else {
+            return unavailable(ctx, last_error);
         };
         let backend = &snap.backends[idx];
         let in_flight = InFlight::new(backend.clone());
@@ -156,15 +148,7 @@ async fn forward(req: Request<Incoming>, ctx: &ConnCtx, snap: &Snapshot) -> Resp
         backend.stats.requests.fetch_add(1, Ordering::Relaxed);
         let sent = tokio::time::timeout(cfg.timeouts.server, tx.try_send_request(req)).await;
         match sent {
-            Err(_) => {
-                backend.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                backend.stats.count_status(504);
-                let msg = format!(
-                    "backend {} did not answer within {:?}",
-                    backend.name, cfg.timeouts.server
-                );
-                return error_response(ctx, StatusCode::GATEWAY_TIMEOUT, &msg);
-            }
+            Err(_) => return server_timeout(ctx, backend, cfg.timeouts.server),
             Ok(Ok(resp)) => {
                 backend.stats.count_status(resp.status().as_u16());
                 return backend_response(resp, tx, in_flight, ctx, client_http10);
@@ -183,16 +167,49 @@ async fn forward(req: Request<Incoming>, ctx: &ConnCtx, snap: &Snapshot) -> Resp
                     // size): the client's fault, and its connection is done.
                     return bad_request(ctx, "malformed request body");
                 }
-                backend
-                    .stats
-                    .response_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                backend.stats.count_status(502);
-                let msg = format!("backend {} failed: {}", backend.name, e.error());
-                return error_response(ctx, StatusCode::BAD_GATEWAY, &msg);
+                return backend_failed(ctx, backend, e.error());
             }
         }
     }
+}
+
+/// The next backend to try: one not tried yet if any is eligible. Excluding
+/// every tried backend may leave none; then the same one may be tried again
+/// (bounded by the callers' retry counters).
+fn next_backend(snap: &Snapshot, key: &RequestKey<'_>, tried: &Tried) -> Option<usize> {
+    pick(snap, key, tried.as_slice()).or_else(|| match tried.len {
+        0 => None,
+        _ => pick(snap, key, &[]),
+    })
+}
+
+/// No backend left to try: the last connect error, or none healthy.
+fn unavailable(ctx: &ConnCtx, last_error: Option<ConnectError>) -> Response<RespBody> {
+    match last_error {
+        Some(e) => error_response(ctx, connect_status(&e), &e.to_string()),
+        None => error_response(ctx, StatusCode::SERVICE_UNAVAILABLE, "no healthy backend"),
+    }
+}
+
+fn server_timeout(ctx: &ConnCtx, backend: &BackendState, after: Duration) -> Response<RespBody> {
+    backend.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+    backend.stats.count_status(504);
+    let msg = format!("backend {} did not answer within {after:?}", backend.name);
+    error_response(ctx, StatusCode::GATEWAY_TIMEOUT, &msg)
+}
+
+fn backend_failed(
+    ctx: &ConnCtx,
+    backend: &BackendState,
+    error: &dyn std::fmt::Display,
+) -> Response<RespBody> {
+    backend
+        .stats
+        .response_errors
+        .fetch_add(1, Ordering::Relaxed);
+    backend.stats.count_status(502);
+    let msg = format!("backend {} failed: {error}", backend.name);
+    error_response(ctx, StatusCode::BAD_GATEWAY, &msg)
 }
 
 /// A failed connect: counted, maybe the backend marked down. Returns whether
@@ -250,15 +267,8 @@ async fn forward_bodyless(
     let mut replayed = false;
     let mut last_error: Option<ConnectError> = None;
     loop {
-        let picked = pick(snap, &key, tried.as_slice()).or_else(|| match tried.len {
-            0 => None,
-            _ => pick(snap, &key, &[]),
-        });
-        let Some(idx) = picked else {
-            return match last_error {
-                Some(e) => error_response(ctx, connect_status(&e), &e.to_string()),
-                None => error_response(ctx, StatusCode::SERVICE_UNAVAILABLE, "no healthy backend"),
-            };
+        let Some(idx) = next_backend(snap, &key, &tried) else {
+            return unavailable(ctx, last_error);
         };
         let backend = &snap.backends[idx];
         let in_flight = InFlight::new(backend.clone());
@@ -289,15 +299,7 @@ async fn forward_bodyless(
         )
         .await;
         match sent {
-            Err(_) => {
-                backend.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                backend.stats.count_status(504);
-                let msg = format!(
-                    "backend {} did not answer within {:?}",
-                    backend.name, cfg.timeouts.server
-                );
-                return error_response(ctx, StatusCode::GATEWAY_TIMEOUT, &msg);
-            }
+            Err(_) => return server_timeout(ctx, backend, cfg.timeouts.server),
             Ok(Ok(resp)) => {
                 backend.stats.count_status(resp.status().as_u16());
                 let (mut head, body) = resp.into_parts();
@@ -328,22 +330,10 @@ async fn forward_bodyless(
                     tracing::debug!(backend = %backend.name, %error, reused, "replaying idempotent request");
                     continue;
                 }
-                backend
-                    .stats
-                    .response_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                backend.stats.count_status(502);
-                let msg = format!("backend {} failed: {error}", backend.name);
-                return error_response(ctx, StatusCode::BAD_GATEWAY, &msg);
+                return backend_failed(ctx, backend, &error);
             }
             Ok(Err(e)) => {
-                backend
-                    .stats
-                    .response_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                backend.stats.count_status(502);
-                let msg = format!("backend {} failed: {e}", backend.name);
-                return error_response(ctx, StatusCode::BAD_GATEWAY, &msg);
+                return backend_failed(ctx, backend, &e);
             }
         }
     }
