@@ -700,6 +700,51 @@ mod tests {
         assert_eq!(decode_all(b"3\nabc\n0\n\n", 2).unwrap().0, b"abc");
     }
 
+    /// Random bodies, chunked at random sizes with random extensions and
+    /// trailers, then fed in random pieces, decode to exactly the body, and a
+    /// truncated copy never decodes as complete.
+    #[test]
+    fn chunked_round_trip_with_random_chunks_and_pieces() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..300 {
+            let body: Vec<u8> = (0..rand(3000)).map(|i| (i % 251) as u8).collect();
+            let mut wire = Vec::new();
+            let mut at = 0;
+            while at < body.len() {
+                let n = (1 + rand(700) as usize).min(body.len() - at);
+                wire.extend_from_slice(format!("{n:x}").as_bytes());
+                if rand(3) == 0 {
+                    wire.extend_from_slice(b";name=value");
+                }
+                wire.extend_from_slice(b"\r\n");
+                wire.extend_from_slice(&body[at..at + n]);
+                wire.extend_from_slice(b"\r\n");
+                at += n;
+            }
+            wire.extend_from_slice(b"0\r\n");
+            for t in 0..rand(3) {
+                wire.extend_from_slice(format!("X-T{t}: v\r\n").as_bytes());
+            }
+            wire.extend_from_slice(b"\r\n");
+            let step = 1 + rand(64) as usize;
+            let (got, rest) = decode_all(&wire, step).unwrap();
+            assert_eq!(got, body, "step {step}");
+            assert!(rest.is_empty());
+            let cut = rand(wire.len() as u64) as usize;
+            assert!(
+                decode_all(&wire[..cut], step).is_err(),
+                "cut at {cut} of {}",
+                wire.len()
+            );
+        }
+    }
+
     #[test]
     fn broken_chunked_bodies_are_errors() {
         assert!(decode_all(b"zz\r\n", 4).unwrap_err().contains("chunk size"));
