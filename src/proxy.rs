@@ -315,7 +315,7 @@ async fn forward_bodyless(
                     },
                 );
             }
-            Ok(Err(SendError::NoResponse { error, .. })) if idempotent => {
+            Ok(Err(SendError::NoResponse(error))) if idempotent => {
                 if reused && stale_conns < 8 {
                     stale_conns += 1;
                     continue;

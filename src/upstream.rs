@@ -43,9 +43,9 @@ pub struct Upstream {
 #[derive(Debug)]
 pub enum SendError {
     /// The connection failed before the backend sent any byte of an answer
-    /// (a pooled connection the backend had closed, typically). `written` says
-    /// whether any of the request may have reached it.
-    NoResponse { written: bool, error: io::Error },
+    /// (a pooled connection the backend had closed, typically); the request
+    /// may have reached it.
+    NoResponse(io::Error),
     /// The backend answered with something that is not a valid HTTP/1.x head.
     Malformed(String),
 }
@@ -53,7 +53,7 @@ pub enum SendError {
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SendError::NoResponse { error, .. } => {
+            SendError::NoResponse(error) => {
                 write!(f, "connection closed before an answer: {error}")
             }
             SendError::Malformed(m) => write!(f, "invalid answer: {m}"),
@@ -96,10 +96,7 @@ impl Upstream {
     ) -> Result<Response<UpstreamBody>, SendError> {
         let head = encode_request(method, target, headers);
         if let Err(error) = self.stream.write_all(&head).await {
-            return Err(SendError::NoResponse {
-                written: true,
-                error,
-            });
+            return Err(SendError::NoResponse(error));
         }
         loop {
             let parsed = parse_response(&self.buf, method == Method::HEAD)?;
@@ -114,13 +111,12 @@ impl Upstream {
                         conn: Some(self),
                         framing,
                         keep_alive,
-                        done: false,
+                        // An empty body is complete before it is read.
+                        done: framing == Framing::Length(0),
                         failed: None,
                     };
                     let (parts, ()) = resp.into_parts();
-                    let mut resp = Response::from_parts(parts, body);
-                    resp.body_mut().finish_if_empty();
-                    return Ok(resp);
+                    return Ok(Response::from_parts(parts, body));
                 }
                 None => {}
             }
@@ -132,10 +128,7 @@ impl Upstream {
             let before = self.buf.len();
             match read_more(&mut self.stream, &mut self.buf, 4096).await {
                 Ok(0) if before == 0 => {
-                    return Err(SendError::NoResponse {
-                        written: true,
-                        error: io::ErrorKind::UnexpectedEof.into(),
-                    })
+                    return Err(SendError::NoResponse(io::ErrorKind::UnexpectedEof.into()))
                 }
                 Ok(0) => {
                     return Err(SendError::Malformed(
@@ -143,12 +136,7 @@ impl Upstream {
                     ))
                 }
                 Ok(_) => {}
-                Err(error) if before == 0 => {
-                    return Err(SendError::NoResponse {
-                        written: true,
-                        error,
-                    })
-                }
+                Err(error) if before == 0 => return Err(SendError::NoResponse(error)),
                 Err(e) => return Err(SendError::Malformed(format!("read failed: {e}"))),
             }
         }
@@ -341,12 +329,6 @@ pub struct UpstreamBody {
 }
 
 impl UpstreamBody {
-    fn finish_if_empty(&mut self) {
-        if self.framing == Framing::Length(0) {
-            self.done = true;
-        }
-    }
-
     /// The connection, if the body was read exactly to its end and it may be
     /// used again.
     pub fn take_reusable(&mut self) -> Option<Upstream> {
@@ -359,10 +341,6 @@ impl UpstreamBody {
             conn.buf = BytesMut::new();
         }
         Some(conn)
-    }
-
-    pub fn is_complete(&self) -> bool {
-        self.done
     }
 
     /// The next piece of the body: Ok(Some(data)), Ok(None) at its end.

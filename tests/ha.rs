@@ -97,6 +97,17 @@ fn lab() -> (Lab, TestBackend) {
     (lab, web)
 }
 
+/// lb1 (priority 150) and lb2 (priority 100), 100 ms adverts, in front of `web`;
+/// returns once lb1 alone holds the VIP.
+fn lb1_master_pair(lab: &Lab, web: &TestBackend) -> (Node, Node) {
+    let n1 = start_node(lab, "lb1", &[web.addr], &vrrp_table(150, 100, ""));
+    let n2 = start_node(lab, "lb2", &[web.addr], &vrrp_table(100, 100, ""));
+    lab.wait_for("lb1 holds the VIP", Duration::from_secs(5), || {
+        holders(lab) == (true, false)
+    });
+    (n1, n2)
+}
+
 fn vip() -> SocketAddr {
     format!("{VIP}:80").parse().unwrap()
 }
@@ -112,12 +123,7 @@ fn higher_priority_wins_and_link_loss_fails_over_with_garp() {
     }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (lab, web) = lab();
-    let advert = 100u64;
-    let n1 = start_node(&lab, "lb1", &[web.addr], &vrrp_table(150, advert, ""));
-    let n2 = start_node(&lab, "lb2", &[web.addr], &vrrp_table(100, advert, ""));
-    lab.wait_for("lb1 holds the VIP", Duration::from_secs(5), || {
-        holders(&lab) == (true, false)
-    });
+    let (n1, n2) = lb1_master_pair(&lab, &web);
     // Both stay settled: exactly one holder.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
@@ -207,11 +213,7 @@ fn sigterm_hands_over_in_skew_time() {
     }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (lab, web) = lab();
-    let n1 = start_node(&lab, "lb1", &[web.addr], &vrrp_table(150, 100, ""));
-    let _n2 = start_node(&lab, "lb2", &[web.addr], &vrrp_table(100, 100, ""));
-    lab.wait_for("lb1 master", Duration::from_secs(5), || {
-        holders(&lab) == (true, false)
-    });
+    let (n1, _n2) = lb1_master_pair(&lab, &web);
     std::thread::sleep(Duration::from_millis(300));
     n1.signal(libc::SIGTERM);
     // Priority 0 advert: the backup waits only Skew_Time (≈61 ms), far below
@@ -243,11 +245,7 @@ fn admin_handover_moves_the_vip_and_keeps_the_node_running() {
     }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (lab, web) = lab();
-    let n1 = start_node(&lab, "lb1", &[web.addr], &vrrp_table(150, 100, ""));
-    let _n2 = start_node(&lab, "lb2", &[web.addr], &vrrp_table(100, 100, ""));
-    lab.wait_for("lb1 master", Duration::from_secs(5), || {
-        holders(&lab) == (true, false)
-    });
+    let (n1, _n2) = lb1_master_pair(&lab, &web);
     let post = || {
         let out = lab
             .exec("lb1")
