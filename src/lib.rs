@@ -9,6 +9,7 @@ pub mod backend;
 pub mod balance;
 pub mod config;
 pub mod daemon;
+pub mod h1;
 pub mod ha;
 pub mod handover;
 pub mod health;

@@ -29,7 +29,7 @@ use crate::backend::{BackendState, ConnectError, ReqBody};
 use crate::balance::{Candidate, RequestKey};
 use crate::live::{Shared, Snapshot};
 use crate::server::ConnPhase;
-use crate::upstream::{SendError, UpstreamBody};
+use crate::upstream::{Head, SendError, UpstreamBody};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -117,7 +117,7 @@ async fn forward(req: Request<Incoming>, ctx: &ConnCtx, snap: &Snapshot) -> Resp
     let mut last_error: Option<ConnectError> = None;
     loop {
         let Some(idx) = next_backend(snap, &key, &tried) else {
-            return unavailable(ctx, last_error);
+            return unavailable(&ctx.shared, ctx.peer, last_error).response(ctx);
         };
         let backend = &snap.backends[idx];
         let in_flight = InFlight::new(backend.clone());
@@ -148,7 +148,10 @@ async fn forward(req: Request<Incoming>, ctx: &ConnCtx, snap: &Snapshot) -> Resp
         backend.stats.requests.fetch_add(1, Ordering::Relaxed);
         let sent = tokio::time::timeout(cfg.timeouts.server, tx.try_send_request(req)).await;
         match sent {
-            Err(_) => return server_timeout(ctx, backend, cfg.timeouts.server),
+            Err(_) => {
+                return server_timeout(&ctx.shared, ctx.peer, backend, cfg.timeouts.server)
+                    .response(ctx)
+            }
             Ok(Ok(resp)) => {
                 backend.stats.count_status(resp.status().as_u16());
                 return backend_response(resp, tx, in_flight, ctx, client_http10);
@@ -167,7 +170,7 @@ async fn forward(req: Request<Incoming>, ctx: &ConnCtx, snap: &Snapshot) -> Resp
                     // size): the client's fault, and its connection is done.
                     return bad_request(ctx, "malformed request body");
                 }
-                return backend_failed(ctx, backend, e.error());
+                return backend_failed(&ctx.shared, ctx.peer, backend, e.error()).response(ctx);
             }
         }
     }
@@ -184,32 +187,43 @@ fn next_backend(snap: &Snapshot, key: &RequestKey<'_>, tried: &Tried) -> Option<
 }
 
 /// No backend left to try: the last connect error, or none healthy.
-fn unavailable(ctx: &ConnCtx, last_error: Option<ConnectError>) -> Response<RespBody> {
+fn unavailable(shared: &Shared, peer: SocketAddr, last_error: Option<ConnectError>) -> Failure {
     match last_error {
-        Some(e) => error_response(ctx, connect_status(&e), &e.to_string()),
-        None => error_response(ctx, StatusCode::SERVICE_UNAVAILABLE, "no healthy backend"),
+        Some(e) => fail(shared, peer, connect_status(&e), &e.to_string()),
+        None => fail(
+            shared,
+            peer,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no healthy backend",
+        ),
     }
 }
 
-fn server_timeout(ctx: &ConnCtx, backend: &BackendState, after: Duration) -> Response<RespBody> {
+fn server_timeout(
+    shared: &Shared,
+    peer: SocketAddr,
+    backend: &BackendState,
+    after: Duration,
+) -> Failure {
     backend.stats.timeouts.fetch_add(1, Ordering::Relaxed);
     backend.stats.count_status(504);
     let msg = format!("backend {} did not answer within {after:?}", backend.name);
-    error_response(ctx, StatusCode::GATEWAY_TIMEOUT, &msg)
+    fail(shared, peer, StatusCode::GATEWAY_TIMEOUT, &msg)
 }
 
 fn backend_failed(
-    ctx: &ConnCtx,
+    shared: &Shared,
+    peer: SocketAddr,
     backend: &BackendState,
     error: &dyn std::fmt::Display,
-) -> Response<RespBody> {
+) -> Failure {
     backend
         .stats
         .response_errors
         .fetch_add(1, Ordering::Relaxed);
     backend.stats.count_status(502);
     let msg = format!("backend {} failed: {error}", backend.name);
-    error_response(ctx, StatusCode::BAD_GATEWAY, &msg)
+    fail(shared, peer, StatusCode::BAD_GATEWAY, &msg)
 }
 
 /// A failed connect: counted, maybe the backend marked down. Returns whether
@@ -239,36 +253,55 @@ fn connect_failed(
     true
 }
 
-/// A request without a body: written and answered on this task through an
-/// [`Upstream`] connection (see `upstream.rs`), with the same retries as
-/// [`forward`]: a failed connect goes to another backend; an idempotent request
-/// whose connection closed before any answer byte is sent again (on another
-/// pooled connection while those keep failing, which is a backend that closed
-/// them; then once more elsewhere).
-async fn forward_bodyless(
-    mut parts: http::request::Parts,
-    ctx: &ConnCtx,
+/// A request without a body, its head ready for a backend.
+pub struct Bodyless<'a> {
+    /// Request line, headers (hop-by-hop ones removed, forwarding ones added)
+    /// and the blank line.
+    pub head: &'a [u8],
+    /// The request target, for the balancing key.
+    pub target: &'a str,
+    /// Without a Host header, each backend's address is sent as one.
+    pub has_host: bool,
+    pub idempotent: bool,
+    pub head_request: bool,
+}
+
+/// What a bodyless request got: a backend's answer, or a local error answer.
+pub enum Answer {
+    Backend {
+        head: Head,
+        body: UpstreamBody,
+        backend: InFlight,
+    },
+    Local(Failure),
+}
+
+/// A request written and answered on this task through an [`Upstream`]
+/// connection (see `upstream.rs`), with the same retries as [`forward`]: a
+/// failed connect goes to another backend; an idempotent request whose
+/// connection closed before any answer byte is sent again (on another pooled
+/// connection while those keep failing, which is a backend that closed them;
+/// then once more elsewhere).
+pub async fn exchange(
+    req: &Bodyless<'_>,
+    shared: &Shared,
+    peer: SocketAddr,
     snap: &Snapshot,
-) -> Response<RespBody> {
+) -> Answer {
     let cfg = &snap.config;
-    let idempotent = is_idempotent(&parts.method);
-    let target = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
     let key = RequestKey {
-        client_ip: ctx.peer.ip(),
-        path_and_query: target,
+        client_ip: peer.ip(),
+        path_and_query: req.target,
     };
     let mut tried = Tried::default();
     let mut failed_connects = 0u32;
     let mut stale_conns = 0u32;
     let mut replayed = false;
     let mut last_error: Option<ConnectError> = None;
+    let mut with_host = Vec::new();
     loop {
         let Some(idx) = next_backend(snap, &key, &tried) else {
-            return unavailable(ctx, last_error);
+            return Answer::Local(unavailable(shared, peer, last_error));
         };
         let backend = &snap.backends[idx];
         let in_flight = InFlight::new(backend.clone());
@@ -278,7 +311,8 @@ async fn forward_bodyless(
                 drop(in_flight);
                 failed_connects += 1;
                 if !connect_failed(snap, idx, &e, failed_connects, &mut tried) {
-                    return error_response(ctx, connect_status(&e), &e.to_string());
+                    let f = fail(shared, peer, connect_status(&e), &e.to_string());
+                    return Answer::Local(f);
                 }
                 last_error = Some(e);
                 continue;
@@ -287,35 +321,33 @@ async fn forward_bodyless(
         if !reused {
             backend.record_connect(true, cfg.health.passive_fall);
         }
-        if !parts.headers.contains_key(header::HOST) {
-            if let Ok(v) = HeaderValue::from_str(&backend.address.to_string()) {
-                parts.headers.insert(header::HOST, v);
-            }
-        }
+        let head = if req.has_host {
+            req.head
+        } else {
+            // Before the blank line that ends the head.
+            with_host.clear();
+            with_host.extend_from_slice(&req.head[..req.head.len() - 2]);
+            with_host.extend_from_slice(b"host: ");
+            with_host.extend_from_slice(backend.address.to_string().as_bytes());
+            with_host.extend_from_slice(b"\r\n\r\n");
+            &with_host[..]
+        };
         backend.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let sent = tokio::time::timeout(
-            cfg.timeouts.server,
-            conn.send(&parts.method, target, &parts.headers),
-        )
-        .await;
+        let sent =
+            tokio::time::timeout(cfg.timeouts.server, conn.send(head, req.head_request)).await;
         match sent {
-            Err(_) => return server_timeout(ctx, backend, cfg.timeouts.server),
-            Ok(Ok(resp)) => {
-                backend.stats.count_status(resp.status().as_u16());
-                let (mut head, body) = resp.into_parts();
-                strip_hop_by_hop(&mut head.headers);
-                return Response::from_parts(
-                    head,
-                    RespBody {
-                        inner: Inner::Upstream {
-                            body,
-                            backend: in_flight,
-                        },
-                        _phase: PhaseGuard(ctx.phase.clone()),
-                    },
-                );
+            Err(_) => {
+                return Answer::Local(server_timeout(shared, peer, backend, cfg.timeouts.server))
             }
-            Ok(Err(SendError::NoResponse(error))) if idempotent => {
+            Ok(Ok((head, body))) => {
+                backend.stats.count_status(head.status.as_u16());
+                return Answer::Backend {
+                    head,
+                    body,
+                    backend: in_flight,
+                };
+            }
+            Ok(Err(SendError::NoResponse(error))) if req.idempotent => {
                 if reused && stale_conns < 8 {
                     stale_conns += 1;
                     continue;
@@ -330,12 +362,49 @@ async fn forward_bodyless(
                     tracing::debug!(backend = %backend.name, %error, reused, "replaying idempotent request");
                     continue;
                 }
-                return backend_failed(ctx, backend, &error);
+                return Answer::Local(backend_failed(shared, peer, backend, &error));
             }
-            Ok(Err(e)) => {
-                return backend_failed(ctx, backend, &e);
-            }
+            Ok(Err(e)) => return Answer::Local(backend_failed(shared, peer, backend, &e)),
         }
+    }
+}
+
+/// A bodyless request that came through hyper's server (the client side's
+/// own path hands it the unusual ones): [`exchange`], answered through hyper.
+async fn forward_bodyless(
+    parts: http::request::Parts,
+    ctx: &ConnCtx,
+    snap: &Snapshot,
+) -> Response<RespBody> {
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let head = crate::upstream::encode_request(&parts.method, target, &parts.headers);
+    let req = Bodyless {
+        head: &head,
+        target,
+        has_host: parts.headers.contains_key(header::HOST),
+        idempotent: is_idempotent(&parts.method),
+        head_request: parts.method == Method::HEAD,
+    };
+    match exchange(&req, &ctx.shared, ctx.peer, snap).await {
+        Answer::Backend {
+            head,
+            body,
+            backend,
+        } => {
+            let (parts, ()) = head.to_response().into_parts();
+            Response::from_parts(
+                parts,
+                RespBody {
+                    inner: Inner::Upstream { body, backend },
+                    _phase: PhaseGuard(ctx.phase.clone()),
+                },
+            )
+        }
+        Answer::Local(f) => f.response(ctx),
     }
 }
 
@@ -445,6 +514,14 @@ static HOP_BY_HOP: [&HeaderName; 7] = [
     &header::UPGRADE,
 ];
 
+/// Whether a header name (in any case) is one of [`HOP_BY_HOP`].
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    matches!(name.len(), 2 | 7 | 10 | 16 | 17)
+        && HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
+}
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the
 /// Connection header names.
 ///
@@ -527,7 +604,7 @@ fn prepare_request_headers(h: &mut HeaderMap, peer: SocketAddr, xff: bool, xfp: 
 
 /// An address as text, written without the formatting machinery: the
 /// X-Forwarded-For value is built for every request.
-struct IpText {
+pub(crate) struct IpText {
     buf: [u8; 48],
     len: usize,
 }
@@ -542,7 +619,7 @@ impl Default for IpText {
 }
 
 impl IpText {
-    fn write(&mut self, ip: std::net::IpAddr) {
+    pub(crate) fn write(&mut self, ip: std::net::IpAddr) {
         match ip {
             std::net::IpAddr::V4(v4) => {
                 for (i, octet) in v4.octets().into_iter().enumerate() {
@@ -571,7 +648,7 @@ impl IpText {
         self.buf[self.len] = b;
         self.len += 1;
     }
-    fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
 }
@@ -599,34 +676,53 @@ fn backend_response(
     )
 }
 
-fn error_response(ctx: &ConnCtx, status: StatusCode, reason: &str) -> Response<RespBody> {
+/// A local error answer: its status and its one-line text body.
+pub struct Failure {
+    pub status: StatusCode,
+    pub text: String,
+}
+
+impl Failure {
+    fn response(self, ctx: &ConnCtx) -> Response<RespBody> {
+        let mut resp = Response::new(RespBody {
+            inner: Inner::Full(Some(Bytes::from(self.text))),
+            _phase: PhaseGuard(ctx.phase.clone()),
+        });
+        *resp.status_mut() = self.status;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(ERROR_CONTENT_TYPE),
+        );
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+pub const ERROR_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
+/// Counts and logs a local error answer, and writes its text.
+pub fn fail(shared: &Shared, peer: SocketAddr, status: StatusCode, reason: &str) -> Failure {
     let counter = match status.as_u16() {
-        400 => &ctx.shared.stats.bad_requests,
-        502 => &ctx.shared.stats.errors_502,
-        503 => &ctx.shared.stats.errors_503,
-        504 => &ctx.shared.stats.errors_504,
-        _ => &ctx.shared.stats.errors_other,
+        400 => &shared.stats.bad_requests,
+        502 => &shared.stats.errors_502,
+        503 => &shared.stats.errors_503,
+        504 => &shared.stats.errors_504,
+        _ => &shared.stats.errors_other,
     };
     counter.fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(status = status.as_u16(), reason, client = %ctx.peer, "error response");
+    tracing::debug!(status = status.as_u16(), reason, client = %peer, "error response");
     let text = format!(
         "{} {}: {}\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
         reason
     );
-    let mut resp = Response::new(RespBody {
-        inner: Inner::Full(Some(Bytes::from(text))),
-        _phase: PhaseGuard(ctx.phase.clone()),
-    });
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    Failure { status, text }
+}
+
+fn error_response(ctx: &ConnCtx, status: StatusCode, reason: &str) -> Response<RespBody> {
+    fail(&ctx.shared, ctx.peer, status, reason).response(ctx)
 }
 
 /// Counts a request against a backend's in-flight load until dropped.
@@ -636,6 +732,16 @@ impl InFlight {
     fn new(b: Arc<BackendState>) -> Self {
         b.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(b)
+    }
+}
+
+impl InFlight {
+    /// Gives the answer's connection back to the backend's pool if it was
+    /// read to its end and may be used again.
+    pub fn release(&self, body: &mut UpstreamBody) {
+        if let Some(conn) = body.take_reusable() {
+            self.0.pool.checkin_upstream(conn);
+        }
     }
 }
 
@@ -695,9 +801,7 @@ enum Inner {
 impl Drop for RespBody {
     fn drop(&mut self) {
         if let Inner::Upstream { body, backend } = &mut self.inner {
-            if let Some(conn) = body.take_reusable() {
-                backend.0.pool.checkin_upstream(conn);
-            }
+            backend.release(body);
         }
     }
 }

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::{Buf, BytesMut};
 use hyper::header::{HeaderValue, CONNECTION};
 use hyper::service::service_fn;
 use hyper::Version;
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::now_ms;
+use crate::h1;
 use crate::handover::IDLE_CLOSE;
 use crate::live::Shared;
 use crate::proxy::{self, ConnCtx};
@@ -213,6 +215,8 @@ impl HeadScan {
 /// A client socket that tells its [`ConnPhase`] when a new request starts arriving.
 struct PhaseIo {
     inner: ClientIo,
+    /// Bytes the client side's own path read before handing over; read first.
+    prefix: BytesMut,
     phase: Arc<ConnPhase>,
     scan: HeadScan,
 }
@@ -224,6 +228,13 @@ impl AsyncRead for PhaseIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            self.bytes_read(&buf.filled()[before..]);
+            return Poll::Ready(Ok(()));
+        }
         // Once a bodyless request's head is in, hyper keeps reading only to see
         // whether the client hangs up before its answer. On a socket not yet
         // registered that read would cost an epoll registration (and its removal
@@ -241,17 +252,23 @@ impl AsyncRead for PhaseIo {
         }
         let res = self.inner.poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = res {
-            if buf.filled().len() > before {
-                if self.phase.on_bytes_read() {
-                    self.scan = HeadScan::new();
-                }
-                let this = &mut *self;
-                if let Some(both) = this.scan.feed(&buf.filled()[before..]) {
-                    this.phase.cl_and_te.store(both, Ordering::Relaxed);
-                }
-            }
+            self.bytes_read(&buf.filled()[before..]);
         }
         res
+    }
+}
+
+impl PhaseIo {
+    fn bytes_read(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.phase.on_bytes_read() {
+            self.scan = HeadScan::new();
+        }
+        if let Some(both) = self.scan.feed(bytes) {
+            self.phase.cl_and_te.store(both, Ordering::Relaxed);
+        }
     }
 }
 
@@ -290,7 +307,7 @@ impl AsyncWrite for PhaseIo {
 /// request and closes (HTTP/1.0, `ab` without `-k`) then never costs the two
 /// `epoll_ctl` calls (add, and delete on close) a registered socket does. A
 /// keep-alive connection registers the first time it waits for a request.
-enum ClientIo {
+pub(crate) enum ClientIo {
     Direct(std::net::TcpStream),
     Polled(AsyncFd<std::net::TcpStream>),
     /// Only while switching from one to the other, or after registering failed.
@@ -337,7 +354,7 @@ impl ClientIo {
         }
     }
 
-    fn poll_write(
+    pub(crate) fn poll_write(
         &mut self,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
@@ -358,6 +375,67 @@ impl ClientIo {
                     return Poll::Ready(Err(std::io::ErrorKind::NotConnected.into()))
                 }
             }
+        }
+    }
+
+    /// Reads into `buf`'s spare capacity (`want` bytes reserved; a socket
+    /// that waits reserves nothing until it is readable, so an idle
+    /// connection holds no buffer). A read that got less than it asked for
+    /// emptied the socket: its readiness is then cleared, and the next read
+    /// waits for epoll instead of failing with EAGAIN first (the runtime keeps
+    /// readiness that arrives meanwhile).
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        want: usize,
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            match self {
+                ClientIo::Direct(s) => {
+                    buf.reserve(want);
+                    match recv_spare(s.as_raw_fd(), buf) {
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.register()?,
+                        res => return Poll::Ready(res.map(|(n, _)| n)),
+                    }
+                }
+                ClientIo::Polled(a) => {
+                    let mut guard = ready!(a.poll_read_ready(cx))?;
+                    buf.reserve(want);
+                    match recv_spare(a.as_raw_fd(), buf) {
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
+                        res => {
+                            if let Ok((n, asked)) = res {
+                                if n > 0 && n < asked {
+                                    guard.clear_ready();
+                                }
+                            }
+                            return Poll::Ready(res.map(|(n, _)| n));
+                        }
+                    }
+                }
+                ClientIo::Closed => {
+                    return Poll::Ready(Err(std::io::ErrorKind::NotConnected.into()))
+                }
+            }
+        }
+    }
+
+    /// Sends what fits now, ignoring errors: a last word before closing.
+    pub(crate) fn send_now(&self, bytes: &[u8]) {
+        let fd = match self {
+            ClientIo::Direct(s) => s.as_raw_fd(),
+            ClientIo::Polled(a) => a.as_raw_fd(),
+            ClientIo::Closed => return,
+        };
+        // SAFETY: fd is open while self is; send only reads `bytes`.
+        unsafe {
+            libc::send(
+                fd,
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            );
         }
     }
 
@@ -384,6 +462,26 @@ fn recv_into(fd: RawFd, buf: &mut ReadBuf<'_>) -> std::io::Result<()> {
             unsafe { buf.assume_init(n) };
             buf.advance(n);
             return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// One non-blocking `recv` into `buf`'s spare capacity; returns the bytes
+/// read and the bytes asked for.
+fn recv_spare(fd: RawFd, buf: &mut BytesMut) -> std::io::Result<(usize, usize)> {
+    let dst = buf.spare_capacity_mut();
+    let asked = dst.len();
+    loop {
+        // SAFETY: recv writes at most `asked` bytes into the spare capacity,
+        // and only the bytes it reports are then counted as the buffer's.
+        let n = unsafe { libc::recv(fd, dst.as_mut_ptr().cast(), asked, 0) };
+        if n >= 0 {
+            unsafe { buf.set_len(buf.len() + n as usize) };
+            return Ok((n as usize, asked));
         }
         let e = std::io::Error::last_os_error();
         if e.kind() != std::io::ErrorKind::Interrupted {
@@ -478,7 +576,7 @@ fn poll_listener(l: TcpListener) -> std::io::Result<AsyncFd<std::net::TcpListene
         .map_err(|e| e.into_parts().1)
 }
 
-const REQUEST_TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 46\r\nconnection: close\r\n\r\n408 Request Timeout: request head not received";
+use crate::h1::REQUEST_TIMEOUT_408;
 
 /// Serves one client connection until it closes, times out or is drained.
 async fn serve_connection(
@@ -490,7 +588,6 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
-    let phase = Arc::new(ConnPhase::new());
     let (max_buf, client_header, idle) = {
         let snap = shared.live.load();
         let c = &snap.config;
@@ -500,13 +597,39 @@ async fn serve_connection(
             c.timeouts.idle,
         )
     };
+    let _active = shared.stats.connection_opened();
+    let _epoch = shared.handover.connection_opened();
+    let mut handover = shared.handover.subscribe();
+    let mut io = ClientIo::Direct(stream);
+    // Bodyless requests are served by the client side's own path; it hands
+    // the connection to hyper's server for anything else.
+    let limits = h1::Limits {
+        client_header,
+        idle,
+        max_head: max_buf,
+    };
+    let prefix = match h1::serve(
+        &mut io,
+        peer,
+        &shared,
+        &limits,
+        &mut shutdown,
+        &mut handover,
+    )
+    .await
+    {
+        h1::Next::Close => return,
+        h1::Next::Hyper(read) => read,
+    };
+    let phase = Arc::new(ConnPhase::new());
     let ctx = ConnCtx {
         shared: shared.clone(),
         peer,
         phase: phase.clone(),
     };
     let io = TokioIo::new(PhaseIo {
-        inner: ClientIo::Direct(stream),
+        inner: io,
+        prefix,
         phase: phase.clone(),
         scan: HeadScan::new(),
     });
@@ -576,9 +699,6 @@ async fn serve_connection(
         );
     tokio::pin!(conn);
 
-    let _active = shared.stats.connection_opened();
-    let _epoch = shared.handover.connection_opened();
-    let mut handover = shared.handover.subscribe();
     let mut closing = *handover.borrow();
     let mut draining = *shutdown.borrow();
     if draining {

@@ -86,27 +86,25 @@ impl Upstream {
         }
     }
 
-    /// Sends a bodyless request and reads the answer's head. The request head
-    /// is written as given (the caller has prepared its headers).
+    /// Sends a bodyless request's head (request line, headers, blank line; the
+    /// caller prepared it) and reads the answer's head.
     pub async fn send(
         mut self,
-        method: &Method,
-        target: &str,
-        headers: &HeaderMap,
-    ) -> Result<Response<UpstreamBody>, SendError> {
-        let head = encode_request(method, target, headers);
-        if let Err(error) = self.stream.write_all(&head).await {
+        request_head: &[u8],
+        head_request: bool,
+    ) -> Result<(Head, UpstreamBody), SendError> {
+        if let Err(error) = self.stream.write_all(request_head).await {
             return Err(SendError::NoResponse(error));
         }
         loop {
-            let parsed = parse_response(&self.buf, method == Method::HEAD)?;
+            let parsed = parse_response(&self.buf, head_request)?;
             match parsed {
                 Some(Parsed::Informational(n)) => {
                     self.buf.advance(n);
                     continue;
                 }
-                Some(Parsed::Head(resp, n, framing, keep_alive)) => {
-                    self.buf.advance(n);
+                Some(Parsed::Head(mut head, n, framing, keep_alive)) => {
+                    head.raw = self.buf.split_to(n).freeze();
                     let body = UpstreamBody {
                         conn: Some(self),
                         framing,
@@ -115,8 +113,7 @@ impl Upstream {
                         done: framing == Framing::Length(0),
                         failed: None,
                     };
-                    let (parts, ()) = resp.into_parts();
-                    return Ok(Response::from_parts(parts, body));
+                    return Ok((head, body));
                 }
                 None => {}
             }
@@ -165,7 +162,7 @@ fn poll_read_more(
 
 /// The request head bytes: request line, headers, blank line. A bodyless
 /// request whose method normally carries a body says so with a zero length.
-fn encode_request(method: &Method, target: &str, headers: &HeaderMap) -> Vec<u8> {
+pub fn encode_request(method: &Method, target: &str, headers: &HeaderMap) -> Vec<u8> {
     let mut size = method.as_str().len() + target.len() + 16;
     for (k, v) in headers {
         size += k.as_str().len() + v.len() + 4;
@@ -218,7 +215,54 @@ enum Parsed {
     Informational(usize),
     /// The final head, its length, how its body ends and whether the
     /// connection stays open after it.
-    Head(Response<()>, usize, Framing, bool),
+    Head(Head, usize, Framing, bool),
+}
+
+/// An answer's head as the backend sent it, with the headers to pass on:
+/// hop-by-hop headers (and those Connection names) are left out, and so is
+/// Content-Length when Transfer-Encoding overrides it.
+#[derive(Debug)]
+pub struct Head {
+    /// The head's bytes; the spans below point into them.
+    raw: Bytes,
+    pub status: StatusCode,
+    pub version: Version,
+    reason: (u32, u32),
+    /// (name start, name end, value start, value end) of each header kept.
+    fields: Vec<[u32; 4]>,
+}
+
+impl Head {
+    /// The reason phrase as sent (may be empty).
+    pub fn reason(&self) -> &[u8] {
+        &self.raw[self.reason.0 as usize..self.reason.1 as usize]
+    }
+
+    /// The headers to pass on, in the order sent, as (name, value).
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields.iter().map(|f| {
+            (
+                &self.raw[f[0] as usize..f[1] as usize],
+                &self.raw[f[2] as usize..f[3] as usize],
+            )
+        })
+    }
+
+    /// The head as an `http` response, for hyper's server.
+    pub fn to_response(&self) -> Response<()> {
+        let mut map = HeaderMap::with_capacity(self.fields.len());
+        for (name, value) in self.fields() {
+            // httparse checked both, so these conversions do not fail.
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+                map.append(n, v);
+            }
+        }
+        let mut resp = Response::new(());
+        *resp.status_mut() = self.status;
+        *resp.version_mut() = self.version;
+        *resp.headers_mut() = map;
+        resp
+    }
 }
 
 fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<Parsed>, SendError> {
@@ -243,18 +287,15 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<Parsed>, Send
     } else {
         Version::HTTP_11
     };
-    let mut map = HeaderMap::with_capacity(r.headers.len() + 2);
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut has_te = false;
     let mut close = false;
     let mut keep_alive = false;
+    let mut names_listed = false;
     for h in r.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| SendError::Malformed(format!("header name {:?}", h.name)))?;
-        let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| SendError::Malformed(format!("value of {}", h.name)))?;
-        if name == header::CONTENT_LENGTH {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
             let v = std::str::from_utf8(h.value)
                 .ok()
                 .map(str::trim)
@@ -265,7 +306,7 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<Parsed>, Send
                 return Err(SendError::Malformed("conflicting Content-Length".into()));
             }
             length = Some(v);
-        } else if name == header::TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             has_te = true;
             // Only the last coding decides; `chunked` anywhere else is invalid.
             chunked = h
@@ -273,14 +314,18 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<Parsed>, Send
                 .rsplit(|&b| b == b',')
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name == header::CONNECTION {
+        } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                } else if !token.is_empty() {
+                    names_listed = true;
+                }
             }
         }
-        map.append(name, value);
     }
     let mut reusable = match version {
         Version::HTTP_10 => keep_alive && !close,
@@ -294,7 +339,6 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<Parsed>, Send
         // Transfer-Encoding overrides Content-Length, and such an answer may be
         // a smuggling attempt: read it, then close the connection.
         if length.is_some() {
-            map.remove(header::CONTENT_LENGTH);
             reusable = false;
         }
         if chunked {
@@ -309,11 +353,41 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<Parsed>, Send
         reusable = false;
         Framing::Close
     };
-    let mut resp = Response::new(());
-    *resp.status_mut() = status;
-    *resp.version_mut() = version;
-    *resp.headers_mut() = map;
-    Ok(Some(Parsed::Head(resp, n, framing, reusable)))
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+    let mut fields = Vec::with_capacity(r.headers.len());
+    for h in r.headers.iter() {
+        let name = h.name.as_bytes();
+        if crate::proxy::is_hop_by_hop(name)
+            || (has_te && name.eq_ignore_ascii_case(b"content-length"))
+            || (names_listed && listed_in_connection(r.headers, name))
+        {
+            continue;
+        }
+        let (ns, vs) = (at(name), at(h.value));
+        fields.push([ns, ns + name.len() as u32, vs, vs + h.value.len() as u32]);
+    }
+    let reason = r.reason.map_or((0, 0), |t| {
+        let s = at(t.as_bytes());
+        (s, s + t.len() as u32)
+    });
+    let head = Head {
+        raw: Bytes::new(),
+        status,
+        version,
+        reason,
+        fields,
+    };
+    Ok(Some(Parsed::Head(head, n, framing, reusable)))
+}
+
+/// Whether a Connection header among `headers` names `name` (RFC 9110 §7.6.1).
+fn listed_in_connection(headers: &[httparse::Header<'_>], name: &[u8]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
 }
 
 /// An answer's body, read from the backend as the client takes it.
@@ -402,6 +476,37 @@ impl UpstreamBody {
 
     pub fn is_end_stream(&self) -> bool {
         self.done
+    }
+
+    /// Body bytes that arrived with the head, without waiting for more. A
+    /// framing error found here is reported by the next [`Self::poll_data`].
+    pub fn take_buffered(&mut self) -> Option<Bytes> {
+        if self.done || self.failed.is_some() {
+            return None;
+        }
+        let conn = self.conn.as_mut()?;
+        match decode(&mut self.framing, &mut conn.buf) {
+            Ok(Step::Data(d, end)) => {
+                self.done = end;
+                Some(d)
+            }
+            Ok(Step::End) => {
+                self.done = true;
+                None
+            }
+            Ok(Step::NeedMore) => None,
+            Err(e) => {
+                self.conn = None;
+                self.failed = Some(io::Error::new(io::ErrorKind::InvalidData, e));
+                None
+            }
+        }
+    }
+
+    /// Whether Content-Length (or the lack of a body) frames the answer, so
+    /// the client can be given the same length.
+    pub fn has_length(&self) -> bool {
+        matches!(self.framing, Framing::Length(_))
     }
 
     /// The exact length when Content-Length gives it.
@@ -549,7 +654,10 @@ mod tests {
 
     fn head(text: &str, head_request: bool) -> (Response<()>, usize, Framing, bool) {
         match parse_response(text.as_bytes(), head_request) {
-            Ok(Some(Parsed::Head(r, n, f, k))) => (r, n, f, k),
+            Ok(Some(Parsed::Head(mut h, n, f, k))) => {
+                h.raw = Bytes::copy_from_slice(&text.as_bytes()[..n]);
+                (h.to_response(), n, f, k)
+            }
             other => panic!("{text:?}: {other:?}"),
         }
     }

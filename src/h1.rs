@@ -1,0 +1,619 @@
+//! The client side's own HTTP/1 path: requests without a body are read from
+//! the client's socket, forwarded and answered here, without hyper's server.
+//!
+//! Most of what a load balancer carries is GET and HEAD. For those, hyper's
+//! server parsed each request into a `HeaderMap` that the backend path then
+//! wrote out again, and built another map from the backend's answer only to
+//! encode it once more; its connection task also woke through several layers
+//! for each request. Here the request head is parsed once (httparse), its
+//! headers are copied to the backend head as they are (minus the hop-by-hop
+//! ones, plus the forwarding ones), and the backend's answer head goes to the
+//! client the same way, in one `sendmsg` with the body bytes that came with it.
+//!
+//! Anything unusual — a request with a body, `Expect`, `Upgrade`, CONNECT, a
+//! target that is not origin-form, a Connection header naming many headers —
+//! hands the connection, with every byte read so far, to hyper's server
+//! (`server.rs`), which serves it from there on. Errors keep their meaning on
+//! both paths: a malformed head gets 400 and the connection closes, an
+//! oversized one 431, a slow one 408, a backend failure 502/503/504 with a
+//! reason.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, BytesMut};
+use http::StatusCode;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::handover::IDLE_CLOSE;
+use crate::live::Shared;
+use crate::proxy::{self, Answer, Bodyless, Failure, IpText};
+use crate::server::ClientIo;
+use crate::upstream::{Head, UpstreamBody};
+
+/// Most headers in a request head (hyper's limit too).
+const MAX_HEADERS: usize = 100;
+/// How much is read from a client at a time.
+const READ_SIZE: usize = 4096;
+
+/// How a connection left this path.
+pub(crate) enum Next {
+    Close,
+    /// hyper's server takes over; these bytes (the request it is to handle
+    /// first, and whatever followed) were already read.
+    Hyper(BytesMut),
+}
+
+pub(crate) struct Limits {
+    pub client_header: Duration,
+    pub idle: Duration,
+    pub max_head: usize,
+}
+
+/// Serves requests on `io` until it closes, times out, is drained, or meets a
+/// request for hyper.
+pub(crate) async fn serve(
+    io: &mut ClientIo,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    limits: &Limits,
+    shutdown: &mut watch::Receiver<bool>,
+    handover: &mut watch::Receiver<bool>,
+) -> Next {
+    let mut buf = BytesMut::new();
+    // One timer for the connection's life, moved to each wait's deadline.
+    let timer = tokio::time::sleep(limits.client_header);
+    tokio::pin!(timer);
+    // The first head is due client-header after the accept; after an answer
+    // the connection is idle until bytes arrive, then the next head is due.
+    let mut head_deadline = Instant::now() + limits.client_header;
+    let mut idle_since: Option<Instant> = None;
+    let mut draining = *shutdown.borrow();
+    let mut closing = *handover.borrow();
+    loop {
+        let req = loop {
+            if !buf.is_empty() {
+                match prepare(&buf, peer, shared) {
+                    Parse::Ready(req) => break req,
+                    Parse::Partial if buf.len() < limits.max_head => {}
+                    Parse::Partial => {
+                        let reason = "request head too large";
+                        refuse(
+                            io,
+                            shared,
+                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            reason,
+                        )
+                        .await;
+                        return Next::Close;
+                    }
+                    Parse::Hyper => return Next::Hyper(buf),
+                    Parse::Bad(status, reason) => {
+                        refuse(io, shared, status, reason).await;
+                        return Next::Close;
+                    }
+                }
+            }
+            let res = match poll_fn(|cx| Poll::Ready(io.poll_recv(cx, &mut buf, READ_SIZE))).await {
+                Poll::Ready(res) => res,
+                Poll::Pending => {
+                    // Nothing to read yet: wait for bytes, a deadline, a drain or a handover.
+                    let idle = buf.is_empty() && idle_since.is_some();
+                    let deadline = match idle_since {
+                        Some(since) if idle => {
+                            if draining || (closing && since.elapsed() >= IDLE_CLOSE) {
+                                return Next::Close;
+                            }
+                            let mut at = since + limits.idle;
+                            if closing {
+                                at = at.min(since + IDLE_CLOSE);
+                            }
+                            at
+                        }
+                        _ => {
+                            if draining && buf.is_empty() {
+                                return Next::Close;
+                            }
+                            head_deadline
+                        }
+                    };
+                    if buf.is_empty() {
+                        // An idle connection holds no buffer.
+                        buf = BytesMut::new();
+                    }
+                    timer.as_mut().reset(deadline);
+                    tokio::select! {
+                        biased;
+                        res = poll_fn(|cx| io.poll_recv(cx, &mut buf, READ_SIZE)) => res,
+                        () = &mut timer => {
+                            if !idle {
+                                shared.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
+                                io.send_now(REQUEST_TIMEOUT_408);
+                            }
+                            return Next::Close;
+                        }
+                        _ = shutdown.changed(), if !draining => {
+                            draining = true;
+                            continue;
+                        }
+                        Ok(()) = handover.changed() => {
+                            closing = *handover.borrow_and_update();
+                            continue;
+                        }
+                    }
+                }
+            };
+            match res {
+                Ok(0) | Err(_) => return Next::Close,
+                Ok(_) => {
+                    if idle_since.take().is_some() {
+                        head_deadline = Instant::now() + limits.client_header;
+                    }
+                }
+            }
+        };
+        buf.advance(req.head_len);
+
+        let started = std::time::Instant::now();
+        shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let snap = shared.live.load_full();
+        let bodyless = Bodyless {
+            head: &req.out,
+            target: req.target(),
+            has_host: req.has_host,
+            idempotent: req.idempotent,
+            head_request: req.head_request,
+        };
+        let answer = proxy::exchange(&bodyless, shared, peer, &snap).await;
+        let keep_alive = req.keep_alive && !shared.handover.closing() && !*shutdown.borrow();
+        let (status, bytes, reusable) = match answer {
+            Answer::Local(f) => write_local(io, &f, req.http10, keep_alive).await,
+            Answer::Backend {
+                head,
+                mut body,
+                backend,
+            } => {
+                let out = write_answer(io, &head, &mut body, req.http10, keep_alive).await;
+                backend.release(&mut body);
+                out
+            }
+        };
+        shared
+            .metrics
+            .duration
+            .observe(started.elapsed().as_secs_f64());
+        if let (Some(log), Some(fields)) = (&shared.access_log, req.log) {
+            log.log(crate::access_log::Record {
+                client: peer.ip(),
+                at: fields.at,
+                method: fields.method,
+                target: fields.target,
+                version: if req.http10 {
+                    http::Version::HTTP_10
+                } else {
+                    http::Version::HTTP_11
+                },
+                status,
+                bytes,
+                referer: fields.referer,
+                user_agent: fields.user_agent,
+                duration: started.elapsed(),
+            });
+        }
+        if !reusable {
+            return Next::Close;
+        }
+        idle_since = Some(Instant::now());
+    }
+}
+
+pub(crate) const REQUEST_TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 46\r\nconnection: close\r\n\r\n408 Request Timeout: request head not received";
+
+/// A request this path serves, its backend head prepared.
+struct Prepared {
+    /// The head for the backend.
+    out: Vec<u8>,
+    /// Where the target is in `out`.
+    target: (usize, usize),
+    /// Length of the client's head.
+    head_len: usize,
+    has_host: bool,
+    idempotent: bool,
+    head_request: bool,
+    http10: bool,
+    /// The client keeps the connection open after the answer.
+    keep_alive: bool,
+    /// What the access log needs, only when it is on.
+    log: Option<LogFields>,
+}
+
+impl Prepared {
+    fn target(&self) -> &str {
+        // The target was checked to be visible ASCII.
+        std::str::from_utf8(&self.out[self.target.0..self.target.1]).unwrap_or("/")
+    }
+}
+
+struct LogFields {
+    at: SystemTime,
+    method: http::Method,
+    target: String,
+    referer: Option<String>,
+    user_agent: Option<String>,
+}
+
+enum Parse {
+    Ready(Prepared),
+    Partial,
+    /// A request hyper's server handles.
+    Hyper,
+    Bad(StatusCode, &'static str),
+}
+
+/// Parses a request head from `buf` and, if this path serves it, prepares the
+/// backend's head: the request line in HTTP/1.1, the client's headers as sent
+/// except the hop-by-hop ones (and those Connection names), X-Forwarded-For
+/// and X-Forwarded-Proto as configured.
+fn prepare(buf: &[u8], peer: SocketAddr, shared: &Shared) -> Parse {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parse::Partial,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parse::Bad(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too many headers",
+            )
+        }
+        Err(e) => return Parse::Bad(StatusCode::BAD_REQUEST, parse_error(e)),
+    };
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Parse::Bad(StatusCode::BAD_REQUEST, "incomplete request line");
+    };
+    if method == "CONNECT"
+        || !target.starts_with('/')
+        || !target.bytes().all(|b| (0x21..0x7f).contains(&b))
+    {
+        return Parse::Hyper;
+    }
+    let mut has_host = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut zero_length = false;
+    let mut listed: [&[u8]; 8] = [b""; 8];
+    let mut n_listed = 0;
+    let mut forwarded_for: Option<&[u8]> = None;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => has_host = true,
+            6 if name.eq_ignore_ascii_case(b"expect") => return Parse::Hyper,
+            7 if name.eq_ignore_ascii_case(b"upgrade") => return Parse::Hyper,
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => return Parse::Hyper,
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                // A body, or a length given twice: hyper's path and its checks.
+                if zero_length || h.value.trim_ascii() != b"0" {
+                    return Parse::Hyper;
+                }
+                zero_length = true;
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in h.value.split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        keep_alive_token = true;
+                    } else if !token.is_empty() {
+                        if n_listed == listed.len() {
+                            return Parse::Hyper;
+                        }
+                        listed[n_listed] = token;
+                        n_listed += 1;
+                    }
+                }
+            }
+            15 if name.eq_ignore_ascii_case(b"x-forwarded-for") => {
+                forwarded_for = forwarded_for.or(Some(h.value));
+            }
+            _ => {}
+        }
+    }
+    let (xff, xfp) = {
+        let cfg = &shared.live.load().config.proxy;
+        (cfg.x_forwarded_for, cfg.x_forwarded_proto)
+    };
+    let http10 = version == 0;
+    let mut out = Vec::with_capacity(head_len + 80);
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    let target_at = (out.len(), out.len() + target.len());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        if proxy::is_hop_by_hop(name)
+            || listed[..n_listed]
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(name))
+            || (xff && name.eq_ignore_ascii_case(b"x-forwarded-for"))
+            || (xfp && name.eq_ignore_ascii_case(b"x-forwarded-proto"))
+        {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if xff {
+        // Appended to the first value the client sent, as the hyper path does.
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if let Some(prev) = forwarded_for {
+            out.extend_from_slice(prev);
+            out.extend_from_slice(b", ");
+        }
+        let mut ip = IpText::default();
+        ip.write(peer.ip());
+        out.extend_from_slice(ip.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if xfp {
+        out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+    }
+    // A bodyless request whose method normally has a body says so.
+    if matches!(method, "POST" | "PUT" | "PATCH") && !zero_length {
+        out.extend_from_slice(b"content-length: 0\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let log = shared.access_log.as_ref().map(|_| {
+        let text = |wanted: &str| {
+            req.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(wanted))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned())
+        };
+        LogFields {
+            at: SystemTime::now(),
+            method: http::Method::from_bytes(method.as_bytes()).unwrap_or_default(),
+            target: target.to_string(),
+            referer: text("referer"),
+            user_agent: text("user-agent"),
+        }
+    });
+    Parse::Ready(Prepared {
+        out,
+        target: target_at,
+        head_len,
+        has_host,
+        idempotent: matches!(
+            method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        ),
+        head_request: method == "HEAD",
+        http10,
+        keep_alive: if http10 {
+            keep_alive_token && !close
+        } else {
+            !close
+        },
+        log,
+    })
+}
+
+fn parse_error(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Status => "invalid status",
+        httparse::Error::Token => "invalid token in the request line",
+        httparse::Error::TooManyHeaders => "too many headers",
+        httparse::Error::Version => "invalid HTTP version",
+    }
+}
+
+/// Answers a request that cannot be served and is the connection's last:
+/// counted as a bad request, `Connection: close`.
+async fn refuse(io: &mut ClientIo, shared: &Shared, status: StatusCode, reason: &str) {
+    shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+    let text = format!(
+        "{} {}: {reason}\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let f = Failure { status, text };
+    write_local(io, &f, false, false).await;
+}
+
+/// The client's status line and connection header for an answer.
+fn status_line(out: &mut Vec<u8>, http10: bool, status: StatusCode, reason: &[u8]) {
+    out.extend_from_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn connection_header(out: &mut Vec<u8>, http10: bool, keep_alive: bool) {
+    match (http10, keep_alive) {
+        (false, false) => out.extend_from_slice(b"connection: close\r\n"),
+        (true, true) => out.extend_from_slice(b"connection: keep-alive\r\n"),
+        _ => {}
+    }
+}
+
+/// Writes a local answer. Returns (status, body length, connection reusable).
+async fn write_local(
+    io: &mut ClientIo,
+    f: &Failure,
+    http10: bool,
+    keep_alive: bool,
+) -> (u16, Option<u64>, bool) {
+    let mut out = Vec::with_capacity(160 + f.text.len());
+    let reason = f.status.canonical_reason().unwrap_or("");
+    status_line(&mut out, http10, f.status, reason.as_bytes());
+    out.extend_from_slice(b"content-type: ");
+    out.extend_from_slice(proxy::ERROR_CONTENT_TYPE.as_bytes());
+    out.extend_from_slice(b"\r\ncache-control: no-store\r\ncontent-length: ");
+    out.extend_from_slice(f.text.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    connection_header(&mut out, http10, keep_alive);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(f.text.as_bytes());
+    let ok = write_all(io, &mut [IoSlice::new(&out)]).await.is_ok();
+    (
+        f.status.as_u16(),
+        Some(f.text.len() as u64),
+        ok && keep_alive,
+    )
+}
+
+/// Writes a backend's answer: its head as the client's, then its body as it
+/// arrives. A body without a length goes chunked to an HTTP/1.1 client that
+/// keeps its connection, and until the close otherwise. A backend failing
+/// mid-body ends the client's connection, so the client sees the answer cut.
+/// Returns (status, body length if known, connection reusable).
+async fn write_answer(
+    io: &mut ClientIo,
+    head: &Head,
+    body: &mut UpstreamBody,
+    http10: bool,
+    keep_alive: bool,
+) -> (u16, Option<u64>, bool) {
+    let length = body.exact_len();
+    let (chunked, keep_alive) = match body.has_length() {
+        true => (false, keep_alive),
+        false if keep_alive && !http10 => (true, true),
+        false => (false, false),
+    };
+    let mut out = Vec::with_capacity(512);
+    status_line(&mut out, http10, head.status, head.reason());
+    for (name, value) in head.fields() {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    connection_header(&mut out, http10, keep_alive);
+    out.extend_from_slice(b"\r\n");
+    let status = head.status.as_u16();
+    // The head goes out with the body bytes that came with it.
+    let first = body.take_buffered().unwrap_or_default();
+    if write_piece(io, &out, &first, chunked, body.is_end_stream())
+        .await
+        .is_err()
+    {
+        return (status, length, false);
+    }
+    while !body.is_end_stream() {
+        match poll_fn(|cx| body.poll_data(cx)).await {
+            Ok(Some(data)) => {
+                let end = body.is_end_stream();
+                if write_piece(io, b"", &data, chunked, end).await.is_err() {
+                    return (status, length, false);
+                }
+            }
+            Ok(None) => {
+                // The body ended with the backend's close.
+                if chunked && write_piece(io, b"", b"", true, true).await.is_err() {
+                    return (status, length, false);
+                }
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "backend failed inside the answer body");
+                return (status, length, false);
+            }
+        }
+    }
+    (status, length, keep_alive)
+}
+
+/// Writes `head` (may be empty) and `data`, chunk-framed if `chunked`, with
+/// the last chunk if `last`.
+async fn write_piece(
+    io: &mut ClientIo,
+    head: &[u8],
+    data: &[u8],
+    chunked: bool,
+    last: bool,
+) -> io::Result<()> {
+    let mut size = [0u8; 18];
+    let mut size_len = 0;
+    if chunked && !data.is_empty() {
+        let hex = format_hex(data.len(), &mut size);
+        size_len = hex;
+    }
+    let (crlf, end): (&[u8], &[u8]) = match (chunked, !data.is_empty(), last) {
+        (false, ..) => (b"", b""),
+        (true, true, true) => (b"\r\n", b"0\r\n\r\n"),
+        (true, true, false) => (b"\r\n", b""),
+        (true, false, true) => (b"", b"0\r\n\r\n"),
+        (true, false, false) => (b"", b""),
+    };
+    let mut parts = [
+        IoSlice::new(head),
+        IoSlice::new(&size[..size_len]),
+        IoSlice::new(data),
+        IoSlice::new(crlf),
+        IoSlice::new(end),
+    ];
+    write_all(io, &mut parts).await
+}
+
+/// Writes `n` in hex and CRLF into `out`; returns the length written.
+fn format_hex(mut n: usize, out: &mut [u8; 18]) -> usize {
+    let mut digits = [0u8; 16];
+    let mut len = 0;
+    loop {
+        digits[len] = b"0123456789abcdef"[n & 15];
+        len += 1;
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        out[i] = digits[len - 1 - i];
+    }
+    out[len] = b'\r';
+    out[len + 1] = b'\n';
+    len + 2
+}
+
+async fn write_all(io: &mut ClientIo, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        let n = poll_fn(|cx| io.poll_write(cx, parts)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut parts, n);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes_are_hex() {
+        for n in [1usize, 9, 10, 15, 16, 255, 1500, 65536, usize::MAX] {
+            let mut out = [0u8; 18];
+            let len = format_hex(n, &mut out);
+            assert_eq!(&out[..len], format!("{n:x}\r\n").as_bytes());
+        }
+    }
+}
