@@ -79,7 +79,16 @@ pub(crate) async fn serve(
     loop {
         let req = loop {
             if !buf.is_empty() {
-                match prepare(&buf, peer, shared) {
+                let fwd = {
+                    let cfg = &shared.live.load().config.proxy;
+                    Forwarding {
+                        peer,
+                        xff: cfg.x_forwarded_for,
+                        xfp: cfg.x_forwarded_proto,
+                        log: shared.access_log.is_some(),
+                    }
+                };
+                match prepare(&buf, &fwd) {
                     Parse::Ready(req) => break req,
                     Parse::Partial if buf.len() < limits.max_head => {}
                     Parse::Partial => {
@@ -216,6 +225,7 @@ pub(crate) async fn serve(
 pub(crate) const REQUEST_TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 46\r\nconnection: close\r\n\r\n408 Request Timeout: request head not received";
 
 /// A request this path serves, its backend head prepared.
+#[derive(Debug)]
 struct Prepared {
     /// The head for the backend.
     out: Vec<u8>,
@@ -240,6 +250,7 @@ impl Prepared {
     }
 }
 
+#[derive(Debug)]
 struct LogFields {
     at: SystemTime,
     method: http::Method,
@@ -248,6 +259,15 @@ struct LogFields {
     user_agent: Option<String>,
 }
 
+/// What a backend head gets added, and whether the access log is on.
+struct Forwarding {
+    peer: SocketAddr,
+    xff: bool,
+    xfp: bool,
+    log: bool,
+}
+
+#[derive(Debug)]
 enum Parse {
     Ready(Prepared),
     Partial,
@@ -260,7 +280,7 @@ enum Parse {
 /// backend's head: the request line in HTTP/1.1, the client's headers as sent
 /// except the hop-by-hop ones (and those Connection names), X-Forwarded-For
 /// and X-Forwarded-Proto as configured.
-fn prepare(buf: &[u8], peer: SocketAddr, shared: &Shared) -> Parse {
+fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
@@ -326,10 +346,7 @@ fn prepare(buf: &[u8], peer: SocketAddr, shared: &Shared) -> Parse {
             _ => {}
         }
     }
-    let (xff, xfp) = {
-        let cfg = &shared.live.load().config.proxy;
-        (cfg.x_forwarded_for, cfg.x_forwarded_proto)
-    };
+    let (xff, xfp) = (fwd.xff, fwd.xfp);
     let http10 = version == 0;
     let mut out = Vec::with_capacity(head_len + 80);
     out.extend_from_slice(method.as_bytes());
@@ -361,7 +378,7 @@ fn prepare(buf: &[u8], peer: SocketAddr, shared: &Shared) -> Parse {
             out.extend_from_slice(b", ");
         }
         let mut ip = IpText::default();
-        ip.write(peer.ip());
+        ip.write(fwd.peer.ip());
         out.extend_from_slice(ip.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
@@ -373,7 +390,7 @@ fn prepare(buf: &[u8], peer: SocketAddr, shared: &Shared) -> Parse {
         out.extend_from_slice(b"content-length: 0\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    let log = shared.access_log.as_ref().map(|_| {
+    let log = fwd.log.then(|| {
         let text = |wanted: &str| {
             req.headers
                 .iter()
@@ -607,6 +624,122 @@ async fn write_all(io: &mut ClientIo, mut parts: &mut [IoSlice<'_>]) -> io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fwd(xff: bool, xfp: bool) -> Forwarding {
+        Forwarding {
+            peer: "198.18.0.7:40000".parse().unwrap(),
+            xff,
+            xfp,
+            log: false,
+        }
+    }
+
+    fn ready(head: &str, f: &Forwarding) -> Prepared {
+        match prepare(head.as_bytes(), f) {
+            Parse::Ready(p) => p,
+            other => panic!("{head:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn backend_heads_keep_the_clients_headers_minus_hop_by_hop() {
+        let head = "GET /a?b=1 HTTP/1.1\r\nHost: shop\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 198.18.0.1\r\nX-Forwarded-For: 198.18.0.2\r\nX-Forwarded-Proto: https\r\nAccept: */*\r\n\r\nNEXT";
+        let p = ready(head, &fwd(true, true));
+        assert_eq!(
+            String::from_utf8(p.out.clone()).unwrap(),
+            "GET /a?b=1 HTTP/1.1\r\nHost: shop\r\nAccept: */*\r\nx-forwarded-for: 198.18.0.1, 198.18.0.7\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+        assert_eq!(p.target(), "/a?b=1");
+        assert_eq!(
+            p.head_len,
+            head.len() - "NEXT".len(),
+            "a pipelined request stays"
+        );
+        assert!(p.has_host && p.keep_alive && p.idempotent && !p.http10);
+        // Forwarding headers off: the client's pass as they are.
+        let p = ready(
+            "GET / HTTP/1.1\r\nX-Forwarded-For: 198.18.0.1\r\n\r\n",
+            &fwd(false, false),
+        );
+        assert_eq!(
+            String::from_utf8(p.out).unwrap(),
+            "GET / HTTP/1.1\r\nX-Forwarded-For: 198.18.0.1\r\n\r\n"
+        );
+        assert!(!p.has_host);
+        // A bodyless POST says so; a zero length is kept as sent.
+        let p = ready("POST /x HTTP/1.1\r\nHost: h\r\n\r\n", &fwd(false, false));
+        assert!(String::from_utf8(p.out)
+            .unwrap()
+            .ends_with("content-length: 0\r\n\r\n"));
+        assert!(!p.idempotent);
+        let p = ready(
+            "POST /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            &fwd(false, false),
+        );
+        assert_eq!(
+            String::from_utf8(p.out).unwrap(),
+            "POST /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn keep_alive_follows_each_version() {
+        let f = fwd(false, false);
+        assert!(!ready("GET / HTTP/1.0\r\n\r\n", &f).keep_alive);
+        let p = ready("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", &f);
+        assert!(p.keep_alive && p.http10);
+        assert!(!ready("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", &f).keep_alive);
+        assert!(ready("HEAD / HTTP/1.1\r\n\r\n", &f).head_request);
+    }
+
+    #[test]
+    fn unusual_requests_go_to_hyper_and_broken_ones_are_refused() {
+        let f = fwd(true, true);
+        for head in [
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            "GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "GET http://shop/ HTTP/1.1\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\n\r\n",
+            "CONNECT shop:443 HTTP/1.1\r\n\r\n",
+            "GET /caf\u{e9} HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nConnection: a, b, c, d, e, f, g, h, i\r\n\r\n",
+        ] {
+            assert!(
+                matches!(prepare(head.as_bytes(), &f), Parse::Hyper),
+                "{head:?}"
+            );
+        }
+        assert!(matches!(
+            prepare(b"GET / HTTP/1.1\r\nHost: t", &f),
+            Parse::Partial
+        ));
+        for head in [
+            "GET / HTTP/1.1\r\nHost : t\r\n\r\n",
+            "GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
+            "GET / HTTP/1.1\r\nX: a\0b\r\n\r\n",
+            "GARBAGE\r\n\r\n",
+            "GET / HTTP/2.0\r\n\r\n",
+        ] {
+            assert!(
+                matches!(
+                    prepare(head.as_bytes(), &f),
+                    Parse::Bad(StatusCode::BAD_REQUEST, _)
+                ),
+                "{head:?}"
+            );
+        }
+        let many = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            "X: 1\r\n".repeat(MAX_HEADERS + 1)
+        );
+        assert!(matches!(
+            prepare(many.as_bytes(), &f),
+            Parse::Bad(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, _)
+        ));
+    }
 
     #[test]
     fn chunk_sizes_are_hex() {

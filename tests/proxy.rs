@@ -1229,3 +1229,98 @@ fn closed_pooled_connections_do_not_fail_bodyless_requests() {
     assert_eq!((status, body.as_str()), (200, "ok"));
     assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) >= 41);
 }
+
+/// Reads one answer whose body is chunked; returns its head and decoded body.
+fn read_chunked_response(s: &mut TcpStream) -> Result<(String, String), String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if let Some(stop) = buf[end..].windows(5).position(|w| w == b"0\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                let mut wire = &buf[end + 4..end + stop + 5];
+                let mut body = String::new();
+                loop {
+                    let line_end = wire.windows(2).position(|w| w == b"\r\n").ok_or("size")?;
+                    let size = usize::from_str_radix(
+                        std::str::from_utf8(&wire[..line_end]).map_err(|e| e.to_string())?,
+                        16,
+                    )
+                    .map_err(|e| e.to_string())?;
+                    if size == 0 {
+                        return Ok((head, body));
+                    }
+                    let data = &wire[line_end + 2..line_end + 2 + size];
+                    body.push_str(&String::from_utf8_lossy(data));
+                    wire = &wire[line_end + 2 + size + 2..];
+                }
+            }
+        }
+        let n = s.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err(format!("closed: {:?}", String::from_utf8_lossy(&buf)));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// An answer without a length (the backend closes to end it) reaches an
+/// HTTP/1.1 client chunked, on a connection that stays open; a chunked answer
+/// reaches an HTTP/1.0 client without chunks, ended by the close.
+#[test]
+fn answers_without_a_length_are_chunked_for_http11_and_closed_for_http10() {
+    static ANSWERS: [&[u8]; 2] = [
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nuntil the close",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    ];
+    let (addr, _) = scripted_backend(&ANSWERS, true);
+    let lb = Floatlb::start(&raw_backend_table(addr));
+    let mut s = TcpStream::connect(lb.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let (head, body) = read_chunked_response(&mut s).expect("chunked answer");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("transfer-encoding: chunked"), "{head}");
+    assert!(
+        lower.contains("x-a: 1") && !lower.contains("connection: close"),
+        "{head}"
+    );
+    assert_eq!(body, "until the close");
+
+    let (status, headers, body) = raw_request(lb.addr, "GET /2 HTTP/1.0\r\nHost: t\r\n\r\n");
+    assert_eq!((status, body.as_str()), (200, "hello world"));
+    assert!(
+        header(&headers, "transfer-encoding").is_none(),
+        "{headers:?}"
+    );
+
+    // The first connection is still open for the next request.
+    s.write_all(b"GET /3 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let (_, body) = read_chunked_response(&mut s).expect("same connection");
+    assert_eq!(body, "until the close");
+}
+
+/// A connection on the client side's own path hands over to hyper's server at
+/// the first request it does not serve (one with a body), with the bytes
+/// already read: that request and a bodyless one pipelined behind it are both
+/// answered, in order, on the same connection.
+#[test]
+fn a_request_with_a_body_moves_the_connection_to_hyper_without_losing_bytes() {
+    let a = TestBackend::start("a");
+    let lb = Floatlb::start(&backend_tables(&[(&a, 1)]));
+    let mut s = TcpStream::connect(lb.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(read_one_response(&mut s), Ok((200, "a".to_string())));
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhelloGET /headers HTTP/1.1\r\nHost: t\r\nX-Next: 2\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(read_one_response(&mut s), Ok((200, "5".to_string())));
+    let (status, body) = read_one_response(&mut s).expect("pipelined after the body");
+    assert_eq!(status, 200);
+    assert!(body.contains("x-next: 2"), "{body}");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(read_one_response(&mut s), Ok((200, "a".to_string())));
+    assert_eq!(a.requests(), 4);
+}
