@@ -134,6 +134,7 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
     tracing::info!(drain_timeout = ?drain, "shutting down: closing listener, draining connections");
     shared.stats.set_accepting(false);
     let _ = shutdown_tx.send(true);
+    shared.handover.wake_connections();
     let _ = accept.await;
     let deadline = tokio::time::Instant::now() + drain;
     while shared.stats.connections_active.load(Ordering::Relaxed) > 0

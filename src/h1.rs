@@ -63,8 +63,7 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     shared: &Arc<Shared>,
     limits: &Limits,
-    shutdown: &mut watch::Receiver<bool>,
-    handover: &mut watch::Receiver<bool>,
+    shutdown: &watch::Receiver<bool>,
 ) -> Next {
     let mut buf = BytesMut::new();
     // One timer for the connection's life, moved to each wait's deadline.
@@ -74,8 +73,11 @@ pub(crate) async fn serve(
     // the connection is idle until bytes arrive, then the next head is due.
     let mut head_deadline = Instant::now() + limits.client_header;
     let mut idle_since: Option<Instant> = None;
+    // Created before the flags are read, so a change after that wakes it.
+    let woken = shared.handover.woken();
+    tokio::pin!(woken);
     let mut draining = *shutdown.borrow();
-    let mut closing = *handover.borrow();
+    let mut closing = shared.handover.closing();
     loop {
         let req = loop {
             if !buf.is_empty() {
@@ -147,12 +149,10 @@ pub(crate) async fn serve(
                             }
                             return Next::Close;
                         }
-                        _ = shutdown.changed(), if !draining => {
-                            draining = true;
-                            continue;
-                        }
-                        Ok(()) = handover.changed() => {
-                            closing = *handover.borrow_and_update();
+                        () = &mut woken => {
+                            woken.set(shared.handover.woken());
+                            draining = *shutdown.borrow();
+                            closing = shared.handover.closing();
                             continue;
                         }
                     }
@@ -218,7 +218,14 @@ pub(crate) async fn serve(
         if !reusable {
             return Next::Close;
         }
-        idle_since = Some(Instant::now());
+        if buf.is_empty() {
+            idle_since = Some(Instant::now());
+        } else {
+            // The next request is already arriving (pipelined): its head is due
+            // client-header from now.
+            idle_since = None;
+            head_deadline = Instant::now() + limits.client_header;
+        }
     }
 }
 

@@ -35,7 +35,8 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::futures::Notified;
+use tokio::sync::{watch, Notify};
 
 /// An idle keep-alive connection is closed after this long once a handover began.
 pub const IDLE_CLOSE: Duration = Duration::from_millis(100);
@@ -45,6 +46,10 @@ pub struct Handover {
     /// Read once per request (an atomic load, no lock); `closing_tx` wakes idle connections.
     closing: AtomicBool,
     closing_tx: watch::Sender<bool>,
+    /// Wakes client connections waiting for a request, so they look at
+    /// `closing` (and at the shutdown flag) again: one registration per
+    /// connection instead of one per wait.
+    wake: Notify,
     /// Connections are counted per epoch (parity); a handover starts a new epoch
     /// and waits for the previous one's count to reach zero.
     epoch: AtomicU64,
@@ -59,6 +64,7 @@ impl Default for Handover {
         Handover {
             closing: AtomicBool::new(false),
             closing_tx: watch::Sender::new(false),
+            wake: Notify::new(),
             epoch: AtomicU64::new(0),
             by_epoch: [AtomicUsize::new(0), AtomicUsize::new(0)],
             listener_fd: AtomicI32::new(-1),
@@ -92,6 +98,19 @@ impl Handover {
     fn set_closing(&self, on: bool) {
         self.closing.store(on, Ordering::Release);
         self.closing_tx.send_replace(on);
+        self.wake_connections();
+    }
+
+    /// Completes when [`Self::wake_connections`] is called after this was
+    /// created (whether or not it was polled by then).
+    pub fn woken(&self) -> Notified<'_> {
+        self.wake.notified()
+    }
+
+    /// Wakes every waiting client connection: a handover began or ended, or
+    /// the proxy is shutting down.
+    pub fn wake_connections(&self) {
+        self.wake.notify_waiters();
     }
 
     pub fn connection_opened(&self) -> ConnGuard<'_> {

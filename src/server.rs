@@ -42,6 +42,9 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
         socket.set_freebind_v6(true)?;
     }
     socket.set_nonblocking(true)?;
+    // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one
+    // setsockopt here instead of one per connection.
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(backlog.min(i32::MAX as u32) as i32)?;
     TcpListener::from_std(socket.into())
@@ -586,7 +589,6 @@ async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
-    let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
     let (max_buf, client_header, idle) = {
         let snap = shared.live.load();
@@ -599,7 +601,6 @@ async fn serve_connection(
     };
     let _active = shared.stats.connection_opened();
     let _epoch = shared.handover.connection_opened();
-    let mut handover = shared.handover.subscribe();
     let mut io = ClientIo::Direct(stream);
     // Bodyless requests are served by the client side's own path; it hands
     // the connection to hyper's server for anything else.
@@ -608,16 +609,7 @@ async fn serve_connection(
         idle,
         max_head: max_buf,
     };
-    let prefix = match h1::serve(
-        &mut io,
-        peer,
-        &shared,
-        &limits,
-        &mut shutdown,
-        &mut handover,
-    )
-    .await
-    {
+    let prefix = match h1::serve(&mut io, peer, &shared, &limits, &shutdown).await {
         h1::Next::Close => return,
         h1::Next::Hyper(read) => read,
     };
@@ -699,6 +691,7 @@ async fn serve_connection(
         );
     tokio::pin!(conn);
 
+    let mut handover = shared.handover.subscribe();
     let mut closing = *handover.borrow();
     let mut draining = *shutdown.borrow();
     if draining {
@@ -926,5 +919,13 @@ mod tests {
         // 198.18.255.254 is not configured here; FREEBIND lets the bind succeed.
         let l = bind("198.18.255.254:0".parse().unwrap(), 16).expect("freebind");
         assert_eq!(l.local_addr().unwrap().ip().to_string(), "198.18.255.254");
+    }
+
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let l = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        assert!(s.nodelay().unwrap(), "answers would wait for Nagle");
     }
 }

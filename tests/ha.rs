@@ -264,12 +264,32 @@ fn admin_handover_moves_the_vip_and_keeps_the_node_running() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).to_string()
     };
+    // A keep-alive client that got its answer and sits idle: the handover
+    // must close its connection (after IDLE_CLOSE) rather than wait for it.
+    let mut idle = lab
+        .exec("client")
+        .args(["bash", "-c"])
+        .arg(format!(
+            "exec 3<>/dev/tcp/{VIP}/80; printf 'GET / HTTP/1.1\\r\\nHost: t\\r\\n\\r\\n' >&3; cat <&3 > /dev/null"
+        ))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        idle.try_wait().unwrap().is_none(),
+        "the idle client left early"
+    );
     let first = post();
     assert!(
         first.ends_with("\n200"),
         "handover: {first:?}; log:\n{}",
         n1.log()
     );
+    assert!(first.contains("(0 still open)"), "{first}");
+    let idle = std::sync::Mutex::new(idle);
+    lab.wait_for("the idle connection closed", Duration::from_secs(2), || {
+        idle.lock().unwrap().try_wait().unwrap().is_some()
+    });
     lab.wait_for("lb2 takes over", Duration::from_secs(3), || {
         lab.has_addr("lb2", VIP)
     });
