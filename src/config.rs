@@ -317,7 +317,11 @@ fn default_max_header_size() -> usize {
     64 * 1024
 }
 fn default_pool_size() -> usize {
-    256
+    // As many as the default maxconn: every connection that was busy at the
+    // peak may stay for the next burst (HAProxy's pool-max-conn defaults to
+    // unlimited). A smaller cap makes a busy proxy close and reopen backend
+    // connections all the time; `timeouts.pool-idle` retires the unused ones.
+    8000
 }
 
 impl Default for ProxyOptions {
