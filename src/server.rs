@@ -586,7 +586,7 @@ async fn serve_connection(
     stream: std::net::TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
     let fd = stream.as_raw_fd();
@@ -613,6 +613,36 @@ async fn serve_connection(
         h1::Next::Close => return,
         h1::Next::Hyper(read) => read,
     };
+    // Boxed: hyper's connection state is twice the size of the rest, and
+    // every connection's task would otherwise carry (and move) room for it.
+    Box::pin(serve_with_hyper(
+        io,
+        prefix,
+        fd,
+        peer,
+        shared.clone(),
+        shutdown,
+        limits,
+    ))
+    .await;
+}
+
+/// Serves the rest of a connection with hyper's server, starting with the
+/// bytes the client side's own path already read.
+async fn serve_with_hyper(
+    io: ClientIo,
+    prefix: BytesMut,
+    fd: RawFd,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    limits: h1::Limits,
+) {
+    let h1::Limits {
+        client_header,
+        idle,
+        max_head: max_buf,
+    } = limits;
     let phase = Arc::new(ConnPhase::new());
     let ctx = ConnCtx {
         shared: shared.clone(),
