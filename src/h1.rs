@@ -304,7 +304,9 @@ fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Parse::Bad(StatusCode::BAD_REQUEST, "incomplete request line");
     };
+    // hyper answers a target longer than a `Uri` holds with 414.
     if method == "CONNECT"
+        || target.len() > u16::MAX as usize - 2
         || !target.starts_with('/')
         || !target.bytes().all(|b| (0x21..0x7f).contains(&b))
     {
@@ -719,6 +721,8 @@ mod tests {
                 "{head:?}"
             );
         }
+        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(70_000));
+        assert!(matches!(prepare(long.as_bytes(), &f), Parse::Hyper));
         assert!(matches!(
             prepare(b"GET / HTTP/1.1\r\nHost: t", &f),
             Parse::Partial
