@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 use crate::handover::IDLE_CLOSE;
 use crate::live::Shared;
-use crate::proxy::{self, Answer, Bodyless, Failure, IpText};
+use crate::proxy::{self, Answer, Bodyless, ConnectionToken, Failure, IpText};
 use crate::server::ClientIo;
 use crate::upstream::{Head, UpstreamBody};
 
@@ -334,18 +334,17 @@ fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
                 zero_length = true;
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
-                for token in h.value.split(|&b| b == b',') {
-                    let token = token.trim_ascii();
-                    if token.eq_ignore_ascii_case(b"close") {
-                        close = true;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                        keep_alive_token = true;
-                    } else if !token.is_empty() {
-                        if n_listed == listed.len() {
-                            return Parse::Hyper;
+                for token in proxy::connection_tokens(h.value) {
+                    match token {
+                        ConnectionToken::Close => close = true,
+                        ConnectionToken::KeepAlive => keep_alive_token = true,
+                        ConnectionToken::Name(_) if n_listed == listed.len() => {
+                            return Parse::Hyper
                         }
-                        listed[n_listed] = token;
-                        n_listed += 1;
+                        ConnectionToken::Name(name) => {
+                            listed[n_listed] = name;
+                            n_listed += 1;
+                        }
                     }
                 }
             }
@@ -476,6 +475,28 @@ fn connection_header(out: &mut Vec<u8>, http10: bool, keep_alive: bool) {
     }
 }
 
+/// Appends a Date header with the current time, formatted once a second.
+fn date_header(out: &mut Vec<u8>) {
+    thread_local! {
+        static DATE: std::cell::RefCell<(u64, String)> = const {
+            std::cell::RefCell::new((u64::MAX, String::new()))
+        };
+    }
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            *text = httpdate::fmt_http_date(now);
+        }
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    });
+}
+
 /// Writes a local answer. Returns (status, body length, connection reusable).
 async fn write_local(
     io: &mut ClientIo,
@@ -488,7 +509,9 @@ async fn write_local(
     status_line(&mut out, http10, f.status, reason.as_bytes());
     out.extend_from_slice(b"content-type: ");
     out.extend_from_slice(proxy::ERROR_CONTENT_TYPE.as_bytes());
-    out.extend_from_slice(b"\r\ncache-control: no-store\r\ncontent-length: ");
+    out.extend_from_slice(b"\r\ncache-control: no-store\r\n");
+    date_header(&mut out);
+    out.extend_from_slice(b"content-length: ");
     out.extend_from_slice(f.text.len().to_string().as_bytes());
     out.extend_from_slice(b"\r\n");
     connection_header(&mut out, http10, keep_alive);
@@ -527,6 +550,9 @@ async fn write_answer(
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
+    }
+    if !head.has_date {
+        date_header(&mut out);
     }
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");

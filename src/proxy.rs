@@ -514,6 +514,33 @@ static HOP_BY_HOP: [&HeaderName; 7] = [
     &header::UPGRADE,
 ];
 
+/// One token of a Connection header value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionToken<'a> {
+    Close,
+    KeepAlive,
+    /// A header name: that header is hop-by-hop too.
+    Name(&'a [u8]),
+}
+
+/// The tokens of a Connection header value (RFC 9110 §7.6.1), any case,
+/// empty ones skipped.
+pub fn connection_tokens(value: &[u8]) -> impl Iterator<Item = ConnectionToken<'_>> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            if t.eq_ignore_ascii_case(b"close") {
+                ConnectionToken::Close
+            } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                ConnectionToken::KeepAlive
+            } else {
+                ConnectionToken::Name(t)
+            }
+        })
+}
+
 /// Whether a header name (in any case) is one of [`HOP_BY_HOP`].
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
     matches!(name.len(), 2 | 7 | 10 | 16 | 17)
@@ -908,6 +935,14 @@ mod tests {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn connection_header_tokens() {
+        use ConnectionToken::*;
+        let tokens: Vec<_> = connection_tokens(b" Keep-Alive, ,x-Hop ,CLOSE,").collect();
+        assert_eq!(tokens, [KeepAlive, Name(b"x-Hop"), Close]);
+        assert_eq!(connection_tokens(b"").count(), 0);
     }
 
     #[test]

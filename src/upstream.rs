@@ -24,6 +24,8 @@ use http::{Method, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::proxy::{connection_tokens, ConnectionToken};
+
 /// Largest response head accepted from a backend.
 const MAX_HEAD: usize = 64 * 1024;
 /// Most headers in a response head.
@@ -227,6 +229,8 @@ pub struct Head {
     raw: Bytes,
     pub status: StatusCode,
     pub version: Version,
+    /// The backend sent a Date header (a proxy adds one otherwise, RFC 9110 §6.6.1).
+    pub has_date: bool,
     reason: (u32, u32),
     /// (name start, name end, value start, value end) of each header kept.
     fields: Vec<[u32; 4]>,
@@ -293,9 +297,12 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<Parsed>, Send
     let mut close = false;
     let mut keep_alive = false;
     let mut names_listed = false;
+    let mut has_date = false;
     for h in r.headers.iter() {
         let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
+        if name.eq_ignore_ascii_case(b"date") {
+            has_date = true;
+        } else if name.eq_ignore_ascii_case(b"content-length") {
             let v = std::str::from_utf8(h.value)
                 .ok()
                 .map(str::trim)
@@ -315,14 +322,11 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<Parsed>, Send
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in h.value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive = true;
-                } else if !token.is_empty() {
-                    names_listed = true;
+            for token in connection_tokens(h.value) {
+                match token {
+                    ConnectionToken::Close => close = true,
+                    ConnectionToken::KeepAlive => keep_alive = true,
+                    ConnectionToken::Name(_) => names_listed = true,
                 }
             }
         }
@@ -375,6 +379,7 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<Parsed>, Send
         raw: Bytes::new(),
         status,
         version,
+        has_date,
         reason,
         fields,
     };
@@ -386,8 +391,8 @@ fn listed_in_connection(headers: &[httparse::Header<'_>], name: &[u8]) -> bool {
     headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| h.value.split(|&b| b == b','))
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
+        .flat_map(|h| connection_tokens(h.value))
+        .any(|t| matches!(t, ConnectionToken::Name(n) if n.eq_ignore_ascii_case(name)))
 }
 
 /// An answer's body, read from the backend as the client takes it.
@@ -728,6 +733,23 @@ mod tests {
             parse_response(b"HTTP/1.1 200 OK\r\nContent-Le", false),
             Ok(None)
         ));
+    }
+
+    #[test]
+    fn answer_heads_lose_hop_by_hop_headers() {
+        let text = "HTTP/1.1 299 Fine Here\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-End: 2\r\nContent-Length: 0\r\n\r\n";
+        let Ok(Some(Parsed::Head(mut h, n, _, keep))) = parse_response(text.as_bytes(), false)
+        else {
+            panic!("not a head")
+        };
+        h.raw = Bytes::copy_from_slice(&text.as_bytes()[..n]);
+        assert!(keep && !h.has_date);
+        assert_eq!(h.reason(), b"Fine Here");
+        let fields: Vec<_> = h.fields().collect();
+        assert_eq!(
+            fields,
+            [(&b"X-End"[..], &b"2"[..]), (b"Content-Length", b"0")]
+        );
     }
 
     #[test]

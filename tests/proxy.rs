@@ -1285,6 +1285,8 @@ fn answers_without_a_length_are_chunked_for_http11_and_closed_for_http10() {
         lower.contains("x-a: 1") && !lower.contains("connection: close"),
         "{head}"
     );
+    // The backend sent no Date: the proxy adds one (RFC 9110 §6.6.1).
+    assert!(lower.contains("\r\ndate: "), "{head}");
     assert_eq!(body, "until the close");
 
     let (status, headers, body) = raw_request(lb.addr, "GET /2 HTTP/1.0\r\nHost: t\r\n\r\n");
