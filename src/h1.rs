@@ -602,11 +602,11 @@ async fn write_piece(
     last: bool,
 ) -> io::Result<()> {
     let mut size = [0u8; 18];
-    let mut size_len = 0;
-    if chunked && !data.is_empty() {
-        let hex = format_hex(data.len(), &mut size);
-        size_len = hex;
-    }
+    let size_len = if chunked && !data.is_empty() {
+        format_hex(data.len(), &mut size)
+    } else {
+        0
+    };
     let (crlf, end): (&[u8], &[u8]) = match (chunked, !data.is_empty(), last) {
         (false, ..) => (b"", b""),
         (true, true, true) => (b"\r\n", b"0\r\n\r\n"),
