@@ -727,6 +727,113 @@ mod tests {
         assert!(ready("HEAD / HTTP/1.1\r\n\r\n", &f).head_request);
     }
 
+    /// Random heads built from pieces that matter (hop-by-hop names in any
+    /// case, Connection lists, forwarding headers, lengths, odd bytes): the
+    /// parse never panics, and every head it prepares is one complete, valid
+    /// request with the same method and target, no hop-by-hop header, nothing
+    /// the Connection header named, and exactly one X-Forwarded-For.
+    #[test]
+    fn prepared_heads_are_valid_requests_for_any_input() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        const METHODS: [&str; 6] = ["GET", "HEAD", "POST", "DELETE", "PATCH", "G\x01T"];
+        const TARGETS: [&str; 5] = ["/", "/a?b=c", "/x%20y", "*", "http://h/"];
+        const NAMES: [&str; 14] = [
+            "Host",
+            "connection",
+            "Keep-Alive",
+            "TE",
+            "Trailer",
+            "Upgrade",
+            "Proxy-Connection",
+            "X-Forwarded-For",
+            "x-forwarded-proto",
+            "Content-Length",
+            "X-Hop",
+            "x-hop",
+            "Accept",
+            "Bad Name",
+        ];
+        const VALUES: [&str; 8] = [
+            "close",
+            "keep-alive, X-Hop",
+            "198.18.0.1",
+            "0",
+            "5",
+            "a\x00b",
+            "t",
+            "x, , y",
+        ];
+        let (mut ready, mut hyper, mut bad) = (0, 0, 0);
+        for _ in 0..5000 {
+            let method = METHODS[rand(METHODS.len())];
+            let target = TARGETS[rand(TARGETS.len())];
+            let mut head = format!("{method} {target} HTTP/1.{}\r\n", rand(2));
+            for _ in 0..rand(8) {
+                let name = NAMES[rand(NAMES.len())];
+                let value = VALUES[rand(VALUES.len())];
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            head.push_str("\r\n");
+            let mut bytes = head.into_bytes();
+            if rand(10) == 0 {
+                let at = rand(bytes.len());
+                bytes[at] = rand(256) as u8;
+            }
+            let p = match prepare(&bytes, &fwd(true, true)) {
+                Parse::Ready(p) => p,
+                Parse::Hyper => {
+                    hyper += 1;
+                    continue;
+                }
+                _ => {
+                    bad += 1;
+                    continue;
+                }
+            };
+            ready += 1;
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS + 4];
+            let mut out = httparse::Request::new(&mut headers);
+            let text = String::from_utf8_lossy(&bytes).to_string();
+            assert_eq!(
+                out.parse(&p.out),
+                Ok(httparse::Status::Complete(p.out.len())),
+                "{text:?}"
+            );
+            let mut input = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut input);
+            req.parse(&bytes).unwrap();
+            assert_eq!(out.method, req.method, "{text:?}");
+            assert_eq!(out.path, req.path, "{text:?}");
+            assert_eq!(out.path, Some(p.target()), "{text:?}");
+            let names: Vec<String> = out
+                .headers
+                .iter()
+                .map(|h| h.name.to_ascii_lowercase())
+                .collect();
+            let hop_listed = req.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case("connection")
+                    && proxy::connection_tokens(h.value)
+                        .any(|t| t == ConnectionToken::Name(b"X-Hop"))
+            });
+            for n in &names {
+                assert!(!proxy::is_hop_by_hop(n.as_bytes()), "{n} in {text:?}");
+                assert!(n != "x-hop" || !hop_listed, "{text:?}");
+            }
+            let xff = names.iter().filter(|n| *n == "x-forwarded-for").count();
+            assert_eq!(xff, 1, "{text:?}");
+        }
+        assert!(
+            ready > 500 && hyper > 500 && bad > 50,
+            "{ready} {hyper} {bad}"
+        );
+    }
+
     #[test]
     fn unusual_requests_go_to_hyper_and_broken_ones_are_refused() {
         let f = fwd(true, true);
