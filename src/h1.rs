@@ -79,19 +79,18 @@ pub(crate) async fn serve(
     let mut draining = *shutdown.borrow();
     let mut closing = shared.handover.closing();
     loop {
-        let req = loop {
+        let (req, snap) = loop {
             if !buf.is_empty() {
-                let fwd = {
-                    let cfg = &shared.live.load().config.proxy;
-                    Forwarding {
-                        peer,
-                        xff: cfg.x_forwarded_for,
-                        xfp: cfg.x_forwarded_proto,
-                        log: shared.access_log.is_some(),
-                    }
+                // The request is prepared and forwarded with the same config.
+                let snap = shared.live.load_full();
+                let fwd = Forwarding {
+                    peer,
+                    xff: snap.config.proxy.x_forwarded_for,
+                    xfp: snap.config.proxy.x_forwarded_proto,
+                    log: shared.access_log.is_some(),
                 };
                 match prepare(&buf, &fwd) {
-                    Parse::Ready(req) => break req,
+                    Parse::Ready(req) => break (req, snap),
                     Parse::Partial if buf.len() < limits.max_head => {}
                     Parse::Partial => {
                         let reason = "request head too large";
@@ -171,7 +170,6 @@ pub(crate) async fn serve(
 
         let started = std::time::Instant::now();
         shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let snap = shared.live.load_full();
         let bodyless = Bodyless {
             head: &req.out,
             target: req.target(),
@@ -449,13 +447,7 @@ fn parse_error(e: httparse::Error) -> &'static str {
 /// counted as a bad request, `Connection: close`.
 async fn refuse(io: &mut ClientIo, shared: &Shared, status: StatusCode, reason: &str) {
     shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
-    let text = format!(
-        "{} {}: {reason}\n",
-        status.as_str(),
-        status.canonical_reason().unwrap_or("")
-    );
-    let f = Failure { status, text };
-    write_local(io, &f, false, false).await;
+    write_local(io, &Failure::new(status, reason), false, false).await;
 }
 
 /// The client's status line and connection header for an answer.
@@ -538,10 +530,10 @@ async fn write_answer(
     keep_alive: bool,
 ) -> (u16, Option<u64>, bool) {
     let length = body.exact_len();
-    let (chunked, keep_alive) = match body.has_length() {
-        true => (false, keep_alive),
-        false if keep_alive && !http10 => (true, true),
-        false => (false, false),
+    let (chunked, keep_alive) = match length {
+        Some(_) => (false, keep_alive),
+        None if keep_alive && !http10 => (true, true),
+        None => (false, false),
     };
     let mut out = Vec::with_capacity(512);
     status_line(&mut out, http10, head.status, head.reason());

@@ -710,6 +710,17 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// The answer's text: "502 Bad Gateway: <reason>".
+    pub fn new(status: StatusCode, reason: &str) -> Self {
+        let text = format!(
+            "{} {}: {}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            reason
+        );
+        Failure { status, text }
+    }
+
     fn response(self, ctx: &ConnCtx) -> Response<RespBody> {
         let mut resp = Response::new(RespBody {
             inner: Inner::Full(Some(Bytes::from(self.text))),
@@ -739,13 +750,7 @@ pub fn fail(shared: &Shared, peer: SocketAddr, status: StatusCode, reason: &str)
     };
     counter.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(status = status.as_u16(), reason, client = %peer, "error response");
-    let text = format!(
-        "{} {}: {}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        reason
-    );
-    Failure { status, text }
+    Failure::new(status, reason)
 }
 
 fn error_response(ctx: &ConnCtx, status: StatusCode, reason: &str) -> Response<RespBody> {

@@ -333,21 +333,37 @@ impl ClientIo {
         Ok(())
     }
 
-    fn poll_read(
+    /// Runs `op` on the socket: at once while it is not registered (a
+    /// would-block result registers it), and once registered when the runtime
+    /// reports it ready for reading (or writing, if `write`). A would-block
+    /// result clears that readiness, and so does a success `op` reports as
+    /// having drained the socket.
+    fn poll_op<T>(
         &mut self,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+        write: bool,
+        mut op: impl FnMut(RawFd) -> std::io::Result<(T, bool)>,
+    ) -> Poll<std::io::Result<T>> {
         loop {
             match self {
-                ClientIo::Direct(s) => match recv_into(s.as_raw_fd(), buf) {
+                ClientIo::Direct(s) => match op(s.as_raw_fd()) {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.register()?,
-                    res => return Poll::Ready(res),
+                    res => return Poll::Ready(res.map(|(t, _)| t)),
                 },
                 ClientIo::Polled(a) => {
-                    let mut guard = ready!(a.poll_read_ready(cx))?;
-                    if let Ok(res) = guard.try_io(|s| recv_into(s.as_raw_fd(), buf)) {
-                        return Poll::Ready(res);
+                    let mut guard = if write {
+                        ready!(a.poll_write_ready(cx))?
+                    } else {
+                        ready!(a.poll_read_ready(cx))?
+                    };
+                    match op(a.as_raw_fd()) {
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
+                        res => {
+                            if let Ok((_, true)) = res {
+                                guard.clear_ready();
+                            }
+                            return Poll::Ready(res.map(|(t, _)| t));
+                        }
                     }
                 }
                 ClientIo::Closed => {
@@ -357,28 +373,20 @@ impl ClientIo {
         }
     }
 
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.poll_op(cx, false, |fd| recv_into(fd, buf).map(|()| ((), false)))
+    }
+
     pub(crate) fn poll_write(
         &mut self,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        loop {
-            match self {
-                ClientIo::Direct(s) => match send_iov(s.as_raw_fd(), bufs) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.register()?,
-                    res => return Poll::Ready(res),
-                },
-                ClientIo::Polled(a) => {
-                    let mut guard = ready!(a.poll_write_ready(cx))?;
-                    if let Ok(res) = guard.try_io(|s| send_iov(s.as_raw_fd(), bufs)) {
-                        return Poll::Ready(res);
-                    }
-                }
-                ClientIo::Closed => {
-                    return Poll::Ready(Err(std::io::ErrorKind::NotConnected.into()))
-                }
-            }
-        }
+        self.poll_op(cx, true, |fd| send_iov(fd, bufs).map(|n| (n, false)))
     }
 
     /// Reads into `buf`'s spare capacity (`want` bytes reserved; a socket
@@ -393,35 +401,10 @@ impl ClientIo {
         buf: &mut BytesMut,
         want: usize,
     ) -> Poll<std::io::Result<usize>> {
-        loop {
-            match self {
-                ClientIo::Direct(s) => {
-                    buf.reserve(want);
-                    match recv_spare(s.as_raw_fd(), buf) {
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.register()?,
-                        res => return Poll::Ready(res.map(|(n, _)| n)),
-                    }
-                }
-                ClientIo::Polled(a) => {
-                    let mut guard = ready!(a.poll_read_ready(cx))?;
-                    buf.reserve(want);
-                    match recv_spare(a.as_raw_fd(), buf) {
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
-                        res => {
-                            if let Ok((n, asked)) = res {
-                                if n > 0 && n < asked {
-                                    guard.clear_ready();
-                                }
-                            }
-                            return Poll::Ready(res.map(|(n, _)| n));
-                        }
-                    }
-                }
-                ClientIo::Closed => {
-                    return Poll::Ready(Err(std::io::ErrorKind::NotConnected.into()))
-                }
-            }
-        }
+        self.poll_op(cx, false, |fd| {
+            buf.reserve(want);
+            recv_spare(fd, buf).map(|(n, asked)| (n, n > 0 && n < asked))
+        })
     }
 
     /// Sends what fits now, ignoring errors: a last word before closing.

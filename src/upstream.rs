@@ -508,13 +508,7 @@ impl UpstreamBody {
         }
     }
 
-    /// Whether Content-Length (or the lack of a body) frames the answer, so
-    /// the client can be given the same length.
-    pub fn has_length(&self) -> bool {
-        matches!(self.framing, Framing::Length(_))
-    }
-
-    /// The exact length when Content-Length gives it.
+    /// The exact length when Content-Length (or the lack of a body) gives it.
     pub fn exact_len(&self) -> Option<u64> {
         match self.framing {
             Framing::Length(n) => Some(n),
