@@ -91,7 +91,14 @@ pub(crate) async fn serve(
                 };
                 match prepare(&buf, &fwd) {
                     Parse::Ready(req) => break (req, snap),
-                    Parse::Partial if buf.len() < limits.max_head => {}
+                    Parse::Partial if buf.len() < limits.max_head => {
+                        // The rest of the head is due: acknowledge at once,
+                        // or a client holding it back for our ACK (Nagle)
+                        // waits for the delayed one, 40 ms or more. Rare: a
+                        // head usually arrives whole. Each time, as the
+                        // kernel goes back to delaying ACKs on its own.
+                        io.quickack();
+                    }
                     Parse::Partial => {
                         let reason = "request head too large";
                         refuse(
@@ -103,7 +110,11 @@ pub(crate) async fn serve(
                         .await;
                         return Next::Close;
                     }
-                    Parse::Hyper => return Next::Hyper(buf),
+                    Parse::Hyper => {
+                        // A body is probably due, as above.
+                        io.quickack();
+                        return Next::Hyper(buf);
+                    }
                     Parse::Bad(status, reason) => {
                         refuse(io, shared, status, reason).await;
                         return Next::Close;
@@ -214,6 +225,8 @@ pub(crate) async fn serve(
             });
         }
         if !reusable {
+            // The FIN leaves with the answer's last bytes.
+            let _ = io.shutdown_write();
             return Next::Close;
         }
         if buf.is_empty() {
@@ -448,6 +461,7 @@ fn parse_error(e: httparse::Error) -> &'static str {
 async fn refuse(io: &mut ClientIo, shared: &Shared, status: StatusCode, reason: &str) {
     shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
     write_local(io, &Failure::new(status, reason), false, false).await;
+    let _ = io.shutdown_write();
 }
 
 /// The client's status line and connection header for an answer.
@@ -509,7 +523,9 @@ async fn write_local(
     connection_header(&mut out, http10, keep_alive);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(f.text.as_bytes());
-    let ok = write_all(io, &mut [IoSlice::new(&out)]).await.is_ok();
+    let ok = write_all(io, &mut [IoSlice::new(&out)], !keep_alive)
+        .await
+        .is_ok();
     (
         f.status.as_u16(),
         Some(f.text.len() as u64),
@@ -554,7 +570,7 @@ async fn write_answer(
     let status = head.status.as_u16();
     // The head goes out with the body bytes that came with it.
     let first = body.take_buffered().unwrap_or_default();
-    if write_piece(io, &out, &first, chunked, body.is_end_stream())
+    if write_piece(io, &out, &first, chunked, body.is_end_stream(), !keep_alive)
         .await
         .is_err()
     {
@@ -564,13 +580,16 @@ async fn write_answer(
         match poll_fn(|cx| body.poll_data(cx)).await {
             Ok(Some(data)) => {
                 let end = body.is_end_stream();
-                if write_piece(io, b"", &data, chunked, end).await.is_err() {
+                if write_piece(io, b"", &data, chunked, end, !keep_alive)
+                    .await
+                    .is_err()
+                {
                     return (status, length, false);
                 }
             }
             Ok(None) => {
                 // The body ended with the backend's close.
-                if chunked && write_piece(io, b"", b"", true, true).await.is_err() {
+                if chunked && write_piece(io, b"", b"", true, true, false).await.is_err() {
                     return (status, length, false);
                 }
                 break;
@@ -585,13 +604,15 @@ async fn write_answer(
 }
 
 /// Writes `head` (may be empty) and `data`, chunk-framed if `chunked`, with
-/// the last chunk if `last`.
+/// the last chunk if `last`. The last piece of a connection's last answer
+/// (`closing`) waits for the FIN, to leave in one segment with it.
 async fn write_piece(
     io: &mut ClientIo,
     head: &[u8],
     data: &[u8],
     chunked: bool,
     last: bool,
+    closing: bool,
 ) -> io::Result<()> {
     let mut size = [0u8; 18];
     let size_len = if chunked && !data.is_empty() {
@@ -613,7 +634,7 @@ async fn write_piece(
         IoSlice::new(crlf),
         IoSlice::new(end),
     ];
-    write_all(io, &mut parts).await
+    write_all(io, &mut parts, last && closing).await
 }
 
 /// Writes `n` in hex and CRLF into `out`; returns the length written.
@@ -636,10 +657,12 @@ fn format_hex(mut n: usize, out: &mut [u8; 18]) -> usize {
     len + 2
 }
 
-async fn write_all(io: &mut ClientIo, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
+/// Writes all of `parts`; `more` holds back the last partial segment for
+/// the FIN that follows ([`ClientIo::poll_send`]).
+async fn write_all(io: &mut ClientIo, mut parts: &mut [IoSlice<'_>], more: bool) -> io::Result<()> {
     IoSlice::advance_slices(&mut parts, 0);
     while !parts.is_empty() {
-        let n = poll_fn(|cx| io.poll_write(cx, parts)).await?;
+        let n = poll_fn(|cx| io.poll_send(cx, parts, more)).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

@@ -47,6 +47,12 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    // No immediate ACK for a request: the answer carries it (HAProxy does the
+    // same for HTTP listeners). Accepted sockets inherit it; a connection that
+    // waits for more of a request turns quick ACKs back on
+    // ([`ClientIo::quickack`]), so a client's Nagle does not wait on us.
+    // After listen(), which resets the listener's ACK state.
+    set_quickack(socket.as_raw_fd(), false)?;
     TcpListener::from_std(socket.into())
 }
 
@@ -386,7 +392,27 @@ impl ClientIo {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        self.poll_op(cx, true, |fd| send_iov(fd, bufs).map(|n| (n, false)))
+        self.poll_send(cx, bufs, false)
+    }
+
+    /// Writes `bufs`; with `more`, the kernel holds back a last partial
+    /// segment (MSG_MORE) until the next write or [`Self::shutdown_write`],
+    /// so a connection's last answer leaves with its FIN in one segment.
+    pub(crate) fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+        more: bool,
+    ) -> Poll<std::io::Result<usize>> {
+        self.poll_op(cx, true, |fd| send_iov(fd, bufs, more).map(|n| (n, false)))
+    }
+
+    /// Acknowledges what arrived at once, and the next segments too while
+    /// the kernel's heuristics allow: for a request still arriving.
+    pub(crate) fn quickack(&self) {
+        if let Some(fd) = self.fd() {
+            let _ = set_quickack(fd, true);
+        }
     }
 
     /// Reads into `buf`'s spare capacity (`want` bytes reserved; a socket
@@ -407,13 +433,17 @@ impl ClientIo {
         })
     }
 
+    fn fd(&self) -> Option<RawFd> {
+        match self {
+            ClientIo::Direct(s) => Some(s.as_raw_fd()),
+            ClientIo::Polled(a) => Some(a.as_raw_fd()),
+            ClientIo::Closed => None,
+        }
+    }
+
     /// Sends what fits now, ignoring errors: a last word before closing.
     pub(crate) fn send_now(&self, bytes: &[u8]) {
-        let fd = match self {
-            ClientIo::Direct(s) => s.as_raw_fd(),
-            ClientIo::Polled(a) => a.as_raw_fd(),
-            ClientIo::Closed => return,
-        };
+        let Some(fd) = self.fd() else { return };
         // SAFETY: fd is open while self is; send only reads `bytes`.
         unsafe {
             libc::send(
@@ -425,7 +455,8 @@ impl ClientIo {
         }
     }
 
-    fn shutdown_write(&self) -> std::io::Result<()> {
+    /// Sends FIN after what was written (with any data held by MSG_MORE).
+    pub(crate) fn shutdown_write(&self) -> std::io::Result<()> {
         match self {
             ClientIo::Direct(s) => s.shutdown(std::net::Shutdown::Write),
             ClientIo::Polled(a) => a.get_ref().shutdown(std::net::Shutdown::Write),
@@ -477,14 +508,19 @@ fn recv_spare(fd: RawFd, buf: &mut BytesMut) -> std::io::Result<(usize, usize)> 
 }
 
 /// One non-blocking `sendmsg` of `bufs`; a reset peer is an error, not SIGPIPE.
-fn send_iov(fd: RawFd, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+fn send_iov(fd: RawFd, bufs: &[IoSlice<'_>], more: bool) -> std::io::Result<usize> {
+    let flags = if more {
+        libc::MSG_NOSIGNAL | libc::MSG_MORE
+    } else {
+        libc::MSG_NOSIGNAL
+    };
     // SAFETY: IoSlice is ABI-compatible with iovec, and msghdr only borrows
     // `bufs` for the call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
     loop {
-        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
+        let n = unsafe { libc::sendmsg(fd, &msg, flags) };
         if n >= 0 {
             return Ok(n as usize);
         }
@@ -492,6 +528,26 @@ fn send_iov(fd: RawFd, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
         if e.kind() != std::io::ErrorKind::Interrupted {
             return Err(e);
         }
+    }
+}
+
+/// Turns TCP quick ACKs on or off (TCP_QUICKACK).
+fn set_quickack(fd: RawFd, on: bool) -> std::io::Result<()> {
+    let v: libc::c_int = on.into();
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `v`.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -940,5 +996,37 @@ mod tests {
         let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (s, _) = l.accept().await.unwrap();
         assert!(s.nodelay().unwrap(), "answers would wait for Nagle");
+    }
+
+    fn quickack_on(fd: RawFd) -> bool {
+        let mut v: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `v`.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        v != 0
+    }
+
+    /// Accepted sockets start with delayed ACKs (the answer carries the
+    /// request's ACK), and a connection waiting for more of a request can
+    /// turn quick ACKs back on.
+    #[tokio::test]
+    async fn accepted_sockets_delay_acks_until_more_is_due() {
+        let l = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        let io = ClientIo::Direct(s.into_std().unwrap());
+        let fd = io.fd().unwrap();
+        assert!(!quickack_on(fd), "the request would be acknowledged alone");
+        io.quickack();
+        assert!(quickack_on(fd));
     }
 }

@@ -1299,6 +1299,90 @@ fn answers_without_a_length_are_chunked_for_http11_and_closed_for_http10() {
     assert_eq!(body, "until the close");
 }
 
+/// Segments the socket has received, from TCP_INFO.
+fn segments_in(s: &TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain data; getsockopt writes at most `len` bytes.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    info.tcpi_segs_in
+}
+
+/// A connection's last answer leaves in one segment with the FIN, and the
+/// request gets no ACK of its own (the answer carries it): before it closes,
+/// a one-request client receives two segments, the SYN-ACK and the answer.
+/// Counted on the client socket (TCP_INFO) for an HTTP/1.0 request, one
+/// with `Connection: close`, and a refused one; best of five each, since a
+/// delayed ACK that fires on a slow machine adds one.
+#[test]
+fn a_closing_answer_carries_the_fin_and_the_requests_ack() {
+    let a = TestBackend::start("a");
+    let lb = Floatlb::start(&backend_tables(&[(&a, 1)]));
+    for (request, answer) in [
+        ("GET / HTTP/1.0\r\n\r\n", "HTTP/1.0 200"),
+        (
+            "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 200",
+        ),
+        ("GET / HTTP/1.1\r\nHost : t\r\n\r\n", "HTTP/1.1 400"),
+    ] {
+        let mut best = u32::MAX;
+        for _ in 0..5 {
+            let mut s = TcpStream::connect(lb.addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).expect("the answer, then the close");
+            let text = String::from_utf8_lossy(&got);
+            assert!(text.starts_with(answer), "{request:?}: {text:?}");
+            best = best.min(segments_in(&s));
+        }
+        assert_eq!(
+            best, 2,
+            "{request:?}: segments the client received (SYN-ACK, then the answer with the FIN)"
+        );
+    }
+}
+
+/// With delayed ACKs on client sockets, a request head that arrives in
+/// pieces must still be acknowledged at once: a client whose Nagle holds the
+/// rest until the first piece is acknowledged would otherwise wait for the
+/// delayed-ACK timer, at least 40 ms (TCP_DELACK_MIN), on every such request.
+/// Best of three, so only a machine stalled each time could fail it wrongly.
+#[test]
+fn a_head_in_pieces_is_acknowledged_at_once() {
+    let a = TestBackend::start("a");
+    let lb = Floatlb::start(&backend_tables(&[(&a, 1)]));
+    let head = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(lb.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert!(!s.nodelay().unwrap(), "the client must use Nagle");
+        let t0 = Instant::now();
+        s.write_all(&head[..10]).unwrap();
+        s.write_all(&head[10..]).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        assert!(got.starts_with(b"HTTP/1.1 200"), "{got:?}");
+        best = best.min(t0.elapsed());
+    }
+    assert!(
+        best < Duration::from_millis(35),
+        "the first piece waited for a delayed ACK: {best:?}"
+    );
+}
+
 /// A connection on the client side's own path hands over to hyper's server at
 /// the first request it does not serve (one with a body), with the bytes
 /// already read: that request and a bodyless one pipelined behind it are both
