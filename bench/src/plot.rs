@@ -47,6 +47,7 @@ fn color(name: &str) -> RGBColor {
         "single" => RGBColor(120, 120, 120),
         "floatlb-rr" => RGBColor(214, 39, 40),
         "floatlb-lc" => RGBColor(255, 127, 14),
+        "baseline-rr" => RGBColor(140, 86, 75),
         "haproxy-rr" => RGBColor(31, 119, 180),
         "haproxy-lc" => RGBColor(23, 190, 207),
         "nginx-rr" => RGBColor(44, 160, 44),

@@ -40,6 +40,7 @@ pub fn scenario_rank(s: &str) -> (usize, String) {
         "single",
         "floatlb-rr",
         "floatlb-lc",
+        "baseline-rr",
         "haproxy-rr",
         "haproxy-lc",
         "nginx-rr",
@@ -136,6 +137,19 @@ pub fn ratio_lines(rows: &[Row]) -> String {
             mark(cpu <= 0.85),
             mark(rps >= 1.15),
             mark(p99 <= 1.0)
+        );
+    }
+    // A build measured against another (`lab sweep --baseline BIN`): no target.
+    let r = ratios(rows, "floatlb-rr", "baseline-rr");
+    if !r.is_empty() {
+        let _ = writeln!(
+            s,
+            "floatlb-rr/baseline-rr over {} load points (this build against the baseline binary): \
+             CPU per request {:.2}x, req/s {:.2}x, p99 {:.2}x",
+            r.len(),
+            geomean(r.iter().map(|x| x.cpu)),
+            geomean(r.iter().map(|x| x.rps)),
+            geomean(r.iter().map(|x| x.p99)),
         );
     }
     s
