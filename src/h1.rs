@@ -225,8 +225,6 @@ pub(crate) async fn serve(
             });
         }
         if !reusable {
-            // The FIN leaves with the answer's last bytes.
-            let _ = io.shutdown_write();
             return Next::Close;
         }
         if buf.is_empty() {
@@ -461,7 +459,6 @@ fn parse_error(e: httparse::Error) -> &'static str {
 async fn refuse(io: &mut ClientIo, shared: &Shared, status: StatusCode, reason: &str) {
     shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
     write_local(io, &Failure::new(status, reason), false, false).await;
-    let _ = io.shutdown_write();
 }
 
 /// The client's status line and connection header for an answer.
@@ -523,9 +520,7 @@ async fn write_local(
     connection_header(&mut out, http10, keep_alive);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(f.text.as_bytes());
-    let ok = write_all(io, &mut [IoSlice::new(&out)], !keep_alive)
-        .await
-        .is_ok();
+    let ok = write_all(io, &mut [IoSlice::new(&out)]).await.is_ok();
     (
         f.status.as_u16(),
         Some(f.text.len() as u64),
@@ -570,7 +565,7 @@ async fn write_answer(
     let status = head.status.as_u16();
     // The head goes out with the body bytes that came with it.
     let first = body.take_buffered().unwrap_or_default();
-    if write_piece(io, &out, &first, chunked, body.is_end_stream(), !keep_alive)
+    if write_piece(io, &out, &first, chunked, body.is_end_stream())
         .await
         .is_err()
     {
@@ -580,16 +575,13 @@ async fn write_answer(
         match poll_fn(|cx| body.poll_data(cx)).await {
             Ok(Some(data)) => {
                 let end = body.is_end_stream();
-                if write_piece(io, b"", &data, chunked, end, !keep_alive)
-                    .await
-                    .is_err()
-                {
+                if write_piece(io, b"", &data, chunked, end).await.is_err() {
                     return (status, length, false);
                 }
             }
             Ok(None) => {
                 // The body ended with the backend's close.
-                if chunked && write_piece(io, b"", b"", true, true, false).await.is_err() {
+                if chunked && write_piece(io, b"", b"", true, true).await.is_err() {
                     return (status, length, false);
                 }
                 break;
@@ -604,15 +596,13 @@ async fn write_answer(
 }
 
 /// Writes `head` (may be empty) and `data`, chunk-framed if `chunked`, with
-/// the last chunk if `last`. The last piece of a connection's last answer
-/// (`closing`) waits for the FIN, to leave in one segment with it.
+/// the last chunk if `last`.
 async fn write_piece(
     io: &mut ClientIo,
     head: &[u8],
     data: &[u8],
     chunked: bool,
     last: bool,
-    closing: bool,
 ) -> io::Result<()> {
     let mut size = [0u8; 18];
     let size_len = if chunked && !data.is_empty() {
@@ -634,7 +624,7 @@ async fn write_piece(
         IoSlice::new(crlf),
         IoSlice::new(end),
     ];
-    write_all(io, &mut parts, last && closing).await
+    write_all(io, &mut parts).await
 }
 
 /// Writes `n` in hex and CRLF into `out`; returns the length written.
@@ -657,12 +647,10 @@ fn format_hex(mut n: usize, out: &mut [u8; 18]) -> usize {
     len + 2
 }
 
-/// Writes all of `parts`; `more` holds back the last partial segment for
-/// the FIN that follows ([`ClientIo::poll_send`]).
-async fn write_all(io: &mut ClientIo, mut parts: &mut [IoSlice<'_>], more: bool) -> io::Result<()> {
+async fn write_all(io: &mut ClientIo, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
     IoSlice::advance_slices(&mut parts, 0);
     while !parts.is_empty() {
-        let n = poll_fn(|cx| io.poll_send(cx, parts, more)).await?;
+        let n = poll_fn(|cx| io.poll_write(cx, parts)).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

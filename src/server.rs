@@ -165,6 +165,8 @@ struct HeadScan {
     skipping: bool,
     content_length: bool,
     transfer_encoding: bool,
+    /// Some of the head has arrived.
+    started: bool,
 }
 
 impl HeadScan {
@@ -176,6 +178,7 @@ impl HeadScan {
             skipping: false,
             content_length: false,
             transfer_encoding: false,
+            started: false,
         }
     }
 
@@ -186,6 +189,7 @@ impl HeadScan {
         if !self.in_head {
             return None;
         }
+        self.started |= !bytes.is_empty();
         let mut i = 0;
         while i < bytes.len() {
             if self.skipping {
@@ -228,6 +232,8 @@ struct PhaseIo {
     prefix: BytesMut,
     phase: Arc<ConnPhase>,
     scan: HeadScan,
+    /// Quick ACKs were turned on for the current request.
+    quick_acked: bool,
 }
 
 impl AsyncRead for PhaseIo {
@@ -260,20 +266,39 @@ impl AsyncRead for PhaseIo {
             return Poll::Pending;
         }
         let res = self.inner.poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = res {
-            self.bytes_read(&buf.filled()[before..]);
+        match res {
+            Poll::Ready(Ok(())) => self.bytes_read(&buf.filled()[before..]),
+            Poll::Pending => self.more_of_the_request_due(),
+            _ => {}
         }
         res
     }
 }
 
 impl PhaseIo {
+    /// Waiting for the rest of a request's head or for its body: ACK what
+    /// came at once (quick ACKs, once per request), or a client whose Nagle
+    /// holds the rest until then waits for our delayed ACK, 40 ms or more,
+    /// as one that writes a head and then its body does. HAProxy does the same.
+    fn more_of_the_request_due(&mut self) {
+        let due = if self.scan.in_head {
+            self.scan.started
+        } else {
+            self.scan.content_length || self.scan.transfer_encoding
+        };
+        if due && !self.quick_acked && !self.phase.is_idle() {
+            self.quick_acked = true;
+            self.inner.quickack();
+        }
+    }
+
     fn bytes_read(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
         if self.phase.on_bytes_read() {
             self.scan = HeadScan::new();
+            self.quick_acked = false;
         }
         if let Some(both) = self.scan.feed(bytes) {
             self.phase.cl_and_te.store(both, Ordering::Relaxed);
@@ -392,19 +417,7 @@ impl ClientIo {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        self.poll_send(cx, bufs, false)
-    }
-
-    /// Writes `bufs`; with `more`, the kernel holds back a last partial
-    /// segment (MSG_MORE) until the next write or [`Self::shutdown_write`],
-    /// so a connection's last answer leaves with its FIN in one segment.
-    pub(crate) fn poll_send(
-        &mut self,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-        more: bool,
-    ) -> Poll<std::io::Result<usize>> {
-        self.poll_op(cx, true, |fd| send_iov(fd, bufs, more).map(|n| (n, false)))
+        self.poll_op(cx, true, |fd| send_iov(fd, bufs).map(|n| (n, false)))
     }
 
     /// Acknowledges what arrived at once, and the next segments too while
@@ -455,8 +468,7 @@ impl ClientIo {
         }
     }
 
-    /// Sends FIN after what was written (with any data held by MSG_MORE).
-    pub(crate) fn shutdown_write(&self) -> std::io::Result<()> {
+    fn shutdown_write(&self) -> std::io::Result<()> {
         match self {
             ClientIo::Direct(s) => s.shutdown(std::net::Shutdown::Write),
             ClientIo::Polled(a) => a.get_ref().shutdown(std::net::Shutdown::Write),
@@ -508,19 +520,14 @@ fn recv_spare(fd: RawFd, buf: &mut BytesMut) -> std::io::Result<(usize, usize)> 
 }
 
 /// One non-blocking `sendmsg` of `bufs`; a reset peer is an error, not SIGPIPE.
-fn send_iov(fd: RawFd, bufs: &[IoSlice<'_>], more: bool) -> std::io::Result<usize> {
-    let flags = if more {
-        libc::MSG_NOSIGNAL | libc::MSG_MORE
-    } else {
-        libc::MSG_NOSIGNAL
-    };
+fn send_iov(fd: RawFd, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
     // SAFETY: IoSlice is ABI-compatible with iovec, and msghdr only borrows
     // `bufs` for the call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
     loop {
-        let n = unsafe { libc::sendmsg(fd, &msg, flags) };
+        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
         if n >= 0 {
             return Ok(n as usize);
         }
@@ -693,6 +700,7 @@ async fn serve_with_hyper(
         prefix,
         phase: phase.clone(),
         scan: HeadScan::new(),
+        quick_acked: false,
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
