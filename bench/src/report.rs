@@ -114,6 +114,15 @@ pub fn geomean(v: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// Geometric means of the per-point ratios: (CPU per request, req/s, p99).
+fn mean_ratios(r: &[Ratio]) -> (f64, f64, f64) {
+    (
+        geomean(r.iter().map(|x| x.cpu)),
+        geomean(r.iter().map(|x| x.rps)),
+        geomean(r.iter().map(|x| x.p99)),
+    )
+}
+
 /// The ratio lines printed at the end of a sweep and kept in the summary.
 pub fn ratio_lines(rows: &[Row]) -> String {
     let mut s = String::new();
@@ -122,11 +131,7 @@ pub fn ratio_lines(rows: &[Row]) -> String {
         if r.is_empty() {
             continue;
         }
-        let (cpu, rps, p99) = (
-            geomean(r.iter().map(|x| x.cpu)),
-            geomean(r.iter().map(|x| x.rps)),
-            geomean(r.iter().map(|x| x.p99)),
-        );
+        let (cpu, rps, p99) = mean_ratios(&r);
         let mark = |ok: bool| if ok { "met" } else { "NOT met" };
         let _ = writeln!(
             s,
@@ -142,14 +147,12 @@ pub fn ratio_lines(rows: &[Row]) -> String {
     // A build measured against another (`lab sweep --baseline BIN`): no target.
     let r = ratios(rows, "floatlb-rr", "baseline-rr");
     if !r.is_empty() {
+        let (cpu, rps, p99) = mean_ratios(&r);
         let _ = writeln!(
             s,
             "floatlb-rr/baseline-rr over {} load points (this build against the baseline binary): \
-             CPU per request {:.2}x, req/s {:.2}x, p99 {:.2}x",
+             CPU per request {cpu:.2}x, req/s {rps:.2}x, p99 {p99:.2}x",
             r.len(),
-            geomean(r.iter().map(|x| x.cpu)),
-            geomean(r.iter().map(|x| x.rps)),
-            geomean(r.iter().map(|x| x.p99)),
         );
     }
     s
@@ -272,6 +275,22 @@ mod tests {
             lost,
             ..Default::default()
         }
+    }
+
+    /// A baseline build in the same sweep gets its own line, without targets.
+    #[test]
+    fn a_baseline_build_gets_its_ratio_line() {
+        let rows = vec![
+            row(1, "floatlb-rr", "wrk -c 50", 12000.0, 20.0, 1.0, 0),
+            row(1, "baseline-rr", "wrk -c 50", 10000.0, 25.0, 2.0, 0),
+        ];
+        let lines = ratio_lines(&rows);
+        assert!(
+            lines.contains("floatlb-rr/baseline-rr over 1 load points")
+                && lines.contains("CPU per request 0.80x, req/s 1.20x, p99 0.50x"),
+            "{lines}"
+        );
+        assert!(!lines.contains("target"), "{lines}");
     }
 
     #[test]
