@@ -66,7 +66,8 @@ fn spread(rows: &[&Row], f: impl Fn(&Row) -> f64, prec: usize) -> String {
     }
 }
 
-/// floatlb/peer ratios for one load point: (CPU per request, req/s, p99).
+/// floatlb/peer ratios for one load point: (CPU per request, req/s, p99), and where the CPU
+/// goes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ratio {
     pub load: String,
@@ -74,6 +75,13 @@ pub struct Ratio {
     pub cpu: f64,
     pub rps: f64,
     pub p99: f64,
+    /// The balancers' user-space CPU per request (their own code, without the kernel's work).
+    pub user: f64,
+    /// The whole machine's CPU per request.
+    pub machine: f64,
+    /// The req/s ratio if floatlb's user-space CPU cost nothing and the machine stayed
+    /// saturated: `rps * machine_ours / (machine_ours - user_ours)`.
+    pub ceiling: f64,
 }
 
 pub fn ratios(rows: &[Row], ours: &str, theirs: &str) -> Vec<Ratio> {
@@ -91,12 +99,24 @@ pub fn ratios(rows: &[Row], ours: &str, theirs: &str) -> Vec<Ratio> {
                 f64::NAN
             }
         };
+        let rps = q(|r| r.rps);
+        let (m, u) = (
+            median(&a, |r| r.machine_us_per_req),
+            median(&a, |r| r.lb_user_us_per_req),
+        );
         out.push(Ratio {
             load,
             pair: (ours.into(), theirs.into()),
             cpu: q(|r| r.lb_cpu_us_per_req),
-            rps: q(|r| r.rps),
+            rps,
             p99: q(|r| r.p99_ms),
+            user: q(|r| r.lb_user_us_per_req),
+            machine: q(|r| r.machine_us_per_req),
+            ceiling: if m > u && u > 0.0 {
+                rps * m / (m - u)
+            } else {
+                f64::NAN
+            },
         });
     }
     out
@@ -143,6 +163,17 @@ pub fn ratio_lines(rows: &[Row]) -> String {
             mark(rps >= 1.15),
             mark(p99 <= 1.0)
         );
+        let user = geomean(r.iter().map(|x| x.user));
+        let machine = geomean(r.iter().map(|x| x.machine));
+        let ceiling = geomean(r.iter().map(|x| x.ceiling));
+        if ceiling.is_finite() {
+            let _ = writeln!(
+                s,
+                "{ours}/{theirs}, where the CPU goes: user-space CPU per request {user:.2}x, \
+                 the whole machine's CPU per request {machine:.2}x; req/s if floatlb's own code \
+                 cost nothing on a saturated machine: at most {ceiling:.2}x"
+            );
+        }
     }
     // A build measured against another (`lab sweep --baseline BIN`): no target.
     let r = ratios(rows, "floatlb-rr", "baseline-rr");
@@ -174,7 +205,12 @@ pub fn markdown(
         "- rounds: {rounds}; scenarios interleaved within each load point, order rotated every round\n\
          - figures are medians over rounds, (min–max) when there is more than one round; \
          \"LB\" is the balancer's host (for `single`, the web server itself), its CPU summed over \
-         every process in its namespace from /proc (schedstat), 100% = one core\n"
+         every process in its namespace from /proc (schedstat), 100% = one core; \
+         \"LB user\" is the part of it in user space (the balancer's own code; the rest is the \
+         kernel's TCP/IP work, including softirq time that ran on the balancer's time); \
+         \"machine\" is the whole machine's busy CPU time per request, every host and the kernel \
+         (/proc/stat). When the machine is saturated, req/s is its cores over that figure, so a \
+         balancer's saving moves req/s only in proportion to its share of it.\n"
     );
     s += "## Ratios\n\n";
     let r = ratio_lines(rows);
@@ -235,13 +271,13 @@ pub fn markdown(
         }
     }
     s += "\n## Every load point\n\n\
-          | load | scenario | req/s | MB/s | lost | p50 ms | p90 ms | p99 ms | LB CPU % | LB µs/req | client CPU % | webs CPU % | LB peak RSS MiB | LB net MB/s |\n\
-          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+          | load | scenario | req/s | MB/s | lost | p50 ms | p90 ms | p99 ms | LB CPU % | LB µs/req | LB user µs/req | machine µs/req | client CPU % | webs CPU % | LB peak RSS MiB | LB net MB/s |\n\
+          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (load, by) in group(rows) {
         for (sc, v) in by {
             let _ = writeln!(
                 s,
-                "| {load} | {sc} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} |",
+                "| {load} | {sc} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} |",
                 spread(&v, |r| r.rps, 0),
                 spread(&v, |r| r.mb_per_s, 1),
                 v.iter().map(|r| r.lost).sum::<u64>(),
@@ -250,6 +286,8 @@ pub fn markdown(
                 spread(&v, |r| r.p99_ms, 2),
                 spread(&v, |r| r.cpu_lb_pct, 0),
                 spread(&v, |r| r.lb_cpu_us_per_req, 1),
+                median(&v, |r| r.lb_user_us_per_req),
+                median(&v, |r| r.machine_us_per_req),
                 median(&v, |r| r.cpu_client_pct),
                 median(&v, |r| r.cpu_webs_pct),
                 v.iter().map(|r| r.lb_peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0,
@@ -293,6 +331,39 @@ mod tests {
         assert!(!lines.contains("target"), "{lines}");
     }
 
+    /// The user/kernel split and the whole machine's CPU give the req/s a balancer could reach
+    /// if its own code cost nothing; sweeps recorded without them print no such line.
+    #[test]
+    fn where_the_cpu_goes_bounds_the_req_s_ratio() {
+        let with = |sc: &str, rps: f64, user: f64, machine: f64| Row {
+            lb_user_us_per_req: user,
+            machine_us_per_req: machine,
+            ..row(1, sc, "ab -n 1000 -c 100", rps, 40.0, 1.0, 0)
+        };
+        let rows = vec![
+            with("floatlb-rr", 11000.0, 10.0, 100.0),
+            with("haproxy-rr", 10000.0, 20.0, 110.0),
+        ];
+        let r = ratios(&rows, "floatlb-rr", "haproxy-rr");
+        assert_eq!((r[0].user, r[0].machine), (0.5, 100.0 / 110.0));
+        // 1.1 x 100 / (100 - 10)
+        assert!((r[0].ceiling - 1.1 * 100.0 / 90.0).abs() < 1e-9);
+        let lines = ratio_lines(&rows);
+        assert!(
+            lines.contains(
+                "floatlb-rr/haproxy-rr, where the CPU goes: user-space CPU per request 0.50x, \
+                 the whole machine's CPU per request 0.91x; req/s if floatlb's own code cost \
+                 nothing on a saturated machine: at most 1.22x"
+            ),
+            "{lines}"
+        );
+        let md = markdown(&rows, &[], &[], &[]);
+        assert!(
+            md.contains("| ab -n 1000 -c 100 | floatlb-rr | 11000 | 0.0 | 0 | 0.00 | 0.00 | 1.00 | 0 | 40.0 | 10.0 | 100 |"),
+            "{md}"
+        );
+    }
+
     #[test]
     fn ratios_use_medians_per_load_point() {
         let rows = vec![
@@ -323,6 +394,7 @@ mod tests {
             lines.contains("CPU per request 0.94x (target <= 0.85: NOT met)"),
             "{lines}"
         );
+        assert!(!lines.contains("where the CPU goes"), "{lines}");
         let md = markdown(&rows, &[], &[], &[]);
         assert!(md.contains("| floatlb-rr | ab -n 1000 -c 10 | 7 |"), "{md}");
         assert!(

@@ -4,7 +4,13 @@
 //! - CPU: the sum over the process's threads of `/proc/<pid>/task/<tid>/schedstat` (nanoseconds
 //!   on CPU; far finer than the 10 ms ticks of `/proc/<pid>/stat`), falling back to stat's
 //!   utime+stime for processes whose tasks cannot be read.
+//!   The user/kernel split comes from stat's utime and stime (ticks): kernel time includes the
+//!   network stack's softirq work that ran on the process's time (this kernel does not
+//!   account IRQ time separately).
 //! - Memory: VmRSS and VmHWM from `/proc/<pid>/status`.
+//! - The whole machine: busy ticks (every CPU's time outside idle, iowait and steal) from the
+//!   `cpu` line of `/proc/stat`. On a saturated machine, requests/s is the machine's cores
+//!   divided by this per request, whoever spent it.
 //! - Network: eth0's byte counters from `/proc/<pid>/net/dev` of any process in the namespace.
 
 use std::collections::HashMap;
@@ -16,13 +22,30 @@ pub fn schedstat_ns(text: &str) -> Option<u64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
-/// utime + stime in clock ticks from a `/proc/<pid>/stat` line. The command name (field 2)
+/// (utime, stime) in clock ticks from a `/proc/<pid>/stat` line. The command name (field 2)
 /// may contain spaces and parentheses, so fields are counted from the last ')'.
-pub fn stat_ticks(text: &str) -> Option<u64> {
+pub fn stat_user_sys(text: &str) -> Option<(u64, u64)> {
     let rest = &text[text.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // After ')' field 3 (state) is f[0]; utime is field 14 and stime field 15.
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    Some((f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?))
+}
+
+/// utime + stime in clock ticks from a `/proc/<pid>/stat` line.
+pub fn stat_ticks(text: &str) -> Option<u64> {
+    stat_user_sys(text).map(|(u, s)| u + s)
+}
+
+/// Busy ticks of the whole machine from `/proc/stat`: the `cpu` line's user, nice, system,
+/// irq and softirq (guest time is already inside user); idle, iowait and steal are not busy.
+pub fn machine_busy_ticks(text: &str) -> Option<u64> {
+    let line = text.lines().find_map(|l| l.strip_prefix("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    Some(f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)?)
 }
 
 /// A "Key:   123 kB" field of `/proc/<pid>/status`, in KiB.
@@ -50,7 +73,7 @@ pub fn net_dev_bytes(text: &str, dev: &str) -> Option<(u64, u64)> {
 /// Nanoseconds per clock tick (USER_HZ is 100 on Linux).
 const TICK_NS: u64 = 10_000_000;
 
-fn cpu_ns(pid: u32) -> Option<u64> {
+fn cpu_ns(pid: u32, stat: &str) -> Option<u64> {
     let mut sum = 0;
     let mut any = false;
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
@@ -69,8 +92,7 @@ fn cpu_ns(pid: u32) -> Option<u64> {
     if any {
         return Some(sum);
     }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    Some(stat_ticks(&stat)? * TICK_NS)
+    Some(stat_ticks(stat)? * TICK_NS)
 }
 
 /// The inode that identifies a named network namespace (`ip netns add` bind-mounts it here).
@@ -93,6 +115,9 @@ fn pid_netns_inode(pid: u32) -> Option<u64> {
 pub struct Proc {
     pub cpu_ns: u64,
     pub rss_kib: u64,
+    /// utime and stime in ticks, for the user/kernel split.
+    pub user_ticks: u64,
+    pub sys_ticks: u64,
 }
 
 /// One reading of every process in each of the hosts' namespaces.
@@ -101,12 +126,19 @@ pub struct Snapshot {
     /// host -> pid -> reading
     pub hosts: HashMap<String, HashMap<u32, Proc>>,
     pub at: Option<std::time::Instant>,
+    /// The whole machine's busy ticks (`/proc/stat`).
+    pub machine_busy_ticks: u64,
 }
 
 impl Snapshot {
     pub fn take(hosts: &[(String, u64)]) -> Snapshot {
         let mut snap = Snapshot {
             at: Some(std::time::Instant::now()),
+            machine_busy_ticks: std::fs::read_to_string("/proc/stat")
+                .ok()
+                .as_deref()
+                .and_then(machine_busy_ticks)
+                .unwrap_or(0),
             ..Default::default()
         };
         for (h, _) in hosts {
@@ -125,7 +157,11 @@ impl Snapshot {
             let Some((h, _)) = hosts.iter().find(|(_, i)| *i == ino) else {
                 continue;
             };
-            let Some(cpu) = cpu_ns(pid) else { continue };
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let Some(cpu) = cpu_ns(pid, &stat) else {
+                continue;
+            };
+            let (user_ticks, sys_ticks) = stat_user_sys(&stat).unwrap_or((0, 0));
             let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
                 .ok()
                 .and_then(|s| status_kib(&s, "VmRSS"))
@@ -135,6 +171,8 @@ impl Snapshot {
                 Proc {
                     cpu_ns: cpu,
                     rss_kib: rss,
+                    user_ticks,
+                    sys_ticks,
                 },
             );
         }
@@ -167,6 +205,25 @@ pub fn cpu_between(a: &Snapshot, b: &Snapshot, host: &str) -> u64 {
         .sum()
 }
 
+/// The share of a host's CPU time between two snapshots spent in user space (utime over
+/// utime + stime, new processes counted whole); None when no tick fell in between.
+pub fn user_share_between(a: &Snapshot, b: &Snapshot, host: &str) -> Option<f64> {
+    let (a, b) = (a.hosts.get(host)?, b.hosts.get(host)?);
+    let (mut user, mut all) = (0, 0);
+    for (pid, p) in b {
+        let (u0, s0) = a.get(pid).map_or((0, 0), |q| (q.user_ticks, q.sys_ticks));
+        let u = p.user_ticks.saturating_sub(u0);
+        user += u;
+        all += u + p.sys_ticks.saturating_sub(s0);
+    }
+    (all > 0).then(|| user as f64 / all as f64)
+}
+
+/// Nanoseconds the whole machine was busy between two snapshots (tick resolution).
+pub fn machine_ns_between(a: &Snapshot, b: &Snapshot) -> u64 {
+    b.machine_busy_ticks.saturating_sub(a.machine_busy_ticks) * TICK_NS
+}
+
 /// eth0's (rx, tx) bytes in the namespace of `pid`.
 pub fn net_bytes(pid: u32) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
@@ -192,6 +249,7 @@ mod tests {
         assert_eq!(schedstat_ns(&data("proc_schedstat.txt")), Some(197_920_923));
         // A comm with a space and a ')' in it must not shift the fields.
         assert_eq!(stat_ticks(&data("proc_stat.txt")), Some(74 + 1));
+        assert_eq!(stat_user_sys(&data("proc_stat.txt")), Some((74, 1)));
         assert_eq!(stat_ticks("12 (x) S"), None);
     }
 
@@ -216,7 +274,11 @@ mod tests {
     fn cpu_between_counts_new_processes_whole() {
         let mut a = Snapshot::default();
         let mut b = Snapshot::default();
-        let p = |cpu_ns| Proc { cpu_ns, rss_kib: 1 };
+        let p = |cpu_ns| Proc {
+            cpu_ns,
+            rss_kib: 1,
+            ..Default::default()
+        };
         a.hosts
             .insert("lb".into(), [(1, p(100)), (2, p(50))].into());
         b.hosts
@@ -227,6 +289,42 @@ mod tests {
     }
 
     #[test]
+    fn machine_busy_of_recorded_proc_stat() {
+        // user 1000, nice 20, system 300, idle 5000, iowait 7, irq 1, softirq 400, steal 9.
+        let s = data("proc_stat_machine.txt");
+        assert_eq!(machine_busy_ticks(&s), Some(1000 + 20 + 300 + 1 + 400));
+        assert_eq!(machine_busy_ticks("cpu0 1 2 3 4 5 6 7"), None);
+        let a = Snapshot {
+            machine_busy_ticks: 100,
+            ..Default::default()
+        };
+        let b = Snapshot {
+            machine_busy_ticks: 350,
+            ..Default::default()
+        };
+        assert_eq!(machine_ns_between(&a, &b), 250 * 10_000_000);
+    }
+
+    #[test]
+    fn user_share_counts_ticks_of_old_and_new_processes() {
+        let p = |user_ticks, sys_ticks| Proc {
+            user_ticks,
+            sys_ticks,
+            ..Default::default()
+        };
+        let mut a = Snapshot::default();
+        let mut b = Snapshot::default();
+        a.hosts.insert("lb".into(), [(1, p(10, 90))].into());
+        b.hosts
+            .insert("lb".into(), [(1, p(30, 150)), (2, p(5, 15))].into());
+        // (20 + 5) user of (20 + 60 + 5 + 15) ticks.
+        assert_eq!(user_share_between(&a, &b, "lb"), Some(0.25));
+        a.hosts.insert("web1".into(), [(1, p(1, 1))].into());
+        b.hosts.insert("web1".into(), [(1, p(1, 1))].into());
+        assert_eq!(user_share_between(&a, &b, "web1"), None);
+    }
+
+    #[test]
     fn this_process_is_sampled_in_its_own_namespace() {
         let me = std::process::id();
         let ino = pid_netns_inode(me).expect("own netns inode");
@@ -234,5 +332,6 @@ mod tests {
         let mine = snap.hosts["here"][&me];
         assert!(mine.rss_kib > 0);
         assert!(mine.cpu_ns > 0);
+        assert!(snap.machine_busy_ticks > 0);
     }
 }

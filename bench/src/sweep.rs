@@ -133,14 +133,23 @@ pub struct Row {
     pub lb_cpu_us_per_req: f64,
     pub lb_peak_rss_kib: u64,
     pub lb_net_mb_per_s: f64,
+    /// The part of `lb_cpu_us_per_req` spent in user space: the balancer's own code.
+    pub lb_user_us_per_req: f64,
+    /// CPU the whole machine spent per request: client, balancer, web servers and the kernel
+    /// work between them.
+    pub machine_us_per_req: f64,
 }
 
-pub const CSV_HEADER: &str = "round,scenario,tool,requested,concurrency,keepalive,load,seconds,ok,lost,rps,mb_per_s,p50_ms,p90_ms,p99_ms,cpu_client_pct,cpu_lb_pct,cpu_lb_peak_pct,cpu_webs_pct,lb_cpu_us_per_req,lb_peak_rss_kib,lb_net_mb_per_s";
+pub const CSV_HEADER: &str = "round,scenario,tool,requested,concurrency,keepalive,load,seconds,ok,lost,rps,mb_per_s,p50_ms,p90_ms,p99_ms,cpu_client_pct,cpu_lb_pct,cpu_lb_peak_pct,cpu_webs_pct,lb_cpu_us_per_req,lb_peak_rss_kib,lb_net_mb_per_s,lb_user_us_per_req,machine_us_per_req";
+
+/// Columns of runs.csv written before the user/kernel split and the machine's CPU were added;
+/// such files still load, with those two figures at 0.
+const OLD_CSV_FIELDS: usize = 22;
 
 impl Row {
     pub fn to_csv(&self) -> String {
         format!(
-            "{},{},{},{},{},{},{},{:.3},{},{},{:.1},{:.2},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{:.1},{:.2},{},{:.2}",
+            "{},{},{},{},{},{},{},{:.3},{},{},{:.1},{:.2},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{:.1},{:.2},{},{:.2},{:.2},{:.2}",
             self.round,
             self.scenario,
             self.tool,
@@ -162,13 +171,16 @@ impl Row {
             self.cpu_webs_pct,
             self.lb_cpu_us_per_req,
             self.lb_peak_rss_kib,
-            self.lb_net_mb_per_s
+            self.lb_net_mb_per_s,
+            self.lb_user_us_per_req,
+            self.machine_us_per_req
         )
     }
 
     pub fn from_csv(line: &str) -> Option<Row> {
         let f: Vec<&str> = line.split(',').collect();
-        if f.len() != CSV_HEADER.split(',').count() {
+        let full = f.len() == CSV_HEADER.split(',').count();
+        if !full && f.len() != OLD_CSV_FIELDS {
             return None;
         }
         let n = |i: usize| f[i].parse::<f64>().ok();
@@ -195,6 +207,8 @@ impl Row {
             lb_cpu_us_per_req: n(19)?,
             lb_peak_rss_kib: f[20].parse().ok()?,
             lb_net_mb_per_s: n(21)?,
+            lb_user_us_per_req: if full { n(22)? } else { 0.0 },
+            machine_us_per_req: if full { n(23)? } else { 0.0 },
         })
     }
 }
@@ -437,6 +451,10 @@ impl Sweep {
         row.cpu_webs_pct = self.webs.iter().map(|w| cpu(w)).sum::<f64>() / (wall * 1e9) * 100.0;
         if row.ok > 0 {
             row.lb_cpu_us_per_req = lb_ns / 1000.0 / row.ok as f64;
+            let user = sample::user_share_between(&before, &after, lb).unwrap_or(0.0);
+            row.lb_user_us_per_req = row.lb_cpu_us_per_req * user;
+            row.machine_us_per_req =
+                sample::machine_ns_between(&before, &after) as f64 / 1000.0 / row.ok as f64;
         }
         row.lb_peak_rss_kib = peak_rss.max(after.rss_kib(lb));
         if let (Some((r0, t0b)), Some((r1, t1b))) = (net0, net1) {
@@ -609,9 +627,20 @@ mod tests {
             lb_cpu_us_per_req: 24.5,
             lb_peak_rss_kib: 12000,
             lb_net_mb_per_s: 36.25,
+            lb_user_us_per_req: 6.25,
+            machine_us_per_req: 120.5,
         };
-        assert_eq!(Row::from_csv(&r.to_csv()), Some(r));
+        let line = r.to_csv();
+        assert_eq!(Row::from_csv(&line), Some(r.clone()));
         assert_eq!(Row::from_csv("1,2,3"), None);
+        // A runs.csv from before the last two columns still loads, without them.
+        let old = line.rsplitn(3, ',').last().unwrap();
+        let want = Row {
+            lb_user_us_per_req: 0.0,
+            machine_us_per_req: 0.0,
+            ..r
+        };
+        assert_eq!(Row::from_csv(old), Some(want));
     }
 
     #[test]
