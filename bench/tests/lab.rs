@@ -244,6 +244,22 @@ fn smallest_sweep_runs_end_to_end_and_reports() {
         assert!(f(r, "lb_peak_rss_kib") > 1000.0, "{r:?}");
         assert!(f(r, "lb_net_mb_per_s") > 0.1, "{r:?}");
         assert!(f(r, "p99_ms") > 0.0, "{r:?}");
+        // The whole machine's CPU per request covers the LB host's and cannot exceed
+        // what every core could give at this rate (slack for ticks and the tool's start).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let machine = f(r, "machine_us_per_req");
+        assert!(
+            machine > 0.8 * f(r, "lb_cpu_us_per_req"),
+            "machine CPU below the LB's: {r:?}"
+        );
+        assert!(
+            machine * f(r, "rps") < 1.5 * cores * 1e6,
+            "machine CPU above the cores: {r:?}"
+        );
+        assert!(
+            (0.0..=f(r, "lb_cpu_us_per_req")).contains(&f(r, "lb_user_us_per_req")),
+            "{r:?}"
+        );
         if r["scenario"] == "floatlb-rr" {
             assert_eq!(r["lost"], "0", "floatlb lost requests: {r:?}");
         }
