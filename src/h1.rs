@@ -737,13 +737,8 @@ mod tests {
     /// the Connection header named, and exactly one X-Forwarded-For.
     #[test]
     fn prepared_heads_are_valid_requests_for_any_input() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rand = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = crate::test_util::xorshift(0x2545_f491_4f6c_dd1d);
+        let mut rand = move |n: usize| next(n as u64) as usize;
         const METHODS: [&str; 6] = ["GET", "HEAD", "POST", "DELETE", "PATCH", "G\x01T"];
         const TARGETS: [&str; 5] = ["/", "/a?b=c", "/x%20y", "*", "http://h/"];
         const NAMES: [&str; 14] = [

@@ -18,3 +18,18 @@ pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod upstream;
+
+/// Helpers the unit tests of several modules share.
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// A xorshift64 generator from `seed`: `rand(n)` is in `0..n`. Reproducible
+    /// pseudo-random input for property tests without another dependency.
+    pub(crate) fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        }
+    }
+}

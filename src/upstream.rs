@@ -807,13 +807,7 @@ mod tests {
     /// truncated copy never decodes as complete.
     #[test]
     fn chunked_round_trip_with_random_chunks_and_pieces() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rand = crate::test_util::xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..300 {
             let body: Vec<u8> = (0..rand(3000)).map(|i| (i % 251) as u8).collect();
             let mut wire = Vec::new();
