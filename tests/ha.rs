@@ -53,8 +53,19 @@ impl Drop for Node {
 }
 
 fn start_node(lab: &Lab, host: &str, backends: &[SocketAddr], vrrp: &str) -> Node {
+    let health = "[health]\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n";
+    start_node_with(lab, host, health, backends, vrrp)
+}
+
+fn start_node_with(
+    lab: &Lab,
+    host: &str,
+    health: &str,
+    backends: &[SocketAddr],
+    vrrp: &str,
+) -> Node {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = String::from("[listen]\naddress = \"0.0.0.0:80\"\nworkers = 1\n[health]\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n");
+    let mut cfg = format!("[listen]\naddress = \"0.0.0.0:80\"\nworkers = 1\n{health}");
     for (i, b) in backends.iter().enumerate() {
         cfg += &format!("[[backend]]\nname = \"web{}\"\naddress = \"{b}\"\n", i + 1);
     }
@@ -142,15 +153,12 @@ fn higher_priority_wins_and_link_loss_fails_over_with_garp() {
         Some(lab.mac("lb1").as_str())
     );
 
-    // Master_Down_Interval for priority 100 at 100 ms: 3×100 + (256−100)×100/256 ≈ 361 ms.
+    // Master_Down_Interval for priority 100 at 100 ms: 3×100 + (256−100)×100/256 ≈ 361 ms;
+    // how long the takeover takes is the fsm's unit tests (paused clock) and bench's drills.
     lab.link("lb1", false);
-    let took = lab.wait_for("lb2 takes the VIP", Duration::from_secs(3), || {
+    lab.wait_for("lb2 takes the VIP", Duration::from_secs(3), || {
         lab.has_addr("lb2", VIP)
     });
-    assert!(
-        took < Duration::from_millis(361 + 250),
-        "takeover took {took:?}"
-    );
     // Its gratuitous ARP moved the client's neighbour entry without any traffic.
     let lb2_mac = lab.mac("lb2");
     lab.wait_for(
@@ -216,14 +224,22 @@ fn sigterm_hands_over_in_skew_time() {
     let (n1, _n2) = lb1_master_pair(&lab, &web);
     std::thread::sleep(Duration::from_millis(300));
     n1.signal(libc::SIGTERM);
-    // Priority 0 advert: the backup waits only Skew_Time (≈61 ms), far below
-    // Master_Down_Interval (≈361 ms).
-    let took = lab.wait_for("lb2 takes over", Duration::from_secs(3), || {
+    // RFC 5798 §6.4.2: lb1 leaves with a priority-0 advert, so the backup waits only
+    // Skew_Time (≈61 ms) instead of Master_Down_Interval (≈361 ms); that timing is the
+    // fsm's unit test on a paused clock. Here: the advert went out and was heard.
+    lab.wait_for("lb2 takes over", Duration::from_secs(3), || {
         lab.has_addr("lb2", VIP)
     });
+    let status = support::netns::http_from(
+        &lab,
+        "lb2",
+        "127.0.0.1:9100".parse().unwrap(),
+        "/status.json",
+    )
+    .1;
     assert!(
-        took < Duration::from_millis(250),
-        "graceful takeover took {took:?}; log:\n{}",
+        status.contains("\"priority\":0,"),
+        "lb2 did not hear lb1's priority-0 advert: {status}; lb1 log:\n{}",
         n1.log()
     );
     lab.wait_for("lb1 released the VIP", Duration::from_secs(2), || {
@@ -1011,4 +1027,121 @@ fn status_page_renders_and_updates_live_in_chromium() {
     let _ = std::fs::create_dir_all(&dir);
     std::fs::write(dir.join("status-page.png"), png).unwrap();
     webdriver(&lab, "lb1", port, "DELETE", &base, "");
+}
+
+/// Delayed ACKs the kernel sent from `host`'s namespace (TcpExt DelayedACKs): each is a
+/// delayed-ACK timer that fired because nothing else carried the ACK in time.
+fn delayed_acks(lab: &Lab, host: &str) -> u64 {
+    let out = lab
+        .exec(host)
+        .args(["cat", "/proc/net/netstat"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut tcp_ext = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (tcp_ext.next().unwrap(), tcp_ext.next().unwrap());
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "DelayedACKs")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("TcpExt DelayedACKs")
+}
+
+/// Reads one answer (head byte by byte, then Content-Length bytes); returns the status.
+fn read_answer(s: &mut std::net::TcpStream) -> u16 {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut b = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1, "closed mid-head: {head:?}");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    head[9..12].parse().unwrap()
+}
+
+/// With delayed ACKs on client sockets (the answer carries the request's ACK), a request
+/// that arrives in pieces must still be acknowledged at once: a client whose Nagle holds
+/// the next piece until the first is acknowledged would otherwise wait for the delayed-ACK
+/// timer (at least 40 ms) on every such request. Counted, not timed: the delayed ACKs the
+/// balancer's namespace sends while a Nagle client writes (a) a head in two pieces on new
+/// connections and (b) keep-alive POSTs with the body written after the head, against the
+/// same requests written whole. 100 ms between requests lets every armed timer fire, so a
+/// regression adds one per request (8), and only a stall in most requests could pass for one.
+#[test]
+fn requests_in_pieces_are_acknowledged_at_once() {
+    if !netns_available("requests_in_pieces_are_acknowledged_at_once") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab();
+    let _n = start_node_with(&lab, "lb1", "[health]\nenabled = false\n", &[web.addr], "");
+    let lb: SocketAddr = "198.18.0.3:80".parse().unwrap();
+    lab.wait_for("lb1 serves", Duration::from_secs(5), || {
+        support::netns::http_from(&lab, "client", lb, "/").0 == 200
+    });
+    const N: usize = 8;
+    let count = |pieces: bool, keep_alive: bool| -> u64 {
+        let before = delayed_acks(&lab, "lb1");
+        lab.in_host("client", move || {
+            use std::io::Write;
+            let connect = || {
+                let s = std::net::TcpStream::connect(lb).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                assert!(!s.nodelay().unwrap(), "the client must use Nagle");
+                s
+            };
+            let mut kept = keep_alive.then(connect);
+            for _ in 0..N {
+                let (head, body): (&[u8], &[u8]) = if keep_alive {
+                    (
+                        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n",
+                        b"hello",
+                    )
+                } else {
+                    (
+                        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                        b"",
+                    )
+                };
+                let mut fresh = None;
+                let s = match kept.as_mut() {
+                    Some(s) => s,
+                    None => fresh.insert(connect()),
+                };
+                if pieces {
+                    // (a) splits the head; (b) writes the body after the head.
+                    let cut = if keep_alive { head.len() } else { 10 };
+                    s.write_all(&head[..cut]).unwrap();
+                    s.write_all(&[&head[cut..], body].concat()).unwrap();
+                } else {
+                    s.write_all(&[head, body].concat()).unwrap();
+                }
+                assert_eq!(read_answer(s), 200);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        delayed_acks(&lab, "lb1") - before
+    };
+    for keep_alive in [false, true] {
+        let whole = count(false, keep_alive);
+        let pieces = count(true, keep_alive);
+        assert!(
+            pieces <= whole + 2,
+            "{} requests in pieces cost {pieces} delayed ACKs, written whole {whole}: \
+             the balancer waits for its delayed-ACK timer before the next piece can come",
+            if keep_alive {
+                "keep-alive POST"
+            } else {
+                "one-request"
+            }
+        );
+    }
 }

