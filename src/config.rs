@@ -246,6 +246,10 @@ pub struct Timeouts {
     /// keep-alive timeout (nginx: 75s).
     #[serde(default = "default_pool_idle", deserialize_with = "duration")]
     pub pool_idle: Duration,
+    /// An upgraded connection (WebSocket) with no byte either way for this
+    /// long is closed (HAProxy `timeout tunnel`).
+    #[serde(default = "default_tunnel", deserialize_with = "duration")]
+    pub tunnel: Duration,
 }
 
 fn default_connect() -> Duration {
@@ -272,6 +276,9 @@ fn default_vip_linger() -> Duration {
 fn default_pool_idle() -> Duration {
     Duration::from_secs(30)
 }
+fn default_tunnel() -> Duration {
+    Duration::from_secs(3600)
+}
 
 impl Default for Timeouts {
     fn default() -> Self {
@@ -284,6 +291,7 @@ impl Default for Timeouts {
             handover: default_handover(),
             vip_linger: default_vip_linger(),
             pool_idle: default_pool_idle(),
+            tunnel: default_tunnel(),
         }
     }
 }
@@ -631,6 +639,7 @@ impl Config {
             ("client-header", self.timeouts.client_header),
             ("idle", self.timeouts.idle),
             ("server", self.timeouts.server),
+            ("tunnel", self.timeouts.tunnel),
         ] {
             if d.is_zero() {
                 p(format!("timeouts.{name}"), "must be greater than 0".into());

@@ -187,20 +187,33 @@ pub(crate) async fn serve(
             has_host: req.has_host,
             idempotent: req.idempotent,
             head_request: req.head_request,
+            upgrade: req.upgrade,
         };
         let answer = proxy::exchange(&bodyless, shared, peer, &snap).await;
         let keep_alive = req.keep_alive && !shared.handover.closing() && !*shutdown.borrow();
+        let mut tunnel = None;
         let (status, bytes, reusable) = match answer {
             Answer::Local(f) => write_local(io, &f, req.http10, keep_alive).await,
             Answer::Backend {
                 head,
                 mut body,
                 backend,
-            } => {
-                let out = write_answer(io, &head, &mut body, req.http10, keep_alive).await;
-                backend.release(&mut body);
-                out
-            }
+            } => match body.into_tunnel() {
+                // 101 to an upgrade request: the connection changes protocol.
+                Some((stream, from_backend)) => {
+                    let ok = write_switch(io, &head, &from_backend).await.is_ok();
+                    if ok {
+                        // The backend's in-flight count holds while the tunnel lasts.
+                        tunnel = Some((stream, backend));
+                    }
+                    (head.status.as_u16(), None, false)
+                }
+                None => {
+                    let out = write_answer(io, &head, &mut body, req.http10, keep_alive).await;
+                    backend.release(&mut body);
+                    out
+                }
+            },
         };
         shared
             .metrics
@@ -223,6 +236,13 @@ pub(crate) async fn serve(
                 user_agent: fields.user_agent,
                 duration: started.elapsed(),
             });
+        }
+        if let Some((stream, _in_flight)) = tunnel {
+            let idle = snap.config.timeouts.tunnel;
+            let from_client = std::mem::take(&mut buf);
+            let end = crate::tunnel::relay(io, from_client, stream, shared, shutdown, idle).await;
+            tracing::debug!(client = %peer, ?end, "tunnel ended");
+            return Next::Close;
         }
         if !reusable {
             return Next::Close;
@@ -252,6 +272,8 @@ struct Prepared {
     has_host: bool,
     idempotent: bool,
     head_request: bool,
+    /// Asks the backend for a protocol switch (WebSocket).
+    upgrade: bool,
     http10: bool,
     /// The client keeps the connection open after the answer.
     keep_alive: bool,
@@ -313,9 +335,15 @@ fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Parse::Bad(StatusCode::BAD_REQUEST, "incomplete request line");
     };
+    if method == "CONNECT" {
+        // A reverse proxy opens no tunnels to where a client asks.
+        return Parse::Bad(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not supported by this proxy",
+        );
+    }
     // hyper answers a target longer than a `Uri` holds with 414.
-    if method == "CONNECT"
-        || target.len() > u16::MAX as usize - 2
+    if target.len() > u16::MAX as usize - 2
         || !target.starts_with('/')
         || !target.bytes().all(|b| (0x21..0x7f).contains(&b))
     {
@@ -328,12 +356,19 @@ fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
     let mut listed: [&[u8]; 8] = [b""; 8];
     let mut n_listed = 0;
     let mut forwarded_for: Option<&[u8]> = None;
+    let mut upgrade_value: Option<&[u8]> = None;
+    let mut upgrade_token = false;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => has_host = true,
             6 if name.eq_ignore_ascii_case(b"expect") => return Parse::Hyper,
-            7 if name.eq_ignore_ascii_case(b"upgrade") => return Parse::Hyper,
+            7 if name.eq_ignore_ascii_case(b"upgrade") => {
+                if upgrade_value.is_some() {
+                    return Parse::Bad(StatusCode::BAD_REQUEST, "more than one Upgrade header");
+                }
+                upgrade_value = Some(h.value);
+            }
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => return Parse::Hyper,
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 // A body, or a length given twice: hyper's path and its checks.
@@ -347,6 +382,9 @@ fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
                     match token {
                         ConnectionToken::Close => close = true,
                         ConnectionToken::KeepAlive => keep_alive_token = true,
+                        ConnectionToken::Name(name) if name.eq_ignore_ascii_case(b"upgrade") => {
+                            upgrade_token = true
+                        }
                         ConnectionToken::Name(_) if n_listed == listed.len() => {
                             return Parse::Hyper
                         }
@@ -363,8 +401,18 @@ fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
             _ => {}
         }
     }
-    let (xff, xfp) = (fwd.xff, fwd.xfp);
     let http10 = version == 0;
+    let hosts = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"));
+    if let Err(reason) = proxy::check_host(hosts.map(|h| h.value), http10) {
+        return Parse::Bad(StatusCode::BAD_REQUEST, reason);
+    }
+    // RFC 9110 §7.8: Upgrade counts only when Connection lists it, and never
+    // in HTTP/1.0; otherwise it is dropped as hop-by-hop.
+    let upgrade = upgrade_value.filter(|_| upgrade_token && !http10);
+    let (xff, xfp) = (fwd.xff, fwd.xfp);
     let mut out = Vec::with_capacity(head_len + 80);
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
@@ -402,6 +450,11 @@ fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
     if xfp {
         out.extend_from_slice(b"x-forwarded-proto: http\r\n");
     }
+    if let Some(protocols) = upgrade {
+        out.extend_from_slice(b"upgrade: ");
+        out.extend_from_slice(protocols);
+        out.extend_from_slice(b"\r\nconnection: upgrade\r\n");
+    }
     // A bodyless request whose method normally has a body says so.
     if matches!(method, "POST" | "PUT" | "PATCH") && !zero_length {
         out.extend_from_slice(b"content-length: 0\r\n");
@@ -432,6 +485,7 @@ fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
             "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
         ),
         head_request: method == "HEAD",
+        upgrade: upgrade.is_some(),
         http10,
         keep_alive: if http10 {
             keep_alive_token && !close
@@ -595,6 +649,21 @@ async fn write_answer(
     (status, length, keep_alive)
 }
 
+/// Writes a 101 Switching Protocols as the backend sent it (its Upgrade kept,
+/// RFC 9110 §7.8), then the new protocol's bytes that came with it.
+async fn write_switch(io: &mut ClientIo, head: &Head, from_backend: &[u8]) -> io::Result<()> {
+    let mut out = Vec::with_capacity(256);
+    status_line(&mut out, false, head.status, head.reason());
+    for (name, value) in head.fields() {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"connection: upgrade\r\n\r\n");
+    write_all(io, &mut [IoSlice::new(&out), IoSlice::new(from_backend)]).await
+}
+
 /// Writes `head` (may be empty) and `data`, chunk-framed if `chunked`, with
 /// the last chunk if `last`.
 async fn write_piece(
@@ -696,14 +765,14 @@ mod tests {
         assert!(p.has_host && p.keep_alive && p.idempotent && !p.http10);
         // Forwarding headers off: the client's pass as they are.
         let p = ready(
-            "GET / HTTP/1.1\r\nX-Forwarded-For: 198.18.0.1\r\n\r\n",
+            "GET / HTTP/1.0\r\nX-Forwarded-For: 198.18.0.1\r\n\r\n",
             &fwd(false, false),
         );
         assert_eq!(
             String::from_utf8(p.out).unwrap(),
             "GET / HTTP/1.1\r\nX-Forwarded-For: 198.18.0.1\r\n\r\n"
         );
-        assert!(!p.has_host);
+        assert!(!p.has_host, "HTTP/1.0 may leave Host out");
         // A bodyless POST says so; a zero length is kept as sent.
         let p = ready("POST /x HTTP/1.1\r\nHost: h\r\n\r\n", &fwd(false, false));
         assert!(String::from_utf8(p.out)
@@ -711,12 +780,12 @@ mod tests {
             .ends_with("content-length: 0\r\n\r\n"));
         assert!(!p.idempotent);
         let p = ready(
-            "POST /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
             &fwd(false, false),
         );
         assert_eq!(
             String::from_utf8(p.out).unwrap(),
-            "POST /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+            "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"
         );
     }
 
@@ -726,8 +795,8 @@ mod tests {
         assert!(!ready("GET / HTTP/1.0\r\n\r\n", &f).keep_alive);
         let p = ready("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", &f);
         assert!(p.keep_alive && p.http10);
-        assert!(!ready("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", &f).keep_alive);
-        assert!(ready("HEAD / HTTP/1.1\r\n\r\n", &f).head_request);
+        assert!(!ready("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &f).keep_alive);
+        assert!(ready("HEAD / HTTP/1.1\r\nHost: t\r\n\r\n", &f).head_request);
     }
 
     /// Random heads built from pieces that matter (hop-by-hop names in any
@@ -771,7 +840,8 @@ mod tests {
         for _ in 0..5000 {
             let method = METHODS[rand(METHODS.len())];
             let target = TARGETS[rand(TARGETS.len())];
-            let mut head = format!("{method} {target} HTTP/1.{}\r\n", rand(2));
+            // Host first, as clients send it (another may follow: that is a 400).
+            let mut head = format!("{method} {target} HTTP/1.{}\r\nHost: t\r\n", rand(2));
             for _ in 0..rand(8) {
                 let name = NAMES[rand(NAMES.len())];
                 let value = VALUES[rand(VALUES.len())];
@@ -836,16 +906,14 @@ mod tests {
     fn unusual_requests_go_to_hyper_and_broken_ones_are_refused() {
         let f = fwd(true, true);
         for head in [
-            "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
-            "GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-            "GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
-            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-            "GET http://shop/ HTTP/1.1\r\n\r\n",
-            "OPTIONS * HTTP/1.1\r\n\r\n",
-            "CONNECT shop:443 HTTP/1.1\r\n\r\n",
-            "GET /caf\u{e9} HTTP/1.1\r\n\r\n",
-            "GET / HTTP/1.1\r\nConnection: a, b, c, d, e, f, g, h, i\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+            "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n\r\n",
+            "GET http://shop/ HTTP/1.1\r\nHost: shop\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n",
+            "GET /caf\u{e9} HTTP/1.1\r\nHost: t\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: t\r\nConnection: a, b, c, d, e, f, g, h, i\r\n\r\n",
         ] {
             assert!(
                 matches!(prepare(head.as_bytes(), &f), Parse::Hyper),
@@ -880,6 +948,79 @@ mod tests {
         assert!(matches!(
             prepare(many.as_bytes(), &f),
             Parse::Bad(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, _)
+        ));
+    }
+
+    /// RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, for more than
+    /// one Host line, and for a Host value that is not uri-host[:port].
+    #[test]
+    fn host_is_required_once_and_valid() {
+        let f = fwd(false, false);
+        for head in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: shop/x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: user@shop\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: shop:80x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: [2001:2::1\r\n\r\n",
+        ] {
+            assert!(
+                matches!(
+                    prepare(head.as_bytes(), &f),
+                    Parse::Bad(StatusCode::BAD_REQUEST, _)
+                ),
+                "{head:?}"
+            );
+        }
+        for host in [
+            "shop",
+            "shop:8080",
+            "198.18.0.1:80",
+            "[2001:2::1]:443",
+            "",
+            "a-b.c_d~e",
+        ] {
+            let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert!(ready(&head, &f).has_host, "{host:?}");
+        }
+        // HTTP/1.0 may leave it out; each backend's address is sent instead.
+        assert!(!ready("GET / HTTP/1.0\r\n\r\n", &f).has_host);
+    }
+
+    /// RFC 9110 §7.8: Upgrade is passed on (with `Connection: upgrade`) only when
+    /// the client's Connection lists it, and never for HTTP/1.0; CONNECT is 405.
+    #[test]
+    fn upgrade_requests_keep_their_upgrade_and_connect_is_refused() {
+        let f = fwd(false, false);
+        let p = ready(
+            "GET /chat HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            &f,
+        );
+        assert!(p.upgrade);
+        assert_eq!(
+            String::from_utf8(p.out).unwrap(),
+            "GET /chat HTTP/1.1\r\nHost: t\r\nSec-WebSocket-Version: 13\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"
+        );
+        for head in [
+            "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\r\n",
+            "GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        ] {
+            let p = ready(head, &f);
+            assert!(!p.upgrade, "{head:?}");
+            assert!(!String::from_utf8(p.out)
+                .unwrap()
+                .to_ascii_lowercase()
+                .contains("upgrade"));
+        }
+        assert!(matches!(
+            prepare(b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: a\r\nUpgrade: b\r\nConnection: upgrade\r\n\r\n", &f),
+            Parse::Bad(StatusCode::BAD_REQUEST, _)
+        ));
+        assert!(matches!(
+            prepare(b"CONNECT shop:443 HTTP/1.1\r\nHost: shop:443\r\n\r\n", &f),
+            Parse::Bad(StatusCode::METHOD_NOT_ALLOWED, _)
         ));
     }
 

@@ -17,6 +17,7 @@ pub mod live;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
+pub mod tunnel;
 pub mod upstream;
 
 /// Helpers the unit tests of several modules share.

@@ -59,6 +59,11 @@ pub struct ProxyStats {
     pub connections_active: AtomicI64,
     pub accept_errors: AtomicU64,
     pub client_timeouts: AtomicU64,
+    /// Upgraded connections (WebSocket) relaying bytes now, and ever.
+    pub tunnels_active: AtomicI64,
+    pub tunnels_total: AtomicU64,
+    /// Tunnels a drain or handover closed (after every other connection had finished).
+    pub tunnels_closed_by_drain: AtomicU64,
     /// Malformed requests answered 400 (by floatlb or by hyper's parser).
     pub bad_requests: AtomicU64,
     pub errors_502: AtomicU64,

@@ -158,6 +158,21 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
         "Client connections open now.",
         s.connections_active.load(Ordering::Relaxed),
     );
+    f.gauge(
+        "floatlb_tunnels_active",
+        "Upgraded client connections (WebSocket) relaying bytes to a backend.",
+        s.tunnels_active.load(Ordering::Relaxed),
+    );
+    f.counter(
+        "floatlb_tunnels_total",
+        "Client connections upgraded to a two-way tunnel (101 Switching Protocols).",
+        load(&s.tunnels_total),
+    );
+    f.counter(
+        "floatlb_tunnels_closed_by_drain_total",
+        "Tunnels a drain or planned handover closed, after every other connection had finished.",
+        load(&s.tunnels_closed_by_drain),
+    );
     f.counter(
         "floatlb_client_timeouts_total",
         "Client connections closed with 408 for a request head slower than client-header.",

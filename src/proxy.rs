@@ -69,6 +69,14 @@ async fn forward(req: Request<Incoming>, ctx: &ConnCtx, snap: &Snapshot) -> Resp
     if let Err(reason) = check_framing(req.headers()) {
         return bad_request(ctx, reason);
     }
+    let hosts = req
+        .headers()
+        .get_all(header::HOST)
+        .iter()
+        .map(|v| v.as_bytes());
+    if let Err(reason) = check_host(hosts, req.version() == Version::HTTP_10) {
+        return bad_request(ctx, reason);
+    }
     let cfg = &snap.config;
     let (mut parts, body) = req.into_parts();
     let client_http10 = parts.version == Version::HTTP_10;
@@ -264,6 +272,9 @@ pub struct Bodyless<'a> {
     pub has_host: bool,
     pub idempotent: bool,
     pub head_request: bool,
+    /// The request asks for a protocol switch (Upgrade): a 101 answer turns the
+    /// connection into a tunnel.
+    pub upgrade: bool,
 }
 
 /// What a bodyless request got: a backend's answer, or a local error answer.
@@ -333,8 +344,11 @@ pub async fn exchange(
             &with_host[..]
         };
         backend.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let sent =
-            tokio::time::timeout(cfg.timeouts.server, conn.send(head, req.head_request)).await;
+        let sent = tokio::time::timeout(
+            cfg.timeouts.server,
+            conn.send(head, req.head_request, req.upgrade),
+        )
+        .await;
         match sent {
             Err(_) => {
                 return Answer::Local(server_timeout(shared, peer, backend, cfg.timeouts.server))
@@ -388,6 +402,7 @@ async fn forward_bodyless(
         has_host: parts.headers.contains_key(header::HOST),
         idempotent: is_idempotent(&parts.method),
         head_request: parts.method == Method::HEAD,
+        upgrade: false,
     };
     match exchange(&req, &ctx.shared, ctx.peer, snap).await {
         Answer::Backend {
@@ -539,6 +554,75 @@ pub fn connection_tokens(value: &[u8]) -> impl Iterator<Item = ConnectionToken<'
                 ConnectionToken::Name(t)
             }
         })
+}
+
+/// RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without a
+/// Host header, and to any request with more than one Host line or a Host value
+/// that is not `uri-host [ ":" port ]` (RFC 3986 §3.2.2; empty is allowed).
+pub fn check_host<'a>(
+    mut values: impl Iterator<Item = &'a [u8]>,
+    http10: bool,
+) -> Result<(), &'static str> {
+    let Some(value) = values.next() else {
+        return if http10 {
+            Ok(())
+        } else {
+            Err("missing Host header")
+        };
+    };
+    if values.next().is_some() {
+        return Err("more than one Host header");
+    }
+    let value = value.trim_ascii();
+    let (host, port) = match value.strip_prefix(b"[") {
+        Some(rest) => {
+            let Some(end) = rest.iter().position(|&b| b == b']') else {
+                return Err("invalid Host header");
+            };
+            let literal = &rest[..end];
+            if literal.is_empty()
+                || !literal
+                    .iter()
+                    .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+            {
+                return Err("invalid Host header");
+            }
+            match &rest[end + 1..] {
+                [] => (&b""[..], None),
+                [b':', port @ ..] => (&b""[..], Some(port)),
+                _ => return Err("invalid Host header"),
+            }
+        }
+        None => match value.iter().position(|&b| b == b':') {
+            Some(i) => (&value[..i], Some(&value[i + 1..])),
+            None => (value, None),
+        },
+    };
+    let reg_name_ok = host.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    });
+    if !reg_name_ok || !port.is_none_or(|p| p.iter().all(u8::is_ascii_digit)) {
+        return Err("invalid Host header");
+    }
+    Ok(())
 }
 
 /// Whether a header name (in any case) is one of [`HOP_BY_HOP`].

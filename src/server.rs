@@ -468,7 +468,7 @@ impl ClientIo {
         }
     }
 
-    fn shutdown_write(&self) -> std::io::Result<()> {
+    pub(crate) fn shutdown_write(&self) -> std::io::Result<()> {
         match self {
             ClientIo::Direct(s) => s.shutdown(std::net::Shutdown::Write),
             ClientIo::Polled(a) => a.get_ref().shutdown(std::net::Shutdown::Write),

@@ -90,16 +90,19 @@ impl Upstream {
 
     /// Sends a bodyless request's head (request line, headers, blank line; the
     /// caller prepared it) and reads the answer's head.
+    /// With `upgrade`, the request asked for a protocol switch: a 101 answer
+    /// makes the connection a tunnel ([`UpstreamBody::into_tunnel`]).
     pub async fn send(
         mut self,
         request_head: &[u8],
         head_request: bool,
+        upgrade: bool,
     ) -> Result<(Head, UpstreamBody), SendError> {
         if let Err(error) = self.stream.write_all(request_head).await {
             return Err(SendError::NoResponse(error));
         }
         loop {
-            let parsed = parse_response(&self.buf, head_request)?;
+            let parsed = parse_response(&self.buf, head_request, upgrade)?;
             match parsed {
                 Some(Parsed::Informational(n)) => {
                     self.buf.advance(n);
@@ -111,8 +114,9 @@ impl Upstream {
                         conn: Some(self),
                         framing,
                         keep_alive,
-                        // An empty body is complete before it is read.
-                        done: framing == Framing::Length(0),
+                        // An empty body is complete before it is read; a
+                        // tunnel has no body to read here.
+                        done: matches!(framing, Framing::Length(0) | Framing::Tunnel),
                         failed: None,
                     };
                     return Ok((head, body));
@@ -146,7 +150,7 @@ async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut, want: usize) -> i
     std::future::poll_fn(|cx| poll_read_more(stream, buf, want, cx)).await
 }
 
-fn poll_read_more(
+pub(crate) fn poll_read_more(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     want: usize,
@@ -196,6 +200,9 @@ enum Framing {
     Chunked(Chunk),
     /// Until the backend closes the connection.
     Close,
+    /// 101 Switching Protocols: what follows is the new protocol's, relayed
+    /// both ways as bytes.
+    Tunnel,
 }
 
 /// Where a chunked decoder is.
@@ -269,7 +276,11 @@ impl Head {
     }
 }
 
-fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<Parsed>, SendError> {
+fn parse_response(
+    buf: &[u8],
+    head_request: bool,
+    upgrade: bool,
+) -> Result<Option<Parsed>, SendError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut r = httparse::Response::new(&mut headers);
     let n = match r.parse(buf) {
@@ -280,10 +291,11 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<Parsed>, Send
     let code = r.code.unwrap_or(0);
     let status =
         StatusCode::from_u16(code).map_err(|_| SendError::Malformed(format!("status {code}")))?;
-    if status.is_informational() {
-        if status == StatusCode::SWITCHING_PROTOCOLS {
-            return Err(SendError::Malformed("unrequested protocol switch".into()));
-        }
+    let switched = status == StatusCode::SWITCHING_PROTOCOLS;
+    if switched && !upgrade {
+        return Err(SendError::Malformed("unrequested protocol switch".into()));
+    }
+    if status.is_informational() && !switched {
         return Ok(Some(Parsed::Informational(n)));
     }
     let version = if r.version == Some(0) {
@@ -337,7 +349,12 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<Parsed>, Send
     };
     let no_body =
         head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    let framing = if no_body {
+    let framing = if switched {
+        // RFC 9110 §15.2.2: the connection now speaks the protocol named in
+        // Upgrade; nothing of it is HTTP's to frame.
+        reusable = false;
+        Framing::Tunnel
+    } else if no_body {
         Framing::Length(0)
     } else if has_te {
         // Transfer-Encoding overrides Content-Length, and such an answer may be
@@ -362,9 +379,12 @@ fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<Parsed>, Send
     let mut fields = Vec::with_capacity(r.headers.len());
     for h in r.headers.iter() {
         let name = h.name.as_bytes();
-        if crate::proxy::is_hop_by_hop(name)
-            || (has_te && name.eq_ignore_ascii_case(b"content-length"))
-            || (names_listed && listed_in_connection(r.headers, name))
+        // A 101 keeps its Upgrade (the protocol switched to) for the client.
+        let kept_upgrade = switched && name.eq_ignore_ascii_case(b"upgrade");
+        if !kept_upgrade
+            && (crate::proxy::is_hop_by_hop(name)
+                || (has_te && name.eq_ignore_ascii_case(b"content-length"))
+                || (names_listed && listed_in_connection(r.headers, name)))
         {
             continue;
         }
@@ -508,6 +528,16 @@ impl UpstreamBody {
         }
     }
 
+    /// After a 101 to an upgrade request: the backend connection and the bytes
+    /// of the new protocol that came with the head.
+    pub fn into_tunnel(&mut self) -> Option<(TcpStream, BytesMut)> {
+        if self.framing != Framing::Tunnel {
+            return None;
+        }
+        let conn = self.conn.take()?;
+        Some((conn.stream, conn.buf))
+    }
+
     /// The exact length when Content-Length (or the lack of a body) gives it.
     pub fn exact_len(&self) -> Option<u64> {
         match self.framing {
@@ -537,6 +567,8 @@ fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Step, String> {
             *rest -= n as u64;
             Ok(Step::Data(buf.split_to(n).freeze(), *rest == 0))
         }
+        // A tunnel's bytes are relayed by the client side, never decoded.
+        Framing::Tunnel => Ok(Step::End),
         Framing::Close => {
             if buf.is_empty() {
                 Ok(Step::NeedMore)
@@ -652,7 +684,7 @@ mod tests {
     use super::*;
 
     fn head(text: &str, head_request: bool) -> (Response<()>, usize, Framing, bool) {
-        match parse_response(text.as_bytes(), head_request) {
+        match parse_response(text.as_bytes(), head_request, false) {
             Ok(Some(Parsed::Head(mut h, n, f, k))) => {
                 h.raw = Bytes::copy_from_slice(&text.as_bytes()[..n]);
                 (h.to_response(), n, f, k)
@@ -662,7 +694,7 @@ mod tests {
     }
 
     fn malformed(text: &str) -> String {
-        match parse_response(text.as_bytes(), false) {
+        match parse_response(text.as_bytes(), false, false) {
             Err(SendError::Malformed(m)) => m,
             other => panic!("{text:?} accepted: {other:?}"),
         }
@@ -717,14 +749,14 @@ mod tests {
         assert!(keep);
         // Informational answers are skipped; a protocol switch was never asked for.
         let hints = "HTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n";
-        let n = match parse_response(format!("{hints}HTTP/1.1 200").as_bytes(), false) {
+        let n = match parse_response(format!("{hints}HTTP/1.1 200").as_bytes(), false, false) {
             Ok(Some(Parsed::Informational(n))) => n,
             other => panic!("{other:?}"),
         };
         assert_eq!(n, hints.len());
         assert!(malformed("HTTP/1.1 101 Switching Protocols\r\n\r\n").contains("switch"));
         assert!(matches!(
-            parse_response(b"HTTP/1.1 200 OK\r\nContent-Le", false),
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Le", false, false),
             Ok(None)
         ));
     }
@@ -732,7 +764,8 @@ mod tests {
     #[test]
     fn answer_heads_lose_hop_by_hop_headers() {
         let text = "HTTP/1.1 299 Fine Here\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-End: 2\r\nContent-Length: 0\r\n\r\n";
-        let Ok(Some(Parsed::Head(mut h, n, _, keep))) = parse_response(text.as_bytes(), false)
+        let Ok(Some(Parsed::Head(mut h, n, _, keep))) =
+            parse_response(text.as_bytes(), false, false)
         else {
             panic!("not a head")
         };

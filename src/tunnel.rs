@@ -1,0 +1,241 @@
+//! Upgraded connections: after a backend's 101 Switching Protocols (WebSocket,
+//! RFC 6455, or any protocol an Upgrade names), the client's and the backend's
+//! bytes are relayed both ways as they come, with nothing of HTTP left to parse.
+//!
+//! A tunnel ends when both sides have closed (each side's close is passed on as
+//! a half-close, so a WebSocket close handshake completes end to end), when no
+//! byte went either way for `[timeouts] tunnel` (HAProxy's `timeout tunnel`),
+//! or when a drain or planned handover is under way and every other client
+//! connection has finished: tunnels are closed last, with a FIN to both sides,
+//! never a reset. Not for: HTTP/2, CONNECT (answered 405).
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::live::Shared;
+use crate::server::ClientIo;
+use crate::upstream::poll_read_more;
+
+/// Bytes read from one side at a time.
+const READ_SIZE: usize = 16 * 1024;
+/// How often a draining tunnel looks whether it is the last kind of connection left.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// How long a tunnel closed by a drain waits for both sides to close in turn.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Why a tunnel ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Both sides closed.
+    Closed,
+    /// No byte either way for the tunnel timeout.
+    Idle,
+    /// A drain or handover closed it after every other connection.
+    Drained,
+    /// A side failed (reset, write error).
+    Failed,
+}
+
+/// One direction: bytes read from one side, waiting to be written to the other.
+#[derive(Default)]
+struct Half {
+    buf: BytesMut,
+    /// The reading side closed.
+    eof: bool,
+    /// Its close was passed on (the writing side got a FIN).
+    shut: bool,
+}
+
+enum Step {
+    Moved,
+    Done,
+}
+
+/// Relays `io` ⇄ `backend` until the tunnel ends. `from_client` holds client
+/// bytes already read past the upgrade request (the new protocol's first bytes).
+pub(crate) async fn relay(
+    io: &mut ClientIo,
+    from_client: BytesMut,
+    mut backend: TcpStream,
+    shared: &Shared,
+    shutdown: &watch::Receiver<bool>,
+    idle: Duration,
+) -> End {
+    shared.stats.tunnels_total.fetch_add(1, Ordering::Relaxed);
+    shared.stats.tunnels_active.fetch_add(1, Ordering::Relaxed);
+    let _active = TunnelGuard(shared);
+    let mut up = Half {
+        buf: from_client,
+        ..Half::default()
+    };
+    let mut down = Half::default();
+    let timer = tokio::time::sleep(idle);
+    tokio::pin!(timer);
+    let woken = shared.handover.woken();
+    tokio::pin!(woken);
+    let mut draining = *shutdown.borrow() || shared.handover.closing();
+    loop {
+        let pump = poll_fn(|cx| pump(cx, io, &mut backend, &mut up, &mut down));
+        tokio::select! {
+            biased;
+            step = pump => match step {
+                Ok(Step::Done) => return End::Closed,
+                Ok(Step::Moved) => timer.as_mut().reset(Instant::now() + idle),
+                Err(e) => {
+                    tracing::debug!(error = %e, "tunnel failed");
+                    return End::Failed;
+                }
+            },
+            () = &mut timer => return End::Idle,
+            () = &mut woken => {
+                woken.set(shared.handover.woken());
+                draining = *shutdown.borrow() || shared.handover.closing();
+            }
+            () = tokio::time::sleep(DRAIN_POLL), if draining => {
+                let others = shared.stats.connections_active.load(Ordering::Relaxed)
+                    - shared.stats.tunnels_active.load(Ordering::Relaxed);
+                if others <= 0 {
+                    shared.stats.tunnels_closed_by_drain.fetch_add(1, Ordering::Relaxed);
+                    close_in_order(io, &mut backend).await;
+                    return End::Drained;
+                }
+            }
+        }
+    }
+}
+
+/// Moves what it can both ways without waiting; Done once both closes were passed on.
+fn pump(
+    cx: &mut Context<'_>,
+    io: &mut ClientIo,
+    backend: &mut TcpStream,
+    up: &mut Half,
+    down: &mut Half,
+) -> Poll<io::Result<Step>> {
+    let mut moved = false;
+    // Client to backend.
+    loop {
+        if !up.buf.is_empty() {
+            match Pin::new(&mut *backend).poll_write(cx, &up.buf) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    up.buf.advance(n);
+                    moved = true;
+                    continue;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => break,
+            }
+        }
+        if up.eof {
+            if !up.shut {
+                match Pin::new(&mut *backend).poll_shutdown(cx) {
+                    Poll::Ready(_) => {
+                        up.shut = true;
+                        moved = true;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            break;
+        }
+        match io.poll_recv(cx, &mut up.buf, READ_SIZE) {
+            Poll::Ready(Ok(0)) => up.eof = true,
+            Poll::Ready(Ok(_)) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => break,
+        }
+        moved = true;
+    }
+    // Backend to client.
+    loop {
+        if !down.buf.is_empty() {
+            match io.poll_write(cx, &[IoSlice::new(&down.buf)]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    down.buf.advance(n);
+                    moved = true;
+                    continue;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => break,
+            }
+        }
+        if down.eof {
+            if !down.shut {
+                let _ = io.shutdown_write();
+                down.shut = true;
+                moved = true;
+            }
+            break;
+        }
+        match poll_read_more(backend, &mut down.buf, READ_SIZE, cx) {
+            Poll::Ready(Ok(0)) => down.eof = true,
+            Poll::Ready(Ok(_)) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => break,
+        }
+        moved = true;
+    }
+    if up.shut && down.shut {
+        Poll::Ready(Ok(Step::Done))
+    } else if moved {
+        Poll::Ready(Ok(Step::Moved))
+    } else {
+        Poll::Pending
+    }
+}
+
+/// A FIN to both sides, then their closes (what they still send is dropped),
+/// bounded by [`CLOSE_GRACE`]: closing with unread bytes would send a reset.
+async fn close_in_order(io: &mut ClientIo, backend: &mut TcpStream) {
+    let _ = io.shutdown_write();
+    let _ = poll_fn(|cx| Pin::new(&mut *backend).poll_shutdown(cx)).await;
+    let (mut client_open, mut backend_open) = (true, true);
+    let mut sink = BytesMut::new();
+    let _ = tokio::time::timeout(
+        CLOSE_GRACE,
+        poll_fn(|cx| {
+            while client_open {
+                sink.clear();
+                match io.poll_recv(cx, &mut sink, READ_SIZE) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => client_open = false,
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Pending => break,
+                }
+            }
+            while backend_open {
+                sink.clear();
+                match poll_read_more(backend, &mut sink, READ_SIZE, cx) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => backend_open = false,
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Pending => break,
+                }
+            }
+            if client_open || backend_open {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        }),
+    )
+    .await;
+}
+
+struct TunnelGuard<'a>(&'a Shared);
+
+impl Drop for TunnelGuard<'_> {
+    fn drop(&mut self) {
+        self.0.stats.tunnels_active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
