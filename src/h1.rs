@@ -675,7 +675,7 @@ async fn write_piece(
 ) -> io::Result<()> {
     let mut size = [0u8; 18];
     let size_len = if chunked && !data.is_empty() {
-        format_hex(data.len(), &mut size)
+        crate::http1::body::chunk_size_line(data.len(), &mut size)
     } else {
         0
     };
@@ -694,26 +694,6 @@ async fn write_piece(
         IoSlice::new(end),
     ];
     write_all(io, &mut parts).await
-}
-
-/// Writes `n` in hex and CRLF into `out`; returns the length written.
-fn format_hex(mut n: usize, out: &mut [u8; 18]) -> usize {
-    let mut digits = [0u8; 16];
-    let mut len = 0;
-    loop {
-        digits[len] = b"0123456789abcdef"[n & 15];
-        len += 1;
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    for i in 0..len {
-        out[i] = digits[len - 1 - i];
-    }
-    out[len] = b'\r';
-    out[len + 1] = b'\n';
-    len + 2
 }
 
 async fn write_all(io: &mut ClientIo, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
@@ -1022,14 +1002,5 @@ mod tests {
             prepare(b"CONNECT shop:443 HTTP/1.1\r\nHost: shop:443\r\n\r\n", &f),
             Parse::Bad(StatusCode::METHOD_NOT_ALLOWED, _)
         ));
-    }
-
-    #[test]
-    fn chunk_sizes_are_hex() {
-        for n in [1usize, 9, 10, 15, 16, 255, 1500, 65536, usize::MAX] {
-            let mut out = [0u8; 18];
-            let len = format_hex(n, &mut out);
-            assert_eq!(&out[..len], format!("{n:x}\r\n").as_bytes());
-        }
     }
 }

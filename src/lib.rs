@@ -13,6 +13,7 @@ pub mod h1;
 pub mod ha;
 pub mod handover;
 pub mod health;
+pub mod http1;
 pub mod live;
 pub mod metrics;
 pub mod proxy;
