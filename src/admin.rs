@@ -15,7 +15,23 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::live::Shared;
-use crate::proxy::{local_response, RespBody};
+
+type RespBody = http_body_util::Full<bytes::Bytes>;
+
+/// An answer of the admin listener.
+fn local_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<bytes::Bytes>,
+) -> Response<RespBody> {
+    let mut resp = Response::new(RespBody::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    resp
+}
 
 /// Serves admin requests until the listener errors out.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, extra: Arc<dyn AdminHooks>) {

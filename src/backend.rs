@@ -1,9 +1,9 @@
 //! Backends: live per-server state and the connection pool to each server.
 //!
 //! A [`BackendState`] outlives config reloads (it is matched by name), so health,
-//! counters and pooled connections survive a SIGHUP. The pool is ours rather than
-//! hyper-util's legacy client: one small mutex per backend instead of one per
-//! client, and a failed connect hands the request back untouched so the proxy can
+//! counters and pooled connections survive a SIGHUP. The pool holds the
+//! request path's own connections ([`Upstream`]): one small mutex per backend,
+//! and a failed connect leaves the request untouched so the proxy can
 //! redispatch it to another server.
 
 use std::net::SocketAddr;
@@ -11,18 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::balance::Candidate;
 use crate::config;
 use crate::upstream::Upstream;
-
-/// Body of a request on its way to a backend through hyper's client: the
-/// client's stream (bodyless requests go through [`crate::upstream`]).
-pub type ReqBody = Incoming;
 
 /// Milliseconds since process start; cheap monotonic timestamps for atomics.
 pub fn now_ms() -> u64 {
@@ -194,13 +187,11 @@ impl PoolSettings {
     }
 }
 
-/// Keep-alive connections to one backend, most recently used first: those
-/// driven by hyper's client (requests with a body) and those the request path
-/// drives itself ([`Upstream`], bodyless requests), each list up to `max_idle`.
+/// Keep-alive connections to one backend ([`Upstream`]), most recently used
+/// first, up to `max_idle`.
 #[derive(Debug)]
 pub struct Pool {
     address: SocketAddr,
-    idle: Mutex<Vec<Idle>>,
     idle_upstream: Mutex<Vec<IdleUpstream>>,
     settings: Mutex<PoolSettings>,
 }
@@ -211,19 +202,6 @@ struct IdleUpstream {
     since: Instant,
 }
 
-#[derive(Debug)]
-struct Idle {
-    tx: SendRequest<ReqBody>,
-    since: Instant,
-}
-
-/// A connection checked out of the pool for one request.
-pub struct Conn {
-    pub tx: SendRequest<ReqBody>,
-    /// Came from the pool (may have been closed by the server meanwhile).
-    pub reused: bool,
-}
-
 /// Why a new connection could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -231,15 +209,12 @@ pub enum ConnectError {
     Timeout(SocketAddr),
     #[error("connect to {0} failed: {1}")]
     Io(SocketAddr, std::io::Error),
-    #[error("HTTP handshake with {0} failed: {1}")]
-    Handshake(SocketAddr, hyper::Error),
 }
 
 impl Pool {
     pub fn new(address: SocketAddr, settings: PoolSettings) -> Self {
         Pool {
             address,
-            idle: Mutex::new(Vec::new()),
             idle_upstream: Mutex::new(Vec::new()),
             settings: Mutex::new(settings),
         }
@@ -255,25 +230,20 @@ impl Pool {
 
     /// Number of idle pooled connections.
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
-            + self
-                .idle_upstream
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .len()
+        self.idle_upstream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     pub fn clear(&self) {
-        let drained: Vec<Idle> =
-            std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
-        drop(drained);
         let drained: Vec<IdleUpstream> =
             std::mem::take(&mut *self.idle_upstream.lock().unwrap_or_else(|e| e.into_inner()));
         drop(drained);
     }
 
-    /// A connection for a bodyless request: a pooled one the backend has not
-    /// closed, else a new one. The flag says whether it came from the pool.
+    /// A connection for a request: a pooled one the backend has not closed,
+    /// else a new one. The flag says whether it came from the pool.
     pub async fn checkout_upstream(
         &self,
         stats: &BackendStats,
@@ -307,29 +277,6 @@ impl Pool {
         }
     }
 
-    /// A ready connection: a pooled one if any is still usable, else a new one.
-    pub async fn checkout(&self, stats: &BackendStats) -> Result<Conn, ConnectError> {
-        let settings = self.settings();
-        loop {
-            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let Some(mut idle) = idle else { break };
-            if idle.tx.is_closed() || idle.since.elapsed() >= settings.idle_timeout {
-                continue;
-            }
-            // Returned connections become ready once hyper has finished the previous
-            // exchange, which is imminent; a closed one errors out here.
-            if idle.tx.is_ready() || idle.tx.ready().await.is_ok() {
-                return Ok(Conn {
-                    tx: idle.tx,
-                    reused: true,
-                });
-            }
-        }
-        let tx = self.connect(settings.connect_timeout).await?;
-        stats.connections_opened.fetch_add(1, Ordering::Relaxed);
-        Ok(Conn { tx, reused: false })
-    }
-
     async fn connect_stream(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
         let addr = self.address;
         let socket = if addr.is_ipv4() {
@@ -348,42 +295,9 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, timeout: Duration) -> Result<SendRequest<ReqBody>, ConnectError> {
-        let addr = self.address;
-        let stream = self.connect_stream(timeout).await?;
-        let (tx, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| ConnectError::Handshake(addr, e))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(backend = %addr, error = %e, "backend connection ended with error");
-            }
-        });
-        Ok(tx)
-    }
-
-    /// Returns a connection whose last exchange completed cleanly.
-    pub fn checkin(&self, tx: SendRequest<ReqBody>) {
-        if tx.is_closed() {
-            return;
-        }
-        let max = self.settings().max_idle;
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < max {
-            idle.push(Idle {
-                tx,
-                since: Instant::now(),
-            });
-        }
-    }
-
     /// Drops idle connections past their lifetime; run periodically.
     pub fn evict_expired(&self) {
         let timeout = self.settings().idle_timeout;
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|c| !c.tx.is_closed() && c.since.elapsed() < timeout);
-        drop(idle);
         let mut idle = self.idle_upstream.lock().unwrap_or_else(|e| e.into_inner());
         idle.retain(|c| c.since.elapsed() < timeout && c.conn.looks_usable());
     }

@@ -1,54 +1,49 @@
-//! The client side's own HTTP/1 path: requests without a body are read from
-//! the client's socket, forwarded and answered here, without hyper's server.
+//! The client side of the one HTTP/1 engine: every request on a client
+//! connection is read from its socket, sent through [`proxy::exchange`] and
+//! answered here, requests with a body and upgrades included.
 //!
-//! Most of what a load balancer carries is GET and HEAD. For those, hyper's
-//! server parsed each request into a `HeaderMap` that the backend path then
-//! wrote out again, and built another map from the backend's answer only to
-//! encode it once more; its connection task also woke through several layers
-//! for each request. Here the request head is parsed once (httparse), its
-//! headers are copied to the backend head as they are (minus the hop-by-hop
-//! ones, plus the forwarding ones), and the backend's answer head goes to the
-//! client the same way, in one `sendmsg` with the body bytes that came with it.
+//! The request head is parsed once ([`crate::http1::request`]), its fields are
+//! copied to the backend head as they are (minus the hop-by-hop ones, plus the
+//! forwarding ones), and the backend's answer head goes to the client the same
+//! way, in one `sendmsg` with the body bytes that came with it. A request body
+//! is streamed to the backend as it arrives (re-framed if chunked, with a 100
+//! Continue first if the client asked for one), with bounded memory; a body
+//! that came whole with its head is kept, so the request can be sent again if a
+//! pooled connection turns out dead. A 101 to an Upgrade makes the connection a
+//! tunnel ([`crate::tunnel`]).
 //!
-//! Anything unusual — a request with a body, `Expect`, `Upgrade`, CONNECT, a
-//! target that is not origin-form, a Connection header naming many headers —
-//! hands the connection, with every byte read so far, to hyper's server
-//! (`server.rs`), which serves it from there on. Errors keep their meaning on
-//! both paths: a malformed head gets 400 and the connection closes, an
-//! oversized one 431, a slow one 408, a backend failure 502/503/504 with a
-//! reason.
+//! Errors: a malformed head gets 400 (431 too large, 414 target too long, 405
+//! CONNECT) and the connection closes, with nothing sent to a backend; a slow
+//! head 408; a backend failure 502/503/504 with a reason. What a request's
+//! duration means, for the metrics and the access log alike: from its head
+//! having arrived to the answer's head being ready to write.
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::StatusCode;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::handover::IDLE_CLOSE;
+use crate::http1::body::{chunk_size_line, decode, Chunk, Framing, Step};
+use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse};
 use crate::live::Shared;
-use crate::proxy::{self, Answer, Bodyless, ConnectionToken, Failure, IpText};
+use crate::proxy::{self, Answer, Body, Failure, Outgoing};
 use crate::server::ClientIo;
-use crate::upstream::{Head, UpstreamBody};
+use crate::upstream::{BodySource, Head, UpstreamBody};
 
-/// Most headers in a request head (hyper's limit too).
-const MAX_HEADERS: usize = 100;
 /// How much is read from a client at a time.
 const READ_SIZE: usize = 4096;
-
-/// How a connection left this path.
-pub(crate) enum Next {
-    Close,
-    /// hyper's server takes over; these bytes (the request it is to handle
-    /// first, and whatever followed) were already read.
-    Hyper(BytesMut),
-}
+/// How much of a request body is read from a client at a time.
+const BODY_READ_SIZE: usize = 16 * 1024;
+const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 pub(crate) struct Limits {
     pub client_header: Duration,
@@ -56,15 +51,14 @@ pub(crate) struct Limits {
     pub max_head: usize,
 }
 
-/// Serves requests on `io` until it closes, times out, is drained, or meets a
-/// request for hyper.
+/// Serves requests on `io` until it closes, times out or is drained.
 pub(crate) async fn serve(
     io: &mut ClientIo,
     peer: SocketAddr,
     shared: &Arc<Shared>,
     limits: &Limits,
     shutdown: &watch::Receiver<bool>,
-) -> Next {
+) {
     let mut buf = BytesMut::new();
     // One timer for the connection's life, moved to each wait's deadline.
     let timer = tokio::time::sleep(limits.client_header);
@@ -108,16 +102,11 @@ pub(crate) async fn serve(
                             reason,
                         )
                         .await;
-                        return Next::Close;
-                    }
-                    Parse::Hyper => {
-                        // A body is probably due, as above.
-                        io.quickack();
-                        return Next::Hyper(buf);
+                        return;
                     }
                     Parse::Bad(status, reason) => {
                         refuse(io, shared, status, reason).await;
-                        return Next::Close;
+                        return;
                     }
                 }
             }
@@ -129,7 +118,7 @@ pub(crate) async fn serve(
                     let deadline = match idle_since {
                         Some(since) if idle => {
                             if draining || (closing && since.elapsed() >= IDLE_CLOSE) {
-                                return Next::Close;
+                                return;
                             }
                             let mut at = since + limits.idle;
                             if closing {
@@ -139,7 +128,7 @@ pub(crate) async fn serve(
                         }
                         _ => {
                             if draining && buf.is_empty() {
-                                return Next::Close;
+                                return;
                             }
                             head_deadline
                         }
@@ -157,7 +146,7 @@ pub(crate) async fn serve(
                                 shared.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
                                 io.send_now(REQUEST_TIMEOUT_408);
                             }
-                            return Next::Close;
+                            return;
                         }
                         () = &mut woken => {
                             woken.set(shared.handover.woken());
@@ -169,7 +158,7 @@ pub(crate) async fn serve(
                 }
             };
             match res {
-                Ok(0) | Err(_) => return Next::Close,
+                Ok(0) | Err(_) => return,
                 Ok(_) => {
                     if idle_since.take().is_some() {
                         head_deadline = Instant::now() + limits.client_header;
@@ -181,23 +170,79 @@ pub(crate) async fn serve(
 
         let started = std::time::Instant::now();
         shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let bodyless = Bodyless {
-            head: &req.out,
-            target: req.target(),
-            has_host: req.has_host,
-            idempotent: req.idempotent,
-            head_request: req.head_request,
-            upgrade: req.upgrade,
+        // The body bytes that came with the head, framed for the backend.
+        let mut framing = match req.body {
+            BodyFraming::None => Framing::Length(0),
+            BodyFraming::Length(n) => Framing::Length(n),
+            BodyFraming::Chunked => Framing::Chunked(Chunk::Size),
         };
-        let answer = proxy::exchange(&bodyless, shared, peer, &snap).await;
+        let chunked = req.body == BodyFraming::Chunked;
+        let mut first = BytesMut::new();
+        let whole = match take_buffered(&mut framing, &mut buf, chunked, &mut first) {
+            Ok(whole) => whole,
+            Err(reason) => {
+                refuse(io, shared, StatusCode::BAD_REQUEST, reason).await;
+                return;
+            }
+        };
+        if !whole {
+            // More body is due: acknowledge at once (see the head's case above).
+            io.quickack();
+        }
+        let answer = {
+            let mut rest = ClientBody {
+                io: &mut *io,
+                buf: &mut buf,
+                framing,
+                chunked,
+                continue_sent: if req.expect_continue { Some(0) } else { None },
+            };
+            let body = match req.body {
+                BodyFraming::None => Body::None,
+                _ if whole => Body::Whole(&first),
+                _ => Body::Streamed {
+                    first: &first,
+                    rest: &mut rest,
+                },
+            };
+            let mut outgoing = Outgoing {
+                head: &req.out,
+                target: req.target(),
+                has_host: req.has_host,
+                idempotent: req.idempotent,
+                head_request: req.head_request,
+                upgrade: req.upgrade,
+                body,
+            };
+            proxy::exchange(&mut outgoing, shared, peer, &snap).await
+        };
+        // The answer's head is ready: the request's duration, as metrics and log mean it.
+        let took = started.elapsed();
         let keep_alive = req.keep_alive && !shared.handover.closing() && !*shutdown.borrow();
         let mut tunnel = None;
         let (status, bytes, reusable) = match answer {
             Answer::Local(f) => write_local(io, &f, req.http10, keep_alive).await,
+            Answer::ClientFailed(e) if e.kind() == io::ErrorKind::InvalidData => {
+                // A broken body (chunk framing): the backend got a cut request.
+                tracing::debug!(client = %peer, error = %e, "malformed request body");
+                let f = proxy::fail(
+                    shared,
+                    peer,
+                    StatusCode::BAD_REQUEST,
+                    "malformed request body",
+                );
+                write_local(io, &f, req.http10, false).await
+            }
+            Answer::ClientFailed(e) => {
+                // The client left mid-upload: nobody to answer (logged as nginx's 499).
+                tracing::debug!(client = %peer, error = %e, "client left inside its request body");
+                (499, None, false)
+            }
             Answer::Backend {
                 head,
                 mut body,
                 backend,
+                whole,
             } => match body.into_tunnel() {
                 // 101 to an upgrade request: the connection changes protocol.
                 Some((stream, from_backend)) => {
@@ -209,16 +254,16 @@ pub(crate) async fn serve(
                     (head.status.as_u16(), None, false)
                 }
                 None => {
+                    // An answer before the request's end: the client's connection
+                    // holds the rest of a body nobody reads; it ends here.
+                    let keep_alive = keep_alive && whole;
                     let out = write_answer(io, &head, &mut body, req.http10, keep_alive).await;
                     backend.release(&mut body);
                     out
                 }
             },
         };
-        shared
-            .metrics
-            .duration
-            .observe(started.elapsed().as_secs_f64());
+        shared.metrics.duration.observe(took.as_secs_f64());
         if let (Some(log), Some(fields)) = (&shared.access_log, req.log) {
             log.log(crate::access_log::Record {
                 client: peer.ip(),
@@ -234,7 +279,7 @@ pub(crate) async fn serve(
                 bytes,
                 referer: fields.referer,
                 user_agent: fields.user_agent,
-                duration: started.elapsed(),
+                duration: took,
             });
         }
         if let Some((stream, _in_flight)) = tunnel {
@@ -242,10 +287,10 @@ pub(crate) async fn serve(
             let from_client = std::mem::take(&mut buf);
             let end = crate::tunnel::relay(io, from_client, stream, shared, shutdown, idle).await;
             tracing::debug!(client = %peer, ?end, "tunnel ended");
-            return Next::Close;
+            return;
         }
         if !reusable {
-            return Next::Close;
+            return;
         }
         if buf.is_empty() {
             idle_since = Some(Instant::now());
@@ -260,251 +305,89 @@ pub(crate) async fn serve(
 
 pub(crate) const REQUEST_TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 46\r\nconnection: close\r\n\r\n408 Request Timeout: request head not received";
 
-/// A request this path serves, its backend head prepared.
-#[derive(Debug)]
-struct Prepared {
-    /// The head for the backend.
-    out: Vec<u8>,
-    /// Where the target is in `out`.
-    target: (usize, usize),
-    /// Length of the client's head.
-    head_len: usize,
-    has_host: bool,
-    idempotent: bool,
-    head_request: bool,
-    /// Asks the backend for a protocol switch (WebSocket).
-    upgrade: bool,
-    http10: bool,
-    /// The client keeps the connection open after the answer.
-    keep_alive: bool,
-    /// What the access log needs, only when it is on.
-    log: Option<LogFields>,
-}
-
-impl Prepared {
-    fn target(&self) -> &str {
-        // The target was checked to be visible ASCII.
-        std::str::from_utf8(&self.out[self.target.0..self.target.1]).unwrap_or("/")
+/// Frames `data` for the backend: as it is, or as one chunk.
+fn frame(data: Bytes, chunked: bool) -> Bytes {
+    if !chunked || data.is_empty() {
+        return data;
     }
-}
-
-#[derive(Debug)]
-struct LogFields {
-    at: SystemTime,
-    method: http::Method,
-    target: String,
-    referer: Option<String>,
-    user_agent: Option<String>,
-}
-
-/// What a backend head gets added, and whether the access log is on.
-struct Forwarding {
-    peer: SocketAddr,
-    xff: bool,
-    xfp: bool,
-    log: bool,
-}
-
-#[derive(Debug)]
-enum Parse {
-    Ready(Prepared),
-    Partial,
-    /// A request hyper's server handles.
-    Hyper,
-    Bad(StatusCode, &'static str),
-}
-
-/// Parses a request head from `buf` and, if this path serves it, prepares the
-/// backend's head: the request line in HTTP/1.1, the client's headers as sent
-/// except the hop-by-hop ones (and those Connection names), X-Forwarded-For
-/// and X-Forwarded-Proto as configured.
-fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Parse::Partial,
-        Err(httparse::Error::TooManyHeaders) => {
-            return Parse::Bad(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "too many headers",
-            )
-        }
-        Err(e) => return Parse::Bad(StatusCode::BAD_REQUEST, parse_error(e)),
-    };
-    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
-        return Parse::Bad(StatusCode::BAD_REQUEST, "incomplete request line");
-    };
-    if method == "CONNECT" {
-        // A reverse proxy opens no tunnels to where a client asks.
-        return Parse::Bad(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "CONNECT is not supported by this proxy",
-        );
-    }
-    // hyper answers a target longer than a `Uri` holds with 414.
-    if target.len() > u16::MAX as usize - 2
-        || !target.starts_with('/')
-        || !target.bytes().all(|b| (0x21..0x7f).contains(&b))
-    {
-        return Parse::Hyper;
-    }
-    let mut has_host = false;
-    let mut close = false;
-    let mut keep_alive_token = false;
-    let mut zero_length = false;
-    let mut listed: [&[u8]; 8] = [b""; 8];
-    let mut n_listed = 0;
-    let mut forwarded_for: Option<&[u8]> = None;
-    let mut upgrade_value: Option<&[u8]> = None;
-    let mut upgrade_token = false;
-    for h in req.headers.iter() {
-        let name = h.name.as_bytes();
-        match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => has_host = true,
-            6 if name.eq_ignore_ascii_case(b"expect") => return Parse::Hyper,
-            7 if name.eq_ignore_ascii_case(b"upgrade") => {
-                if upgrade_value.is_some() {
-                    return Parse::Bad(StatusCode::BAD_REQUEST, "more than one Upgrade header");
-                }
-                upgrade_value = Some(h.value);
-            }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => return Parse::Hyper,
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
-                // A body, or a length given twice: hyper's path and its checks.
-                if zero_length || h.value.trim_ascii() != b"0" {
-                    return Parse::Hyper;
-                }
-                zero_length = true;
-            }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
-                for token in proxy::connection_tokens(h.value) {
-                    match token {
-                        ConnectionToken::Close => close = true,
-                        ConnectionToken::KeepAlive => keep_alive_token = true,
-                        ConnectionToken::Name(name) if name.eq_ignore_ascii_case(b"upgrade") => {
-                            upgrade_token = true
-                        }
-                        ConnectionToken::Name(_) if n_listed == listed.len() => {
-                            return Parse::Hyper
-                        }
-                        ConnectionToken::Name(name) => {
-                            listed[n_listed] = name;
-                            n_listed += 1;
-                        }
-                    }
-                }
-            }
-            15 if name.eq_ignore_ascii_case(b"x-forwarded-for") => {
-                forwarded_for = forwarded_for.or(Some(h.value));
-            }
-            _ => {}
-        }
-    }
-    let http10 = version == 0;
-    let hosts = req
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("host"));
-    if let Err(reason) = proxy::check_host(hosts.map(|h| h.value), http10) {
-        return Parse::Bad(StatusCode::BAD_REQUEST, reason);
-    }
-    // RFC 9110 §7.8: Upgrade counts only when Connection lists it, and never
-    // in HTTP/1.0; otherwise it is dropped as hop-by-hop.
-    let upgrade = upgrade_value.filter(|_| upgrade_token && !http10);
-    let (xff, xfp) = (fwd.xff, fwd.xfp);
-    let mut out = Vec::with_capacity(head_len + 80);
-    out.extend_from_slice(method.as_bytes());
-    out.push(b' ');
-    let target_at = (out.len(), out.len() + target.len());
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for h in req.headers.iter() {
-        let name = h.name.as_bytes();
-        if proxy::is_hop_by_hop(name)
-            || listed[..n_listed]
-                .iter()
-                .any(|l| l.eq_ignore_ascii_case(name))
-            || (xff && name.eq_ignore_ascii_case(b"x-forwarded-for"))
-            || (xfp && name.eq_ignore_ascii_case(b"x-forwarded-proto"))
-        {
-            continue;
-        }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
-    }
-    if xff {
-        // Appended to the first value the client sent, as the hyper path does.
-        out.extend_from_slice(b"x-forwarded-for: ");
-        if let Some(prev) = forwarded_for {
-            out.extend_from_slice(prev);
-            out.extend_from_slice(b", ");
-        }
-        let mut ip = IpText::default();
-        ip.write(fwd.peer.ip());
-        out.extend_from_slice(ip.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if xfp {
-        out.extend_from_slice(b"x-forwarded-proto: http\r\n");
-    }
-    if let Some(protocols) = upgrade {
-        out.extend_from_slice(b"upgrade: ");
-        out.extend_from_slice(protocols);
-        out.extend_from_slice(b"\r\nconnection: upgrade\r\n");
-    }
-    // A bodyless request whose method normally has a body says so.
-    if matches!(method, "POST" | "PUT" | "PATCH") && !zero_length {
-        out.extend_from_slice(b"content-length: 0\r\n");
-    }
+    let mut size = [0u8; 18];
+    let n = chunk_size_line(data.len(), &mut size);
+    let mut out = BytesMut::with_capacity(n + data.len() + 2);
+    out.extend_from_slice(&size[..n]);
+    out.extend_from_slice(&data);
     out.extend_from_slice(b"\r\n");
-    let log = fwd.log.then(|| {
-        let text = |wanted: &str| {
-            req.headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case(wanted))
-                .map(|h| String::from_utf8_lossy(h.value).into_owned())
-        };
-        LogFields {
-            at: SystemTime::now(),
-            method: http::Method::from_bytes(method.as_bytes()).unwrap_or_default(),
-            target: target.to_string(),
-            referer: text("referer"),
-            user_agent: text("user-agent"),
-        }
-    });
-    Parse::Ready(Prepared {
-        out,
-        target: target_at,
-        head_len,
-        has_host,
-        idempotent: matches!(
-            method,
-            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-        ),
-        head_request: method == "HEAD",
-        upgrade: upgrade.is_some(),
-        http10,
-        keep_alive: if http10 {
-            keep_alive_token && !close
-        } else {
-            !close
-        },
-        log,
-    })
+    out.freeze()
 }
 
-fn parse_error(e: httparse::Error) -> &'static str {
-    match e {
-        httparse::Error::HeaderName => "invalid header name",
-        httparse::Error::HeaderValue => "invalid header value",
-        httparse::Error::NewLine => "invalid line ending",
-        httparse::Error::Status => "invalid status",
-        httparse::Error::Token => "invalid token in the request line",
-        httparse::Error::TooManyHeaders => "too many headers",
-        httparse::Error::Version => "invalid HTTP version",
+/// Moves the request body bytes already in `buf` into `out`, framed for the
+/// backend. Returns whether the body is whole; a framing error is the
+/// client's, found before anything reaches a backend.
+fn take_buffered(
+    framing: &mut Framing,
+    buf: &mut BytesMut,
+    chunked: bool,
+    out: &mut BytesMut,
+) -> Result<bool, &'static str> {
+    loop {
+        match decode(framing, buf) {
+            Ok(Step::Data(data, end)) => {
+                out.extend_from_slice(&frame(data, chunked));
+                if end {
+                    return Ok(true);
+                }
+            }
+            Ok(Step::End) => {
+                if chunked {
+                    out.extend_from_slice(b"0\r\n\r\n");
+                }
+                return Ok(true);
+            }
+            Ok(Step::NeedMore) => return Ok(false),
+            Err(_) => return Err("malformed request body"),
+        }
+    }
+}
+
+/// The rest of a request body, read from the client as the backend takes it.
+struct ClientBody<'a> {
+    io: &'a mut ClientIo,
+    buf: &'a mut BytesMut,
+    framing: Framing,
+    chunked: bool,
+    /// Bytes of a 100 Continue written so far, while one is owed (RFC 9110
+    /// §10.1.1: sent before the server reads a body the client holds back).
+    continue_sent: Option<usize>,
+}
+
+impl BodySource for ClientBody<'_> {
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        loop {
+            match decode(&mut self.framing, self.buf) {
+                Ok(Step::Data(data, _)) => return Poll::Ready(Ok(Some(frame(data, self.chunked)))),
+                Ok(Step::End) if self.chunked => {
+                    // The last chunk, once: the framing is then done (Length(0)).
+                    self.chunked = false;
+                    return Poll::Ready(Ok(Some(Bytes::from_static(b"0\r\n\r\n"))));
+                }
+                Ok(Step::End) => return Poll::Ready(Ok(None)),
+                Ok(Step::NeedMore) => {}
+                Err(e) => return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
+            }
+            if let Some(sent) = self.continue_sent {
+                let rest = [IoSlice::new(&CONTINUE_100[sent..])];
+                let n = ready!(self.io.poll_write(cx, &rest))?;
+                self.continue_sent = Some(sent + n).filter(|&s| s < CONTINUE_100.len());
+                continue;
+            }
+            match ready!(self.io.poll_recv(cx, self.buf, BODY_READ_SIZE)) {
+                Ok(0) => {
+                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, "closed inside the body");
+                    return Poll::Ready(Err(e));
+                }
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
     }
 }
 
@@ -706,301 +589,4 @@ async fn write_all(io: &mut ClientIo, mut parts: &mut [IoSlice<'_>]) -> io::Resu
         IoSlice::advance_slices(&mut parts, n);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fwd(xff: bool, xfp: bool) -> Forwarding {
-        Forwarding {
-            peer: "198.18.0.7:40000".parse().unwrap(),
-            xff,
-            xfp,
-            log: false,
-        }
-    }
-
-    fn ready(head: &str, f: &Forwarding) -> Prepared {
-        match prepare(head.as_bytes(), f) {
-            Parse::Ready(p) => p,
-            other => panic!("{head:?}: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn backend_heads_keep_the_clients_headers_minus_hop_by_hop() {
-        let head = "GET /a?b=1 HTTP/1.1\r\nHost: shop\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 198.18.0.1\r\nX-Forwarded-For: 198.18.0.2\r\nX-Forwarded-Proto: https\r\nAccept: */*\r\n\r\nNEXT";
-        let p = ready(head, &fwd(true, true));
-        assert_eq!(
-            String::from_utf8(p.out.clone()).unwrap(),
-            "GET /a?b=1 HTTP/1.1\r\nHost: shop\r\nAccept: */*\r\nx-forwarded-for: 198.18.0.1, 198.18.0.7\r\nx-forwarded-proto: http\r\n\r\n"
-        );
-        assert_eq!(p.target(), "/a?b=1");
-        assert_eq!(
-            p.head_len,
-            head.len() - "NEXT".len(),
-            "a pipelined request stays"
-        );
-        assert!(p.has_host && p.keep_alive && p.idempotent && !p.http10);
-        // Forwarding headers off: the client's pass as they are.
-        let p = ready(
-            "GET / HTTP/1.0\r\nX-Forwarded-For: 198.18.0.1\r\n\r\n",
-            &fwd(false, false),
-        );
-        assert_eq!(
-            String::from_utf8(p.out).unwrap(),
-            "GET / HTTP/1.1\r\nX-Forwarded-For: 198.18.0.1\r\n\r\n"
-        );
-        assert!(!p.has_host, "HTTP/1.0 may leave Host out");
-        // A bodyless POST says so; a zero length is kept as sent.
-        let p = ready("POST /x HTTP/1.1\r\nHost: h\r\n\r\n", &fwd(false, false));
-        assert!(String::from_utf8(p.out)
-            .unwrap()
-            .ends_with("content-length: 0\r\n\r\n"));
-        assert!(!p.idempotent);
-        let p = ready(
-            "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
-            &fwd(false, false),
-        );
-        assert_eq!(
-            String::from_utf8(p.out).unwrap(),
-            "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"
-        );
-    }
-
-    #[test]
-    fn keep_alive_follows_each_version() {
-        let f = fwd(false, false);
-        assert!(!ready("GET / HTTP/1.0\r\n\r\n", &f).keep_alive);
-        let p = ready("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", &f);
-        assert!(p.keep_alive && p.http10);
-        assert!(!ready("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &f).keep_alive);
-        assert!(ready("HEAD / HTTP/1.1\r\nHost: t\r\n\r\n", &f).head_request);
-    }
-
-    /// Random heads built from pieces that matter (hop-by-hop names in any
-    /// case, Connection lists, forwarding headers, lengths, odd bytes): the
-    /// parse never panics, and every head it prepares is one complete, valid
-    /// request with the same method and target, no hop-by-hop header, nothing
-    /// the Connection header named, and exactly one X-Forwarded-For.
-    #[test]
-    fn prepared_heads_are_valid_requests_for_any_input() {
-        let mut next = crate::test_util::xorshift(0x2545_f491_4f6c_dd1d);
-        let mut rand = move |n: usize| next(n as u64) as usize;
-        const METHODS: [&str; 6] = ["GET", "HEAD", "POST", "DELETE", "PATCH", "G\x01T"];
-        const TARGETS: [&str; 5] = ["/", "/a?b=c", "/x%20y", "*", "http://h/"];
-        const NAMES: [&str; 14] = [
-            "Host",
-            "connection",
-            "Keep-Alive",
-            "TE",
-            "Trailer",
-            "Upgrade",
-            "Proxy-Connection",
-            "X-Forwarded-For",
-            "x-forwarded-proto",
-            "Content-Length",
-            "X-Hop",
-            "x-hop",
-            "Accept",
-            "Bad Name",
-        ];
-        const VALUES: [&str; 8] = [
-            "close",
-            "keep-alive, X-Hop",
-            "198.18.0.1",
-            "0",
-            "5",
-            "a\x00b",
-            "t",
-            "x, , y",
-        ];
-        let (mut ready, mut hyper, mut bad) = (0, 0, 0);
-        for _ in 0..5000 {
-            let method = METHODS[rand(METHODS.len())];
-            let target = TARGETS[rand(TARGETS.len())];
-            // Host first, as clients send it (another may follow: that is a 400).
-            let mut head = format!("{method} {target} HTTP/1.{}\r\nHost: t\r\n", rand(2));
-            for _ in 0..rand(8) {
-                let name = NAMES[rand(NAMES.len())];
-                let value = VALUES[rand(VALUES.len())];
-                head.push_str(&format!("{name}: {value}\r\n"));
-            }
-            head.push_str("\r\n");
-            let mut bytes = head.into_bytes();
-            if rand(10) == 0 {
-                let at = rand(bytes.len());
-                bytes[at] = rand(256) as u8;
-            }
-            let p = match prepare(&bytes, &fwd(true, true)) {
-                Parse::Ready(p) => p,
-                Parse::Hyper => {
-                    hyper += 1;
-                    continue;
-                }
-                _ => {
-                    bad += 1;
-                    continue;
-                }
-            };
-            ready += 1;
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS + 4];
-            let mut out = httparse::Request::new(&mut headers);
-            let text = String::from_utf8_lossy(&bytes).to_string();
-            assert_eq!(
-                out.parse(&p.out),
-                Ok(httparse::Status::Complete(p.out.len())),
-                "{text:?}"
-            );
-            let mut input = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut req = httparse::Request::new(&mut input);
-            req.parse(&bytes).unwrap();
-            assert_eq!(out.method, req.method, "{text:?}");
-            assert_eq!(out.path, req.path, "{text:?}");
-            assert_eq!(out.path, Some(p.target()), "{text:?}");
-            let names: Vec<String> = out
-                .headers
-                .iter()
-                .map(|h| h.name.to_ascii_lowercase())
-                .collect();
-            let hop_listed = req.headers.iter().any(|h| {
-                h.name.eq_ignore_ascii_case("connection")
-                    && proxy::connection_tokens(h.value)
-                        .any(|t| t == ConnectionToken::Name(b"X-Hop"))
-            });
-            for n in &names {
-                assert!(!proxy::is_hop_by_hop(n.as_bytes()), "{n} in {text:?}");
-                assert!(n != "x-hop" || !hop_listed, "{text:?}");
-            }
-            let xff = names.iter().filter(|n| *n == "x-forwarded-for").count();
-            assert_eq!(xff, 1, "{text:?}");
-        }
-        assert!(
-            ready > 500 && hyper > 500 && bad > 50,
-            "{ready} {hyper} {bad}"
-        );
-    }
-
-    #[test]
-    fn unusual_requests_go_to_hyper_and_broken_ones_are_refused() {
-        let f = fwd(true, true);
-        for head in [
-            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
-            "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
-            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n\r\n",
-            "GET http://shop/ HTTP/1.1\r\nHost: shop\r\n\r\n",
-            "OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n",
-            "GET /caf\u{e9} HTTP/1.1\r\nHost: t\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: t\r\nConnection: a, b, c, d, e, f, g, h, i\r\n\r\n",
-        ] {
-            assert!(
-                matches!(prepare(head.as_bytes(), &f), Parse::Hyper),
-                "{head:?}"
-            );
-        }
-        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(70_000));
-        assert!(matches!(prepare(long.as_bytes(), &f), Parse::Hyper));
-        assert!(matches!(
-            prepare(b"GET / HTTP/1.1\r\nHost: t", &f),
-            Parse::Partial
-        ));
-        for head in [
-            "GET / HTTP/1.1\r\nHost : t\r\n\r\n",
-            "GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
-            "GET / HTTP/1.1\r\nX: a\0b\r\n\r\n",
-            "GARBAGE\r\n\r\n",
-            "GET / HTTP/2.0\r\n\r\n",
-        ] {
-            assert!(
-                matches!(
-                    prepare(head.as_bytes(), &f),
-                    Parse::Bad(StatusCode::BAD_REQUEST, _)
-                ),
-                "{head:?}"
-            );
-        }
-        let many = format!(
-            "GET / HTTP/1.1\r\n{}\r\n",
-            "X: 1\r\n".repeat(MAX_HEADERS + 1)
-        );
-        assert!(matches!(
-            prepare(many.as_bytes(), &f),
-            Parse::Bad(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, _)
-        ));
-    }
-
-    /// RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, for more than
-    /// one Host line, and for a Host value that is not uri-host[:port].
-    #[test]
-    fn host_is_required_once_and_valid() {
-        let f = fwd(false, false);
-        for head in [
-            "GET / HTTP/1.1\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-            "GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: shop/x\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: user@shop\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: shop:80x\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: [2001:2::1\r\n\r\n",
-        ] {
-            assert!(
-                matches!(
-                    prepare(head.as_bytes(), &f),
-                    Parse::Bad(StatusCode::BAD_REQUEST, _)
-                ),
-                "{head:?}"
-            );
-        }
-        for host in [
-            "shop",
-            "shop:8080",
-            "198.18.0.1:80",
-            "[2001:2::1]:443",
-            "",
-            "a-b.c_d~e",
-        ] {
-            let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
-            assert!(ready(&head, &f).has_host, "{host:?}");
-        }
-        // HTTP/1.0 may leave it out; each backend's address is sent instead.
-        assert!(!ready("GET / HTTP/1.0\r\n\r\n", &f).has_host);
-    }
-
-    /// RFC 9110 §7.8: Upgrade is passed on (with `Connection: upgrade`) only when
-    /// the client's Connection lists it, and never for HTTP/1.0; CONNECT is 405.
-    #[test]
-    fn upgrade_requests_keep_their_upgrade_and_connect_is_refused() {
-        let f = fwd(false, false);
-        let p = ready(
-            "GET /chat HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            &f,
-        );
-        assert!(p.upgrade);
-        assert_eq!(
-            String::from_utf8(p.out).unwrap(),
-            "GET /chat HTTP/1.1\r\nHost: t\r\nSec-WebSocket-Version: 13\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"
-        );
-        for head in [
-            "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\r\n",
-            "GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-        ] {
-            let p = ready(head, &f);
-            assert!(!p.upgrade, "{head:?}");
-            assert!(!String::from_utf8(p.out)
-                .unwrap()
-                .to_ascii_lowercase()
-                .contains("upgrade"));
-        }
-        assert!(matches!(
-            prepare(b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: a\r\nUpgrade: b\r\nConnection: upgrade\r\n\r\n", &f),
-            Parse::Bad(StatusCode::BAD_REQUEST, _)
-        ));
-        assert!(matches!(
-            prepare(b"CONNECT shop:443 HTTP/1.1\r\nHost: shop:443\r\n\r\n", &f),
-            Parse::Bad(StatusCode::METHOD_NOT_ALLOWED, _)
-        ));
-    }
 }

@@ -1,35 +1,24 @@
-//! The client side: listening socket, accept loop and per-connection timeouts.
-//!
-//! Timeouts follow HAProxy's split: `client-header` bounds the time to receive a
-//! request head (slowloris → 408), `idle` bounds a keep-alive connection waiting
-//! between requests. hyper's own `header_read_timeout` cannot tell the two apart,
-//! so each connection carries a [`ConnPhase`] and a watchdog in its task.
+//! Client sockets: the listening socket, the accept loop, and [`ClientIo`],
+//! a client connection read and written directly until it would block.
+//! What is said on a connection is `h1.rs`'s.
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{ready, Context, Poll, Waker};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use hyper::header::{HeaderValue, CONNECTION};
-use hyper::service::service_fn;
-use hyper::Version;
-use hyper_util::rt::TokioIo;
+use bytes::BytesMut;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::io::Interest;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::backend::now_ms;
 use crate::h1;
-use crate::handover::IDLE_CLOSE;
 use crate::live::Shared;
-use crate::proxy::{self, ConnCtx};
 
 /// Binds a listening socket. IP_FREEBIND lets it bind a VIP this node does
 /// not hold yet, so a backup is ready to serve the moment VRRP moves the VIP.
@@ -54,283 +43,6 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     // After listen(), which resets the listener's ACK state.
     set_quickack(socket.as_raw_fd(), false)?;
     TcpListener::from_std(socket.into())
-}
-
-const PHASE_HEAD: u8 = 0;
-const PHASE_ACTIVE: u8 = 1;
-const PHASE_IDLE: u8 = 2;
-
-/// Where a client connection is in its request cycle, and since when.
-#[derive(Debug)]
-pub struct ConnPhase {
-    phase: AtomicU8,
-    since_ms: AtomicU64,
-    /// The current request's raw head had both Content-Length and
-    /// Transfer-Encoding (hyper drops the former before we see the headers).
-    cl_and_te: AtomicBool,
-    /// The connection's task, parked by [`PhaseIo`] until the answer is done.
-    idle_waker: Mutex<Option<Waker>>,
-    idle_waker_set: AtomicBool,
-}
-
-impl ConnPhase {
-    /// A new connection waits for its first request head.
-    pub fn new() -> Self {
-        ConnPhase {
-            phase: AtomicU8::new(PHASE_HEAD),
-            since_ms: AtomicU64::new(now_ms()),
-            cl_and_te: AtomicBool::new(false),
-            idle_waker: Mutex::new(None),
-            idle_waker_set: AtomicBool::new(false),
-        }
-    }
-    /// Whether the request being handled had both framing headers (clears it).
-    pub fn take_cl_and_te(&self) -> bool {
-        self.cl_and_te.swap(false, Ordering::Relaxed)
-    }
-    pub fn set_active(&self) {
-        self.phase.store(PHASE_ACTIVE, Ordering::Relaxed);
-    }
-    pub fn set_idle(&self) {
-        self.since_ms.store(now_ms(), Ordering::Relaxed);
-        self.phase.store(PHASE_IDLE, Ordering::Relaxed);
-        if self.idle_waker_set.swap(false, Ordering::AcqRel) {
-            let waker = self
-                .idle_waker
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            if let Some(w) = waker {
-                w.wake();
-            }
-        }
-    }
-    /// Wakes `waker` when the current answer is done ([`Self::set_idle`]).
-    fn wake_when_idle(&self, waker: &Waker) {
-        let mut slot = self.idle_waker.lock().unwrap_or_else(|e| e.into_inner());
-        match &mut *slot {
-            Some(w) if w.will_wake(waker) => {}
-            _ => *slot = Some(waker.clone()),
-        }
-        self.idle_waker_set.store(true, Ordering::Release);
-    }
-    /// Bytes arrived; returns true if they start a new request head.
-    fn on_bytes_read(&self) -> bool {
-        if self.phase.load(Ordering::Relaxed) == PHASE_IDLE {
-            self.since_ms.store(now_ms(), Ordering::Relaxed);
-            self.phase.store(PHASE_HEAD, Ordering::Relaxed);
-            return true;
-        }
-        false
-    }
-    fn is_idle(&self) -> bool {
-        self.phase.load(Ordering::Relaxed) == PHASE_IDLE
-    }
-    /// How long the connection has been idle between requests, if it is.
-    fn idle_for(&self) -> Option<Duration> {
-        (self.phase.load(Ordering::Relaxed) == PHASE_IDLE).then(|| {
-            Duration::from_millis(now_ms().saturating_sub(self.since_ms.load(Ordering::Relaxed)))
-        })
-    }
-    /// When this phase times out (ms since start), if it can.
-    fn deadline(&self, client_header: Duration, idle: Duration) -> Option<(u8, u64)> {
-        let phase = self.phase.load(Ordering::Relaxed);
-        let since = self.since_ms.load(Ordering::Relaxed);
-        match phase {
-            PHASE_HEAD => Some((phase, since + client_header.as_millis() as u64)),
-            PHASE_IDLE => Some((phase, since + idle.as_millis() as u64)),
-            _ => None,
-        }
-    }
-}
-
-impl Default for ConnPhase {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Finds the header names in a raw request head as it arrives, in pieces.
-/// hyper resolves a request carrying both Content-Length and
-/// Transfer-Encoding by dropping Content-Length; a front-end proxy must refuse
-/// such a request instead (request smuggling), so the raw head is watched.
-#[derive(Debug)]
-struct HeadScan {
-    in_head: bool,
-    /// Bytes of the current line so far (only the first few matter).
-    line: [u8; 24],
-    line_len: usize,
-    /// The current line's name is known (or it is too long to be one we look for):
-    /// jump to the next line feed.
-    skipping: bool,
-    content_length: bool,
-    transfer_encoding: bool,
-    /// Some of the head has arrived.
-    started: bool,
-}
-
-impl HeadScan {
-    fn new() -> Self {
-        HeadScan {
-            in_head: true,
-            line: [0; 24],
-            line_len: 0,
-            skipping: false,
-            content_length: false,
-            transfer_encoding: false,
-            started: false,
-        }
-    }
-
-    /// Feeds bytes; returns Some(both framing headers seen) when the head ends.
-    /// Looks at each line's first bytes up to the colon and jumps over the rest, so the
-    /// cost is a line-feed search per header, not work per byte.
-    fn feed(&mut self, bytes: &[u8]) -> Option<bool> {
-        if !self.in_head {
-            return None;
-        }
-        self.started |= !bytes.is_empty();
-        let mut i = 0;
-        while i < bytes.len() {
-            if self.skipping {
-                i += bytes[i..].iter().position(|&b| b == b'\n')?;
-            }
-            let b = bytes[i];
-            i += 1;
-            if b == b'\n' {
-                if self.line_len == 0 || (self.line_len == 1 && self.line[0] == b'\r') {
-                    self.in_head = false;
-                    return Some(self.content_length && self.transfer_encoding);
-                }
-                self.line_len = 0;
-                self.skipping = false;
-                continue;
-            }
-            if self.line_len == self.line.len() {
-                self.skipping = true;
-                continue;
-            }
-            self.line[self.line_len] = b.to_ascii_lowercase();
-            self.line_len += 1;
-            if b == b':' {
-                self.skipping = true;
-                match &self.line[..self.line_len - 1] {
-                    b"content-length" => self.content_length = true,
-                    b"transfer-encoding" => self.transfer_encoding = true,
-                    _ => {}
-                }
-            }
-        }
-        None
-    }
-}
-
-/// A client socket that tells its [`ConnPhase`] when a new request starts arriving.
-struct PhaseIo {
-    inner: ClientIo,
-    /// Bytes the client side's own path read before handing over; read first.
-    prefix: BytesMut,
-    phase: Arc<ConnPhase>,
-    scan: HeadScan,
-    /// Quick ACKs were turned on for the current request.
-    quick_acked: bool,
-}
-
-impl AsyncRead for PhaseIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            self.bytes_read(&buf.filled()[before..]);
-            return Poll::Ready(Ok(()));
-        }
-        // Once a bodyless request's head is in, hyper keeps reading only to see
-        // whether the client hangs up before its answer. On a socket not yet
-        // registered that read would cost an epoll registration (and its removal
-        // on close) for nothing a one-request connection needs: the task is woken
-        // when the answer is done instead, and reads then. Like HAProxy without
-        // `option abortonclose`, a client leaving is noticed when the answer is.
-        if matches!(self.inner, ClientIo::Direct(_))
-            && !self.scan.in_head
-            && !self.scan.content_length
-            && !self.scan.transfer_encoding
-            && !self.phase.is_idle()
-        {
-            self.phase.wake_when_idle(cx.waker());
-            return Poll::Pending;
-        }
-        let res = self.inner.poll_read(cx, buf);
-        match res {
-            Poll::Ready(Ok(())) => self.bytes_read(&buf.filled()[before..]),
-            Poll::Pending => self.more_of_the_request_due(),
-            _ => {}
-        }
-        res
-    }
-}
-
-impl PhaseIo {
-    /// Waiting for the rest of a request's head or for its body: ACK what
-    /// came at once (quick ACKs, once per request), or a client whose Nagle
-    /// holds the rest until then waits for our delayed ACK, 40 ms or more,
-    /// as one that writes a head and then its body does. HAProxy does the same.
-    fn more_of_the_request_due(&mut self) {
-        let due = if self.scan.in_head {
-            self.scan.started
-        } else {
-            self.scan.content_length || self.scan.transfer_encoding
-        };
-        if due && !self.quick_acked && !self.phase.is_idle() {
-            self.quick_acked = true;
-            self.inner.quickack();
-        }
-    }
-
-    fn bytes_read(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        if self.phase.on_bytes_read() {
-            self.scan = HeadScan::new();
-            self.quick_acked = false;
-        }
-        if let Some(both) = self.scan.feed(bytes) {
-            self.phase.cl_and_te.store(both, Ordering::Relaxed);
-        }
-    }
-}
-
-impl AsyncWrite for PhaseIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let iov = [IoSlice::new(buf)];
-        self.inner.poll_write(cx, &iov)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        self.inner.poll_write(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(self.inner.shutdown_write())
-    }
 }
 
 /// A client socket read and written directly, and registered with the
@@ -404,14 +116,6 @@ impl ClientIo {
         }
     }
 
-    fn poll_read(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        self.poll_op(cx, false, |fd| recv_into(fd, buf).map(|()| ((), false)))
-    }
-
     pub(crate) fn poll_write(
         &mut self,
         cx: &mut Context<'_>,
@@ -473,28 +177,6 @@ impl ClientIo {
             ClientIo::Direct(s) => s.shutdown(std::net::Shutdown::Write),
             ClientIo::Polled(a) => a.get_ref().shutdown(std::net::Shutdown::Write),
             ClientIo::Closed => Ok(()),
-        }
-    }
-}
-
-/// One non-blocking `recv` into the unfilled part of `buf`.
-fn recv_into(fd: RawFd, buf: &mut ReadBuf<'_>) -> std::io::Result<()> {
-    loop {
-        // SAFETY: recv writes at most `dst.len()` bytes into `dst`, and only the
-        // bytes it reports are marked initialised.
-        let n = unsafe {
-            let dst = buf.unfilled_mut();
-            libc::recv(fd, dst.as_mut_ptr().cast(), dst.len(), 0)
-        };
-        if n >= 0 {
-            let n = n as usize;
-            unsafe { buf.assume_init(n) };
-            buf.advance(n);
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
         }
     }
 }
@@ -625,8 +307,6 @@ fn poll_listener(l: TcpListener) -> std::io::Result<AsyncFd<std::net::TcpListene
         .map_err(|e| e.into_parts().1)
 }
 
-use crate::h1::REQUEST_TIMEOUT_408;
-
 /// Serves one client connection until it closes, times out or is drained.
 async fn serve_connection(
     stream: std::net::TcpStream,
@@ -635,8 +315,7 @@ async fn serve_connection(
     shutdown: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
-    let fd = stream.as_raw_fd();
-    let (max_buf, client_header, idle) = {
+    let (max_head, client_header, idle) = {
         let snap = shared.live.load();
         let c = &snap.config;
         (
@@ -648,188 +327,12 @@ async fn serve_connection(
     let _active = shared.stats.connection_opened();
     let _epoch = shared.handover.connection_opened();
     let mut io = ClientIo::Direct(stream);
-    // Bodyless requests are served by the client side's own path; it hands
-    // the connection to hyper's server for anything else.
     let limits = h1::Limits {
         client_header,
         idle,
-        max_head: max_buf,
+        max_head,
     };
-    let prefix = match h1::serve(&mut io, peer, &shared, &limits, &shutdown).await {
-        h1::Next::Close => return,
-        h1::Next::Hyper(read) => read,
-    };
-    // Boxed: hyper's connection state is twice the size of the rest, and
-    // every connection's task would otherwise carry (and move) room for it.
-    Box::pin(serve_with_hyper(
-        io,
-        prefix,
-        fd,
-        peer,
-        shared.clone(),
-        shutdown,
-        limits,
-    ))
-    .await;
-}
-
-/// Serves the rest of a connection with hyper's server, starting with the
-/// bytes the client side's own path already read.
-async fn serve_with_hyper(
-    io: ClientIo,
-    prefix: BytesMut,
-    fd: RawFd,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-    limits: h1::Limits,
-) {
-    let h1::Limits {
-        client_header,
-        idle,
-        max_head: max_buf,
-    } = limits;
-    let phase = Arc::new(ConnPhase::new());
-    let ctx = ConnCtx {
-        shared: shared.clone(),
-        peer,
-        phase: phase.clone(),
-    };
-    let io = TokioIo::new(PhaseIo {
-        inner: io,
-        prefix,
-        phase: phase.clone(),
-        scan: HeadScan::new(),
-        quick_acked: false,
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .half_close(false)
-        .header_read_timeout(None)
-        .max_buf_size(max_buf)
-        .serve_connection(
-            io,
-            service_fn(move |req| {
-                let ctx = ctx.clone();
-                async move {
-                    let version = req.version();
-                    // Only with the access log on: what the log line needs of the request.
-                    let logged = ctx.shared.access_log.as_ref().map(|_| {
-                        let h = req.headers();
-                        let text = |name| {
-                            h.get(name)
-                                .and_then(|v: &HeaderValue| v.to_str().ok())
-                                .map(str::to_string)
-                        };
-                        (
-                            std::time::SystemTime::now(),
-                            std::time::Instant::now(),
-                            req.method().clone(),
-                            req.uri().to_string(),
-                            text(hyper::header::REFERER),
-                            text(hyper::header::USER_AGENT),
-                        )
-                    });
-                    let mut resp = proxy::handle(req, ctx.clone()).await?;
-                    if let (Some(log), Some((at, t0, method, target, referer, user_agent))) =
-                        (&ctx.shared.access_log, logged)
-                    {
-                        log.log(crate::access_log::Record {
-                            client: ctx.peer.ip(),
-                            at,
-                            method,
-                            target,
-                            version,
-                            status: resp.status().as_u16(),
-                            bytes: resp
-                                .headers()
-                                .get(hyper::header::CONTENT_LENGTH)
-                                .and_then(|v| v.to_str().ok()?.parse().ok()),
-                            referer,
-                            user_agent,
-                            duration: t0.elapsed(),
-                        });
-                    }
-                    if ctx.shared.handover.closing() {
-                        // Handover: this is the connection's last response; the client
-                        // reads it whole and reconnects. Decided before hyper writes the
-                        // head, so the head says so. For an HTTP/1.0 client hyper would
-                        // append `keep-alive` to a 1.1 response; a 1.0 response without
-                        // it makes hyper close instead.
-                        resp.headers_mut()
-                            .insert(CONNECTION, HeaderValue::from_static("close"));
-                        if version == Version::HTTP_10 {
-                            *resp.version_mut() = Version::HTTP_10;
-                        }
-                    }
-                    Ok::<_, std::convert::Infallible>(resp)
-                }
-            }),
-        );
-    tokio::pin!(conn);
-
-    let mut handover = shared.handover.subscribe();
-    let mut closing = *handover.borrow();
-    let mut draining = *shutdown.borrow();
-    if draining {
-        conn.as_mut().graceful_shutdown();
-    }
-    loop {
-        let deadline = phase.deadline(client_header, idle);
-        let mut sleep_for = match deadline {
-            Some((_, at)) => Duration::from_millis(at.saturating_sub(now_ms())),
-            None => idle.max(Duration::from_secs(1)),
-        };
-        if closing && !draining {
-            // Close a connection idle for IDLE_CLOSE: nothing is in flight on it.
-            match phase.idle_for() {
-                Some(d) if d >= IDLE_CLOSE => {
-                    draining = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-                Some(d) => sleep_for = sleep_for.min(IDLE_CLOSE - d),
-                None => sleep_for = sleep_for.min(IDLE_CLOSE),
-            }
-        }
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    if e.is_parse() || e.is_parse_too_large() {
-                        // hyper answered 400/414/431 itself.
-                        shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
-                    }
-                    tracing::debug!(client = %peer, error = %e, "client connection error");
-                }
-                return;
-            }
-            _ = shutdown.changed(), if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            Ok(()) = handover.changed() => {
-                closing = *handover.borrow_and_update();
-            }
-            _ = tokio::time::sleep(sleep_for) => {
-                match phase.deadline(client_header, idle) {
-                    Some((PHASE_HEAD, at)) if now_ms() >= at => {
-                        shared.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
-                        // hyper is waiting to read, not writing, so the socket is ours
-                        // to answer on; dropping `conn` right after closes it.
-                        // SAFETY: fd stays open while `conn` (which owns it) is alive.
-                        unsafe {
-                            libc::send(fd, REQUEST_TIMEOUT_408.as_ptr().cast(), REQUEST_TIMEOUT_408.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
-                        }
-                        return;
-                    }
-                    Some((PHASE_IDLE, at)) if now_ms() >= at => {
-                        conn.as_mut().graceful_shutdown();
-                        draining = true;
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
+    h1::serve(&mut io, peer, &shared, &limits, &shutdown).await;
 }
 
 /// Accepts client connections until shutdown; swaps in a new listener when a
@@ -920,66 +423,6 @@ fn is_resource_exhaustion(e: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn phase_deadlines() {
-        let p = ConnPhase::new();
-        let h = Duration::from_secs(10);
-        let i = Duration::from_secs(60);
-        let (ph, at) = p.deadline(h, i).unwrap();
-        assert_eq!(ph, PHASE_HEAD);
-        assert!(at >= 10_000);
-        p.set_active();
-        assert!(
-            p.deadline(h, i).is_none(),
-            "no client timeout while a request is in flight"
-        );
-        p.set_idle();
-        assert_eq!(p.deadline(h, i).unwrap().0, PHASE_IDLE);
-        p.on_bytes_read();
-        assert_eq!(p.deadline(h, i).unwrap().0, PHASE_HEAD);
-    }
-
-    #[test]
-    fn head_scan_finds_both_framing_headers_across_reads() {
-        let mut s = HeadScan::new();
-        assert_eq!(s.feed(b"POST / HTTP/1.1\r\nContent-Len"), None);
-        assert_eq!(s.feed(b"gth: 5\r\nTransfer-Encoding: chunked\r\n"), None);
-        assert_eq!(s.feed(b"\r\n0\r\n\r\n"), Some(true));
-        assert_eq!(
-            s.feed(b"Content-Length: 1\r\n\r\n"),
-            None,
-            "body bytes are not scanned"
-        );
-        let mut s = HeadScan::new();
-        assert_eq!(
-            s.feed(b"GET / HTTP/1.1\r\nX-Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            Some(false)
-        );
-        let mut s = HeadScan::new();
-        assert_eq!(
-            s.feed(b"GET / HTTP/1.1\nContent-Length: 0\n\n"),
-            Some(false)
-        );
-        // Long lines (past the 24 bytes kept) and a value holding a colon and a
-        // header-like text are skipped whole; one byte at a time gives the same answer.
-        let head = b"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:b HTTP/1.1\r\nX-Very-Long-Header-Name-Here: Transfer-Encoding: x\r\nReferer: http://x/content-length:1\r\ncontent-LENGTH: 3\r\ntransfer-encoding:chunked\r\n\r\n";
-        let mut s = HeadScan::new();
-        assert_eq!(s.feed(head), Some(true));
-        let mut s = HeadScan::new();
-        let mut got = None;
-        for b in head.iter() {
-            if let Some(x) = s.feed(std::slice::from_ref(b)) {
-                got = Some(x);
-            }
-        }
-        assert_eq!(got, Some(true));
-        let mut s = HeadScan::new();
-        assert_eq!(
-            s.feed(b"GET / HTTP/1.1\r\nX: content-length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            Some(false)
-        );
-    }
 
     #[test]
     fn exhaustion_errors() {

@@ -1,17 +1,14 @@
-//! HTTP/1.1 to a backend for requests without a body, on the request's own task.
+//! HTTP/1.1 to a backend, on the request's own task: the backend side of the
+//! one HTTP/1 engine (the client side is `h1.rs`).
 //!
-//! hyper's client runs every backend connection as a task of its own and hands
-//! each request to it over a channel, and the answer back over another: two task
-//! switches per request, and at a thousand connections each switch waits behind
-//! the other ready connections. A bodyless request (GET, HEAD, most of what a
-//! load balancer carries) needs none of that: its head is written and the answer
-//! read right where the request is being handled. Requests with a body still go
-//! through hyper's client (`backend::Pool::checkout`).
-//!
-//! The answer's body is streamed as it arrives ([`UpstreamBody`]), framed by
-//! Content-Length, chunked coding or the connection's end (RFC 9112 §6.3). A
-//! connection goes back to the pool only when its answer was read exactly to its
-//! end and both sides meant to keep it open.
+//! A request's head (and its body, streamed from the client as it arrives,
+//! [`BodySource`]) is written and the answer read right where the request is
+//! handled, over pooled keep-alive connections: no task per backend connection
+//! and no channels in between. The answer's body is streamed as it arrives
+//! ([`UpstreamBody`]), framed by Content-Length, chunked coding or the
+//! connection's end (RFC 9112 §6.3, [`crate::http1::body`]). A connection goes
+//! back to the pool only when the request went out whole, its answer was read
+//! exactly to its end and both sides meant to keep it open.
 
 use std::future::Future;
 use std::io;
@@ -21,11 +18,11 @@ use std::task::{ready, Context, Poll, RawWaker, RawWakerVTable, Waker};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
-use tokio::io::{AsyncRead, AsyncWriteExt, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::http1::body::{decode, Chunk, Framing, Step};
-use crate::proxy::{connection_tokens, ConnectionToken};
+use crate::http1::fields::{connection_tokens, is_hop_by_hop, ConnectionToken};
 
 /// Largest response head accepted from a backend.
 const MAX_HEAD: usize = 64 * 1024;
@@ -48,6 +45,12 @@ pub enum SendError {
     NoResponse(io::Error),
     /// The backend answered with something that is not a valid HTTP/1.x head.
     Malformed(String),
+    /// The client failed, left or sent a broken body while it was being sent.
+    Client(io::Error),
+    /// The client sent nothing of its body for the idle time.
+    ClientTimeout,
+    /// The backend took in and answered nothing for the idle time.
+    Timeout,
 }
 
 impl std::fmt::Display for SendError {
@@ -57,6 +60,9 @@ impl std::fmt::Display for SendError {
                 write!(f, "connection closed before an answer: {error}")
             }
             SendError::Malformed(m) => write!(f, "invalid answer: {m}"),
+            SendError::Client(e) => write!(f, "client failed inside the request body: {e}"),
+            SendError::ClientTimeout => write!(f, "client sent nothing of its body in time"),
+            SendError::Timeout => write!(f, "backend did not answer in time"),
         }
     }
 }
@@ -86,66 +92,203 @@ impl Upstream {
         }
     }
 
-    /// Sends a bodyless request's head (request line, headers, blank line; the
-    /// caller prepared it) and reads the answer's head.
+    /// Sends a request's head (request line, headers, blank line; the caller
+    /// prepared it) with `body` (already framed for the backend; empty for a
+    /// bodyless request), in one write, and reads the answer's head.
     /// With `upgrade`, the request asked for a protocol switch: a 101 answer
     /// makes the connection a tunnel ([`UpstreamBody::into_tunnel`]).
     pub async fn send(
         mut self,
         request_head: &[u8],
+        body: &[u8],
         head_request: bool,
         upgrade: bool,
     ) -> Result<(Head, UpstreamBody), SendError> {
-        if let Err(error) = self.stream.write_all(request_head).await {
+        if let Err(error) = self.write_head(request_head, body).await {
             return Err(SendError::NoResponse(error));
         }
         loop {
-            let parsed = parse_response(&self.buf, head_request, upgrade)?;
-            match parsed {
-                Some(Parsed::Informational(n)) => {
-                    self.buf.advance(n);
-                    continue;
-                }
-                Some(Parsed::Head(mut head, n, framing, keep_alive)) => {
-                    head.raw = self.buf.split_to(n).freeze();
-                    let body = UpstreamBody {
-                        conn: Some(self),
-                        framing,
-                        keep_alive,
-                        // An empty body is complete before it is read; a
-                        // tunnel has no body to read here.
-                        done: matches!(framing, Framing::Length(0) | Framing::Tunnel),
-                        failed: None,
-                    };
-                    return Ok((head, body));
-                }
-                None => {}
+            if let Some((head, framing, keep_alive)) = self.parse_head(head_request, upgrade)? {
+                return Ok(self.into_answer(head, framing, keep_alive));
             }
-            if self.buf.len() > MAX_HEAD {
-                return Err(SendError::Malformed(format!(
-                    "response head longer than {MAX_HEAD} bytes"
-                )));
-            }
-            let before = self.buf.len();
-            match read_more(&mut self.stream, &mut self.buf, 4096).await {
-                Ok(0) if before == 0 => {
-                    return Err(SendError::NoResponse(io::ErrorKind::UnexpectedEof.into()))
+            std::future::poll_fn(|cx| self.poll_head_bytes(cx)).await?;
+        }
+    }
+
+    /// Sends a request whose body is still arriving from the client: the head
+    /// with the body's first bytes (`first`), then what `source` gives, while
+    /// the answer is watched for. A backend may answer before the body is
+    /// whole (a 413, a redirect): the answer is returned at once and the rest
+    /// of the body is not sent; the returned flag says whether the request
+    /// went out whole (if not, neither connection can carry another request).
+    /// No progress either way for `idle` ends it: [`SendError::ClientTimeout`]
+    /// while the client's bytes were awaited, [`SendError::Timeout`] otherwise.
+    pub async fn send_streaming(
+        mut self,
+        request_head: &[u8],
+        first: &[u8],
+        source: &mut (dyn BodySource + Send),
+        head_request: bool,
+        idle: std::time::Duration,
+    ) -> Result<(Head, UpstreamBody, bool), SendError> {
+        if let Err(error) = self.write_head(request_head, first).await {
+            return Err(SendError::NoResponse(error));
+        }
+        let mut out = Bytes::new();
+        let mut body_done = false;
+        let mut write_error: Option<io::Error> = None;
+        loop {
+            let event = tokio::time::timeout(
+                idle,
+                std::future::poll_fn(|cx| {
+                    // The answer first: once it starts, the body stops.
+                    loop {
+                        match self.parse_head(head_request, false) {
+                            Ok(Some(answer)) => return Poll::Ready(Ok(Some(answer))),
+                            Ok(None) => {}
+                            Err(e) => return Poll::Ready(Err(e)),
+                        }
+                        match self.poll_head_bytes(cx) {
+                            Poll::Ready(Ok(())) => {}
+                            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                            Poll::Pending => break,
+                        }
+                    }
+                    let mut moved = false;
+                    while write_error.is_none() {
+                        if !out.is_empty() {
+                            match Pin::new(&mut self.stream).poll_write(cx, &out) {
+                                Poll::Ready(Ok(0)) => {
+                                    write_error = Some(io::ErrorKind::WriteZero.into())
+                                }
+                                Poll::Ready(Ok(n)) => out.advance(n),
+                                // The backend may have answered and closed: read on.
+                                Poll::Ready(Err(e)) => write_error = Some(e),
+                                Poll::Pending => break,
+                            }
+                            moved = true;
+                            continue;
+                        }
+                        if body_done {
+                            break;
+                        }
+                        match source.poll_piece(cx) {
+                            Poll::Ready(Ok(Some(piece))) => out = piece,
+                            Poll::Ready(Ok(None)) => body_done = true,
+                            Poll::Ready(Err(e)) => return Poll::Ready(Err(SendError::Client(e))),
+                            Poll::Pending => break,
+                        }
+                        moved = true;
+                    }
+                    if moved {
+                        Poll::Ready(Ok(None))
+                    } else {
+                        Poll::Pending
+                    }
+                }),
+            )
+            .await;
+            match event {
+                Err(_) => {
+                    let awaiting_client = write_error.is_none() && !body_done && out.is_empty();
+                    return Err(if awaiting_client {
+                        SendError::ClientTimeout
+                    } else {
+                        SendError::Timeout
+                    });
                 }
-                Ok(0) => {
-                    return Err(SendError::Malformed(
-                        "connection closed inside the response head".into(),
-                    ))
+                Ok(Ok(None)) => {}
+                Ok(Ok(Some((head, framing, keep_alive)))) => {
+                    let whole = body_done && out.is_empty() && write_error.is_none();
+                    let (head, body) = self.into_answer(head, framing, keep_alive && whole);
+                    return Ok((head, body, whole));
                 }
-                Ok(_) => {}
-                Err(error) if before == 0 => return Err(SendError::NoResponse(error)),
-                Err(e) => return Err(SendError::Malformed(format!("read failed: {e}"))),
+                Ok(Err(SendError::NoResponse(e))) => {
+                    return Err(SendError::NoResponse(write_error.unwrap_or(e)))
+                }
+                Ok(Err(e)) => return Err(e),
             }
         }
     }
+
+    async fn write_head(&mut self, head: &[u8], body: &[u8]) -> io::Result<()> {
+        if body.is_empty() {
+            return self.stream.write_all(head).await;
+        }
+        let mut parts = [io::IoSlice::new(head), io::IoSlice::new(body)];
+        let mut parts = &mut parts[..];
+        while !parts.is_empty() {
+            let n = self.stream.write_vectored(parts).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            io::IoSlice::advance_slices(&mut parts, n);
+        }
+        Ok(())
+    }
+
+    /// The answer's final head if it is all in the buffer (1xx answers other
+    /// than an asked-for 101 are skipped).
+    fn parse_head(
+        &mut self,
+        head_request: bool,
+        upgrade: bool,
+    ) -> Result<Option<(Head, Framing, bool)>, SendError> {
+        loop {
+            match parse_response(&self.buf, head_request, upgrade)? {
+                Some(Parsed::Informational(n)) => self.buf.advance(n),
+                Some(Parsed::Head(mut head, n, framing, keep_alive)) => {
+                    head.raw = self.buf.split_to(n).freeze();
+                    return Ok(Some((head, framing, keep_alive)));
+                }
+                None if self.buf.len() > MAX_HEAD => {
+                    return Err(SendError::Malformed(format!(
+                        "response head longer than {MAX_HEAD} bytes"
+                    )))
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Reads more of an answer's head.
+    fn poll_head_bytes(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
+        let before = self.buf.len();
+        Poll::Ready(
+            match ready!(poll_read_more(&mut self.stream, &mut self.buf, 4096, cx)) {
+                Ok(0) if before == 0 => {
+                    Err(SendError::NoResponse(io::ErrorKind::UnexpectedEof.into()))
+                }
+                Ok(0) => Err(SendError::Malformed(
+                    "connection closed inside the response head".into(),
+                )),
+                Ok(_) => Ok(()),
+                Err(error) if before == 0 => Err(SendError::NoResponse(error)),
+                Err(e) => Err(SendError::Malformed(format!("read failed: {e}"))),
+            },
+        )
+    }
+
+    fn into_answer(self, head: Head, framing: Framing, keep_alive: bool) -> (Head, UpstreamBody) {
+        let body = UpstreamBody {
+            conn: Some(self),
+            framing,
+            keep_alive,
+            // An empty body is complete before it is read; a tunnel has no
+            // body to read here.
+            done: matches!(framing, Framing::Length(0) | Framing::Tunnel),
+            failed: None,
+        };
+        (head, body)
+    }
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
-    std::future::poll_fn(|cx| poll_read_more(stream, buf, want, cx)).await
+/// Where a request's body comes from while it is sent to a backend (the
+/// client side reads it from the client's socket).
+pub trait BodySource {
+    /// The next piece, already framed for the backend; Ok(None) once the body
+    /// is whole. An error is the client's (it left, or sent a broken body).
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>>;
 }
 
 pub(crate) fn poll_read_more(
@@ -355,7 +498,7 @@ fn parse_response(
         // A 101 keeps its Upgrade (the protocol switched to) for the client.
         let kept_upgrade = switched && name.eq_ignore_ascii_case(b"upgrade");
         if !kept_upgrade
-            && (crate::proxy::is_hop_by_hop(name)
+            && (is_hop_by_hop(name)
                 || (has_te && name.eq_ignore_ascii_case(b"content-length"))
                 || (names_listed && listed_in_connection(r.headers, name)))
         {

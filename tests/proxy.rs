@@ -1347,12 +1347,11 @@ fn the_answer_carries_the_requests_ack() {
     }
 }
 
-/// A connection on the client side's own path hands over to hyper's server at
-/// the first request it does not serve (one with a body), with the bytes
-/// already read: that request and a bodyless one pipelined behind it are both
-/// answered, in order, on the same connection.
+/// A request with a body, and a bodyless one pipelined behind it in the same
+/// write: the body is read exactly to its end, and both are answered, in
+/// order, on the same keep-alive connection.
 #[test]
-fn a_request_with_a_body_moves_the_connection_to_hyper_without_losing_bytes() {
+fn a_request_with_a_body_and_a_pipelined_one_are_answered_in_order() {
     let a = TestBackend::start("a");
     let lb = Floatlb::start(&backend_tables(&[(&a, 1)]));
     let mut s = TcpStream::connect(lb.addr).unwrap();

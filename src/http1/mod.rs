@@ -2,3 +2,5 @@
 //! sockets, no runtime), for the client side and the backend side alike.
 
 pub mod body;
+pub mod fields;
+pub mod request;

@@ -1,0 +1,235 @@
+//! Header-field rules of HTTP/1 that both sides apply (RFC 9110 §7.6, RFC 9112
+//! §3.2): Connection tokens, hop-by-hop names, Host validation, idempotent
+//! methods, and the client address as X-Forwarded-For text. Sans-IO and
+//! allocation-free: called for every request and every answer.
+
+/// The hop-by-hop fields every message loses on the way through (RFC 9110
+/// §7.6.1), lower case; every name is 2, 7, 10, 16 or 17 bytes long.
+const HOP_BY_HOP: [&[u8]; 7] = [
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+];
+
+/// Whether a header name (in any case) is hop-by-hop ([`HOP_BY_HOP`]).
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    matches!(name.len(), 2 | 7 | 10 | 16 | 17)
+        && HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Methods a request may be sent again with (RFC 9110 §9.2.2), when its
+/// connection failed before any answer byte.
+pub fn is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}
+
+/// One token of a Connection header value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionToken<'a> {
+    Close,
+    KeepAlive,
+    /// A header name: that header is hop-by-hop too.
+    Name(&'a [u8]),
+}
+
+/// The tokens of a Connection header value (RFC 9110 §7.6.1), any case,
+/// empty ones skipped.
+pub fn connection_tokens(value: &[u8]) -> impl Iterator<Item = ConnectionToken<'_>> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            if t.eq_ignore_ascii_case(b"close") {
+                ConnectionToken::Close
+            } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                ConnectionToken::KeepAlive
+            } else {
+                ConnectionToken::Name(t)
+            }
+        })
+}
+
+/// RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without a
+/// Host header, and to any request with more than one Host line or a Host value
+/// that is not `uri-host [ ":" port ]` (RFC 3986 §3.2.2; empty is allowed).
+pub fn check_host<'a>(
+    mut values: impl Iterator<Item = &'a [u8]>,
+    http10: bool,
+) -> Result<(), &'static str> {
+    let Some(value) = values.next() else {
+        return if http10 {
+            Ok(())
+        } else {
+            Err("missing Host header")
+        };
+    };
+    if values.next().is_some() {
+        return Err("more than one Host header");
+    }
+    let value = value.trim_ascii();
+    let (host, port) = match value.strip_prefix(b"[") {
+        Some(rest) => {
+            let Some(end) = rest.iter().position(|&b| b == b']') else {
+                return Err("invalid Host header");
+            };
+            let literal = &rest[..end];
+            if literal.is_empty()
+                || !literal
+                    .iter()
+                    .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+            {
+                return Err("invalid Host header");
+            }
+            match &rest[end + 1..] {
+                [] => (&b""[..], None),
+                [b':', port @ ..] => (&b""[..], Some(port)),
+                _ => return Err("invalid Host header"),
+            }
+        }
+        None => match value.iter().position(|&b| b == b':') {
+            Some(i) => (&value[..i], Some(&value[i + 1..])),
+            None => (value, None),
+        },
+    };
+    let reg_name_ok = host.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    });
+    if !reg_name_ok || !port.is_none_or(|p| p.iter().all(u8::is_ascii_digit)) {
+        return Err("invalid Host header");
+    }
+    Ok(())
+}
+
+/// An address as text, written without the formatting machinery: the
+/// X-Forwarded-For value is built for every request.
+pub struct IpText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Default for IpText {
+    fn default() -> Self {
+        IpText {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl IpText {
+    pub fn write(&mut self, ip: std::net::IpAddr) {
+        match ip {
+            std::net::IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.push(b'.');
+                    }
+                    if octet >= 100 {
+                        self.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        self.push(b'0' + octet / 10 % 10);
+                    }
+                    self.push(b'0' + octet % 10);
+                }
+            }
+            std::net::IpAddr::V6(v6) => {
+                use std::io::Write;
+                let mut cur = std::io::Cursor::new(&mut self.buf[..]);
+                // 45 bytes at most ("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255").
+                let _ = write!(cur, "{v6}");
+                self.len = cur.position() as usize;
+            }
+        }
+    }
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_header_tokens() {
+        use ConnectionToken::*;
+        let tokens: Vec<_> = connection_tokens(b" Keep-Alive, ,x-Hop ,CLOSE,").collect();
+        assert_eq!(tokens, [KeepAlive, Name(b"x-Hop"), Close]);
+        assert_eq!(connection_tokens(b"").count(), 0);
+    }
+
+    #[test]
+    fn hop_by_hop_name_lengths_are_the_ones_checked() {
+        for name in HOP_BY_HOP {
+            assert!(
+                matches!(name.len(), 2 | 7 | 10 | 16 | 17),
+                "{name:?} would be skipped"
+            );
+            assert!(is_hop_by_hop(&name.to_ascii_uppercase()));
+        }
+        assert!(!is_hop_by_hop(b"content-length"));
+    }
+
+    #[test]
+    fn addresses_are_written_like_display() {
+        let cases = [
+            "0.0.0.0",
+            "9.10.99.100",
+            "198.18.0.2",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:198.18.0.2",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ];
+        for text in cases {
+            let ip: std::net::IpAddr = text.parse().unwrap();
+            let mut t = IpText::default();
+            t.write(ip);
+            assert_eq!(t.as_bytes(), ip.to_string().as_bytes(), "{text}");
+        }
+        for n in [0u32, 1, 9, 10, 99, 100, 199, 200, 255, 0x0a0b0c0d, u32::MAX] {
+            let ip = std::net::IpAddr::V4(n.into());
+            let mut t = IpText::default();
+            t.write(ip);
+            assert_eq!(t.as_bytes(), ip.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn idempotency() {
+        assert!(is_idempotent("GET") && is_idempotent("PUT") && is_idempotent("DELETE"));
+        assert!(!is_idempotent("POST") && !is_idempotent("PATCH") && !is_idempotent("get"));
+    }
+}
