@@ -1,25 +1,27 @@
 //! floatlb: a high-availability HTTP/1.x load balancer with a built-in VRRPv3 peer.
 //!
-//! The binary (`src/main.rs`) is a thin CLI over [`daemon`]; the modules are
-//! public so integration tests and the bench can reach them.
+//! The modules form layers, lowest first; an import points down, never up
+//! (`tests/layers.rs` checks it, `docs/architecture.md` draws it):
+//!
+//! 1. [`http1`], [`balance`]: sans-IO cores (HTTP/1 rules; scheduling algorithms).
+//! 2. [`config`], [`net`]: the configuration; sockets (listener, client I/O).
+//! 3. [`observe`]: metric families, the request histogram, the access log.
+//! 4. [`backend`]: backend state, connection pools, HTTP/1 to a backend.
+//! 5. [`proxy`]: shared state, the request path with its retries, handover state.
+//! 6. [`frontend`]: client connections: the accept loop, HTTP/1, tunnels.
+//! 7. [`runtime`]: the daemon: reload, health checks, VRRP, admin listener.
+//!
+//! The binary (`src/main.rs`) is a thin CLI over [`runtime::daemon`].
 
-pub mod access_log;
-pub mod admin;
 pub mod backend;
 pub mod balance;
 pub mod config;
-pub mod daemon;
-pub mod h1;
-pub mod ha;
-pub mod handover;
-pub mod health;
+pub mod frontend;
 pub mod http1;
-pub mod live;
-pub mod metrics;
+pub mod net;
+pub mod observe;
 pub mod proxy;
-pub mod server;
-pub mod tunnel;
-pub mod upstream;
+pub mod runtime;
 
 /// Helpers the unit tests of several modules share.
 #[cfg(test)]

@@ -68,7 +68,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match floatlb::ha::release(&cfg) {
+            match floatlb::runtime::ha::release(&cfg) {
                 Ok(removed) => {
                     for r in &removed {
                         println!("removed {r}");
@@ -96,7 +96,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match floatlb::daemon::run(cfg, &config) {
+            match floatlb::runtime::daemon::run(cfg, &config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("floatlb: {e:#}");

@@ -10,7 +10,7 @@
 //! Continue first if the client asked for one), with bounded memory; a body
 //! that came whole with its head is kept, so the request can be sent again if a
 //! pooled connection turns out dead. A 101 to an Upgrade makes the connection a
-//! tunnel ([`crate::tunnel`]).
+//! tunnel ([`crate::frontend::tunnel`]).
 //!
 //! Errors: a malformed head gets 400 (431 too large, 414 target too long, 405
 //! CONNECT) and the connection closes, with nothing sent to a backend; a slow
@@ -31,13 +31,13 @@ use http::StatusCode;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::handover::IDLE_CLOSE;
+use crate::backend::upstream::{BodySource, Head, UpstreamBody};
 use crate::http1::body::{chunk_size_line, decode, Chunk, Framing, Step};
 use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse};
-use crate::live::Shared;
+use crate::net::ClientIo;
+use crate::proxy::handover::IDLE_CLOSE;
+use crate::proxy::state::Shared;
 use crate::proxy::{self, Answer, Body, Failure, Outgoing};
-use crate::server::ClientIo;
-use crate::upstream::{BodySource, Head, UpstreamBody};
 
 /// How much is read from a client at a time.
 const READ_SIZE: usize = 4096;
@@ -265,7 +265,7 @@ pub(crate) async fn serve(
         };
         shared.metrics.duration.observe(took.as_secs_f64());
         if let (Some(log), Some(fields)) = (&shared.access_log, req.log) {
-            log.log(crate::access_log::Record {
+            log.log(crate::observe::access_log::Record {
                 client: peer.ip(),
                 at: fields.at,
                 method: fields.method,
@@ -285,7 +285,9 @@ pub(crate) async fn serve(
         if let Some((stream, _in_flight)) = tunnel {
             let idle = snap.config.timeouts.tunnel;
             let from_client = std::mem::take(&mut buf);
-            let end = crate::tunnel::relay(io, from_client, stream, shared, shutdown, idle).await;
+            let end =
+                crate::frontend::tunnel::relay(io, from_client, stream, shared, shutdown, idle)
+                    .await;
             tracing::debug!(client = %peer, ?end, "tunnel ended");
             return;
         }

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use crate::backend::BackendState;
-use crate::live::Shared;
+use crate::proxy::state::Shared;
 
 /// Why a check failed, for logs.
 #[derive(Debug, PartialEq, Eq)]

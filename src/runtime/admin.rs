@@ -14,7 +14,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::live::Shared;
+use crate::observe::json::json_str;
+use crate::proxy::state::Shared;
 
 type RespBody = http_body_util::Full<bytes::Bytes>;
 
@@ -65,7 +66,7 @@ const STATUS_PAGE: &str = include_str!("status.html");
 /// What the daemon adds to the admin listener (VRRP state, handover).
 pub trait AdminHooks: Send + Sync {
     /// Extra families for `/metrics`.
-    fn metrics(&self, _families: &crate::metrics::Families) {}
+    fn metrics(&self, _families: &crate::observe::metrics::Families) {}
     /// Extra JSON object members for `/status.json`, without surrounding braces.
     fn status_json(&self) -> Option<String> {
         None
@@ -105,7 +106,7 @@ async fn route(
         (&Method::GET, "/metrics") => local_response(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            crate::metrics::render(shared, extra),
+            crate::runtime::exposition::render(shared, extra),
         ),
         (&Method::POST, "/admin/handover") => {
             // The handover blocks until clients have moved: off the runtime's threads.
@@ -122,24 +123,6 @@ async fn route(
         }
         _ => local_response(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
-}
-
-/// Escapes a string for a JSON document.
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 fn status_json(shared: &Shared, extra: &dyn AdminHooks) -> String {

@@ -17,9 +17,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::Config;
-use crate::ha::Ha;
-use crate::live::{self, Shared};
-use crate::{admin, health, server};
+use crate::frontend::accept;
+use crate::net;
+use crate::proxy::state::Shared;
+use crate::runtime::ha::Ha;
+use crate::runtime::{admin, health, reload};
 
 /// Runs floatlb with an already validated config until a shutdown signal.
 pub fn run(config: Config, path: &Path) -> anyhow::Result<()> {
@@ -53,7 +55,7 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let listen = config.listen.address;
-    let listener = server::bind(listen, config.listen.backlog)
+    let listener = net::bind(listen, config.listen.backlog)
         .with_context(|| format!("cannot listen on {listen}"))?;
     let admin_listener = match &config.admin {
         Some(a) => Some(
@@ -63,9 +65,11 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let access_log =
-        crate::access_log::AccessLog::start(config.log.access, config.log.access_path.as_deref())
-            .with_context(|| format!("cannot open the access log {:?}", config.log.access_path))?;
+    let access_log = crate::observe::access_log::AccessLog::start(
+        config.log.access,
+        config.log.access_path.as_deref(),
+    )
+    .with_context(|| format!("cannot open the access log {:?}", config.log.access_path))?;
     let mut maxconn = config.listen.maxconn;
     let mut shared = Shared::new(config, path);
     shared.access_log = access_log;
@@ -80,7 +84,7 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
     tokio::spawn(health::supervise(shared.clone(), generation_rx));
     tokio::spawn(trim_memory());
     shared.stats.set_accepting(true);
-    let accept = tokio::spawn(server::accept_loop(
+    let accept = tokio::spawn(accept::accept_loop(
         listener,
         rebind_rx,
         shared.clone(),
@@ -99,7 +103,7 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
 
     loop {
         tokio::select! {
-            _ = hup.recv() => match live::reload(&shared) {
+            _ = hup.recv() => match reload::reload(&shared) {
                 Ok(r) => {
                     tracing::info!(file = %path.display(), "configuration reloaded");
                     generation_tx.send_modify(|g| *g += 1);

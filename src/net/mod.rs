@@ -5,20 +5,13 @@
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
 use bytes::BytesMut;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
-
-use crate::h1;
-use crate::live::Shared;
 
 /// Binds a listening socket. IP_FREEBIND lets it bind a VIP this node does
 /// not hold yet, so a backup is ready to serve the moment VRRP moves the VIP.
@@ -243,7 +236,7 @@ fn set_quickack(fd: RawFd, on: bool) -> std::io::Result<()> {
 /// Accepts one connection from a non-blocking listener: non-blocking and
 /// close-on-exec in the same call, and the peer's address without a
 /// `getpeername`.
-fn accept_one(
+pub(crate) fn accept_one(
     listener: &std::net::TcpListener,
 ) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
     // SAFETY: accept4 writes at most `len` bytes of address into `ss`.
@@ -301,119 +294,13 @@ fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
 }
 
 /// A listener polled by the runtime but accepted from with [`accept_one`].
-fn poll_listener(l: TcpListener) -> std::io::Result<AsyncFd<std::net::TcpListener>> {
+pub(crate) fn poll_listener(l: TcpListener) -> std::io::Result<AsyncFd<std::net::TcpListener>> {
     // SAFETY: as for a client socket: the listener's descriptor moves with it.
     unsafe { AsyncFd::register_with_interest(l.into_std()?, Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
 }
 
-/// Serves one client connection until it closes, times out or is drained.
-async fn serve_connection(
-    stream: std::net::TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
-) {
-    let (max_head, client_header, idle) = {
-        let snap = shared.live.load();
-        let c = &snap.config;
-        (
-            c.proxy.max_header_size.max(8192),
-            c.timeouts.client_header,
-            c.timeouts.idle,
-        )
-    };
-    let _active = shared.stats.connection_opened();
-    let _epoch = shared.handover.connection_opened();
-    let mut io = ClientIo::Direct(stream);
-    let limits = h1::Limits {
-        client_header,
-        idle,
-        max_head,
-    };
-    h1::serve(&mut io, peer, &shared, &limits, &shutdown).await;
-}
-
-/// Accepts client connections until shutdown; swaps in a new listener when a
-/// reload rebinds. Accept errors such as EMFILE back off instead of spinning.
-pub async fn accept_loop(
-    listener: TcpListener,
-    mut rebind: mpsc::Receiver<TcpListener>,
-    shared: Arc<Shared>,
-    limit: Arc<Semaphore>,
-    shutdown: watch::Receiver<bool>,
-) {
-    let mut stop = shutdown.clone();
-    let mut listener = match poll_listener(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot poll the listening socket");
-            return;
-        }
-    };
-    shared.handover.set_listener_fd(listener.as_raw_fd());
-    let mut backoff = Duration::from_millis(10);
-    let mut last_warn: Option<tokio::time::Instant> = None;
-    loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = stop.changed() => return,
-        };
-        let accepted = tokio::select! {
-            ready = listener.readable() => match ready {
-                Ok(mut guard) => match guard.try_io(|l| accept_one(l.get_ref())) {
-                    Ok(res) => res,
-                    Err(_would_block) => continue,
-                },
-                Err(e) => Err(e),
-            },
-            new = rebind.recv() => {
-                if let Some(new) = new {
-                    match poll_listener(new) {
-                        Ok(new) => {
-                            tracing::info!(address = ?new.get_ref().local_addr().ok(), "listening on new address");
-                            shared.handover.set_listener_fd(new.as_raw_fd());
-                            listener = new;
-                        }
-                        Err(e) => tracing::error!(error = %e, "cannot poll the new listening socket; keeping the old one"),
-                    }
-                }
-                continue;
-            }
-            _ = stop.changed() => return,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                backoff = Duration::from_millis(10);
-                shared.stats.set_accepting(true);
-                tokio::spawn(serve_connection(
-                    stream,
-                    peer,
-                    shared.clone(),
-                    shutdown.clone(),
-                    permit,
-                ));
-            }
-            Err(e) => {
-                shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
-                if is_resource_exhaustion(&e) {
-                    if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
-                        tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed: out of resources; backing off");
-                        last_warn = Some(tokio::time::Instant::now());
-                    }
-                    drop(permit);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                } else {
-                    tracing::debug!(error = %e, "accept failed");
-                }
-            }
-        }
-    }
-}
-
-fn is_resource_exhaustion(e: &std::io::Error) -> bool {
+pub(crate) fn is_resource_exhaustion(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::admin::{json_str, AdminHooks};
 use crate::config::{self, Config};
-use crate::live::Shared;
-use crate::metrics::Families;
+use crate::observe::json::json_str;
+use crate::observe::metrics::Families;
+use crate::proxy::state::Shared;
+use crate::runtime::admin::AdminHooks;
 
 /// The running VRRP instances of this node.
 pub struct Ha {

@@ -12,11 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::net::TcpListener;
 
 use crate::backend::{self, BackendState};
 use crate::balance::{self, BackendMeta, Selection};
-use crate::config::{self, Config};
+use crate::config::Config;
 
 /// Everything a request needs, consistent within itself.
 pub struct Snapshot {
@@ -109,11 +108,11 @@ pub struct Shared {
     pub stats: ProxyStats,
     pub config_path: PathBuf,
     /// Planned-handover state (see `handover`).
-    pub handover: crate::handover::Handover,
+    pub handover: crate::proxy::handover::Handover,
     /// Metrics the request path records itself (see `metrics`).
-    pub metrics: crate::metrics::RequestMetrics,
+    pub metrics: crate::observe::metrics::RequestMetrics,
     /// `[log] access`, when on (set at start).
-    pub access_log: Option<crate::access_log::AccessLog>,
+    pub access_log: Option<crate::observe::access_log::AccessLog>,
 }
 
 impl Shared {
@@ -134,68 +133,6 @@ impl Shared {
     pub fn healthy(&self) -> bool {
         self.stats.accepting() && self.live.load().any_backend_up()
     }
-}
-
-/// What a successful reload changed that the caller must act on.
-pub struct Reloaded {
-    /// A listener bound to the new `[listen] address`, if it changed.
-    pub new_listener: Option<TcpListener>,
-    pub maxconn: usize,
-}
-
-/// Why a reload was refused; the running config is untouched.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        address: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// Re-reads the config file and swaps it in if valid.
-pub fn reload(shared: &Shared) -> Result<Reloaded, ReloadError> {
-    let result = try_reload(shared);
-    match &result {
-        Ok(_) => {
-            shared.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
-            shared
-                .stats
-                .last_reload_unix
-                .store(unix_now(), Ordering::Relaxed);
-        }
-        Err(_) => {
-            shared.stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    result
-}
-
-fn try_reload(shared: &Shared) -> Result<Reloaded, ReloadError> {
-    let cfg = config::load(&shared.config_path)?;
-    let old = shared.live.load_full();
-    let new_listener = if cfg.listen.address != old.config.listen.address {
-        let l = crate::server::bind(cfg.listen.address, cfg.listen.backlog).map_err(|source| {
-            ReloadError::Bind {
-                address: cfg.listen.address,
-                source,
-            }
-        })?;
-        Some(l)
-    } else {
-        None
-    };
-    let maxconn = cfg.listen.maxconn;
-    shared
-        .live
-        .store(Arc::new(Snapshot::build(cfg, &old.backends)));
-    Ok(Reloaded {
-        new_listener,
-        maxconn,
-    })
 }
 
 pub fn unix_now() -> u64 {

@@ -125,13 +125,13 @@ pub fn format_record(format: AccessFormat, r: &Record, out: &mut String) {
                 out,
                 "{{\"time\":{secs:.6},\"client\":\"{}\",\"method\":{},\"target\":{},\"version\":\"{:?}\",\"status\":{},\"bytes\":{},\"referer\":{},\"user_agent\":{},\"duration_ms\":{:.3}}}",
                 r.client,
-                crate::admin::json_str(r.method.as_str()),
-                crate::admin::json_str(&r.target),
+                crate::observe::json::json_str(r.method.as_str()),
+                crate::observe::json::json_str(&r.target),
                 r.version,
                 r.status,
                 r.bytes.map_or("null".to_string(), |b| b.to_string()),
-                r.referer.as_deref().map_or("null".to_string(), crate::admin::json_str),
-                r.user_agent.as_deref().map_or("null".to_string(), crate::admin::json_str),
+                r.referer.as_deref().map_or("null".to_string(), crate::observe::json::json_str),
+                r.user_agent.as_deref().map_or("null".to_string(), crate::observe::json::json_str),
                 r.duration.as_secs_f64() * 1e3,
             );
         }

@@ -22,9 +22,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::live::Shared;
-use crate::server::ClientIo;
-use crate::upstream::poll_read_more;
+use crate::backend::upstream::poll_read_more;
+use crate::net::ClientIo;
+use crate::proxy::state::Shared;
 
 /// Bytes read from one side at a time.
 const READ_SIZE: usize = 16 * 1024;

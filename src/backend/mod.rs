@@ -6,6 +6,8 @@
 //! and a failed connect leaves the request untouched so the proxy can
 //! redispatch it to another server.
 
+pub mod upstream;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::backend::upstream::Upstream;
 use crate::balance::Candidate;
 use crate::config;
-use crate::upstream::Upstream;
 
 /// Milliseconds since process start; cheap monotonic timestamps for atomics.
 pub fn now_ms() -> u64 {

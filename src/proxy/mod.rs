@@ -10,6 +10,9 @@
 //! fails becomes a 502/503/504 with a one-line reason, never a hang or a panic.
 //! Not for: parsing or writing HTTP (`http1`, `h1.rs`, `upstream.rs`).
 
+pub mod handover;
+pub mod state;
+
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,10 +20,10 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use crate::backend::upstream::{BodySource, Head, SendError, UpstreamBody};
 use crate::backend::{BackendState, ConnectError};
 use crate::balance::{Candidate, RequestKey};
-use crate::live::{Shared, Snapshot};
-use crate::upstream::{BodySource, Head, SendError, UpstreamBody};
+use crate::proxy::state::{Shared, Snapshot};
 
 /// A request, its head ready for a backend.
 pub struct Outgoing<'a> {

@@ -1,0 +1,122 @@
+//! The accept loop: each accepted client connection gets a task that serves
+//! it ([`super::h1::serve`]); a reload that rebinds swaps the listener in.
+//! Accept errors such as EMFILE back off instead of spinning.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+
+use super::h1;
+use crate::net::{accept_one, is_resource_exhaustion, poll_listener, ClientIo};
+use crate::proxy::state::Shared;
+
+/// Serves one client connection until it closes, times out or is drained.
+async fn serve_connection(
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let (max_head, client_header, idle) = {
+        let snap = shared.live.load();
+        let c = &snap.config;
+        (
+            c.proxy.max_header_size.max(8192),
+            c.timeouts.client_header,
+            c.timeouts.idle,
+        )
+    };
+    let _active = shared.stats.connection_opened();
+    let _epoch = shared.handover.connection_opened();
+    let mut io = ClientIo::Direct(stream);
+    let limits = h1::Limits {
+        client_header,
+        idle,
+        max_head,
+    };
+    h1::serve(&mut io, peer, &shared, &limits, &shutdown).await;
+}
+
+/// Accepts client connections until shutdown; swaps in a new listener when a
+/// reload rebinds. Accept errors such as EMFILE back off instead of spinning.
+pub async fn accept_loop(
+    listener: TcpListener,
+    mut rebind: mpsc::Receiver<TcpListener>,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut stop = shutdown.clone();
+    let mut listener = match poll_listener(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot poll the listening socket");
+            return;
+        }
+    };
+    shared.handover.set_listener_fd(listener.as_raw_fd());
+    let mut backoff = Duration::from_millis(10);
+    let mut last_warn: Option<tokio::time::Instant> = None;
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
+        };
+        let accepted = tokio::select! {
+            ready = listener.readable() => match ready {
+                Ok(mut guard) => match guard.try_io(|l| accept_one(l.get_ref())) {
+                    Ok(res) => res,
+                    Err(_would_block) => continue,
+                },
+                Err(e) => Err(e),
+            },
+            new = rebind.recv() => {
+                if let Some(new) = new {
+                    match poll_listener(new) {
+                        Ok(new) => {
+                            tracing::info!(address = ?new.get_ref().local_addr().ok(), "listening on new address");
+                            shared.handover.set_listener_fd(new.as_raw_fd());
+                            listener = new;
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot poll the new listening socket; keeping the old one"),
+                    }
+                }
+                continue;
+            }
+            _ = stop.changed() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(10);
+                shared.stats.set_accepting(true);
+                tokio::spawn(serve_connection(
+                    stream,
+                    peer,
+                    shared.clone(),
+                    shutdown.clone(),
+                    permit,
+                ));
+            }
+            Err(e) => {
+                shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                if is_resource_exhaustion(&e) {
+                    if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                        tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed: out of resources; backing off");
+                        last_warn = Some(tokio::time::Instant::now());
+                    }
+                    drop(permit);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                } else {
+                    tracing::debug!(error = %e, "accept failed");
+                }
+            }
+        }
+    }
+}
