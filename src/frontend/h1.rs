@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::StatusCode;
@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::backend::upstream::{BodySource, Head, UpstreamBody};
+use crate::http1::answers::{self, CONTINUE_100};
 use crate::http1::body::{chunk_size_line, decode, Chunk, Framing, Step};
 use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse};
 use crate::net::ClientIo;
@@ -43,7 +44,6 @@ use crate::proxy::{self, Answer, Body, Failure, Outgoing};
 const READ_SIZE: usize = 4096;
 /// How much of a request body is read from a client at a time.
 const BODY_READ_SIZE: usize = 16 * 1024;
-const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 pub(crate) struct Limits {
     pub client_header: Duration,
@@ -144,7 +144,8 @@ pub(crate) async fn serve(
                         () = &mut timer => {
                             if !idle {
                                 shared.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
-                                io.send_now(REQUEST_TIMEOUT_408);
+                                let text = answers::error_text(StatusCode::REQUEST_TIMEOUT, "request head not received");
+                                io.send_now(&answers::local(StatusCode::REQUEST_TIMEOUT, &text, false, false));
                             }
                             return;
                         }
@@ -305,8 +306,6 @@ pub(crate) async fn serve(
     }
 }
 
-pub(crate) const REQUEST_TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 46\r\nconnection: close\r\n\r\n408 Request Timeout: request head not received";
-
 /// Frames `data` for the backend: as it is, or as one chunk.
 fn frame(data: Bytes, chunked: bool) -> Bytes {
     if !chunked || data.is_empty() {
@@ -400,45 +399,6 @@ async fn refuse(io: &mut ClientIo, shared: &Shared, status: StatusCode, reason: 
     write_local(io, &Failure::new(status, reason), false, false).await;
 }
 
-/// The client's status line and connection header for an answer.
-fn status_line(out: &mut Vec<u8>, http10: bool, status: StatusCode, reason: &[u8]) {
-    out.extend_from_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(reason);
-    out.extend_from_slice(b"\r\n");
-}
-
-fn connection_header(out: &mut Vec<u8>, http10: bool, keep_alive: bool) {
-    match (http10, keep_alive) {
-        (false, false) => out.extend_from_slice(b"connection: close\r\n"),
-        (true, true) => out.extend_from_slice(b"connection: keep-alive\r\n"),
-        _ => {}
-    }
-}
-
-/// Appends a Date header with the current time, formatted once a second.
-fn date_header(out: &mut Vec<u8>) {
-    thread_local! {
-        static DATE: std::cell::RefCell<(u64, String)> = const {
-            std::cell::RefCell::new((u64::MAX, String::new()))
-        };
-    }
-    let now = SystemTime::now();
-    let secs = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    DATE.with_borrow_mut(|(at, text)| {
-        if *at != secs {
-            *at = secs;
-            *text = httpdate::fmt_http_date(now);
-        }
-        out.extend_from_slice(b"date: ");
-        out.extend_from_slice(text.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    });
-}
-
 /// Writes a local answer. Returns (status, body length, connection reusable).
 async fn write_local(
     io: &mut ClientIo,
@@ -446,19 +406,7 @@ async fn write_local(
     http10: bool,
     keep_alive: bool,
 ) -> (u16, Option<u64>, bool) {
-    let mut out = Vec::with_capacity(160 + f.text.len());
-    let reason = f.status.canonical_reason().unwrap_or("");
-    status_line(&mut out, http10, f.status, reason.as_bytes());
-    out.extend_from_slice(b"content-type: ");
-    out.extend_from_slice(proxy::ERROR_CONTENT_TYPE.as_bytes());
-    out.extend_from_slice(b"\r\ncache-control: no-store\r\n");
-    date_header(&mut out);
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(f.text.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
-    connection_header(&mut out, http10, keep_alive);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(f.text.as_bytes());
+    let out = answers::local(f.status, &f.text, http10, keep_alive);
     let ok = write_all(io, &mut [IoSlice::new(&out)]).await.is_ok();
     (
         f.status.as_u16(),
@@ -485,22 +433,7 @@ async fn write_answer(
         None if keep_alive && !http10 => (true, true),
         None => (false, false),
     };
-    let mut out = Vec::with_capacity(512);
-    status_line(&mut out, http10, head.status, head.reason());
-    for (name, value) in head.fields() {
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
-    if !head.has_date {
-        date_header(&mut out);
-    }
-    if chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    }
-    connection_header(&mut out, http10, keep_alive);
-    out.extend_from_slice(b"\r\n");
+    let out = answers::relayed_head(head, http10, chunked, keep_alive);
     let status = head.status.as_u16();
     // The head goes out with the body bytes that came with it.
     let first = body.take_buffered().unwrap_or_default();
@@ -534,18 +467,9 @@ async fn write_answer(
     (status, length, keep_alive)
 }
 
-/// Writes a 101 Switching Protocols as the backend sent it (its Upgrade kept,
-/// RFC 9110 §7.8), then the new protocol's bytes that came with it.
+/// Writes a 101's head, then the new protocol's bytes that came with it.
 async fn write_switch(io: &mut ClientIo, head: &Head, from_backend: &[u8]) -> io::Result<()> {
-    let mut out = Vec::with_capacity(256);
-    status_line(&mut out, false, head.status, head.reason());
-    for (name, value) in head.fields() {
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"connection: upgrade\r\n\r\n");
+    let out = answers::switched_head(head);
     write_all(io, &mut [IoSlice::new(&out), IoSlice::new(from_backend)]).await
 }
 

@@ -323,17 +323,10 @@ pub struct Failure {
 impl Failure {
     /// The answer's text: "502 Bad Gateway: <reason>".
     pub fn new(status: StatusCode, reason: &str) -> Self {
-        let text = format!(
-            "{} {}: {}\n",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or(""),
-            reason
-        );
+        let text = crate::http1::answers::error_text(status, reason);
         Failure { status, text }
     }
 }
-
-pub const ERROR_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
 /// Counts and logs a local error answer, and writes its text.
 pub fn fail(shared: &Shared, peer: SocketAddr, status: StatusCode, reason: &str) -> Failure {

@@ -1,0 +1,175 @@
+//! The bytes of what floatlb writes to a client itself: its own answers (the
+//! 4xx and 5xx it gives, each with a Date, RFC 9110 §6.6.1), the head of a
+//! backend's answer as relayed, a 101's head, and a 100 Continue. Sans-IO.
+
+use std::time::SystemTime;
+
+use http::StatusCode;
+
+use super::response::Head;
+
+/// RFC 9110 §15.2.1, sent before reading a body the client holds back.
+pub const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// The type of floatlb's own answers' one-line text.
+pub const ERROR_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
+/// The text of an answer floatlb gives itself: "502 Bad Gateway: <reason>".
+pub fn error_text(status: StatusCode, reason: &str) -> String {
+    format!(
+        "{} {}: {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        reason
+    )
+}
+
+/// A whole answer of floatlb's own with `text` as its body.
+pub fn local(status: StatusCode, text: &str, http10: bool, keep_alive: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + text.len());
+    let reason = status.canonical_reason().unwrap_or("");
+    status_line(&mut out, http10, status, reason.as_bytes());
+    out.extend_from_slice(b"content-type: ");
+    out.extend_from_slice(ERROR_CONTENT_TYPE.as_bytes());
+    out.extend_from_slice(b"\r\ncache-control: no-store\r\n");
+    date_header(&mut out);
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(text.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    connection_header(&mut out, http10, keep_alive);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// A backend's answer head as the client gets it: the status line in the
+/// client's version, the fields passed on, a Date if the backend sent none,
+/// `transfer-encoding: chunked` when the body is re-framed, the connection's fate.
+pub fn relayed_head(head: &Head, http10: bool, chunked: bool, keep_alive: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    status_line(&mut out, http10, head.status, head.reason());
+    fields(&mut out, head);
+    if !head.has_date {
+        date_header(&mut out);
+    }
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    connection_header(&mut out, http10, keep_alive);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A 101 Switching Protocols as the backend sent it (its Upgrade kept, RFC
+/// 9110 §7.8), with `connection: upgrade`.
+pub fn switched_head(head: &Head) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    status_line(&mut out, false, head.status, head.reason());
+    fields(&mut out, head);
+    out.extend_from_slice(b"connection: upgrade\r\n\r\n");
+    out
+}
+
+fn fields(out: &mut Vec<u8>, head: &Head) {
+    for (name, value) in head.fields() {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The status line in the client's version.
+fn status_line(out: &mut Vec<u8>, http10: bool, status: StatusCode, reason: &[u8]) {
+    out.extend_from_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn connection_header(out: &mut Vec<u8>, http10: bool, keep_alive: bool) {
+    match (http10, keep_alive) {
+        (false, false) => out.extend_from_slice(b"connection: close\r\n"),
+        (true, true) => out.extend_from_slice(b"connection: keep-alive\r\n"),
+        _ => {}
+    }
+}
+
+/// Appends a Date header with the current time, formatted once a second.
+fn date_header(out: &mut Vec<u8>) {
+    thread_local! {
+        static DATE: std::cell::RefCell<(u64, String)> = const {
+            std::cell::RefCell::new((u64::MAX, String::new()))
+        };
+    }
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            *text = httpdate::fmt_http_date(now);
+        }
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http1::response::{parse_response, Parsed};
+
+    fn head(text: &str) -> Head {
+        let Ok(Some(Parsed::Head(mut h, n, _, _))) = parse_response(text.as_bytes(), false, true)
+        else {
+            panic!("{text:?}")
+        };
+        h.attach(bytes::Bytes::copy_from_slice(&text.as_bytes()[..n]));
+        h
+    }
+
+    /// RFC 9110 §6.6.1: a proxy's own answers and relayed ones without a Date get one.
+    #[test]
+    fn local_answers_have_a_date_a_length_and_say_how_the_connection_ends() {
+        let text = error_text(StatusCode::BAD_GATEWAY, "backend web1 failed");
+        assert_eq!(text, "502 Bad Gateway: backend web1 failed\n");
+        let out = String::from_utf8(local(StatusCode::BAD_GATEWAY, &text, false, false)).unwrap();
+        assert!(out.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{out}");
+        assert!(out.contains("\r\ndate: "), "{out}");
+        assert!(out.contains(&format!("content-length: {}\r\n", text.len())));
+        assert!(out.contains("connection: close\r\n") && out.ends_with(&text));
+        // HTTP/1.0 keeps the connection only when told.
+        let out = String::from_utf8(local(StatusCode::NOT_FOUND, "x", true, true)).unwrap();
+        assert!(out.starts_with("HTTP/1.0 404 ") && out.contains("connection: keep-alive\r\n"));
+        let out = String::from_utf8(local(StatusCode::NOT_FOUND, "x", true, false)).unwrap();
+        assert!(!out.contains("connection:"));
+    }
+
+    #[test]
+    fn relayed_heads_keep_the_backends_fields_and_add_what_is_missing() {
+        let h = head("HTTP/1.1 200 Fine\r\nX-A: 1\r\nConnection: keep-alive\r\n\r\n");
+        let out = String::from_utf8(relayed_head(&h, false, true, true)).unwrap();
+        assert!(
+            out.starts_with("HTTP/1.1 200 Fine\r\nX-A: 1\r\ndate: "),
+            "{out}"
+        );
+        assert!(out.ends_with("transfer-encoding: chunked\r\n\r\n"), "{out}");
+        let h = head(
+            "HTTP/1.1 200 OK\r\nDate: Mon, 30 Nov 2026 12:00:00 GMT\r\nContent-Length: 0\r\n\r\n",
+        );
+        let out = String::from_utf8(relayed_head(&h, true, false, false)).unwrap();
+        assert_eq!(out.matches("ate: ").count(), 1, "{out}");
+        assert!(out.starts_with("HTTP/1.0 200 OK\r\n"));
+        let h = head(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        );
+        let out = String::from_utf8(switched_head(&h)).unwrap();
+        assert_eq!(
+            out,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nconnection: upgrade\r\n\r\n"
+        );
+    }
+}
