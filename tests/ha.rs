@@ -1145,3 +1145,117 @@ fn requests_in_pieces_are_acknowledged_at_once() {
         );
     }
 }
+
+/// A planned handover with a WebSocket client connected through the VIP: the
+/// tunnel is closed in order (a FIN, after every other connection finished),
+/// not reset, the node exits cleanly and the backup serves new WebSockets.
+/// The echo server is Debian's python3-websockets in the web namespace.
+#[test]
+fn graceful_handover_closes_a_websocket_tunnel_with_a_fin() {
+    if !netns_available("graceful_handover_closes_a_websocket_tunnel_with_a_fin") {
+        return;
+    }
+    let python = "/usr/bin/python3";
+    let has_ws = std::process::Command::new(python)
+        .args(["-c", "import websockets"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_ws {
+        let why = "python3-websockets is not installed (vm-lab/install-deps)";
+        assert!(
+            std::env::var("FLOATLB_REQUIRE_NETNS").as_deref() != Ok("1"),
+            "{why}"
+        );
+        eprintln!("SKIPPED graceful_handover_closes_a_websocket_tunnel_with_a_fin: {why}");
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, _web) = lab();
+    let script = format!("{}/tests/support/ws.py", env!("CARGO_MANIFEST_DIR"));
+    let mut server = lab
+        .exec("web")
+        .args([python, &script, "server", "8080", "198.18.0.11"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "listening");
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(server);
+    let ws: SocketAddr = "198.18.0.11:8080".parse().unwrap();
+    // A drain bound far past the exit wait below: only closing the tunnel lets lb1 exit.
+    let no_health = "[health]\nenabled = false\n[timeouts]\ndrain = \"60s\"\n";
+    let mut n1 = start_node_with(&lab, "lb1", no_health, &[ws], &vrrp_table(150, 100, ""));
+    let _n2 = start_node_with(&lab, "lb2", no_health, &[ws], &vrrp_table(100, 100, ""));
+    lab.wait_for("lb1 holds the VIP", Duration::from_secs(5), || {
+        holders(&lab) == (true, false)
+    });
+    // RFC 6455 §4.1 opening handshake and one masked frame, echoed.
+    let open = || -> std::net::TcpStream {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(vip()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(
+            b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut b).unwrap(), 1, "closed in the head: {head:?}");
+            head.push(b[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{:?}",
+            String::from_utf8_lossy(&head)
+        );
+        s.write_all(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2])
+            .unwrap();
+        let mut echo = [0u8; 4];
+        s.read_exact(&mut echo).unwrap();
+        assert_eq!(echo, [0x81, 2, b'h', b'i']);
+        s
+    };
+    let mut tunnel = lab.in_host("client", open);
+    n1.signal(libc::SIGTERM);
+    let read = lab.in_host("client", move || {
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut tunnel, &mut rest)
+    });
+    assert!(
+        read.is_ok(),
+        "the tunnel was reset, not closed: {read:?}\n{}",
+        n1.log()
+    );
+    lab.wait_for("lb2 takes the VIP", Duration::from_secs(5), || {
+        lab.has_addr("lb2", VIP)
+    });
+    let start = std::time::Instant::now();
+    let code = loop {
+        if let Some(code) = n1.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "lb1 did not exit:\n{}",
+            n1.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(code.success(), "{code:?}\n{}", n1.log());
+    // The backup serves new WebSockets through the VIP.
+    drop(lab.in_host("client", open));
+}

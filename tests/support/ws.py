@@ -1,6 +1,6 @@
 """A real WebSocket peer for floatlb's tunnel tests (Debian's python3-websockets).
 
-  ws.py server PORT        echo server on 127.0.0.1:PORT; prints "listening" when ready
+  ws.py server PORT [HOST] echo server on HOST:PORT (default 127.0.0.1); prints "listening"
   ws.py echo URL N         N text and N binary messages echoed, then a close handshake;
                            prints "echoed TEXT BINARY close=CODE"
   ws.py idle URL SECONDS   connects and waits for the peer to end the connection;
@@ -13,12 +13,12 @@ import sys
 import websockets
 
 
-async def serve(port):
+async def serve(port, host):
     async def echo(ws, _path=None):
         async for msg in ws:
             await ws.send(msg)
 
-    async with websockets.serve(echo, "127.0.0.1", port):
+    async with websockets.serve(echo, host, port):
         print("listening", flush=True)
         await asyncio.Future()
 
@@ -53,7 +53,7 @@ async def idle(url, seconds):
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "server":
-        asyncio.run(serve(int(sys.argv[2])))
+        asyncio.run(serve(int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"))
     elif mode == "echo":
         asyncio.run(echo(sys.argv[2], int(sys.argv[3])))
     elif mode == "idle":
