@@ -27,7 +27,7 @@ async fn serve_connection(
         let snap = shared.live.load();
         let c = &snap.config;
         (
-            c.proxy.max_header_size.max(8192),
+            c.proxy.max_header_size,
             c.timeouts.client_header,
             c.timeouts.idle,
         )
