@@ -310,6 +310,16 @@ pub struct ProxyOptions {
     pub x_forwarded_for: bool,
     #[serde(default = "yes")]
     pub x_forwarded_proto: bool,
+    /// Add RFC 7239 `Forwarded: for=...;proto=http` (HAProxy `option forwarded`).
+    #[serde(default)]
+    pub forwarded: bool,
+    /// Add RFC 9110 §7.6.3 `Via: 1.1 floatlb`.
+    #[serde(default)]
+    pub via: bool,
+    /// Largest request body accepted, in bytes (nginx `client_max_body_size`);
+    /// 0, the default, sets no limit. A larger one gets 413.
+    #[serde(default)]
+    pub max_body_size: u64,
     /// Largest request head accepted from a client, in bytes.
     #[serde(default = "default_max_header_size")]
     pub max_header_size: usize,
@@ -339,6 +349,9 @@ impl Default for ProxyOptions {
             redispatch: true,
             x_forwarded_for: true,
             x_forwarded_proto: true,
+            forwarded: false,
+            via: false,
+            max_body_size: 0,
             max_header_size: default_max_header_size(),
             pool_max_idle: default_pool_size(),
         }

@@ -1370,3 +1370,40 @@ fn a_request_with_a_body_and_a_pipelined_one_are_answered_in_order() {
     assert_eq!(read_one_response(&mut s), Ok((200, "a".to_string())));
     assert_eq!(a.requests(), 4);
 }
+
+/// RFC 9110 §15.5.14 with `[proxy] max-body-size`: a Content-Length over the
+/// limit is a 413 before any backend is contacted; a chunked body that grows
+/// past it is cut off and answered 413; one within it passes.
+#[test]
+fn bodies_over_max_body_size_get_413() {
+    let a = TestBackend::start("a");
+    let lb = Floatlb::start(&format!(
+        "[proxy]\nmax-body-size = 100\n{}",
+        backend_tables(&[(&a, 1)])
+    ));
+    let send = |req: &[u8]| -> String {
+        let mut s = TcpStream::connect(lb.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(req).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let out = send(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 101\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert_eq!(a.requests(), 0, "a refused body reached the backend");
+    let chunk = format!("{:x}\r\n{}\r\n", 60, "x".repeat(60));
+    let over = format!(
+        "POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunk}{chunk}0\r\n\r\n"
+    );
+    let out = send(over.as_bytes());
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    let within = format!(
+        "POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunk}0\r\n\r\n"
+    );
+    let out = send(within.as_bytes());
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("60"),
+        "{out}"
+    );
+}

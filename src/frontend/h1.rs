@@ -81,6 +81,9 @@ pub(crate) async fn serve(
                     peer,
                     xff: snap.config.proxy.x_forwarded_for,
                     xfp: snap.config.proxy.x_forwarded_proto,
+                    forwarded: snap.config.proxy.forwarded,
+                    via: snap.config.proxy.via,
+                    max_body: snap.config.proxy.max_body_size,
                     log: shared.access_log.is_some(),
                 };
                 match prepare(&buf, &fwd) {
@@ -179,10 +182,20 @@ pub(crate) async fn serve(
         };
         let chunked = req.body == BodyFraming::Chunked;
         let mut first = BytesMut::new();
-        let whole = match take_buffered(&mut framing, &mut buf, chunked, &mut first) {
+        // A chunked body's size is known only as it comes: max-body-size is counted.
+        let mut budget = match snap.config.proxy.max_body_size {
+            0 => u64::MAX,
+            max => max,
+        };
+        let whole = match take_buffered(&mut framing, &mut buf, chunked, &mut first, &mut budget) {
             Ok(whole) => whole,
-            Err(reason) => {
-                refuse(io, shared, StatusCode::BAD_REQUEST, reason).await;
+            Err(status) => {
+                let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "request body larger than max-body-size"
+                } else {
+                    "malformed request body"
+                };
+                refuse(io, shared, status, reason).await;
                 return;
             }
         };
@@ -196,6 +209,7 @@ pub(crate) async fn serve(
                 buf: &mut buf,
                 framing,
                 chunked,
+                budget,
                 continue_sent: if req.expect_continue { Some(0) } else { None },
             };
             let body = match req.body {
@@ -232,6 +246,10 @@ pub(crate) async fn serve(
                     StatusCode::BAD_REQUEST,
                     "malformed request body",
                 );
+                write_local(io, &f, req.http10, false).await
+            }
+            Answer::ClientFailed(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                let f = proxy::fail(shared, peer, StatusCode::PAYLOAD_TOO_LARGE, &e.to_string());
                 write_local(io, &f, req.http10, false).await
             }
             Answer::ClientFailed(e) => {
@@ -328,10 +346,14 @@ fn take_buffered(
     buf: &mut BytesMut,
     chunked: bool,
     out: &mut BytesMut,
-) -> Result<bool, &'static str> {
+    budget: &mut u64,
+) -> Result<bool, StatusCode> {
     loop {
         match decode(framing, buf) {
             Ok(Step::Data(data, end)) => {
+                *budget = budget
+                    .checked_sub(data.len() as u64)
+                    .ok_or(StatusCode::PAYLOAD_TOO_LARGE)?;
                 out.extend_from_slice(&frame(data, chunked));
                 if end {
                     return Ok(true);
@@ -344,7 +366,7 @@ fn take_buffered(
                 return Ok(true);
             }
             Ok(Step::NeedMore) => return Ok(false),
-            Err(_) => return Err("malformed request body"),
+            Err(_) => return Err(StatusCode::BAD_REQUEST),
         }
     }
 }
@@ -355,6 +377,8 @@ struct ClientBody<'a> {
     buf: &'a mut BytesMut,
     framing: Framing,
     chunked: bool,
+    /// Body bytes still allowed (max-body-size).
+    budget: u64,
     /// Bytes of a 100 Continue written so far, while one is owed (RFC 9110
     /// §10.1.1: sent before the server reads a body the client holds back).
     continue_sent: Option<usize>,
@@ -364,7 +388,17 @@ impl BodySource for ClientBody<'_> {
     fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
         loop {
             match decode(&mut self.framing, self.buf) {
-                Ok(Step::Data(data, _)) => return Poll::Ready(Ok(Some(frame(data, self.chunked)))),
+                Ok(Step::Data(data, _)) => {
+                    let Some(left) = self.budget.checked_sub(data.len() as u64) else {
+                        let e = io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            "request body larger than max-body-size",
+                        );
+                        return Poll::Ready(Err(e));
+                    };
+                    self.budget = left;
+                    return Poll::Ready(Ok(Some(frame(data, self.chunked))));
+                }
                 Ok(Step::End) if self.chunked => {
                     // The last chunk, once: the framing is then done (Length(0)).
                     self.chunked = false;

@@ -73,6 +73,12 @@ pub struct Forwarding {
     pub peer: SocketAddr,
     pub xff: bool,
     pub xfp: bool,
+    /// RFC 7239 `Forwarded`.
+    pub forwarded: bool,
+    /// RFC 9110 §7.6.3 `Via`.
+    pub via: bool,
+    /// Largest body accepted (0: no limit); a larger Content-Length is a 413.
+    pub max_body: u64,
     pub log: bool,
 }
 
@@ -199,6 +205,14 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
         }
     }
     // RFC 9112 §6.1 and §6.3: the body's framing must be unambiguous.
+    if let (Some(n), max) = (content_length, fwd.max_body) {
+        if max > 0 && n > max {
+            return Parse::Bad(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body larger than max-body-size",
+            );
+        }
+    }
     let body = if te_lines > 0 {
         if http10 {
             return bad("Transfer-Encoding in an HTTP/1.0 request");
@@ -282,6 +296,29 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
     }
     if xfp {
         out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+    }
+    if fwd.forwarded {
+        // RFC 7239 §4, §6: an IPv6 node is bracketed and quoted. Appended as its
+        // own line: the client's lines pass on before it, as with X-Forwarded-For.
+        let mut ip = IpText::default();
+        ip.write(fwd.peer.ip());
+        out.extend_from_slice(b"forwarded: for=");
+        if fwd.peer.is_ipv6() {
+            out.extend_from_slice(b"\"[");
+            out.extend_from_slice(ip.as_bytes());
+            out.extend_from_slice(b"]\"");
+        } else {
+            out.extend_from_slice(ip.as_bytes());
+        }
+        out.extend_from_slice(b";proto=http\r\n");
+    }
+    if fwd.via {
+        // The version the client's message was received in.
+        out.extend_from_slice(if http10 {
+            b"via: 1.0 floatlb\r\n"
+        } else {
+            b"via: 1.1 floatlb\r\n"
+        });
     }
     match body {
         BodyFraming::Length(n) => {
@@ -385,6 +422,9 @@ mod tests {
             peer: "198.18.0.7:40000".parse().unwrap(),
             xff,
             xfp,
+            forwarded: false,
+            via: false,
+            max_body: 0,
             log: false,
         }
     }
@@ -776,5 +816,45 @@ mod tests {
             &f,
         );
         assert!(!p.expect_continue);
+    }
+
+    /// RFC 7239 §4 Forwarded and RFC 9110 §7.6.3 Via, when configured; RFC 9110
+    /// §15.5.14: a body over max-body-size is refused before any backend sees it.
+    #[test]
+    fn forwarded_via_and_body_limit() {
+        let mut f = fwd(false, false);
+        f.forwarded = true;
+        f.via = true;
+        let p = ready(
+            "GET / HTTP/1.1\r\nHost: t\r\nForwarded: for=198.18.0.1\r\nVia: 1.1 cdn\r\n\r\n",
+            &f,
+        );
+        assert_eq!(
+            String::from_utf8(p.out).unwrap(),
+            "GET / HTTP/1.1\r\nHost: t\r\nForwarded: for=198.18.0.1\r\nVia: 1.1 cdn\r\nforwarded: for=198.18.0.7;proto=http\r\nvia: 1.1 floatlb\r\n\r\n"
+        );
+        f.peer = "[2001:2::7]:40000".parse().unwrap();
+        let p = ready("GET / HTTP/1.0\r\n\r\n", &f);
+        let out = String::from_utf8(p.out).unwrap();
+        assert!(
+            out.contains("forwarded: for=\"[2001:2::7]\";proto=http\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("via: 1.0 floatlb\r\n"), "{out}");
+        f.max_body = 10;
+        assert!(matches!(
+            prepare(
+                b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n",
+                &f
+            ),
+            Parse::Bad(StatusCode::PAYLOAD_TOO_LARGE, _)
+        ));
+        assert!(matches!(
+            prepare(
+                b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n",
+                &f
+            ),
+            Parse::Ready(_)
+        ));
     }
 }
