@@ -1407,3 +1407,49 @@ fn bodies_over_max_body_size_get_413() {
         "{out}"
     );
 }
+
+/// A request whose body was never read (no backend could take it) gets its
+/// answer and the connection closes: the unread body bytes must not be taken
+/// for the next request (RFC 9112 §9.3: the server closes when it cannot
+/// read the message to its end).
+#[test]
+fn an_unread_body_ends_the_connection_after_the_answer() {
+    let dead =
+        TcpStream::connect_timeout(&"127.0.0.1:1".parse().unwrap(), Duration::from_millis(100));
+    assert!(dead.is_err(), "port 1 answers here");
+    let lb = Floatlb::start(
+        "[health]\nenabled = false\n[proxy]\nretries = 0\n[[backend]]\nname = \"dead\"\naddress = \"127.0.0.1:1\"\n",
+    );
+    let mut s = TcpStream::connect(lb.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The body is held back: it looks like a request of its own.
+    let smuggled = b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
+    s.write_all(
+        format!(
+            "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            smuggled.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1, "closed in the head: {head:?}");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let _ = s.write_all(smuggled);
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        !rest.contains("HTTP/1.1 "),
+        "the body was served as a request: {rest}"
+    );
+}

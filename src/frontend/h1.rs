@@ -203,7 +203,7 @@ pub(crate) async fn serve(
             // More body is due: acknowledge at once (see the head's case above).
             io.quickack();
         }
-        let answer = {
+        let (answer, body_read) = {
             let mut rest = ClientBody {
                 io: &mut *io,
                 buf: &mut buf,
@@ -211,6 +211,7 @@ pub(crate) async fn serve(
                 chunked,
                 budget,
                 continue_sent: if req.expect_continue { Some(0) } else { None },
+                finished: false,
             };
             let body = match req.body {
                 BodyFraming::None => Body::None,
@@ -229,11 +230,15 @@ pub(crate) async fn serve(
                 upgrade: req.upgrade,
                 body,
             };
-            proxy::exchange(&mut outgoing, shared, peer, &snap).await
+            let answer = proxy::exchange(&mut outgoing, shared, peer, &snap).await;
+            (answer, whole || rest.finished)
         };
         // The answer's head is ready: the request's duration, as metrics and log mean it.
         let took = started.elapsed();
-        let keep_alive = req.keep_alive && !shared.handover.closing() && !*shutdown.borrow();
+        // A body not read to its end (the answer came first, or none could be
+        // sent) leaves bytes that are no request: the connection ends after the answer.
+        let keep_alive =
+            req.keep_alive && body_read && !shared.handover.closing() && !*shutdown.borrow();
         let mut tunnel = None;
         let (status, bytes, reusable) = match answer {
             Answer::Local(f) => write_local(io, &f, req.http10, keep_alive).await,
@@ -311,6 +316,9 @@ pub(crate) async fn serve(
             return;
         }
         if !reusable {
+            if !body_read {
+                linger(io).await;
+            }
             return;
         }
         if buf.is_empty() {
@@ -382,6 +390,8 @@ struct ClientBody<'a> {
     /// Bytes of a 100 Continue written so far, while one is owed (RFC 9110
     /// §10.1.1: sent before the server reads a body the client holds back).
     continue_sent: Option<usize>,
+    /// The body was read to its end.
+    finished: bool,
 }
 
 impl BodySource for ClientBody<'_> {
@@ -404,7 +414,10 @@ impl BodySource for ClientBody<'_> {
                     self.chunked = false;
                     return Poll::Ready(Ok(Some(Bytes::from_static(b"0\r\n\r\n"))));
                 }
-                Ok(Step::End) => return Poll::Ready(Ok(None)),
+                Ok(Step::End) => {
+                    self.finished = true;
+                    return Poll::Ready(Ok(None));
+                }
                 Ok(Step::NeedMore) => {}
                 Err(e) => return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
             }
@@ -431,6 +444,31 @@ impl BodySource for ClientBody<'_> {
 async fn refuse(io: &mut ClientIo, shared: &Shared, status: StatusCode, reason: &str) {
     shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
     write_local(io, &Failure::new(status, reason), false, false).await;
+    linger(io).await;
+}
+
+/// How long a connection closed with a request still arriving is read and dropped.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Ends a connection whose client may still be sending (a refused head, a body
+/// nobody read): our side is shut first and what comes is dropped for up to
+/// [`LINGER`], so the close does not become a reset that could destroy the
+/// answer in the client's receive buffer (nginx's lingering close).
+async fn linger(io: &mut ClientIo) {
+    if io.shutdown_write().is_err() {
+        return;
+    }
+    let mut sink = BytesMut::new();
+    let drain = async {
+        loop {
+            sink.clear();
+            match poll_fn(|cx| io.poll_recv(cx, &mut sink, BODY_READ_SIZE)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Writes a local answer. Returns (status, body length, connection reusable).
