@@ -1,7 +1,8 @@
 //! Request bodies end to end: the real binary between raw-socket clients and
 //! in-test backends on 127.0.0.1. Content-Length and chunked uploads arrive
-//! byte for byte, and `Expect: 100-continue` is answered before the body is
-//! read.
+//! byte for byte, `Expect: 100-continue` is answered before the body is read,
+//! an early answer ends the upload, a streamed body is never sent twice, and a
+//! client leaving mid-upload frees its backend connection.
 
 mod support;
 
@@ -9,8 +10,8 @@ use std::convert::Infallible;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -455,4 +456,459 @@ fn expect_100_continue_waits_for_the_100() {
         "a 100 reached an HTTP/1.0 client: {text:?}"
     );
     assert_eq!(backend.requests(), 3);
+}
+
+/// How many answers `text` holds: status lines, "HTTP/1.x NNN ", wherever they
+/// start (an answer glued to the end of a previous body counts too).
+fn status_lines(text: &str) -> usize {
+    text.match_indices("HTTP/1.")
+        .filter(|(i, _)| {
+            let b = &text.as_bytes()[i + 7..];
+            b.len() >= 6
+                && matches!(b[0], b'0' | b'1')
+                && b[1] == b' '
+                && b[2..5].iter().all(u8::is_ascii_digit)
+                && b[5] == b' '
+        })
+        .count()
+}
+
+/// What a raw backend saw of one request.
+#[derive(Clone, Default)]
+struct RawSeen {
+    /// Which accepted connection (from 0), and which request on it (from 0).
+    conn: usize,
+    nth: usize,
+    /// The request line.
+    line: String,
+    /// Body bytes read (as framed on the wire).
+    body: Vec<u8>,
+    /// How the connection ended while the backend read on: "eof", "reset", "timeout".
+    ended: Option<String>,
+}
+
+impl std::fmt::Debug for RawSeen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The body by its length and first bytes: some are megabytes.
+        let start = &self.body[..self.body.len().min(40)];
+        write!(
+            f,
+            "{{conn {} #{} {:?} body {} B {:?}.. ended {:?}}}",
+            self.conn,
+            self.nth,
+            self.line,
+            self.body.len(),
+            String::from_utf8_lossy(start),
+            self.ended
+        )
+    }
+}
+
+/// A backend on raw sockets whose behaviour the request path picks:
+/// - `/cut`: reads the head and some body bytes, then closes without answering;
+/// - `/second-cut`: reads the whole (Content-Length) body; answers 200 if it is
+///   the connection's first request, closes without answering otherwise (as a
+///   backend whose keep-alive timer fired as the request came);
+/// - `/early`: answers 413 after the head alone (no `Connection: close`),
+///   waits, then reads on until the connection ends;
+/// - `/hold`: never answers, reads until the connection ends;
+/// - anything else: reads a Content-Length body, answers 200 `ok`, keeps the
+///   connection.
+struct RawBackend {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<RawSeen>>>,
+}
+
+impl RawBackend {
+    fn start() -> Self {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            // Bounded, as every loop here: no test opens this many connections.
+            for (conn, s) in l.incoming().enumerate().take(1000) {
+                let Ok(s) = s else { continue };
+                let log = log.clone();
+                std::thread::spawn(move || raw_connection(s, conn, &log));
+            }
+        });
+        RawBackend { addr, seen }
+    }
+
+    fn table(&self) -> String {
+        format!(
+            "[health]\nenabled = false\n[[backend]]\nname = \"raw\"\naddress = \"{}\"\n",
+            self.addr
+        )
+    }
+
+    fn seen(&self) -> Vec<RawSeen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Requests whose line starts with `prefix`.
+    fn seen_of(&self, prefix: &str) -> Vec<RawSeen> {
+        self.seen()
+            .into_iter()
+            .filter(|r| r.line.starts_with(prefix))
+            .collect()
+    }
+
+    /// Waits (bounded) until the request starting with `prefix` satisfies `pred`.
+    fn wait_for(&self, prefix: &str, what: &str, pred: impl Fn(&RawSeen) -> bool) -> RawSeen {
+        let start = Instant::now();
+        loop {
+            if let Some(r) = self.seen_of(prefix).into_iter().find(|r| pred(r)) {
+                return r;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "backend never saw {what}: {:?}",
+                self.seen()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn raw_connection(mut s: TcpStream, conn: usize, log: &Mutex<Vec<RawSeen>>) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    for nth in 0..1000 {
+        let end = loop {
+            if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&pending[..end]).to_string();
+        pending.drain(..end + 4);
+        let line = head.lines().next().unwrap_or_default().to_string();
+        let target = line.split(' ').nth(1).unwrap_or_default();
+        let path = target.split('?').next().unwrap_or_default().to_string();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        let at = {
+            let mut log = log.lock().unwrap();
+            log.push(RawSeen {
+                conn,
+                nth,
+                line,
+                ..Default::default()
+            });
+            log.len() - 1
+        };
+        let record = |bytes: &[u8], ended: Option<&str>| {
+            let mut log = log.lock().unwrap();
+            log[at].body.extend_from_slice(bytes);
+            if let Some(e) = ended {
+                log[at].ended = Some(e.to_string());
+            }
+        };
+        // Reads on until the connection ends, recording what came and how it ended.
+        let drain = |s: &mut TcpStream, buf: &mut [u8]| loop {
+            match s.read(buf) {
+                Ok(0) => return record(&[], Some("eof")),
+                Ok(n) => record(&buf[..n], None),
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                    return record(&[], Some("reset"))
+                }
+                Err(_) => return record(&[], Some("timeout")),
+            }
+        };
+        record(&pending, None);
+        match path.as_str() {
+            "/cut" => {
+                if pending.is_empty() {
+                    if let Ok(n) = s.read(&mut buf) {
+                        record(&buf[..n], None);
+                    }
+                }
+                return;
+            }
+            "/early" => {
+                let answer =
+                    b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 9\r\n\r\ntoo large";
+                if s.write_all(answer).is_err() {
+                    return;
+                }
+                // Reads nothing for a while: the upload cannot finish meanwhile.
+                std::thread::sleep(Duration::from_millis(300));
+                return drain(&mut s, &mut buf);
+            }
+            "/hold" => return drain(&mut s, &mut buf),
+            _ => {}
+        }
+        while pending.len() < length {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    record(&buf[..n], None);
+                    pending.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+        pending.drain(..length);
+        if path == "/second-cut" && nth > 0 {
+            return;
+        }
+        if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// An answer that comes before the upload ends is relayed, and then the
+/// client's connection closes (RFC 9110 §10.1.1: a server answering before the
+/// whole content says whether it closes; RFC 9112 §9.6: after `close` it
+/// does): the rest of the body is nobody's to read. The backend's connection,
+/// which still expects that body, is dropped too, never pooled.
+#[test]
+fn an_early_answer_is_relayed_and_the_connection_closed() {
+    let backend = RawBackend::start();
+    let lb = Floatlb::start(&backend.table());
+    // 64 MiB: more than every socket buffer on the way can hold.
+    const SIZE: u64 = 64 * 1024 * 1024;
+    let mut s = connect(lb.addr, Duration::from_secs(10));
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        w.write_all(
+            format!("POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: {SIZE}\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        let mut payload = Payload::new(SIZE, 3);
+        let mut block = Vec::with_capacity(1 << 16);
+        while payload.left > 0 {
+            block.clear();
+            payload.take(1 << 16, &mut block);
+            // Fails once floatlb has closed the connection.
+            if w.write_all(&block).is_err() {
+                break;
+            }
+        }
+    });
+    let got = read_until_close(&mut s);
+    writer.join().unwrap();
+    let got = got.unwrap_or_else(|(e, got)| {
+        panic!(
+            "connection not closed after the early answer ({e}): {:?}",
+            String::from_utf8_lossy(&got)
+        )
+    });
+    let text = String::from_utf8_lossy(&got);
+    let (status, headers, body) = parse_response(&text);
+    assert_eq!((status, body.as_str()), (413, "too large"), "{text:?}");
+    assert_eq!(status_lines(&text), 1, "{text:?}");
+    assert!(
+        header(&headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close")),
+        "the early answer must say the connection closes: {text:?}"
+    );
+    // The backend connection ends (floatlb dropped it), and the next request opens a new one.
+    let early = backend.wait_for("POST /early", "the end of the early connection", |r| {
+        r.ended.is_some()
+    });
+    assert_ne!(early.ended.as_deref(), Some("timeout"), "{early:?}");
+    // floatlb may read and drop what the client still sends (a lingering
+    // close), but the backend, which answered first, never got it all.
+    assert!(
+        (early.body.len() as u64) < SIZE,
+        "the whole body reached the backend: the answer was not early"
+    );
+    let (status, _, body) = http_get(lb.addr, "/next");
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let next = backend.seen_of("GET /next");
+    assert_eq!(next.len(), 1, "{:?}", backend.seen());
+    assert_ne!(
+        next[0].conn, early.conn,
+        "the early answer's connection was used again"
+    );
+    lb.wait_status("nothing in flight", |s| {
+        s.contains("\"in_flight\":0") && s.contains("\"connections_active\":0")
+    });
+}
+
+/// A body streamed from the client is gone once sent: a backend failing
+/// before it answers gets a 502 and never a second copy, for a POST (RFC 9112
+/// §9.3.1: "A proxy MUST NOT automatically retry non-idempotent requests")
+/// and for an idempotent PUT alike (RFC 9110 §9.2.2 would allow it, but the
+/// body is no longer there to send). A body that came whole with its head is
+/// held, so a PUT whose pooled connection the backend closed is sent again
+/// on a new connection and succeeds.
+#[test]
+fn a_streamed_body_is_never_sent_twice() {
+    let backend = RawBackend::start();
+    let lb = Floatlb::start(&backend.table());
+    // Repeated request heads: if floatlb took what follows the cut for the
+    // next request, a second answer (or a request for /smuggled) shows it.
+    let body = "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n".repeat(3000);
+    for method in ["POST", "PUT"] {
+        let head = format!(
+            "{method} /cut HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut s = connect(lb.addr, Duration::from_secs(10));
+        s.write_all(head.as_bytes()).unwrap();
+        // floatlb starts on the head alone: the body is streamed.
+        std::thread::sleep(Duration::from_millis(50));
+        // floatlb may stop reading once the backend is gone: the write may fail.
+        let _ = s.write_all(body.as_bytes());
+        let (status, headers, text) = read_answer(&mut s).expect("an answer");
+        assert_eq!(status, 502, "{method}: {}", String::from_utf8_lossy(&text));
+        // Whether floatlb had read the whole body when the backend failed
+        // depends on socket buffers. Either way no byte of it may be taken for
+        // a request (RFC 9112 §9.3: read the entire body or close).
+        if header(&headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+            let rest = read_until_close(&mut s)
+                .unwrap_or_else(|(e, _)| panic!("{method}: not closed after close: {e}"));
+            assert!(
+                rest.is_empty(),
+                "{method}: {:?}",
+                String::from_utf8_lossy(&rest)
+            );
+        } else {
+            s.write_all(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            let (status, _, text) = read_answer(&mut s).expect("the next answer");
+            assert_eq!(
+                (status, text.as_slice()),
+                (200, &b"ok"[..]),
+                "{method}: the connection kept part of the body"
+            );
+        }
+        let seen = backend.seen_of(&format!("{method} /cut"));
+        assert_eq!(seen.len(), 1, "{method} sent more than once: {seen:?}");
+    }
+    assert!(backend.seen_of("GET /smuggled").is_empty());
+
+    // On a pooled connection: streamed, the PUT fails once and is not sent again...
+    let mut s = connect(lb.addr, Duration::from_secs(10));
+    s.write_all(b"GET /warm HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut s).map(|a| a.0), Ok(200));
+    let body = vec![b'p'; 20_000];
+    s.write_all(
+        format!(
+            "PUT /second-cut HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(&body).unwrap();
+    let (status, _, text) = read_answer(&mut s).expect("an answer");
+    assert_eq!(status, 502, "{}", String::from_utf8_lossy(&text));
+    let seen = backend.seen_of("PUT /second-cut");
+    assert_eq!(seen.len(), 1, "a streamed body was sent again: {seen:?}");
+    assert!(seen[0].nth > 0, "it went on a pooled connection: {seen:?}");
+
+    // ...whole with its head, it is sent again on a new connection and succeeds.
+    let mut s = connect(lb.addr, Duration::from_secs(10));
+    s.write_all(b"GET /warm HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut s).map(|a| a.0), Ok(200));
+    s.write_all(b"PUT /second-cut HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nwhole body!")
+        .unwrap();
+    let (status, _, text) = read_answer(&mut s).expect("an answer");
+    assert_eq!(
+        (status, text.as_slice()),
+        (200, &b"ok"[..]),
+        "{:?}",
+        backend.seen()
+    );
+    let seen = backend.seen_of("PUT /second-cut");
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let (cut, replay) = (&seen[1], &seen[2]);
+    assert!(cut.nth > 0 && replay.nth == 0, "{seen:?}");
+    assert_ne!(cut.conn, replay.conn, "{seen:?}");
+    assert_eq!(cut.body, b"whole body!", "{seen:?}");
+    assert_eq!(replay.body, b"whole body!", "the replay carried the body");
+}
+
+/// A client that leaves inside its body (chunked, cut inside a chunk or
+/// between chunks; Content-Length, cut short) makes floatlb drop the backend
+/// connection without finishing the body for it: the backend never sees a
+/// last chunk (RFC 9112 §7.1) or a full length (§6.3) that the client did not
+/// send. Then nothing is left in flight and the next request is served.
+/// (`client_aborting_mid_upload_leaks_nothing` in tests/proxy.rs counts
+/// descriptors for Content-Length uploads.)
+#[test]
+fn a_client_leaving_mid_upload_frees_the_backend_connection() {
+    let backend = RawBackend::start();
+    let lb = Floatlb::start(&backend.table());
+    let cases: [(&str, &str, &[u8], usize); 3] = [
+        (
+            "chunked, inside a chunk",
+            "Transfer-Encoding: chunked",
+            &[b"1000\r\n" as &[u8], &[b'c'; 2048]].concat(),
+            2048,
+        ),
+        (
+            "chunked, between chunks",
+            "Transfer-Encoding: chunked",
+            b"10\r\n0123456789abcdef\r\n",
+            16,
+        ),
+        (
+            "Content-Length, cut short",
+            "Content-Length: 1000000",
+            &[b'l'; 10_000],
+            10_000,
+        ),
+    ];
+    for (i, (what, framing, sent, body_bytes)) in cases.iter().enumerate() {
+        let mut s = connect(lb.addr, Duration::from_secs(10));
+        s.write_all(
+            format!("POST /hold?case={i} HTTP/1.1\r\nHost: t\r\n{framing}\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        s.write_all(sent).unwrap();
+        // Leaves once the backend has what was sent, so floatlb is mid-body.
+        let prefix = format!("POST /hold?case={i} ");
+        backend.wait_for(&prefix, what, |r| {
+            r.body.iter().filter(|&&b| b != b'\r' && b != b'\n').count() >= *body_bytes
+        });
+        drop(s);
+        let r = backend.wait_for(&prefix, &format!("{what}: the connection's end"), |r| {
+            r.ended.is_some()
+        });
+        assert_ne!(
+            r.ended.as_deref(),
+            Some("timeout"),
+            "{what}: floatlb kept the backend connection: {r:?}"
+        );
+        if framing.starts_with("Transfer") {
+            assert!(
+                !r.body.ends_with(b"0\r\n\r\n"),
+                "{what}: the backend got a last chunk the client never sent: {:?}",
+                String::from_utf8_lossy(&r.body)
+            );
+        } else {
+            assert_eq!(r.body.len(), sent.len(), "{what}");
+        }
+        lb.wait_status(what, |s| {
+            s.contains("\"in_flight\":0") && s.contains("\"connections_active\":0")
+        });
+        let (status, _, body) = http_get(lb.addr, "/next");
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "ok"),
+            "{what}: still serving"
+        );
+    }
 }
