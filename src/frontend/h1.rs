@@ -97,14 +97,16 @@ pub(crate) async fn serve(
                         io.quickack();
                     }
                     Parse::Partial => {
-                        let reason = "request head too large";
-                        refuse(
-                            io,
-                            shared,
-                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            reason,
-                        )
-                        .await;
+                        // RFC 9112 §3: a request line longer than we parse is a 414.
+                        let (status, reason) = if buf.contains(&b'\n') {
+                            (
+                                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                                "request head too large",
+                            )
+                        } else {
+                            (StatusCode::URI_TOO_LONG, "request line too long")
+                        };
+                        refuse(io, shared, status, reason).await;
                         return;
                     }
                     Parse::Bad(status, reason) => {

@@ -10,6 +10,8 @@ use super::response::Head;
 
 /// RFC 9110 §15.2.1, sent before reading a body the client holds back.
 pub const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// Every method but CONNECT is forwarded (RFC 9110 §9.1).
+const ALLOW: &[u8] = b"allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n";
 /// The type of floatlb's own answers' one-line text.
 pub const ERROR_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
@@ -31,6 +33,10 @@ pub fn local(status: StatusCode, text: &str, http10: bool, keep_alive: bool) -> 
     out.extend_from_slice(b"content-type: ");
     out.extend_from_slice(ERROR_CONTENT_TYPE.as_bytes());
     out.extend_from_slice(b"\r\ncache-control: no-store\r\n");
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        // RFC 9110 §15.5.6: a 405 names what is allowed; floatlb refuses CONNECT only.
+        out.extend_from_slice(ALLOW);
+    }
     date_header(&mut out);
     out.extend_from_slice(b"content-length: ");
     out.extend_from_slice(text.len().to_string().as_bytes());
@@ -145,7 +151,9 @@ mod tests {
         let out = String::from_utf8(local(StatusCode::NOT_FOUND, "x", true, true)).unwrap();
         assert!(out.starts_with("HTTP/1.0 404 ") && out.contains("connection: keep-alive\r\n"));
         let out = String::from_utf8(local(StatusCode::NOT_FOUND, "x", true, false)).unwrap();
-        assert!(!out.contains("connection:"));
+        assert!(!out.contains("connection:") && !out.contains("allow:"));
+        let out = String::from_utf8(local(StatusCode::METHOD_NOT_ALLOWED, "x", false, false));
+        assert!(out.unwrap().contains("\r\nallow: GET, HEAD, POST"));
     }
 
     #[test]
