@@ -4,8 +4,9 @@
 //! - `bench analyze`: downtime and losses from `ping -D`, probe CSV, wrk/ab output and
 //!   the largest gap between a master's VRRP adverts in `tcpdump -tt` output.
 //! - `bench summarize`: mean/median/min/max over repeated drill rows of a CSV.
-//! - `bench sweep`: ab and wrk sweeps against floatlb, HAProxy, nginx and a bare web server in
-//!   the lab, with per-host CPU/memory/network from /proc; CSV, markdown and PNG plots.
+//! - `bench sweep`: ab and wrk sweeps (GET, and POST with 1 KiB and 64 KiB bodies) against
+//!   floatlb, HAProxy, nginx and a bare web server in the lab, with per-host
+//!   CPU/memory/network from /proc; CSV, markdown and PNG plots.
 //! - `bench report`: the markdown summary and plots again from a sweep's `runs.csv`.
 //! - `bench hold`: keeps many idle keep-alive connections open (memory per connection).
 //!
@@ -230,9 +231,10 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// A comma-separated list of counts; zeros are dropped, so `--wrk-c 0` means no such points.
 fn list(f: &HashMap<String, String>, k: &str, default: &[u64]) -> Result<Vec<u64>> {
-    match f.get(k) {
-        None => Ok(default.to_vec()),
+    let v: Vec<u64> = match f.get(k) {
+        None => default.to_vec(),
         Some(v) => v
             .split(',')
             .map(|x| {
@@ -240,15 +242,17 @@ fn list(f: &HashMap<String, String>, k: &str, default: &[u64]) -> Result<Vec<u64
                     .parse()
                     .with_context(|| format!("--{k}: {x:?} is not a number"))
             })
-            .collect(),
-    }
+            .collect::<Result<_>>()?,
+    };
+    Ok(v.into_iter().filter(|&x| x > 0).collect())
 }
 
 fn cmd_sweep(f: &HashMap<String, String>) -> Result<()> {
     let quick = f.get("quick").is_some_and(|v| v == "1");
     // The full sweep: ab -n 1000..10000 at -c 10/100/1000 with and without -k, then wrk up to
-    // 9000 connections (the LBs run with 20000 descriptors, 9000 maxconn). --quick: the
-    // smallest sweep that still exercises every part.
+    // 9000 connections (the LBs run with 20000 descriptors, 9000 maxconn); then POST with
+    // 1 KiB and 64 KiB bodies, keep-alive: wrk -c 50 and ab -n 10000 -c 100 -k. --quick: the
+    // smallest sweep that still exercises every part (POST with the 1 KiB body only).
     let (ab_n, ab_c, wrk_c, secs, rounds, idle) = if quick {
         (vec![1000], vec![10], vec![50], 1, 1, 200)
     } else {
@@ -263,10 +267,28 @@ fn cmd_sweep(f: &HashMap<String, String>) -> Result<()> {
             8_000,
         )
     };
+    let (post_bytes, post_wrk_c, post_ab_n, post_ab_c) = if quick {
+        (vec![1024], vec![50], vec![1000], vec![10])
+    } else {
+        (vec![1024, 65536], vec![50], vec![10000], vec![100])
+    };
     let ab_n = list(f, "ab-n", &ab_n)?;
     let ab_c = list(f, "ab-c", &ab_c)?;
     let wrk_c = list(f, "wrk-c", &wrk_c)?;
     let secs: u64 = get(f, "wrk-duration", Some(secs))?;
+    // --post-bytes 0: no POST points.
+    let post_bytes = list(f, "post-bytes", &post_bytes)?;
+    let post_wrk_c = list(f, "post-wrk-c", &post_wrk_c)?;
+    let post_ab_n = list(f, "post-ab-n", &post_ab_n)?;
+    let post_ab_c = list(f, "post-ab-c", &post_ab_c)?;
+    let mut loads = sweep::plan(&ab_n, &ab_c, &wrk_c, secs);
+    loads.extend(sweep::post_plan(
+        &post_bytes,
+        &post_ab_n,
+        &post_ab_c,
+        &post_wrk_c,
+        secs,
+    ));
     let out = std::path::PathBuf::from(get::<String>(f, "out", None)?);
     let mut setup = vec![
         (
@@ -310,6 +332,15 @@ fn cmd_sweep(f: &HashMap<String, String>) -> Result<()> {
         "backend keep-alive".into(),
         "floatlb's pool, HAProxy `http-reuse always`, nginx `keepalive 512`: idle backend connections are shared by all clients".into(),
     ));
+    if loads.iter().any(|l| l.body() > 0) {
+        setup.push((
+            "POST points".into(),
+            format!(
+                "keep-alive, `Content-Type: application/octet-stream`, to `{}` (wrk: a Lua script sets `wrk.method` and `wrk.body`; ab: `-p FILE -k`); the web servers read the whole body (nginx `mirror_request_body`) before answering 200 with 3 bytes; floatlb and HAProxy stream the body to the backend, nginx buffers it first (in memory: `client_body_buffer_size 128k`)",
+                sweep::POST_PATH
+            ),
+        ));
+    }
     setup.push(("LB limits".into(), "20000 descriptors each (prlimit), maxconn 9000 (floatlb, HAProxy), worker_connections 18000 (nginx: counts both sides)".into()));
     let sw = sweep::Sweep {
         prefix: get(f, "prefix", None)?,
@@ -319,7 +350,7 @@ fn cmd_sweep(f: &HashMap<String, String>) -> Result<()> {
             .map(String::from)
             .collect(),
         scenarios: sweep::parse_scenarios(&get::<String>(f, "scenarios", None)?)?,
-        loads: sweep::plan(&ab_n, &ab_c, &wrk_c, secs),
+        loads,
         rounds: get(f, "rounds", Some(rounds))?,
         out: out.clone(),
         idle_conns: get(f, "idle-conns", Some(idle))?,
@@ -374,4 +405,25 @@ fn write_report(
     println!("{}", report::ratio_lines(rows));
     println!("bench: results in {}", dir.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_drop_zeros_and_reject_words() {
+        let f: HashMap<String, String> = [
+            ("post-bytes", "1024, 0,65536"),
+            ("wrk-c", "0"),
+            ("ab-c", "x"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(list(&f, "post-bytes", &[1]).unwrap(), [1024, 65536]);
+        assert!(list(&f, "wrk-c", &[50]).unwrap().is_empty());
+        assert_eq!(list(&f, "ab-n", &[1000]).unwrap(), [1000]);
+        assert!(list(&f, "ab-c", &[10]).is_err());
+    }
 }

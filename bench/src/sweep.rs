@@ -3,7 +3,8 @@
 //!
 //! The lab (`vm-lab/lab sweep`) makes the hosts and starts the daemons; this drives the load
 //! from the client namespace and writes `runs.csv`, `samples.csv`, `idle.csv`, `summary.md` and
-//! PNG plots into the output folder.
+//! PNG plots into the output folder. GET points ask for the page at `/`; POST points send a
+//! body of a given size to `/post`, which the web servers read whole before answering 200.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -47,20 +48,57 @@ pub fn parse_scenarios(s: &str) -> Result<Vec<Scenario>> {
 /// One load point.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Load {
-    /// `ab -n n -c c [-k]`
-    Ab { n: u64, c: u64, keepalive: bool },
-    /// `wrk -t1 -c c -d secs`
-    Wrk { c: u64, secs: u64 },
+    /// `ab -n n -c c [-k]`; with a body, `ab -p FILE -T application/octet-stream` (POST).
+    Ab {
+        n: u64,
+        c: u64,
+        keepalive: bool,
+        /// Request body bytes: 0 for a GET of the page, more for a POST.
+        body: u64,
+    },
+    /// `wrk -t1 -c c -d secs`; with a body, a Lua script making every request a POST of it.
+    Wrk { c: u64, secs: u64, body: u64 },
+}
+
+/// Where GET points go: the page.
+pub const GET_PATH: &str = "/";
+/// Where POST points go: a location the web servers answer 200 after reading the whole body.
+pub const POST_PATH: &str = "/post";
+
+/// A body size as the load labels show it: "1k" for 1024 bytes, "64k", "1500B".
+pub fn size_label(bytes: u64) -> String {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{}k", bytes / 1024)
+    } else {
+        format!("{bytes}B")
+    }
+}
+
+/// The wrk script for POST points: the method and a body of `bytes` bytes, sent the same on
+/// every request (wrk builds the request once, so the script costs nothing per request).
+pub fn wrk_post_script(bytes: u64) -> String {
+    format!(
+        "-- bench sweep: every request a POST with a {bytes}-byte body\n\
+         wrk.method = \"POST\"\n\
+         wrk.body = string.rep(\"x\", {bytes})\n\
+         wrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n"
+    )
 }
 
 impl Load {
     pub fn label(&self) -> String {
-        match *self {
-            Load::Ab { n, c, keepalive } => {
+        let mut l = match *self {
+            Load::Ab {
+                n, c, keepalive, ..
+            } => {
                 format!("ab -n {n} -c {c}{}", if keepalive { " -k" } else { "" })
             }
-            Load::Wrk { c, secs } => format!("wrk -c {c} -d {secs}s"),
+            Load::Wrk { c, secs, .. } => format!("wrk -c {c} -d {secs}s"),
+        };
+        if self.body() > 0 {
+            l += &format!(" POST {}", size_label(self.body()));
         }
+        l
     }
     pub fn tool(&self) -> &'static str {
         match self {
@@ -86,23 +124,82 @@ impl Load {
             Load::Wrk { .. } => 0,
         }
     }
+    /// Request body bytes; 0 for a GET.
+    pub fn body(&self) -> u64 {
+        match *self {
+            Load::Ab { body, .. } | Load::Wrk { body, .. } => body,
+        }
+    }
+    pub fn method(&self) -> &'static str {
+        if self.body() > 0 {
+            "POST"
+        } else {
+            "GET"
+        }
+    }
+    pub fn path(&self) -> &'static str {
+        if self.body() > 0 {
+            POST_PATH
+        } else {
+            GET_PATH
+        }
+    }
     fn slug(&self) -> String {
         self.label().replace(" -", "_").replace([' ', '-'], "")
     }
 }
 
-/// The load points of a sweep: ab at every (-k or not, -c, -n) with c <= n, then wrk at every
+/// The GET points of a sweep: ab at every (-k or not, -c, -n) with c <= n, then wrk at every
 /// connection count.
 pub fn plan(ab_n: &[u64], ab_c: &[u64], wrk_c: &[u64], wrk_secs: u64) -> Vec<Load> {
     let mut v = Vec::new();
     for keepalive in [false, true] {
         for &c in ab_c {
             for &n in ab_n.iter().filter(|&&n| n >= c) {
-                v.push(Load::Ab { n, c, keepalive });
+                v.push(Load::Ab {
+                    n,
+                    c,
+                    keepalive,
+                    body: 0,
+                });
             }
         }
     }
-    v.extend(wrk_c.iter().map(|&c| Load::Wrk { c, secs: wrk_secs }));
+    v.extend(wrk_c.iter().map(|&c| Load::Wrk {
+        c,
+        secs: wrk_secs,
+        body: 0,
+    }));
+    v
+}
+
+/// The POST points of a sweep, all keep-alive: per body size (0 skipped), wrk at every
+/// connection count, then `ab -k` at every (-c, -n) with c <= n.
+pub fn post_plan(
+    bodies: &[u64],
+    ab_n: &[u64],
+    ab_c: &[u64],
+    wrk_c: &[u64],
+    wrk_secs: u64,
+) -> Vec<Load> {
+    let mut v = Vec::new();
+    for &body in bodies.iter().filter(|&&b| b > 0) {
+        v.extend(wrk_c.iter().map(|&c| Load::Wrk {
+            c,
+            secs: wrk_secs,
+            body,
+        }));
+        for &c in ab_c {
+            for &n in ab_n.iter().filter(|&&n| n >= c) {
+                v.push(Load::Ab {
+                    n,
+                    c,
+                    keepalive: true,
+                    body,
+                });
+            }
+        }
+    }
     v
 }
 
@@ -138,18 +235,24 @@ pub struct Row {
     /// CPU the whole machine spent per request: client, balancer, web servers and the kernel
     /// work between them.
     pub machine_us_per_req: f64,
+    /// "GET" or "POST" (empty reads as GET).
+    pub method: String,
+    /// Request body bytes of a POST point; 0 for GET.
+    pub body_bytes: u64,
 }
 
-pub const CSV_HEADER: &str = "round,scenario,tool,requested,concurrency,keepalive,load,seconds,ok,lost,rps,mb_per_s,p50_ms,p90_ms,p99_ms,cpu_client_pct,cpu_lb_pct,cpu_lb_peak_pct,cpu_webs_pct,lb_cpu_us_per_req,lb_peak_rss_kib,lb_net_mb_per_s,lb_user_us_per_req,machine_us_per_req";
+pub const CSV_HEADER: &str = "round,scenario,tool,requested,concurrency,keepalive,load,seconds,ok,lost,rps,mb_per_s,p50_ms,p90_ms,p99_ms,cpu_client_pct,cpu_lb_pct,cpu_lb_peak_pct,cpu_webs_pct,lb_cpu_us_per_req,lb_peak_rss_kib,lb_net_mb_per_s,lb_user_us_per_req,machine_us_per_req,method,body_bytes";
 
 /// Columns of runs.csv written before the user/kernel split and the machine's CPU were added;
 /// such files still load, with those two figures at 0.
 const OLD_CSV_FIELDS: usize = 22;
+/// Columns of runs.csv written before POST points: every row is a GET.
+const GET_ONLY_CSV_FIELDS: usize = 24;
 
 impl Row {
     pub fn to_csv(&self) -> String {
         format!(
-            "{},{},{},{},{},{},{},{:.3},{},{},{:.1},{:.2},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{:.1},{:.2},{},{:.2},{:.2},{:.2}",
+            "{},{},{},{},{},{},{},{:.3},{},{},{:.1},{:.2},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{:.1},{:.2},{},{:.2},{:.2},{:.2},{},{}",
             self.round,
             self.scenario,
             self.tool,
@@ -173,13 +276,16 @@ impl Row {
             self.lb_peak_rss_kib,
             self.lb_net_mb_per_s,
             self.lb_user_us_per_req,
-            self.machine_us_per_req
+            self.machine_us_per_req,
+            self.method(),
+            self.body_bytes
         )
     }
 
     pub fn from_csv(line: &str) -> Option<Row> {
         let f: Vec<&str> = line.split(',').collect();
-        let full = f.len() == CSV_HEADER.split(',').count();
+        let post = f.len() == CSV_HEADER.split(',').count();
+        let full = post || f.len() == GET_ONLY_CSV_FIELDS;
         if !full && f.len() != OLD_CSV_FIELDS {
             return None;
         }
@@ -209,7 +315,22 @@ impl Row {
             lb_net_mb_per_s: n(21)?,
             lb_user_us_per_req: if full { n(22)? } else { 0.0 },
             machine_us_per_req: if full { n(23)? } else { 0.0 },
+            method: if post { f[24].into() } else { "GET".into() },
+            body_bytes: if post { f[25].parse().ok()? } else { 0 },
         })
+    }
+
+    /// "GET" or "POST".
+    pub fn method(&self) -> &str {
+        if self.method.is_empty() {
+            "GET"
+        } else {
+            &self.method
+        }
+    }
+
+    pub fn is_post(&self) -> bool {
+        self.method() == "POST"
     }
 }
 
@@ -295,6 +416,15 @@ impl Sweep {
         let hosts = self.hosts()?;
         let raw = self.out.join("raw");
         std::fs::create_dir_all(&raw).with_context(|| format!("creating {}", raw.display()))?;
+        // Absolute: the tools get these paths and may not share our working directory.
+        let raw = raw.canonicalize()?;
+        for body in self.loads.iter().map(Load::body).filter(|&b| b > 0) {
+            let (file, lua) = post_files(&raw, body);
+            std::fs::write(&file, "x".repeat(body as usize))
+                .with_context(|| format!("writing {}", file.display()))?;
+            std::fs::write(&lua, wrk_post_script(body))
+                .with_context(|| format!("writing {}", lua.display()))?;
+        }
         let mut csv = String::from(CSV_HEADER);
         csv.push('\n');
         let mut samples = String::from("round,scenario,load,t_s,host,cpu_pct,rss_kib\n");
@@ -310,7 +440,7 @@ impl Sweep {
                     let sc = &self.scenarios[(i + round as usize - 1) % k];
                     let (row, s) = self.run_one(&hosts, sc, load, round, &raw)?;
                     eprintln!(
-                        "bench: [{}/{} {:.0}s] round {round} {:<11} {:<22} {:>9.0} req/s lost {:>5} p99 {:>7.2} ms  LB {:>5.1}% {:>6.1} us/req",
+                        "bench: [{}/{} {:.0}s] round {round} {:<11} {:<30} {:>9.0} req/s lost {:>5} p99 {:>7.2} ms  LB {:>5.1}% {:>6.1} us/req",
                         rows.len() + 1,
                         total,
                         started.elapsed().as_secs_f64(),
@@ -348,21 +478,30 @@ impl Sweep {
         let base = raw.join(format!("r{round}-{}-{}", sc.name, load.slug()));
         let out_path = base.with_extension("txt");
         let ab_csv = base.with_extension("csv");
-        let url = format!("http://{}/", sc.addr);
+        let url = format!("http://{}{}", sc.addr, load.path());
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns(&self.client)]);
         let limit = match *load {
-            Load::Ab { n, c, keepalive } => {
+            Load::Ab {
+                n,
+                c,
+                keepalive,
+                body,
+            } => {
                 // -r: count receive errors instead of stopping; -s: per-request timeout.
                 cmd.args(["ab", "-q", "-r", "-s", "10", "-n", &n.to_string()]);
                 cmd.args(["-c", &c.to_string()]);
                 if keepalive {
                     cmd.arg("-k");
                 }
+                if body > 0 {
+                    cmd.arg("-p").arg(post_files(raw, body).0);
+                    cmd.args(["-T", "application/octet-stream"]);
+                }
                 cmd.arg("-e").arg(&ab_csv).arg(&url);
                 Duration::from_secs(120)
             }
-            Load::Wrk { c, secs } => {
+            Load::Wrk { c, secs, body } => {
                 cmd.args([
                     "wrk",
                     "-t1",
@@ -371,6 +510,9 @@ impl Sweep {
                     "-d",
                     &format!("{secs}s"),
                 ]);
+                if body > 0 {
+                    cmd.arg("-s").arg(post_files(raw, body).1);
+                }
                 cmd.args(["--latency", "--timeout", "5s", &url]);
                 Duration::from_secs(secs + 30)
             }
@@ -437,6 +579,8 @@ impl Sweep {
             concurrency: load.concurrency(),
             keepalive: load.keepalive(),
             label: load.label(),
+            method: load.method().into(),
+            body_bytes: load.body(),
             ..Default::default()
         };
         let output = std::fs::read_to_string(&out_path).unwrap_or_default();
@@ -556,6 +700,16 @@ impl IdleRow {
     }
 }
 
+/// The body file (for `ab -p`) and the wrk script of a POST point, in the sweep's `raw/`
+/// folder (beside the tools' output, kept out of git with it).
+fn post_files(raw: &Path, body: u64) -> (PathBuf, PathBuf) {
+    let name = format!("post-{}", size_label(body));
+    (
+        raw.join(format!("{name}.body")),
+        raw.join(format!("{name}.lua")),
+    )
+}
+
 /// Reaps `pid` if it has exited: Some(CPU ns it and its children used), None while it runs.
 fn reap(pid: libc::pid_t) -> Result<Option<u64>> {
     let mut status = 0;
@@ -593,6 +747,54 @@ mod tests {
         );
         assert_eq!(p[2].slug(), "ab_n10000_c5000");
         assert_eq!(p[5].slug(), "ab_n10000_c5000_k");
+        assert!(p.iter().all(|l| l.method() == "GET" && l.path() == "/"));
+    }
+
+    #[test]
+    fn post_plan_is_keep_alive_per_body_size() {
+        let p = post_plan(&[1024, 0, 65536], &[1000, 10000], &[100, 5000], &[50], 5);
+        let labels: Vec<String> = p.iter().map(Load::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "wrk -c 50 -d 5s POST 1k",
+                "ab -n 1000 -c 100 -k POST 1k",
+                "ab -n 10000 -c 100 -k POST 1k",
+                "ab -n 10000 -c 5000 -k POST 1k",
+                "wrk -c 50 -d 5s POST 64k",
+                "ab -n 1000 -c 100 -k POST 64k",
+                "ab -n 10000 -c 100 -k POST 64k",
+                "ab -n 10000 -c 5000 -k POST 64k",
+            ]
+        );
+        assert!(p.iter().all(|l| l.keepalive() && l.method() == "POST"));
+        assert!(p.iter().all(|l| l.path() == POST_PATH));
+        assert_eq!((p[0].body(), p[4].body()), (1024, 65536));
+        // Slugs name the raw files: distinct per point.
+        let mut slugs: Vec<String> = p.iter().map(Load::slug).collect();
+        slugs.sort();
+        slugs.dedup();
+        assert_eq!(slugs.len(), p.len());
+        assert!(post_plan(&[0], &[1000], &[10], &[50], 1).is_empty());
+    }
+
+    #[test]
+    fn body_sizes_read_as_kib_when_whole() {
+        assert_eq!(size_label(1024), "1k");
+        assert_eq!(size_label(65536), "64k");
+        assert_eq!(size_label(1500), "1500B");
+        assert_eq!(size_label(512), "512B");
+    }
+
+    #[test]
+    fn wrk_script_posts_the_body_size_asked_for() {
+        let s = wrk_post_script(65536);
+        assert!(s.contains("wrk.method = \"POST\"\n"), "{s}");
+        assert!(s.contains("wrk.body = string.rep(\"x\", 65536)\n"), "{s}");
+        assert!(s.contains("application/octet-stream"), "{s}");
+        let (body, lua) = post_files(Path::new("/r"), 1024);
+        assert_eq!(body, Path::new("/r/post-1k.body"));
+        assert_eq!(lua, Path::new("/r/post-1k.lua"));
     }
 
     #[test]
@@ -629,18 +831,33 @@ mod tests {
             lb_net_mb_per_s: 36.25,
             lb_user_us_per_req: 6.25,
             machine_us_per_req: 120.5,
+            method: "POST".into(),
+            body_bytes: 65536,
         };
         let line = r.to_csv();
+        assert!(line.ends_with(",120.50,POST,65536"), "{line}");
         assert_eq!(Row::from_csv(&line), Some(r.clone()));
+        assert!(Row::from_csv(&line).unwrap().is_post());
         assert_eq!(Row::from_csv("1,2,3"), None);
-        // A runs.csv from before the last two columns still loads, without them.
-        let old = line.rsplitn(3, ',').last().unwrap();
+        // A runs.csv from before POST points: every row a GET.
+        let get_only = line.rsplitn(3, ',').last().unwrap();
+        let want = Row {
+            method: "GET".into(),
+            body_bytes: 0,
+            ..r.clone()
+        };
+        assert_eq!(Row::from_csv(get_only), Some(want.clone()));
+        assert!(!Row::from_csv(get_only).unwrap().is_post());
+        // And from before the CPU split: without those two either.
+        let old = get_only.rsplitn(3, ',').last().unwrap();
         let want = Row {
             lb_user_us_per_req: 0.0,
             machine_us_per_req: 0.0,
-            ..r
+            ..want
         };
         assert_eq!(Row::from_csv(old), Some(want));
+        // A row built in code without a method is a GET, and says so in the CSV.
+        assert!(Row::default().to_csv().ends_with(",GET,0"));
     }
 
     #[test]
@@ -649,6 +866,7 @@ mod tests {
             n: 2000,
             c: 10,
             keepalive: true,
+            body: 0,
         };
         let out = include_str!("../tests/data/ab_keepalive.txt");
         let pct = include_str!("../tests/data/ab_percentiles.csv");
@@ -682,7 +900,11 @@ mod tests {
 
     #[test]
     fn wrk_losses_are_socket_errors_and_non_2xx() {
-        let load = Load::Wrk { c: 20, secs: 1 };
+        let load = Load::Wrk {
+            c: 20,
+            secs: 1,
+            body: 0,
+        };
         let mut r = Row::default();
         load_figures(
             &load,
