@@ -1,5 +1,6 @@
 //! The sweep's markdown summary: medians with their spread per scenario and load point, every
-//! lost request, idle-connection memory, and the floatlb/HAProxy ratios the targets are about.
+//! lost request, idle-connection memory, and the ratios the targets are about: floatlb against
+//! HAProxy, nginx and a baseline build, GET and POST points each on their own.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -71,6 +72,8 @@ fn spread(rows: &[&Row], f: impl Fn(&Row) -> f64, prec: usize) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ratio {
     pub load: String,
+    /// A POST point (a request body to forward) rather than a GET.
+    pub post: bool,
     pub pair: (String, String),
     pub cpu: f64,
     pub rps: f64,
@@ -106,6 +109,7 @@ pub fn ratios(rows: &[Row], ours: &str, theirs: &str) -> Vec<Ratio> {
         );
         out.push(Ratio {
             load,
+            post: a[0].is_post(),
             pair: (ours.into(), theirs.into()),
             cpu: q(|r| r.lb_cpu_us_per_req),
             rps,
@@ -143,48 +147,143 @@ fn mean_ratios(r: &[Ratio]) -> (f64, f64, f64) {
     )
 }
 
-/// The ratio lines printed at the end of a sweep and kept in the summary.
+/// The pairs compared, in the order their lines and table rows appear.
+const PAIRS: [(&str, &str); 5] = [
+    ("floatlb-rr", "haproxy-rr"),
+    ("floatlb-lc", "haproxy-lc"),
+    ("floatlb-rr", "nginx-rr"),
+    ("floatlb-lc", "nginx-lc"),
+    ("floatlb-rr", "baseline-rr"),
+];
+
+/// The limits one comparison line holds its ratios to; `None`: shown without a target.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Targets {
+    /// CPU per request at most this.
+    pub cpu: Option<f64>,
+    /// req/s at least this.
+    pub rps: Option<f64>,
+    /// p99 at most this.
+    pub p99: Option<f64>,
+}
+
+/// The targets of a pair's GET or POST points: against HAProxy, GET points keep the first
+/// targets (CPU per request <= 0.85x, req/s >= 1.15x, p99 <= 1.00x) and POST points have the
+/// CPU one; against nginx, POST points' CPU per request at most nginx's. A baseline build gets
+/// none: two runs of one binary differ by about 5% here, so its figures are read, not judged.
+pub fn targets(theirs: &str, post: bool) -> Targets {
+    match (theirs.split('-').next().unwrap_or(""), post) {
+        ("haproxy", false) => Targets {
+            cpu: Some(0.85),
+            rps: Some(1.15),
+            p99: Some(1.0),
+        },
+        ("haproxy", true) => Targets {
+            cpu: Some(0.85),
+            ..Default::default()
+        },
+        ("nginx", true) => Targets {
+            cpu: Some(1.0),
+            ..Default::default()
+        },
+        _ => Targets::default(),
+    }
+}
+
+fn class(post: bool) -> &'static str {
+    if post {
+        "POST"
+    } else {
+        "GET"
+    }
+}
+
+/// " (target <= 0.85: met)", with the per-point ratios after it when given.
+fn judged(v: f64, target: Option<f64>, at_most: bool, per_point: &str) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = target {
+        let ok = if at_most { v <= t } else { v >= t };
+        parts.push(format!(
+            "target {} {t:.2}: {}",
+            if at_most { "<=" } else { ">=" },
+            if ok { "met" } else { "NOT met" }
+        ));
+    }
+    if !per_point.is_empty() {
+        parts.push(format!("per point: {per_point}"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join("; "))
+    }
+}
+
+/// One pair's line for its GET or its POST points: geometric means of the per-point ratios,
+/// each against its target; POST lines list every point's CPU ratio, the figure their target
+/// is about, as there are few of them.
+pub fn compare_line(r: &[Ratio], t: Targets) -> Option<String> {
+    let first = r.first()?;
+    let (ours, theirs) = (&first.pair.0, &first.pair.1);
+    let (cpu, rps, p99) = mean_ratios(r);
+    let per_point = if first.post {
+        r.iter()
+            .map(|x| format!("{} {:.2}x", x.load, x.cpu))
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
+        String::new()
+    };
+    let what = if theirs == "baseline-rr" {
+        "this build against the baseline binary"
+    } else {
+        "geometric mean of per-point medians"
+    };
+    Some(format!(
+        "{ours}/{theirs} {} over {} load point{} ({what}): CPU per request {cpu:.2}x{}, \
+         req/s {rps:.2}x{}, p99 {p99:.2}x{}",
+        class(first.post),
+        r.len(),
+        if r.len() == 1 { "" } else { "s" },
+        judged(cpu, t.cpu, true, &per_point),
+        judged(rps, t.rps, false, ""),
+        judged(p99, t.p99, true, ""),
+    ))
+}
+
+/// The ratio lines printed at the end of a sweep and kept in the summary: GET points first,
+/// then POST points, each pair on its own line.
 pub fn ratio_lines(rows: &[Row]) -> String {
     let mut s = String::new();
-    for (ours, theirs) in [("floatlb-rr", "haproxy-rr"), ("floatlb-lc", "haproxy-lc")] {
-        let r = ratios(rows, ours, theirs);
-        if r.is_empty() {
-            continue;
+    let all: Vec<Vec<Ratio>> = PAIRS
+        .iter()
+        .map(|(ours, theirs)| ratios(rows, ours, theirs))
+        .collect();
+    for post in [false, true] {
+        for r in &all {
+            let r: Vec<Ratio> = r.iter().filter(|x| x.post == post).cloned().collect();
+            let Some((ours, theirs)) = r.first().map(|x| (&x.pair.0, &x.pair.1)) else {
+                continue;
+            };
+            if let Some(line) = compare_line(&r, targets(theirs, post)) {
+                let _ = writeln!(s, "{line}");
+            }
+            if !theirs.starts_with("haproxy") {
+                continue;
+            }
+            let user = geomean(r.iter().map(|x| x.user));
+            let machine = geomean(r.iter().map(|x| x.machine));
+            let ceiling = geomean(r.iter().map(|x| x.ceiling));
+            if ceiling.is_finite() {
+                let _ = writeln!(
+                    s,
+                    "{ours}/{theirs} {}, where the CPU goes: user-space CPU per request {user:.2}x, \
+                     the whole machine's CPU per request {machine:.2}x; req/s if floatlb's own code \
+                     cost nothing on a saturated machine: at most {ceiling:.2}x",
+                    class(post)
+                );
+            }
         }
-        let (cpu, rps, p99) = mean_ratios(&r);
-        let mark = |ok: bool| if ok { "met" } else { "NOT met" };
-        let _ = writeln!(
-            s,
-            "{ours}/{theirs} over {} load points (geometric mean of per-point medians): \
-             CPU per request {cpu:.2}x (target <= 0.85: {}), req/s {rps:.2}x (target >= 1.15: {}), \
-             p99 {p99:.2}x (target <= 1.00: {})",
-            r.len(),
-            mark(cpu <= 0.85),
-            mark(rps >= 1.15),
-            mark(p99 <= 1.0)
-        );
-        let user = geomean(r.iter().map(|x| x.user));
-        let machine = geomean(r.iter().map(|x| x.machine));
-        let ceiling = geomean(r.iter().map(|x| x.ceiling));
-        if ceiling.is_finite() {
-            let _ = writeln!(
-                s,
-                "{ours}/{theirs}, where the CPU goes: user-space CPU per request {user:.2}x, \
-                 the whole machine's CPU per request {machine:.2}x; req/s if floatlb's own code \
-                 cost nothing on a saturated machine: at most {ceiling:.2}x"
-            );
-        }
-    }
-    // A build measured against another (`lab sweep --baseline BIN`): no target.
-    let r = ratios(rows, "floatlb-rr", "baseline-rr");
-    if !r.is_empty() {
-        let (cpu, rps, p99) = mean_ratios(&r);
-        let _ = writeln!(
-            s,
-            "floatlb-rr/baseline-rr over {} load points (this build against the baseline binary): \
-             CPU per request {cpu:.2}x, req/s {rps:.2}x, p99 {p99:.2}x",
-            r.len(),
-        );
     }
     s
 }
@@ -215,13 +314,13 @@ pub fn markdown(
     s += "## Ratios\n\n";
     let r = ratio_lines(rows);
     if r.is_empty() {
-        s += "(no floatlb/HAProxy pair in this sweep)\n";
+        s += "(no floatlb/HAProxy, floatlb/nginx or floatlb/baseline pair in this sweep)\n";
     }
     for l in r.lines() {
         let _ = writeln!(s, "- {l}");
     }
     s += "\n| load | pair | CPU/req | req/s | p99 |\n|---|---|---|---|---|\n";
-    for (ours, theirs) in [("floatlb-rr", "haproxy-rr"), ("floatlb-lc", "haproxy-lc")] {
+    for (ours, theirs) in PAIRS {
         for x in ratios(rows, ours, theirs) {
             let _ = writeln!(
                 s,
@@ -324,8 +423,10 @@ mod tests {
         ];
         let lines = ratio_lines(&rows);
         assert!(
-            lines.contains("floatlb-rr/baseline-rr over 1 load points")
-                && lines.contains("CPU per request 0.80x, req/s 1.20x, p99 0.50x"),
+            lines.contains(
+                "floatlb-rr/baseline-rr GET over 1 load point (this build against the baseline \
+                 binary): CPU per request 0.80x, req/s 1.20x, p99 0.50x"
+            ),
             "{lines}"
         );
         assert!(!lines.contains("target"), "{lines}");
@@ -351,7 +452,7 @@ mod tests {
         let lines = ratio_lines(&rows);
         assert!(
             lines.contains(
-                "floatlb-rr/haproxy-rr, where the CPU goes: user-space CPU per request 0.50x, \
+                "floatlb-rr/haproxy-rr GET, where the CPU goes: user-space CPU per request 0.50x, \
                  the whole machine's CPU per request 0.91x; req/s if floatlb's own code cost \
                  nothing on a saturated machine: at most 1.22x"
             ),
@@ -386,7 +487,7 @@ mod tests {
         assert!((r[1].cpu - 1.1).abs() < 1e-9);
         let lines = ratio_lines(&rows);
         assert!(
-            lines.contains("floatlb-rr/haproxy-rr over 2 load points"),
+            lines.contains("floatlb-rr/haproxy-rr GET over 2 load points"),
             "{lines}"
         );
         // geomean(0.8, 1.1) = 0.938: over 0.85.
@@ -403,12 +504,95 @@ mod tests {
         );
     }
 
+    fn post(round: u32, sc: &str, body: u64, rps: f64, us: f64) -> Row {
+        Row {
+            method: "POST".into(),
+            body_bytes: body,
+            ..row(
+                round,
+                sc,
+                &format!("wrk -c 50 -d 5s POST {}", crate::sweep::size_label(body)),
+                rps,
+                us,
+                1.0,
+                0,
+            )
+        }
+    }
+
+    /// GET and POST points get a line each per pair, GET first; a POST point never moves the
+    /// GET mean. POST lines hold CPU per request to 0.85x HAProxy's and to nginx's, and list
+    /// every point's ratio; nginx's GET line has no target.
+    #[test]
+    fn get_and_post_points_are_compared_apart() {
+        let rows = vec![
+            row(1, "floatlb-rr", "wrk -c 50 -d 5s", 12000.0, 20.0, 1.0, 0),
+            row(1, "haproxy-rr", "wrk -c 50 -d 5s", 10000.0, 25.0, 2.0, 0),
+            row(1, "nginx-rr", "wrk -c 50 -d 5s", 11000.0, 19.0, 1.0, 0),
+            post(1, "floatlb-rr", 1024, 9000.0, 32.4),
+            post(1, "haproxy-rr", 1024, 8000.0, 40.0),
+            post(1, "nginx-rr", 1024, 8000.0, 36.0),
+            post(1, "floatlb-rr", 65536, 3000.0, 100.0),
+            post(1, "haproxy-rr", 65536, 3000.0, 100.0),
+            post(1, "nginx-rr", 65536, 3000.0, 125.0),
+        ];
+        let r = ratios(&rows, "floatlb-rr", "haproxy-rr");
+        assert_eq!(
+            r.iter().map(|x| x.post).collect::<Vec<_>>(),
+            [false, true, true]
+        );
+        let lines = ratio_lines(&rows);
+        let want = [
+            "floatlb-rr/haproxy-rr GET over 1 load point (geometric mean of per-point medians): \
+             CPU per request 0.80x (target <= 0.85: met), req/s 1.20x (target >= 1.15: met), \
+             p99 0.50x (target <= 1.00: met)",
+            "floatlb-rr/nginx-rr GET over 1 load point (geometric mean of per-point medians): \
+             CPU per request 1.05x, req/s 1.09x, p99 1.00x",
+            // geomean(0.81, 1.00) = 0.90
+            "floatlb-rr/haproxy-rr POST over 2 load points (geometric mean of per-point \
+             medians): CPU per request 0.90x (target <= 0.85: NOT met; per point: \
+             wrk -c 50 -d 5s POST 1k 0.81x, wrk -c 50 -d 5s POST 64k 1.00x), req/s 1.06x, p99 1.00x",
+            // geomean(0.90, 0.80) = 0.85
+            "floatlb-rr/nginx-rr POST over 2 load points (geometric mean of per-point \
+             medians): CPU per request 0.85x (target <= 1.00: met; per point: \
+             wrk -c 50 -d 5s POST 1k 0.90x, wrk -c 50 -d 5s POST 64k 0.80x), req/s 1.06x, p99 1.00x",
+        ];
+        assert_eq!(lines.lines().collect::<Vec<_>>(), want, "{lines}");
+        let md = markdown(&rows, &[], &[], &[]);
+        assert!(
+            md.contains("| wrk -c 50 -d 5s POST 64k | floatlb-rr/nginx-rr | 0.80 | 1.00 | 1.00 |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn targets_per_peer_and_method() {
+        let t = targets("haproxy-lc", true);
+        assert_eq!((t.cpu, t.rps, t.p99), (Some(0.85), None, None));
+        let t = targets("haproxy-rr", false);
+        assert_eq!((t.cpu, t.rps, t.p99), (Some(0.85), Some(1.15), Some(1.0)));
+        assert_eq!(targets("nginx-lc", true).cpu, Some(1.0));
+        assert_eq!(targets("nginx-rr", false), Targets::default());
+        assert_eq!(targets("baseline-rr", true), Targets::default());
+        assert_eq!(
+            judged(0.86, Some(0.85), true, ""),
+            " (target <= 0.85: NOT met)"
+        );
+        assert_eq!(
+            judged(1.15, Some(1.15), false, ""),
+            " (target >= 1.15: met)"
+        );
+        assert_eq!(judged(1.0, None, true, "a 1.00x"), " (per point: a 1.00x)");
+        assert_eq!(judged(1.0, None, true, ""), "");
+        assert_eq!(compare_line(&[], Targets::default()), None);
+    }
+
     #[test]
     fn no_losses_and_no_pair_are_said_plainly() {
         let rows = vec![row(1, "nginx-rr", "wrk -c 50", 1.0, 1.0, 1.0, 0)];
         let md = markdown(&rows, &[], &[], &[]);
         assert!(md.contains("None: every request"));
-        assert!(md.contains("(no floatlb/HAProxy pair in this sweep)"));
+        assert!(md.contains("(no floatlb/HAProxy, floatlb/nginx or floatlb/baseline pair"));
         assert!(geomean([f64::NAN, 0.0].into_iter()).is_nan());
     }
 }
