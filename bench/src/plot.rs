@@ -168,9 +168,12 @@ fn series(
     out
 }
 
-/// Writes the sweep's plots into `dir`; returns their file names.
+/// Writes the sweep's plots into `dir`; returns their file names. The ab and wrk plots show
+/// the GET points; `post.png` the POST points against their body size.
 pub fn all(rows: &[Row], dir: &Path) -> Result<Vec<String>> {
     let mut written = Vec::new();
+    let (post, get): (Vec<Row>, Vec<Row>) = rows.iter().cloned().partition(Row::is_post);
+    let rows = &get[..];
     let mut ab_c: Vec<u64> = rows
         .iter()
         .filter(|r| r.tool == "ab")
@@ -316,7 +319,59 @@ pub fn all(rows: &[Row], dir: &Path) -> Result<Vec<String>> {
         )?;
         written.push("latency.png".into());
     }
+    if !post.is_empty() {
+        post_plot(&post, &dir.join("post.png"))?;
+        written.push("post.png".into());
+    }
     Ok(written)
+}
+
+/// POST points: one column per tool and concurrency, req/s, LB CPU per request and p99
+/// against the body size.
+fn post_plot(post: &[Row], path: &Path) -> Result<()> {
+    let mut kinds: Vec<(String, u64)> = post
+        .iter()
+        .map(|r| (r.tool.clone(), r.concurrency))
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    let sizes = post
+        .iter()
+        .map(|r| r.body_bytes)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    type Metric = (&'static str, &'static str, fn(&Row) -> f64);
+    let metrics: [Metric; 3] = [
+        ("requests/s", "req/s", |r| r.rps),
+        ("LB CPU per request", "µs", |r| r.lb_cpu_us_per_req),
+        ("p99 latency", "ms", |r| r.p99_ms),
+    ];
+    let mut panels = Vec::new();
+    for (title, unit, f) in metrics {
+        for (tool, c) in &kinds {
+            panels.push(Panel {
+                title: format!(
+                    "{tool} -c {c}{} POST: {title}",
+                    if tool == "ab" { " -k" } else { "" }
+                ),
+                x_label: "body KiB".into(),
+                y_label: unit.into(),
+                log_x: sizes > 2,
+                series: series(
+                    post,
+                    |r| r.tool == *tool && r.concurrency == *c,
+                    |r| r.body_bytes as f64 / 1024.0,
+                    f,
+                ),
+            });
+        }
+    }
+    grid(
+        path,
+        "POST, keep-alive: figures vs request body size (median over rounds)",
+        kinds.len(),
+        &panels,
+    )
 }
 
 #[cfg(test)]
@@ -375,6 +430,29 @@ mod tests {
                 "latency.png"
             ]
         );
+        // POST points get a plot of their own and stay out of the GET ones.
+        for sc in ["floatlb-rr", "haproxy-rr"] {
+            for body in [1024u64, 65536] {
+                for (tool, c) in [("wrk", 50u64), ("ab", 100)] {
+                    rows.push(Row {
+                        scenario: sc.into(),
+                        tool: tool.into(),
+                        concurrency: c,
+                        keepalive: true,
+                        label: format!("{tool} -c {c} POST {body}"),
+                        method: "POST".into(),
+                        body_bytes: body,
+                        rps: 1e9 / body as f64,
+                        lb_cpu_us_per_req: body as f64 / 1000.0,
+                        round: 1,
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        let files = all(&rows, &dir).unwrap();
+        assert_eq!(files.last().map(String::as_str), Some("post.png"));
+        assert_eq!(files.len(), 6);
         for f in files {
             let b = std::fs::read(dir.join(&f)).unwrap();
             assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{f}");
