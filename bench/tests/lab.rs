@@ -188,8 +188,8 @@ fn node_down_and_graceful_move_the_vip_and_service_resumes() {
 }
 
 /// The smallest sweep end to end: a bare web server, floatlb, HAProxy and nginx on hosts of
-/// their own, one round of ab (with and without -k) and wrk, idle-connection memory, and the
-/// report with its plots. Checks the figures are real (requests answered, CPU seen on the
+/// their own, one round of ab (with and without -k) and wrk, POST with a 1 KiB body (wrk and
+/// ab -k), idle-connection memory, and the report with its plots. Checks the figures are real (requests answered, CPU seen on the
 /// LB hosts) and that the lab is gone afterwards.
 #[test]
 fn smallest_sweep_runs_end_to_end_and_reports() {
@@ -217,10 +217,12 @@ fn smallest_sweep_runs_end_to_end_and_reports() {
         out.to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        stdout.contains("floatlb-rr/haproxy-rr over 3 load points"),
-        "no ratio line:\n{stdout}"
-    );
+    for want in [
+        "floatlb-rr/haproxy-rr GET over 3 load points",
+        "floatlb-rr/haproxy-rr POST over 2 load points",
+    ] {
+        assert!(stdout.contains(want), "no ratio line {want:?}:\n{stdout}");
+    }
 
     let csv = std::fs::read_to_string(out.join("runs.csv")).unwrap();
     let mut lines = csv.lines();
@@ -228,8 +230,10 @@ fn smallest_sweep_runs_end_to_end_and_reports() {
     let rows: Vec<HashMap<&str, &str>> = lines
         .map(|l| header.iter().copied().zip(l.split(',')).collect())
         .collect();
-    // 3 load points (ab, ab -k, wrk) x 4 scenarios, one round.
-    assert_eq!(rows.len(), 12, "{csv}");
+    // 5 load points (GET: ab, ab -k, wrk; POST 1k: wrk, ab -k) x 4 scenarios, one round.
+    assert_eq!(rows.len(), 20, "{csv}");
+    let posts = rows.iter().filter(|r| r["method"] == "POST").count();
+    assert_eq!(posts, 8, "{csv}");
     let f = |r: &HashMap<&str, &str>, k: &str| -> f64 { r[k].parse().unwrap() };
     for r in &rows {
         assert!(scenarios.contains(&r["scenario"]), "{r:?}");
@@ -266,6 +270,13 @@ fn smallest_sweep_runs_end_to_end_and_reports() {
         );
         if r["scenario"] == "floatlb-rr" {
             assert_eq!(r["lost"], "0", "floatlb lost requests: {r:?}");
+        }
+        if r["method"] == "POST" {
+            assert_eq!(r["body_bytes"], "1024", "{r:?}");
+            // The web server itself takes the POST (a 405 or 413 would count as lost).
+            if r["scenario"] == "single" {
+                assert_eq!(r["lost"], "0", "the web server refused POSTs: {r:?}");
+            }
         }
     }
     // The tick conversion, on totals over the whole sweep (a few seconds, hundreds of
@@ -308,6 +319,7 @@ fn smallest_sweep_runs_end_to_end_and_reports() {
         "ab-lost.png",
         "wrk.png",
         "latency.png",
+        "post.png",
     ] {
         let b = std::fs::read(out.join(png)).unwrap_or_default();
         assert!(b.starts_with(b"\x89PNG"), "{png} missing or not a PNG");
