@@ -121,20 +121,6 @@ fn http1_chunked_corpus_replays_cleanly() {
     );
 }
 
-/// Inputs on which the checks found a bug in src/ that is not fixed yet
-/// (`fuzz/findings/<target>/`, described in fuzz/README.md): kept out of the
-/// corpus so the replay stays green. This fails while any of them still
-/// breaks a check; once none does, move them into `fuzz/corpus/<target>/`.
-/// `cargo test --test fuzz_corpus -- --ignored http1_findings`
-#[test]
-#[ignore = "replays inputs that show known bugs in src/: fails until they are fixed"]
-fn http1_findings() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/findings");
-    let (_, mut failed) = run_all(&root.join("http1_request"), http1_request::check);
-    failed.extend(run_all(&root.join("http1_chunked"), http1_chunked::check).1);
-    assert!(failed.is_empty(), "still failing: {failed:#?}");
-}
-
 /// The hand-written seeds of `fuzz/corpus/http1_request` and
 /// `fuzz/corpus/http1_chunked`. Run by hand (see fuzz/README.md):
 /// `cargo test --test fuzz_corpus -- --ignored write_http1_seeds`

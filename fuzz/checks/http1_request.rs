@@ -240,13 +240,15 @@ fn check_prepared(input: &[u8], p: &Prepared) {
         .iter()
         .map(|h| (h.name.to_ascii_lowercase(), h.value))
         .filter(|(n, _)| {
-            !is_hop_by_hop(n.as_bytes())
-                && !listed.iter().any(|l| l == n.as_bytes())
-                && !matches!(
+            // Host stays whatever Connection names (RFC 9110 §7.6.1).
+            let dropped = is_hop_by_hop(n.as_bytes())
+                || (listed.iter().any(|l| l == n.as_bytes()) && n != "host")
+                || matches!(
                     n.as_str(),
                     "content-length" | "expect" | "x-forwarded-for" | "x-forwarded-proto"
                 )
-                && !(absolute && n == "host")
+                || (absolute && n == "host");
+            !dropped
         })
         .collect();
     let sent: Vec<(String, &[u8])> = out

@@ -43,7 +43,10 @@ use crate::proxy::{self, Answer, Body, Failure, Outgoing};
 /// How much is read from a client at a time.
 const READ_SIZE: usize = 4096;
 /// How much of a request body is read from a client at a time.
-const BODY_READ_SIZE: usize = 16 * 1024;
+const BODY_READ_SIZE: usize = 64 * 1024;
+/// A body up to this size that is all there when its head is read is sent
+/// with the head and kept for a replay.
+const WHOLE_BODY_MAX: usize = 256 * 1024;
 
 pub(crate) struct Limits {
     pub client_header: Duration,
@@ -189,18 +192,35 @@ pub(crate) async fn serve(
             0 => u64::MAX,
             max => max,
         };
-        let whole = match take_buffered(&mut framing, &mut buf, chunked, &mut first, &mut budget) {
-            Ok(whole) => whole,
-            Err(status) => {
-                let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "request body larger than max-body-size"
-                } else {
-                    "malformed request body"
-                };
-                refuse(io, shared, status, reason).await;
-                return;
+        let mut whole = false;
+        // What arrived with the head, then (unless the client waits for a 100)
+        // whatever else is already there: a body that fits a few reads goes out
+        // with its head in one write, and can be sent again if need be.
+        for attempt in 0..3 {
+            match take_buffered(&mut framing, &mut buf, chunked, &mut first, &mut budget) {
+                Ok(done) => whole = done,
+                Err(status) => {
+                    let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                        "request body larger than max-body-size"
+                    } else {
+                        "malformed request body"
+                    };
+                    refuse(io, shared, status, reason).await;
+                    return;
+                }
             }
-        };
+            if whole || req.expect_continue || attempt == 2 || first.len() >= WHOLE_BODY_MAX {
+                break;
+            }
+            let want = match framing {
+                Framing::Length(n) => (n as usize).min(WHOLE_BODY_MAX),
+                _ => BODY_READ_SIZE,
+            };
+            match poll_fn(|cx| Poll::Ready(io.poll_recv(cx, &mut buf, want))).await {
+                Poll::Ready(Ok(n)) if n > 0 => {}
+                _ => break,
+            }
+        }
         if !whole {
             // More body is due: acknowledge at once (see the head's case above).
             io.quickack();

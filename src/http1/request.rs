@@ -261,8 +261,10 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
+        // Host stays whatever Connection names (RFC 9110 §7.6.1: a connection
+        // option never names a field meant for every recipient).
         if fields::is_hop_by_hop(name)
-            || listed_name(name)
+            || (listed_name(name) && !name.eq_ignore_ascii_case(b"host"))
             || name.eq_ignore_ascii_case(b"content-length")
             || name.eq_ignore_ascii_case(b"expect")
             || (authority.is_some() && name.eq_ignore_ascii_case(b"host"))
@@ -856,5 +858,18 @@ mod tests {
             ),
             Parse::Ready(_)
         ));
+    }
+
+    /// Found by the fuzzer: a Connection header naming Host must not strip it.
+    #[test]
+    fn connection_cannot_name_host_away() {
+        let p = ready(
+            "GET / HTTP/1.1\r\nHost: t\r\nConnection: host, x\r\nX: 1\r\n\r\n",
+            &fwd(false, false),
+        );
+        assert_eq!(
+            String::from_utf8(p.out).unwrap(),
+            "GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+        );
     }
 }
