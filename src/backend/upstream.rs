@@ -90,14 +90,14 @@ impl Upstream {
     }
 
     /// Sends a request's head (request line, headers, blank line; the caller
-    /// prepared it) with `body` (already framed for the backend; empty for a
+    /// prepared it) with `body` (pieces already framed for the backend; none for a
     /// bodyless request), in one write, and reads the answer's head.
     /// With `upgrade`, the request asked for a protocol switch: a 101 answer
     /// makes the connection a tunnel ([`UpstreamBody::into_tunnel`]).
     pub async fn send(
         mut self,
         request_head: &[u8],
-        body: &[u8],
+        body: &[Bytes],
         head_request: bool,
         upgrade: bool,
     ) -> Result<(Head, UpstreamBody), SendError> {
@@ -123,7 +123,7 @@ impl Upstream {
     pub async fn send_streaming(
         mut self,
         request_head: &[u8],
-        first: &[u8],
+        first: &[Bytes],
         source: &mut (dyn BodySource + Send),
         head_request: bool,
         idle: std::time::Duration,
@@ -208,11 +208,15 @@ impl Upstream {
         }
     }
 
-    async fn write_head(&mut self, head: &[u8], body: &[u8]) -> io::Result<()> {
+    /// Writes the head and the body pieces that go with it, in one `writev`
+    /// when the socket takes them.
+    async fn write_head(&mut self, head: &[u8], body: &[Bytes]) -> io::Result<()> {
         if body.is_empty() {
             return self.stream.write_all(head).await;
         }
-        let mut parts = [io::IoSlice::new(head), io::IoSlice::new(body)];
+        let mut parts: Vec<io::IoSlice<'_>> = Vec::with_capacity(body.len() + 1);
+        parts.push(io::IoSlice::new(head));
+        parts.extend(body.iter().map(|b| io::IoSlice::new(b)));
         let mut parts = &mut parts[..];
         while !parts.is_empty() {
             let n = self.stream.write_vectored(parts).await?;

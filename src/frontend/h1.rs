@@ -34,10 +34,10 @@ use tokio::time::Instant;
 use crate::backend::upstream::{BodySource, Head, UpstreamBody};
 use crate::http1::answers::{self, CONTINUE_100};
 use crate::http1::body::{chunk_size_line, decode, Chunk, Framing, Step};
-use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse};
+use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse, Prepared};
 use crate::net::ClientIo;
 use crate::proxy::handover::IDLE_CLOSE;
-use crate::proxy::state::Shared;
+use crate::proxy::state::{Shared, Snapshot};
 use crate::proxy::{self, Answer, Body, Failure, Outgoing};
 
 /// How much is read from a client at a time.
@@ -89,7 +89,9 @@ pub(crate) async fn serve(
                     max_body: snap.config.proxy.max_body_size,
                     log: shared.access_log.is_some(),
                 };
-                match prepare(&buf, &fwd) {
+                // Decided here, awaited below: a value matched on stays in the
+                // connection's task across an await in its arm.
+                let refused = match prepare(&buf, &fwd) {
                     Parse::Ready(req) => break (req, snap),
                     Parse::Partial if buf.len() < limits.max_head => {
                         // The rest of the head is due: acknowledge at once,
@@ -98,24 +100,22 @@ pub(crate) async fn serve(
                         // head usually arrives whole. Each time, as the
                         // kernel goes back to delaying ACKs on its own.
                         io.quickack();
+                        None
                     }
-                    Parse::Partial => {
-                        // RFC 9112 §3: a request line longer than we parse is a 414.
-                        let (status, reason) = if buf.contains(&b'\n') {
-                            (
-                                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                                "request head too large",
-                            )
-                        } else {
-                            (StatusCode::URI_TOO_LONG, "request line too long")
-                        };
-                        refuse(io, shared, status, reason).await;
-                        return;
+                    // RFC 9112 §3: a request line longer than we parse is a 414.
+                    Parse::Partial if !buf.contains(&b'\n') => {
+                        Some((StatusCode::URI_TOO_LONG, "request line too long"))
                     }
-                    Parse::Bad(status, reason) => {
-                        refuse(io, shared, status, reason).await;
-                        return;
-                    }
+                    Parse::Partial => Some((
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        "request head too large",
+                    )),
+                    Parse::Bad(status, reason) => Some((status, reason)),
+                };
+                if let Some((status, reason)) = refused {
+                    drop(snap);
+                    Box::pin(refuse(io, shared, status, reason)).await;
+                    return;
                 }
             }
             let res = match poll_fn(|cx| Poll::Ready(io.poll_recv(cx, &mut buf, READ_SIZE))).await {
@@ -179,81 +179,27 @@ pub(crate) async fn serve(
 
         let started = std::time::Instant::now();
         shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-        // The body bytes that came with the head, framed for the backend.
-        let mut framing = match req.body {
-            BodyFraming::None => Framing::Length(0),
-            BodyFraming::Length(n) => Framing::Length(n),
-            BodyFraming::Chunked => Framing::Chunked(Chunk::Size),
-        };
-        let chunked = req.body == BodyFraming::Chunked;
-        let mut first = BytesMut::new();
-        // A chunked body's size is known only as it comes: max-body-size is counted.
-        let mut budget = match snap.config.proxy.max_body_size {
-            0 => u64::MAX,
-            max => max,
-        };
-        let mut whole = false;
-        // What arrived with the head, then (unless the client waits for a 100)
-        // whatever else is already there: a body that fits a few reads goes out
-        // with its head in one write, and can be sent again if need be.
-        for attempt in 0..3 {
-            match take_buffered(&mut framing, &mut buf, chunked, &mut first, &mut budget) {
-                Ok(done) => whole = done,
+        let (answer, body_read) = if req.body == BodyFraming::None {
+            let mut outgoing = outgoing(&req, Body::None);
+            (
+                proxy::exchange(&mut outgoing, shared, peer, &snap).await,
+                true,
+            )
+        } else {
+            // Boxed: a body's state is large and rare; every connection's task
+            // would otherwise carry room for it while it idles.
+            match Box::pin(exchange_with_body(io, &mut buf, &req, shared, peer, &snap)).await {
+                Ok(answered) => answered,
                 Err(status) => {
                     let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
                         "request body larger than max-body-size"
                     } else {
                         "malformed request body"
                     };
-                    refuse(io, shared, status, reason).await;
+                    Box::pin(refuse(io, shared, status, reason)).await;
                     return;
                 }
             }
-            if whole || req.expect_continue || attempt == 2 || first.len() >= WHOLE_BODY_MAX {
-                break;
-            }
-            let want = match framing {
-                Framing::Length(n) => (n as usize).min(WHOLE_BODY_MAX),
-                _ => BODY_READ_SIZE,
-            };
-            match poll_fn(|cx| Poll::Ready(io.poll_recv(cx, &mut buf, want))).await {
-                Poll::Ready(Ok(n)) if n > 0 => {}
-                _ => break,
-            }
-        }
-        if !whole {
-            // More body is due: acknowledge at once (see the head's case above).
-            io.quickack();
-        }
-        let (answer, body_read) = {
-            let mut rest = ClientBody {
-                io: &mut *io,
-                buf: &mut buf,
-                framing,
-                chunked,
-                budget,
-                continue_sent: if req.expect_continue { Some(0) } else { None },
-                finished: false,
-            };
-            let body = match req.body {
-                BodyFraming::None => Body::None,
-                _ if whole => Body::Whole(&first),
-                _ => Body::Streamed {
-                    first: &first,
-                    rest: &mut rest,
-                },
-            };
-            let mut outgoing = Outgoing {
-                head: &req.out,
-                target: req.target(),
-                has_host: req.has_host,
-                idempotent: req.idempotent,
-                head_request: req.head_request,
-                upgrade: req.upgrade,
-                body,
-            };
-            let answer = proxy::exchange(&mut outgoing, shared, peer, &snap).await;
-            (answer, whole || rest.finished)
         };
         // The answer's head is ready: the request's duration, as metrics and log mean it.
         let took = started.elapsed();
@@ -331,15 +277,22 @@ pub(crate) async fn serve(
         if let Some((stream, _in_flight)) = tunnel {
             let idle = snap.config.timeouts.tunnel;
             let from_client = std::mem::take(&mut buf);
-            let end =
-                crate::frontend::tunnel::relay(io, from_client, stream, shared, shutdown, idle)
-                    .await;
+            // Boxed, as the streaming send: rare, and large.
+            let end = Box::pin(super::tunnel::relay(
+                io,
+                from_client,
+                stream,
+                shared,
+                shutdown,
+                idle,
+            ))
+            .await;
             tracing::debug!(client = %peer, ?end, "tunnel ended");
             return;
         }
         if !reusable {
             if !body_read {
-                linger(io).await;
+                Box::pin(linger(io)).await;
             }
             return;
         }
@@ -352,6 +305,87 @@ pub(crate) async fn serve(
             head_deadline = Instant::now() + limits.client_header;
         }
     }
+}
+
+/// The request as [`proxy::exchange`] takes it.
+fn outgoing<'a>(req: &'a Prepared, body: Body<'a>) -> Outgoing<'a> {
+    Outgoing {
+        head: &req.out,
+        target: req.target(),
+        has_host: req.has_host,
+        idempotent: req.idempotent,
+        head_request: req.head_request,
+        upgrade: req.upgrade,
+        body,
+    }
+}
+
+/// Sends a request with a body: what arrived with the head, then (unless the
+/// client waits for a 100) whatever else is already there; a body that fits a
+/// few reads goes out with its head in one write and can be sent again if need
+/// be, a longer one is streamed as the client sends it. Returns the answer and
+/// whether the body was read to its end; a framing error (or a chunked body
+/// over max-body-size) found before anything was sent is the status to refuse with.
+async fn exchange_with_body(
+    io: &mut ClientIo,
+    buf: &mut BytesMut,
+    req: &Prepared,
+    shared: &Shared,
+    peer: SocketAddr,
+    snap: &Snapshot,
+) -> Result<(Answer, bool), StatusCode> {
+    let mut framing = match req.body {
+        BodyFraming::Chunked => Framing::Chunked(Chunk::Size),
+        BodyFraming::Length(n) => Framing::Length(n),
+        BodyFraming::None => Framing::Length(0),
+    };
+    let chunked = req.body == BodyFraming::Chunked;
+    let mut first: Vec<Bytes> = Vec::new();
+    // A chunked body's size is known only as it comes: max-body-size is counted.
+    let mut budget = match snap.config.proxy.max_body_size {
+        0 => u64::MAX,
+        max => max,
+    };
+    let mut whole = false;
+    for attempt in 0..3 {
+        whole = take_buffered(&mut framing, buf, chunked, &mut first, &mut budget)?;
+        let first_len = first.iter().map(Bytes::len).sum::<usize>();
+        if whole || req.expect_continue || attempt == 2 || first_len >= WHOLE_BODY_MAX {
+            break;
+        }
+        let want = match framing {
+            Framing::Length(n) => (n as usize).min(BODY_READ_SIZE),
+            _ => BODY_READ_SIZE,
+        };
+        match poll_fn(|cx| Poll::Ready(io.poll_recv(cx, buf, want))).await {
+            Poll::Ready(Ok(n)) if n > 0 => {}
+            _ => break,
+        }
+    }
+    if !whole {
+        // More body is due: acknowledge at once, as for a head in pieces.
+        io.quickack();
+    }
+    let mut rest = ClientBody {
+        io,
+        buf,
+        framing,
+        chunked,
+        budget,
+        continue_sent: if req.expect_continue { Some(0) } else { None },
+        finished: false,
+    };
+    let body = if whole {
+        Body::Whole(&first)
+    } else {
+        Body::Streamed {
+            first: &first,
+            rest: &mut rest,
+        }
+    };
+    let mut outgoing = outgoing(req, body);
+    let answer = proxy::exchange(&mut outgoing, shared, peer, snap).await;
+    Ok((answer, whole || rest.finished))
 }
 
 /// Frames `data` for the backend: as it is, or as one chunk.
@@ -375,7 +409,7 @@ fn take_buffered(
     framing: &mut Framing,
     buf: &mut BytesMut,
     chunked: bool,
-    out: &mut BytesMut,
+    out: &mut Vec<Bytes>,
     budget: &mut u64,
 ) -> Result<bool, StatusCode> {
     loop {
@@ -384,14 +418,14 @@ fn take_buffered(
                 *budget = budget
                     .checked_sub(data.len() as u64)
                     .ok_or(StatusCode::PAYLOAD_TOO_LARGE)?;
-                out.extend_from_slice(&frame(data, chunked));
+                out.push(frame(data, chunked));
                 if end {
                     return Ok(true);
                 }
             }
             Ok(Step::End) => {
                 if chunked {
-                    out.extend_from_slice(b"0\r\n\r\n");
+                    out.push(Bytes::from_static(b"0\r\n\r\n"));
                 }
                 return Ok(true);
             }
@@ -461,7 +495,8 @@ impl BodySource for ClientBody<'_> {
     }
 }
 
-/// Answers a request that cannot be served and is the connection's last:
+/// Answers a request that cannot be served and is the connection's last
+/// (callers box it: the connection's task keeps no room for a rare path):
 /// counted as a bad request, `Connection: close`.
 async fn refuse(io: &mut ClientIo, shared: &Shared, status: StatusCode, reason: &str) {
     shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);

@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::StatusCode;
 
 use crate::backend::upstream::{BodySource, Head, SendError, UpstreamBody};
@@ -46,10 +47,10 @@ pub struct Outgoing<'a> {
 pub enum Body<'a> {
     None,
     /// All of it, here: it can be sent again.
-    Whole(&'a [u8]),
+    Whole(&'a [Bytes]),
     /// What arrived with the head, and the rest as the client sends it.
     Streamed {
-        first: &'a [u8],
+        first: &'a [Bytes],
         rest: &'a mut (dyn BodySource + Send),
     },
 }
@@ -127,13 +128,15 @@ pub async fn exchange(
         let server = cfg.timeouts.server;
         let sent = match &mut req.body {
             Body::Streamed { first, rest } => {
-                conn.send_streaming(head, first, &mut **rest, req.head_request, server)
+                // Boxed: its state is large and rare; every connection's task would
+                // otherwise carry room for it while it idles.
+                Box::pin(conn.send_streaming(head, first, &mut **rest, req.head_request, server))
                     .await
             }
             body => {
                 let whole = match body {
                     Body::Whole(b) => *b,
-                    _ => &[],
+                    _ => &[][..],
                 };
                 let send = conn.send(head, whole, req.head_request, req.upgrade);
                 match tokio::time::timeout(server, send).await {
