@@ -1205,30 +1205,10 @@ fn graceful_handover_closes_a_websocket_tunnel_with_a_fin() {
     });
     // RFC 6455 §4.1 opening handshake and one masked frame, echoed.
     let open = || -> std::net::TcpStream {
-        use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(vip()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(
-            b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .unwrap();
-        let mut head = Vec::new();
-        let mut b = [0u8];
-        while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(s.read(&mut b).unwrap(), 1, "closed in the head: {head:?}");
-            head.push(b[0]);
-        }
-        assert!(
-            head.starts_with(b"HTTP/1.1 101"),
-            "{:?}",
-            String::from_utf8_lossy(&head)
-        );
-        s.write_all(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2])
-            .unwrap();
-        let mut echo = [0u8; 4];
-        s.read_exact(&mut echo).unwrap();
-        assert_eq!(echo, [0x81, 2, b'h', b'i']);
+        support::websocket_handshake(&mut s);
+        support::websocket_echo_hi(&mut s);
         s
     };
     let mut tunnel = lab.in_host("client", open);

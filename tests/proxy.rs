@@ -1432,13 +1432,7 @@ fn an_unread_body_ends_the_connection_after_the_answer() {
         .as_bytes(),
     )
     .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).unwrap(), 1, "closed in the head: {head:?}");
-        head.push(b[0]);
-    }
-    let head = String::from_utf8_lossy(&head);
+    let head = read_head(&mut s);
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     assert!(
         head.to_ascii_lowercase().contains("connection: close"),

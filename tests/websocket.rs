@@ -143,26 +143,7 @@ fn an_idle_tunnel_is_closed_at_the_tunnel_timeout_and_not_before() {
 fn raw_upgrade(addr: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(
-        b"GET /chat HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).unwrap(), 1, "closed in the head: {head:?}");
-        head.push(b[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("upgrade: websocket"), "{head}");
-    assert!(head.contains("connection: upgrade"), "{head}");
-    // RFC 6455 §1.3's example key gives this accept value.
-    assert!(
-        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
-        "{head}"
-    );
+    websocket_handshake(&mut s);
     s
 }
 
@@ -175,13 +156,7 @@ fn a_drain_closes_tunnels_last_with_a_fin() {
     // A drain bound far beyond the wait below: only closing the tunnel lets floatlb exit.
     let mut lb = lb_for(&ws, "[timeouts]\ndrain = \"60s\"\n");
     let mut tunnel = raw_upgrade(lb.addr);
-    // A masked text frame "hi" (RFC 6455 §5.2), echoed unmasked.
-    tunnel
-        .write_all(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2])
-        .unwrap();
-    let mut echo = [0u8; 4];
-    tunnel.read_exact(&mut echo).unwrap();
-    assert_eq!(echo, [0x81, 2, b'h', b'i']);
+    websocket_echo_hi(&mut tunnel);
     lb.signal(libc::SIGTERM);
     let mut rest = Vec::new();
     let read = tunnel.read_to_end(&mut rest);

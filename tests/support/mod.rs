@@ -537,3 +537,47 @@ pub fn dashboard_metric_names() -> Vec<String> {
     assert!(names.len() >= 10, "{names:?}");
     names
 }
+
+/// Reads one answer head from `s`, byte by byte (nothing after it is taken).
+pub fn read_head(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut b = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1, "closed in the head: {head:?}");
+        head.push(b[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// The opening handshake of a WebSocket (RFC 6455 §4.1) on `s`, with §1.3's
+/// example key; returns the 101's head, lower-cased, after checking its
+/// Upgrade, Connection and Sec-WebSocket-Accept.
+pub fn websocket_handshake(s: &mut std::net::TcpStream) -> String {
+    use std::io::Write;
+    s.write_all(
+        b"GET /chat HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let head = read_head(s).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    assert!(head.contains("connection: upgrade"), "{head}");
+    // RFC 6455 §1.3's example key gives this accept value.
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    head
+}
+
+/// One masked text frame "hi" (RFC 6455 §5.2) and its unmasked echo.
+pub fn websocket_echo_hi(s: &mut std::net::TcpStream) {
+    use std::io::{Read, Write};
+    s.write_all(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2])
+        .unwrap();
+    let mut echo = [0u8; 4];
+    s.read_exact(&mut echo).unwrap();
+    assert_eq!(echo, [0x81, 2, b'h', b'i']);
+}
