@@ -363,6 +363,10 @@ impl Default for ProxyOptions {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Admin {
     pub address: SocketAddr,
+    /// A file holding the bearer token that the runtime API's POST calls
+    /// must carry (`Authorization: Bearer ...`); read at start and on reload.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// One `[[vrrp]]` instance (a VRID this node takes part in).
@@ -664,6 +668,24 @@ impl Config {
                 "must be at least 1024 bytes".into(),
             );
         }
+        if let Some(a) = &self.admin {
+            match &a.token_file {
+                // The runtime API can drain backends and move the VIP.
+                None if !a.address.ip().is_loopback() => p(
+                    "admin.address".into(),
+                    format!(
+                        "{} is not a loopback address: set admin.token-file so the runtime API needs a token",
+                        a.address
+                    ),
+                ),
+                None => {}
+                Some(f) => {
+                    if let Err(e) = read_token(f) {
+                        p("admin.token-file".into(), e);
+                    }
+                }
+            }
+        }
         let mut vrids = std::collections::HashSet::new();
         for (i, v) in self.vrrp.iter().enumerate() {
             for (path, msg) in v.problems() {
@@ -678,6 +700,18 @@ impl Config {
         }
         out
     }
+}
+
+/// The runtime API's bearer token from `[admin] token-file`: the file's first
+/// line, which must not be empty.
+pub fn read_token(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        return Err(format!("{} holds no token", path.display()));
+    }
+    Ok(token.to_string())
 }
 
 impl Vrrp {

@@ -40,6 +40,42 @@ enum Command {
         #[arg(short, long, default_value = "proxy.toml")]
         config: PathBuf,
     },
+    /// Talk to a running floatlb through its admin listener's runtime API.
+    /// Exit codes: 0 done, 1 refused by floatlb, 2 usage or configuration,
+    /// 3 floatlb not reachable.
+    Ctl {
+        #[arg(short, long, default_value = "proxy.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        call: CtlCall,
+    },
+}
+
+#[derive(Subcommand)]
+enum CtlCall {
+    /// Print /status.json: backends with health and state, VRRP roles.
+    Status,
+    /// Set one backend's state or weight.
+    Backend {
+        #[command(subcommand)]
+        action: BackendAction,
+    },
+    /// Hand the VIP over to a backup (planned, no request lost); the node stays up.
+    Handover,
+    /// Re-read the configuration file, as SIGHUP does; says why if it is refused.
+    Reload,
+}
+
+#[derive(Subcommand)]
+enum BackendAction {
+    /// No new requests; those in flight finish.
+    Drain { name: String },
+    /// Out of service: no requests, no health checks.
+    Maint { name: String },
+    /// Back in service.
+    Ready { name: String },
+    /// Set the weight (0..=256), or "config" for the configured one.
+    Weight { name: String, weight: String },
 }
 
 fn main() -> ExitCode {
@@ -86,6 +122,39 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Ctl { config, call } => {
+            use floatlb::runtime::ctl::{admin_of, call as ctl_call, Outcome};
+            let admin = match admin_of(&config) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("floatlb ctl: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let (method, path) = match call {
+                CtlCall::Status => ("GET", "/status.json".to_string()),
+                CtlCall::Handover => ("POST", "/admin/handover".to_string()),
+                CtlCall::Reload => ("POST", "/admin/reload".to_string()),
+                CtlCall::Backend { action } => (
+                    "POST",
+                    match action {
+                        BackendAction::Drain { name } => format!("/admin/backend/{name}/drain"),
+                        BackendAction::Maint { name } => format!("/admin/backend/{name}/maint"),
+                        BackendAction::Ready { name } => format!("/admin/backend/{name}/ready"),
+                        BackendAction::Weight { name, weight } => {
+                            format!("/admin/backend/{name}/weight/{weight}")
+                        }
+                    },
+                ),
+            };
+            let outcome = ctl_call(&admin, method, &path);
+            match &outcome {
+                Outcome::Done(text) => print!("{text}"),
+                Outcome::Refused(status, text) => eprint!("floatlb ctl: {status}: {text}"),
+                Outcome::Unreachable(why) => eprintln!("floatlb ctl: {why}"),
+            }
+            ExitCode::from(outcome.code())
         }
         Command::Run { config, log } => {
             init_logging(log);

@@ -9,7 +9,7 @@
 pub mod upstream;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,33 @@ pub struct BackendState {
     connect_fail: AtomicU32,
     pub stats: BackendStats,
     pub pool: Pool,
+    /// What an operator set through the runtime API ([`AdminState`]); kept across
+    /// reloads with the rest of this state.
+    admin: AtomicU8,
+    /// A weight set through the runtime API, overriding the configured one
+    /// (`u32::MAX`: none).
+    weight_override: AtomicU32,
+}
+
+/// A backend's state as an operator set it (HAProxy's READY, DRAIN, MAINT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminState {
+    /// Takes requests as its health allows.
+    Ready,
+    /// Takes no new requests; those in flight finish. Health checks go on.
+    Drain,
+    /// Out: no new requests, no health checks.
+    Maint,
+}
+
+impl AdminState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Ready => "ready",
+            AdminState::Drain => "drain",
+            AdminState::Maint => "maint",
+        }
+    }
 }
 
 /// Monotonic counters, exported by the admin listener.
@@ -87,7 +114,40 @@ impl BackendState {
             connect_fail: AtomicU32::new(0),
             stats: BackendStats::default(),
             pool: Pool::new(cfg.address, pool),
+            admin: AtomicU8::new(0),
+            weight_override: AtomicU32::new(u32::MAX),
         }
+    }
+
+    pub fn admin_state(&self) -> AdminState {
+        match self.admin.load(Ordering::Relaxed) {
+            0 => AdminState::Ready,
+            1 => AdminState::Drain,
+            _ => AdminState::Maint,
+        }
+    }
+
+    pub fn set_admin_state(&self, s: AdminState) {
+        let v = match s {
+            AdminState::Ready => 0,
+            AdminState::Drain => 1,
+            AdminState::Maint => 2,
+        };
+        self.admin.store(v, Ordering::Relaxed);
+        if s != AdminState::Ready {
+            // Idle connections to a backend being taken out are not kept.
+            self.pool.clear();
+        }
+    }
+
+    /// The weight set through the runtime API, if any.
+    pub fn weight_override(&self) -> Option<u32> {
+        Some(self.weight_override.load(Ordering::Relaxed)).filter(|&w| w != u32::MAX)
+    }
+
+    pub fn set_weight_override(&self, w: Option<u32>) {
+        self.weight_override
+            .store(w.unwrap_or(u32::MAX), Ordering::Relaxed);
     }
 
     pub fn is_up(&self) -> bool {
@@ -96,7 +156,7 @@ impl BackendState {
 
     /// The scheduler's view: weight after slow start, load, health.
     pub fn candidate(&self, cfg: &config::Backend, slow_start: Duration) -> Candidate {
-        let mut weight = cfg.weight;
+        let mut weight = self.weight_override().unwrap_or(cfg.weight);
         if !slow_start.is_zero() && weight > 0 {
             let since = self.up_since_ms.load(Ordering::Relaxed);
             if since > 0 {
@@ -110,7 +170,7 @@ impl BackendState {
         Candidate {
             weight,
             in_flight: self.in_flight.load(Ordering::Relaxed),
-            up: self.is_up(),
+            up: self.is_up() && self.admin_state() == AdminState::Ready,
             maxconn: cfg.maxconn,
         }
     }

@@ -113,6 +113,8 @@ pub struct Shared {
     pub metrics: crate::observe::metrics::RequestMetrics,
     /// `[log] access`, when on (set at start).
     pub access_log: Option<crate::observe::access_log::AccessLog>,
+    /// Why the last reload failed (cleared by a successful one), for the runtime API.
+    pub last_reload_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -126,6 +128,7 @@ impl Shared {
             handover: Default::default(),
             metrics: Default::default(),
             access_log: None,
+            last_reload_error: Default::default(),
         }
     }
 

@@ -14,6 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use super::api;
 use crate::observe::json::json_str;
 use crate::proxy::state::Shared;
 
@@ -108,18 +109,57 @@ async fn route(
             "text/plain; version=0.0.4",
             crate::runtime::exposition::render(shared, extra),
         ),
-        (&Method::POST, "/admin/handover") => {
-            // The handover blocks until clients have moved: off the runtime's threads.
-            let hooks = hooks.clone();
-            match tokio::task::spawn_blocking(move || hooks.handover()).await {
-                Ok(Ok(m)) => local_response(StatusCode::OK, "text/plain", format!("{m}\n")),
-                Ok(Err(m)) => local_response(StatusCode::CONFLICT, "text/plain", format!("{m}\n")),
-                Err(e) => local_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
+        (method, path) if path.starts_with("/admin/") => {
+            if method != Method::POST {
+                let mut r = local_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
                     "text/plain",
-                    format!("handover failed: {e}\n"),
-                ),
+                    "the runtime API takes POST\n",
+                );
+                r.headers_mut()
+                    .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+                return r;
             }
+            let auth = req.headers().get(http::header::AUTHORIZATION);
+            if let Err(r) = api::authorize(shared, auth.map(|v| v.as_bytes())) {
+                let mut resp = local_response(r.status, "text/plain", r.text);
+                if r.status == StatusCode::UNAUTHORIZED {
+                    resp.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        http::HeaderValue::from_static("Bearer"),
+                    );
+                }
+                return resp;
+            }
+            let r = match &path["/admin/".len()..] {
+                "handover" => {
+                    // The handover blocks until clients have moved: off the runtime's threads.
+                    let hooks = hooks.clone();
+                    match tokio::task::spawn_blocking(move || hooks.handover()).await {
+                        Ok(Ok(m)) => api::Reply {
+                            status: StatusCode::OK,
+                            text: format!("{m}\n"),
+                        },
+                        Ok(Err(m)) => api::Reply {
+                            status: StatusCode::CONFLICT,
+                            text: format!("{m}\n"),
+                        },
+                        Err(e) => api::Reply {
+                            status: StatusCode::INTERNAL_SERVER_ERROR,
+                            text: format!("handover failed: {e}\n"),
+                        },
+                    }
+                }
+                "reload" => api::reload(shared).await,
+                rest => match rest.strip_prefix("backend/") {
+                    Some(rest) => api::backend_call(shared, rest),
+                    None => api::Reply {
+                        status: StatusCode::NOT_FOUND,
+                        text: "not found\n".into(),
+                    },
+                },
+            };
+            local_response(r.status, "text/plain", r.text)
         }
         _ => local_response(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
@@ -143,11 +183,13 @@ fn status_json(shared: &Shared, extra: &dyn AdminHooks) -> String {
         }
         let _ = write!(
             out,
-            "{{\"name\":{},\"address\":{},\"up\":{},\"weight\":{},\"in_flight\":{},\"requests\":{},\"idle_connections\":{}}}",
+            "{{\"name\":{},\"address\":{},\"up\":{},\"admin\":\"{}\",\"weight\":{},\"weight_set\":{},\"in_flight\":{},\"requests\":{},\"idle_connections\":{}}}",
             json_str(&b.name),
             json_str(&b.address.to_string()),
             b.is_up(),
-            c.weight,
+            b.admin_state().as_str(),
+            b.weight_override().unwrap_or(c.weight),
+            b.weight_override().is_some(),
             b.in_flight.load(Ordering::Relaxed),
             b.stats.requests.load(Ordering::Relaxed),
             b.pool.idle_count(),

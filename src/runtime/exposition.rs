@@ -111,11 +111,27 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
     );
     f.gauge_vec(
         "floatlb_backend_weight",
-        "Configured weight.",
+        "Weight in effect: the configured one, or one set through the runtime API.",
         &["backend"],
-        backends
-            .iter()
-            .map(|(b, c)| (vec![b.name.as_str()], c.weight as i64)),
+        backends.iter().map(|(b, c)| {
+            let w = b.weight_override().unwrap_or(c.weight);
+            (vec![b.name.as_str()], w as i64)
+        }),
+    );
+    f.gauge_vec(
+        "floatlb_backend_admin_state",
+        "1 for the state an operator set through the runtime API (ready, drain, maint).",
+        &["backend", "state"],
+        backends.iter().flat_map(|(b, _)| {
+            let now = b.admin_state();
+            [
+                crate::backend::AdminState::Ready,
+                crate::backend::AdminState::Drain,
+                crate::backend::AdminState::Maint,
+            ]
+            .into_iter()
+            .map(move |s| (vec![b.name.as_str(), s.as_str()], (s == now) as i64))
+        }),
     );
     f.gauge_vec(
         "floatlb_backend_in_flight_requests",

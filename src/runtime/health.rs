@@ -86,7 +86,8 @@ fn parse_status_line(b: &[u8]) -> Option<u16> {
 async fn run_checks(shared: Arc<Shared>, backend: Arc<BackendState>) {
     loop {
         let h = shared.live.load().config.health.clone();
-        if !h.enabled {
+        // A backend in maintenance is not checked (HAProxy's MAINT).
+        if !h.enabled || backend.admin_state() == crate::backend::AdminState::Maint {
             tokio::time::sleep(h.interval).await;
             continue;
         }

@@ -2,6 +2,8 @@
 //! the VRRP instances and planned handover, the admin listener.
 
 pub mod admin;
+pub mod api;
+pub mod ctl;
 pub mod daemon;
 pub mod exposition;
 pub mod ha;

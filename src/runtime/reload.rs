@@ -35,13 +35,21 @@ pub fn reload(shared: &Shared) -> Result<Reloaded, ReloadError> {
     let result = try_reload(shared);
     match &result {
         Ok(_) => {
+            *shared
+                .last_reload_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = None;
             shared.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
             shared
                 .stats
                 .last_reload_unix
                 .store(unix_now(), Ordering::Relaxed);
         }
-        Err(_) => {
+        Err(e) => {
+            *shared
+                .last_reload_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
             shared.stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
         }
     }
