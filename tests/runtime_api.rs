@@ -11,12 +11,11 @@ use std::time::Duration;
 use support::netns::metric;
 use support::*;
 
-/// `floatlb ctl -c <lb's config> args...`: (exit code, stdout, stderr).
-fn ctl(lb: &Floatlb, args: &[&str]) -> (i32, String, String) {
+/// `floatlb <command> -c <config> args...`: (exit code, stdout, stderr).
+fn floatlb(command: &str, config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_floatlb"))
-        .arg("ctl")
-        .arg("-c")
-        .arg(&lb.config_path)
+        .args([command, "-c"])
+        .arg(config)
         .args(args)
         .output()
         .unwrap();
@@ -25,6 +24,11 @@ fn ctl(lb: &Floatlb, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `floatlb ctl -c <lb's config> args...`.
+fn ctl(lb: &Floatlb, args: &[&str]) -> (i32, String, String) {
+    floatlb("ctl", &lb.config_path, args)
 }
 
 fn post(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, Vec<(String, String)>, String) {
@@ -257,18 +261,8 @@ fn ctl_exit_codes_say_what_happened() {
         .unwrap()
         .replace(&lb.admin.to_string(), "127.0.0.1:1");
     std::fs::write(&cfg, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_floatlb"))
-        .args(["ctl", "-c"])
-        .arg(&cfg)
-        .arg("status")
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, _, err) = floatlb("ctl", &cfg, &["status"]);
+    assert_eq!(code, 3, "{err}");
 }
 
 /// An admin listener on a non-loopback address without a token is refused by
@@ -282,13 +276,8 @@ fn check_refuses_an_open_admin_listener_without_a_token() {
         "[listen]\naddress = \"127.0.0.1:8080\"\n[admin]\naddress = \"0.0.0.0:9100\"\n[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:8081\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_floatlb"))
-        .args(["check", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, _, err) = floatlb("check", &cfg, &[]);
+    assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("admin.address") && err.contains("token-file"),
         "{err}"
@@ -303,14 +292,6 @@ fn check_refuses_an_open_admin_listener_without_a_token() {
         ),
     );
     std::fs::write(&cfg, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_floatlb"))
-        .args(["check", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, _, err) = floatlb("check", &cfg, &[]);
+    assert_eq!(code, 0, "{err}");
 }

@@ -136,27 +136,18 @@ async fn route(
                     // The handover blocks until clients have moved: off the runtime's threads.
                     let hooks = hooks.clone();
                     match tokio::task::spawn_blocking(move || hooks.handover()).await {
-                        Ok(Ok(m)) => api::Reply {
-                            status: StatusCode::OK,
-                            text: format!("{m}\n"),
-                        },
-                        Ok(Err(m)) => api::Reply {
-                            status: StatusCode::CONFLICT,
-                            text: format!("{m}\n"),
-                        },
-                        Err(e) => api::Reply {
-                            status: StatusCode::INTERNAL_SERVER_ERROR,
-                            text: format!("handover failed: {e}\n"),
-                        },
+                        Ok(Ok(m)) => api::reply(StatusCode::OK, m),
+                        Ok(Err(m)) => api::reply(StatusCode::CONFLICT, m),
+                        Err(e) => api::reply(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("handover failed: {e}"),
+                        ),
                     }
                 }
                 "reload" => api::reload(shared).await,
                 rest => match rest.strip_prefix("backend/") {
                     Some(rest) => api::backend_call(shared, rest),
-                    None => api::Reply {
-                        status: StatusCode::NOT_FOUND,
-                        text: "not found\n".into(),
-                    },
+                    None => api::reply(StatusCode::NOT_FOUND, "not found"),
                 },
             };
             local_response(r.status, "text/plain", r.text)

@@ -21,7 +21,8 @@ pub struct Reply {
     pub text: String,
 }
 
-fn reply(status: StatusCode, text: impl Into<String>) -> Reply {
+/// A reply with `text` as its one line.
+pub fn reply(status: StatusCode, text: impl Into<String>) -> Reply {
     let mut text = text.into();
     text.push('\n');
     Reply { status, text }
