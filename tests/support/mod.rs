@@ -217,12 +217,31 @@ pub struct Floatlb {
     _dir: tempfile::TempDir,
 }
 
+/// A port for a process the test starts, which binds it later.
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`, 32768
+/// and up by default), so no outgoing connection of a parallel test can hold
+/// it by the time the process binds; a per-process counter keeps two tests of
+/// one binary apart, and the pid spreads binaries that run at once.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let low = ephemeral_low().clamp(2048, 32768) as u64;
+    let span = low - 1024;
+    let seed = u64::from(std::process::id()) * 97;
+    for _ in 0..span {
+        let port = 1024 + (seed + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+    panic!("no free port below the ephemeral range");
+}
+
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
 }
 
 /// `[[backend]]` tables for these backends, weight 1 unless given.
@@ -246,6 +265,20 @@ impl Floatlb {
 
     /// Like `start`, with `ulimit -n` set to `nofile` for the process.
     pub fn start_limited(body: &str, nofile: Option<u64>) -> Self {
+        // A port taken between `free_port` and floatlb's bind (by something
+        // outside these tests) is the only reason to try again.
+        for _ in 0..3 {
+            let mut lb = Self::spawn(body, nofile);
+            match lb.wait_listening() {
+                Ok(()) => return lb,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("floatlb did not start listening; log:\n{log}"),
+            }
+        }
+        panic!("floatlb found its ports taken three times in a row");
+    }
+
+    fn spawn(body: &str, nofile: Option<u64>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let admin_port = free_port();
@@ -272,31 +305,34 @@ impl Floatlb {
             .stderr(log)
             .spawn()
             .expect("spawn floatlb");
-        let lb = Floatlb {
+        Floatlb {
             child,
             addr,
             admin,
             config_path,
             log_path,
             _dir: dir,
-        };
-        lb.wait_listening();
-        lb
+        }
     }
 
     pub fn render(addr: SocketAddr, admin: SocketAddr, body: &str) -> String {
         format!("[listen]\naddress = \"{addr}\"\nworkers = 2\n\n[admin]\naddress = \"{admin}\"\n\n{body}")
     }
 
-    fn wait_listening(&self) {
+    /// Waits until both listeners accept; the log when floatlb exits or
+    /// does not get there within 10 s.
+    fn wait_listening(&mut self) -> Result<(), String> {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
             if TcpStream::connect(self.admin).is_ok() && TcpStream::connect(self.addr).is_ok() {
-                return;
+                return Ok(());
+            }
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Err(self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("floatlb did not start listening; log:\n{}", self.log());
+        Err(self.log())
     }
 
     pub fn log(&self) -> String {
