@@ -341,6 +341,14 @@ fn cmd_sweep(f: &HashMap<String, String>) -> Result<()> {
             ),
         ));
     }
+    if let Some(pct) = f.get("bound") {
+        setup.push((
+            report::BOUND_KEY.into(),
+            format!(
+                "every balancer's host (all its processes) capped at {pct}% of one core by a cgroup v1 CPU quota (`cpu.cfs_quota_us` over a 100 ms period), so the balancer saturates before the client and web servers do and req/s follows its own CPU per request; the bare web server (`single`) is not capped"
+            ),
+        ));
+    }
     setup.push(("LB limits".into(), "20000 descriptors each (prlimit), maxconn 9000 (floatlb, HAProxy), worker_connections 18000 (nginx: counts both sides)".into()));
     let sw = sweep::Sweep {
         prefix: get(f, "prefix", None)?,
@@ -402,6 +410,9 @@ fn write_report(
     };
     let md = report::markdown(rows, idle, setup, &plots);
     std::fs::write(dir.join("summary.md"), &md)?;
+    if setup.iter().any(|(k, _)| k == report::BOUND_KEY) {
+        print!("{}", report::bound_lines(rows));
+    }
     println!("{}", report::ratio_lines(rows));
     println!("bench: results in {}", dir.display());
     Ok(())

@@ -46,6 +46,7 @@ pub fn scenario_rank(s: &str) -> (usize, String) {
         "haproxy-lc",
         "nginx-rr",
         "nginx-lc",
+        "haproxy-tcp",
     ];
     (
         order.iter().position(|o| *o == s).unwrap_or(order.len()),
@@ -223,6 +224,11 @@ fn judged(v: f64, target: Option<f64>, at_most: bool, per_point: &str) -> String
 /// each against its target; POST lines list every point's CPU ratio, the figure their target
 /// is about, as there are few of them.
 pub fn compare_line(r: &[Ratio], t: Targets) -> Option<String> {
+    compare_line_as(r, t, class(r.first()?.post))
+}
+
+/// `compare_line` with the class of its points named by the caller ("keep-alive GET", ...).
+fn compare_line_as(r: &[Ratio], t: Targets, class: &str) -> Option<String> {
     let first = r.first()?;
     let (ours, theirs) = (&first.pair.0, &first.pair.1);
     let (cpu, rps, p99) = mean_ratios(r);
@@ -242,7 +248,7 @@ pub fn compare_line(r: &[Ratio], t: Targets) -> Option<String> {
     Some(format!(
         "{ours}/{theirs} {} over {} load point{} ({what}): CPU per request {cpu:.2}x{}, \
          req/s {rps:.2}x{}, p99 {p99:.2}x{}",
-        class(first.post),
+        class,
         r.len(),
         if r.len() == 1 { "" } else { "s" },
         judged(cpu, t.cpu, true, &per_point),
@@ -288,6 +294,88 @@ pub fn ratio_lines(rows: &[Row]) -> String {
     s
 }
 
+/// The setup key a CPU-bound sweep writes; its value says the quota.
+pub const BOUND_KEY: &str = "LB CPU bound";
+
+/// Per load point, the runs of the faster (median req/s) of HAProxy and nginx with this
+/// scheduler (`rr` or `lc`), renamed `best-<sched>`: the peer a bound sweep's targets are about.
+pub fn best_peer_rows(rows: &[Row], sched: &str) -> Vec<Row> {
+    let mut out = Vec::new();
+    for (_, by) in group(rows) {
+        let best = by
+            .iter()
+            .filter(|(s, _)| *s == format!("haproxy-{sched}") || *s == format!("nginx-{sched}"))
+            .max_by(|a, b| median(&a.1, |r| r.rps).total_cmp(&median(&b.1, |r| r.rps)));
+        if let Some((_, v)) = best {
+            out.extend(v.iter().map(|r| Row {
+                scenario: format!("best-{sched}"),
+                ..(*r).clone()
+            }));
+        }
+    }
+    out
+}
+
+/// The lines of a sweep whose balancer hosts were CPU-capped alike, where req/s is the
+/// balancer's own: floatlb against the better peer per point (req/s at least 1.2x on
+/// keep-alive points and 1.15x on one-request connections, CPU per request at most 0.8x, p99
+/// at most 1.0x), and keep-alive GET req/s against HAProxy in `mode tcp`, the L4 floor (at
+/// least 0.95x).
+pub fn bound_lines(rows: &[Row]) -> String {
+    let mut s = String::new();
+    for sched in ["rr", "lc"] {
+        let ours = format!("floatlb-{sched}");
+        let mut all: Vec<Row> = rows
+            .iter()
+            .filter(|r| r.scenario == ours)
+            .cloned()
+            .collect();
+        all.extend(best_peer_rows(rows, sched));
+        let r = ratios(&all, &ours, &format!("best-{sched}"));
+        let classes: [(&str, fn(&Ratio, &[Row]) -> bool, f64); 3] = [
+            (
+                "keep-alive GET",
+                |x, rows| !x.post && keepalive(rows, &x.load),
+                1.2,
+            ),
+            (
+                "one-request-per-connection GET",
+                |x, rows| !x.post && !keepalive(rows, &x.load),
+                1.15,
+            ),
+            ("POST", |x, _| x.post, 1.2),
+        ];
+        for (name, keep, rps) in classes {
+            let part: Vec<Ratio> = r.iter().filter(|x| keep(x, rows)).cloned().collect();
+            let t = Targets {
+                cpu: Some(0.8),
+                rps: Some(rps),
+                p99: Some(1.0),
+            };
+            if let Some(line) = compare_line_as(&part, t, name) {
+                let _ = writeln!(s, "{line}");
+            }
+        }
+    }
+    let floor: Vec<Ratio> = ratios(rows, "floatlb-rr", "haproxy-tcp")
+        .into_iter()
+        .filter(|x| !x.post && keepalive(rows, &x.load))
+        .collect();
+    let t = Targets {
+        rps: Some(0.95),
+        ..Default::default()
+    };
+    if let Some(line) = compare_line_as(&floor, t, "keep-alive GET (against the L4 floor)") {
+        let _ = writeln!(s, "{line}");
+    }
+    s
+}
+
+/// Whether the points labelled `load` reuse connections.
+fn keepalive(rows: &[Row], load: &str) -> bool {
+    rows.iter().any(|r| r.label == load && r.keepalive)
+}
+
 pub fn markdown(
     rows: &[Row],
     idle: &[IdleRow],
@@ -312,6 +400,16 @@ pub fn markdown(
          balancer's saving moves req/s only in proportion to its share of it.\n"
     );
     s += "## Ratios\n\n";
+    if setup.iter().any(|(k, _)| k == BOUND_KEY) {
+        let b = bound_lines(rows);
+        if !b.is_empty() {
+            s += "Against the better of HAProxy and nginx per load point, every balancer's host capped alike:\n\n";
+            for l in b.lines() {
+                let _ = writeln!(s, "- {l}");
+            }
+            s += "\nEach pair on its own:\n\n";
+        }
+    }
     let r = ratio_lines(rows);
     if r.is_empty() {
         s += "(no floatlb/HAProxy, floatlb/nginx or floatlb/baseline pair in this sweep)\n";
@@ -412,6 +510,55 @@ mod tests {
             lost,
             ..Default::default()
         }
+    }
+
+    /// A bound sweep compares floatlb with whichever peer was faster at each point (nginx on
+    /// the keep-alive point here, HAProxy on the one-request point), keep-alive and
+    /// one-request points apart, and keep-alive GETs with the L4 floor.
+    #[test]
+    fn a_bound_sweep_is_judged_against_the_better_peer_per_point() {
+        let ka = |sc: &str, rps: f64, us: f64| Row {
+            keepalive: true,
+            ..row(1, sc, "wrk -c 50", rps, us, 1.0, 0)
+        };
+        let rows = vec![
+            ka("floatlb-rr", 12000.0, 20.0),
+            ka("haproxy-rr", 8000.0, 30.0),
+            ka("nginx-rr", 10000.0, 25.0),
+            ka("haproxy-tcp", 15000.0, 16.0),
+            row(1, "floatlb-rr", "ab -n 1000 -c 10", 6000.0, 40.0, 2.0, 0),
+            row(1, "haproxy-rr", "ab -n 1000 -c 10", 5000.0, 50.0, 2.0, 0),
+            row(1, "nginx-rr", "ab -n 1000 -c 10", 4000.0, 60.0, 2.0, 0),
+        ];
+        let best = best_peer_rows(&rows, "rr");
+        assert_eq!(best.len(), 2);
+        assert_eq!((best[0].rps, best[1].rps), (10000.0, 5000.0));
+        let lines = bound_lines(&rows);
+        assert!(
+            lines.contains(
+                "floatlb-rr/best-rr keep-alive GET over 1 load point (geometric mean of \
+                 per-point medians): CPU per request 0.80x (target <= 0.80: met), req/s 1.20x \
+                 (target >= 1.20: met)"
+            ),
+            "{lines}"
+        );
+        assert!(
+            lines.contains(
+                "floatlb-rr/best-rr one-request-per-connection GET over 1 load point \
+                 (geometric mean of per-point medians): CPU per request 0.80x (target <= 0.80: \
+                 met), req/s 1.20x (target >= 1.15: met)"
+            ),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("floatlb-rr/haproxy-tcp keep-alive GET (against the L4 floor) over 1 load point (geometric mean of per-point medians): CPU per request 1.25x, req/s 0.80x (target >= 0.95: NOT met)"),
+            "{lines}"
+        );
+        // No least-connection scenarios, no POST points: no lines for them.
+        assert_eq!(lines.lines().count(), 3, "{lines}");
+        let setup = [(BOUND_KEY.to_string(), "25%".to_string())];
+        assert!(markdown(&rows, &[], &setup, &[]).contains("- floatlb-rr/best-rr keep-alive GET"));
+        assert!(!markdown(&rows, &[], &[], &[]).contains("best-rr"));
     }
 
     /// A baseline build in the same sweep gets its own line, without targets.

@@ -333,3 +333,81 @@ fn smallest_sweep_runs_end_to_end_and_reports() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A bound sweep caps every balancer's host alike with a CPU quota: the kernel held each one
+/// back (cgroup `cpu.stat`), the report judges floatlb against the better peer and the L4
+/// floor (HAProxy `mode tcp`, which must pass the load through), and the cgroups go with the
+/// lab.
+#[test]
+fn bound_sweep_caps_every_balancer_and_cleans_up() {
+    if !can_run("bound_sweep_caps_every_balancer_and_cleans_up") {
+        return;
+    }
+    let pid = std::process::id();
+    let lab = LabGuard {
+        prefix: format!("flt{pid}bd-"),
+        csv: std::env::temp_dir().join(format!("floatlb-bound-test-{pid}.csv")),
+    };
+    let out = std::env::temp_dir().join(format!("floatlb-bound-test-{pid}"));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = lab.lab(&[
+        "sweep",
+        "--quick",
+        "--bound",
+        "20",
+        "--webs",
+        "2",
+        "--scenarios",
+        "floatlb-rr,nginx-rr,haproxy-tcp",
+        "--post-bytes",
+        "0",
+        "--idle-conns",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "floatlb-rr/best-rr keep-alive GET over 2 load points",
+        "floatlb-rr/best-rr one-request-per-connection GET over 1 load point",
+        "floatlb-rr/haproxy-tcp keep-alive GET (against the L4 floor)",
+    ] {
+        assert!(stdout.contains(want), "no line {want:?}:\n{stdout}");
+    }
+    let csv = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    let tcp_ok: u64 = csv
+        .lines()
+        .filter(|l| l.contains(",haproxy-tcp,"))
+        .map(|l| {
+            let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+            let i = header.iter().position(|h| *h == "ok").unwrap();
+            l.split(',').nth(i).unwrap().parse::<u64>().unwrap()
+        })
+        .sum();
+    assert!(
+        tcp_ok > 0,
+        "nothing passed through HAProxy mode tcp:\n{csv}"
+    );
+    let bound = std::fs::read_to_string(out.join("bound.tsv")).unwrap();
+    let hosts: Vec<Vec<&str>> = bound
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(hosts.len(), 3, "{bound}");
+    for h in &hosts {
+        assert_eq!(h[1], "20", "{bound}");
+        // A whole core's worth of load against a fifth of one: the quota bit.
+        let throttled: u64 = h[3].parse().unwrap_or(0);
+        assert!(throttled > 0, "{} was never held back:\n{bound}", h[0]);
+    }
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("- LB CPU bound: every balancer's host"), "{md}");
+    let cgroups = ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .filter(|e| e.file_name().to_string_lossy().contains(&lab.prefix))
+        .count();
+    assert_eq!(cgroups, 0, "cgroups left behind");
+    let _ = std::fs::remove_dir_all(&out);
+}
