@@ -332,21 +332,18 @@ pub fn bound_lines(rows: &[Row]) -> String {
             .collect();
         all.extend(best_peer_rows(rows, sched));
         let r = ratios(&all, &ours, &format!("best-{sched}"));
-        let classes: [(&str, fn(&Ratio, &[Row]) -> bool, f64); 3] = [
-            (
-                "keep-alive GET",
-                |x, rows| !x.post && keepalive(rows, &x.load),
-                1.2,
-            ),
-            (
-                "one-request-per-connection GET",
-                |x, rows| !x.post && !keepalive(rows, &x.load),
-                1.15,
-            ),
-            ("POST", |x, _| x.post, 1.2),
+        // (class, POST points, keep-alive points or either, req/s target)
+        let classes = [
+            ("keep-alive GET", false, Some(true), 1.2),
+            ("one-request-per-connection GET", false, Some(false), 1.15),
+            ("POST", true, None, 1.2),
         ];
-        for (name, keep, rps) in classes {
-            let part: Vec<Ratio> = r.iter().filter(|x| keep(x, rows)).cloned().collect();
+        for (name, post, ka, rps) in classes {
+            let part: Vec<Ratio> = r
+                .iter()
+                .filter(|x| x.post == post && ka.is_none_or(|k| keepalive(rows, &x.load) == k))
+                .cloned()
+                .collect();
             let t = Targets {
                 cpu: Some(0.8),
                 rps: Some(rps),
