@@ -152,6 +152,8 @@ pub struct Stats {
     pub yielded: AtomicU64,
     /// Priority currently advertised (tracking applied).
     pub priority: AtomicU8,
+    /// As backup: time between consecutive adverts of the master.
+    pub advert_gaps: crate::histogram::Histogram,
     drops: [AtomicU64; DROP_REASONS.len()],
     last_peer: Mutex<Option<PeerAdvert>>,
 }
@@ -727,6 +729,7 @@ impl Runner {
                     self.notifier.notify(&self.cfg.name, to);
                 }
                 Action::Drop(reason) => self.shared.stats.count_drop(reason.as_str()),
+                Action::AdvertGap(gap) => self.shared.stats.advert_gaps.observe(gap),
                 Action::AddressMismatch { from } => {
                     self.shared
                         .stats
