@@ -19,7 +19,9 @@ pub mod socket;
 pub mod track;
 
 pub use fsm::State;
-pub use instance::{spawn, Instance, InstanceConfig, PeerAdvert, Stats, DROP_REASONS};
+pub use instance::{
+    spawn, Instance, InstanceConfig, PeerAdvert, Stats, TransitionHook, DROP_REASONS,
+};
 pub use packet::ChecksumMode;
 pub use track::TrackHandle;
 
