@@ -598,6 +598,9 @@ fn metrics_count_known_traffic_and_parse() {
         1.0,
         "build info"
     );
+    // Descriptor use against the limit (the FloatlbFileDescriptorsNearLimit alert).
+    assert!(m("process_open_fds") >= 3.0);
+    assert!(m("process_max_fds") >= m("process_open_fds"));
     let families = parse_exposition(&text);
     assert!(families >= 20, "only {families} families parsed");
     // Every non-VRRP series the Grafana dashboard queries exists (VRRP: tests/ha.rs).

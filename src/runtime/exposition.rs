@@ -232,6 +232,30 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
         &["backend"],
         per(&|st| load(&st.went_down)),
     );
+    process_fds(&f);
     extra.metrics(&f);
     f.encode()
+}
+
+/// `process_open_fds` and `process_max_fds`, with the names and meaning the
+/// Prometheus client libraries give them, so the usual descriptor alert works.
+fn process_fds(f: &Families) {
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        f.gauge(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            dir.count() as i64,
+        );
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        f.gauge_f64(
+            "process_max_fds",
+            "Maximum number of open file descriptors (the soft limit).",
+            lim.rlim_cur as f64,
+        );
+    }
 }

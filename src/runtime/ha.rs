@@ -15,14 +15,64 @@ use anyhow::Context as _;
 
 use crate::config::{self, Config};
 use crate::observe::json::json_str;
-use crate::observe::metrics::Families;
+use crate::observe::metrics::{Families, HistogramRow};
 use crate::proxy::state::Shared;
 use crate::runtime::admin::AdminHooks;
 
 /// The running VRRP instances of this node.
 pub struct Ha {
     instances: Vec<vrrp::Instance>,
+    /// The VRID of each instance, in the same order.
+    vrids: Vec<u8>,
     shared: Arc<Shared>,
+    transition_load: TransitionLoad,
+}
+
+/// Requests in flight on this node each time a VRRP instance changes state:
+/// what a failover put at risk (entering BACKUP or FAULT) or took on
+/// (entering MASTER). A histogram per instance and state entered.
+#[derive(Clone)]
+pub struct TransitionLoad(prometheus::HistogramVec);
+
+impl Default for TransitionLoad {
+    fn default() -> Self {
+        let opts = prometheus::HistogramOpts::new(
+            "floatlb_vrrp_transition_in_flight_requests",
+            "Requests in flight to backends on this node when a VRRP instance changed state, by state entered.",
+        )
+        .buckets(vec![
+            0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+            10000.0,
+        ]);
+        let v = prometheus::HistogramVec::new(opts, &["instance", "vrid", "state"])
+            .expect("transition histogram options are valid");
+        TransitionLoad(v)
+    }
+}
+
+impl TransitionLoad {
+    /// Records one transition of `instance` into `to` with `in_flight` requests.
+    pub fn record(&self, instance: &str, vrid: u8, to: vrrp::State, in_flight: u64) {
+        self.0
+            .with_label_values(&[instance, &vrid.to_string(), &to.as_str().to_lowercase()])
+            .observe(in_flight as f64);
+    }
+
+    /// The family, for an exposition.
+    pub fn family(&self) -> prometheus::HistogramVec {
+        self.0.clone()
+    }
+}
+
+/// Requests being served by backends now, over the live backend set.
+fn requests_in_flight(shared: &Shared) -> u64 {
+    shared
+        .live
+        .load()
+        .backends
+        .iter()
+        .map(|b| u64::from(b.in_flight.load(Ordering::Relaxed)))
+        .sum()
 }
 
 fn instance_config(i: usize, v: &config::Vrrp) -> vrrp::InstanceConfig {
@@ -48,6 +98,7 @@ fn instance_config(i: usize, v: &config::Vrrp) -> vrrp::InstanceConfig {
         },
         check_ttl: true,
         realtime: v.realtime,
+        on_transition: None,
     }
 }
 
@@ -81,8 +132,18 @@ impl Ha {
         }
         let track = vrrp::TrackHandle::new(shared.healthy());
         let mut instances = Vec::new();
+        let transition_load = TransitionLoad::default();
         for (i, v) in cfg.vrrp.iter().enumerate() {
-            let ic = instance_config(i, v);
+            let mut ic = instance_config(i, v);
+            let (load, sh, name, vrid) = (
+                transition_load.clone(),
+                shared.clone(),
+                ic.name.clone(),
+                ic.vrid,
+            );
+            ic.on_transition = Some(vrrp::TransitionHook(Arc::new(move |_from, to| {
+                load.record(&name, vrid, to, requests_in_flight(&sh));
+            })));
             let inst = vrrp::spawn(ic, track.clone()).with_context(|| {
                 format!(
                     "cannot start VRRP instance VRID {} on {}",
@@ -102,7 +163,13 @@ impl Ha {
                 t.set(sh.healthy());
             }
         });
-        Ok(Some(Ha { instances, shared }))
+        let vrids = cfg.vrrp.iter().map(|v| v.vrid as u8).collect();
+        Ok(Some(Ha {
+            instances,
+            vrids,
+            shared,
+            transition_load,
+        }))
     }
 
     /// Step-down of every instance that is master: priority-0 advert, VIPs
@@ -168,21 +235,50 @@ impl AdminHooks for HaHooks {
             let r = rows(value).into_iter().map(|(l, v)| (l, v as i64));
             f.gauge_vec(name, help, &["instance"], r);
         };
-        gauge(
+        // The VRID as a label too, so alert rules can compare the nodes of one
+        // virtual router (split brain: two masters for one VRID).
+        let vrids: Vec<String> = self.0.vrids.iter().map(|v| v.to_string()).collect();
+        let with_vrid = |value: &dyn Fn(&vrrp::Instance) -> i64| {
+            inst.iter()
+                .zip(&vrids)
+                .map(|(i, v)| (vec![i.name(), v.as_str()], value(i)))
+                .collect::<Vec<_>>()
+        };
+        f.gauge_vec(
             "floatlb_vrrp_master",
             "1 if this node is VRRP master for the instance.",
-            &|i| matches!(i.state(), vrrp::State::Master) as u64,
+            &["instance", "vrid"],
+            with_vrid(&|i| matches!(i.state(), vrrp::State::Master) as i64),
         );
-        gauge(
+        f.gauge_vec(
             "floatlb_vrrp_state",
             "VRRP state: 0 init, 1 backup, 2 master, 3 fault.",
-            &|i| match i.state() {
+            &["instance", "vrid"],
+            with_vrid(&|i| match i.state() {
                 vrrp::State::Initialize => 0,
                 vrrp::State::Backup => 1,
                 vrrp::State::Master => 2,
                 vrrp::State::Fault => 3,
-            },
+            }),
         );
+        f.histogram_vec(
+            "floatlb_vrrp_advert_interval_seconds",
+            "As backup: time between consecutive adverts of the master. A gap near Master_Down_Interval (about 3 advert intervals) is a near false failover.",
+            &["instance", "vrid"],
+            inst.iter()
+                .zip(&vrids)
+                .map(|(i, v)| {
+                    let s = i.stats().advert_gaps.snapshot();
+                    HistogramRow {
+                        labels: vec![i.name().to_string(), v.clone()],
+                        buckets: s.buckets,
+                        count: s.count,
+                        sum: s.sum_seconds,
+                    }
+                })
+                .collect(),
+        );
+        f.add(self.0.transition_load.family());
         gauge(
             "floatlb_vrrp_priority",
             "Priority currently advertised (tracking applied).",
@@ -269,5 +365,45 @@ impl AdminHooks for HaHooks {
             ha.shared.handover.finish();
         });
         Ok(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_load_counts_requests_in_flight_by_state_entered() {
+        let load = TransitionLoad::default();
+        load.record("vrrp0-51", 51, vrrp::State::Backup, 0);
+        load.record("vrrp0-51", 51, vrrp::State::Master, 7);
+        load.record("vrrp0-51", 51, vrrp::State::Master, 3);
+        let f = Families::new();
+        f.add(load.family());
+        let text = f.encode();
+        let series = |s: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(s)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("no {s} in:\n{text}"))
+                .to_string()
+        };
+        let labels = "instance=\"vrrp0-51\",state=\"master\",vrid=\"51\"";
+        assert_eq!(
+            series(&format!(
+                "floatlb_vrrp_transition_in_flight_requests_count{{{labels}}}"
+            )),
+            "2"
+        );
+        assert_eq!(
+            series(&format!(
+                "floatlb_vrrp_transition_in_flight_requests_sum{{{labels}}}"
+            )),
+            "10"
+        );
+        // Entering BACKUP with nothing in flight lands in the le="0" bucket.
+        assert_eq!(
+            series("floatlb_vrrp_transition_in_flight_requests_bucket{instance=\"vrrp0-51\",state=\"backup\",vrid=\"51\",le=\"0\"}"),
+            "1"
+        );
     }
 }

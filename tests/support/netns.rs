@@ -117,6 +117,30 @@ impl Lab {
         ]);
     }
 
+    /// Bridge port isolation (`bridge link set ... isolated`): isolated hosts
+    /// no longer reach each other but still reach every other host, like a
+    /// cut between two nodes that leaves their client links up.
+    pub fn isolate(&self, host: &str, on: bool) {
+        let ns = self.ns(host);
+        let i = self
+            .hosts
+            .iter()
+            .position(|h| *h == ns)
+            .unwrap_or_else(|| panic!("no host {host}"));
+        let port = format!("v{}", i + 1);
+        run(&[
+            "bridge",
+            "-n",
+            &self.ns("sw"),
+            "link",
+            "set",
+            "dev",
+            &port,
+            "isolated",
+            if on { "on" } else { "off" },
+        ]);
+    }
+
     /// Whether `host` has `ip` configured on eth0.
     pub fn has_addr(&self, host: &str, ip: &str) -> bool {
         let out = output(&[

@@ -118,6 +118,12 @@ pub enum Action {
         from: Ipv4Addr,
         priority: u8,
     },
+    /// As backup: time since the previous advert of the same master (§6.4.2
+    /// restarts Master_Down_Timer on each). The longest of these gaps says how
+    /// close the backup came to a false failover: it takes over once a gap
+    /// reaches Master_Down_Interval. Not reported across a state change, a
+    /// change of master, or a priority-0 advert.
+    AdvertGap(Duration),
 }
 
 /// Static parameters of one virtual router.
@@ -158,6 +164,8 @@ pub struct Fsm {
     adver_at: Option<Instant>,
     /// Last time a lower-priority master made us re-announce.
     reclaimed_at: Option<Instant>,
+    /// As backup: the master whose adverts we follow and when its last one came.
+    last_master_advert: Option<(Ipv4Addr, Instant)>,
 }
 
 /// Least time between two re-announcements caused by lower-priority masters,
@@ -177,6 +185,7 @@ impl Fsm {
             hold_until: None,
             adver_at: None,
             reclaimed_at: None,
+            last_master_advert: None,
         }
     }
 
@@ -242,6 +251,7 @@ impl Fsm {
     fn transition(&mut self, to: State, out: &mut Vec<Action>) {
         let from = self.state;
         self.state = to;
+        self.last_master_advert = None;
         out.push(Action::Transition { from, to });
     }
 
@@ -339,12 +349,19 @@ impl Fsm {
             State::Backup => {
                 if adv.priority == 0 {
                     // §6.4.2: the master is leaving: take over after Skew_Time only.
+                    self.last_master_advert = None;
                     out.push(Action::ArmTimer {
                         timer: Timer::MasterDown,
                         at: now + self.skew_time(),
                     });
                 } else if !self.preempt_active(now) || adv.priority >= mine {
                     self.master_adver_interval = learned;
+                    if let Some((src, at)) = self.last_master_advert {
+                        if src == ip.src {
+                            out.push(Action::AdvertGap(now.saturating_duration_since(at)));
+                        }
+                    }
+                    self.last_master_advert = Some((ip.src, now));
                     out.push(Action::ArmTimer {
                         timer: Timer::MasterDown,
                         at: now + self.master_down_interval(),
@@ -1028,5 +1045,85 @@ mod tests {
         assert!(armed(&a, Timer::MasterDown).is_none());
         // Stepping down when not master does nothing.
         assert!(f.handle(t0, Input::StepDown).is_empty());
+    }
+
+    fn gaps(a: &[Action]) -> Vec<Duration> {
+        a.iter()
+            .filter_map(|a| match a {
+                Action::AdvertGap(d) => Some(*d),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// §6.4.2: a backup restarts Master_Down_Timer on each advert from the
+    /// master; the time between two of them is the margin left before a false
+    /// failover, so it is reported.
+    #[test]
+    fn backup_reports_the_gap_between_a_masters_adverts() {
+        let t0 = Instant::now();
+        let mut f = backup(100, t0);
+        let hear = |f: &mut Fsm, ms: u64, src: Ipv4Addr, prio: u8| {
+            f.handle(
+                t0 + Duration::from_millis(ms),
+                Input::Advert {
+                    ip: from(src),
+                    advert: &adv(prio, 10),
+                },
+            )
+        };
+        // The first advert has nothing before it.
+        assert!(gaps(&hear(&mut f, 10, HIGHER_IP, 200)).is_empty());
+        assert_eq!(
+            gaps(&hear(&mut f, 110, HIGHER_IP, 200)),
+            [Duration::from_millis(100)]
+        );
+        // A late advert: the gap is what it was, however close to Master_Down_Interval.
+        assert_eq!(
+            gaps(&hear(&mut f, 360, HIGHER_IP, 200)),
+            [Duration::from_millis(250)]
+        );
+        // Another router's advert starts a new series instead of a gap across masters.
+        assert!(gaps(&hear(&mut f, 370, LOWER_IP, 200)).is_empty());
+        assert_eq!(
+            gaps(&hear(&mut f, 470, LOWER_IP, 200)),
+            [Duration::from_millis(100)]
+        );
+        // §6.4.2: priority 0 means the master leaves; no gap across that.
+        assert!(gaps(&hear(&mut f, 480, LOWER_IP, 0)).is_empty());
+        assert!(gaps(&hear(&mut f, 490, LOWER_IP, 200)).is_empty());
+        // A lower-priority advert that a preempting backup discards is no gap either.
+        assert!(gaps(&hear(&mut f, 500, LOWER_IP, 50)).is_empty());
+    }
+
+    /// Gaps are a backup's view only: a master (which sends the adverts) and a
+    /// backup that was master a moment ago report none across the change.
+    #[test]
+    fn advert_gaps_do_not_span_a_state_change() {
+        let t0 = Instant::now();
+        let mut f = backup(100, t0);
+        let hear = |f: &mut Fsm, ms: u64, prio: u8| {
+            f.handle(
+                t0 + Duration::from_millis(ms),
+                Input::Advert {
+                    ip: from(HIGHER_IP),
+                    advert: &adv(prio, 10),
+                },
+            )
+        };
+        hear(&mut f, 0, 200);
+        // §6.4.2: Master_Down_Timer fires: we become master.
+        f.handle(
+            t0 + Duration::from_millis(400),
+            Input::Timer(Timer::MasterDown),
+        );
+        assert_eq!(f.state(), State::Master);
+        // §6.4.3: a higher-priority advert makes us backup again ...
+        let a = hear(&mut f, 500, 200);
+        assert_eq!(f.state(), State::Backup);
+        assert!(gaps(&a).is_empty());
+        // ... and the next advert is the first of a new series.
+        assert!(gaps(&hear(&mut f, 600, 200)).is_empty());
+        assert_eq!(gaps(&hear(&mut f, 700, 200)), [Duration::from_millis(100)]);
     }
 }

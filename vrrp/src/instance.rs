@@ -50,6 +50,20 @@ pub struct InstanceConfig {
     pub checksum_mode: ChecksumMode,
     pub check_ttl: bool,
     pub realtime: bool,
+    /// Called on the VRRP thread at each state change, before the notify
+    /// command: lets the embedding program sample what it has in flight.
+    pub on_transition: Option<TransitionHook>,
+}
+
+/// A callback given (from, to) on every state change; it must be quick, as it
+/// runs on the thread that sends adverts.
+#[derive(Clone)]
+pub struct TransitionHook(pub Arc<dyn Fn(State, State) + Send + Sync>);
+
+impl std::fmt::Debug for TransitionHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TransitionHook")
+    }
 }
 
 impl InstanceConfig {
@@ -79,6 +93,7 @@ impl InstanceConfig {
             checksum_mode: ChecksumMode::Rfc5798,
             check_ttl: true,
             realtime: false,
+            on_transition: None,
         }
     }
 
@@ -152,6 +167,8 @@ pub struct Stats {
     pub yielded: AtomicU64,
     /// Priority currently advertised (tracking applied).
     pub priority: AtomicU8,
+    /// As backup: time between consecutive adverts of the master.
+    pub advert_gaps: crate::histogram::Histogram,
     drops: [AtomicU64; DROP_REASONS.len()],
     last_peer: Mutex<Option<PeerAdvert>>,
 }
@@ -724,9 +741,13 @@ impl Runner {
                     }
                     tracing::info!(instance = %self.cfg.name, vrid = self.cfg.vrid, priority = self.fsm.priority(),
                         "VRRP {} -> {}", from.as_str(), to.as_str());
+                    if let Some(hook) = &self.cfg.on_transition {
+                        (hook.0)(from, to);
+                    }
                     self.notifier.notify(&self.cfg.name, to);
                 }
                 Action::Drop(reason) => self.shared.stats.count_drop(reason.as_str()),
+                Action::AdvertGap(gap) => self.shared.stats.advert_gaps.observe(gap),
                 Action::AddressMismatch { from } => {
                     self.shared
                         .stats

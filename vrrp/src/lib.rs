@@ -5,12 +5,13 @@
 //! One module per concern, like keepalived's `vrrp/`: [`packet`] (codec),
 //! [`fsm`] (state machine), [`socket`] (raw protocol-112 sockets), [`arp`]
 //! (gratuitous ARP), [`address`] (interfaces and VIPs over netlink),
-//! [`track`] (health of the local service), [`notify`] (transition commands)
-//! and [`instance`] (the thread that ties them together).
+//! [`track`] (health of the local service), [`notify`] (transition commands),
+//! [`histogram`] (advert gaps as a backup sees them) and [`instance`] (the thread that ties them together).
 
 pub mod address;
 pub mod arp;
 pub mod fsm;
+pub mod histogram;
 pub mod instance;
 pub mod notify;
 pub mod packet;
@@ -18,7 +19,9 @@ pub mod socket;
 pub mod track;
 
 pub use fsm::State;
-pub use instance::{spawn, Instance, InstanceConfig, PeerAdvert, Stats, DROP_REASONS};
+pub use instance::{
+    spawn, Instance, InstanceConfig, PeerAdvert, Stats, TransitionHook, DROP_REASONS,
+};
 pub use packet::ChecksumMode;
 pub use track::TrackHandle;
 
