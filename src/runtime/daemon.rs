@@ -21,7 +21,7 @@ use crate::frontend::accept;
 use crate::net;
 use crate::proxy::state::Shared;
 use crate::runtime::ha::Ha;
-use crate::runtime::{admin, health, reload};
+use crate::runtime::{admin, health, reload, systemd};
 
 /// Runs floatlb with an already validated config until a shutdown signal.
 pub fn run(config: Config, path: &Path) -> anyhow::Result<()> {
@@ -100,29 +100,35 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
     if let Some(l) = admin_listener {
         tokio::spawn(admin::serve(l, shared.clone(), hooks.clone()));
     }
+    systemd::ready();
 
     loop {
         tokio::select! {
-            _ = hup.recv() => match reload::reload(&shared) {
-                Ok(r) => {
-                    tracing::info!(file = %path.display(), "configuration reloaded");
-                    generation_tx.send_modify(|g| *g += 1);
-                    if let Some(l) = r.new_listener {
-                        let _ = rebind_tx.send(l).await;
+            _ = hup.recv() => {
+                systemd::reloading();
+                match reload::reload(&shared) {
+                    Ok(r) => {
+                        tracing::info!(file = %path.display(), "configuration reloaded");
+                        generation_tx.send_modify(|g| *g += 1);
+                        if let Some(l) = r.new_listener {
+                            let _ = rebind_tx.send(l).await;
+                        }
+                        if r.maxconn > maxconn {
+                            limit.add_permits(r.maxconn - maxconn);
+                        } else if r.maxconn < maxconn {
+                            limit.forget_permits(maxconn - r.maxconn);
+                        }
+                        maxconn = r.maxconn;
                     }
-                    if r.maxconn > maxconn {
-                        limit.add_permits(r.maxconn - maxconn);
-                    } else if r.maxconn < maxconn {
-                        limit.forget_permits(maxconn - r.maxconn);
-                    }
-                    maxconn = r.maxconn;
+                    Err(e) => tracing::error!("reload failed, keeping the running configuration:\n{e}"),
                 }
-                Err(e) => tracing::error!("reload failed, keeping the running configuration:\n{e}"),
-            },
+                systemd::ready();
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    systemd::stopping();
 
     if let Some(ha) = &ha {
         // Planned handover (see `handover`): clients leave their keep-alive
