@@ -1,9 +1,10 @@
 //! Installing floatlb leaves the host as found: the .deb from
 //! `packaging/build-deb` passes lintian, installs, runs as the `floatlb` user
 //! with only the unit's capabilities (VRRP elects, the VIP appears, the
-//! listener answers through a real backend), refuses clearly without one of
-//! them, and is purged again; and `vm-lab/install-deps` leaves an nginx it did
-//! not start running. Needs root (see `support::netns::netns_available`).
+//! listener answers through a real backend), says which one is missing and
+//! exits without any of them, and is purged again; and `vm-lab/install-deps`
+//! leaves an nginx it did not start running. Needs root (see
+//! `support::netns::netns_available`).
 
 mod support;
 
@@ -301,29 +302,40 @@ fn installed_deb_runs_as_floatlb_with_only_the_unit_capabilities() {
     let web = lab.in_host("web", || TestBackend::start_on("web1", "198.18.0.11:80"));
     let caps = unit_caps(None);
 
-    // Without CAP_NET_RAW the VRRP socket cannot open: a clear error and exit 1, no panic.
-    let mut bare = start_packaged(&lab, "lb2", web.addr, 100, &unit_caps(Some("CAP_NET_RAW")));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = bare.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "floatlb without CAP_NET_RAW kept running:\n{}",
-            bare.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let log = bare.log();
-    assert_eq!(status.code(), Some(1), "{log}");
-    assert!(
-        log.contains("cannot start VRRP instance VRID 51 on eth0")
-            && log.contains("Operation not permitted"),
-        "{log}"
-    );
-    assert!(!log.contains("panicked"), "{log}");
-    drop(bare);
+    // Each of the three is needed: without it floatlb says which and why, and exits 1.
+    for (missing, says) in [
+        (
+            "CAP_NET_RAW",
+            "needs CAP_NET_RAW for the VRRP and gratuitous ARP sockets",
+        ),
+        (
+            "CAP_NET_ADMIN",
+            "needs CAP_NET_ADMIN to add and remove the virtual addresses",
+        ),
+        (
+            "CAP_NET_BIND_SERVICE",
+            "cannot listen on 0.0.0.0:80: Permission denied",
+        ),
+    ] {
+        let mut bare = start_packaged(&lab, "lb2", web.addr, 100, &unit_caps(Some(missing)));
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = bare.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "floatlb without {missing} kept running:\n{}",
+                bare.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let log = bare.log();
+        assert_eq!(status.code(), Some(1), "without {missing}: {log}");
+        assert!(log.contains(says), "without {missing}: {log}");
+        assert!(!log.contains("panicked"), "{log}");
+        assert!(!lab.has_addr("lb2", VIP));
+    }
 
     let n1 = start_packaged(&lab, "lb1", web.addr, 150, &caps);
     let n2 = start_packaged(&lab, "lb2", web.addr, 100, &caps);

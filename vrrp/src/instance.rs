@@ -304,6 +304,25 @@ fn wake(fd: &OwnedFd) {
 /// Starts a virtual router on its own thread, in the caller's network namespace.
 pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error> {
     cfg.validate()?;
+    // Said up front: without CAP_NET_ADMIN a node would become master and
+    // fail to add its VIPs, which shows only in the log.
+    for (bit, cap, why) in [
+        (
+            12,
+            "CAP_NET_ADMIN",
+            "to add and remove the virtual addresses",
+        ),
+        (13, "CAP_NET_RAW", "for the VRRP and gratuitous ARP sockets"),
+    ] {
+        if !has_capability(bit) {
+            return Err(Error::Config {
+                name: cfg.name.clone(),
+                msg: format!(
+                    "needs {cap} {why}: run as root or grant it (systemd: AmbientCapabilities={cap})"
+                ),
+            });
+        }
+    }
     let io_err = |what: &'static str| {
         let (vrid, interface) = (cfg.vrid, cfg.interface.clone());
         move |source: io::Error| Error::Io {
@@ -385,6 +404,20 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
         wake: wake_fd,
         thread: Mutex::new(Some(thread)),
     })
+}
+
+/// Whether capability `bit` (linux/capability.h) is in this thread's
+/// effective set. If the set cannot be read, assume yes and let the calls
+/// that need it report.
+fn has_capability(bit: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/thread-self/status") else {
+        return true;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_none_or(|eff| eff & (1 << bit) != 0)
 }
 
 fn fsm_config(cfg: &InstanceConfig, primary: Ipv4Addr) -> FsmConfig {
