@@ -130,7 +130,7 @@ impl Ha {
     }
 
     /// Refuses a reload that adds, removes or renames an instance: those need
-    /// a restart (`None` stands for a node running no instance).
+    /// a restart. A node that runs none compares against `&[]`.
     pub fn check_same_instances(old: &[config::Vrrp], new: &[config::Vrrp]) -> Result<(), String> {
         let ids = |v: &[config::Vrrp]| {
             v.iter()
