@@ -1,7 +1,8 @@
 //! systemd: the unit in `packaging/` passes `systemd-analyze verify`, and
 //! `Type=notify` works: READY=1 once the listeners accept, RELOADING=1 (with
 //! MONOTONIC_USEC) then READY=1 around a SIGHUP reload, STOPPING=1 on SIGTERM
-//! (sd_notify(3), org.freedesktop.systemd1 `Type=notify-reload` semantics).
+//! (sd_notify(3)), and the system calls floatlb makes stay inside the unit's
+//! `SystemCallFilter=`.
 
 mod support;
 
@@ -220,4 +221,133 @@ fn unreachable_notify_socket_is_not_fatal() {
     }
     assert!(reloaded(), "the reload did not complete");
     assert_eq!(http_get(lb.addr, "/").0, 200);
+}
+
+/// The syscalls a group such as `@system-service` allows, nested groups expanded
+/// (`systemd-analyze syscall-filter`).
+fn syscall_group(group: &str, out: &mut std::collections::BTreeSet<String>) {
+    let text = Command::new("systemd-analyze")
+        .args(["syscall-filter", group])
+        .output()
+        .unwrap();
+    for word in String::from_utf8_lossy(&text.stdout).split_whitespace() {
+        if word == group || word.starts_with('#') {
+            continue;
+        }
+        if word.starts_with('@') {
+            syscall_group(word, out);
+        } else if word
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            out.insert(word.to_string());
+        }
+    }
+}
+
+/// The unit's `SystemCallFilter=` only acts under systemd, which the tests do
+/// not run under; so floatlb runs under strace through start-up, becoming VRRP
+/// master, proxying, a runtime-API call, a reload with a VRRP change and a
+/// graceful stop, and every system call it made must be one the filter allows.
+#[test]
+fn syscalls_stay_inside_the_units_filter() {
+    let test = "syscalls_stay_inside_the_units_filter";
+    if !support::netns::netns_available(test)
+        || !tool_available(test, "systemd-analyze")
+        || !tool_available(test, "strace")
+    {
+        return;
+    }
+    let filter = UNIT
+        .lines()
+        .find_map(|l| l.strip_prefix("SystemCallFilter="))
+        .expect("SystemCallFilter in the unit");
+    let mut allowed = std::collections::BTreeSet::new();
+    for group in filter.split_whitespace() {
+        syscall_group(group, &mut allowed);
+    }
+    assert!(allowed.contains("socket"), "could not expand {filter}");
+
+    let mut lab = support::netns::Lab::new();
+    lab.host("client", "198.18.0.2/24");
+    lab.host("lb", "198.18.0.3/24");
+    lab.host("web", "198.18.0.11/24");
+    let web = lab.in_host("web", || TestBackend::start_on("web1", "198.18.0.11:80"));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |priority: u32| {
+        format!(
+            "[listen]\naddress = \"0.0.0.0:80\"\nworkers = 2\n[health]\ninterval = \"100ms\"\n\
+             [[backend]]\nname = \"web1\"\naddress = \"{}\"\n[admin]\naddress = \"127.0.0.1:9100\"\n\
+             [log]\naccess = \"json\"\n[[vrrp]]\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
+             advert-interval = \"50ms\"\nvirtual-addresses = [\"198.18.0.100/24\"]\n",
+            web.addr
+        )
+    };
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(&config, cfg(150)).unwrap();
+    let trace = dir.path().join("trace");
+    let mut strace = lab
+        .exec("lb")
+        .args(["strace", "-f", "-qq", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_floatlb"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let vip: SocketAddr = "198.18.0.100:80".parse().unwrap();
+    lab.wait_for("the VIP", Duration::from_secs(10), || {
+        lab.has_addr("lb", "198.18.0.100")
+    });
+    assert_eq!(support::netns::http_from(&lab, "client", vip, "/").0, 200);
+    std::fs::write(&config, cfg(140)).unwrap();
+    let admin: SocketAddr = "127.0.0.1:9100".parse().unwrap();
+    let post = |path: &'static str| {
+        lab.in_host("lb", move || {
+            raw_request(
+                admin,
+                &format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            )
+            .0
+        })
+    };
+    assert_eq!(post("/admin/backend/web1/weight/2"), 200);
+    assert_eq!(post("/admin/reload"), 200);
+    assert_eq!(support::netns::http_from(&lab, "client", vip, "/").0, 200);
+    // SIGTERM to floatlb itself, strace's child.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", strace.id())).unwrap();
+    let pid: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let start = std::time::Instant::now();
+    while strace.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "floatlb did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let mut used = std::collections::BTreeSet::new();
+    for line in std::fs::read_to_string(&trace).unwrap().lines() {
+        let call = line
+            .split_once(' ')
+            .map_or("", |(_, rest)| rest.trim_start());
+        if let Some((name, _)) = call.split_once('(') {
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                used.insert(name.to_string());
+            }
+        }
+    }
+    assert!(
+        used.contains("sendto") && used.contains("accept4"),
+        "{used:?}"
+    );
+    let outside: Vec<_> = used.difference(&allowed).collect();
+    assert!(
+        outside.is_empty(),
+        "floatlb made system calls that {filter} refuses: {outside:?}"
+    );
 }
