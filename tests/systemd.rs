@@ -114,9 +114,25 @@ struct Notified {
 
 impl Notified {
     fn start(body: &str) -> Notified {
+        Self::start_at(body, false)
+    }
+
+    /// With `abstract_name`, the socket lives in the abstract namespace and
+    /// NOTIFY_SOCKET names it with a leading '@', as sd_notify(3) allows.
+    fn start_at(body: &str, abstract_name: bool) -> Notified {
+        use std::os::linux::net::SocketAddrExt as _;
         let dir = tempfile::tempdir().unwrap();
-        let sock_path = dir.path().join("notify.sock");
-        let sock = UnixDatagram::bind(&sock_path).unwrap();
+        let (sock, sock_path) = if abstract_name {
+            let name = format!("floatlb-test-{}", std::process::id());
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+            (
+                UnixDatagram::bind_addr(&addr).unwrap(),
+                std::path::PathBuf::from(format!("@{name}")),
+            )
+        } else {
+            let path = dir.path().join("notify.sock");
+            (UnixDatagram::bind(&path).unwrap(), path)
+        };
         sock.set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -201,6 +217,15 @@ fn notify_ready_reloading_stopping() {
     let mut lb = lb;
     let status = lb.child.wait().unwrap();
     assert!(status.success(), "floatlb exited with {status}");
+}
+
+#[test]
+fn notify_socket_in_the_abstract_namespace() {
+    let backend = TestBackend::start("web1");
+    let lb = Notified::start_at(&backend_tables(&[(&backend, 1)]), true);
+    assert_eq!(lb.next(), "READY=1");
+    lb.signal(libc::SIGTERM);
+    assert_eq!(lb.next(), "STOPPING=1");
 }
 
 #[test]
