@@ -1282,8 +1282,9 @@ fn reload_vrrp(node: &Node, from: &str, to: &str) -> bool {
 /// SIGHUP with a new `[[vrrp]]` priority and advert interval: the master
 /// keeps the VIP and its role (no transition), and its adverts carry the new
 /// values at once (RFC 5798 §6.4.3), as the backup's view of them shows; a
-/// VRID change needs a restart and is refused with the VIP kept; a priority
-/// under the backup's lets the preempting backup take over (§6.4.2).
+/// VRID change needs a restart and is refused with the VIP kept; VIPs and
+/// peers change live; a priority under the backup's lets the preempting
+/// backup take over (§6.4.2).
 #[test]
 fn reload_changes_vrrp_priority_and_interval_and_keeps_the_vip() {
     if !netns_available("reload_changes_vrrp_priority_and_interval_and_keeps_the_vip") {
@@ -1347,6 +1348,20 @@ fn reload_changes_vrrp_priority_and_interval_and_keeps_the_vip() {
     assert!(lab.has_addr("lb1", "198.18.0.101") && lab.has_addr("lb1", VIP));
     assert!(reload_vrrp(&n1, &two, &new), "{}", n1.log());
     assert!(!lab.has_addr("lb1", "198.18.0.101") && lab.has_addr("lb1", VIP));
+    assert_eq!(transitions("lb1"), before, "lb1 changed state");
+
+    // New peers reopen the advert socket: unicast to a host that is not there,
+    // lb2 hears nothing and takes the VIP as well; back to multicast, lb2 hears
+    // the higher priority and yields (§6.4.3), lb1 never having left MASTER.
+    let nobody = vrrp_table(140, 50, "unicast-peers = [\"198.18.0.9\"]\n");
+    assert!(reload_vrrp(&n1, &new, &nobody), "{}", n1.log());
+    lab.wait_for("lb2 misses lb1's adverts", Duration::from_secs(5), || {
+        holders(&lab) == (true, true)
+    });
+    assert!(reload_vrrp(&n1, &nobody, &new), "{}", n1.log());
+    lab.wait_for("lb2 hears lb1 again", Duration::from_secs(5), || {
+        holders(&lab) == (true, false)
+    });
     assert_eq!(transitions("lb1"), before, "lb1 changed state");
 
     // Under the backup's 100: lb2 (preempt) discards lb1's adverts and takes over.
