@@ -117,12 +117,19 @@ impl Ha {
         new: &[config::Vrrp],
     ) -> Result<Vec<String>, String> {
         Self::check_same_instances(old, new)?;
-        let mut changed = Vec::new();
-        for (i, (inst, (o, n))) in self.instances.iter().zip(old.iter().zip(new)).enumerate() {
-            if o == n {
-                continue;
+        // Every new table is checked before the first instance is touched.
+        let mut todo = Vec::new();
+        for (i, (o, n)) in old.iter().zip(new).enumerate() {
+            if o != n {
+                let ic = instance_config(i, n);
+                ic.validate().map_err(|e| format!("vrrp[{i}]: {e}"))?;
+                todo.push((i, ic));
             }
-            inst.reconfigure(instance_config(i, n))
+        }
+        let mut changed = Vec::new();
+        for (i, ic) in todo {
+            let inst = &self.instances[i];
+            inst.reconfigure(ic)
                 .map_err(|e| format!("vrrp[{i}]: {e}"))?;
             changed.push(inst.name().to_string());
         }
