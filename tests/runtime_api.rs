@@ -363,3 +363,20 @@ fn adding_a_vrrp_instance_on_reload_is_refused() {
     );
     assert_eq!(http_get(lb.addr, "/").0, 200);
 }
+
+/// `[listen] workers` is read at start: a reload says so instead of
+/// pretending to apply it, and goes through for the rest.
+#[test]
+fn workers_change_is_logged_as_taking_effect_at_restart() {
+    let (_a, _b, lb) = two_backends("");
+    let cfg = std::fs::read_to_string(&lb.config_path).unwrap();
+    std::fs::write(&lb.config_path, cfg.replace("workers = 2", "workers = 1")).unwrap();
+    let (status, _, text) = post(lb.admin, "/admin/reload", None);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        lb.log()
+            .contains("listen.workers changed: it takes effect at the next restart"),
+        "{}",
+        lb.log()
+    );
+}
