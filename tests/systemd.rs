@@ -255,8 +255,10 @@ fn syscall_group(group: &str, out: &mut std::collections::BTreeSet<String>) {
         .args(["syscall-filter", group])
         .output()
         .unwrap();
-    for word in String::from_utf8_lossy(&text.stdout).split_whitespace() {
-        if word == group || word.starts_with('#') {
+    let text = String::from_utf8_lossy(&text.stdout);
+    let lines = text.lines().filter(|l| !l.trim_start().starts_with('#'));
+    for word in lines.flat_map(str::split_whitespace) {
+        if word == group {
             continue;
         }
         if word.starts_with('@') {
@@ -283,14 +285,26 @@ fn syscalls_stay_inside_the_units_filter() {
     {
         return;
     }
-    let filter = UNIT
-        .lines()
-        .find_map(|l| l.strip_prefix("SystemCallFilter="))
-        .expect("SystemCallFilter in the unit");
+    // An allow list, then `~` lines taking groups out of it (systemd.exec(5)).
     let mut allowed = std::collections::BTreeSet::new();
-    for group in filter.split_whitespace() {
-        syscall_group(group, &mut allowed);
+    let mut denied = std::collections::BTreeSet::new();
+    let filters: Vec<&str> = UNIT
+        .lines()
+        .filter_map(|l| l.strip_prefix("SystemCallFilter="))
+        .collect();
+    for f in &filters {
+        let (set, groups) = match f.strip_prefix('~') {
+            Some(g) => (&mut denied, g),
+            None => (&mut allowed, *f),
+        };
+        for group in groups.split_whitespace() {
+            syscall_group(group, set);
+        }
     }
+    assert!(denied.contains("chown"), "could not expand {filters:?}");
+    let allowed: std::collections::BTreeSet<String> =
+        allowed.difference(&denied).cloned().collect();
+    let filter = filters.join(" ");
     assert!(allowed.contains("socket"), "could not expand {filter}");
 
     let mut lab = support::netns::Lab::new();
