@@ -275,7 +275,8 @@ fn syscall_group(group: &str, out: &mut std::collections::BTreeSet<String>) {
 /// The unit's `SystemCallFilter=` only acts under systemd, which the tests do
 /// not run under; so floatlb runs under strace through start-up, becoming VRRP
 /// master, proxying, a runtime-API call, a reload with a VRRP change and a
-/// graceful stop, and every system call it made must be one the filter allows.
+/// graceful stop, then `check` and `release` (ExecStartPre, ExecStopPost), and
+/// every system call made must be one the filter allows.
 #[test]
 fn syscalls_stay_inside_the_units_filter() {
     let test = "syscalls_stay_inside_the_units_filter";
@@ -369,8 +370,29 @@ fn syscalls_stay_inside_the_units_filter() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
+    // The unit's ExecStartPre and ExecStopPost run under the same filter.
+    let mut traces = vec![trace];
+    for (n, command) in ["check", "release"].into_iter().enumerate() {
+        let t = dir.path().join(format!("trace-{n}"));
+        let status = lab
+            .exec("lb")
+            .args(["strace", "-f", "-qq", "-o"])
+            .arg(&t)
+            .arg(env!("CARGO_BIN_EXE_floatlb"))
+            .args([command, "-c"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "floatlb {command} failed");
+        traces.push(t);
+    }
+    let text: String = traces
+        .iter()
+        .map(|t| std::fs::read_to_string(t).unwrap())
+        .collect();
     let mut used = std::collections::BTreeSet::new();
-    for line in std::fs::read_to_string(&trace).unwrap().lines() {
+    for line in text.lines() {
         let call = line
             .split_once(' ')
             .map_or("", |(_, rest)| rest.trim_start());
