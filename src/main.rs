@@ -40,6 +40,13 @@ enum Command {
         #[arg(short, long, default_value = "proxy.toml")]
         config: PathBuf,
     },
+    /// Write the man pages and shell completions, made from this CLI's own
+    /// definition, into a directory (for packaging; see packaging/build-deb).
+    #[command(hide = true)]
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Talk to a running floatlb through its admin listener's runtime API.
     /// Exit codes: 0 done, 1 refused by floatlb, 2 usage or configuration,
     /// 3 floatlb not reachable.
@@ -123,6 +130,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Generate { out } => match generate(&out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("floatlb generate: {}: {e}", out.display());
+                ExitCode::FAILURE
+            }
+        },
         Command::Ctl { config, call } => {
             use floatlb::runtime::ctl::{admin_of, call as ctl_call, Outcome};
             let admin = match admin_of(&config) {
@@ -174,6 +188,20 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `floatlb.1` and one page per subcommand (`floatlb-run.1`, ...), and the
+/// bash, zsh and fish completions, under `out`.
+fn generate(out: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+    std::fs::create_dir_all(out)?;
+    let cmd = Cli::command();
+    clap_mangen::generate_to(cmd.clone(), out)?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut cmd.clone(), "floatlb", out)?;
+    }
+    Ok(())
 }
 
 fn init_logging(filter: Option<String>) {

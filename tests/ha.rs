@@ -1241,3 +1241,137 @@ fn graceful_handover_closes_a_websocket_tunnel_with_a_fin() {
     // The backup serves new WebSockets through the VIP.
     drop(lab.in_host("client", open));
 }
+
+fn admin_status(lab: &Lab, host: &str) -> String {
+    support::netns::http_from(lab, host, "127.0.0.1:9100".parse().unwrap(), "/status.json").1
+}
+
+/// Rewrites a node's `[[vrrp]]` table (`from` -> `to`), sends SIGHUP and
+/// waits (bounded) until the node logs that the reload was applied or refused.
+fn reload_vrrp(node: &Node, from: &str, to: &str) -> bool {
+    let path = node._dir.path().join("proxy.toml");
+    let cfg = std::fs::read_to_string(&path).unwrap();
+    assert!(cfg.contains(from), "{cfg}");
+    std::fs::write(&path, cfg.replace(from, to)).unwrap();
+    let count = |log: &str| {
+        (
+            log.matches("configuration reloaded").count(),
+            log.matches("reload failed").count(),
+        )
+    };
+    let before = count(&node.log());
+    node.signal(libc::SIGHUP);
+    let start = std::time::Instant::now();
+    loop {
+        let now = count(&node.log());
+        if now.0 > before.0 {
+            return true;
+        }
+        if now.1 > before.1 {
+            return false;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no reload:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGHUP with a new `[[vrrp]]` priority and advert interval: the master
+/// keeps the VIP and its role (no transition), and its adverts carry the new
+/// values at once (RFC 5798 §6.4.3), as the backup's view of them shows; a
+/// VRID change needs a restart and is refused with the VIP kept; VIPs and
+/// peers change live; a priority under the backup's lets the preempting
+/// backup take over (§6.4.2).
+#[test]
+fn reload_changes_vrrp_priority_and_interval_and_keeps_the_vip() {
+    if !netns_available("reload_changes_vrrp_priority_and_interval_and_keeps_the_vip") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab();
+    let (n1, n2) = lb1_master_pair(&lab, &web);
+    let transitions = |host: &str| {
+        let s = admin_status(&lab, host);
+        let i = s.find("\"transitions\":").expect("transitions") + 14;
+        s[i..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let before = transitions("lb1");
+
+    let (old, new) = (vrrp_table(150, 100, ""), vrrp_table(140, 50, ""));
+    assert!(reload_vrrp(&n1, &old, &new), "{}", n1.log());
+    let seen =
+        "\"last_peer_advert\":{\"address\":\"198.18.0.3\",\"priority\":140,\"interval_ms\":50,";
+    let start = std::time::Instant::now();
+    while !admin_status(&lab, "lb2").contains(seen) {
+        assert_eq!(
+            holders(&lab),
+            (true, false),
+            "the VIP moved during the reload"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "lb2 never saw the new advert: {}",
+            admin_status(&lab, "lb2")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Settled on the new values: still one holder, no state change on lb1.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(holders(&lab), (true, false));
+    assert_eq!(transitions("lb1"), before, "lb1 changed state");
+    assert!(admin_status(&lab, "lb1").contains("\"state\":\"MASTER\",\"priority\":140"));
+    assert_eq!(get_status_from(&lab, "client", vip(), "/").0, 200);
+
+    // Another VRID is another instance: refused, the running one untouched.
+    let other = new.replace("vrid = 51", "vrid = 52");
+    assert!(
+        !reload_vrrp(&n1, &new, &other),
+        "a VRID change was accepted"
+    );
+    assert!(n1.log().contains("needs a restart"), "{}", n1.log());
+    assert_eq!(holders(&lab), (true, false));
+    assert!(admin_status(&lab, "lb1").contains("\"priority\":140"));
+
+    // A second VIP comes up on the master, and goes again, the first staying.
+    let two = new.replace(
+        &format!("[\"{VIP}/24\"]"),
+        &format!("[\"{VIP}/24\", \"198.18.0.101/24\"]"),
+    );
+    assert!(reload_vrrp(&n1, &other, &two), "{}", n1.log());
+    assert!(lab.has_addr("lb1", "198.18.0.101") && lab.has_addr("lb1", VIP));
+    assert!(reload_vrrp(&n1, &two, &new), "{}", n1.log());
+    assert!(!lab.has_addr("lb1", "198.18.0.101") && lab.has_addr("lb1", VIP));
+    assert_eq!(transitions("lb1"), before, "lb1 changed state");
+
+    // New peers reopen the advert socket: unicast to a host that is not there,
+    // lb2 hears nothing and takes the VIP as well; back to multicast, lb2 hears
+    // the higher priority and yields (§6.4.3), lb1 never having left MASTER.
+    let nobody = vrrp_table(140, 50, "unicast-peers = [\"198.18.0.9\"]\n");
+    assert!(reload_vrrp(&n1, &new, &nobody), "{}", n1.log());
+    lab.wait_for("lb2 misses lb1's adverts", Duration::from_secs(5), || {
+        holders(&lab) == (true, true)
+    });
+    assert!(reload_vrrp(&n1, &nobody, &new), "{}", n1.log());
+    lab.wait_for("lb2 hears lb1 again", Duration::from_secs(5), || {
+        holders(&lab) == (true, false)
+    });
+    assert_eq!(transitions("lb1"), before, "lb1 changed state");
+
+    // Under the backup's 100: lb2 (preempt) discards lb1's adverts and takes over.
+    assert!(
+        reload_vrrp(&n1, &new, &vrrp_table(90, 50, "")),
+        "{}",
+        n1.log()
+    );
+    lab.wait_for("lb2 preempts", Duration::from_secs(5), || {
+        holders(&lab) == (false, true)
+    });
+    drop(n2);
+}

@@ -295,3 +295,88 @@ fn check_refuses_an_open_admin_listener_without_a_token() {
     let (code, _, err) = floatlb("check", &cfg, &[]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// `[admin] address` on reload: a new address is bound before the reload is
+/// accepted and the old one is let go; an address that cannot be bound refuses
+/// the reload with the reason, and the old listener keeps serving.
+#[test]
+fn admin_address_change_rebinds_or_is_refused() {
+    let (a, b, lb) = two_backends("");
+    let body = format!(
+        "[health]\ninterval = \"100ms\"\n{}",
+        backend_tables(&[(&a, 1), (&b, 1)])
+    );
+    let moved: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    std::fs::write(&lb.config_path, Floatlb::render(lb.addr, moved, &body)).unwrap();
+    // Asked on the old address; answered there once the new one is bound.
+    let (status, _, text) = post(lb.admin, "/admin/reload", None);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(http_get(moved, "/healthz").0, 200);
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(lb.admin).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the old admin address still accepts"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ctl follows the file, so it finds the moved listener.
+    let (code, out, _) = ctl(&lb, &["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"backends\""), "{out}");
+
+    // An address someone else holds: refused, nothing changes.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = squatter.local_addr().unwrap();
+    std::fs::write(&lb.config_path, Floatlb::render(lb.addr, taken, &body)).unwrap();
+    let (status, _, text) = post(moved, "/admin/reload", None);
+    assert_eq!(status, 422, "{text}");
+    assert!(
+        text.contains(&format!("[admin] address: cannot listen on {taken}")),
+        "{text}"
+    );
+    assert_eq!(http_get(moved, "/healthz").0, 200);
+    assert_eq!(http_get(lb.addr, "/").0, 200);
+}
+
+/// `[[vrrp]]` on a node that runs none: adding an instance needs a restart,
+/// so the reload is refused with that reason and the old config serves on.
+#[test]
+fn adding_a_vrrp_instance_on_reload_is_refused() {
+    let (a, b, lb) = two_backends("");
+    let body = format!(
+        "[health]\ninterval = \"100ms\"\n{}[[vrrp]]\ninterface = \"lo\"\nvrid = 51\npriority = 100\nvirtual-addresses = [\"198.18.0.100/32\"]\n",
+        backend_tables(&[(&a, 1), (&b, 1)])
+    );
+    std::fs::write(&lb.config_path, Floatlb::render(lb.addr, lb.admin, &body)).unwrap();
+    let (status, _, text) = post(lb.admin, "/admin/reload", None);
+    assert_eq!(status, 422, "{text}");
+    assert!(
+        text.contains("[[vrrp]]: instances changed ([] -> [lo VRID 51])")
+            && text.contains("needs a restart"),
+        "{text}"
+    );
+    assert!(
+        !lb.status_json().contains("\"vrrp\""),
+        "{}",
+        lb.status_json()
+    );
+    assert_eq!(http_get(lb.addr, "/").0, 200);
+}
+
+/// `[listen] workers` is read at start: a reload says so instead of
+/// pretending to apply it, and goes through for the rest.
+#[test]
+fn workers_change_is_logged_as_taking_effect_at_restart() {
+    let (_a, _b, lb) = two_backends("");
+    let cfg = std::fs::read_to_string(&lb.config_path).unwrap();
+    std::fs::write(&lb.config_path, cfg.replace("workers = 2", "workers = 1")).unwrap();
+    let (status, _, text) = post(lb.admin, "/admin/reload", None);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        lb.log()
+            .contains("listen.workers changed: it takes effect at the next restart"),
+        "{}",
+        lb.log()
+    );
+}

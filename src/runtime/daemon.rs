@@ -21,7 +21,7 @@ use crate::frontend::accept;
 use crate::net;
 use crate::proxy::state::Shared;
 use crate::runtime::ha::Ha;
-use crate::runtime::{admin, health, reload};
+use crate::runtime::{admin, health, reload, systemd};
 
 /// Runs floatlb with an already validated config until a shutdown signal.
 pub fn run(config: Config, path: &Path) -> anyhow::Result<()> {
@@ -97,32 +97,44 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
         Some(ha) => ha.hooks(),
         None => Arc::new(admin::NoHooks),
     };
-    if let Some(l) = admin_listener {
-        tokio::spawn(admin::serve(l, shared.clone(), hooks.clone()));
-    }
+    let serve_admin = |l| tokio::spawn(admin::serve(l, shared.clone(), hooks.clone()));
+    let mut admin_task = admin_listener.map(serve_admin);
+    systemd::ready();
 
     loop {
         tokio::select! {
-            _ = hup.recv() => match reload::reload(&shared) {
-                Ok(r) => {
-                    tracing::info!(file = %path.display(), "configuration reloaded");
-                    generation_tx.send_modify(|g| *g += 1);
-                    if let Some(l) = r.new_listener {
-                        let _ = rebind_tx.send(l).await;
+            _ = hup.recv() => {
+                systemd::reloading();
+                match reload::reload(&shared, ha.as_deref()) {
+                    Ok(r) => {
+                        tracing::info!(file = %path.display(), "configuration reloaded");
+                        generation_tx.send_modify(|g| *g += 1);
+                        if let Some(l) = r.new_listener {
+                            let _ = rebind_tx.send(l).await;
+                        }
+                        if let Some(l) = r.new_admin {
+                            // The old accept loop stops; its open connections finish.
+                            if let Some(t) = admin_task.take() {
+                                t.abort();
+                            }
+                            admin_task = l.map(serve_admin);
+                        }
+                        if r.maxconn > maxconn {
+                            limit.add_permits(r.maxconn - maxconn);
+                        } else if r.maxconn < maxconn {
+                            limit.forget_permits(maxconn - r.maxconn);
+                        }
+                        maxconn = r.maxconn;
                     }
-                    if r.maxconn > maxconn {
-                        limit.add_permits(r.maxconn - maxconn);
-                    } else if r.maxconn < maxconn {
-                        limit.forget_permits(maxconn - r.maxconn);
-                    }
-                    maxconn = r.maxconn;
+                    Err(e) => tracing::error!("reload failed, keeping the running configuration:\n{e}"),
                 }
-                Err(e) => tracing::error!("reload failed, keeping the running configuration:\n{e}"),
-            },
+                systemd::ready();
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    systemd::stopping();
 
     if let Some(ha) = &ha {
         // Planned handover (see `handover`): clients leave their keep-alive

@@ -172,6 +172,56 @@ impl Ha {
         }))
     }
 
+    /// A reload's `[[vrrp]]` tables, applied to the running instances without
+    /// leaving their roles (see `vrrp::Instance::reconfigure`): a master whose
+    /// priority, advert interval, VIPs or peers change keeps the VIP. The
+    /// instances are the same ones in the same order (interface and VRID name
+    /// them); adding, removing or renaming one needs a restart and is refused
+    /// before anything changes. Returns what changed.
+    pub fn reconfigure(
+        &self,
+        old: &[config::Vrrp],
+        new: &[config::Vrrp],
+    ) -> Result<Vec<String>, String> {
+        Self::check_same_instances(old, new)?;
+        // Every new table is checked before the first instance is touched.
+        let mut todo = Vec::new();
+        for (i, (o, n)) in old.iter().zip(new).enumerate() {
+            if o != n {
+                let ic = instance_config(i, n);
+                ic.validate().map_err(|e| format!("vrrp[{i}]: {e}"))?;
+                todo.push((i, ic));
+            }
+        }
+        let mut changed = Vec::new();
+        for (i, ic) in todo {
+            let inst = &self.instances[i];
+            inst.reconfigure(ic)
+                .map_err(|e| format!("vrrp[{i}]: {e}"))?;
+            changed.push(inst.name().to_string());
+        }
+        Ok(changed)
+    }
+
+    /// Refuses a reload that adds, removes or renames an instance: those need
+    /// a restart. A node that runs none compares against `&[]`.
+    pub fn check_same_instances(old: &[config::Vrrp], new: &[config::Vrrp]) -> Result<(), String> {
+        let ids = |v: &[config::Vrrp]| {
+            v.iter()
+                .map(|v| format!("{} VRID {}", v.interface, v.vrid))
+                .collect::<Vec<_>>()
+        };
+        let (o, n) = (ids(old), ids(new));
+        if o != n {
+            return Err(format!(
+                "instances changed ([{}] -> [{}]): adding, removing or renaming one (interface, vrid) needs a restart",
+                o.join(", "),
+                n.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
     /// Step-down of every instance that is master: priority-0 advert, VIPs
     /// kept for `linger`, then released.
     pub fn step_down(&self, linger: Duration) -> String {

@@ -9,3 +9,4 @@ pub mod exposition;
 pub mod ha;
 pub mod health;
 pub mod reload;
+pub mod systemd;

@@ -1,6 +1,9 @@
-//! SIGHUP (and `floatlb reload`): the config file is read again and, if it is
-//! valid, swapped in as a new snapshot; a new listen address is bound first.
-//! A bad file changes nothing and says why (file:line:col).
+//! SIGHUP (and `floatlb ctl reload`): the config file is read again and, if
+//! it is valid, swapped in as a new snapshot. What can fail comes first — a
+//! new listen or admin address is bound, the `[[vrrp]]` instances take their
+//! new parameters — so a refused reload changes nothing and says why
+//! (file:line:col, or the section and reason). docs/configuration.md has the
+//! table of what each section does on reload.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,11 +12,14 @@ use tokio::net::TcpListener;
 
 use crate::config;
 use crate::proxy::state::{unix_now, Shared, Snapshot};
+use crate::runtime::ha::Ha;
 
 /// What a successful reload changed that the caller must act on.
 pub struct Reloaded {
     /// A listener bound to the new `[listen] address`, if it changed.
     pub new_listener: Option<TcpListener>,
+    /// `[admin]` moved, appeared or went: the listener to serve from now on.
+    pub new_admin: Option<Option<TcpListener>>,
     pub maxconn: usize,
 }
 
@@ -22,6 +28,14 @@ pub struct Reloaded {
 pub enum ReloadError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    #[error("[admin] address: cannot listen on {address}: {source}")]
+    AdminBind {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("[[vrrp]]: {0}")]
+    Vrrp(String),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: std::net::SocketAddr,
@@ -31,8 +45,8 @@ pub enum ReloadError {
 }
 
 /// Re-reads the config file and swaps it in if valid.
-pub fn reload(shared: &Shared) -> Result<Reloaded, ReloadError> {
-    let result = try_reload(shared);
+pub fn reload(shared: &Shared, ha: Option<&Ha>) -> Result<Reloaded, ReloadError> {
+    let result = try_reload(shared, ha);
     match &result {
         Ok(_) => {
             *shared
@@ -56,7 +70,7 @@ pub fn reload(shared: &Shared) -> Result<Reloaded, ReloadError> {
     result
 }
 
-fn try_reload(shared: &Shared) -> Result<Reloaded, ReloadError> {
+fn try_reload(shared: &Shared, ha: Option<&Ha>) -> Result<Reloaded, ReloadError> {
     let cfg = config::load(&shared.config_path)?;
     let old = shared.live.load_full();
     let new_listener = if cfg.listen.address != old.config.listen.address {
@@ -70,12 +84,56 @@ fn try_reload(shared: &Shared) -> Result<Reloaded, ReloadError> {
     } else {
         None
     };
+    let old_admin = old.config.admin.as_ref().map(|a| a.address);
+    let new_admin = match cfg.admin.as_ref().map(|a| a.address) {
+        a if a == old_admin => None,
+        None => Some(None),
+        Some(address) => {
+            let l =
+                bind_admin(address).map_err(|source| ReloadError::AdminBind { address, source })?;
+            Some(Some(l))
+        }
+    };
+    // Last, as it is the one step with effects outside this process.
+    match ha {
+        Some(ha) => {
+            let changed = ha
+                .reconfigure(&old.config.vrrp, &cfg.vrrp)
+                .map_err(ReloadError::Vrrp)?;
+            if !changed.is_empty() {
+                tracing::info!(instances = ?changed, "VRRP instances reconfigured");
+            }
+        }
+        None => Ha::check_same_instances(&[], &cfg.vrrp).map_err(ReloadError::Vrrp)?,
+    }
+    for (what, changed) in [
+        (
+            "listen.workers",
+            cfg.listen.workers != old.config.listen.workers,
+        ),
+        (
+            "log",
+            cfg.log.access != old.config.log.access
+                || cfg.log.access_path != old.config.log.access_path,
+        ),
+    ] {
+        if changed {
+            tracing::warn!("{what} changed: it takes effect at the next restart");
+        }
+    }
     let maxconn = cfg.listen.maxconn;
     shared
         .live
         .store(Arc::new(Snapshot::build(cfg, &old.backends)));
     Ok(Reloaded {
         new_listener,
+        new_admin,
         maxconn,
     })
+}
+
+fn bind_admin(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let l = std::net::TcpListener::bind(address)?;
+    l.set_nonblocking(true)?;
+    TcpListener::from_std(l)
 }

@@ -496,6 +496,39 @@ impl Fsm {
         });
         self.transition(State::Backup, out);
     }
+
+    /// A reload: new parameters for the same virtual router (same VRID and
+    /// primary address). The role is kept, so a master keeps its VIPs while
+    /// only its priority or interval change. A master announces the new values
+    /// at once (§6.4.3 adverts carry the master's priority and Max Adver Int;
+    /// backups learn Master_Adver_Interval from them, §6.4.2); a backup's new
+    /// priority counts from the next advert on (Skew_Time, §6.1), and with
+    /// preemption a backup that now outranks the master discards its adverts
+    /// and takes over when Master_Down_Timer fires (§6.4.2).
+    pub fn reconfigure(&mut self, now: Instant, cfg: FsmConfig) -> Vec<Action> {
+        let mut out = Vec::new();
+        let was = self.faulted();
+        let vips_changed = !same_addresses(&cfg.vips, &self.cfg.vips);
+        self.cfg = cfg;
+        if self.state == State::Master {
+            if vips_changed {
+                out.push(Action::AddVips);
+                out.push(Action::SendGarp);
+            }
+            out.push(Action::SendAdvert {
+                priority: self.priority(),
+            });
+            let at = now + self.cfg.advert_interval;
+            self.adver_at = Some(at);
+            out.push(Action::ArmTimer {
+                timer: Timer::Adver,
+                at,
+            });
+        }
+        // A track-weight set or removed changes whether poor health means FAULT.
+        self.update_fault(now, was, &mut out);
+        out
+    }
 }
 
 fn same_addresses(a: &[Ipv4Addr], b: &[Ipv4Addr]) -> bool {
@@ -1125,5 +1158,97 @@ mod tests {
         // ... and the next advert is the first of a new series.
         assert!(gaps(&hear(&mut f, 600, 200)).is_empty());
         assert_eq!(gaps(&hear(&mut f, 700, 200)), [Duration::from_millis(100)]);
+    }
+
+    /// Reload of a master (§6.4.3): a new priority and advert interval are
+    /// announced at once in an advert, the VIPs stay (no RemoveVips, no
+    /// transition), and the next Adver timer uses the new interval.
+    #[test]
+    fn reconfigured_master_keeps_vips_and_announces_new_values() {
+        let t0 = Instant::now();
+        let mut f = master(150, t0);
+        let mut c = cfg(120);
+        c.advert_interval = Duration::from_millis(200);
+        let a = f.reconfigure(t0, c);
+        assert_eq!(f.state(), State::Master);
+        assert!(a.contains(&Action::SendAdvert { priority: 120 }), "{a:?}");
+        assert!(!a
+            .iter()
+            .any(|x| matches!(x, Action::RemoveVips | Action::Transition { .. })));
+        assert_eq!(
+            armed(&a, Timer::Adver),
+            Some(t0 + Duration::from_millis(200))
+        );
+        assert_eq!(f.advert_interval_cs(), 20);
+        let a = f.handle(t0 + Duration::from_millis(200), Input::Timer(Timer::Adver));
+        assert_eq!(
+            armed(&a, Timer::Adver),
+            Some(t0 + Duration::from_millis(400))
+        );
+    }
+
+    /// A master whose VIP list grows adds and announces them (§6.4.3 gratuitous
+    /// ARP for each VIP on taking them), without leaving MASTER.
+    #[test]
+    fn reconfigured_master_adds_new_vips() {
+        let t0 = Instant::now();
+        let mut f = master(150, t0);
+        let mut c = cfg(150);
+        c.vips.push(Ipv4Addr::new(198, 18, 0, 101));
+        let a = f.reconfigure(t0, c);
+        assert!(
+            a.contains(&Action::AddVips) && a.contains(&Action::SendGarp),
+            "{a:?}"
+        );
+        assert_eq!(f.state(), State::Master);
+    }
+
+    /// §6.4.2: a backup reloaded to outrank the master, with Preempt_Mode,
+    /// discards the master's lower-priority adverts and becomes master when
+    /// Master_Down_Timer fires; its new priority sets Skew_Time (§6.1).
+    #[test]
+    fn reconfigured_backup_with_higher_priority_preempts() {
+        let t0 = Instant::now();
+        let mut f = backup(100, t0);
+        f.handle(
+            t0,
+            Input::Advert {
+                ip: from(HIGHER_IP),
+                advert: &adv(150, 10),
+            },
+        );
+        let a = f.reconfigure(t0, cfg(200));
+        assert!(a.is_empty(), "a backup announces nothing: {a:?}");
+        assert_eq!(f.skew_time(), Duration::from_nanos(21_875_000)); // 56*100ms/256
+        let a = f.handle(
+            t0,
+            Input::Advert {
+                ip: from(HIGHER_IP),
+                advert: &adv(150, 10),
+            },
+        );
+        assert!(
+            matches!(a[..], [Action::Discarded { priority: 150, .. }]),
+            "{a:?}"
+        );
+        f.handle(t0 + Duration::from_secs(1), Input::Timer(Timer::MasterDown));
+        assert_eq!(f.state(), State::Master);
+    }
+
+    /// Removing track-weight on reload while the service is unhealthy means
+    /// FAULT now, as it would have at startup (priority-0 advert, VIPs off).
+    #[test]
+    fn reconfigure_without_track_weight_enters_fault_when_unhealthy() {
+        let t0 = Instant::now();
+        let mut c = cfg(150);
+        c.track_weight = Some(60);
+        let mut f = Fsm::new(c);
+        f.handle(t0, Input::Startup);
+        f.handle(t0, Input::Timer(Timer::MasterDown));
+        f.handle(t0, Input::Track { healthy: false });
+        assert_eq!((f.state(), f.priority()), (State::Master, 90));
+        let a = f.reconfigure(t0, cfg(150));
+        assert_eq!(f.state(), State::Fault);
+        assert!(a.contains(&Action::RemoveVips), "{a:?}");
     }
 }

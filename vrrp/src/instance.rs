@@ -206,6 +206,8 @@ enum Command {
     /// Step down; keep the VIPs on the interface this long (see `Instance::step_down`).
     StepDown(Duration, mpsc::Sender<()>),
     Shutdown(mpsc::Sender<()>),
+    /// A reload's new parameters (see `Instance::reconfigure`).
+    Reconfigure(Box<InstanceConfig>, mpsc::Sender<Result<(), Error>>),
 }
 
 struct Shared {
@@ -272,6 +274,28 @@ impl Instance {
         self.command(|done| Command::StepDown(linger, done));
     }
 
+    /// Applies a reload's parameters without leaving the current role, so a
+    /// master keeps its VIPs: priority, advert interval, preemption,
+    /// track-weight, VIPs (added or removed on a master, with gratuitous ARP),
+    /// unicast peers (the advert socket is reopened), notify, gratuitous ARP
+    /// settings, checksum mode, realtime. The interface and VRID name the
+    /// instance and cannot change. On an error nothing was changed.
+    pub fn reconfigure(&self, cfg: InstanceConfig) -> Result<(), Error> {
+        cfg.validate()?;
+        let (tx, rx) = mpsc::channel();
+        let name = self.name.clone();
+        let gone = || Error::Config {
+            name: name.clone(),
+            msg: "the VRRP thread did not answer".into(),
+        };
+        self.commands
+            .send(Command::Reconfigure(Box::new(cfg), tx))
+            .map_err(|_| gone())?;
+        wake(&self.wake);
+        rx.recv_timeout(Duration::from_secs(5))
+            .map_err(|_| gone())?
+    }
+
     /// Priority-0 advert if master, VIPs removed, notify STOP, thread joined.
     pub fn shutdown(&self) {
         self.command(Command::Shutdown);
@@ -297,6 +321,25 @@ fn wake(fd: &OwnedFd) {
 /// Starts a virtual router on its own thread, in the caller's network namespace.
 pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error> {
     cfg.validate()?;
+    // Said up front: without CAP_NET_ADMIN a node would become master and
+    // fail to add its VIPs, which shows only in the log.
+    for (bit, cap, why) in [
+        (
+            12,
+            "CAP_NET_ADMIN",
+            "to add and remove the virtual addresses",
+        ),
+        (13, "CAP_NET_RAW", "for the VRRP and gratuitous ARP sockets"),
+    ] {
+        if !has_capability(bit) {
+            return Err(Error::Config {
+                name: cfg.name.clone(),
+                msg: format!(
+                    "needs {cap} {why}: run as root or grant it (systemd: AmbientCapabilities={cap})"
+                ),
+            });
+        }
+    }
     let io_err = |what: &'static str| {
         let (vrid, interface) = (cfg.vrid, cfg.interface.clone());
         move |source: io::Error| Error::Io {
@@ -311,11 +354,7 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
     let vips: Vec<Ipv4Addr> = cfg.virtual_addresses.iter().map(|(a, _)| *a).collect();
     let primary =
         address::primary_ipv4(&cfg.interface, &vips).map_err(io_err("primary address"))?;
-    let peers = if cfg.unicast_peers.is_empty() {
-        Peers::Multicast
-    } else {
-        Peers::Unicast(cfg.unicast_peers.clone())
-    };
+    let peers = peers_of(&cfg);
     let socket = VrrpSocket::open(&cfg.interface, ifindex, primary, peers)
         .map_err(io_err("opening VRRP socket"))?;
     let arp = ArpSender::open(ifindex, mac).map_err(io_err("opening ARP socket"))?;
@@ -342,18 +381,7 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
         stats: Stats::default(),
     });
     let (tx, rx) = mpsc::channel();
-    let fsm_cfg = FsmConfig {
-        vrid: cfg.vrid,
-        priority: cfg.priority,
-        advert_interval: cfg.advert_interval,
-        preempt: cfg.preempt,
-        preempt_delay: cfg.preempt_delay,
-        primary_ip: primary,
-        vips: vips.clone(),
-        track_weight: cfg.track_weight,
-        check_ttl: cfg.check_ttl,
-        handover_hold: Duration::from_secs(60),
-    };
+    let fsm_cfg = fsm_config(&cfg, primary);
     tracing::info!(instance = %cfg.name, interface = %cfg.interface, vrid = cfg.vrid, priority = cfg.priority,
         primary = %primary, advert_interval = ?cfg.advert_interval, "VRRP instance starting");
     let runner = Runner {
@@ -395,6 +423,62 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
     })
 }
 
+/// Whether capability `bit` (linux/capability.h) is in this thread's
+/// effective set. If the set cannot be read, assume yes and let the calls
+/// that need it report.
+fn has_capability(bit: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/thread-self/status") else {
+        return true;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_none_or(|eff| eff & (1 << bit) != 0)
+}
+
+fn fsm_config(cfg: &InstanceConfig, primary: Ipv4Addr) -> FsmConfig {
+    FsmConfig {
+        vrid: cfg.vrid,
+        priority: cfg.priority,
+        advert_interval: cfg.advert_interval,
+        preempt: cfg.preempt,
+        preempt_delay: cfg.preempt_delay,
+        primary_ip: primary,
+        vips: cfg.virtual_addresses.iter().map(|(a, _)| *a).collect(),
+        track_weight: cfg.track_weight,
+        check_ttl: cfg.check_ttl,
+        handover_hold: Duration::from_secs(60),
+    }
+}
+
+fn peers_of(cfg: &InstanceConfig) -> Peers {
+    if cfg.unicast_peers.is_empty() {
+        Peers::Multicast
+    } else {
+        Peers::Unicast(cfg.unicast_peers.clone())
+    }
+}
+
+/// SCHED_FIFO 50 for the calling thread, or back to SCHED_OTHER. Without
+/// CAP_SYS_NICE this needs RLIMIT_RTPRIO >= 50 (systemd: LimitRTPRIO=50);
+/// failing that the thread stays as it is and says so.
+fn set_realtime(name: &str, on: bool) {
+    let (policy, prio) = if on {
+        (libc::SCHED_FIFO, 50)
+    } else {
+        (libc::SCHED_OTHER, 0)
+    };
+    let param = libc::sched_param {
+        sched_priority: prio,
+    };
+    // SAFETY: 0 = this thread; param outlives the call.
+    if unsafe { libc::sched_setscheduler(0, policy, &param) } != 0 {
+        tracing::warn!(instance = %name, error = %io::Error::last_os_error(),
+            "could not switch the VRRP thread to SCHED_FIFO; adverts may be delayed under load");
+    }
+}
+
 struct Runner {
     cfg: InstanceConfig,
     fsm: Fsm,
@@ -431,11 +515,7 @@ const TRACK_POLL: Duration = Duration::from_millis(20);
 impl Runner {
     fn run(mut self, commands: mpsc::Receiver<Command>, wake_fd: Arc<OwnedFd>) {
         if self.cfg.realtime {
-            let param = libc::sched_param { sched_priority: 50 };
-            if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
-                tracing::warn!(instance = %self.cfg.name, error = %io::Error::last_os_error(),
-                    "could not switch the VRRP thread to SCHED_FIFO; adverts may be delayed under load");
-            }
+            set_realtime(&self.cfg.name, true);
         }
         let mut healthy = self.track.healthy();
         let mut link_up = self.link_up();
@@ -492,6 +572,9 @@ impl Runner {
                             let _ = done.send(());
                             return;
                         }
+                        Command::Reconfigure(cfg, done) => {
+                            let _ = done.send(self.reconfigure(now, *cfg));
+                        }
                     }
                 }
             }
@@ -526,6 +609,52 @@ impl Runner {
             self.garps(now);
             self.notifier.reap();
         }
+    }
+
+    /// See `Instance::reconfigure`. What can fail (the new socket) comes first.
+    fn reconfigure(&mut self, now: Instant, new: InstanceConfig) -> Result<(), Error> {
+        if new.interface != self.cfg.interface || new.vrid != self.cfg.vrid {
+            return Err(Error::Config {
+                name: self.cfg.name.clone(),
+                msg: format!(
+                    "interface and VRID name the instance ({} VRID {}); changing them needs a restart",
+                    self.cfg.interface, self.cfg.vrid
+                ),
+            });
+        }
+        if new.unicast_peers != self.cfg.unicast_peers {
+            self.socket =
+                VrrpSocket::open(&new.interface, self.ifindex, self.primary, peers_of(&new))
+                    .map_err(|source| Error::Io {
+                        vrid: new.vrid,
+                        interface: new.interface.clone(),
+                        what: "reopening VRRP socket for new peers",
+                        source,
+                    })?;
+        }
+        if self.fsm.state() == State::Master {
+            for (vip, prefix) in &self.cfg.virtual_addresses {
+                if !new.virtual_addresses.iter().any(|(a, _)| a == vip) {
+                    if let Err(e) = self.netlink.remove(self.ifindex, *vip, *prefix) {
+                        tracing::error!(instance = %self.cfg.name, %vip, error = %e, "could not remove VIP");
+                    }
+                }
+            }
+        }
+        if new.realtime != self.cfg.realtime {
+            set_realtime(&new.name, new.realtime);
+        }
+        self.notifier.set_command(new.notify.clone());
+        if new.garp_refresh != self.cfg.garp_refresh && self.fsm.state() == State::Master {
+            self.refresh_at = new.garp_refresh.map(|r| now + r);
+        }
+        tracing::info!(instance = %new.name, priority = new.priority, advert_interval = ?new.advert_interval,
+            state = self.fsm.state().as_str(), "VRRP instance reconfigured");
+        let fsm_cfg = fsm_config(&new, self.primary);
+        self.cfg = new;
+        let a = self.fsm.reconfigure(now, fsm_cfg);
+        self.apply(now, a);
+        Ok(())
     }
 
     /// Whether the interface is up with carrier (IFF_UP and IFF_RUNNING), asked with

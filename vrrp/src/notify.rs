@@ -20,6 +20,11 @@ impl Notifier {
         }
     }
 
+    /// A new command for later transitions; running ones are still reaped.
+    pub fn set_command(&mut self, command: Option<PathBuf>) {
+        self.command = command;
+    }
+
     pub fn notify(&mut self, instance: &str, state: State) {
         self.reap();
         let Some(cmd) = &self.command else { return };
