@@ -177,124 +177,11 @@ pub(crate) async fn serve(
         };
         buf.advance(req.head_len);
 
-        let started = std::time::Instant::now();
-        shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let (answer, body_read) = if req.body == BodyFraming::None {
-            let mut outgoing = outgoing(&req, Body::None);
-            (
-                proxy::exchange(&mut outgoing, shared, peer, &snap).await,
-                true,
-            )
-        } else {
-            // Boxed: a body's state is large and rare; every connection's task
-            // would otherwise carry room for it while it idles.
-            match Box::pin(exchange_with_body(io, &mut buf, &req, shared, peer, &snap)).await {
-                Ok(answered) => answered,
-                Err(status) => {
-                    let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                        "request body larger than max-body-size"
-                    } else {
-                        "malformed request body"
-                    };
-                    Box::pin(refuse(io, shared, status, reason)).await;
-                    return;
-                }
-            }
-        };
-        // The answer's head is ready: the request's duration, as metrics and log mean it.
-        let took = started.elapsed();
-        // A body not read to its end (the answer came first, or none could be
-        // sent) leaves bytes that are no request: the connection ends after the answer.
-        let keep_alive =
-            req.keep_alive && body_read && !shared.handover.closing() && !*shutdown.borrow();
-        let mut tunnel = None;
-        let (status, bytes, reusable) = match answer {
-            Answer::Local(f) => write_local(io, &f, req.http10, keep_alive).await,
-            Answer::ClientFailed(e) if e.kind() == io::ErrorKind::InvalidData => {
-                // A broken body (chunk framing): the backend got a cut request.
-                tracing::debug!(client = %peer, error = %e, "malformed request body");
-                let f = proxy::fail(
-                    shared,
-                    peer,
-                    StatusCode::BAD_REQUEST,
-                    "malformed request body",
-                );
-                write_local(io, &f, req.http10, false).await
-            }
-            Answer::ClientFailed(e) if e.kind() == io::ErrorKind::InvalidInput => {
-                let f = proxy::fail(shared, peer, StatusCode::PAYLOAD_TOO_LARGE, &e.to_string());
-                write_local(io, &f, req.http10, false).await
-            }
-            Answer::ClientFailed(e) => {
-                // The client left mid-upload: nobody to answer (logged as nginx's 499).
-                tracing::debug!(client = %peer, error = %e, "client left inside its request body");
-                (499, None, false)
-            }
-            Answer::Backend {
-                head,
-                mut body,
-                backend,
-                whole,
-            } => match body.into_tunnel() {
-                // 101 to an upgrade request: the connection changes protocol.
-                Some((stream, from_backend)) => {
-                    let ok = write_switch(io, &head, &from_backend).await.is_ok();
-                    if ok {
-                        // The backend's in-flight count holds while the tunnel lasts.
-                        tunnel = Some((stream, backend));
-                    }
-                    (head.status.as_u16(), None, false)
-                }
-                None => {
-                    // An answer before the request's end: the client's connection
-                    // holds the rest of a body nobody reads; it ends here.
-                    let keep_alive = keep_alive && whole;
-                    let out = write_answer(io, &head, &mut body, req.http10, keep_alive).await;
-                    backend.release(&mut body);
-                    out
-                }
-            },
-        };
-        shared.metrics.duration.observe(took.as_secs_f64());
-        if let (Some(log), Some(fields)) = (&shared.access_log, req.log) {
-            log.log(crate::observe::access_log::Record {
-                client: peer.ip(),
-                at: fields.at,
-                method: fields.method,
-                target: fields.target,
-                version: if req.http10 {
-                    http::Version::HTTP_10
-                } else {
-                    http::Version::HTTP_11
-                },
-                status,
-                bytes,
-                referer: fields.referer,
-                user_agent: fields.user_agent,
-                duration: took,
-            });
-        }
-        if let Some((stream, _in_flight)) = tunnel {
-            let idle = snap.config.timeouts.tunnel;
-            let from_client = std::mem::take(&mut buf);
-            // Boxed, as the streaming send: rare, and large.
-            let end = Box::pin(super::tunnel::relay(
-                io,
-                from_client,
-                stream,
-                shared,
-                shutdown,
-                idle,
-            ))
-            .await;
-            tracing::debug!(client = %peer, ?end, "tunnel ended");
-            return;
-        }
-        if !reusable {
-            if !body_read {
-                Box::pin(linger(io)).await;
-            }
-            return;
+        // The request is answered in a future of its own, boxed: a connection
+        // that waits for its next request then holds only what waiting takes.
+        match Box::pin(answer(io, &mut buf, req, snap, peer, shared, shutdown)).await {
+            After::Next => {}
+            After::Close => return,
         }
         if buf.is_empty() {
             idle_since = Some(Instant::now());
@@ -305,6 +192,146 @@ pub(crate) async fn serve(
             head_deadline = Instant::now() + limits.client_header;
         }
     }
+}
+
+/// What a connection does once a request is answered.
+enum After {
+    /// Wait for the next request.
+    Next,
+    Close,
+}
+
+/// Sends one request (its head parsed, its body still in `buf` or the
+/// socket) and writes the answer; a tunnel after a 101 runs to its end here.
+async fn answer(
+    io: &mut ClientIo,
+    buf: &mut BytesMut,
+    req: Prepared,
+    snap: Arc<Snapshot>,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    shutdown: &watch::Receiver<bool>,
+) -> After {
+    let started = std::time::Instant::now();
+    shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let (answer, body_read) = if req.body == BodyFraming::None {
+        let mut outgoing = outgoing(&req, Body::None);
+        (
+            proxy::exchange(&mut outgoing, shared, peer, &snap).await,
+            true,
+        )
+    } else {
+        // Boxed: a body's state is large and rare; every connection's task
+        // would otherwise carry room for it while it idles.
+        match Box::pin(exchange_with_body(io, buf, &req, shared, peer, &snap)).await {
+            Ok(answered) => answered,
+            Err(status) => {
+                let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "request body larger than max-body-size"
+                } else {
+                    "malformed request body"
+                };
+                Box::pin(refuse(io, shared, status, reason)).await;
+                return After::Close;
+            }
+        }
+    };
+    // The answer's head is ready: the request's duration, as metrics and log mean it.
+    let took = started.elapsed();
+    // A body not read to its end (the answer came first, or none could be
+    // sent) leaves bytes that are no request: the connection ends after the answer.
+    let keep_alive =
+        req.keep_alive && body_read && !shared.handover.closing() && !*shutdown.borrow();
+    let mut tunnel = None;
+    let (status, bytes, reusable) = match answer {
+        Answer::Local(f) => write_local(io, &f, req.http10, keep_alive).await,
+        Answer::ClientFailed(e) if e.kind() == io::ErrorKind::InvalidData => {
+            // A broken body (chunk framing): the backend got a cut request.
+            tracing::debug!(client = %peer, error = %e, "malformed request body");
+            let f = proxy::fail(
+                shared,
+                peer,
+                StatusCode::BAD_REQUEST,
+                "malformed request body",
+            );
+            write_local(io, &f, req.http10, false).await
+        }
+        Answer::ClientFailed(e) if e.kind() == io::ErrorKind::InvalidInput => {
+            let f = proxy::fail(shared, peer, StatusCode::PAYLOAD_TOO_LARGE, &e.to_string());
+            write_local(io, &f, req.http10, false).await
+        }
+        Answer::ClientFailed(e) => {
+            // The client left mid-upload: nobody to answer (logged as nginx's 499).
+            tracing::debug!(client = %peer, error = %e, "client left inside its request body");
+            (499, None, false)
+        }
+        Answer::Backend {
+            head,
+            mut body,
+            backend,
+            whole,
+        } => match body.into_tunnel() {
+            // 101 to an upgrade request: the connection changes protocol.
+            Some((stream, from_backend)) => {
+                let ok = write_switch(io, &head, &from_backend).await.is_ok();
+                if ok {
+                    // The backend's in-flight count holds while the tunnel lasts.
+                    tunnel = Some((stream, backend));
+                }
+                (head.status.as_u16(), None, false)
+            }
+            None => {
+                // An answer before the request's end: the client's connection
+                // holds the rest of a body nobody reads; it ends here.
+                let keep_alive = keep_alive && whole;
+                let out = write_answer(io, &head, &mut body, req.http10, keep_alive).await;
+                backend.release(&mut body);
+                out
+            }
+        },
+    };
+    shared.metrics.duration.observe(took.as_secs_f64());
+    if let (Some(log), Some(fields)) = (&shared.access_log, req.log) {
+        log.log(crate::observe::access_log::Record {
+            client: peer.ip(),
+            at: fields.at,
+            method: fields.method,
+            target: fields.target,
+            version: if req.http10 {
+                http::Version::HTTP_10
+            } else {
+                http::Version::HTTP_11
+            },
+            status,
+            bytes,
+            referer: fields.referer,
+            user_agent: fields.user_agent,
+            duration: took,
+        });
+    }
+    if let Some((stream, _in_flight)) = tunnel {
+        let idle = snap.config.timeouts.tunnel;
+        let from_client = std::mem::take(buf);
+        // Boxed, as the streaming send: rare, and large.
+        let end = Box::pin(super::tunnel::relay(
+            io,
+            from_client,
+            stream,
+            shared,
+            shutdown,
+            idle,
+        ))
+        .await;
+        tracing::debug!(client = %peer, ?end, "tunnel ended");
+        return After::Close;
+    }
+    if !reusable {
+        if !body_read {
+            Box::pin(linger(io)).await;
+        }
+        return After::Close;
+    }
+    After::Next
 }
 
 /// The request as [`proxy::exchange`] takes it.
