@@ -83,6 +83,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match floatlb::config::load(&config) {
             Ok(c) => {
+                let tls = c.tls.as_ref().and_then(|t| t.material());
+                for w in tls.iter().flat_map(|m| &m.warnings) {
+                    eprintln!("warning: {w}");
+                }
                 println!(
                     "{}: configuration is valid ({} backends, {} VRRP instances)",
                     config.display(),
