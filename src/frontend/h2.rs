@@ -94,7 +94,11 @@ fn http1_head(parts: &http::request::Parts, has_body: bool) -> Vec<u8> {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    out.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
+    out.extend_from_slice(if target.is_empty() {
+        b"/"
+    } else {
+        target.as_bytes()
+    });
     out.extend_from_slice(b" HTTP/1.1\r\n");
     if let Some(a) = parts.uri.authority() {
         if !parts.headers.contains_key(http::header::HOST) {
@@ -155,7 +159,10 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Re
         Parse::Partial => {
             shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
             let reason = "request head too large";
-            return local(&Failure::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, reason));
+            return local(&Failure::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                reason,
+            ));
         }
         Parse::Bad(status, reason) => {
             shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
@@ -224,9 +231,9 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Re
                 body,
                 backend: Some(backend),
             };
-            let resp = resp
-                .body(body)
-                .unwrap_or_else(|_| local(&Failure::new(StatusCode::BAD_GATEWAY, "bad answer head")));
+            let resp = resp.body(body).unwrap_or_else(|_| {
+                local(&Failure::new(StatusCode::BAD_GATEWAY, "bad answer head"))
+            });
             (resp, len)
         }
         Answer::Local(f) => (local(&f), Some(f.text.len() as u64)),
@@ -416,11 +423,17 @@ mod tests {
             .unwrap();
         let (parts, ()) = req.into_parts();
         let head = String::from_utf8(http1_head(&parts, true)).unwrap();
-        assert!(head.starts_with("POST /up?x=1 HTTP/1.1\r\nhost: a.test\r\n"), "{head}");
+        assert!(
+            head.starts_with("POST /up?x=1 HTTP/1.1\r\nhost: a.test\r\n"),
+            "{head}"
+        );
         // RFC 9113 §8.2.3: cookie fields are joined with "; " for HTTP/1.1.
         assert!(head.contains("cookie: a=1; b=2\r\n"), "{head}");
         // RFC 9113 §8.2.2: connection-specific fields are not passed on.
         assert!(!head.contains("te:"), "{head}");
-        assert!(head.ends_with("transfer-encoding: chunked\r\n\r\n"), "{head}");
+        assert!(
+            head.ends_with("transfer-encoding: chunked\r\n\r\n"),
+            "{head}"
+        );
     }
 }

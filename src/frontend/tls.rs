@@ -52,12 +52,18 @@ pub(crate) async fn serve_connection(
     let tls = match tokio::time::timeout(limits.client_header, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            shared.stats.tls_handshake_errors.fetch_add(1, Ordering::Relaxed);
+            shared
+                .stats
+                .tls_handshake_errors
+                .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
-            shared.stats.tls_handshake_errors.fetch_add(1, Ordering::Relaxed);
+            shared
+                .stats
+                .tls_handshake_errors
+                .fetch_add(1, Ordering::Relaxed);
             shared.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
             return;
         }

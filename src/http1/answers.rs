@@ -79,7 +79,12 @@ pub fn switched_head(head: &Head) -> Vec<u8> {
 /// body are kept on the new request), for a cleartext request sent to https.
 pub fn redirect(location: &str, http10: bool, keep_alive: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + location.len());
-    status_line(&mut out, http10, StatusCode::PERMANENT_REDIRECT, b"Permanent Redirect");
+    status_line(
+        &mut out,
+        http10,
+        StatusCode::PERMANENT_REDIRECT,
+        b"Permanent Redirect",
+    );
     out.extend_from_slice(b"location: ");
     out.extend_from_slice(location.as_bytes());
     out.extend_from_slice(b"\r\ncontent-length: 0\r\n");
@@ -162,10 +167,19 @@ fn date_header(out: &mut Vec<u8>) {
 mod tests {
     #[test]
     fn cleartext_requests_go_to_the_https_listener() {
-        assert_eq!(https_location("a.test:8080", 443, "/x?y"), "https://a.test/x?y");
+        assert_eq!(
+            https_location("a.test:8080", 443, "/x?y"),
+            "https://a.test/x?y"
+        );
         assert_eq!(https_location("a.test", 8443, "/"), "https://a.test:8443/");
-        assert_eq!(https_location("[2001:2::1]:80", 443, "/"), "https://[2001:2::1]/");
-        assert_eq!(https_location("[2001:2::1]", 443, "*"), "https://[2001:2::1]/");
+        assert_eq!(
+            https_location("[2001:2::1]:80", 443, "/"),
+            "https://[2001:2::1]/"
+        );
+        assert_eq!(
+            https_location("[2001:2::1]", 443, "*"),
+            "https://[2001:2::1]/"
+        );
         let r = redirect("https://a.test/", false, true);
         assert!(r.starts_with(b"HTTP/1.1 308 Permanent Redirect\r\nlocation: https://a.test/\r\n"));
     }

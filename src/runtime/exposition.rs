@@ -102,7 +102,11 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
     );
     let live = shared.live.load_full();
     if let Some(m) = live.config.tls.as_ref().and_then(|t| t.material()) {
-        let files: Vec<String> = m.expiry.iter().map(|(_, f, _)| f.display().to_string()).collect();
+        let files: Vec<String> = m
+            .expiry
+            .iter()
+            .map(|(_, f, _)| f.display().to_string())
+            .collect();
         f.gauge_vec(
             "floatlb_tls_certificate_expiry_seconds",
             "Unix time at which each loaded certificate (its leaf) expires.",

@@ -63,7 +63,8 @@ pub fn parse(text: &str) -> Result<FileTicketer, String> {
         };
         let mut name = [0u8; NAME_LEN];
         name.copy_from_slice(&raw[..NAME_LEN]);
-        let unbound = UnboundKey::new(alg, secret).map_err(|_| format!("line {}: bad key", i + 1))?;
+        let unbound =
+            UnboundKey::new(alg, secret).map_err(|_| format!("line {}: bad key", i + 1))?;
         keys.push(Key {
             name,
             aead: LessSafeKey::new(unbound),
@@ -72,7 +73,10 @@ pub fn parse(text: &str) -> Result<FileTicketer, String> {
     if keys.is_empty() {
         return Err("holds no key".into());
     }
-    if keys.windows(2).any(|w| w[0].aead.algorithm() != w[1].aead.algorithm()) {
+    if keys
+        .windows(2)
+        .any(|w| w[0].aead.algorithm() != w[1].aead.algorithm())
+    {
         return Err("mixes 48- and 80-byte keys".into());
     }
     // The penultimate key; with a single key, that one.
@@ -210,7 +214,11 @@ mod tests {
         assert_eq!(new.decrypt(&t).unwrap(), b"x");
         let t2 = new.encrypt(b"y").unwrap();
         assert_eq!(&t2[..16], &new.keys[1].name);
-        assert_eq!(old.decrypt(&t2).unwrap(), b"y", "the node not yet reloaded opens it");
+        assert_eq!(
+            old.decrypt(&t2).unwrap(),
+            b"y",
+            "the node not yet reloaded opens it"
+        );
     }
 
     #[test]
