@@ -440,6 +440,39 @@ fn a_stream_reset_by_the_client_leaves_the_others_alone() {
     assert_eq!(metric(&lb, "floatlb_http2_requests_total"), 6.0);
 }
 
+#[test]
+fn a_drain_sends_goaway_and_lets_open_streams_finish() {
+    let b = TestBackend::start("b1");
+    let s = Setup::new();
+    let mut lb = Floatlb::start(&format!("{}\n{}", backend_tables(&[(&b, 1)]), s.table("")));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut h2 = client::H2::open(s.tls).await;
+        assert_eq!(h2.send("/").await, (200, "b1".to_string()));
+        let slow = tokio::spawn(h2.send("/slow?ms=1500"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        lb.signal(libc::SIGTERM);
+        // RFC 9113 §6.8: after GOAWAY the stream under way still completes...
+        let answer = tokio::time::timeout(Duration::from_secs(10), slow).await;
+        assert_eq!(answer.unwrap().unwrap(), (200, "b1".to_string()));
+        // ...and then the server closes the connection cleanly.
+        let closed = tokio::time::timeout(Duration::from_secs(10), &mut h2.1).await;
+        assert!(matches!(closed, Ok(Ok(Ok(())))), "{closed:?}");
+    });
+    let start = Instant::now();
+    while lb.child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "floatlb did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(lb.log().contains("stopped"), "{}", lb.log());
+}
+
 /// A TLS client that accepts any certificate (the tests check names with
 /// s_client), over HTTP/1.1 or HTTP/2.
 mod client {
@@ -546,7 +579,11 @@ mod client {
     }
 
     /// An HTTP/2 connection over TLS (hyper's client).
-    pub struct H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>);
+    pub struct H2(
+        hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+        /// The connection's task: ends when the server closes it.
+        pub tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    );
 
     impl H2 {
         pub async fn open(addr: SocketAddr) -> H2 {
@@ -560,8 +597,8 @@ mod client {
             )
             .await
             .unwrap();
-            tokio::spawn(conn);
-            H2(send)
+            let task = tokio::spawn(conn);
+            H2(send, task)
         }
 
         /// GET `path`: (status, body).

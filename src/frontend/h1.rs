@@ -197,6 +197,9 @@ pub(crate) async fn serve(
                 }
                 if buf.is_empty() {
                     idle_since = Some(Instant::now());
+                } else {
+                    idle_since = None;
+                    head_deadline = Instant::now() + limits.client_header;
                 }
                 continue;
             }
