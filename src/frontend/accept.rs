@@ -71,9 +71,10 @@ pub async fn accept_loop(
             return;
         }
     };
-    // The handover holds back new SYNs on the cleartext listener.
-    if kind == Listener::Plain {
-        shared.handover.set_listener_fd(listener.as_raw_fd());
+    // The handover holds back new SYNs on both listeners.
+    match kind {
+        Listener::Plain => shared.handover.set_listener_fd(listener.as_raw_fd()),
+        Listener::Tls => shared.handover.set_tls_listener_fd(listener.as_raw_fd()),
     }
     let mut backoff = Duration::from_millis(10);
     let mut last_warn: Option<tokio::time::Instant> = None;
