@@ -473,6 +473,28 @@ fn a_drain_sends_goaway_and_lets_open_streams_finish() {
     assert!(lb.log().contains("stopped"), "{}", lb.log());
 }
 
+#[test]
+fn an_idle_http2_connection_is_closed_with_goaway() {
+    let b = TestBackend::start("b1");
+    let s = Setup::new();
+    let _lb = Floatlb::start(&format!(
+        "{}\n[timeouts]\nidle = \"300ms\"\n\n{}",
+        backend_tables(&[(&b, 1)]),
+        s.table("")
+    ));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut h2 = client::H2::open(s.tls).await;
+        // A stream longer than the idle timeout is not cut by it.
+        assert_eq!(h2.send("/slow?ms=600").await, (200, "b1".to_string()));
+        let closed = tokio::time::timeout(Duration::from_secs(5), &mut h2.1).await;
+        assert!(matches!(closed, Ok(Ok(Ok(())))), "{closed:?}");
+    });
+}
+
 /// A TLS client that accepts any certificate (the tests check names with
 /// s_client), over HTTP/1.1 or HTTP/2.
 mod client {

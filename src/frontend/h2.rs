@@ -13,9 +13,10 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -34,18 +35,44 @@ use crate::proxy::{self, Answer, Body, Failure, InFlight, Outgoing};
 /// Streams at once on one connection (nginx's default is 128, HAProxy's 100).
 const MAX_STREAMS: u32 = 128;
 
-/// Serves HTTP/2 on a TLS connection until the client leaves or a drain or
-/// handover has closed it gracefully.
+/// Streams being answered on a connection, and when the last one ended: a
+/// connection with none for `timeouts.idle` is closed with GOAWAY, as an idle
+/// HTTP/1 keep-alive connection is closed.
+#[derive(Default)]
+struct Activity {
+    streams: AtomicUsize,
+    /// Milliseconds from the connection's start to its last stream's start or end.
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self, since: Instant) {
+        self.last_ms
+            .store(since.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Serves HTTP/2 on a TLS connection until the client leaves or a drain,
+/// handover or idle timeout has closed it gracefully.
 pub(crate) async fn serve(
     tls: TlsStream,
     peer: SocketAddr,
     shared: &Arc<Shared>,
     shutdown: &watch::Receiver<bool>,
 ) {
-    let svc_shared = shared.clone();
+    let started = Instant::now();
+    let activity = Arc::new(Activity::default());
+    let (svc_shared, svc_activity) = (shared.clone(), activity.clone());
     let service = hyper::service::service_fn(move |req| {
-        let shared = svc_shared.clone();
-        async move { Ok::<_, Infallible>(handle(req, peer, &shared).await) }
+        let (shared, activity) = (svc_shared.clone(), svc_activity.clone());
+        async move {
+            activity.streams.fetch_add(1, Ordering::Relaxed);
+            activity.touch(started);
+            let resp = handle(req, peer, &shared).await;
+            activity.streams.fetch_sub(1, Ordering::Relaxed);
+            activity.touch(started);
+            Ok::<_, Infallible>(resp)
+        }
     });
     let mut builder =
         hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
@@ -57,12 +84,21 @@ pub(crate) async fn serve(
     let woken = shared.handover.woken();
     tokio::pin!(woken);
     let mut going_away = false;
+    let idle = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(idle);
     loop {
-        if !going_away && (*shutdown.borrow() || shared.handover.closing()) {
+        let idle_for = shared.live.load().config.timeouts.idle;
+        let last = started + Duration::from_millis(activity.last_ms.load(Ordering::Relaxed));
+        let busy = activity.streams.load(Ordering::Relaxed) > 0;
+        let is_idle = !busy && last.elapsed() >= idle_for;
+        if !going_away && (*shutdown.borrow() || shared.handover.closing() || is_idle) {
             // GOAWAY: streams under way finish, the client opens no new one here.
             conn.as_mut().graceful_shutdown();
             going_away = true;
         }
+        // While a stream is answered, look again an idle period later.
+        let check_at = if busy { Instant::now() } else { last } + idle_for;
+        idle.as_mut().reset(check_at.into());
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
@@ -73,6 +109,7 @@ pub(crate) async fn serve(
             () = &mut woken, if !going_away => {
                 woken.set(shared.handover.woken());
             }
+            () = &mut idle, if !going_away => {}
         }
     }
 }
