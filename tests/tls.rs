@@ -397,6 +397,30 @@ fn a_session_resumes_on_the_other_node_with_the_shared_ticket_keys() {
         metric(&lb2, "floatlb_tls_handshakes_total{result=\"resumed\"}"),
         2.0
     );
+    // Rotation: a session from before, a new key appended and SIGHUP; the
+    // old key still decrypts, so the session resumes after the reload.
+    let sess = s.dir.path().join("before-rotation");
+    let sess_arg = sess.display().to_string();
+    s_client(
+        s.tls,
+        &["-tls1_3", "-servername", "a.test", "-sess_out", &sess_arg],
+    );
+    let keys_file = s.dir.path().join("tickets");
+    let mut keys_text = std::fs::read_to_string(&keys_file).unwrap();
+    ticket_keys(&s.dir.path().join("new-key"), 1);
+    keys_text.push_str(&std::fs::read_to_string(s.dir.path().join("new-key")).unwrap());
+    std::fs::write(&keys_file, keys_text).unwrap();
+    lb2.signal(libc::SIGHUP);
+    let start = Instant::now();
+    while metric(&lb2, "floatlb_config_reloads_total{result=\"success\"}") < 1.0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", lb2.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = s_client(
+        s2.tls,
+        &["-tls1_3", "-servername", "a.test", "-sess_in", &sess_arg],
+    );
+    assert!(out.contains("Reused,"), "after rotation: {out}");
     drop(lb1);
     drop(lb2);
     // Without the shared file each node has its own keys: no resumption across.
