@@ -169,6 +169,24 @@ fn curl_over_http1_and_http2_reaches_the_backend_as_https() {
         );
     }
     assert_eq!(metric(&lb, "floatlb_http2_requests_total"), 1.0);
+    // The certificates' notAfter, for alerting: about 90 days from now.
+    let m = metrics(&lb);
+    let expiry = m
+        .lines()
+        .find(|l| {
+            l.starts_with("floatlb_tls_certificate_expiry_seconds{")
+                && l.contains("name=\"a.test\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{m}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (expiry - now - 90.0 * 86400.0).abs() < 2.0 * 86400.0,
+        "{expiry} {now}"
+    );
     assert!(metric(&lb, "floatlb_tls_handshakes_total{result=\"ok\"}") >= 2.0);
     // The cleartext listener still speaks HTTP, with X-Forwarded-Proto http.
     let (status, _, body) = http_get(lb.addr, "/headers");

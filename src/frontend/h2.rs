@@ -191,7 +191,7 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Re
     };
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     shared.stats.h2_requests.fetch_add(1, Ordering::Relaxed);
-    let prepared = match prepare(&head, &fwd) {
+    let mut prepared = match prepare(&head, &fwd) {
         Parse::Ready(p) => p,
         Parse::Partial => {
             shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
@@ -206,6 +206,10 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Re
             return local(&Failure::new(status, reason));
         }
     };
+    if fwd.via {
+        // RFC 9110 §7.6.3: the protocol version received is 2, not the head's 1.1.
+        via_http2(&mut prepared.out);
+    }
     let started = std::time::Instant::now();
     let mut source = StreamBody {
         incoming,
@@ -302,6 +306,14 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Re
         });
     }
     response
+}
+
+/// Rewrites the Via line `prepare` added for an HTTP/1.1 head to say HTTP/2.
+fn via_http2(out: &mut Vec<u8>) {
+    const OURS: &[u8] = b"\r\nvia: 1.1 floatlb\r\n";
+    if let Some(i) = out.windows(OURS.len()).rposition(|w| w == OURS) {
+        out.splice(i..i + OURS.len(), b"\r\nvia: 2 floatlb\r\n".iter().copied());
+    }
 }
 
 /// A local answer: its one-line text.
@@ -472,5 +484,14 @@ mod tests {
             head.ends_with("transfer-encoding: chunked\r\n\r\n"),
             "{head}"
         );
+    }
+
+    #[test]
+    fn via_names_http2() {
+        // RFC 9110 §7.6.3: Via names the protocol version floatlb received.
+        let mut out = b"GET / HTTP/1.1\r\nvia: 1.1 cdn\r\nvia: 1.1 floatlb\r\n\r\n".to_vec();
+        via_http2(&mut out);
+        let want = b"GET / HTTP/1.1\r\nvia: 1.1 cdn\r\nvia: 2 floatlb\r\n\r\n";
+        assert_eq!(out, want.to_vec());
     }
 }
