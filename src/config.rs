@@ -601,8 +601,22 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(path, &text)
 }
 
+/// Reads and validates a config file, except the `[tls]` files (certificates,
+/// keys, ticket keys): for `floatlb release`, which must work while they are broken.
+pub fn load_without_tls_files(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_owned(),
+        source,
+    })?;
+    parse_with(path, &text, false)
+}
+
 /// Parses and validates config text; `file` only labels the messages.
 pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+    parse_with(file, text, true)
+}
+
+fn parse_with(file: &Path, text: &str, tls_files: bool) -> Result<Config, ConfigError> {
     let problem = |offset: Option<usize>, path: String, message: String| {
         let (line, column) = offset.map(|o| line_col(text, o)).unwrap_or((1, 1));
         Problem {
@@ -644,7 +658,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         }
     };
     let mut found = config.problems();
-    if let Some(tls) = &mut config.tls {
+    if let Some(tls) = config.tls.as_mut().filter(|_| tls_files) {
         found.extend(tls.load());
     }
     let problems: Vec<Problem> = found
@@ -918,6 +932,26 @@ weight = 3
 
     fn parse_str(s: &str) -> Result<Config, ConfigError> {
         parse(Path::new("t.toml"), s)
+    }
+
+    #[test]
+    fn tls_files_are_checked_except_for_release() {
+        let text = format!(
+            "{GOOD}[tls]\naddress = \"127.0.0.1:8443\"\nalpn = [\"h3\"]\n[[tls.certificate]]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/c.key\"\n"
+        );
+        let e = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("tls.certificate[0]: cannot read /nonexistent/c.pem"),
+            "{e}"
+        );
+        assert!(e.contains("tls.alpn[0]: unknown protocol \"h3\""), "{e}");
+        let c = parse_with(Path::new("t.toml"), &text.replace("h3", "h2"), false).unwrap();
+        assert!(c.tls.unwrap().material().is_none());
+        let e = parse_str(&format!("{GOOD}[tls]\naddress = \"127.0.0.1:8443\"\n")).unwrap_err();
+        assert!(
+            e.to_string().contains("at least one [[tls.certificate]]"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -101,7 +101,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Release { config } => {
-            let cfg = match floatlb::config::load(&config) {
+            // Broken certificate files must not keep a node from letting go of its VIPs.
+            let cfg = match floatlb::config::load_without_tls_files(&config) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
