@@ -242,6 +242,13 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Re
     let took = started.elapsed();
     let hsts = cfg.tls.as_ref().map_or(0, |t| t.hsts);
     let (response, bytes) = match answer {
+        Answer::Backend { head, .. } if head.status.is_informational() => {
+            // Only a final answer ends an HTTP/2 stream (RFC 9113 §8.1); a 101 to
+            // a request that asked for no upgrade is the backend's error.
+            let reason = format!("backend answered {} to an HTTP/2 request", head.status);
+            let f = proxy::fail(shared, peer, StatusCode::BAD_GATEWAY, &reason);
+            (local(&f), Some(f.text.len() as u64))
+        }
         Answer::Backend {
             head,
             mut body,
