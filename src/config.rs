@@ -35,6 +35,105 @@ pub struct Config {
     pub vrrp: Vec<Vrrp>,
     #[serde(default)]
     pub log: Log,
+    #[serde(default)]
+    pub tls: Option<Tls>,
+}
+
+/// `[tls]`: the HTTPS listener (see `docs/configuration.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Tls {
+    /// May be a VIP this node does not hold yet (bound with IP_FREEBIND). Read at start.
+    pub address: SocketAddr,
+    /// SNI picks one; the first is the default.
+    #[serde(rename = "certificate", default)]
+    pub certificates: Vec<TlsCertificate>,
+    /// ALPN protocols offered, in order of preference.
+    #[serde(default = "default_alpn")]
+    pub alpn: Vec<String>,
+    /// Cleartext requests on `[listen]` get a 308 to https.
+    #[serde(default)]
+    pub redirect_http: bool,
+    /// Strict-Transport-Security max-age in seconds on HTTPS answers; 0 = none.
+    #[serde(default)]
+    pub hsts: u64,
+    /// Session-ticket keys shared by the pair (HAProxy's tls-ticket-keys format).
+    #[serde(default)]
+    pub ticket_keys: Option<PathBuf>,
+    /// What the files held when this config was loaded.
+    #[serde(skip)]
+    pub material: Option<std::sync::Arc<crate::tls::Material>>,
+}
+
+/// One `[[tls.certificate]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsCertificate {
+    /// PEM chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// Names SNI picks this certificate for; each must be in the certificate.
+    /// Empty: the certificate's own DNS names.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+fn default_alpn() -> Vec<String> {
+    vec!["h2".into(), "http/1.1".into()]
+}
+
+impl Tls {
+    /// Reads and checks the certificate and ticket-key files and builds the
+    /// TLS server config; (key path, message) pairs for what is wrong.
+    fn load(&mut self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.certificates.is_empty() {
+            out.push((
+                "tls".into(),
+                "at least one [[tls.certificate]] is required".into(),
+            ));
+        }
+        for (i, p) in self.alpn.iter().enumerate() {
+            if !matches!(p.as_str(), "h2" | "http/1.1") {
+                out.push((
+                    format!("tls.alpn[{i}]"),
+                    format!("unknown protocol {p:?} (h2 or http/1.1)"),
+                ));
+            }
+        }
+        let mut loaded = Vec::new();
+        for (i, c) in self.certificates.iter().enumerate() {
+            match crate::tls::load_pair(&c.cert, &c.key, &c.names) {
+                Ok(l) => loaded.push(l),
+                Err(e) => out.push((format!("tls.certificate[{i}]"), e)),
+            }
+        }
+        let ticketer = match &self.ticket_keys {
+            Some(f) => crate::tls::tickets::load(f),
+            None => crate::tls::tickets::per_process(),
+        };
+        let ticketer = match ticketer {
+            Ok(t) => Some(t),
+            Err(e) => {
+                out.push(("tls.ticket-keys".into(), e));
+                None
+            }
+        };
+        if let (true, Some(t)) = (out.is_empty(), ticketer) {
+            let now = crate::tls::unix_now();
+            match crate::tls::Material::new(&loaded, &self.alpn, t, now) {
+                Ok(m) => self.material = Some(std::sync::Arc::new(m)),
+                Err(e) => out.push(("tls".into(), e)),
+            }
+        }
+        out
+    }
+
+    /// The loaded TLS server config (present once the config was loaded).
+    pub fn material(&self) -> Option<&std::sync::Arc<crate::tls::Material>> {
+        self.material.as_ref()
+    }
 }
 
 /// `[log]`: the access log (read at start).
@@ -502,8 +601,22 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(path, &text)
 }
 
+/// Reads and validates a config file, except the `[tls]` files (certificates,
+/// keys, ticket keys): for `floatlb release`, which must work while they are broken.
+pub fn load_without_tls_files(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_owned(),
+        source,
+    })?;
+    parse_with(path, &text, false)
+}
+
 /// Parses and validates config text; `file` only labels the messages.
 pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+    parse_with(file, text, true)
+}
+
+fn parse_with(file: &Path, text: &str, tls_files: bool) -> Result<Config, ConfigError> {
     let problem = |offset: Option<usize>, path: String, message: String| {
         let (line, column) = offset.map(|o| line_col(text, o)).unwrap_or((1, 1));
         Problem {
@@ -527,7 +640,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     };
     let root = toml::de::DeValue::Table(doc.get_ref().clone());
     let de = toml::de::Deserializer::from(doc);
-    let config: Config = match serde_path_to_error::deserialize(de) {
+    let mut config: Config = match serde_path_to_error::deserialize(de) {
         Ok(c) => c,
         Err(e) => {
             let path = e.path().to_string();
@@ -544,8 +657,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             )]));
         }
     };
-    let problems: Vec<Problem> = config
-        .problems()
+    let mut found = config.problems();
+    if let Some(tls) = config.tls.as_mut().filter(|_| tls_files) {
+        found.extend(tls.load());
+    }
+    let problems: Vec<Problem> = found
         .into_iter()
         .map(|(path, msg)| problem(span_of(&root, &path), path, msg))
         .collect();
@@ -816,6 +932,26 @@ weight = 3
 
     fn parse_str(s: &str) -> Result<Config, ConfigError> {
         parse(Path::new("t.toml"), s)
+    }
+
+    #[test]
+    fn tls_files_are_checked_except_for_release() {
+        let text = format!(
+            "{GOOD}[tls]\naddress = \"127.0.0.1:8443\"\nalpn = [\"h3\"]\n[[tls.certificate]]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/c.key\"\n"
+        );
+        let e = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("tls.certificate[0]: cannot read /nonexistent/c.pem"),
+            "{e}"
+        );
+        assert!(e.contains("tls.alpn[0]: unknown protocol \"h3\""), "{e}");
+        let c = parse_with(Path::new("t.toml"), &text.replace("h3", "h2"), false).unwrap();
+        assert!(c.tls.unwrap().material().is_none());
+        let e = parse_str(&format!("{GOOD}[tls]\naddress = \"127.0.0.1:8443\"\n")).unwrap_err();
+        assert!(
+            e.to_string().contains("at least one [[tls.certificate]]"),
+            "{e}"
+        );
     }
 
     #[test]

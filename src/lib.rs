@@ -3,12 +3,14 @@
 //! The modules form layers, lowest first; an import points down, never up
 //! (`tests/layers.rs` checks it, `docs/architecture.md` draws it):
 //!
-//! 1. [`http1`], [`balance`]: sans-IO cores (HTTP/1 rules; scheduling algorithms).
+//! 1. [`http1`], [`balance`], [`tls`]: sans-IO cores (HTTP/1 rules; scheduling
+//!    algorithms; certificates, SNI and ticket keys for the TLS listener).
 //! 2. [`config`], [`net`]: the configuration; sockets (listener, client I/O).
 //! 3. [`observe`]: metric families, the request histogram, the access log.
 //! 4. [`backend`]: backend state, connection pools, HTTP/1 to a backend.
 //! 5. [`proxy`]: shared state, the request path with its retries, handover state.
-//! 6. [`frontend`]: client connections: the accept loop, HTTP/1, tunnels.
+//! 6. [`frontend`]: client connections: the accept loop, HTTP/1, tunnels, TLS
+//!    handshakes and HTTP/2.
 //! 7. [`runtime`]: the daemon: reload, health checks, VRRP, admin listener.
 //!
 //! The binary (`src/main.rs`) is a thin CLI over [`runtime::daemon`].
@@ -22,6 +24,7 @@ pub mod net;
 pub mod observe;
 pub mod proxy;
 pub mod runtime;
+pub mod tls;
 
 /// Helpers the unit tests of several modules share.
 #[cfg(test)]

@@ -90,6 +90,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match floatlb::config::load(&config) {
             Ok(c) => {
+                let tls = c.tls.as_ref().and_then(|t| t.material());
+                for w in tls.iter().flat_map(|m| &m.warnings) {
+                    eprintln!("warning: {w}");
+                }
                 println!(
                     "{}: configuration is valid ({} backends, {} VRRP instances)",
                     config.display(),
@@ -104,7 +108,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Release { config } => {
-            let cfg = match floatlb::config::load(&config) {
+            // Broken certificate files must not keep a node from letting go of its VIPs.
+            let cfg = match floatlb::config::load_without_tls_files(&config) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");

@@ -9,6 +9,7 @@ use std::path::Path;
 const LAYERS: &[(&str, u8)] = &[
     ("http1", 0),
     ("balance", 0),
+    ("tls", 0),
     ("config", 1),
     ("net", 1),
     ("observe", 2),

@@ -201,3 +201,46 @@ fn upgrade_without_the_connection_option_is_not_relayed() {
     assert!(out.starts_with("HTTP/1.1 "), "{out}");
     assert!(!out.starts_with("HTTP/1.1 101"), "{out}");
 }
+
+#[test]
+fn websocket_over_the_tls_listener_echoes_and_closes_cleanly() {
+    if !websockets_available("websocket_over_the_tls_listener_echoes_and_closes_cleanly") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("ws.pem"), dir.path().join("ws.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=ws.test"])
+        .args(["-addext", "subjectAltName=DNS:ws.test", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (vm-lab/install-deps)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let ws = EchoServer::start();
+    let _lb = lb_for(
+        &ws,
+        &format!(
+            "[tls]\naddress = \"{tls}\"\n[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    // The tunnel relays through rustls both ways (RFC 6455 §4 over TLS: wss).
+    let url = format!("wss://{tls}/chat");
+    assert_eq!(client(&["echo", &url, "300"]), "echoed 300 300 close=1000");
+}

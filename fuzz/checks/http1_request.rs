@@ -62,6 +62,7 @@ pub fn check(data: &[u8]) -> Outcome {
         via: true,
         max_body: MAX_BODY,
         log: true,
+        https: false,
     };
     let mut out = Outcome::default();
     let mut rest = data;

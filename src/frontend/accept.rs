@@ -1,5 +1,6 @@
 //! The accept loop: each accepted client connection gets a task that serves
-//! it ([`super::h1::serve`]); a reload that rebinds swaps the listener in.
+//! it ([`super::h1::serve`], or [`super::tls::serve_connection`] on the TLS
+//! listener); a reload that rebinds swaps the listener in.
 //! Accept errors such as EMFILE back off instead of spinning.
 
 use std::net::SocketAddr;
@@ -43,6 +44,15 @@ async fn serve_connection(
     h1::serve(&mut io, peer, &shared, &limits, &shutdown).await;
 }
 
+/// Which listener a loop accepts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `[listen]`: cleartext HTTP/1.
+    Plain,
+    /// `[tls]`: a TLS handshake first.
+    Tls,
+}
+
 /// Accepts client connections until shutdown; swaps in a new listener when a
 /// reload rebinds. Accept errors such as EMFILE back off instead of spinning.
 pub async fn accept_loop(
@@ -51,6 +61,7 @@ pub async fn accept_loop(
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
+    kind: Listener,
 ) {
     let mut stop = shutdown.clone();
     let mut listener = match poll_listener(listener) {
@@ -60,7 +71,11 @@ pub async fn accept_loop(
             return;
         }
     };
-    shared.handover.set_listener_fd(listener.as_raw_fd());
+    // The handover holds back new SYNs on both listeners.
+    match kind {
+        Listener::Plain => shared.handover.set_listener_fd(listener.as_raw_fd()),
+        Listener::Tls => shared.handover.set_tls_listener_fd(listener.as_raw_fd()),
+    }
     let mut backoff = Duration::from_millis(10);
     let mut last_warn: Option<tokio::time::Instant> = None;
     loop {
@@ -81,7 +96,9 @@ pub async fn accept_loop(
                     match poll_listener(new) {
                         Ok(new) => {
                             tracing::info!(address = ?new.get_ref().local_addr().ok(), "listening on new address");
-                            shared.handover.set_listener_fd(new.as_raw_fd());
+                            if kind == Listener::Plain {
+                                shared.handover.set_listener_fd(new.as_raw_fd());
+                            }
                             listener = new;
                         }
                         Err(e) => tracing::error!(error = %e, "cannot poll the new listening socket; keeping the old one"),
@@ -95,13 +112,15 @@ pub async fn accept_loop(
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
                 shared.stats.set_accepting(true);
-                tokio::spawn(serve_connection(
-                    stream,
-                    peer,
-                    shared.clone(),
-                    shutdown.clone(),
-                    permit,
-                ));
+                let (shared, shutdown) = (shared.clone(), shutdown.clone());
+                match kind {
+                    Listener::Plain => {
+                        tokio::spawn(serve_connection(stream, peer, shared, shutdown, permit))
+                    }
+                    Listener::Tls => tokio::spawn(super::tls::serve_connection(
+                        stream, peer, shared, shutdown, permit,
+                    )),
+                };
             }
             Err(e) => {
                 shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);

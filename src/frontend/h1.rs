@@ -88,6 +88,7 @@ pub(crate) async fn serve(
                     via: snap.config.proxy.via,
                     max_body: snap.config.proxy.max_body_size,
                     log: shared.access_log.is_some(),
+                    https: io.is_tls(),
                 };
                 // Decided here, awaited below: a value matched on stays in the
                 // connection's task across an await in its arm.
@@ -212,6 +213,28 @@ async fn answer(
     shared: &Arc<Shared>,
     shutdown: &watch::Receiver<bool>,
 ) -> After {
+    if !io.is_tls() {
+        if let Some(tls) = snap.config.tls.as_ref().filter(|t| t.redirect_http) {
+            // A body is not read: the connection ends after the redirect.
+            let keep_alive = req.keep_alive && req.body == BodyFraming::None;
+            let location =
+                answers::https_location(req.host().unwrap_or(""), tls.address.port(), req.target());
+            let out = answers::redirect(&location, req.http10, keep_alive);
+            shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+            if write_all(io, &mut [IoSlice::new(&out)]).await.is_err() || !keep_alive {
+                if req.body != BodyFraming::None {
+                    Box::pin(linger(io)).await;
+                }
+                return After::Close;
+            }
+            return After::Next;
+        }
+    }
+    let hsts = match &snap.config.tls {
+        Some(t) if io.is_tls() => t.hsts,
+        _ => 0,
+    };
+
     let started = std::time::Instant::now();
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     let (answer, body_read) = if req.body == BodyFraming::None {
@@ -284,7 +307,7 @@ async fn answer(
                 // An answer before the request's end: the client's connection
                 // holds the rest of a body nobody reads; it ends here.
                 let keep_alive = keep_alive && whole;
-                let out = write_answer(io, &head, &mut body, req.http10, keep_alive).await;
+                let out = write_answer(io, &head, &mut body, req.http10, keep_alive, hsts).await;
                 backend.release(&mut body);
                 out
             }
@@ -416,7 +439,7 @@ async fn exchange_with_body(
 }
 
 /// Frames `data` for the backend: as it is, or as one chunk.
-fn frame(data: Bytes, chunked: bool) -> Bytes {
+pub(crate) fn frame(data: Bytes, chunked: bool) -> Bytes {
     if !chunked || data.is_empty() {
         return data;
     }
@@ -582,6 +605,7 @@ async fn write_answer(
     body: &mut UpstreamBody,
     http10: bool,
     keep_alive: bool,
+    hsts: u64,
 ) -> (u16, Option<u64>, bool) {
     let length = body.exact_len();
     let (chunked, keep_alive) = match length {
@@ -589,7 +613,12 @@ async fn write_answer(
         None if keep_alive && !http10 => (true, true),
         None => (false, false),
     };
-    let out = answers::relayed_head(head, http10, chunked, keep_alive);
+    let mut out = answers::relayed_head(head, http10, chunked, keep_alive);
+    if hsts > 0 {
+        // Before the blank line that ends the head.
+        let end = out.len() - 2;
+        out.splice(end..end, answers::hsts_field(hsts));
+    }
     let status = head.status.as_u16();
     // The head goes out with the body bytes that came with it.
     let first = body.take_buffered().unwrap_or_default();
@@ -670,5 +699,6 @@ async fn write_all(io: &mut ClientIo, mut parts: &mut [IoSlice<'_>]) -> io::Resu
         }
         IoSlice::advance_slices(&mut parts, n);
     }
-    Ok(())
+    // What a TLS session still holds goes out before the next read waits.
+    poll_fn(|cx| io.poll_flush(cx)).await
 }

@@ -179,6 +179,10 @@ fn pump(
             }
             break;
         }
+        // What a TLS session holds goes out as the socket takes it.
+        if let Poll::Ready(Err(e)) = io.poll_flush(cx) {
+            return Poll::Ready(Err(e));
+        }
         match poll_read_more(backend, &mut down.buf, READ_SIZE, cx) {
             Poll::Ready(Ok(0)) => down.eof = true,
             Poll::Ready(Ok(_)) => {}

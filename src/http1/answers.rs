@@ -75,6 +75,46 @@ pub fn switched_head(head: &Head) -> Vec<u8> {
     out
 }
 
+/// A 308 Permanent Redirect to `location` (RFC 9110 §15.4.9: the method and
+/// body are kept on the new request), for a cleartext request sent to https.
+pub fn redirect(location: &str, http10: bool, keep_alive: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + location.len());
+    status_line(
+        &mut out,
+        http10,
+        StatusCode::PERMANENT_REDIRECT,
+        b"Permanent Redirect",
+    );
+    out.extend_from_slice(b"location: ");
+    out.extend_from_slice(location.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: 0\r\n");
+    date_header(&mut out);
+    connection_header(&mut out, http10, keep_alive);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Where a cleartext request goes on the TLS listener: `host` (the request's
+/// Host, its port dropped) with `tls_port` unless 443, then the target.
+pub fn https_location(host: &str, tls_port: u16, target: &str) -> String {
+    let name = match host.rfind(':') {
+        // A port after the name, or after a bracketed IPv6 literal.
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    };
+    let target = if target.starts_with('/') { target } else { "/" };
+    if tls_port == 443 {
+        format!("https://{name}{target}")
+    } else {
+        format!("https://{name}:{tls_port}{target}")
+    }
+}
+
+/// The Strict-Transport-Security field (RFC 6797 §6.1) for `max_age` seconds.
+pub fn hsts_field(max_age: u64) -> Vec<u8> {
+    format!("strict-transport-security: max-age={max_age}\r\n").into_bytes()
+}
+
 fn fields(out: &mut Vec<u8>, head: &Head) {
     for (name, value) in head.fields() {
         out.extend_from_slice(name);
@@ -125,6 +165,25 @@ fn date_header(out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cleartext_requests_go_to_the_https_listener() {
+        assert_eq!(
+            https_location("a.test:8080", 443, "/x?y"),
+            "https://a.test/x?y"
+        );
+        assert_eq!(https_location("a.test", 8443, "/"), "https://a.test:8443/");
+        assert_eq!(
+            https_location("[2001:2::1]:80", 443, "/"),
+            "https://[2001:2::1]/"
+        );
+        assert_eq!(
+            https_location("[2001:2::1]", 443, "*"),
+            "https://[2001:2::1]/"
+        );
+        let r = redirect("https://a.test/", false, true);
+        assert!(r.starts_with(b"HTTP/1.1 308 Permanent Redirect\r\nlocation: https://a.test/\r\n"));
+    }
+
     use super::*;
     use crate::http1::response::{parse_response, Parsed};
 

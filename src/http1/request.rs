@@ -52,6 +52,15 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The Host the backend gets (the client's, or its absolute-form authority).
+    pub fn host(&self) -> Option<&str> {
+        let text = std::str::from_utf8(&self.out).ok()?;
+        text.split("\r\n").skip(1).find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("host").then(|| value.trim())
+        })
+    }
+
     /// The target as sent to the backend (origin-form, or `*`).
     pub fn target(&self) -> &str {
         // The target was checked to be visible ASCII.
@@ -80,6 +89,8 @@ pub struct Forwarding {
     /// Largest body accepted (0: no limit); a larger Content-Length is a 413.
     pub max_body: u64,
     pub log: bool,
+    /// The client came over TLS: X-Forwarded-Proto and Forwarded say https.
+    pub https: bool,
 }
 
 #[derive(Debug)]
@@ -297,7 +308,11 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
         out.extend_from_slice(b"\r\n");
     }
     if xfp {
-        out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+        out.extend_from_slice(if fwd.https {
+            b"x-forwarded-proto: https\r\n"
+        } else {
+            b"x-forwarded-proto: http\r\n"
+        });
     }
     if fwd.forwarded {
         // RFC 7239 §4, §6: an IPv6 node is bracketed and quoted. Appended as its
@@ -312,7 +327,11 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
         } else {
             out.extend_from_slice(ip.as_bytes());
         }
-        out.extend_from_slice(b";proto=http\r\n");
+        out.extend_from_slice(if fwd.https {
+            b";proto=https\r\n"
+        } else {
+            b";proto=http\r\n"
+        });
     }
     if fwd.via {
         // The version the client's message was received in.
@@ -428,6 +447,7 @@ mod tests {
             via: false,
             max_body: 0,
             log: false,
+            https: false,
         }
     }
 

@@ -11,7 +11,11 @@ use bytes::BytesMut;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+
+/// A client connection on the TLS listener.
+pub(crate) type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
 
 /// Binds a listening socket. IP_FREEBIND lets it bind a VIP this node does
 /// not hold yet, so a backup is ready to serve the moment VRRP moves the VIP.
@@ -49,6 +53,9 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 pub(crate) enum ClientIo {
     Direct(std::net::TcpStream),
     Polled(AsyncFd<std::net::TcpStream>),
+    /// A connection on the `[tls]` listener, after its handshake: plaintext
+    /// in and out through rustls. Boxed: the session state is large.
+    Tls(Box<TlsStream>),
     /// Only while switching from one to the other, or after registering failed.
     Closed,
 }
@@ -102,7 +109,7 @@ impl ClientIo {
                         }
                     }
                 }
-                ClientIo::Closed => {
+                ClientIo::Tls(_) | ClientIo::Closed => {
                     return Poll::Ready(Err(std::io::ErrorKind::NotConnected.into()))
                 }
             }
@@ -114,7 +121,28 @@ impl ClientIo {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        if let ClientIo::Tls(t) = self {
+            // rustls takes what fits its buffer and sends what the socket
+            // takes; the rest goes with the next write or [`Self::poll_flush`].
+            let n = ready!(std::pin::Pin::new(&mut **t).poll_write_vectored(cx, bufs))?;
+            let _ = std::pin::Pin::new(&mut **t).poll_flush(cx);
+            return Poll::Ready(Ok(n));
+        }
         self.poll_op(cx, true, |fd| send_iov(fd, bufs).map(|n| (n, false)))
+    }
+
+    /// Sends what a TLS session still holds; nothing to do on a plain socket,
+    /// whose writes go straight to the kernel.
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self {
+            ClientIo::Tls(t) => std::pin::Pin::new(&mut **t).poll_flush(cx),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// Whether this is a connection on the TLS listener.
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, ClientIo::Tls(_))
     }
 
     /// Acknowledges what arrived at once, and the next segments too while
@@ -137,6 +165,16 @@ impl ClientIo {
         buf: &mut BytesMut,
         want: usize,
     ) -> Poll<std::io::Result<usize>> {
+        if let ClientIo::Tls(t) = self {
+            buf.reserve(want);
+            let spare = buf.spare_capacity_mut();
+            let mut rb = ReadBuf::uninit(spare);
+            ready!(std::pin::Pin::new(&mut **t).poll_read(cx, &mut rb))?;
+            let n = rb.filled().len();
+            // SAFETY: poll_read initialised the first n bytes of the spare capacity.
+            unsafe { buf.set_len(buf.len() + n) };
+            return Poll::Ready(Ok(n));
+        }
         self.poll_op(cx, false, |fd| {
             buf.reserve(want);
             recv_spare(fd, buf).map(|(n, asked)| (n, n > 0 && n < asked))
@@ -147,12 +185,19 @@ impl ClientIo {
         match self {
             ClientIo::Direct(s) => Some(s.as_raw_fd()),
             ClientIo::Polled(a) => Some(a.as_raw_fd()),
+            ClientIo::Tls(t) => Some(t.get_ref().0.as_raw_fd()),
             ClientIo::Closed => None,
         }
     }
 
     /// Sends what fits now, ignoring errors: a last word before closing.
-    pub(crate) fn send_now(&self, bytes: &[u8]) {
+    pub(crate) fn send_now(&mut self, bytes: &[u8]) {
+        if let ClientIo::Tls(t) = self {
+            let (sock, conn) = t.get_mut();
+            let _ = std::io::Write::write_all(&mut conn.writer(), bytes);
+            push_tls_now(sock.as_raw_fd(), conn);
+            return;
+        }
         let Some(fd) = self.fd() else { return };
         // SAFETY: fd is open while self is; send only reads `bytes`.
         unsafe {
@@ -165,11 +210,43 @@ impl ClientIo {
         }
     }
 
-    pub(crate) fn shutdown_write(&self) -> std::io::Result<()> {
+    /// Ends our side: a TLS connection sends its close_notify first (RFC 8446
+    /// §6.1), as far as the socket takes it now.
+    pub(crate) fn shutdown_write(&mut self) -> std::io::Result<()> {
         match self {
             ClientIo::Direct(s) => s.shutdown(std::net::Shutdown::Write),
             ClientIo::Polled(a) => a.get_ref().shutdown(std::net::Shutdown::Write),
+            ClientIo::Tls(t) => {
+                let (sock, conn) = t.get_mut();
+                conn.send_close_notify();
+                push_tls_now(sock.as_raw_fd(), conn);
+                // SAFETY: a plain shutdown(2) on the descriptor the stream owns.
+                match unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_WR) } {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            }
             ClientIo::Closed => Ok(()),
+        }
+    }
+}
+
+/// Writes the TLS records a session holds to its socket, as far as the
+/// socket takes them without waiting: for a last word before a close.
+fn push_tls_now(fd: RawFd, conn: &mut rustls::ServerConnection) {
+    struct Now(RawFd);
+    impl std::io::Write for Now {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            send_iov(self.0, &[IoSlice::new(b)])
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Now(fd);
+    while conn.wants_write() {
+        if conn.write_tls(&mut out).is_err() {
+            break;
         }
     }
 }

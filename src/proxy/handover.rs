@@ -56,6 +56,8 @@ pub struct Handover {
     by_epoch: [AtomicUsize; 2],
     /// The listening socket, for the SYN filter (-1 before listening).
     listener_fd: AtomicI32,
+    /// The `[tls]` listener's, held back with the cleartext one.
+    tls_listener_fd: AtomicI32,
     running: AtomicBool,
 }
 
@@ -68,6 +70,7 @@ impl Default for Handover {
             epoch: AtomicU64::new(0),
             by_epoch: [AtomicUsize::new(0), AtomicUsize::new(0)],
             listener_fd: AtomicI32::new(-1),
+            tls_listener_fd: AtomicI32::new(-1),
             running: AtomicBool::new(false),
         }
     }
@@ -131,6 +134,11 @@ impl Handover {
         self.listener_fd.store(fd, Ordering::Release);
     }
 
+    /// The `[tls]` listener, whose new SYNs are held back too.
+    pub fn set_tls_listener_fd(&self, fd: RawFd) {
+        self.tls_listener_fd.store(fd, Ordering::Release);
+    }
+
     /// Runs steps 1–4 of the sequence above, calling `step_down` for step 4
     /// (it must send the priority-0 adverts and return). Blocking; returns a
     /// report for logs and the admin response, or an error if a handover is
@@ -157,6 +165,10 @@ impl Handover {
         // 3. Drop new SYNs; let handshakes already under way complete.
         let fd = self.listener_fd.load(Ordering::Acquire);
         let filtered = fd >= 0 && set_syn_filter(fd, true).is_ok();
+        let tls_fd = self.tls_listener_fd.load(Ordering::Acquire);
+        if tls_fd >= 0 && set_syn_filter(tls_fd, true).is_err() {
+            tracing::warn!("could not attach the SYN filter to the TLS listener");
+        }
         if !filtered {
             tracing::warn!("could not attach the SYN filter; connections opened during the handover may be reset");
         }
@@ -183,9 +195,11 @@ impl Handover {
 
     /// Ends an admin handover: the node serves again (as a backup).
     pub fn finish(&self) {
-        let fd = self.listener_fd.load(Ordering::Acquire);
-        if fd >= 0 {
-            let _ = set_syn_filter(fd, false);
+        for fd in [&self.listener_fd, &self.tls_listener_fd] {
+            let fd = fd.load(Ordering::Acquire);
+            if fd >= 0 {
+                let _ = set_syn_filter(fd, false);
+            }
         }
         self.set_closing(false);
         self.running.store(false, Ordering::Release);

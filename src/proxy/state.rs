@@ -73,6 +73,12 @@ pub struct ProxyStats {
     pub reloads_failed: AtomicU64,
     /// Unix seconds of the last successful (re)load.
     pub last_reload_unix: AtomicU64,
+    /// TLS handshakes completed, of which resumed (ticket or session ID), and failed.
+    pub tls_handshakes: AtomicU64,
+    pub tls_resumed: AtomicU64,
+    pub tls_handshake_errors: AtomicU64,
+    /// HTTP/2 requests (streams), also counted in `requests`.
+    pub h2_requests: AtomicU64,
     accepting: AtomicBool,
 }
 

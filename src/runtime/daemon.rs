@@ -57,6 +57,13 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
     let listen = config.listen.address;
     let listener = net::bind(listen, config.listen.backlog)
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let tls_listener = match &config.tls {
+        Some(t) => Some(
+            net::bind(t.address, config.listen.backlog)
+                .with_context(|| format!("cannot listen on the TLS address {}", t.address))?,
+        ),
+        None => None,
+    };
     let admin_listener = match &config.admin {
         Some(a) => Some(
             tokio::net::TcpListener::bind(a.address)
@@ -90,7 +97,21 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
         shared.clone(),
         limit.clone(),
         shutdown_rx.clone(),
+        accept::Listener::Plain,
     ));
+    // The TLS listener's address is read at start; a reload swaps its certificates.
+    let (_tls_rebind_tx, tls_rebind_rx) = mpsc::channel(1);
+    let tls_accept = tls_listener.map(|l| {
+        tracing::info!(address = ?l.local_addr().ok(), "floatlb listening for TLS");
+        tokio::spawn(accept::accept_loop(
+            l,
+            tls_rebind_rx,
+            shared.clone(),
+            limit.clone(),
+            shutdown_rx.clone(),
+            accept::Listener::Tls,
+        ))
+    });
     let config = shared.live.load().config.clone();
     let ha = Ha::start(&config, shared.clone())?.map(Arc::new);
     let hooks: Arc<dyn admin::AdminHooks> = match &ha {
@@ -152,6 +173,9 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
     let _ = shutdown_tx.send(true);
     shared.handover.wake_connections();
     let _ = accept.await;
+    if let Some(a) = tls_accept {
+        let _ = a.await;
+    }
     let deadline = tokio::time::Instant::now() + drain;
     while shared.stats.connections_active.load(Ordering::Relaxed) > 0
         && tokio::time::Instant::now() < deadline

@@ -85,6 +85,38 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
         load(&s.last_reload_unix) as f64,
     );
     f.add(shared.metrics.duration.clone());
+    f.counter_vec(
+        "floatlb_tls_handshakes_total",
+        "TLS handshakes on the [tls] listener by result (resumed ones are also counted as ok).",
+        &["result"],
+        [
+            (vec!["ok"], load(&s.tls_handshakes)),
+            (vec!["resumed"], load(&s.tls_resumed)),
+            (vec!["failed"], load(&s.tls_handshake_errors)),
+        ],
+    );
+    f.counter(
+        "floatlb_http2_requests_total",
+        "Client requests that came as HTTP/2 streams (also in floatlb_requests_total).",
+        load(&s.h2_requests),
+    );
+    let live = shared.live.load_full();
+    if let Some(m) = live.config.tls.as_ref().and_then(|t| t.material()) {
+        let files: Vec<String> = m
+            .expiry
+            .iter()
+            .map(|(_, f, _)| f.display().to_string())
+            .collect();
+        f.gauge_vec(
+            "floatlb_tls_certificate_expiry_seconds",
+            "Unix time at which each loaded certificate (its leaf) expires.",
+            &["name", "file"],
+            m.expiry
+                .iter()
+                .zip(&files)
+                .map(|((name, _, at), file)| (vec![name.as_str(), file.as_str()], *at)),
+        );
+    }
     if let Some(log) = &shared.access_log {
         f.counter(
             "floatlb_access_log_dropped_total",

@@ -1,0 +1,89 @@
+//! The `[tls]` listener's connections: the TLS handshake (rustls, with the
+//! server config of the snapshot current at accept, so a reload's new
+//! certificates serve new connections while open ones keep theirs), then
+//! ALPN picks what is spoken: `h2` goes to [`super::h2`], anything else to
+//! the one HTTP/1 engine ([`super::h1`]) over the TLS stream.
+//! Not for: certificates and keys (`crate::tls`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::{watch, OwnedSemaphorePermit};
+
+use super::h1;
+use crate::net::ClientIo;
+use crate::proxy::state::Shared;
+
+/// Serves one connection accepted on the TLS listener.
+pub(crate) async fn serve_connection(
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let (limits, server_config) = {
+        let snap = shared.live.load();
+        let c = &snap.config;
+        let limits = h1::Limits {
+            client_header: c.timeouts.client_header,
+            idle: c.timeouts.idle,
+            max_head: c.proxy.max_header_size,
+        };
+        let server_config = c
+            .tls
+            .as_ref()
+            .and_then(|t| t.material())
+            .map(|m| m.server_config.clone());
+        (limits, server_config)
+    };
+    // A reload that removed [tls] leaves the listener without certificates.
+    let Some(server_config) = server_config else {
+        return;
+    };
+    let _active = shared.stats.connection_opened();
+    let _epoch = shared.handover.connection_opened();
+    let Ok(tcp) = tokio::net::TcpStream::from_std(stream) else {
+        return;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+    // The handshake is due as a request head is: within client-header.
+    let tls = match tokio::time::timeout(limits.client_header, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            shared
+                .stats
+                .tls_handshake_errors
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            shared
+                .stats
+                .tls_handshake_errors
+                .fetch_add(1, Ordering::Relaxed);
+            shared.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let (h2, resumed) = {
+        let conn = tls.get_ref().1;
+        (
+            conn.alpn_protocol() == Some(b"h2"),
+            conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        )
+    };
+    shared.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+    if resumed {
+        shared.stats.tls_resumed.fetch_add(1, Ordering::Relaxed);
+    }
+    if h2 {
+        super::h2::serve(tls, peer, &shared, &shutdown).await;
+    } else {
+        let mut io = ClientIo::Tls(Box::new(tls));
+        h1::serve(&mut io, peer, &shared, &limits, &shutdown).await;
+        let _ = io.shutdown_write();
+    }
+}
