@@ -104,7 +104,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match floatlb::runtime::ha::release(&cfg) {
+            let released = floatlb::runtime::ha::release(&cfg).and_then(|mut r| {
+                r.extend(floatlb::runtime::anycast::release(&cfg)?);
+                Ok(r)
+            });
+            match released {
                 Ok(removed) => {
                     for r in &removed {
                         println!("removed {r}");
