@@ -14,6 +14,9 @@ use crate::hold::read_response;
 pub struct Flow {
     pub port: u16,
     pub ok: u64,
+    /// The server closed it after an answer with `Connection: close` (a planned
+    /// handover): not a failure, the client would reconnect.
+    pub closed: bool,
     /// Milliseconds from the start to the first failure, and what it was.
     pub failed: Option<(f64, String)>,
 }
@@ -32,6 +35,7 @@ pub fn run(addr: SocketAddr, conns: u64, interval: Duration, secs: Duration) -> 
                         return Flow {
                             port: 0,
                             ok: 0,
+                            closed: false,
                             failed: Some((0.0, format!("connect: {e}"))),
                         }
                     }
@@ -41,18 +45,23 @@ pub fn run(addr: SocketAddr, conns: u64, interval: Duration, secs: Duration) -> 
                 let _ = s.set_nodelay(true);
                 let mut buf = Vec::new();
                 let mut ok = 0;
-                while t0.elapsed() < secs {
+                let mut closed = false;
+                while t0.elapsed() < secs && !closed {
                     let res = s
                         .write_all(req.as_bytes())
                         .map_err(|e| e.to_string())
                         .and_then(|()| read_response(&mut s, &mut buf).map_err(|e| e.to_string()));
-                    if let Err(e) = res {
-                        let at = t0.elapsed().as_secs_f64() * 1e3;
-                        return Flow {
-                            port,
-                            ok,
-                            failed: Some((at, e)),
-                        };
+                    match res {
+                        Err(e) => {
+                            let at = t0.elapsed().as_secs_f64() * 1e3;
+                            return Flow {
+                                port,
+                                ok,
+                                closed: false,
+                                failed: Some((at, e)),
+                            };
+                        }
+                        Ok(close) => closed = close,
                     }
                     ok += 1;
                     std::thread::sleep(interval);
@@ -60,6 +69,7 @@ pub fn run(addr: SocketAddr, conns: u64, interval: Duration, secs: Duration) -> 
                 Flow {
                     port,
                     ok,
+                    closed,
                     failed: None,
                 }
             })

@@ -11,8 +11,9 @@ fn read_ok(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
     read_response(s, buf).is_ok()
 }
 
-/// Reads one HTTP/1.1 200 response with a Content-Length body; why not, otherwise.
-pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), std::io::Error> {
+/// Reads one HTTP/1.1 200 response with a Content-Length body; whether it said
+/// `Connection: close`, or why it could not be read.
+pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<bool, std::io::Error> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
     buf.clear();
     let mut chunk = [0u8; 4096];
@@ -40,7 +41,10 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), std::io
             return Err(bad("no Content-Length"));
         };
         if buf.len() >= end + 4 + len {
-            return Ok(());
+            return Ok(head.lines().any(|l| {
+                l.strip_prefix("connection:")
+                    .is_some_and(|v| v.split(',').any(|t| t.trim() == "close"))
+            }));
         }
     }
 }

@@ -240,13 +240,13 @@ fn main() -> Result<()> {
                 Duration::from_millis(every),
                 Duration::from_secs_f64(secs),
             );
-            println!("port,requests,failed_ms,error");
+            println!("port,requests,failed_ms,error,closed_by_server");
             for fl in &flows {
                 let (at, why) = match &fl.failed {
                     Some((at, why)) => (format!("{at:.1}"), why.replace(',', ";")),
                     None => (String::new(), String::new()),
                 };
-                println!("{},{},{at},{why}", fl.port, fl.ok);
+                println!("{},{},{at},{why},{}", fl.port, fl.ok, u8::from(fl.closed));
             }
         }
         other => {
