@@ -341,6 +341,76 @@ fn sigterm_under_load_withdraws_and_loses_no_request() {
     );
 }
 
+/// `POST /admin/handover` withdraws and keeps the node running (a second one is refused,
+/// `/admin/resume` announces again); a floatlb killed with SIGKILL, which cannot clean
+/// up, is withdrawn when its address's lease runs out.
+#[test]
+fn admin_handover_resume_and_a_killed_floatlb_expires() {
+    let name = "admin_handover_resume_and_a_killed_floatlb_expires";
+    if !netns_available(name) || !tools_available(name) {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Anycast::up(2);
+    let both = ["198.18.2.11", "198.18.2.12"];
+    lab.wait_for("two next hops", Duration::from_secs(20), || {
+        lab.next_hops() == both
+    });
+    let post = |lb: &str, call: &str| {
+        lab.exec(
+            lb,
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "10",
+                "-X",
+                "POST",
+                "-w",
+                "\n%{http_code}",
+                &format!("http://127.0.0.1:9100/admin/{call}"),
+            ],
+        )
+    };
+    let first = post("lb2", "handover");
+    assert!(first.ends_with("\n200"), "{first}");
+    assert!(first.contains("198.18.0.100/32 on lo withdrawn"), "{first}");
+    lab.wait_for("lb2 withdrawn", Duration::from_secs(5), || {
+        lab.next_hops() == ["198.18.2.11"]
+    });
+    assert!(
+        lab.status("lb2").contains("\"reason\":\"handed over\""),
+        "{}",
+        lab.status("lb2")
+    );
+    assert!(post("lb2", "handover").ends_with("\n409"));
+    // Still healthy and withdrawn: the hand-over holds until resumed.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(lab.next_hops(), ["198.18.2.11"]);
+    let resumed = post("lb2", "resume");
+    assert!(resumed.ends_with("\n200"), "{resumed}");
+    lab.wait_for("lb2 announces again", Duration::from_secs(10), || {
+        lab.next_hops() == both
+    });
+    assert!(post("lb2", "resume").ends_with("\n409"));
+
+    // SIGKILL: nothing removes the address but its 3 s lease.
+    let pid = lab.floatlb_pid("lb1").expect("floatlb runs on lb1");
+    let t0 = Instant::now();
+    // SAFETY: a signal to a process this test's lab started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        lab.vip_on_lo("lb1"),
+        "the address went before its lease ran out"
+    );
+    lab.wait_for("lb1's lease runs out", Duration::from_secs(6), || {
+        lab.next_hops() == ["198.18.2.12"]
+    });
+    assert!(!lab.vip_on_lo("lb1"));
+    assert!(t0.elapsed() < Duration::from_secs(6));
+}
+
 #[test]
 fn wrk_summary_is_read() {
     let text = "  100 requests in 4.00s, 1.2MB read\n  Socket errors: connect 1, read 2, write 0, timeout 3\n  Non-2xx or 3xx responses: 4\n";
