@@ -68,7 +68,10 @@ enum CtlCall {
         action: BackendAction,
     },
     /// Hand the VIP over to a backup (planned, no request lost); the node stays up.
+    /// With [[anycast]]: move clients off, then withdraw the route.
     Handover,
+    /// [[anycast]]: announce the VIP again after a handover.
+    Resume,
     /// Re-read the configuration file, as SIGHUP does; says why if it is refused.
     Reload,
 }
@@ -116,7 +119,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match floatlb::runtime::ha::release(&cfg) {
+            let released = floatlb::runtime::ha::release(&cfg).and_then(|mut r| {
+                r.extend(floatlb::runtime::anycast::release(&cfg)?);
+                Ok(r)
+            });
+            match released {
                 Ok(removed) => {
                     for r in &removed {
                         println!("removed {r}");
@@ -155,6 +162,7 @@ fn main() -> ExitCode {
                 CtlCall::Status => ("GET", "/status.json".to_string()),
                 CtlCall::Handover => ("POST", "/admin/handover".to_string()),
                 CtlCall::Reload => ("POST", "/admin/reload".to_string()),
+                CtlCall::Resume => ("POST", "/admin/resume".to_string()),
                 CtlCall::Backend { action } => (
                     "POST",
                     match action {

@@ -9,9 +9,11 @@
 //!   CPU/memory/network from /proc; CSV, markdown and PNG plots.
 //! - `bench report`: the markdown summary and plots again from a sweep's `runs.csv`.
 //! - `bench hold`: keeps many idle keep-alive connections open (memory per connection).
+//! - `bench flows`: many busy keep-alive connections; per connection its port and how it ended.
 //!
 //! The lab scripts in `vm-lab/` run these inside the client namespace.
 
+mod flows;
 mod hold;
 mod parse;
 mod plot;
@@ -224,8 +226,31 @@ fn main() -> Result<()> {
             let secs: f64 = get(&f, "hold-s", Some(4.0))?;
             hold::run(addr, conns, Duration::from_secs_f64(secs));
         }
+        "flows" => {
+            let addr: std::net::SocketAddr = get(&f, "addr", None)?;
+            let conns: u64 = get(&f, "conns", Some(60))?;
+            let every: u64 = get(&f, "interval-ms", Some(20))?;
+            let secs: f64 = get(&f, "duration-s", Some(6.0))?;
+            if conns > 5000 || secs > 600.0 {
+                bail!("--conns at most 5000, --duration-s at most 600");
+            }
+            let flows = flows::run(
+                addr,
+                conns,
+                Duration::from_millis(every),
+                Duration::from_secs_f64(secs),
+            );
+            println!("port,requests,failed_ms,error,closed_by_server");
+            for fl in &flows {
+                let (at, why) = match &fl.failed {
+                    Some((at, why)) => (format!("{at:.1}"), why.replace(',', ";")),
+                    None => (String::new(), String::new()),
+                };
+                println!("{},{},{at},{why},{}", fl.port, fl.ok, u8::from(fl.closed));
+            }
+        }
         other => {
-            bail!("unknown command {other:?}: use probe, analyze, summarize, sweep, report or hold")
+            bail!("unknown command {other:?}: use probe, analyze, summarize, sweep, report, hold or flows")
         }
     }
     Ok(())

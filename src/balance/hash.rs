@@ -201,6 +201,44 @@ mod tests {
         assert_eq!(moved_from_others, 0);
     }
 
+    /// Behind ECMP (docs/anycast.md) any node may get a client's next request: with
+    /// `consistent = true` every node must send a key to the same backend. The ring holds
+    /// no per-process state (no random seed; points keyed by backend name), so nodes with
+    /// the same [[backend]] names and weights agree, even if their tables are listed in
+    /// another order, and still agree after the same backend went down on both.
+    #[test]
+    fn consistent_ring_is_the_same_on_every_node() {
+        let names = |order: &[usize]| -> Vec<BackendMeta> {
+            order
+                .iter()
+                .map(|&i| BackendMeta {
+                    name: format!("web{i}"),
+                    weight: 1 + i as u32 % 2,
+                })
+                .collect()
+        };
+        let a_order = [0, 1, 2, 3];
+        let b_order = [3, 1, 0, 2];
+        let node_a = Hash::new(HashKind::Uri, true, &names(&a_order));
+        let node_b = Hash::new(HashKind::Uri, true, &names(&b_order));
+        let cands_for = |order: &[usize], down: Option<usize>| -> Vec<Candidate> {
+            let mut c = cands(&order.iter().map(|&i| 1 + i as u32 % 2).collect::<Vec<_>>());
+            for (slot, &i) in order.iter().enumerate() {
+                c[slot].up = Some(i) != down;
+            }
+            c
+        };
+        for down in [None, Some(2)] {
+            let (ca, cb) = (cands_for(&a_order, down), cands_for(&b_order, down));
+            for k in 0..2000 {
+                let p = format!("/session/{k}");
+                let on_a = a_order[node_a.select(&ca, &uri(&p), &[]).unwrap()];
+                let on_b = b_order[node_b.select(&cb, &uri(&p), &[]).unwrap()];
+                assert_eq!(on_a, on_b, "{p} with {down:?} down");
+            }
+        }
+    }
+
     #[test]
     fn map_based_skips_ineligible() {
         let h = Hash::new(HashKind::Source, false, &metas(&[1, 1]));

@@ -175,8 +175,10 @@ impl Handover {
         std::thread::sleep(HANDSHAKE_GRACE);
         // ... and let the connections opened since (one request each) finish, so
         // nothing is in flight when the clients' packets start going elsewhere.
+        // A handshake that completed before the filter but is not accepted yet (a busy
+        // runtime) is in no count: wait for the accept queue too.
         let deadline = deadline.max(Instant::now() + HANDSHAKE_GRACE);
-        while self.open() > 0 && Instant::now() < deadline {
+        while (self.open() > 0 || accept_queue(fd) > 0) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
         let open_at_step_down = self.open();
@@ -203,6 +205,32 @@ impl Handover {
         }
         self.set_closing(false);
         self.running.store(false, Ordering::Release);
+    }
+}
+
+/// Connections waiting in a listening socket's accept queue (TCP_INFO's
+/// `tcpi_unacked` on a listener); 0 when it cannot be read.
+fn accept_queue(fd: RawFd) -> u32 {
+    if fd < 0 {
+        return 0;
+    }
+    // SAFETY: tcp_info is plain data; the kernel writes at most `len` bytes into it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` and `len` are valid for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        info.tcpi_unacked
+    } else {
+        0
     }
 }
 
@@ -287,6 +315,19 @@ mod tests {
         set_syn_filter(l.as_raw_fd(), false).unwrap();
         TcpStream::connect_timeout(&addr, Duration::from_millis(1000))
             .expect("connects once the filter is lifted");
+    }
+
+    #[test]
+    fn accept_queue_counts_connections_not_yet_accepted() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        assert_eq!(accept_queue(l.as_raw_fd()), 0);
+        let _c1 = TcpStream::connect(addr).unwrap();
+        let _c2 = TcpStream::connect(addr).unwrap();
+        assert_eq!(accept_queue(l.as_raw_fd()), 2);
+        let _ = l.accept().unwrap();
+        assert_eq!(accept_queue(l.as_raw_fd()), 1);
+        assert_eq!(accept_queue(-1), 0);
     }
 
     #[test]

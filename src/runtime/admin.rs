@@ -76,6 +76,10 @@ pub trait AdminHooks: Send + Sync {
     fn handover(&self) -> Result<String, String> {
         Err("this node runs no VRRP instance".into())
     }
+    /// `POST /admin/resume`: announce the anycast VIPs again after a handover.
+    fn resume(&self) -> Result<String, String> {
+        Err("this node has no [[anycast]] VIP".into())
+    }
 }
 
 /// No VRRP: nothing to add.
@@ -145,6 +149,10 @@ async fn route(
                     }
                 }
                 "reload" => api::reload(shared).await,
+                "resume" => match hooks.resume() {
+                    Ok(m) => api::reply(StatusCode::OK, m),
+                    Err(m) => api::reply(StatusCode::CONFLICT, m),
+                },
                 rest => match rest.strip_prefix("backend/") {
                     Some(rest) => api::backend_call(shared, rest),
                     None => api::reply(StatusCode::NOT_FOUND, "not found"),

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::frontend::accept;
 use crate::net;
 use crate::proxy::state::Shared;
+use crate::runtime::anycast::Anycast;
 use crate::runtime::ha::Ha;
 use crate::runtime::{admin, health, reload, systemd};
 
@@ -114,9 +115,11 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
     });
     let config = shared.live.load().config.clone();
     let ha = Ha::start(&config, shared.clone())?.map(Arc::new);
-    let hooks: Arc<dyn admin::AdminHooks> = match &ha {
-        Some(ha) => ha.hooks(),
-        None => Arc::new(admin::NoHooks),
+    let anycast = Anycast::start(&config, shared.clone())?;
+    let hooks: Arc<dyn admin::AdminHooks> = match (&ha, &anycast) {
+        (Some(ha), _) => ha.hooks(),
+        (None, Some(a)) => a.hooks(),
+        (None, None) => Arc::new(admin::NoHooks),
     };
     let serve_admin = |l| tokio::spawn(admin::serve(l, shared.clone(), hooks.clone()));
     let mut admin_task = admin_listener.map(serve_admin);
@@ -167,6 +170,16 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
             tokio::time::sleep(shared.live.load().config.timeouts.vip_linger).await;
         }
     }
+    if let Some(a) = &anycast {
+        // The same handover for an anycast node: clients leave their
+        // connections, then the route is withdrawn; new SYNs stay held back
+        // while the router hears of it (their retransmission finds another node).
+        let a2 = a.clone();
+        if let Ok(Ok(msg)) = tokio::task::spawn_blocking(move || a2.hand_over()).await {
+            tracing::info!("{msg}");
+            tokio::time::sleep(shared.live.load().config.timeouts.vip_linger).await;
+        }
+    }
     let drain = shared.live.load().config.timeouts.drain;
     tracing::info!(drain_timeout = ?drain, "shutting down: closing listener, draining connections");
     shared.stats.set_accepting(false);
@@ -192,6 +205,9 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
     if let Some(ha) = ha {
         // No-op adverts if already handed over; otherwise priority 0 now. VIPs removed.
         let _ = tokio::task::spawn_blocking(move || ha.shutdown()).await;
+    }
+    if let Some(a) = anycast {
+        let _ = tokio::task::spawn_blocking(move || a.shutdown()).await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -2,6 +2,7 @@
 //! the VRRP instances and planned handover, the admin listener.
 
 pub mod admin;
+pub mod anycast;
 pub mod api;
 pub mod ctl;
 pub mod daemon;
