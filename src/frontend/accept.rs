@@ -3,45 +3,32 @@
 //! listener); a reload that rebinds swaps the listener in.
 //! Accept errors such as EMFILE back off instead of spinning.
 
-use std::net::SocketAddr;
+use std::future::Future;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::h1;
 use crate::net::{accept_one, is_resource_exhaustion, poll_listener, ClientIo};
 use crate::proxy::state::Shared;
 
 /// Serves one client connection until it closes, times out or is drained.
-async fn serve_connection(
-    stream: std::net::TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
-) {
-    let (max_head, client_header, idle) = {
-        let snap = shared.live.load();
-        let c = &snap.config;
-        (
-            c.proxy.max_header_size,
-            c.timeouts.client_header,
-            c.timeouts.idle,
-        )
-    };
-    let _active = shared.stats.connection_opened();
-    let _epoch = shared.handover.connection_opened();
-    let mut io = ClientIo::Direct(stream);
-    let limits = h1::Limits {
-        client_header,
-        idle,
-        max_head,
-    };
-    h1::serve(&mut io, peer, &shared, &limits, &shutdown).await;
+///
+/// A plain function returning an `async move` block, not an `async fn`: the
+/// block keeps each captured value once, where an `async fn` would also copy
+/// its arguments into locals, in every connection's task.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn serve_connection(stream: std::net::TcpStream, conn: h1::Conn) -> impl Future<Output = ()> {
+    async move {
+        let _active = conn.shared.stats.connection_opened();
+        let _epoch = conn.shared.handover.connection_opened();
+        let mut io = ClientIo::Direct(stream);
+        h1::serve(&mut io, &conn).await;
+    }
 }
 
 /// Which listener a loop accepts for.
@@ -114,9 +101,10 @@ pub async fn accept_loop(
                 shared.stats.set_accepting(true);
                 let (shared, shutdown) = (shared.clone(), shutdown.clone());
                 match kind {
-                    Listener::Plain => {
-                        tokio::spawn(serve_connection(stream, peer, shared, shutdown, permit))
-                    }
+                    Listener::Plain => tokio::spawn(serve_connection(
+                        stream,
+                        h1::Conn::new(peer, shared, shutdown, permit),
+                    )),
                     Listener::Tls => tokio::spawn(super::tls::serve_connection(
                         stream, peer, shared, shutdown, permit,
                     )),

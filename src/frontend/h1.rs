@@ -18,7 +18,7 @@
 //! duration means, for the metrics and the access log alike: from its head
 //! having arrived to the answer's head being ready to write.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::StatusCode;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use crate::backend::upstream::{BodySource, Head, UpstreamBody};
@@ -51,146 +51,189 @@ const WHOLE_BODY_MAX: usize = 256 * 1024;
 pub(crate) struct Limits {
     pub client_header: Duration,
     pub idle: Duration,
-    pub max_head: usize,
+}
+
+/// One client connection's facts for its task's life, passed down by
+/// reference: the connection's future then holds one pointer to them where
+/// separate arguments would each be stored twice (as the async fn's argument
+/// and as its local), on every idle connection.
+pub(crate) struct Conn {
+    pub peer: SocketAddr,
+    pub shared: Arc<Shared>,
+    pub shutdown: watch::Receiver<bool>,
+    /// The connection's place under `maxconn`, given back when it ends.
+    pub _permit: OwnedSemaphorePermit,
+}
+
+impl Conn {
+    pub(crate) fn new(
+        peer: SocketAddr,
+        shared: Arc<Shared>,
+        shutdown: watch::Receiver<bool>,
+        permit: OwnedSemaphorePermit,
+    ) -> Conn {
+        Conn {
+            peer,
+            shared,
+            shutdown,
+            _permit: permit,
+        }
+    }
+
+    /// The limits of the configuration current now: read when a wait
+    /// starts (not kept in the task), so a reload's timeouts apply to open
+    /// connections from their next wait on.
+    pub(crate) fn limits(&self) -> Limits {
+        let snap = self.shared.live.load();
+        let c = &snap.config;
+        Limits {
+            client_header: c.timeouts.client_header,
+            idle: c.timeouts.idle,
+        }
+    }
 }
 
 /// Serves requests on `io` until it closes, times out or is drained.
-pub(crate) async fn serve(
-    io: &mut ClientIo,
-    peer: SocketAddr,
-    shared: &Arc<Shared>,
-    limits: &Limits,
-    shutdown: &watch::Receiver<bool>,
-) {
-    let mut buf = BytesMut::new();
-    // One timer for the connection's life, moved to each wait's deadline.
-    let timer = tokio::time::sleep(limits.client_header);
-    tokio::pin!(timer);
-    // The first head is due client-header after the accept; after an answer
-    // the connection is idle until bytes arrive, then the next head is due.
-    let mut head_deadline = Instant::now() + limits.client_header;
-    let mut idle_since: Option<Instant> = None;
-    // Created before the flags are read, so a change after that wakes it.
-    let woken = shared.handover.woken();
-    tokio::pin!(woken);
-    let mut draining = *shutdown.borrow();
-    let mut closing = shared.handover.closing();
-    loop {
-        let (req, snap) = loop {
-            if !buf.is_empty() {
-                // The request is prepared and forwarded with the same config.
-                let snap = shared.live.load_full();
-                let fwd = Forwarding {
-                    peer,
-                    xff: snap.config.proxy.x_forwarded_for,
-                    xfp: snap.config.proxy.x_forwarded_proto,
-                    forwarded: snap.config.proxy.forwarded,
-                    via: snap.config.proxy.via,
-                    max_body: snap.config.proxy.max_body_size,
-                    log: shared.access_log.is_some(),
-                    https: io.is_tls(),
-                };
-                // Decided here, awaited below: a value matched on stays in the
-                // connection's task across an await in its arm.
-                let refused = match prepare(&buf, &fwd) {
-                    Parse::Ready(req) => break (req, snap),
-                    Parse::Partial if buf.len() < limits.max_head => {
-                        // The rest of the head is due: acknowledge at once,
-                        // or a client holding it back for our ACK (Nagle)
-                        // waits for the delayed one, 40 ms or more. Rare: a
-                        // head usually arrives whole. Each time, as the
-                        // kernel goes back to delaying ACKs on its own.
-                        io.quickack();
-                        None
-                    }
-                    // RFC 9112 §3: a request line longer than we parse is a 414.
-                    Parse::Partial if !buf.contains(&b'\n') => {
-                        Some((StatusCode::URI_TOO_LONG, "request line too long"))
-                    }
-                    Parse::Partial => Some((
-                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                        "request head too large",
-                    )),
-                    Parse::Bad(status, reason) => Some((status, reason)),
-                };
-                if let Some((status, reason)) = refused {
-                    drop(snap);
-                    Box::pin(refuse(io, shared, status, reason)).await;
-                    return;
-                }
-            }
-            let res = match poll_fn(|cx| Poll::Ready(io.poll_recv(cx, &mut buf, READ_SIZE))).await {
-                Poll::Ready(res) => res,
-                Poll::Pending => {
-                    // Nothing to read yet: wait for bytes, a deadline, a drain or a handover.
-                    let idle = buf.is_empty() && idle_since.is_some();
-                    let deadline = match idle_since {
-                        Some(since) if idle => {
-                            if draining || (closing && since.elapsed() >= IDLE_CLOSE) {
-                                return;
+///
+/// A plain function returning an `async move` block, as
+/// `accept::serve_connection`: an `async fn` would keep its arguments twice.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub(crate) fn serve<'a>(io: &'a mut ClientIo, conn: &'a Conn) -> impl Future<Output = ()> + 'a {
+    async move {
+        let mut buf = BytesMut::new();
+        // One timer for the connection's life, moved to each wait's deadline.
+        let timer = tokio::time::sleep(conn.limits().client_header);
+        tokio::pin!(timer);
+        // The first head is due client-header after the accept; after an answer
+        // the connection is idle until bytes arrive, then the next head is due.
+        let mut head_deadline = Instant::now() + conn.limits().client_header;
+        let mut idle_since: Option<Instant> = None;
+        // Created before the flags are read, so a change after that wakes it.
+        let woken = conn.shared.handover.woken();
+        tokio::pin!(woken);
+        let mut draining = *conn.shutdown.borrow();
+        let mut closing = conn.shared.handover.closing();
+        loop {
+            let (req, snap) = loop {
+                if !buf.is_empty() {
+                    // Decided in a block of its own, awaited after it: what the
+                    // block holds (the parse, the snapshot) is gone by then
+                    // instead of taking room in every connection's task.
+                    let refused = {
+                        // The request is prepared and forwarded with the same config.
+                        let snap = conn.shared.live.load_full();
+                        let fwd = Forwarding {
+                            peer: conn.peer,
+                            xff: snap.config.proxy.x_forwarded_for,
+                            xfp: snap.config.proxy.x_forwarded_proto,
+                            forwarded: snap.config.proxy.forwarded,
+                            via: snap.config.proxy.via,
+                            max_body: snap.config.proxy.max_body_size,
+                            log: conn.shared.access_log.is_some(),
+                            https: io.is_tls(),
+                        };
+                        match prepare(&buf, &fwd) {
+                            Parse::Ready(req) => break (req, snap),
+                            Parse::Partial if buf.len() < snap.config.proxy.max_header_size => {
+                                // The rest of the head is due: acknowledge at once,
+                                // or a client holding it back for our ACK (Nagle)
+                                // waits for the delayed one, 40 ms or more. Rare: a
+                                // head usually arrives whole. Each time, as the
+                                // kernel goes back to delaying ACKs on its own.
+                                io.quickack();
+                                None
                             }
-                            let mut at = since + limits.idle;
-                            if closing {
-                                at = at.min(since + IDLE_CLOSE);
+                            // RFC 9112 §3: a request line longer than we parse is a 414.
+                            Parse::Partial if !buf.contains(&b'\n') => {
+                                Some((StatusCode::URI_TOO_LONG, "request line too long"))
                             }
-                            at
-                        }
-                        _ => {
-                            if draining && buf.is_empty() {
-                                return;
-                            }
-                            head_deadline
+                            Parse::Partial => Some((
+                                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                                "request head too large",
+                            )),
+                            Parse::Bad(status, reason) => Some((status, reason)),
                         }
                     };
-                    if buf.is_empty() {
-                        // An idle connection holds no buffer.
-                        buf = BytesMut::new();
+                    if let Some((status, reason)) = refused {
+                        Box::pin(refuse(io, &conn.shared, status, reason)).await;
+                        return;
                     }
-                    timer.as_mut().reset(deadline);
-                    tokio::select! {
-                        biased;
-                        res = poll_fn(|cx| io.poll_recv(cx, &mut buf, READ_SIZE)) => res,
-                        () = &mut timer => {
-                            if !idle {
-                                shared.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
-                                let text = answers::error_text(StatusCode::REQUEST_TIMEOUT, "request head not received");
-                                io.send_now(&answers::local(StatusCode::REQUEST_TIMEOUT, &text, false, false));
+                }
+                let res = match poll_fn(|cx| Poll::Ready(io.poll_recv(cx, &mut buf, READ_SIZE)))
+                    .await
+                {
+                    Poll::Ready(res) => res,
+                    Poll::Pending => {
+                        // Nothing to read yet: wait for bytes, a deadline, a drain or a handover.
+                        let idle = buf.is_empty() && idle_since.is_some();
+                        let deadline = match idle_since {
+                            Some(since) if idle => {
+                                if draining || (closing && since.elapsed() >= IDLE_CLOSE) {
+                                    return;
+                                }
+                                let mut at = since + conn.limits().idle;
+                                if closing {
+                                    at = at.min(since + IDLE_CLOSE);
+                                }
+                                at
                             }
-                            return;
+                            _ => {
+                                if draining && buf.is_empty() {
+                                    return;
+                                }
+                                head_deadline
+                            }
+                        };
+                        if buf.is_empty() {
+                            // An idle connection holds no buffer.
+                            buf = BytesMut::new();
                         }
-                        () = &mut woken => {
-                            woken.set(shared.handover.woken());
-                            draining = *shutdown.borrow();
-                            closing = shared.handover.closing();
-                            continue;
+                        timer.as_mut().reset(deadline);
+                        tokio::select! {
+                            biased;
+                            res = poll_fn(|cx| io.poll_recv(cx, &mut buf, READ_SIZE)) => res,
+                            () = &mut timer => {
+                                if !idle {
+                                    conn.shared.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
+                                    let text = answers::error_text(StatusCode::REQUEST_TIMEOUT, "request head not received");
+                                    io.send_now(&answers::local(StatusCode::REQUEST_TIMEOUT, &text, false, false));
+                                }
+                                return;
+                            }
+                            () = &mut woken => {
+                                woken.set(conn.shared.handover.woken());
+                                draining = *conn.shutdown.borrow();
+                                closing = conn.shared.handover.closing();
+                                continue;
+                            }
+                        }
+                    }
+                };
+                match res {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        if idle_since.take().is_some() {
+                            head_deadline = Instant::now() + conn.limits().client_header;
                         }
                     }
                 }
             };
-            match res {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    if idle_since.take().is_some() {
-                        head_deadline = Instant::now() + limits.client_header;
-                    }
-                }
-            }
-        };
-        buf.advance(req.head_len);
+            buf.advance(req.head_len);
 
-        // The request is answered in a future of its own, boxed: a connection
-        // that waits for its next request then holds only what waiting takes.
-        match Box::pin(answer(io, &mut buf, req, snap, peer, shared, shutdown)).await {
-            After::Next => {}
-            After::Close => return,
-        }
-        if buf.is_empty() {
-            idle_since = Some(Instant::now());
-        } else {
-            // The next request is already arriving (pipelined): its head is due
-            // client-header from now.
-            idle_since = None;
-            head_deadline = Instant::now() + limits.client_header;
+            // The request is answered in a future of its own, boxed: a connection
+            // that waits for its next request then holds only what waiting takes.
+            match Box::pin(answer(io, &mut buf, req, snap, conn)).await {
+                After::Next => {}
+                After::Close => return,
+            }
+            if buf.is_empty() {
+                idle_since = Some(Instant::now());
+            } else {
+                // The next request is already arriving (pipelined): its head is due
+                // client-header from now.
+                idle_since = None;
+                head_deadline = Instant::now() + conn.limits().client_header;
+            }
         }
     }
 }
@@ -209,10 +252,9 @@ async fn answer(
     buf: &mut BytesMut,
     req: Prepared,
     snap: Arc<Snapshot>,
-    peer: SocketAddr,
-    shared: &Arc<Shared>,
-    shutdown: &watch::Receiver<bool>,
+    conn: &Conn,
 ) -> After {
+    let (peer, shared, shutdown) = (conn.peer, &conn.shared, &conn.shutdown);
     if !io.is_tls() {
         if let Some(tls) = snap.config.tls.as_ref().filter(|t| t.redirect_http) {
             // A body is not read: the connection ends after the redirect.

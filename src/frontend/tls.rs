@@ -21,27 +21,22 @@ pub(crate) async fn serve_connection(
     peer: SocketAddr,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 ) {
-    let (limits, server_config) = {
+    let server_config = {
         let snap = shared.live.load();
-        let c = &snap.config;
-        let limits = h1::Limits {
-            client_header: c.timeouts.client_header,
-            idle: c.timeouts.idle,
-            max_head: c.proxy.max_header_size,
-        };
-        let server_config = c
+        snap.config
             .tls
             .as_ref()
             .and_then(|t| t.material())
-            .map(|m| m.server_config.clone());
-        (limits, server_config)
+            .map(|m| m.server_config.clone())
     };
     // A reload that removed [tls] leaves the listener without certificates.
     let Some(server_config) = server_config else {
         return;
     };
+    let conn = h1::Conn::new(peer, shared, shutdown, permit);
+    let shared = &conn.shared;
     let _active = shared.stats.connection_opened();
     let _epoch = shared.handover.connection_opened();
     let Ok(tcp) = tokio::net::TcpStream::from_std(stream) else {
@@ -49,7 +44,7 @@ pub(crate) async fn serve_connection(
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
     // The handshake is due as a request head is: within client-header.
-    let tls = match tokio::time::timeout(limits.client_header, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(conn.limits().client_header, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             shared
@@ -80,10 +75,10 @@ pub(crate) async fn serve_connection(
         shared.stats.tls_resumed.fetch_add(1, Ordering::Relaxed);
     }
     if h2 {
-        super::h2::serve(tls, peer, &shared, &shutdown).await;
+        super::h2::serve(tls, peer, shared, &conn.shutdown).await;
     } else {
         let mut io = ClientIo::Tls(Box::new(tls));
-        h1::serve(&mut io, peer, &shared, &limits, &shutdown).await;
+        h1::serve(&mut io, &conn).await;
         let _ = io.shutdown_write();
     }
 }
