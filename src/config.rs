@@ -6,7 +6,7 @@
 //! what to fix while the running config stays in place.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -384,7 +384,7 @@ pub struct Vrrp {
     #[serde(default, deserialize_with = "duration")]
     pub preempt_delay: Duration,
     #[serde(default)]
-    pub unicast_peers: Vec<Ipv4Addr>,
+    pub unicast_peers: Vec<IpAddr>,
     /// Priority lowered by this much while the local proxy is unhealthy;
     /// absent = enter FAULT instead.
     #[serde(default)]
@@ -405,6 +405,10 @@ pub struct Vrrp {
     /// Run the instance thread with SCHED_FIFO.
     #[serde(default = "yes")]
     pub realtime: bool,
+    /// Instances with the same group fail over together (keepalived's
+    /// vrrp_sync_group): when one goes FAULT or BACKUP, the others follow.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 fn default_advert() -> Duration {
@@ -754,10 +758,36 @@ impl Vrrp {
                 "at least one virtual address is required".into(),
             ));
         }
+        // One address family per instance (RFC 5798 §5.2.9, as keepalived):
+        // the first address decides it.
+        let mut family: Option<IpAddr> = None;
         for (j, a) in self.virtual_addresses.iter().enumerate() {
-            if let Err(e) = parse_cidr(a) {
-                out.push((format!("virtual-addresses[{j}]"), e));
+            match parse_cidr(a) {
+                Err(e) => out.push((format!("virtual-addresses[{j}]"), e)),
+                Ok((ip, _)) => match family {
+                    None => family = Some(ip),
+                    Some(first) if first.is_ipv4() != ip.is_ipv4() => out.push((
+                        format!("virtual-addresses[{j}]"),
+                        format!(
+                            "{ip} is not of the family of {first}: an instance has one address family; put IPv4 and IPv6 VIPs in two [[vrrp]] tables (with the same group to fail over together)"
+                        ),
+                    )),
+                    Some(_) => {}
+                },
             }
+        }
+        if let Some(first) = family {
+            for (j, peer) in self.unicast_peers.iter().enumerate() {
+                if peer.is_ipv4() != first.is_ipv4() {
+                    out.push((
+                        format!("unicast-peers[{j}]"),
+                        format!("{peer} is not of the family of the virtual addresses ({first})"),
+                    ));
+                }
+            }
+        }
+        if self.group.as_deref() == Some("") {
+            out.push(("group".into(), "must not be empty".into()));
         }
         if let Some(w) = self.track_weight {
             if !(1..=254).contains(&w) {
@@ -771,7 +801,7 @@ impl Vrrp {
     }
 
     /// The VIPs as (address, prefix length).
-    pub fn vips(&self) -> Vec<(Ipv4Addr, u8)> {
+    pub fn vips(&self) -> Vec<(IpAddr, u8)> {
         self.virtual_addresses
             .iter()
             .filter_map(|a| parse_cidr(a).ok())
@@ -779,21 +809,26 @@ impl Vrrp {
     }
 }
 
-/// Parses "198.18.0.100/24" (a bare address means /32).
-pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let (addr, len) = match s.split_once('/') {
+/// Parses "198.18.0.100/24" or "2001:2::100/64" (a bare address means /32
+/// or /128).
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (a, len) = match s.split_once('/') {
         Some((a, l)) => (
             a,
-            l.parse::<u8>()
-                .map_err(|_| format!("bad prefix length in {s:?}"))?,
+            Some(
+                l.parse::<u8>()
+                    .map_err(|_| format!("bad prefix length in {s:?}"))?,
+            ),
         ),
-        None => (s, 32),
+        None => (s, None),
     };
-    let addr: Ipv4Addr = addr
+    let addr: IpAddr = a
         .parse()
-        .map_err(|_| format!("{s:?} is not an IPv4 address"))?;
-    if len > 32 {
-        return Err(format!("prefix length in {s:?} is over 32"));
+        .map_err(|_| format!("{s:?} is not an IPv4 or IPv6 address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = len.unwrap_or(max);
+    if len > max {
+        return Err(format!("prefix length in {s:?} is over {max}"));
     }
     Ok((addr, len))
 }

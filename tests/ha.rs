@@ -583,7 +583,7 @@ fn malformed_and_wrong_ttl_adverts_are_dropped_and_counted() {
         vrid,
         priority,
         max_adver_int: 10,
-        addresses: vec![vip],
+        addresses: vec![vip.into()],
     };
     let good = advert(51, 254).encode(rogue, VRRP_GROUP, ChecksumMode::Rfc5798);
     let mut bad_sum = good.clone();
@@ -675,7 +675,7 @@ fn unicast_peers_fail_over_and_ignore_strangers() {
         vrid: 51,
         priority: 254,
         max_adver_int: 10,
-        addresses: vec![vip],
+        addresses: vec![vip.into()],
     }
     .encode(stranger, lb1, ChecksumMode::Rfc5798);
     inject(

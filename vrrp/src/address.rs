@@ -1,4 +1,4 @@
-//! Interface facts and VIP add/remove over NETLINK_ROUTE.
+//! Interface facts and VIP add/remove over NETLINK_ROUTE, both families.
 //!
 //! Hand-rolled, synchronous netlink (RTM_NEWADDR / RTM_DELADDR with an ACK)
 //! rather than the async rtnetlink crate: the VRRP instance runs on its own OS
@@ -6,7 +6,7 @@
 //! dependency tree in this crate.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -53,8 +53,8 @@ pub fn interface_mac(name: &str) -> io::Result<[u8; 6]> {
     Ok(mac)
 }
 
-/// IPv4 addresses on an interface (getifaddrs), in kernel order.
-pub fn interface_addresses(name: &str) -> io::Result<Vec<Ipv4Addr>> {
+/// IPv4 and IPv6 addresses on an interface (getifaddrs), in kernel order.
+pub fn interface_addresses(name: &str) -> io::Result<Vec<IpAddr>> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     if unsafe { libc::getifaddrs(&mut head) } != 0 {
         return Err(io::Error::last_os_error());
@@ -68,7 +68,10 @@ pub fn interface_addresses(name: &str) -> io::Result<Vec<Ipv4Addr>> {
             let family = unsafe { (*ifa.ifa_addr).sa_family } as i32;
             if family == libc::AF_INET {
                 let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                out.push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+                out.push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).into());
+            } else if family == libc::AF_INET6 {
+                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                out.push(Ipv6Addr::from(sin6.sin6_addr.s6_addr).into());
             }
         }
         cur = ifa.ifa_next;
@@ -78,16 +81,52 @@ pub fn interface_addresses(name: &str) -> io::Result<Vec<Ipv4Addr>> {
 }
 
 /// The interface's primary IPv4 address: the first one that is not a VIP.
-pub fn primary_ipv4(name: &str, vips: &[Ipv4Addr]) -> io::Result<Ipv4Addr> {
+pub fn primary_ipv4(name: &str, vips: &[IpAddr]) -> io::Result<Ipv4Addr> {
     interface_addresses(name)?
         .into_iter()
-        .find(|a| !vips.contains(a))
+        .find_map(|a| match a {
+            IpAddr::V4(v4) if !vips.contains(&a) => Some(v4),
+            _ => None,
+        })
         .ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("interface {name:?} has no IPv4 address of its own"),
             )
         })
+}
+
+/// Whether `a` is in fe80::/10.
+pub fn is_link_local(a: &Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// The interface's own IPv6 link-local address, the source of IPv6 adverts
+/// (RFC 5798 §5.1.2.1): the first fe80::/10 address that is not a VIP.
+pub fn link_local_ipv6(name: &str, vips: &[IpAddr]) -> io::Result<Ipv6Addr> {
+    interface_addresses(name)?
+        .into_iter()
+        .find_map(|a| match a {
+            IpAddr::V6(v6) if is_link_local(&v6) && !vips.contains(&a) => Some(v6),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "interface {name:?} has no IPv6 link-local address (is IPv6 disabled on it?)"
+                ),
+            )
+        })
+}
+
+/// The address adverts of an instance with these VIPs come from: the
+/// primary IPv4 address, or the link-local IPv6 address for IPv6 VIPs.
+pub fn advert_source(name: &str, vips: &[IpAddr]) -> io::Result<IpAddr> {
+    match vips.first() {
+        Some(IpAddr::V6(_)) => link_local_ipv6(name, vips).map(IpAddr::V6),
+        _ => primary_ipv4(name, vips).map(IpAddr::V4),
+    }
 }
 
 /// A NETLINK_ROUTE socket for address changes.
@@ -99,6 +138,8 @@ pub struct Netlink {
 const NLMSG_HDRLEN: usize = 16;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
+/// ifaddrmsg flag: no duplicate address detection (linux/if_addr.h).
+const IFA_F_NODAD: u8 = 0x02;
 
 impl Netlink {
     pub fn open() -> io::Result<Self> {
@@ -132,8 +173,11 @@ impl Netlink {
         })
     }
 
-    /// Adds `addr/prefix` to the interface; already present is fine.
-    pub fn add(&self, ifindex: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    /// Adds `addr/prefix` to the interface; already present is fine. An IPv6
+    /// address is added with IFA_F_NODAD: the VIP must serve at once, not sit
+    /// tentative for a second of duplicate address detection (VRRP decides
+    /// who owns it).
+    pub fn add(&self, ifindex: u32, addr: IpAddr, prefix: u8) -> io::Result<()> {
         match self.request(
             libc::RTM_NEWADDR,
             libc::NLM_F_CREATE | libc::NLM_F_EXCL,
@@ -147,7 +191,7 @@ impl Netlink {
     }
 
     /// Removes `addr/prefix` from the interface; already absent is fine.
-    pub fn remove(&self, ifindex: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    pub fn remove(&self, ifindex: u32, addr: IpAddr, prefix: u8) -> io::Result<()> {
         match self.request(libc::RTM_DELADDR, 0, ifindex, addr, prefix) {
             Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(()),
             r => r,
@@ -159,12 +203,17 @@ impl Netlink {
         kind: u16,
         flags: i32,
         ifindex: u32,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         prefix: u8,
     ) -> io::Result<()> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let mut msg = Vec::with_capacity(40);
-        let total = NLMSG_HDRLEN + 8 + 2 * 8;
+        let (family, octets, ifa_flags) = match addr {
+            IpAddr::V4(a) => (libc::AF_INET, a.octets().to_vec(), 0u8),
+            IpAddr::V6(a) => (libc::AF_INET6, a.octets().to_vec(), IFA_F_NODAD),
+        };
+        let attr_len = 4 + octets.len();
+        let mut msg = Vec::with_capacity(64);
+        let total = NLMSG_HDRLEN + 8 + 2 * attr_len;
         msg.extend_from_slice(&(total as u32).to_ne_bytes());
         msg.extend_from_slice(&kind.to_ne_bytes());
         msg.extend_from_slice(
@@ -173,15 +222,16 @@ impl Netlink {
         msg.extend_from_slice(&seq.to_ne_bytes());
         msg.extend_from_slice(&0u32.to_ne_bytes());
         // struct ifaddrmsg
-        msg.push(libc::AF_INET as u8);
+        msg.push(family as u8);
         msg.push(prefix);
-        msg.push(0); // flags
+        msg.push(ifa_flags);
         msg.push(0); // scope: universe
         msg.extend_from_slice(&ifindex.to_ne_bytes());
+        // 4-byte aligned as they are (8 and 20 bytes).
         for attr in [IFA_LOCAL, IFA_ADDRESS] {
-            msg.extend_from_slice(&8u16.to_ne_bytes());
+            msg.extend_from_slice(&(attr_len as u16).to_ne_bytes());
             msg.extend_from_slice(&attr.to_ne_bytes());
-            msg.extend_from_slice(&addr.octets());
+            msg.extend_from_slice(&octets);
         }
         let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         sa.nl_family = libc::AF_NETLINK as u16;

@@ -3,13 +3,14 @@
 //! A thin shell around [`Fsm`]: it waits in `ppoll` on the advert socket and an
 //! eventfd (commands from other threads) until the nearest deadline, feeds what
 //! happened to the state machine and carries out the actions — adverts, VIPs
-//! over netlink, gratuitous ARP bursts, notify commands. Deadlines are absolute
+//! over netlink, gratuitous ARP (IPv4) or unsolicited neighbour advertisement
+//! (IPv6) bursts, notify commands. One instance is one address family. Deadlines are absolute
 //! and the next advert is scheduled from the previous one, so adverts do not
 //! drift; with `realtime` the thread runs `SCHED_FIFO` so a busy proxy on the
 //! same machine cannot delay them.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -23,7 +24,7 @@ use crate::arp::ArpSender;
 use crate::fsm::{Action, Fsm, FsmConfig, Input, State, Timer};
 use crate::notify::Notifier;
 use crate::packet::{self, Advert, ChecksumMode};
-use crate::socket::{Peers, VrrpSocket};
+use crate::socket::{Peers, Received, VrrpSocket};
 use crate::track::TrackHandle;
 use crate::Error;
 
@@ -36,14 +37,16 @@ pub struct InstanceConfig {
     pub vrid: u8,
     pub priority: u8,
     pub advert_interval: Duration,
-    pub virtual_addresses: Vec<(Ipv4Addr, u8)>,
+    /// All IPv4 or all IPv6 (one family per instance, as in keepalived).
+    pub virtual_addresses: Vec<(IpAddr, u8)>,
     pub preempt: bool,
     pub preempt_delay: Duration,
-    /// Empty = multicast to 224.0.0.18.
-    pub unicast_peers: Vec<Ipv4Addr>,
+    /// Empty = multicast to 224.0.0.18 or ff02::12.
+    pub unicast_peers: Vec<IpAddr>,
     pub track_weight: Option<u8>,
     pub notify: Option<PathBuf>,
-    /// Gratuitous ARPs per VIP on becoming master (keepalived: 5).
+    /// Gratuitous ARPs (IPv4) or unsolicited NAs (IPv6) per VIP on becoming
+    /// master (keepalived: 5).
     pub garp_count: u32,
     pub garp_interval: Duration,
     pub garp_refresh: Option<Duration>,
@@ -59,7 +62,7 @@ impl InstanceConfig {
         interface: &str,
         vrid: u8,
         priority: u8,
-        vips: Vec<(Ipv4Addr, u8)>,
+        vips: Vec<(IpAddr, u8)>,
     ) -> Self {
         InstanceConfig {
             name: name.into(),
@@ -106,15 +109,29 @@ impl InstanceConfig {
         if self.virtual_addresses.is_empty() {
             return bad("at least one virtual address is required".into());
         }
-        if let Some((a, p)) = self.virtual_addresses.iter().find(|(_, p)| *p > 32) {
-            return bad(format!("{a}/{p}: prefix length over 32"));
+        let v4 = self.virtual_addresses[0].0.is_ipv4();
+        if let Some(a) = self
+            .virtual_addresses
+            .iter()
+            .map(|(a, _)| a)
+            .chain(&self.unicast_peers)
+            .find(|a| a.is_ipv4() != v4)
+        {
+            return bad(format!(
+                "{a} is not of the family of {}: one instance per address family",
+                self.virtual_addresses[0].0
+            ));
+        }
+        let max = if v4 { 32 } else { 128 };
+        if let Some((a, p)) = self.virtual_addresses.iter().find(|(_, p)| *p > max) {
+            return bad(format!("{a}/{p}: prefix length over {max}"));
         }
         Ok(())
     }
 }
 
 /// Labels of every reason a received packet is dropped.
-pub const DROP_REASONS: [&str; 12] = [
+pub const DROP_REASONS: [&str; 13] = [
     "truncated",
     "bad_ip_header",
     "not_vrrp",
@@ -127,12 +144,13 @@ pub const DROP_REASONS: [&str; 12] = [
     "own_advert",
     "not_listening",
     "not_a_peer",
+    "wrong_family",
 ];
 
 /// The last advert seen from another router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAdvert {
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     pub priority: u8,
     pub interval: Duration,
     pub at: Instant,
@@ -291,15 +309,22 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
     };
     let ifindex = address::interface_index(&cfg.interface).map_err(io_err("interface"))?;
     let mac = address::interface_mac(&cfg.interface).map_err(io_err("reading MAC address"))?;
-    let vips: Vec<Ipv4Addr> = cfg.virtual_addresses.iter().map(|(a, _)| *a).collect();
+    let vips: Vec<IpAddr> = cfg.virtual_addresses.iter().map(|(a, _)| *a).collect();
     let primary =
-        address::primary_ipv4(&cfg.interface, &vips).map_err(io_err("primary address"))?;
+        address::advert_source(&cfg.interface, &vips).map_err(io_err("primary address"))?;
+    if let Some(IpAddr::V6(first)) = vips.first() {
+        if !address::is_link_local(first) {
+            // §5.2.9 wants the virtual router's link-local address first;
+            // keepalived only logs this outside strict mode, and so do we.
+            tracing::info!(instance = %cfg.name, "the first IPv6 virtual address is not link-local (RFC 5798 §5.2.9 asks for it; peers only compare lists)");
+        }
+    }
     let peers = if cfg.unicast_peers.is_empty() {
         Peers::Multicast
     } else {
         Peers::Unicast(cfg.unicast_peers.clone())
     };
-    let socket = VrrpSocket::open(&cfg.interface, ifindex, primary, peers)
+    let socket = open_socket(&cfg.interface, ifindex, primary, peers)
         .map_err(io_err("opening VRRP socket"))?;
     let arp = ArpSender::open(ifindex, mac).map_err(io_err("opening ARP socket"))?;
     let netlink = Netlink::open().map_err(io_err("opening netlink socket"))?;
@@ -378,12 +403,36 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
     })
 }
 
+/// Opens the advert sockets. A link-local address still in duplicate address
+/// detection (an interface that just came up) cannot be bound yet: wait for
+/// it, at most 3 s.
+fn open_socket(
+    interface: &str,
+    ifindex: u32,
+    primary: IpAddr,
+    peers: Peers,
+) -> io::Result<VrrpSocket> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match VrrpSocket::open(interface, ifindex, primary, peers.clone()) {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EADDRNOTAVAIL)
+                    && primary.is_ipv6()
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            r => return r,
+        }
+    }
+}
+
 struct Runner {
     cfg: InstanceConfig,
     fsm: Fsm,
     notifier: Notifier,
     ifindex: u32,
-    primary: Ipv4Addr,
+    primary: IpAddr,
     socket: VrrpSocket,
     arp: ArpSender,
     netlink: Netlink,
@@ -561,8 +610,11 @@ impl Runner {
     fn receive(&mut self, now: Instant, buf: &mut [u8]) {
         // Bounded: a flood cannot keep the loop from its timers.
         for _ in 0..64 {
-            let dgram = match self.socket.recv(buf) {
-                Ok(d) => d.to_vec(),
+            let parsed = match self.socket.recv(buf) {
+                Ok(Received::V4(dgram)) => {
+                    packet::parse_ipv4(dgram).map(|(ip, payload)| (ip, payload.to_vec()))
+                }
+                Ok(Received::V6(ip, payload)) => Ok((ip, payload.to_vec())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     tracing::debug!(error = %e, "VRRP receive error");
@@ -570,7 +622,7 @@ impl Runner {
                 }
             };
             let stats = &self.shared.stats;
-            let (ip, payload) = match packet::parse_ipv4(&dgram) {
+            let (ip, payload) = match parsed {
                 Ok(x) => x,
                 Err(e) => {
                     stats.count_drop(e.as_str());
@@ -590,7 +642,7 @@ impl Runner {
                     continue;
                 }
             }
-            let advert = match Advert::decode(payload, ip.src, ip.dst) {
+            let advert = match Advert::decode(&payload, ip.src, ip.dst) {
                 Ok((a, _)) => a,
                 Err(e) => {
                     stats.count_drop(e.as_str());
@@ -654,11 +706,11 @@ impl Runner {
 
     fn send_garp_round(&mut self) {
         for (vip, _) in &self.cfg.virtual_addresses {
-            match self.arp.send_garp(*vip) {
+            match self.arp.announce(*vip) {
                 Ok(()) => {
                     self.shared.stats.garps_sent.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => tracing::debug!(%vip, error = %e, "gratuitous ARP failed"),
+                Err(e) => tracing::debug!(%vip, error = %e, "announcing the VIP failed"),
             }
         }
     }
