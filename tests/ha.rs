@@ -64,8 +64,19 @@ fn start_node_with(
     backends: &[SocketAddr],
     vrrp: &str,
 ) -> Node {
+    start_node_listening(lab, host, "0.0.0.0:80", health, backends, vrrp)
+}
+
+fn start_node_listening(
+    lab: &Lab,
+    host: &str,
+    listen: &str,
+    health: &str,
+    backends: &[SocketAddr],
+    vrrp: &str,
+) -> Node {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = format!("[listen]\naddress = \"0.0.0.0:80\"\nworkers = 1\n{health}");
+    let mut cfg = format!("[listen]\naddress = \"{listen}\"\nworkers = 1\n{health}");
     for (i, b) in backends.iter().enumerate() {
         cfg += &format!("[[backend]]\nname = \"web{}\"\naddress = \"{b}\"\n", i + 1);
     }
@@ -1240,4 +1251,113 @@ fn graceful_handover_closes_a_websocket_tunnel_with_a_fin() {
     assert!(code.success(), "{code:?}\n{}", n1.log());
     // The backup serves new WebSockets through the VIP.
     drop(lab.in_host("client", open));
+}
+
+// ---- IPv6 (RFC 5798 over IPv6; addresses from 2001:2::/48) ----
+
+const VIP6: &str = "2001:2::100";
+
+/// The IPv4 lab plus 2001:2::/64 beside it (client ::2, lb1 ::3, lb2 ::4,
+/// web ::11); the web backend listens on its IPv6 address.
+fn lab6() -> (Lab, TestBackend) {
+    let mut lab = Lab::new();
+    for (host, n) in [("client", 2), ("lb1", 3), ("lb2", 4), ("web", 11)] {
+        lab.host(host, &format!("198.18.0.{n}/24"));
+        lab.add_addr(host, &format!("2001:2::{n}/64"));
+        // Linux flushes IPv6 addresses when a link is set down; a pulled
+        // cable (what `Lab::link` stands for) keeps them.
+        let ok = lab
+            .exec(host)
+            .args(["sysctl", "-qw", "net.ipv6.conf.eth0.keep_addr_on_down=1"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "sysctl keep_addr_on_down in {host}");
+    }
+    let web = lab.in_host("web", || TestBackend::start_on("web1", "[2001:2::11]:80"));
+    (lab, web)
+}
+
+fn vrrp_table6(priority: u8, advert_ms: u64, extra: &str) -> String {
+    format!(
+        "[[vrrp]]\ninterface = \"eth0\"\nvrid = 61\npriority = {priority}\nadvert-interval = \"{advert_ms}ms\"\nvirtual-addresses = [\"{VIP6}/64\"]\n{extra}"
+    )
+}
+
+fn start_node6(lab: &Lab, host: &str, backends: &[SocketAddr], vrrp: &str) -> Node {
+    let health = "[health]\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n";
+    start_node_listening(lab, host, "[::]:80", health, backends, vrrp)
+}
+
+fn vip6() -> SocketAddr {
+    format!("[{VIP6}]:80").parse().unwrap()
+}
+
+fn holders6(lab: &Lab) -> (bool, bool) {
+    (lab.has_addr6("lb1", VIP6), lab.has_addr6("lb2", VIP6))
+}
+
+/// RFC 5798 over IPv6: the higher priority becomes master (§6.4.2), the pair
+/// settles on one holder; cutting the master's link moves the VIP (§6.4.2
+/// Master_Down_Timer) and the new master's unsolicited neighbour
+/// advertisement (RFC 4861 §7.2.6, Override set) moves the client's
+/// neighbour entry without any traffic from the client; HTTP over IPv6 to an
+/// IPv6 backend works before and after, and X-Forwarded-For carries the
+/// client's IPv6 address.
+#[test]
+fn ipv6_pair_elects_one_master_and_link_loss_moves_vip_and_neighbour_entry() {
+    if !netns_available("ipv6_pair_elects_one_master_and_link_loss_moves_vip_and_neighbour_entry") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab6();
+    let n1 = start_node6(&lab, "lb1", &[web.addr], &vrrp_table6(150, 100, ""));
+    let n2 = start_node6(&lab, "lb2", &[web.addr], &vrrp_table6(100, 100, ""));
+    lab.wait_for("lb1 holds the IPv6 VIP", Duration::from_secs(6), || {
+        holders6(&lab) == (true, false)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        holders6(&lab),
+        (true, false),
+        "lb1: {}\nlb2: {}",
+        n1.log(),
+        n2.log()
+    );
+    assert_eq!(
+        get_status_from(&lab, "client", vip6(), "/"),
+        (200, "web1".into()),
+        "lb1: {}",
+        n1.log()
+    );
+    let (status, headers) = support::netns::http_from(&lab, "client", vip6(), "/headers");
+    assert_eq!(status, 200);
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("x-forwarded-for: 2001:2::2"),
+        "{headers}"
+    );
+    assert_eq!(
+        lab.neigh_mac("client", VIP6).as_deref(),
+        Some(lab.mac("lb1").as_str())
+    );
+
+    lab.link("lb1", false);
+    lab.wait_for("lb2 takes the IPv6 VIP", Duration::from_secs(3), || {
+        lab.has_addr6("lb2", VIP6)
+    });
+    let lb2_mac = lab.mac("lb2");
+    lab.wait_for(
+        "client neighbour entry moved by the unsolicited NA",
+        Duration::from_secs(1),
+        || lab.neigh_mac("client", VIP6).as_deref() == Some(lb2_mac.as_str()),
+    );
+    assert_eq!(
+        get_status_from(&lab, "client", vip6(), "/"),
+        (200, "web1".into())
+    );
+    lab.link("lb1", true);
+    lab.wait_for("lb1 preempts over IPv6", Duration::from_secs(3), || {
+        holders6(&lab) == (true, false)
+    });
 }
