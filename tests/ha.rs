@@ -733,12 +733,17 @@ struct Keepalived {
 
 impl Keepalived {
     fn start(lab: &Lab, host: &str, priority: u8) -> Keepalived {
+        Self::start_instance(lab, host, priority, 51, &format!("{VIP}/24"))
+    }
+
+    /// keepalived with one `vrrp_instance` of `vrid` for `vip` (either family).
+    fn start_instance(lab: &Lab, host: &str, priority: u8, vrid: u8, vip: &str) -> Keepalived {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("keepalived.conf");
         std::fs::write(
             &conf,
             format!(
-                "global_defs {{\n  vrrp_version 3\n  router_id {host}\n}}\nvrrp_instance VI_51 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {priority}\n  advert_int 0.1\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
+                "global_defs {{\n  vrrp_version 3\n  router_id {host}\n}}\nvrrp_instance VI_{vrid} {{\n  state BACKUP\n  interface eth0\n  virtual_router_id {vrid}\n  priority {priority}\n  advert_int 0.1\n  virtual_ipaddress {{\n    {vip}\n  }}\n}}\n"
             ),
         )
         .unwrap();
@@ -1360,4 +1365,224 @@ fn ipv6_pair_elects_one_master_and_link_loss_moves_vip_and_neighbour_entry() {
     lab.wait_for("lb1 preempts over IPv6", Duration::from_secs(3), || {
         holders6(&lab) == (true, false)
     });
+}
+
+/// tshark (Wireshark's dissectors, an implementation independent of ours)
+/// reads floatlb's IPv6 adverts as VRRPv3 (RFC 5798 §5.1: version 3, type 1)
+/// from the link-local address (§5.1.2.1) to ff02::12 (§5.1.2.2) with Hop
+/// Limit 255 (§5.1.2.3) and a good checksum over the IPv6 pseudo-header
+/// (§5.2.8); and the VIP's unsolicited neighbour advertisement as ICMPv6 136
+/// with Override set and a good checksum (RFC 4861 §7.2.6, §4.4).
+#[test]
+fn tshark_decodes_ipv6_adverts_and_neighbour_advertisements() {
+    if !netns_available("tshark_decodes_ipv6_adverts_and_neighbour_advertisements") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab6();
+    let capture = lab
+        .exec("client")
+        .args([
+            "tshark",
+            "-n",
+            "-l",
+            "-i",
+            "eth0",
+            "-a",
+            "duration:5",
+            "-f",
+            "ip6",
+            "-Y",
+            "vrrp or icmpv6.type == 136",
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-e",
+            "ipv6.src",
+            "-e",
+            "ipv6.dst",
+            "-e",
+            "ipv6.hlim",
+            "-e",
+            "vrrp.version",
+            "-e",
+            "vrrp.type",
+            "-e",
+            "vrrp.virt_rtr_id",
+            "-e",
+            "vrrp.prio",
+            "-e",
+            "vrrp.ipv6_addr",
+            "-e",
+            "vrrp.checksum.status",
+            "-e",
+            "icmpv6.type",
+            "-e",
+            "icmpv6.nd.na.flag.o",
+            "-e",
+            "icmpv6.nd.na.target_address",
+            "-e",
+            "icmpv6.checksum.status",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tshark (vm-lab/install-deps installs it)");
+    // tshark needs a moment before it captures.
+    std::thread::sleep(Duration::from_millis(1500));
+    let n1 = start_node6(&lab, "lb1", &[web.addr], &vrrp_table6(150, 100, ""));
+    let out = capture.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('|').collect()).collect();
+    let lb1_ll = rows
+        .iter()
+        .find(|r| r.len() > 12 && r[3] == "3")
+        .map(|r| r[0].to_string())
+        .unwrap_or_else(|| panic!("no VRRP advert captured:\n{text}\nlb1: {}", n1.log()));
+    assert!(
+        lb1_ll.starts_with("fe80:"),
+        "source {lb1_ll} is not link-local"
+    );
+    let adverts: Vec<_> = rows
+        .iter()
+        .filter(|r| r.len() > 12 && r[3] == "3")
+        .collect();
+    assert!(adverts.len() >= 5, "{text}");
+    for r in &adverts {
+        assert_eq!(
+            &r[..8],
+            &[
+                lb1_ll.as_str(),
+                "ff02::12",
+                "255",
+                "3",
+                "1",
+                "61",
+                "150",
+                VIP6
+            ][..],
+            "{text}"
+        );
+        // Wireshark's checksum status: 1 = good (0 = bad, 2 = unverified).
+        assert_eq!(r[8], "1", "VRRP checksum not good: {text}");
+    }
+    let nas: Vec<_> = rows
+        .iter()
+        .filter(|r| r.len() > 12 && r[9] == "136")
+        .collect();
+    assert!(!nas.is_empty(), "no unsolicited NA captured:\n{text}");
+    for r in &nas {
+        assert_eq!(&r[..3], &[VIP6, "ff02::1", "255"][..], "{text}");
+        assert!(matches!(r[10], "1" | "True"), "Override flag: {text}");
+        assert_eq!(r[11], VIP6, "{text}");
+        assert_eq!(r[12], "1", "ICMPv6 checksum not good: {text}");
+    }
+}
+
+/// floatlb and keepalived 2.2.7 (`vrrp_version 3`) form one IPv6 virtual
+/// router, both ways round: neither complains about the other's adverts
+/// (checksum over the IPv6 pseudo-header, §5.2.8; address list, §5.2.9), the
+/// backup stays backup while the master advertises, and takes the VIP when
+/// the master's link is cut.
+#[test]
+fn interop_with_keepalived_over_ipv6_both_ways() {
+    if !netns_available("interop_with_keepalived_over_ipv6_both_ways") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab6();
+    let kvip = format!("{VIP6}/64");
+
+    // floatlb master (150), keepalived backup (100).
+    let n1 = start_node6(&lab, "lb1", &[web.addr], &vrrp_table6(150, 100, ""));
+    lab.wait_for("floatlb master", Duration::from_secs(6), || {
+        lab.has_addr6("lb1", VIP6)
+    });
+    let k = Keepalived::start_instance(&lab, "lb2", 100, 61, &kvip);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(holders6(&lab), (true, false), "keepalived:\n{}", k.log());
+    assert_eq!(
+        k.entered("MASTER"),
+        0,
+        "keepalived must stay backup:\n{}",
+        k.log()
+    );
+    lab.link("lb1", false);
+    lab.wait_for("keepalived takes over", Duration::from_secs(3), || {
+        lab.has_addr6("lb2", VIP6)
+    });
+    lab.link("lb1", true);
+    lab.wait_for(
+        "floatlb preempts keepalived",
+        Duration::from_secs(4),
+        || holders6(&lab) == (true, false),
+    );
+    assert_eq!(
+        get_status_from(&lab, "client", vip6(), "/"),
+        (200, "web1".into()),
+        "lb1: {}",
+        n1.log()
+    );
+    assert_no_complaints(&k);
+    drop(k);
+    n1.stop();
+    lab.wait_for("VIP released", Duration::from_secs(3), || {
+        holders6(&lab) == (false, false)
+    });
+
+    // keepalived master (150), floatlb backup (100).
+    let k = Keepalived::start_instance(&lab, "lb1", 150, 61, &kvip);
+    lab.wait_for("keepalived master", Duration::from_secs(6), || {
+        lab.has_addr6("lb1", VIP6)
+    });
+    let n2 = start_node6(&lab, "lb2", &[web.addr], &vrrp_table6(100, 100, ""));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(holders6(&lab), (true, false), "floatlb:\n{}", n2.log());
+    let m = admin_metrics(&lab, "lb2");
+    assert_eq!(
+        support::netns::metric(&m, "floatlb_vrrp_transitions_total{instance=\"vrrp0-61\"}"),
+        Some(1.0),
+        "floatlb must stay backup (INIT -> BACKUP only):\n{m}"
+    );
+    for reason in [
+        "bad_checksum",
+        "bad_ttl",
+        "address_count_mismatch",
+        "wrong_family",
+    ] {
+        assert_eq!(
+            support::netns::metric(
+                &m,
+                &format!("floatlb_vrrp_packets_dropped_total{{instance=\"vrrp0-61\",reason=\"{reason}\"}}")
+            ),
+            Some(0.0),
+            "{reason}:\n{m}"
+        );
+    }
+    assert!(
+        support::netns::metric(
+            &m,
+            "floatlb_vrrp_adverts_received_total{instance=\"vrrp0-61\"}"
+        )
+        .is_some_and(|n| n > 5.0),
+        "{m}"
+    );
+    lab.link("lb1", false);
+    lab.wait_for(
+        "floatlb takes over from keepalived",
+        Duration::from_secs(3),
+        || lab.has_addr6("lb2", VIP6),
+    );
+    assert_eq!(
+        get_status_from(&lab, "client", vip6(), "/"),
+        (200, "web1".into())
+    );
+    lab.link("lb1", true);
+    lab.wait_for(
+        "keepalived preempts floatlb",
+        Duration::from_secs(4),
+        || holders6(&lab) == (true, false),
+    );
+    assert_no_complaints(&k);
 }
