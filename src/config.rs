@@ -958,5 +958,44 @@ weight = 3
         );
         assert_eq!(parse_cidr("198.18.0.100").unwrap().1, 32);
         assert!(parse_cidr("198.18.0.100/33").is_err());
+        assert_eq!(
+            parse_cidr("2001:2::100/64").unwrap(),
+            ("2001:2::100".parse().unwrap(), 64)
+        );
+        assert_eq!(parse_cidr("2001:2::100").unwrap().1, 128);
+        assert!(parse_cidr("2001:2::100/129").is_err());
+    }
+
+    /// One address family per instance (RFC 5798 §5.2.9): an IPv6 VIP after
+    /// an IPv4 one, or a peer of the other family, is a check error that
+    /// points at the offending entry.
+    #[test]
+    fn vrrp_families_do_not_mix() {
+        let text = format!(
+            "{GOOD}\n[[vrrp]]\ninterface = \"lo\"\nvrid = 51\npriority = 100\nvirtual-addresses = [\"198.18.0.100/24\", \"2001:2::100/64\"]\nunicast-peers = [\"2001:2::4\"]\ngroup = \"web\"\n"
+        );
+        let err = parse_str(&text).unwrap_err();
+        let p = err
+            .problems()
+            .iter()
+            .find(|p| p.path == "vrrp[0].virtual-addresses[1]")
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(p.message.contains("one address family"), "{err}");
+        let vline = text
+            .lines()
+            .position(|l| l.starts_with("virtual-addresses"))
+            .unwrap()
+            + 1;
+        assert_eq!(p.line, vline, "{err}");
+        assert!(err
+            .problems()
+            .iter()
+            .any(|p| p.path == "vrrp[0].unicast-peers[0]"));
+        let ok = format!(
+            "{GOOD}\n[[vrrp]]\ninterface = \"lo\"\nvrid = 51\npriority = 100\nvirtual-addresses = [\"198.18.0.100/24\"]\ngroup = \"web\"\n[[vrrp]]\ninterface = \"lo\"\nvrid = 52\npriority = 100\nvirtual-addresses = [\"fe80::100/64\", \"2001:2::100/64\"]\ngroup = \"web\"\n"
+        );
+        let c = parse_str(&ok).unwrap();
+        assert_eq!(c.vrrp[1].vips()[1], ("2001:2::100".parse().unwrap(), 64));
+        assert_eq!(c.vrrp[1].group.as_deref(), Some("web"));
     }
 }

@@ -1586,3 +1586,107 @@ fn interop_with_keepalived_over_ipv6_both_ways() {
     );
     assert_no_complaints(&k);
 }
+
+const VIP6_ETH1: &str = "2001:2:1::100";
+
+/// `lab()` plus an eth1 on lb1 and lb2 (2001:2:1::/64) for the IPv6 instance
+/// of a sync group.
+fn group_lab() -> (Lab, TestBackend) {
+    let (mut lab, web) = lab();
+    for (host, n) in [("lb1", 3), ("lb2", 4)] {
+        lab.extra_link(host, "eth1", &format!("2001:2:1::{n}/64"));
+        let ok = lab
+            .exec(host)
+            .args(["sysctl", "-qw", "net.ipv6.conf.eth1.keep_addr_on_down=1"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok);
+    }
+    (lab, web)
+}
+
+/// An IPv4 instance on eth0 and an IPv6 one on eth1, both in group "web".
+fn group_tables(prio4: u8, prio6: u8) -> String {
+    let v4 = vrrp_table(prio4, 100, "group = \"web\"\n");
+    format!(
+        "{v4}[[vrrp]]\ninterface = \"eth1\"\nvrid = 61\npriority = {prio6}\nadvert-interval = \"100ms\"\nvirtual-addresses = [\"{VIP6_ETH1}/64\"]\ngroup = \"web\"\n"
+    )
+}
+
+fn holds_both(lab: &Lab, host: &str) -> bool {
+    lab.has_addr(host, VIP) && lab.has_addr6(host, VIP6_ETH1)
+}
+
+fn holds_none(lab: &Lab, host: &str) -> bool {
+    !lab.has_addr(host, VIP) && !lab.has_addr6(host, VIP6_ETH1)
+}
+
+/// A sync group (keepalived's vrrp_sync_group) moves both families together:
+/// each node runs an IPv4 instance on eth0 and an IPv6 instance on eth1 in
+/// group "web". Cutting only lb1's eth1 faults its IPv6 instance; its IPv4
+/// instance follows into FAULT although eth0 is fine, so lb2 holds both VIPs.
+/// When eth1 returns, lb1 takes both back.
+#[test]
+fn sync_group_moves_both_families_when_one_instance_faults() {
+    if !netns_available("sync_group_moves_both_families_when_one_instance_faults") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = group_lab();
+    let n1 = start_node(&lab, "lb1", &[web.addr], &group_tables(150, 150));
+    let _n2 = start_node(&lab, "lb2", &[web.addr], &group_tables(100, 100));
+    lab.wait_for("lb1 holds both VIPs", Duration::from_secs(6), || {
+        holds_both(&lab, "lb1") && holds_none(&lab, "lb2")
+    });
+
+    lab.link_named("lb1", "eth1", false);
+    lab.wait_for("lb2 holds both VIPs", Duration::from_secs(3), || {
+        holds_both(&lab, "lb2")
+    });
+    lab.wait_for(
+        "lb1 released the IPv4 VIP too",
+        Duration::from_secs(1),
+        || !lab.has_addr("lb1", VIP),
+    );
+    assert!(
+        n1.log().contains("following sync group"),
+        "lb1: {}",
+        n1.log()
+    );
+    assert_eq!(
+        get_status_from(&lab, "client", vip(), "/"),
+        (200, "web1".into())
+    );
+
+    lab.link_named("lb1", "eth1", true);
+    lab.wait_for("lb1 takes both back", Duration::from_secs(4), || {
+        holds_both(&lab, "lb1") && holds_none(&lab, "lb2")
+    });
+}
+
+/// The other half of a sync group: a member that loses the election
+/// (§6.4.3, a higher-priority advert) takes its group with it. lb2 holds both
+/// VIPs; lb1 joins with a higher IPv4 priority (150 > 100) but a lower IPv6
+/// one (150 < 200). lb2's IPv4 instance yields, so its IPv6 instance steps
+/// down too, and both families end on lb1 instead of being split.
+#[test]
+fn sync_group_follows_a_member_that_yields() {
+    if !netns_available("sync_group_follows_a_member_that_yields") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = group_lab();
+    let n2 = start_node(&lab, "lb2", &[web.addr], &group_tables(100, 200));
+    lab.wait_for("lb2 holds both VIPs", Duration::from_secs(6), || {
+        holds_both(&lab, "lb2")
+    });
+    let _n1 = start_node(&lab, "lb1", &[web.addr], &group_tables(150, 150));
+    lab.wait_for("both families move to lb1", Duration::from_secs(6), || {
+        holds_both(&lab, "lb1") && holds_none(&lab, "lb2")
+    });
+    assert!(
+        n2.log().contains("another member gave up MASTER"),
+        "lb2: {}",
+        n2.log()
+    );
+}

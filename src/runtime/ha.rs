@@ -25,7 +25,11 @@ pub struct Ha {
     shared: Arc<Shared>,
 }
 
-fn instance_config(i: usize, v: &config::Vrrp) -> vrrp::InstanceConfig {
+fn instance_config(
+    i: usize,
+    v: &config::Vrrp,
+    sync_group: Option<vrrp::SyncGroup>,
+) -> vrrp::InstanceConfig {
     vrrp::InstanceConfig {
         name: format!("vrrp{}-{}", i, v.vrid),
         interface: v.interface.clone(),
@@ -48,6 +52,7 @@ fn instance_config(i: usize, v: &config::Vrrp) -> vrrp::InstanceConfig {
         },
         check_ttl: true,
         realtime: v.realtime,
+        sync_group,
     }
 }
 
@@ -81,8 +86,15 @@ impl Ha {
         }
         let track = vrrp::TrackHandle::new(shared.healthy());
         let mut instances = Vec::new();
+        let mut groups: std::collections::HashMap<&str, vrrp::SyncGroup> = Default::default();
         for (i, v) in cfg.vrrp.iter().enumerate() {
-            let ic = instance_config(i, v);
+            let group = v.group.as_deref().map(|g| {
+                groups
+                    .entry(g)
+                    .or_insert_with(|| vrrp::SyncGroup::new(g))
+                    .clone()
+            });
+            let ic = instance_config(i, v, group);
             let inst = vrrp::spawn(ic, track.clone()).with_context(|| {
                 format!(
                     "cannot start VRRP instance VRID {} on {}",

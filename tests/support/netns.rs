@@ -149,7 +149,8 @@ impl Lab {
     pub fn extra_link(&mut self, host: &str, ifname: &str, addr: &str) {
         let ns = self.ns(host);
         let sw = self.ns("sw");
-        let port = format!("x{}{}", self.hosts.len(), ifname);
+        let index = self.hosts.iter().position(|h| *h == ns).unwrap_or(0) + 1;
+        let port = format!("x{index}{ifname}");
         run(&[
             "ip", "link", "add", ifname, "netns", &ns, "type", "veth", "peer", "name", &port,
             "netns", &sw,

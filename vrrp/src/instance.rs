@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::address::{self, Netlink};
 use crate::arp::ArpSender;
 use crate::fsm::{Action, Fsm, FsmConfig, Input, State, Timer};
+use crate::group::{Member, SyncGroup};
 use crate::notify::Notifier;
 use crate::packet::{self, Advert, ChecksumMode};
 use crate::socket::{Peers, Received, VrrpSocket};
@@ -53,6 +54,8 @@ pub struct InstanceConfig {
     pub checksum_mode: ChecksumMode,
     pub check_ttl: bool,
     pub realtime: bool,
+    /// Fail over together with the other instances of this group.
+    pub sync_group: Option<SyncGroup>,
 }
 
 impl InstanceConfig {
@@ -82,6 +85,7 @@ impl InstanceConfig {
             checksum_mode: ChecksumMode::Rfc5798,
             check_ttl: true,
             realtime: false,
+            sync_group: None,
         }
     }
 
@@ -364,7 +368,9 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
     };
     tracing::info!(instance = %cfg.name, interface = %cfg.interface, vrid = cfg.vrid, priority = cfg.priority,
         primary = %primary, advert_interval = ?cfg.advert_interval, "VRRP instance starting");
+    let member = cfg.sync_group.as_ref().map(SyncGroup::join);
     let runner = Runner {
+        member,
         fsm: Fsm::new(fsm_cfg),
         notifier: Notifier::new(cfg.notify.clone()),
         cfg,
@@ -429,6 +435,7 @@ fn open_socket(
 
 struct Runner {
     cfg: InstanceConfig,
+    member: Option<Member>,
     fsm: Fsm,
     notifier: Notifier,
     ifindex: u32,
@@ -470,7 +477,12 @@ impl Runner {
             }
         }
         let mut healthy = self.track.healthy();
-        let mut link_up = self.link_up();
+        let mut own_link_up = self.link_up();
+        if let Some(m) = &self.member {
+            m.set_own_fault(!own_link_up);
+        }
+        // What the state machine is told: our link, and our group's.
+        let mut link_up = own_link_up && !self.group_faulted();
         let now = Instant::now();
         if !healthy {
             let a = self.fsm.handle(now, Input::Track { healthy });
@@ -538,10 +550,33 @@ impl Runner {
                 self.apply(now, a);
             }
             let up = self.link_up();
+            if up != own_link_up {
+                own_link_up = up;
+                tracing::warn!(instance = %self.cfg.name, interface = %self.cfg.interface, up, "interface link changed");
+                if let Some(m) = &self.member {
+                    m.set_own_fault(!up);
+                }
+            }
+            let group_faulted = self.group_faulted();
+            let up = own_link_up && !group_faulted;
             if up != link_up {
                 link_up = up;
-                tracing::warn!(instance = %self.cfg.name, interface = %self.cfg.interface, up, "interface link changed");
+                if own_link_up {
+                    tracing::warn!(instance = %self.cfg.name, group = self.group_name(), faulted = group_faulted,
+                        "following sync group: another member {}", if group_faulted { "has a fault" } else { "recovered" });
+                }
                 let a = self.fsm.handle(now, Input::Link { up });
+                self.apply(now, a);
+            }
+            if self
+                .member
+                .as_mut()
+                .is_some_and(|m| m.take_others_yielded())
+                && self.fsm.state() == State::Master
+            {
+                tracing::warn!(instance = %self.cfg.name, group = self.group_name(),
+                    "following sync group: another member gave up MASTER, stepping down");
+                let a = self.fsm.handle(now, Input::StepDown);
                 self.apply(now, a);
             }
             for t in [Timer::MasterDown, Timer::Adver] {
@@ -558,6 +593,14 @@ impl Runner {
             self.garps(now);
             self.notifier.reap();
         }
+    }
+
+    fn group_faulted(&self) -> bool {
+        self.member.as_ref().is_some_and(Member::others_faulted)
+    }
+
+    fn group_name(&self) -> &str {
+        self.member.as_ref().map_or("", Member::group_name)
     }
 
     /// Whether the interface is up with carrier (IFF_UP and IFF_RUNNING), asked with
@@ -794,6 +837,9 @@ impl Runner {
                 }
                 Action::YieldedTo { from, priority } => {
                     self.shared.stats.yielded.fetch_add(1, Ordering::Relaxed);
+                    if let Some(m) = &mut self.member {
+                        m.yielded();
+                    }
                     tracing::warn!(instance = %self.cfg.name, %from, priority,
                         our_priority = self.fsm.priority(),
                         "gave up MASTER to a higher-priority advert; if {from} is not one of our routers, a host on this segment is claiming the VIP");
