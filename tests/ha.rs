@@ -1690,3 +1690,63 @@ fn sync_group_follows_a_member_that_yields() {
         n2.log()
     );
 }
+
+/// A crash (SIGKILL) leaves an IPv6 VIP on the interface as it does an IPv4
+/// one; `floatlb release` removes it, and so does a restart before the node
+/// runs as a backup.
+#[test]
+fn ipv6_stale_vip_is_removed_by_release_and_by_restart() {
+    if !netns_available("ipv6_stale_vip_is_removed_by_release_and_by_restart") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab6();
+    let table = vrrp_table6(150, 100, "");
+    let n1 = start_node6(&lab, "lb1", &[web.addr], &table);
+    lab.wait_for("lb1 master", Duration::from_secs(6), || {
+        lab.has_addr6("lb1", VIP6)
+    });
+    let config = n1._dir.path().join("proxy.toml");
+    n1.signal(libc::SIGKILL);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(lab.has_addr6("lb1", VIP6), "SIGKILL cannot remove the VIP");
+    let out = lab
+        .exec("lb1")
+        .arg(env!("CARGO_BIN_EXE_floatlb"))
+        .args(["release", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("removed {VIP6}/64 on eth0")),
+        "{stdout}"
+    );
+    assert!(!lab.has_addr6("lb1", VIP6), "release removed the VIP");
+
+    let n1 = start_node6(&lab, "lb1", &[web.addr], &table);
+    lab.wait_for("lb1 master again", Duration::from_secs(6), || {
+        lab.has_addr6("lb1", VIP6)
+    });
+    n1.signal(libc::SIGKILL);
+    let _n2 = start_node6(&lab, "lb2", &[web.addr], &vrrp_table6(200, 100, ""));
+    lab.wait_for("lb2 master", Duration::from_secs(6), || {
+        lab.has_addr6("lb2", VIP6)
+    });
+    assert!(
+        lab.has_addr6("lb1", VIP6),
+        "stale VIP still on the crashed node"
+    );
+    let _n1 = start_node6(&lab, "lb1", &[web.addr], &table);
+    lab.wait_for(
+        "restart removes the stale VIP",
+        Duration::from_secs(6),
+        || !lab.has_addr6("lb1", VIP6),
+    );
+    assert_eq!(holders6(&lab), (false, true));
+}
