@@ -695,10 +695,17 @@ impl Config {
             for (path, msg) in v.problems() {
                 p(format!("vrrp[{i}].{path}"), msg);
             }
-            if !vrids.insert((v.interface.as_str(), v.vrid)) {
+            // Each address family has its own virtual routers (RFC 5798 §5.2.9).
+            let ipv6 = v.vips().first().is_some_and(|(a, _)| a.is_ipv6());
+            if !vrids.insert((v.interface.as_str(), v.vrid, ipv6)) {
                 p(
                     format!("vrrp[{i}].vrid"),
-                    format!("VRID {} is already used on {}", v.vrid, v.interface),
+                    format!(
+                        "VRID {} is already used on {} for {}",
+                        v.vrid,
+                        v.interface,
+                        if ipv6 { "IPv6" } else { "IPv4" }
+                    ),
                 );
             }
         }
@@ -992,7 +999,7 @@ weight = 3
             .iter()
             .any(|p| p.path == "vrrp[0].unicast-peers[0]"));
         let ok = format!(
-            "{GOOD}\n[[vrrp]]\ninterface = \"lo\"\nvrid = 51\npriority = 100\nvirtual-addresses = [\"198.18.0.100/24\"]\ngroup = \"web\"\n[[vrrp]]\ninterface = \"lo\"\nvrid = 52\npriority = 100\nvirtual-addresses = [\"fe80::100/64\", \"2001:2::100/64\"]\ngroup = \"web\"\n"
+            "{GOOD}\n[[vrrp]]\ninterface = \"lo\"\nvrid = 51\npriority = 100\nvirtual-addresses = [\"198.18.0.100/24\"]\ngroup = \"web\"\n[[vrrp]]\ninterface = \"lo\"\nvrid = 51\npriority = 100\nvirtual-addresses = [\"fe80::100/64\", \"2001:2::100/64\"]\ngroup = \"web\"\n"
         );
         let c = parse_str(&ok).unwrap();
         assert_eq!(c.vrrp[1].vips()[1], ("2001:2::100".parse().unwrap(), 64));

@@ -1315,18 +1315,33 @@ fn ipv6_pair_elects_one_master_and_link_loss_moves_vip_and_neighbour_entry() {
     }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (lab, web) = lab6();
-    let n1 = start_node6(&lab, "lb1", &[web.addr], &vrrp_table6(150, 100, ""));
-    let n2 = start_node6(&lab, "lb2", &[web.addr], &vrrp_table6(100, 100, ""));
+    // Dual stack: the IPv4 instance beside it uses the same VRID, which RFC
+    // 5798 allows (one virtual router per family).
+    let dual = |priority: u8| {
+        vrrp_table(priority, 100, "")
+            + &vrrp_table6(priority, 100, "").replace("vrid = 61", "vrid = 51")
+    };
+    let n1 = start_node6(&lab, "lb1", &[web.addr], &dual(150));
+    let n2 = start_node6(&lab, "lb2", &[web.addr], &dual(100));
     lab.wait_for("lb1 holds the IPv6 VIP", Duration::from_secs(6), || {
         holders6(&lab) == (true, false)
     });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        holders6(&lab),
-        (true, false),
+        (holders6(&lab), holders(&lab)),
+        ((true, false), (true, false)),
         "lb1: {}\nlb2: {}",
         n1.log(),
         n2.log()
+    );
+    let m = admin_metrics(&lab, "lb2");
+    assert_eq!(
+        support::netns::metric(
+            &m,
+            "floatlb_vrrp_packets_dropped_total{instance=\"vrrp1-51\",reason=\"wrong_family\"}"
+        ),
+        Some(0.0),
+        "an IPv4 advert reached the IPv6 instance:\n{m}"
     );
     assert_eq!(
         get_status_from(&lab, "client", vip6(), "/"),
@@ -1351,6 +1366,9 @@ fn ipv6_pair_elects_one_master_and_link_loss_moves_vip_and_neighbour_entry() {
     lab.wait_for("lb2 takes the IPv6 VIP", Duration::from_secs(3), || {
         lab.has_addr6("lb2", VIP6)
     });
+    lab.wait_for("lb2 takes the IPv4 VIP", Duration::from_secs(3), || {
+        lab.has_addr("lb2", VIP)
+    });
     let lb2_mac = lab.mac("lb2");
     lab.wait_for(
         "client neighbour entry moved by the unsolicited NA",
@@ -1363,7 +1381,7 @@ fn ipv6_pair_elects_one_master_and_link_loss_moves_vip_and_neighbour_entry() {
     );
     lab.link("lb1", true);
     lab.wait_for("lb1 preempts over IPv6", Duration::from_secs(3), || {
-        holders6(&lab) == (true, false)
+        holders6(&lab) == (true, false) && holders(&lab) == (true, false)
     });
 }
 
