@@ -10,44 +10,58 @@
 //! target link-layer address, Hop Limit 255 (§7.1.2 makes receivers drop any
 //! other), which makes a host replace the MAC of an existing entry.
 //!
-//! Frames are built by hand (42 and 86 bytes; each field is a layout test
-//! below) and sent on one AF_PACKET socket.
+//! Frames are written through pnet_packet's typed views (each field is
+//! still checked byte by byte below) and sent on one AF_PACKET socket.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::packet::internet_checksum;
+use pnet_base::MacAddr;
+use pnet_packet::arp::{ArpHardwareTypes, ArpOperations, MutableArpPacket};
+use pnet_packet::ethernet::{EtherType, EtherTypes, MutableEthernetPacket};
+use pnet_packet::icmpv6::ndp::{
+    MutableNeighborAdvertPacket, NdpOption, NdpOptionTypes, NeighborAdvertFlags,
+};
+use pnet_packet::icmpv6::{self, Icmpv6Code, Icmpv6Packet, Icmpv6Types};
+use pnet_packet::ip::IpNextHeaderProtocols;
+use pnet_packet::ipv6::MutableIpv6Packet;
 
-const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const IPPROTO_ICMPV6: u8 = 58;
-const ND_NEIGHBOR_ADVERT: u8 = 136;
-/// Override flag of a Neighbor Advertisement (RFC 4861 §4.4).
-const NA_FLAG_OVERRIDE: u8 = 0x20;
-/// Target Link-Layer Address option (RFC 4861 §4.6.1).
-const ND_OPT_TARGET_LL_ADDR: u8 = 2;
 /// ff02::1, all nodes.
 pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 /// The Ethernet address IPv6 multicast to ff02::1 maps to (RFC 2464 §7).
-const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
+const ALL_NODES_MAC: MacAddr = MacAddr(0x33, 0x33, 0, 0, 0, 1);
+const ETHERNET_LEN: usize = 14;
+const ARP_LEN: usize = 28;
+const IPV6_LEN: usize = 40;
+/// Neighbor Advertisement (24 bytes) with one Target Link-Layer Address option (8).
+const NA_LEN: usize = 32;
+
+fn mac_addr(m: [u8; 6]) -> MacAddr {
+    MacAddr(m[0], m[1], m[2], m[3], m[4], m[5])
+}
 
 /// The Ethernet frame of a gratuitous ARP request for `vip`.
 pub fn garp_frame(mac: [u8; 6], vip: Ipv4Addr) -> [u8; 42] {
-    let mut f = [0u8; 42];
-    f[0..6].copy_from_slice(&[0xff; 6]);
-    f[6..12].copy_from_slice(&mac);
-    f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
-    f[14..16].copy_from_slice(&1u16.to_be_bytes()); // hardware: Ethernet
-    f[16..18].copy_from_slice(&ETH_P_IP.to_be_bytes());
-    f[18] = 6;
-    f[19] = 4;
-    f[20..22].copy_from_slice(&1u16.to_be_bytes()); // request
-    f[22..28].copy_from_slice(&mac);
-    f[28..32].copy_from_slice(&vip.octets());
-    // target MAC stays zero
-    f[38..42].copy_from_slice(&vip.octets());
+    let mut f = [0u8; ETHERNET_LEN + ARP_LEN];
+    let (eth, arp) = f.split_at_mut(ETHERNET_LEN);
+    // The buffers are exactly the views' minimum sizes: `new` cannot fail.
+    if let Some(mut e) = MutableEthernetPacket::new(eth) {
+        e.set_destination(MacAddr::broadcast());
+        e.set_source(mac_addr(mac));
+        e.set_ethertype(EtherTypes::Arp);
+    }
+    if let Some(mut a) = MutableArpPacket::new(arp) {
+        a.set_hardware_type(ArpHardwareTypes::Ethernet);
+        a.set_protocol_type(EtherTypes::Ipv4);
+        a.set_hw_addr_len(6);
+        a.set_proto_addr_len(4);
+        a.set_operation(ArpOperations::Request);
+        a.set_sender_hw_addr(mac_addr(mac));
+        a.set_sender_proto_addr(vip);
+        a.set_target_hw_addr(MacAddr::zero());
+        a.set_target_proto_addr(vip);
+    }
     f
 }
 
@@ -55,32 +69,38 @@ pub fn garp_frame(mac: [u8; 6], vip: Ipv4Addr) -> [u8; 42] {
 /// (RFC 4861 §7.2.6): from the VIP to ff02::1, Hop Limit 255, Override set,
 /// Solicited clear (§7.1.2 wants it clear to a multicast destination).
 pub fn unsolicited_na_frame(mac: [u8; 6], vip: Ipv6Addr) -> [u8; 86] {
-    let mut f = [0u8; 86];
-    f[0..6].copy_from_slice(&ALL_NODES_MAC);
-    f[6..12].copy_from_slice(&mac);
-    f[12..14].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
-    let ip = &mut f[14..54];
-    ip[0] = 0x60;
-    ip[4..6].copy_from_slice(&32u16.to_be_bytes()); // payload length
-    ip[6] = IPPROTO_ICMPV6;
-    ip[7] = 255;
-    ip[8..24].copy_from_slice(&vip.octets());
-    ip[24..40].copy_from_slice(&ALL_NODES.octets());
-    let na = &mut f[54..86];
-    na[0] = ND_NEIGHBOR_ADVERT;
-    na[4] = NA_FLAG_OVERRIDE;
-    na[8..24].copy_from_slice(&vip.octets());
-    na[24] = ND_OPT_TARGET_LL_ADDR;
-    na[25] = 1; // length in units of 8 bytes
-    na[26..32].copy_from_slice(&mac);
-    // RFC 4443 §2.3: the ICMPv6 checksum covers the RFC 8200 §8.1 pseudo-header.
-    let mut pseudo = [0u8; 40];
-    pseudo[0..16].copy_from_slice(&vip.octets());
-    pseudo[16..32].copy_from_slice(&ALL_NODES.octets());
-    pseudo[32..36].copy_from_slice(&32u32.to_be_bytes());
-    pseudo[39] = IPPROTO_ICMPV6;
-    let sum = internet_checksum(&[&pseudo, &f[54..86]]);
-    f[56..58].copy_from_slice(&sum.to_be_bytes());
+    let mut f = [0u8; ETHERNET_LEN + IPV6_LEN + NA_LEN];
+    let (eth, rest) = f.split_at_mut(ETHERNET_LEN);
+    let (ip, na) = rest.split_at_mut(IPV6_LEN);
+    if let Some(mut e) = MutableEthernetPacket::new(eth) {
+        e.set_destination(ALL_NODES_MAC);
+        e.set_source(mac_addr(mac));
+        e.set_ethertype(EtherTypes::Ipv6);
+    }
+    if let Some(mut p) = MutableIpv6Packet::new(ip) {
+        p.set_version(6);
+        p.set_payload_length(NA_LEN as u16);
+        p.set_next_header(IpNextHeaderProtocols::Icmpv6);
+        p.set_hop_limit(255);
+        p.set_source(vip);
+        p.set_destination(ALL_NODES);
+    }
+    if let Some(mut n) = MutableNeighborAdvertPacket::new(na) {
+        n.set_icmpv6_type(Icmpv6Types::NeighborAdvert);
+        n.set_icmpv6_code(Icmpv6Code(0));
+        n.set_flags(NeighborAdvertFlags::Override);
+        n.set_target_addr(vip);
+        n.set_options(&[NdpOption {
+            option_type: NdpOptionTypes::TargetLLAddr,
+            length: 1, // in units of 8 bytes
+            data: mac.to_vec(),
+        }]);
+    }
+    // RFC 4443 §2.3: over the RFC 8200 §8.1 pseudo-header and the message.
+    let sum = Icmpv6Packet::new(na).map(|p| icmpv6::checksum(&p, &vip, &ALL_NODES));
+    if let (Some(sum), Some(mut n)) = (sum, MutableNeighborAdvertPacket::new(na)) {
+        n.set_checksum(sum);
+    }
     f
 }
 
@@ -108,19 +128,19 @@ impl ArpSender {
     /// Gratuitous ARP for an IPv4 VIP, unsolicited NA for an IPv6 one.
     pub fn announce(&self, vip: IpAddr) -> io::Result<()> {
         match vip {
-            IpAddr::V4(v) => self.send_frame(&garp_frame(self.mac, v), ETH_P_ARP),
-            IpAddr::V6(v) => self.send_frame(&unsolicited_na_frame(self.mac, v), ETH_P_IPV6),
+            IpAddr::V4(v) => self.send_frame(&garp_frame(self.mac, v), EtherTypes::Arp),
+            IpAddr::V6(v) => self.send_frame(&unsolicited_na_frame(self.mac, v), EtherTypes::Ipv6),
         }
     }
 
     pub fn send_garp(&self, vip: Ipv4Addr) -> io::Result<()> {
-        self.send_frame(&garp_frame(self.mac, vip), ETH_P_ARP)
+        self.send_frame(&garp_frame(self.mac, vip), EtherTypes::Arp)
     }
 
-    fn send_frame(&self, frame: &[u8], ethertype: u16) -> io::Result<()> {
+    fn send_frame(&self, frame: &[u8], ethertype: EtherType) -> io::Result<()> {
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = ethertype.to_be();
+        addr.sll_protocol = ethertype.0.to_be();
         addr.sll_ifindex = self.ifindex as i32;
         addr.sll_halen = 6;
         addr.sll_addr[..6].copy_from_slice(&frame[..6]);
@@ -194,6 +214,6 @@ mod tests {
         let mut pseudo = Vec::new();
         pseudo.extend_from_slice(&f[22..54]);
         pseudo.extend_from_slice(&[0, 0, 0, 32, 0, 0, 0, 58]);
-        assert_eq!(internet_checksum(&[&pseudo, &f[54..]]), 0);
+        assert_eq!(crate::packet::internet_checksum(&[&pseudo, &f[54..]]), 0);
     }
 }
