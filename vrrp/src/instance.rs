@@ -550,7 +550,8 @@ impl Runner {
                 self.apply(now, a);
             }
             let up = self.link_up();
-            if up != own_link_up {
+            let own_changed = up != own_link_up;
+            if own_changed {
                 own_link_up = up;
                 tracing::warn!(instance = %self.cfg.name, interface = %self.cfg.interface, up, "interface link changed");
                 if let Some(m) = &self.member {
@@ -561,7 +562,7 @@ impl Runner {
             let up = own_link_up && !group_faulted;
             if up != link_up {
                 link_up = up;
-                if own_link_up {
+                if !own_changed {
                     tracing::warn!(instance = %self.cfg.name, group = self.group_name(), faulted = group_faulted,
                         "following sync group: another member {}", if group_faulted { "has a fault" } else { "recovered" });
                 }
