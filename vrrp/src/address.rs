@@ -226,6 +226,69 @@ impl Netlink {
     }
 }
 
+/// A NETLINK_ROUTE socket that joins RTNLGRP_LINK: it becomes readable when
+/// an interface changes (up, down, carrier), so the instance loop wakes at
+/// once instead of at its next poll.
+pub struct LinkEvents {
+    socket: netlink_sys::Socket,
+}
+
+/// The multicast group of link changes (linux/rtnetlink.h: RTNLGRP_LINK = 1).
+const RTNLGRP_LINK: u32 = 1;
+
+impl LinkEvents {
+    pub fn open() -> io::Result<Self> {
+        let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE)?;
+        socket.bind(&netlink_sys::SocketAddr::new(0, 1 << (RTNLGRP_LINK - 1)))?;
+        socket.set_non_blocking(true)?;
+        Ok(LinkEvents { socket })
+    }
+
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// Reads every queued notification; whether one was about `ifindex`.
+    /// (An overrun, ENOBUFS, counts as one: the caller looks at the link anyway.)
+    pub fn drain(&self, ifindex: u32) -> bool {
+        let mut ours = false;
+        let mut buf = vec![0u8; 8192];
+        for _ in 0..64 {
+            let n = match self.socket.recv(&mut &mut buf[..], 0) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return true,
+            };
+            ours |= link_changed(&buf[..n], ifindex);
+        }
+        ours
+    }
+}
+
+/// Whether a datagram of rtnetlink messages holds an RTM_NEWLINK or
+/// RTM_DELLINK for `ifindex`.
+fn link_changed(datagram: &[u8], ifindex: u32) -> bool {
+    let mut ours = false;
+    let mut off = 0;
+    while off < datagram.len() {
+        let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram[off..]) else {
+            break;
+        };
+        if let NetlinkPayload::InnerMessage(
+            RouteNetlinkMessage::NewLink(l) | RouteNetlinkMessage::DelLink(l),
+        ) = &m.payload
+        {
+            ours |= l.header.index == ifindex;
+        }
+        let len = m.header.length as usize;
+        if len == 0 {
+            break;
+        }
+        off += (len + 3) & !3;
+    }
+    ours
+}
+
 /// The ifaddrmsg and attributes `ip addr add|del addr/prefix dev ifindex` sends.
 fn address_message(ifindex: u32, addr: IpAddr, prefix: u8) -> AddressMessage {
     let mut m = AddressMessage::default();
@@ -238,7 +301,10 @@ fn address_message(ifindex: u32, addr: IpAddr, prefix: u8) -> AddressMessage {
     if addr.is_ipv6() {
         m.header.flags = AddressHeaderFlags::Nodad;
     }
-    m.attributes = vec![AddressAttribute::Local(addr), AddressAttribute::Address(addr)];
+    m.attributes = vec![
+        AddressAttribute::Local(addr),
+        AddressAttribute::Address(addr),
+    ];
     m
 }
 
@@ -246,6 +312,32 @@ fn address_message(ifindex: u32, addr: IpAddr, prefix: u8) -> AddressMessage {
 mod tests {
     use super::*;
     use netlink_packet_core::{Emitable, NetlinkBuffer};
+
+    fn serialized(payload: RouteNetlinkMessage) -> Vec<u8> {
+        let mut msg = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(payload));
+        msg.finalize();
+        let mut out = vec![0u8; msg.buffer_len()];
+        msg.serialize(&mut out);
+        out
+    }
+
+    /// A link notification wakes the instance of that interface only; two
+    /// messages in one datagram are both read.
+    #[test]
+    fn link_notifications_are_matched_by_index() {
+        let mut link = netlink_packet_route::link::LinkMessage::default();
+        link.header.index = 7;
+        let mut other = link.clone();
+        other.header.index = 9;
+        let one = serialized(RouteNetlinkMessage::NewLink(link.clone()));
+        assert!(link_changed(&one, 7));
+        assert!(!link_changed(&one, 9));
+        let mut two = serialized(RouteNetlinkMessage::NewLink(other));
+        two.extend(serialized(RouteNetlinkMessage::DelLink(link)));
+        assert!(link_changed(&two, 7) && link_changed(&two, 9));
+        assert!(!link_changed(&two, 3));
+        assert!(!link_changed(&[1, 2, 3], 7), "garbage is not a change");
+    }
 
     /// What goes to the kernel for an IPv6 VIP: family AF_INET6, the prefix,
     /// IFA_F_NODAD in the header, and the address as IFA_LOCAL and IFA_ADDRESS
@@ -261,7 +353,11 @@ mod tests {
         assert_eq!(u32::from_ne_bytes(bytes[4..8].try_into().unwrap()), 7);
         assert_eq!(bytes.len(), 8 + 2 * 20);
         let v4 = address_message(7, "198.18.0.100".parse().unwrap(), 24);
-        assert_eq!(v4.header.flags, AddressHeaderFlags::empty(), "IPv4 has no DAD");
+        assert_eq!(
+            v4.header.flags,
+            AddressHeaderFlags::empty(),
+            "IPv4 has no DAD"
+        );
         // The whole request parses back as what was meant.
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_ACK;

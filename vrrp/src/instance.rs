@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::address::{self, Netlink};
+use crate::address::{self, LinkEvents, Netlink};
 use crate::arp::ArpSender;
 use crate::fsm::{Action, Fsm, FsmConfig, Input, State, Timer};
 use crate::group::{Member, SyncGroup};
@@ -332,6 +332,10 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
         .map_err(io_err("opening VRRP socket"))?;
     let arp = ArpSender::open(ifindex, mac).map_err(io_err("opening ARP socket"))?;
     let netlink = Netlink::open().map_err(io_err("opening netlink socket"))?;
+    // Without it, link changes are still seen at the next poll (TRACK_POLL).
+    let link_events = LinkEvents::open()
+        .inspect_err(|e| tracing::warn!(error = %e, "no netlink link events; polling the link"))
+        .ok();
 
     // A crash may have left our VIPs behind; a backup must not answer for them.
     let present = address::interface_addresses(&cfg.interface).unwrap_or_default();
@@ -371,6 +375,7 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
     let member = cfg.sync_group.as_ref().map(SyncGroup::join);
     let runner = Runner {
         member,
+        link_events,
         fsm: Fsm::new(fsm_cfg),
         notifier: Notifier::new(cfg.notify.clone()),
         cfg,
@@ -436,6 +441,7 @@ fn open_socket(
 struct Runner {
     cfg: InstanceConfig,
     member: Option<Member>,
+    link_events: Option<LinkEvents>,
     fsm: Fsm,
     notifier: Notifier,
     ifindex: u32,
@@ -636,14 +642,26 @@ impl Runner {
                 events: libc::POLLIN,
                 revents: 0,
             },
+            libc::pollfd {
+                fd: self.link_events.as_ref().map_or(-1, LinkEvents::fd),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         let ts = libc::timespec {
             tv_sec: timeout.as_secs() as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
-        let n = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, &ts, std::ptr::null()) };
+        let n = unsafe { libc::ppoll(fds.as_mut_ptr(), 3, &ts, std::ptr::null()) };
         if n <= 0 {
             return (false, false);
+        }
+        if fds[2].revents & libc::POLLIN != 0 {
+            // The loop looks at the link on every turn; reading the
+            // notifications only keeps them from waking it again.
+            if let Some(ev) = &self.link_events {
+                ev.drain(self.ifindex);
+            }
         }
         (
             fds[0].revents & libc::POLLIN != 0,
