@@ -890,7 +890,7 @@ fn check_gives_one_clear_message_per_broken_file() {
         (
             "bad-vip.toml",
             "10:22: vrrp[0].virtual-addresses[0]",
-            "not an IPv4 address",
+            "not an IPv4 or IPv6 address",
         ),
         (
             "url-param-without-name.toml",
