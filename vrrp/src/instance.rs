@@ -871,3 +871,34 @@ impl Runner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(vips: &[(&str, u8)]) -> InstanceConfig {
+        let vips = vips.iter().map(|(a, p)| (a.parse().unwrap(), *p)).collect();
+        InstanceConfig::new("t", "eth0", 51, 100, vips)
+    }
+
+    /// RFC 5798 §5.2.9: an advert carries one family, so an instance has one:
+    /// mixed VIPs, or peers of the other family, are refused; prefixes are
+    /// bounded by the family (32 or 128).
+    #[test]
+    fn one_address_family_per_instance() {
+        assert!(cfg(&[("2001:2::100", 64), ("fe80::100", 64)])
+            .validate()
+            .is_ok());
+        let mixed = cfg(&[("198.18.0.100", 24), ("2001:2::100", 64)]).validate();
+        assert!(
+            matches!(&mixed, Err(Error::Config { msg, .. }) if msg.contains("one instance per address family")),
+            "{mixed:?}"
+        );
+        let mut peers = cfg(&[("2001:2::100", 64)]);
+        peers.unicast_peers = vec!["198.18.0.4".parse().unwrap()];
+        assert!(peers.validate().is_err());
+        assert!(cfg(&[("2001:2::100", 128)]).validate().is_ok());
+        assert!(cfg(&[("2001:2::100", 129)]).validate().is_err());
+        assert!(cfg(&[("198.18.0.100", 33)]).validate().is_err());
+    }
+}
