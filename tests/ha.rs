@@ -1768,3 +1768,68 @@ fn ipv6_stale_vip_is_removed_by_release_and_by_restart() {
     );
     assert_eq!(holders6(&lab), (false, true));
 }
+
+/// The link-local address of a host's eth0.
+fn link_local(lab: &Lab, host: &str) -> String {
+    let out = lab
+        .exec(host)
+        .args([
+            "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .find(|w| w.starts_with("fe80:"))
+        .and_then(|w| w.split('/').next())
+        .unwrap_or_else(|| panic!("no link-local address on {host}: {text}"))
+        .to_string()
+}
+
+/// Unicast IPv6 adverts (for segments without multicast): each node names
+/// the other's link-local address, which is where IPv6 adverts come from
+/// (RFC 5798 §5.1.2.1); the pair elects one master and fails over.
+#[test]
+fn ipv6_unicast_peers_by_link_local_address() {
+    if !netns_available("ipv6_unicast_peers_by_link_local_address") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab6();
+    // The link-local addresses exist once duplicate address detection is done.
+    let (ll1, ll2) = (link_local(&lab, "lb1"), link_local(&lab, "lb2"));
+    let peer = |p: &str| format!("unicast-peers = [\"{p}\"]\n");
+    let n1 = start_node6(
+        &lab,
+        "lb1",
+        &[web.addr],
+        &vrrp_table6(150, 100, &peer(&ll2)),
+    );
+    let n2 = start_node6(
+        &lab,
+        "lb2",
+        &[web.addr],
+        &vrrp_table6(100, 100, &peer(&ll1)),
+    );
+    lab.wait_for("lb1 holds the IPv6 VIP", Duration::from_secs(6), || {
+        holders6(&lab) == (true, false)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        holders6(&lab),
+        (true, false),
+        "lb1: {}\nlb2: {}",
+        n1.log(),
+        n2.log()
+    );
+    lab.link("lb1", false);
+    lab.wait_for(
+        "lb2 takes over over unicast",
+        Duration::from_secs(3),
+        || lab.has_addr6("lb2", VIP6),
+    );
+    lab.link("lb1", true);
+    lab.wait_for("lb1 preempts over unicast", Duration::from_secs(4), || {
+        holders6(&lab) == (true, false)
+    });
+}
