@@ -790,6 +790,15 @@ impl Vrrp {
                         format!("unicast-peers[{j}]"),
                         format!("{peer} is not of the family of the virtual addresses ({first})"),
                     ));
+                } else if let IpAddr::V6(p) = peer {
+                    // Adverts from any other address would be dropped as not
+                    // from a peer, and both nodes would become master.
+                    if !vrrp::address::is_link_local(p) {
+                        out.push((
+                            format!("unicast-peers[{j}]"),
+                            format!("{peer}: IPv6 adverts come from the peer's link-local address (RFC 5798 §5.1.2.1); name its fe80:: address"),
+                        ));
+                    }
                 }
             }
         }
@@ -998,6 +1007,13 @@ weight = 3
             .problems()
             .iter()
             .any(|p| p.path == "vrrp[0].unicast-peers[0]"));
+        let global_peer = format!(
+            "{GOOD}\n[[vrrp]]\ninterface = \"lo\"\nvrid = 51\npriority = 100\nvirtual-addresses = [\"2001:2::100/64\"]\nunicast-peers = [\"fe80::4\", \"2001:2::4\"]\n"
+        );
+        let err = parse_str(&global_peer).unwrap_err();
+        let paths: Vec<_> = err.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["vrrp[0].unicast-peers[1]"], "{err}");
+        assert!(err.to_string().contains("link-local"), "{err}");
         let ok = format!(
             "{GOOD}\n[[vrrp]]\ninterface = \"lo\"\nvrid = 51\npriority = 100\nvirtual-addresses = [\"198.18.0.100/24\"]\ngroup = \"web\"\n[[vrrp]]\ninterface = \"lo\"\nvrid = 51\npriority = 100\nvirtual-addresses = [\"fe80::100/64\", \"2001:2::100/64\"]\ngroup = \"web\"\n"
         );
