@@ -1343,6 +1343,15 @@ fn ipv6_pair_elects_one_master_and_link_loss_moves_vip_and_neighbour_entry() {
         Some(0.0),
         "an IPv4 advert reached the IPv6 instance:\n{m}"
     );
+    // The status page names the IPv6 master by its link-local address.
+    let admin: SocketAddr = "127.0.0.1:9100".parse().unwrap();
+    let (status, json) = support::netns::http_from(&lab, "lb2", admin, "/status.json");
+    assert_eq!(status, 200);
+    assert!(
+        json.contains("\"instance\":\"vrrp1-51\",\"state\":\"BACKUP\"")
+            && json.contains("\"last_peer_advert\":{\"address\":\"fe80::"),
+        "{json}"
+    );
     assert_eq!(
         get_status_from(&lab, "client", vip6(), "/"),
         (200, "web1".into()),
