@@ -1842,3 +1842,97 @@ fn ipv6_unicast_peers_by_link_local_address() {
         holders6(&lab) == (true, false)
     });
 }
+
+/// The receive checks of RFC 5798 §7.1 over IPv6, on the real socket path
+/// (Hop Limit and destination from IPV6_HOPLIMIT / IPV6_PKTINFO): a
+/// winning advert with Hop Limit 64, a bad checksum over the IPv6
+/// pseudo-header, version 2, a count that does not match the 16-byte
+/// addresses, and another VRID are each dropped and counted, and the master
+/// keeps the VIP.
+#[test]
+fn ipv6_malformed_and_wrong_hop_limit_adverts_are_dropped_and_counted() {
+    if !netns_available("ipv6_malformed_and_wrong_hop_limit_adverts_are_dropped_and_counted") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use std::net::{IpAddr, Ipv6Addr, SocketAddrV6};
+    use vrrp::packet::{Advert, ChecksumMode, VRRP_GROUP_V6};
+    let (lab, web) = lab6();
+    let n1 = start_node6(&lab, "lb1", &[web.addr], &vrrp_table6(150, 100, ""));
+    lab.wait_for("lb1 master", Duration::from_secs(6), || {
+        lab.has_addr6("lb1", VIP6)
+    });
+    let rogue: Ipv6Addr = link_local(&lab, "client").parse().unwrap();
+    let advert = |vrid: u8, priority: u8| Advert {
+        vrid,
+        priority,
+        max_adver_int: 10,
+        addresses: vec![IpAddr::V6(VIP6.parse().unwrap())],
+    };
+    let good = advert(61, 254).encode(rogue, VRRP_GROUP_V6, ChecksumMode::Rfc5798);
+    let mut bad_sum = good.clone();
+    bad_sum[6] ^= 0xff;
+    let mut v2 = good.clone();
+    v2[0] = 0x21;
+    let mut count_lie = good.clone();
+    count_lie[3] = 2;
+    let other_vrid = advert(62, 254).encode(rogue, VRRP_GROUP_V6, ChecksumMode::Rfc5798);
+    // (hop limit, message)
+    let packets = vec![
+        (64, good), // priority 254 would win, but it crossed a router
+        (255, bad_sum),
+        (255, v2),
+        (255, count_lie),
+        (255, other_vrid),
+    ];
+    let path = format!("/run/netns/{}", lab.ns("client"));
+    std::thread::spawn(move || {
+        support::netns::enter(&path);
+        let s = socket2::Socket::new(
+            socket2::Domain::IPV6,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(112)),
+        )
+        .unwrap();
+        s.bind_device(Some(b"eth0")).unwrap();
+        let ifindex = vrrp::address::interface_index("eth0").unwrap();
+        s.bind(&SocketAddrV6::new(rogue, 0, 0, ifindex).into())
+            .unwrap();
+        s.set_multicast_if_v6(ifindex).unwrap();
+        let to = socket2::SockAddr::from(SocketAddrV6::new(VRRP_GROUP_V6, 0, 0, ifindex));
+        for (hops, msg) in packets {
+            s.set_multicast_hops_v6(hops).unwrap();
+            s.send_to(&msg, &to).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let m = admin_metrics(&lab, "lb1");
+    for reason in [
+        "bad_ttl",
+        "bad_checksum",
+        "bad_version",
+        "address_count_mismatch",
+        "vrid_mismatch",
+    ] {
+        let series = format!(
+            "floatlb_vrrp_packets_dropped_total{{instance=\"vrrp0-61\",reason=\"{reason}\"}}"
+        );
+        assert_eq!(
+            support::netns::metric(&m, &series),
+            Some(1.0),
+            "{reason}:\n{m}"
+        );
+    }
+    assert!(
+        lab.has_addr6("lb1", VIP6),
+        "a dropped advert must not move the VIP: {}",
+        n1.log()
+    );
+    assert_eq!(
+        support::netns::metric(&m, "floatlb_vrrp_transitions_total{instance=\"vrrp0-61\"}"),
+        Some(2.0),
+        "{m}"
+    );
+}
