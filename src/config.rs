@@ -6,7 +6,7 @@
 //! what to fix while the running config stays in place.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -486,7 +486,7 @@ pub struct Vrrp {
     #[serde(default, deserialize_with = "duration")]
     pub preempt_delay: Duration,
     #[serde(default)]
-    pub unicast_peers: Vec<Ipv4Addr>,
+    pub unicast_peers: Vec<IpAddr>,
     /// Priority lowered by this much while the local proxy is unhealthy;
     /// absent = enter FAULT instead.
     #[serde(default)]
@@ -507,6 +507,10 @@ pub struct Vrrp {
     /// Run the instance thread with SCHED_FIFO.
     #[serde(default = "yes")]
     pub realtime: bool,
+    /// Instances with the same group fail over together (keepalived's
+    /// vrrp_sync_group): when one goes FAULT or BACKUP, the others follow.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 fn default_advert() -> Duration {
@@ -810,10 +814,17 @@ impl Config {
             for (path, msg) in v.problems() {
                 p(format!("vrrp[{i}].{path}"), msg);
             }
-            if !vrids.insert((v.interface.as_str(), v.vrid)) {
+            // Each address family has its own virtual routers (RFC 5798 §5.2.9).
+            let ipv6 = v.vips().first().is_some_and(|(a, _)| a.is_ipv6());
+            if !vrids.insert((v.interface.as_str(), v.vrid, ipv6)) {
                 p(
                     format!("vrrp[{i}].vrid"),
-                    format!("VRID {} is already used on {}", v.vrid, v.interface),
+                    format!(
+                        "VRID {} is already used on {} for {}",
+                        v.vrid,
+                        v.interface,
+                        if ipv6 { "IPv6" } else { "IPv4" }
+                    ),
                 );
             }
         }
@@ -874,10 +885,45 @@ impl Vrrp {
                 "at least one virtual address is required".into(),
             ));
         }
+        // One address family per instance (RFC 5798 §5.2.9, as keepalived):
+        // the first address decides it.
+        let mut family: Option<IpAddr> = None;
         for (j, a) in self.virtual_addresses.iter().enumerate() {
-            if let Err(e) = parse_cidr(a) {
-                out.push((format!("virtual-addresses[{j}]"), e));
+            match parse_cidr(a) {
+                Err(e) => out.push((format!("virtual-addresses[{j}]"), e)),
+                Ok((ip, _)) => match family {
+                    None => family = Some(ip),
+                    Some(first) if first.is_ipv4() != ip.is_ipv4() => out.push((
+                        format!("virtual-addresses[{j}]"),
+                        format!(
+                            "{ip} is not of the family of {first}: an instance has one address family; put IPv4 and IPv6 VIPs in two [[vrrp]] tables (with the same group to fail over together)"
+                        ),
+                    )),
+                    Some(_) => {}
+                },
             }
+        }
+        if let Some(first) = family {
+            for (j, peer) in self.unicast_peers.iter().enumerate() {
+                if peer.is_ipv4() != first.is_ipv4() {
+                    out.push((
+                        format!("unicast-peers[{j}]"),
+                        format!("{peer} is not of the family of the virtual addresses ({first})"),
+                    ));
+                } else if let IpAddr::V6(p) = peer {
+                    // Adverts from any other address would be dropped as not
+                    // from a peer, and both nodes would become master.
+                    if !vrrp::address::is_link_local(p) {
+                        out.push((
+                            format!("unicast-peers[{j}]"),
+                            format!("{peer}: IPv6 adverts come from the peer's link-local address (RFC 5798 §5.1.2.1); name its fe80:: address"),
+                        ));
+                    }
+                }
+            }
+        }
+        if self.group.as_deref() == Some("") {
+            out.push(("group".into(), "must not be empty".into()));
         }
         if let Some(w) = self.track_weight {
             if !(1..=254).contains(&w) {
@@ -891,7 +937,7 @@ impl Vrrp {
     }
 
     /// The VIPs as (address, prefix length).
-    pub fn vips(&self) -> Vec<(Ipv4Addr, u8)> {
+    pub fn vips(&self) -> Vec<(IpAddr, u8)> {
         self.virtual_addresses
             .iter()
             .filter_map(|a| parse_cidr(a).ok())
@@ -1001,21 +1047,26 @@ impl Config {
     }
 }
 
-/// Parses "198.18.0.100/24" (a bare address means /32).
-pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let (addr, len) = match s.split_once('/') {
+/// Parses "198.18.0.100/24" or "2001:2::100/64" (a bare address means /32
+/// or /128).
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (a, len) = match s.split_once('/') {
         Some((a, l)) => (
             a,
-            l.parse::<u8>()
-                .map_err(|_| format!("bad prefix length in {s:?}"))?,
+            Some(
+                l.parse::<u8>()
+                    .map_err(|_| format!("bad prefix length in {s:?}"))?,
+            ),
         ),
-        None => (s, 32),
+        None => (s, None),
     };
-    let addr: Ipv4Addr = addr
+    let addr: IpAddr = a
         .parse()
-        .map_err(|_| format!("{s:?} is not an IPv4 address"))?;
-    if len > 32 {
-        return Err(format!("prefix length in {s:?} is over 32"));
+        .map_err(|_| format!("{s:?} is not an IPv4 or IPv6 address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = len.unwrap_or(max);
+    if len > max {
+        return Err(format!("prefix length in {s:?} is over {max}"));
     }
     Ok((addr, len))
 }
@@ -1165,6 +1216,52 @@ weight = 3
         );
         assert_eq!(parse_cidr("198.18.0.100").unwrap().1, 32);
         assert!(parse_cidr("198.18.0.100/33").is_err());
+        assert_eq!(
+            parse_cidr("2001:2::100/64").unwrap(),
+            ("2001:2::100".parse().unwrap(), 64)
+        );
+        assert_eq!(parse_cidr("2001:2::100").unwrap().1, 128);
+        assert!(parse_cidr("2001:2::100/129").is_err());
+    }
+
+    /// One address family per instance (RFC 5798 §5.2.9): an IPv6 VIP after
+    /// an IPv4 one, or a peer of the other family, is a check error that
+    /// points at the offending entry.
+    #[test]
+    fn vrrp_families_do_not_mix() {
+        let text = format!(
+            "{GOOD}\n[[vrrp]]\ninterface = \"lo\"\nvrid = 51\npriority = 100\nvirtual-addresses = [\"198.18.0.100/24\", \"2001:2::100/64\"]\nunicast-peers = [\"2001:2::4\"]\ngroup = \"web\"\n"
+        );
+        let err = parse_str(&text).unwrap_err();
+        let p = err
+            .problems()
+            .iter()
+            .find(|p| p.path == "vrrp[0].virtual-addresses[1]")
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(p.message.contains("one address family"), "{err}");
+        let vline = text
+            .lines()
+            .position(|l| l.starts_with("virtual-addresses"))
+            .unwrap()
+            + 1;
+        assert_eq!(p.line, vline, "{err}");
+        assert!(err
+            .problems()
+            .iter()
+            .any(|p| p.path == "vrrp[0].unicast-peers[0]"));
+        let global_peer = format!(
+            "{GOOD}\n[[vrrp]]\ninterface = \"lo\"\nvrid = 51\npriority = 100\nvirtual-addresses = [\"2001:2::100/64\"]\nunicast-peers = [\"fe80::4\", \"2001:2::4\"]\n"
+        );
+        let err = parse_str(&global_peer).unwrap_err();
+        let paths: Vec<_> = err.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["vrrp[0].unicast-peers[1]"], "{err}");
+        assert!(err.to_string().contains("link-local"), "{err}");
+        let ok = format!(
+            "{GOOD}\n[[vrrp]]\ninterface = \"lo\"\nvrid = 51\npriority = 100\nvirtual-addresses = [\"198.18.0.100/24\"]\ngroup = \"web\"\n[[vrrp]]\ninterface = \"lo\"\nvrid = 51\npriority = 100\nvirtual-addresses = [\"fe80::100/64\", \"2001:2::100/64\"]\ngroup = \"web\"\n"
+        );
+        let c = parse_str(&ok).unwrap();
+        assert_eq!(c.vrrp[1].vips()[1], ("2001:2::100".parse().unwrap(), 64));
+        assert_eq!(c.vrrp[1].group.as_deref(), Some("web"));
     }
 
     #[test]

@@ -64,8 +64,19 @@ fn start_node_with(
     backends: &[SocketAddr],
     vrrp: &str,
 ) -> Node {
+    start_node_listening(lab, host, "0.0.0.0:80", health, backends, vrrp)
+}
+
+fn start_node_listening(
+    lab: &Lab,
+    host: &str,
+    listen: &str,
+    health: &str,
+    backends: &[SocketAddr],
+    vrrp: &str,
+) -> Node {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = format!("[listen]\naddress = \"0.0.0.0:80\"\nworkers = 1\n{health}");
+    let mut cfg = format!("[listen]\naddress = \"{listen}\"\nworkers = 1\n{health}");
     for (i, b) in backends.iter().enumerate() {
         cfg += &format!("[[backend]]\nname = \"web{}\"\naddress = \"{b}\"\n", i + 1);
     }
@@ -583,7 +594,7 @@ fn malformed_and_wrong_ttl_adverts_are_dropped_and_counted() {
         vrid,
         priority,
         max_adver_int: 10,
-        addresses: vec![vip],
+        addresses: vec![vip.into()],
     };
     let good = advert(51, 254).encode(rogue, VRRP_GROUP, ChecksumMode::Rfc5798);
     let mut bad_sum = good.clone();
@@ -675,7 +686,7 @@ fn unicast_peers_fail_over_and_ignore_strangers() {
         vrid: 51,
         priority: 254,
         max_adver_int: 10,
-        addresses: vec![vip],
+        addresses: vec![vip.into()],
     }
     .encode(stranger, lb1, ChecksumMode::Rfc5798);
     inject(
@@ -722,12 +733,17 @@ struct Keepalived {
 
 impl Keepalived {
     fn start(lab: &Lab, host: &str, priority: u8) -> Keepalived {
+        Self::start_instance(lab, host, priority, 51, &format!("{VIP}/24"))
+    }
+
+    /// keepalived with one `vrrp_instance` of `vrid` for `vip` (either family).
+    fn start_instance(lab: &Lab, host: &str, priority: u8, vrid: u8, vip: &str) -> Keepalived {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("keepalived.conf");
         std::fs::write(
             &conf,
             format!(
-                "global_defs {{\n  vrrp_version 3\n  router_id {host}\n}}\nvrrp_instance VI_51 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {priority}\n  advert_int 0.1\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
+                "global_defs {{\n  vrrp_version 3\n  router_id {host}\n}}\nvrrp_instance VI_{vrid} {{\n  state BACKUP\n  interface eth0\n  virtual_router_id {vrid}\n  priority {priority}\n  advert_int 0.1\n  virtual_ipaddress {{\n    {vip}\n  }}\n}}\n"
             ),
         )
         .unwrap();
@@ -1374,4 +1390,683 @@ fn reload_changes_vrrp_priority_and_interval_and_keeps_the_vip() {
         holders(&lab) == (false, true)
     });
     drop(n2);
+}
+
+// ---- IPv6 (RFC 5798 over IPv6; addresses from 2001:2::/48) ----
+
+const VIP6: &str = "2001:2::100";
+
+/// The IPv4 lab plus 2001:2::/64 beside it (client ::2, lb1 ::3, lb2 ::4,
+/// web ::11); the web backend listens on its IPv6 address.
+fn lab6() -> (Lab, TestBackend) {
+    let mut lab = Lab::new();
+    for (host, n) in [("client", 2), ("lb1", 3), ("lb2", 4), ("web", 11)] {
+        lab.host(host, &format!("198.18.0.{n}/24"));
+        lab.add_addr(host, &format!("2001:2::{n}/64"));
+        // Linux flushes IPv6 addresses when a link is set down; a pulled
+        // cable (what `Lab::link` stands for) keeps them.
+        let ok = lab
+            .exec(host)
+            .args(["sysctl", "-qw", "net.ipv6.conf.eth0.keep_addr_on_down=1"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "sysctl keep_addr_on_down in {host}");
+    }
+    let web = lab.in_host("web", || TestBackend::start_on("web1", "[2001:2::11]:80"));
+    (lab, web)
+}
+
+fn vrrp_table6(priority: u8, advert_ms: u64, extra: &str) -> String {
+    format!(
+        "[[vrrp]]\ninterface = \"eth0\"\nvrid = 61\npriority = {priority}\nadvert-interval = \"{advert_ms}ms\"\nvirtual-addresses = [\"{VIP6}/64\"]\n{extra}"
+    )
+}
+
+fn start_node6(lab: &Lab, host: &str, backends: &[SocketAddr], vrrp: &str) -> Node {
+    let health = "[health]\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n";
+    start_node_listening(lab, host, "[::]:80", health, backends, vrrp)
+}
+
+fn vip6() -> SocketAddr {
+    format!("[{VIP6}]:80").parse().unwrap()
+}
+
+fn holders6(lab: &Lab) -> (bool, bool) {
+    (lab.has_addr6("lb1", VIP6), lab.has_addr6("lb2", VIP6))
+}
+
+/// RFC 5798 over IPv6: the higher priority becomes master (§6.4.2), the pair
+/// settles on one holder; cutting the master's link moves the VIP (§6.4.2
+/// Master_Down_Timer) and the new master's unsolicited neighbour
+/// advertisement (RFC 4861 §7.2.6, Override set) moves the client's
+/// neighbour entry without any traffic from the client; HTTP over IPv6 to an
+/// IPv6 backend works before and after, and X-Forwarded-For carries the
+/// client's IPv6 address.
+#[test]
+fn ipv6_pair_elects_one_master_and_link_loss_moves_vip_and_neighbour_entry() {
+    if !netns_available("ipv6_pair_elects_one_master_and_link_loss_moves_vip_and_neighbour_entry") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab6();
+    // Dual stack: the IPv4 instance beside it uses the same VRID, which RFC
+    // 5798 allows (one virtual router per family).
+    let dual = |priority: u8| {
+        vrrp_table(priority, 100, "")
+            + &vrrp_table6(priority, 100, "").replace("vrid = 61", "vrid = 51")
+    };
+    let n1 = start_node6(&lab, "lb1", &[web.addr], &dual(150));
+    let n2 = start_node6(&lab, "lb2", &[web.addr], &dual(100));
+    lab.wait_for("lb1 holds the IPv6 VIP", Duration::from_secs(6), || {
+        holders6(&lab) == (true, false)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        (holders6(&lab), holders(&lab)),
+        ((true, false), (true, false)),
+        "lb1: {}\nlb2: {}",
+        n1.log(),
+        n2.log()
+    );
+    let m = admin_metrics(&lab, "lb2");
+    assert_eq!(
+        support::netns::metric(
+            &m,
+            "floatlb_vrrp_packets_dropped_total{instance=\"vrrp1-51\",reason=\"wrong_family\"}"
+        ),
+        Some(0.0),
+        "an IPv4 advert reached the IPv6 instance:\n{m}"
+    );
+    // The status page names the IPv6 master by its link-local address.
+    let admin: SocketAddr = "127.0.0.1:9100".parse().unwrap();
+    let (status, json) = support::netns::http_from(&lab, "lb2", admin, "/status.json");
+    assert_eq!(status, 200);
+    assert!(
+        json.contains("\"instance\":\"vrrp1-51\",\"state\":\"BACKUP\"")
+            && json.contains("\"last_peer_advert\":{\"address\":\"fe80::"),
+        "{json}"
+    );
+    assert_eq!(
+        get_status_from(&lab, "client", vip6(), "/"),
+        (200, "web1".into()),
+        "lb1: {}",
+        n1.log()
+    );
+    let (status, headers) = support::netns::http_from(&lab, "client", vip6(), "/headers");
+    assert_eq!(status, 200);
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("x-forwarded-for: 2001:2::2"),
+        "{headers}"
+    );
+    assert_eq!(
+        lab.neigh_mac("client", VIP6).as_deref(),
+        Some(lab.mac("lb1").as_str())
+    );
+
+    lab.link("lb1", false);
+    lab.wait_for("lb2 takes the IPv6 VIP", Duration::from_secs(3), || {
+        lab.has_addr6("lb2", VIP6)
+    });
+    lab.wait_for("lb2 takes the IPv4 VIP", Duration::from_secs(3), || {
+        lab.has_addr("lb2", VIP)
+    });
+    let lb2_mac = lab.mac("lb2");
+    lab.wait_for(
+        "client neighbour entry moved by the unsolicited NA",
+        Duration::from_secs(1),
+        || lab.neigh_mac("client", VIP6).as_deref() == Some(lb2_mac.as_str()),
+    );
+    assert_eq!(
+        get_status_from(&lab, "client", vip6(), "/"),
+        (200, "web1".into())
+    );
+    lab.link("lb1", true);
+    lab.wait_for("lb1 preempts over IPv6", Duration::from_secs(3), || {
+        holders6(&lab) == (true, false) && holders(&lab) == (true, false)
+    });
+}
+
+/// tshark (Wireshark's dissectors, an implementation independent of ours)
+/// reads floatlb's IPv6 adverts as VRRPv3 (RFC 5798 §5.1: version 3, type 1)
+/// from the link-local address (§5.1.2.1) to ff02::12 (§5.1.2.2) with Hop
+/// Limit 255 (§5.1.2.3) and a good checksum over the IPv6 pseudo-header
+/// (§5.2.8); and the VIP's unsolicited neighbour advertisement as ICMPv6 136
+/// with Override set and a good checksum (RFC 4861 §7.2.6, §4.4).
+#[test]
+fn tshark_decodes_ipv6_adverts_and_neighbour_advertisements() {
+    if !netns_available("tshark_decodes_ipv6_adverts_and_neighbour_advertisements") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab6();
+    let capture = lab
+        .exec("client")
+        .args([
+            "tshark",
+            "-n",
+            "-l",
+            "-i",
+            "eth0",
+            "-a",
+            "duration:5",
+            "-f",
+            "ip6",
+            "-Y",
+            "vrrp or icmpv6.type == 136",
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-e",
+            "ipv6.src",
+            "-e",
+            "ipv6.dst",
+            "-e",
+            "ipv6.hlim",
+            "-e",
+            "vrrp.version",
+            "-e",
+            "vrrp.type",
+            "-e",
+            "vrrp.virt_rtr_id",
+            "-e",
+            "vrrp.prio",
+            "-e",
+            "vrrp.ipv6_addr",
+            "-e",
+            "vrrp.checksum.status",
+            "-e",
+            "icmpv6.type",
+            "-e",
+            "icmpv6.nd.na.flag.o",
+            "-e",
+            "icmpv6.nd.na.target_address",
+            "-e",
+            "icmpv6.checksum.status",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tshark (vm-lab/install-deps installs it)");
+    // tshark needs a moment before it captures.
+    std::thread::sleep(Duration::from_millis(1500));
+    let n1 = start_node6(&lab, "lb1", &[web.addr], &vrrp_table6(150, 100, ""));
+    let out = capture.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('|').collect()).collect();
+    let lb1_ll = rows
+        .iter()
+        .find(|r| r.len() > 12 && r[3] == "3")
+        .map(|r| r[0].to_string())
+        .unwrap_or_else(|| panic!("no VRRP advert captured:\n{text}\nlb1: {}", n1.log()));
+    assert!(
+        lb1_ll.starts_with("fe80:"),
+        "source {lb1_ll} is not link-local"
+    );
+    let adverts: Vec<_> = rows
+        .iter()
+        .filter(|r| r.len() > 12 && r[3] == "3")
+        .collect();
+    assert!(adverts.len() >= 5, "{text}");
+    for r in &adverts {
+        assert_eq!(
+            &r[..8],
+            &[
+                lb1_ll.as_str(),
+                "ff02::12",
+                "255",
+                "3",
+                "1",
+                "61",
+                "150",
+                VIP6
+            ][..],
+            "{text}"
+        );
+        // Wireshark's checksum status: 1 = good (0 = bad, 2 = unverified).
+        assert_eq!(r[8], "1", "VRRP checksum not good: {text}");
+    }
+    let nas: Vec<_> = rows
+        .iter()
+        .filter(|r| r.len() > 12 && r[9] == "136")
+        .collect();
+    assert!(!nas.is_empty(), "no unsolicited NA captured:\n{text}");
+    for r in &nas {
+        assert_eq!(&r[..3], &[VIP6, "ff02::1", "255"][..], "{text}");
+        assert!(matches!(r[10], "1" | "True"), "Override flag: {text}");
+        assert_eq!(r[11], VIP6, "{text}");
+        assert_eq!(r[12], "1", "ICMPv6 checksum not good: {text}");
+    }
+}
+
+/// floatlb and keepalived 2.2.7 (`vrrp_version 3`) form one IPv6 virtual
+/// router, both ways round: neither complains about the other's adverts
+/// (checksum over the IPv6 pseudo-header, §5.2.8; address list, §5.2.9), the
+/// backup stays backup while the master advertises, and takes the VIP when
+/// the master's link is cut.
+#[test]
+fn interop_with_keepalived_over_ipv6_both_ways() {
+    if !netns_available("interop_with_keepalived_over_ipv6_both_ways") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab6();
+    let kvip = format!("{VIP6}/64");
+
+    // floatlb master (150), keepalived backup (100).
+    let n1 = start_node6(&lab, "lb1", &[web.addr], &vrrp_table6(150, 100, ""));
+    lab.wait_for("floatlb master", Duration::from_secs(6), || {
+        lab.has_addr6("lb1", VIP6)
+    });
+    let k = Keepalived::start_instance(&lab, "lb2", 100, 61, &kvip);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(holders6(&lab), (true, false), "keepalived:\n{}", k.log());
+    assert_eq!(
+        k.entered("MASTER"),
+        0,
+        "keepalived must stay backup:\n{}",
+        k.log()
+    );
+    lab.link("lb1", false);
+    lab.wait_for("keepalived takes over", Duration::from_secs(3), || {
+        lab.has_addr6("lb2", VIP6)
+    });
+    lab.link("lb1", true);
+    lab.wait_for(
+        "floatlb preempts keepalived",
+        Duration::from_secs(4),
+        || holders6(&lab) == (true, false),
+    );
+    assert_eq!(
+        get_status_from(&lab, "client", vip6(), "/"),
+        (200, "web1".into()),
+        "lb1: {}",
+        n1.log()
+    );
+    assert_no_complaints(&k);
+    drop(k);
+    n1.stop();
+    lab.wait_for("VIP released", Duration::from_secs(3), || {
+        holders6(&lab) == (false, false)
+    });
+
+    // keepalived master (150), floatlb backup (100).
+    let k = Keepalived::start_instance(&lab, "lb1", 150, 61, &kvip);
+    lab.wait_for("keepalived master", Duration::from_secs(6), || {
+        lab.has_addr6("lb1", VIP6)
+    });
+    let n2 = start_node6(&lab, "lb2", &[web.addr], &vrrp_table6(100, 100, ""));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(holders6(&lab), (true, false), "floatlb:\n{}", n2.log());
+    let m = admin_metrics(&lab, "lb2");
+    assert_eq!(
+        support::netns::metric(&m, "floatlb_vrrp_transitions_total{instance=\"vrrp0-61\"}"),
+        Some(1.0),
+        "floatlb must stay backup (INIT -> BACKUP only):\n{m}"
+    );
+    for reason in [
+        "bad_checksum",
+        "bad_ttl",
+        "address_count_mismatch",
+        "wrong_family",
+    ] {
+        assert_eq!(
+            support::netns::metric(
+                &m,
+                &format!("floatlb_vrrp_packets_dropped_total{{instance=\"vrrp0-61\",reason=\"{reason}\"}}")
+            ),
+            Some(0.0),
+            "{reason}:\n{m}"
+        );
+    }
+    assert!(
+        support::netns::metric(
+            &m,
+            "floatlb_vrrp_adverts_received_total{instance=\"vrrp0-61\"}"
+        )
+        .is_some_and(|n| n > 5.0),
+        "{m}"
+    );
+    lab.link("lb1", false);
+    lab.wait_for(
+        "floatlb takes over from keepalived",
+        Duration::from_secs(3),
+        || lab.has_addr6("lb2", VIP6),
+    );
+    assert_eq!(
+        get_status_from(&lab, "client", vip6(), "/"),
+        (200, "web1".into())
+    );
+    lab.link("lb1", true);
+    lab.wait_for(
+        "keepalived preempts floatlb",
+        Duration::from_secs(4),
+        || holders6(&lab) == (true, false),
+    );
+    assert_no_complaints(&k);
+}
+
+const VIP6_ETH1: &str = "2001:2:1::100";
+
+/// `lab()` plus an eth1 on lb1 and lb2 (2001:2:1::/64) for the IPv6 instance
+/// of a sync group.
+fn group_lab() -> (Lab, TestBackend) {
+    let (mut lab, web) = lab();
+    for (host, n) in [("lb1", 3), ("lb2", 4)] {
+        lab.extra_link(host, "eth1", &format!("2001:2:1::{n}/64"));
+        let ok = lab
+            .exec(host)
+            .args(["sysctl", "-qw", "net.ipv6.conf.eth1.keep_addr_on_down=1"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok);
+    }
+    (lab, web)
+}
+
+/// An IPv4 instance on eth0 and an IPv6 one on eth1, both in group "web".
+fn group_tables(prio4: u8, prio6: u8) -> String {
+    let v4 = vrrp_table(prio4, 100, "group = \"web\"\n");
+    format!(
+        "{v4}[[vrrp]]\ninterface = \"eth1\"\nvrid = 61\npriority = {prio6}\nadvert-interval = \"100ms\"\nvirtual-addresses = [\"{VIP6_ETH1}/64\"]\ngroup = \"web\"\n"
+    )
+}
+
+fn holds_both(lab: &Lab, host: &str) -> bool {
+    lab.has_addr(host, VIP) && lab.has_addr6(host, VIP6_ETH1)
+}
+
+fn holds_none(lab: &Lab, host: &str) -> bool {
+    !lab.has_addr(host, VIP) && !lab.has_addr6(host, VIP6_ETH1)
+}
+
+/// A sync group (keepalived's vrrp_sync_group) moves both families together:
+/// each node runs an IPv4 instance on eth0 and an IPv6 instance on eth1 in
+/// group "web". Cutting only lb1's eth1 faults its IPv6 instance; its IPv4
+/// instance follows into FAULT although eth0 is fine, so lb2 holds both VIPs.
+/// When eth1 returns, lb1 takes both back.
+#[test]
+fn sync_group_moves_both_families_when_one_instance_faults() {
+    if !netns_available("sync_group_moves_both_families_when_one_instance_faults") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = group_lab();
+    let n1 = start_node(&lab, "lb1", &[web.addr], &group_tables(150, 150));
+    let _n2 = start_node(&lab, "lb2", &[web.addr], &group_tables(100, 100));
+    lab.wait_for("lb1 holds both VIPs", Duration::from_secs(6), || {
+        holds_both(&lab, "lb1") && holds_none(&lab, "lb2")
+    });
+
+    lab.link_named("lb1", "eth1", false);
+    lab.wait_for("lb2 holds both VIPs", Duration::from_secs(3), || {
+        holds_both(&lab, "lb2")
+    });
+    lab.wait_for(
+        "lb1 released the IPv4 VIP too",
+        Duration::from_secs(1),
+        || !lab.has_addr("lb1", VIP),
+    );
+    assert!(
+        n1.log().contains("following sync group"),
+        "lb1: {}",
+        n1.log()
+    );
+    assert_eq!(
+        get_status_from(&lab, "client", vip(), "/"),
+        (200, "web1".into())
+    );
+
+    lab.link_named("lb1", "eth1", true);
+    lab.wait_for("lb1 takes both back", Duration::from_secs(4), || {
+        holds_both(&lab, "lb1") && holds_none(&lab, "lb2")
+    });
+}
+
+/// The other half of a sync group: a member that loses the election
+/// (§6.4.3, a higher-priority advert) takes its group with it. lb2 holds both
+/// VIPs; lb1 joins with a higher IPv4 priority (150 > 100) but a lower IPv6
+/// one (150 < 200). lb2's IPv4 instance yields, so its IPv6 instance steps
+/// down too, and both families end on lb1 instead of being split.
+#[test]
+fn sync_group_follows_a_member_that_yields() {
+    if !netns_available("sync_group_follows_a_member_that_yields") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = group_lab();
+    let n2 = start_node(&lab, "lb2", &[web.addr], &group_tables(100, 200));
+    lab.wait_for("lb2 holds both VIPs", Duration::from_secs(6), || {
+        holds_both(&lab, "lb2")
+    });
+    let _n1 = start_node(&lab, "lb1", &[web.addr], &group_tables(150, 150));
+    lab.wait_for("both families move to lb1", Duration::from_secs(6), || {
+        holds_both(&lab, "lb1") && holds_none(&lab, "lb2")
+    });
+    assert!(
+        n2.log().contains("another member gave up MASTER"),
+        "lb2: {}",
+        n2.log()
+    );
+}
+
+/// A crash (SIGKILL) leaves an IPv6 VIP on the interface as it does an IPv4
+/// one; `floatlb release` removes it, and so does a restart before the node
+/// runs as a backup.
+#[test]
+fn ipv6_stale_vip_is_removed_by_release_and_by_restart() {
+    if !netns_available("ipv6_stale_vip_is_removed_by_release_and_by_restart") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab6();
+    let table = vrrp_table6(150, 100, "");
+    let n1 = start_node6(&lab, "lb1", &[web.addr], &table);
+    lab.wait_for("lb1 master", Duration::from_secs(6), || {
+        lab.has_addr6("lb1", VIP6)
+    });
+    let config = n1._dir.path().join("proxy.toml");
+    n1.signal(libc::SIGKILL);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(lab.has_addr6("lb1", VIP6), "SIGKILL cannot remove the VIP");
+    let out = lab
+        .exec("lb1")
+        .arg(env!("CARGO_BIN_EXE_floatlb"))
+        .args(["release", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("removed {VIP6}/64 on eth0")),
+        "{stdout}"
+    );
+    assert!(!lab.has_addr6("lb1", VIP6), "release removed the VIP");
+
+    let n1 = start_node6(&lab, "lb1", &[web.addr], &table);
+    lab.wait_for("lb1 master again", Duration::from_secs(6), || {
+        lab.has_addr6("lb1", VIP6)
+    });
+    n1.signal(libc::SIGKILL);
+    let _n2 = start_node6(&lab, "lb2", &[web.addr], &vrrp_table6(200, 100, ""));
+    lab.wait_for("lb2 master", Duration::from_secs(6), || {
+        lab.has_addr6("lb2", VIP6)
+    });
+    assert!(
+        lab.has_addr6("lb1", VIP6),
+        "stale VIP still on the crashed node"
+    );
+    let _n1 = start_node6(&lab, "lb1", &[web.addr], &table);
+    lab.wait_for(
+        "restart removes the stale VIP",
+        Duration::from_secs(6),
+        || !lab.has_addr6("lb1", VIP6),
+    );
+    assert_eq!(holders6(&lab), (false, true));
+}
+
+/// The link-local address of a host's eth0.
+fn link_local(lab: &Lab, host: &str) -> String {
+    let out = lab
+        .exec(host)
+        .args([
+            "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .find(|w| w.starts_with("fe80:"))
+        .and_then(|w| w.split('/').next())
+        .unwrap_or_else(|| panic!("no link-local address on {host}: {text}"))
+        .to_string()
+}
+
+/// Unicast IPv6 adverts (for segments without multicast): each node names
+/// the other's link-local address, which is where IPv6 adverts come from
+/// (RFC 5798 §5.1.2.1); the pair elects one master and fails over.
+#[test]
+fn ipv6_unicast_peers_by_link_local_address() {
+    if !netns_available("ipv6_unicast_peers_by_link_local_address") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab6();
+    // The link-local addresses exist once duplicate address detection is done.
+    let (ll1, ll2) = (link_local(&lab, "lb1"), link_local(&lab, "lb2"));
+    let peer = |p: &str| format!("unicast-peers = [\"{p}\"]\n");
+    let n1 = start_node6(
+        &lab,
+        "lb1",
+        &[web.addr],
+        &vrrp_table6(150, 100, &peer(&ll2)),
+    );
+    let n2 = start_node6(
+        &lab,
+        "lb2",
+        &[web.addr],
+        &vrrp_table6(100, 100, &peer(&ll1)),
+    );
+    lab.wait_for("lb1 holds the IPv6 VIP", Duration::from_secs(6), || {
+        holders6(&lab) == (true, false)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        holders6(&lab),
+        (true, false),
+        "lb1: {}\nlb2: {}",
+        n1.log(),
+        n2.log()
+    );
+    lab.link("lb1", false);
+    lab.wait_for(
+        "lb2 takes over over unicast",
+        Duration::from_secs(3),
+        || lab.has_addr6("lb2", VIP6),
+    );
+    lab.link("lb1", true);
+    lab.wait_for("lb1 preempts over unicast", Duration::from_secs(4), || {
+        holders6(&lab) == (true, false)
+    });
+}
+
+/// The receive checks of RFC 5798 §7.1 over IPv6, on the real socket path
+/// (Hop Limit and destination from IPV6_HOPLIMIT / IPV6_PKTINFO): a
+/// winning advert with Hop Limit 64, a bad checksum over the IPv6
+/// pseudo-header, version 2, a count that does not match the 16-byte
+/// addresses, and another VRID are each dropped and counted, and the master
+/// keeps the VIP.
+#[test]
+fn ipv6_malformed_and_wrong_hop_limit_adverts_are_dropped_and_counted() {
+    if !netns_available("ipv6_malformed_and_wrong_hop_limit_adverts_are_dropped_and_counted") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use std::net::{IpAddr, Ipv6Addr, SocketAddrV6};
+    use vrrp::packet::{Advert, ChecksumMode, VRRP_GROUP_V6};
+    let (lab, web) = lab6();
+    let n1 = start_node6(&lab, "lb1", &[web.addr], &vrrp_table6(150, 100, ""));
+    lab.wait_for("lb1 master", Duration::from_secs(6), || {
+        lab.has_addr6("lb1", VIP6)
+    });
+    let rogue: Ipv6Addr = link_local(&lab, "client").parse().unwrap();
+    let advert = |vrid: u8, priority: u8| Advert {
+        vrid,
+        priority,
+        max_adver_int: 10,
+        addresses: vec![IpAddr::V6(VIP6.parse().unwrap())],
+    };
+    let good = advert(61, 254).encode(rogue, VRRP_GROUP_V6, ChecksumMode::Rfc5798);
+    let mut bad_sum = good.clone();
+    bad_sum[6] ^= 0xff;
+    let mut v2 = good.clone();
+    v2[0] = 0x21;
+    let mut count_lie = good.clone();
+    count_lie[3] = 2;
+    let other_vrid = advert(62, 254).encode(rogue, VRRP_GROUP_V6, ChecksumMode::Rfc5798);
+    // (hop limit, message)
+    let packets = vec![
+        (64, good), // priority 254 would win, but it crossed a router
+        (255, bad_sum),
+        (255, v2),
+        (255, count_lie),
+        (255, other_vrid),
+    ];
+    let path = format!("/run/netns/{}", lab.ns("client"));
+    std::thread::spawn(move || {
+        support::netns::enter(&path);
+        let s = socket2::Socket::new(
+            socket2::Domain::IPV6,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(112)),
+        )
+        .unwrap();
+        s.bind_device(Some(b"eth0")).unwrap();
+        let ifindex = vrrp::address::interface_index("eth0").unwrap();
+        s.bind(&SocketAddrV6::new(rogue, 0, 0, ifindex).into())
+            .unwrap();
+        s.set_multicast_if_v6(ifindex).unwrap();
+        let to = socket2::SockAddr::from(SocketAddrV6::new(VRRP_GROUP_V6, 0, 0, ifindex));
+        for (hops, msg) in packets {
+            s.set_multicast_hops_v6(hops).unwrap();
+            s.send_to(&msg, &to).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let m = admin_metrics(&lab, "lb1");
+    for reason in [
+        "bad_ttl",
+        "bad_checksum",
+        "bad_version",
+        "address_count_mismatch",
+        "vrid_mismatch",
+    ] {
+        let series = format!(
+            "floatlb_vrrp_packets_dropped_total{{instance=\"vrrp0-61\",reason=\"{reason}\"}}"
+        );
+        assert_eq!(
+            support::netns::metric(&m, &series),
+            Some(1.0),
+            "{reason}:\n{m}"
+        );
+    }
+    assert!(
+        lab.has_addr6("lb1", VIP6),
+        "a dropped advert must not move the VIP: {}",
+        n1.log()
+    );
+    assert_eq!(
+        support::netns::metric(&m, "floatlb_vrrp_transitions_total{instance=\"vrrp0-61\"}"),
+        Some(2.0),
+        "{m}"
+    );
 }

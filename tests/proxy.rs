@@ -893,7 +893,7 @@ fn check_gives_one_clear_message_per_broken_file() {
         (
             "bad-vip.toml",
             "10:22: vrrp[0].virtual-addresses[0]",
-            "not an IPv4 address",
+            "not an IPv4 or IPv6 address",
         ),
         (
             "url-param-without-name.toml",
@@ -1449,4 +1449,83 @@ fn an_unread_body_ends_the_connection_after_the_answer() {
         !rest.contains("HTTP/1.1 "),
         "the body was served as a request: {rest}"
     );
+}
+
+/// IPv6 end to end on loopback: a client on [::1], a backend on [::1]
+/// (health-checked over IPv6), X-Forwarded-For and the access log carry the
+/// client's IPv6 address as text (RFC 7239 §6 allows a bare IPv6 address in
+/// X-Forwarded-For's de-facto form, without brackets), and the status page
+/// shows the backend's address in brackets with its port.
+#[test]
+fn ipv6_clients_and_backends() {
+    let a = TestBackend::start_on("a6", "[::1]:0");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let lb = Floatlb::start_listening_on(
+        &format!(
+            "[log]\naccess = \"json\"\naccess-path = \"{}\"\n[health]\ninterval = \"100ms\"\n{}",
+            path.display(),
+            backend_tables(&[(&a, 1)])
+        ),
+        "::1",
+    );
+    assert!(lb.addr.is_ipv6());
+    let start = Instant::now();
+    while a
+        .seen
+        .health_checks
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no health check reached the IPv6 backend: {}",
+            lb.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, _, body) = http_get(lb.addr, "/headers");
+    assert_eq!(status, 200, "{}", lb.log());
+    assert!(
+        body.to_ascii_lowercase().contains("x-forwarded-for: ::1"),
+        "{body}"
+    );
+    let json = lb.status_json();
+    assert!(
+        json.contains(&format!("\"address\":\"{}\",\"up\":true", a.addr)),
+        "{json}"
+    );
+    let start = Instant::now();
+    let text = loop {
+        let t = std::fs::read_to_string(&path).unwrap_or_default();
+        if !t.is_empty() || start.elapsed() > Duration::from_secs(3) {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(text.contains("\"client\":\"::1\""), "{text}");
+}
+
+/// A dual-stack listener ([::]) serves both families; an IPv4 client is
+/// named by its IPv4 address, not the IPv4-mapped IPv6 form the socket
+/// reports (::ffff:127.0.0.1), in X-Forwarded-For and the access log alike.
+#[test]
+fn dual_stack_listener_names_ipv4_clients_by_their_ipv4_address() {
+    let a = TestBackend::start("a");
+    let lb = Floatlb::start_listening_on(
+        &format!("[health]\nenabled = false\n{}", backend_tables(&[(&a, 1)])),
+        "::",
+    );
+    let (status, _, body) = http_get(lb.addr, "/headers");
+    assert_eq!(status, 200);
+    assert!(
+        body.to_ascii_lowercase().contains("x-forwarded-for: ::1"),
+        "{body}"
+    );
+    let v4: SocketAddr = format!("127.0.0.1:{}", lb.addr.port()).parse().unwrap();
+    let (status, _, body) = http_get(v4, "/headers");
+    assert_eq!(status, 200);
+    let lower = body.to_ascii_lowercase();
+    assert!(lower.contains("x-forwarded-for: 127.0.0.1"), "{body}");
+    assert!(!lower.contains("::ffff:"), "{body}");
 }

@@ -64,10 +64,12 @@ fn main() -> Result<()> {
     match cmd.as_str() {
         "probe" => {
             let addr: std::net::SocketAddr = get(&f, "addr", None)?;
-            let host = f
-                .get("host")
-                .cloned()
-                .unwrap_or_else(|| addr.ip().to_string());
+            // An IPv6 literal in Host goes in brackets (RFC 3986 §3.2.2);
+            // floatlb answers a bare one with 400, as it should.
+            let host = f.get("host").cloned().unwrap_or_else(|| match addr.ip() {
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            });
             let path = f.get("path").cloned().unwrap_or_else(|| "/".into());
             let probes = probe::run(
                 addr,

@@ -3,19 +3,45 @@
 //! corpus (`vrrp/tests/fuzz_corpus.rs`), so CI checks every input the fuzzer
 //! kept against the same invariants. A broken invariant panics.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use vrrp::packet::{
-    build_ipv4, parse_ipv4, Advert, ChecksumKind, ChecksumMode, PacketError, MAX_ADVER_INT_CS,
-    VRRP_GROUP,
+    address_len, build_ipv4, parse_ipv4, Advert, ChecksumKind, ChecksumMode, PacketError,
+    MAX_ADVER_INT_CS, VRRP_GROUP, VRRP_GROUP_V6,
 };
 
+const fn v4(a: Ipv4Addr) -> IpAddr {
+    IpAddr::V4(a)
+}
+const fn v6(a: Ipv6Addr) -> IpAddr {
+    IpAddr::V6(a)
+}
+
 /// (source, destination) pairs for decoding the raw bytes as a VRRP message:
-/// multicast from a lab host, unicast between peers, and the extremes.
-pub const ADDRESS_PAIRS: [(Ipv4Addr, Ipv4Addr); 3] = [
-    (Ipv4Addr::new(198, 18, 0, 3), VRRP_GROUP),
-    (Ipv4Addr::new(198, 18, 0, 4), Ipv4Addr::new(198, 18, 0, 3)),
-    (Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST),
+/// multicast from a lab host, unicast between peers, and the extremes; then
+/// the same for IPv6 (link-local source to ff02::12, unicast in 2001:2::/48),
+/// where the addresses in the message are 16 bytes each.
+pub const ADDRESS_PAIRS: [(IpAddr, IpAddr); 6] = [
+    (v4(Ipv4Addr::new(198, 18, 0, 3)), v4(VRRP_GROUP)),
+    (
+        v4(Ipv4Addr::new(198, 18, 0, 4)),
+        v4(Ipv4Addr::new(198, 18, 0, 3)),
+    ),
+    (v4(Ipv4Addr::UNSPECIFIED), v4(Ipv4Addr::BROADCAST)),
+    (
+        v6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 3)),
+        v6(VRRP_GROUP_V6),
+    ),
+    (
+        v6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 4)),
+        v6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 3)),
+    ),
+    (
+        v6(Ipv6Addr::UNSPECIFIED),
+        v6(Ipv6Addr::new(
+            0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,
+        )),
+    ),
 ];
 
 const MODES: [ChecksumMode; 2] = [ChecksumMode::Rfc5798, ChecksumMode::V2Compat];
@@ -68,11 +94,14 @@ fn check_datagram(data: &[u8], info: vrrp::packet::IpInfo, payload: &[u8]) {
         data[ihl..].as_ptr(),
         "payload does not start at IHL"
     );
-    assert_eq!(info.src.octets(), data[12..16]);
-    assert_eq!(info.dst.octets(), data[16..20]);
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (info.src, info.dst) else {
+        panic!("parse_ipv4 gave IPv6 addresses: {info:?}");
+    };
+    assert_eq!(src.octets(), data[12..16]);
+    assert_eq!(dst.octets(), data[16..20]);
     assert_eq!(info.ttl, data[8]);
     if 20 + payload.len() <= usize::from(u16::MAX) {
-        let again = build_ipv4(info.src, info.dst, info.ttl, payload);
+        let again = build_ipv4(src, dst, info.ttl, payload);
         assert_eq!(parse_ipv4(&again), Ok((info, payload)));
     }
 }
@@ -80,7 +109,8 @@ fn check_datagram(data: &[u8], info: vrrp::packet::IpInfo, payload: &[u8]) {
 /// Decodes `msg` as sent from `src` to `dst`; an advert that decodes must
 /// re-encode to the same bytes and round-trip under both checksum modes.
 /// Returns whether it decoded.
-fn check_message(msg: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+fn check_message(msg: &[u8], src: IpAddr, dst: IpAddr) -> bool {
+    let alen = address_len(src);
     let (advert, kind) = match Advert::decode(msg, src, dst) {
         Ok(ok) => ok,
         Err(e) => {
@@ -89,15 +119,19 @@ fn check_message(msg: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> bool {
                 PacketError::Truncated(n) => assert!(n == msg.len() && n < 8),
                 PacketError::AddressCountMismatch { declared, present } => {
                     assert_eq!(declared, usize::from(msg[3]));
-                    assert_eq!(present, (msg.len() - 8) / 4);
-                    assert_ne!(msg.len(), 8 + 4 * declared);
+                    assert_eq!(present, (msg.len() - 8) / alen);
+                    assert_ne!(msg.len(), 8 + alen * declared);
                 }
                 _ => {}
             }
             return false;
         }
     };
-    assert_eq!(msg.len(), 8 + 4 * advert.addresses.len());
+    assert_eq!(msg.len(), 8 + alen * advert.addresses.len());
+    assert!(advert
+        .addresses
+        .iter()
+        .all(|a| a.is_ipv4() == src.is_ipv4()));
     assert!(advert.max_adver_int <= MAX_ADVER_INT_CS);
 
     // Nothing is lost: re-encoding in the mode the decoder recognised gives

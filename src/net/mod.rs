@@ -359,6 +359,12 @@ fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
             // SAFETY: the family says the storage holds a sockaddr_in6.
             let a = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
             let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            // An IPv4 client of a dual-stack [::] listener: its own address,
+            // so X-Forwarded-For, the access log and hashing see 198.18.0.2,
+            // not ::ffff:198.18.0.2.
+            if let Some(v4) = ip.to_ipv4_mapped() {
+                return Some(SocketAddr::new(v4.into(), u16::from_be(a.sin6_port)));
+            }
             Some(SocketAddr::V6(std::net::SocketAddrV6::new(
                 ip,
                 u16::from_be(a.sin6_port),

@@ -16,7 +16,7 @@
 
 use std::fmt::Write as _;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -186,7 +186,7 @@ impl Anycast {
     fn apply(&self, nl: &Netlink, r: &Route, want: bool, why: Reason) {
         let mut st = r.state.lock().unwrap_or_else(|e| e.into_inner());
         let present = vrrp::address::interface_addresses(&r.interface)
-            .map(|a| a.contains(&r.vip))
+            .map(|a| a.contains(&IpAddr::V4(r.vip)))
             .unwrap_or(false);
         let renew_due = !r.lease.is_zero() && st.renewed.is_none_or(|t| t.elapsed() >= r.lease / 3);
         let result = if want && (!present || renew_due) {
@@ -195,7 +195,7 @@ impl Anycast {
                 .map(|()| st.renewed = Some(Instant::now()))
         } else if !want && present {
             vrrp::address::interface_index(&r.interface)
-                .and_then(|i| vrrp::address::Netlink::open()?.remove(i, r.vip, 32))
+                .and_then(|i| vrrp::address::Netlink::open()?.remove(i, IpAddr::V4(r.vip), 32))
         } else {
             Ok(())
         };
@@ -300,7 +300,9 @@ pub fn release(cfg: &Config) -> anyhow::Result<Vec<String>> {
     }
     let nl = vrrp::address::Netlink::open().context("opening netlink")?;
     for a in &cfg.anycast {
-        let Some(vip) = a.vip() else { continue };
+        let Some(vip) = a.vip().map(IpAddr::V4) else {
+            continue;
+        };
         let present = vrrp::address::interface_addresses(&a.interface)
             .with_context(|| format!("addresses of {}", a.interface))?;
         if present.contains(&vip) {

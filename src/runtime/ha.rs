@@ -75,7 +75,11 @@ fn requests_in_flight(shared: &Shared) -> u64 {
         .sum()
 }
 
-fn instance_config(i: usize, v: &config::Vrrp) -> vrrp::InstanceConfig {
+fn instance_config(
+    i: usize,
+    v: &config::Vrrp,
+    sync_group: Option<vrrp::SyncGroup>,
+) -> vrrp::InstanceConfig {
     vrrp::InstanceConfig {
         name: format!("vrrp{}-{}", i, v.vrid),
         interface: v.interface.clone(),
@@ -99,6 +103,7 @@ fn instance_config(i: usize, v: &config::Vrrp) -> vrrp::InstanceConfig {
         check_ttl: true,
         realtime: v.realtime,
         on_transition: None,
+        sync_group,
     }
 }
 
@@ -133,8 +138,15 @@ impl Ha {
         let track = vrrp::TrackHandle::new(shared.healthy());
         let mut instances = Vec::new();
         let transition_load = TransitionLoad::default();
+        let mut groups: std::collections::HashMap<&str, vrrp::SyncGroup> = Default::default();
         for (i, v) in cfg.vrrp.iter().enumerate() {
-            let mut ic = instance_config(i, v);
+            let group = v.group.as_deref().map(|g| {
+                groups
+                    .entry(g)
+                    .or_insert_with(|| vrrp::SyncGroup::new(g))
+                    .clone()
+            });
+            let mut ic = instance_config(i, v, group);
             let (load, sh, name, vrid) = (
                 transition_load.clone(),
                 shared.clone(),
@@ -188,7 +200,9 @@ impl Ha {
         let mut todo = Vec::new();
         for (i, (o, n)) in old.iter().zip(new).enumerate() {
             if o != n {
-                let ic = instance_config(i, n);
+                // The group is the running one's (a change of group is
+                // refused above): membership is joined once, at spawn.
+                let ic = instance_config(i, n, None);
                 ic.validate().map_err(|e| format!("vrrp[{i}]: {e}"))?;
                 todo.push((i, ic));
             }
@@ -206,15 +220,28 @@ impl Ha {
     /// Refuses a reload that adds, removes or renames an instance: those need
     /// a restart. A node that runs none compares against `&[]`.
     pub fn check_same_instances(old: &[config::Vrrp], new: &[config::Vrrp]) -> Result<(), String> {
+        // An instance is named by its interface, VRID and address family
+        // (its socket is per family), and belongs to its sync group.
         let ids = |v: &[config::Vrrp]| {
             v.iter()
-                .map(|v| format!("{} VRID {}", v.interface, v.vrid))
+                .map(|v| {
+                    let family = match v.vips().first() {
+                        Some((std::net::IpAddr::V6(_), _)) => " IPv6",
+                        _ => "",
+                    };
+                    let group = v
+                        .group
+                        .as_deref()
+                        .map(|g| format!(" group {g}"))
+                        .unwrap_or_default();
+                    format!("{} VRID {}{family}{group}", v.interface, v.vrid)
+                })
                 .collect::<Vec<_>>()
         };
         let (o, n) = (ids(old), ids(new));
         if o != n {
             return Err(format!(
-                "instances changed ([{}] -> [{}]): adding, removing or renaming one (interface, vrid) needs a restart",
+                "instances changed ([{}] -> [{}]): adding, removing or renaming one (interface, vrid, address family, group) needs a restart",
                 o.join(", "),
                 n.join(", ")
             ));

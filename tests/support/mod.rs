@@ -265,10 +265,20 @@ impl Floatlb {
 
     /// Like `start`, with `ulimit -n` set to `nofile` for the process.
     pub fn start_limited(body: &str, nofile: Option<u64>) -> Self {
+        Self::start_full(body, nofile, "127.0.0.1")
+    }
+
+    /// Like `start`, listening on `listen_ip` ("::1", "::" for dual stack);
+    /// `addr` is then the address a client of that family connects to.
+    pub fn start_listening_on(body: &str, listen_ip: &str) -> Self {
+        Self::start_full(body, None, listen_ip)
+    }
+
+    fn start_full(body: &str, nofile: Option<u64>, listen_ip: &str) -> Self {
         // A port taken between `free_port` and floatlb's bind (by something
         // outside these tests) is the only reason to try again.
         for _ in 0..3 {
-            let mut lb = Self::spawn(body, nofile);
+            let mut lb = Self::spawn(body, nofile, listen_ip);
             match lb.wait_listening() {
                 Ok(()) => return lb,
                 Err(log) if log.contains("Address already in use") => continue,
@@ -278,14 +288,22 @@ impl Floatlb {
         panic!("floatlb found its ports taken three times in a row");
     }
 
-    fn spawn(body: &str, nofile: Option<u64>) -> Self {
+    fn spawn(body: &str, nofile: Option<u64>, listen_ip: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let admin_port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let listen_ip: std::net::IpAddr = listen_ip.parse().unwrap();
+        let listen = SocketAddr::new(listen_ip, port);
+        // A client of the wildcard connects to the loopback of its family.
+        let addr = match listen_ip {
+            std::net::IpAddr::V6(a) if a.is_unspecified() => {
+                SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), port)
+            }
+            _ => listen,
+        };
         let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
         let config_path = dir.path().join("proxy.toml");
-        std::fs::write(&config_path, Self::render(addr, admin, body)).unwrap();
+        std::fs::write(&config_path, Self::render(listen, admin, body)).unwrap();
         let log_path = dir.path().join("floatlb.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let mut cmd = match nofile {

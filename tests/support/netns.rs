@@ -158,6 +158,53 @@ impl Lab {
             .any(|w| w.split('/').next() == Some(ip))
     }
 
+    /// Adds another address to a host's eth0; IPv6 without duplicate address
+    /// detection, so it is usable at once.
+    pub fn add_addr(&self, host: &str, addr: &str) {
+        let ns = self.ns(host);
+        let mut args = vec!["ip", "-n", &ns, "addr", "add", addr, "dev", "eth0"];
+        if addr.contains(':') {
+            args.push("nodad");
+        }
+        run(&args);
+    }
+
+    /// Gives a host a second link `ifname` on the same switch, with `addr`.
+    pub fn extra_link(&mut self, host: &str, ifname: &str, addr: &str) {
+        let ns = self.ns(host);
+        let sw = self.ns("sw");
+        let index = self.hosts.iter().position(|h| *h == ns).unwrap_or(0) + 1;
+        let port = format!("x{index}{ifname}");
+        run(&[
+            "ip", "link", "add", ifname, "netns", &ns, "type", "veth", "peer", "name", &port,
+            "netns", &sw,
+        ]);
+        run(&["ip", "-n", &sw, "link", "set", &port, "master", "br0", "up"]);
+        run(&["ip", "-n", &ns, "addr", "add", addr, "dev", ifname]);
+        run(&["ip", "-n", &ns, "link", "set", ifname, "up"]);
+    }
+
+    /// Cuts or restores one named link of a host.
+    pub fn link_named(&self, host: &str, ifname: &str, up: bool) {
+        run(&[
+            "ip",
+            "-n",
+            &self.ns(host),
+            "link",
+            "set",
+            ifname,
+            if up { "up" } else { "down" },
+        ]);
+    }
+
+    /// Whether `host` has IPv6 address `ip` on any interface.
+    pub fn has_addr6(&self, host: &str, ip: &str) -> bool {
+        let out = output(&["ip", "-n", &self.ns(host), "-6", "-o", "addr", "show"]);
+        let want: Option<std::net::Ipv6Addr> = ip.parse().ok();
+        out.split_whitespace()
+            .any(|w| w.split('/').next().and_then(|a| a.parse().ok()) == want)
+    }
+
     /// MAC of a host's eth0.
     pub fn mac(&self, host: &str) -> String {
         let out = output(&[

@@ -6,7 +6,7 @@
 //! touches a socket or a clock, so every rule is a unit test on injected time.
 //! Not for: encoding (see `packet`) or doing anything (see `instance`).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::packet::{Advert, IpInfo, VRRP_TTL};
@@ -70,6 +70,9 @@ pub enum DropReason {
     OwnAdvert,
     /// Received while in INIT or FAULT.
     NotListening,
+    /// An advert of the other address family: each family is its own
+    /// virtual router (§5.2.9, and RFC 9568 §1).
+    WrongFamily,
 }
 
 impl DropReason {
@@ -79,6 +82,7 @@ impl DropReason {
             DropReason::VridMismatch => "vrid_mismatch",
             DropReason::OwnAdvert => "own_advert",
             DropReason::NotListening => "not_listening",
+            DropReason::WrongFamily => "wrong_family",
         }
     }
 }
@@ -104,18 +108,18 @@ pub enum Action {
     Drop(DropReason),
     /// §7.1: the advert's address list differs from ours (logged, counted, still processed).
     AddressMismatch {
-        from: Ipv4Addr,
+        from: IpAddr,
     },
     /// A higher-priority (or equal, higher-IP) master was accepted or discarded; for logs.
     Discarded {
-        from: Ipv4Addr,
+        from: IpAddr,
         priority: u8,
     },
     /// We were master and gave the role up to another router's advert (§6.4.3).
     /// RFC-correct, but on a shared segment it is also what a rogue host
     /// claiming priority 254 achieves: logged loudly and counted.
     YieldedTo {
-        from: Ipv4Addr,
+        from: IpAddr,
         priority: u8,
     },
     /// As backup: time since the previous advert of the same master (§6.4.2
@@ -137,9 +141,11 @@ pub struct FsmConfig {
     pub preempt: bool,
     /// No preemption until this long after startup.
     pub preempt_delay: Duration,
-    /// Our primary address: advert source and equal-priority tie-breaker.
-    pub primary_ip: Ipv4Addr,
-    pub vips: Vec<Ipv4Addr>,
+    /// Our primary address: advert source and equal-priority tie-breaker; its
+    /// family is the instance's. For IPv6 the interface's link-local address
+    /// (§5.1.2.1).
+    pub primary_ip: IpAddr,
+    pub vips: Vec<IpAddr>,
     /// Lower priority by this while unhealthy; None = enter FAULT instead.
     pub track_weight: Option<u8>,
     /// Require TTL 255 (§7.1).
@@ -165,7 +171,7 @@ pub struct Fsm {
     /// Last time a lower-priority master made us re-announce.
     reclaimed_at: Option<Instant>,
     /// As backup: the master whose adverts we follow and when its last one came.
-    last_master_advert: Option<(Ipv4Addr, Instant)>,
+    last_master_advert: Option<(IpAddr, Instant)>,
 }
 
 /// Least time between two re-announcements caused by lower-priority masters,
@@ -324,6 +330,10 @@ impl Fsm {
     }
 
     fn on_advert(&mut self, now: Instant, ip: IpInfo, adv: &Advert, out: &mut Vec<Action>) {
+        if ip.src.is_ipv4() != self.cfg.primary_ip.is_ipv4() {
+            out.push(Action::Drop(DropReason::WrongFamily));
+            return;
+        }
         if self.cfg.check_ttl && ip.ttl != VRRP_TTL {
             out.push(Action::Drop(DropReason::BadTtl));
             return;
@@ -384,7 +394,7 @@ impl Fsm {
                         at,
                     });
                 } else if adv.priority > mine
-                    || (adv.priority == mine && u32::from(ip.src) > u32::from(self.cfg.primary_ip))
+                    || (adv.priority == mine && ip.src > self.cfg.primary_ip)
                 {
                     self.master_adver_interval = learned;
                     out.push(Action::YieldedTo {
@@ -531,18 +541,19 @@ impl Fsm {
     }
 }
 
-fn same_addresses(a: &[Ipv4Addr], b: &[Ipv4Addr]) -> bool {
+fn same_addresses(a: &[IpAddr], b: &[IpAddr]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
-    const ME: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
-    const LOWER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-    const HIGHER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 4);
-    const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+    const ME: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3));
+    const LOWER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+    const HIGHER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 4));
+    const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
 
     fn cfg(priority: u8) -> FsmConfig {
         FsmConfig {
@@ -568,10 +579,10 @@ mod tests {
         }
     }
 
-    fn from(src: Ipv4Addr) -> IpInfo {
+    fn from(src: IpAddr) -> IpInfo {
         IpInfo {
             src,
-            dst: crate::packet::VRRP_GROUP,
+            dst: crate::packet::VRRP_GROUP.into(),
             ttl: 255,
         }
     }
@@ -927,7 +938,7 @@ mod tests {
         let t0 = Instant::now();
         let mut f = backup(100, t0);
         let mut a = adv(200, 10);
-        a.addresses = vec![Ipv4Addr::new(198, 18, 0, 101)];
+        a.addresses = vec![Ipv4Addr::new(198, 18, 0, 101).into()];
         let out = f.handle(
             t0,
             Input::Advert {
@@ -1096,7 +1107,7 @@ mod tests {
     fn backup_reports_the_gap_between_a_masters_adverts() {
         let t0 = Instant::now();
         let mut f = backup(100, t0);
-        let hear = |f: &mut Fsm, ms: u64, src: Ipv4Addr, prio: u8| {
+        let hear = |f: &mut Fsm, ms: u64, src: IpAddr, prio: u8| {
             f.handle(
                 t0 + Duration::from_millis(ms),
                 Input::Advert {
@@ -1194,7 +1205,7 @@ mod tests {
         let t0 = Instant::now();
         let mut f = master(150, t0);
         let mut c = cfg(150);
-        c.vips.push(Ipv4Addr::new(198, 18, 0, 101));
+        c.vips.push(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 101)));
         let a = f.reconfigure(t0, c);
         assert!(
             a.contains(&Action::AddVips) && a.contains(&Action::SendGarp),
@@ -1250,5 +1261,130 @@ mod tests {
         let a = f.reconfigure(t0, cfg(150));
         assert_eq!(f.state(), State::Fault);
         assert!(a.contains(&Action::RemoveVips), "{a:?}");
+    }
+
+    // IPv6: the same machine, one instance per family (RFC 5798 §1/§5.2.9).
+
+    fn ll(last: u16) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, last))
+    }
+
+    fn vip6() -> IpAddr {
+        "2001:2::100".parse().unwrap()
+    }
+
+    fn backup6(priority: u8, t0: Instant) -> Fsm {
+        let mut c = cfg(priority);
+        c.primary_ip = ll(3);
+        c.vips = vec![vip6()];
+        let mut f = Fsm::new(c);
+        f.handle(t0, Input::Startup);
+        f
+    }
+
+    fn adv6(priority: u8) -> Advert {
+        Advert {
+            vrid: 51,
+            priority,
+            max_adver_int: 10,
+            addresses: vec![vip6()],
+        }
+    }
+
+    fn from6(src: IpAddr, hop_limit: u8) -> IpInfo {
+        IpInfo {
+            src,
+            dst: crate::packet::VRRP_GROUP_V6.into(),
+            ttl: hop_limit,
+        }
+    }
+
+    /// §7.1: "MUST verify that the IPv6 Hop Limit is 255" — one that went
+    /// through a router is dropped.
+    #[test]
+    fn ipv6_hop_limit_must_be_255() {
+        let t0 = Instant::now();
+        let mut f = backup6(100, t0);
+        let a = f.handle(
+            t0,
+            Input::Advert {
+                ip: from6(ll(4), 254),
+                advert: &adv6(200),
+            },
+        );
+        assert_eq!(a, vec![Action::Drop(DropReason::BadTtl)]);
+        let a = f.handle(
+            t0,
+            Input::Advert {
+                ip: from6(ll(4), 255),
+                advert: &adv6(200),
+            },
+        );
+        assert!(armed(&a, Timer::MasterDown).is_some());
+    }
+
+    /// §5.2.9 / RFC 9568 §1: "the Virtual Routers in each of the IPv4 and IPv6
+    /// address families are independent of one another": an IPv6 instance
+    /// drops an IPv4 advert of the same VRID, and the reverse.
+    #[test]
+    fn other_family_adverts_are_dropped() {
+        let t0 = Instant::now();
+        let mut f6 = backup6(100, t0);
+        let a = f6.handle(
+            t0,
+            Input::Advert {
+                ip: from(HIGHER_IP),
+                advert: &adv(200, 10),
+            },
+        );
+        assert_eq!(a, vec![Action::Drop(DropReason::WrongFamily)]);
+        let mut f4 = backup(100, t0);
+        let a = f4.handle(
+            t0,
+            Input::Advert {
+                ip: from6(ll(4), 255),
+                advert: &adv6(200),
+            },
+        );
+        assert_eq!(a, vec![Action::Drop(DropReason::WrongFamily)]);
+    }
+
+    /// §6.4.3 for IPv6: on equal priority the greater primary (link-local)
+    /// address wins, compared as 128-bit numbers; §6.4.2: a backup takes the
+    /// learned Master_Adver_Interval from an IPv6 advert as from an IPv4 one.
+    #[test]
+    fn ipv6_tie_break_and_learning() {
+        let t0 = Instant::now();
+        let mut f = backup6(150, t0);
+        f.handle(t0, Input::Timer(Timer::MasterDown));
+        assert_eq!(f.state(), State::Master);
+        let a = f.handle(
+            t0,
+            Input::Advert {
+                ip: from6(ll(2), 255),
+                advert: &adv6(150),
+            },
+        );
+        assert_eq!(f.state(), State::Master, "tie, lower link-local: keep");
+        assert!(matches!(a[0], Action::Discarded { .. }));
+        let a = f.handle(
+            t0,
+            Input::Advert {
+                ip: from6(ll(0x1_00), 255),
+                advert: &adv6(150),
+            },
+        );
+        assert_eq!(f.state(), State::Backup, "tie, higher link-local: yield");
+        assert!(a.contains(&Action::RemoveVips));
+        assert_eq!(f.master_adver_interval(), Duration::from_millis(100));
+        // Our own advert, looped back, is never a peer's.
+        let a = f.handle(
+            t0,
+            Input::Advert {
+                ip: from6(ll(3), 255),
+                advert: &adv6(150),
+            },
+        );
+        assert_eq!(a, vec![Action::Drop(DropReason::OwnAdvert)]);
     }
 }

@@ -3,13 +3,14 @@
 //! A thin shell around [`Fsm`]: it waits in `ppoll` on the advert socket and an
 //! eventfd (commands from other threads) until the nearest deadline, feeds what
 //! happened to the state machine and carries out the actions — adverts, VIPs
-//! over netlink, gratuitous ARP bursts, notify commands. Deadlines are absolute
+//! over netlink, gratuitous ARP (IPv4) or unsolicited neighbour advertisement
+//! (IPv6) bursts, notify commands. One instance is one address family. Deadlines are absolute
 //! and the next advert is scheduled from the previous one, so adverts do not
 //! drift; with `realtime` the thread runs `SCHED_FIFO` so a busy proxy on the
 //! same machine cannot delay them.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -18,12 +19,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::address::{self, Netlink};
+use crate::address::{self, LinkEvents, Netlink};
 use crate::arp::ArpSender;
 use crate::fsm::{Action, Fsm, FsmConfig, Input, State, Timer};
+use crate::group::{Member, SyncGroup};
 use crate::notify::Notifier;
 use crate::packet::{self, Advert, ChecksumMode};
-use crate::socket::{Peers, VrrpSocket};
+use crate::socket::{Peers, Received, VrrpSocket};
 use crate::track::TrackHandle;
 use crate::Error;
 
@@ -36,20 +38,24 @@ pub struct InstanceConfig {
     pub vrid: u8,
     pub priority: u8,
     pub advert_interval: Duration,
-    pub virtual_addresses: Vec<(Ipv4Addr, u8)>,
+    /// All IPv4 or all IPv6 (one family per instance, as in keepalived).
+    pub virtual_addresses: Vec<(IpAddr, u8)>,
     pub preempt: bool,
     pub preempt_delay: Duration,
-    /// Empty = multicast to 224.0.0.18.
-    pub unicast_peers: Vec<Ipv4Addr>,
+    /// Empty = multicast to 224.0.0.18 or ff02::12.
+    pub unicast_peers: Vec<IpAddr>,
     pub track_weight: Option<u8>,
     pub notify: Option<PathBuf>,
-    /// Gratuitous ARPs per VIP on becoming master (keepalived: 5).
+    /// Gratuitous ARPs (IPv4) or unsolicited NAs (IPv6) per VIP on becoming
+    /// master (keepalived: 5).
     pub garp_count: u32,
     pub garp_interval: Duration,
     pub garp_refresh: Option<Duration>,
     pub checksum_mode: ChecksumMode,
     pub check_ttl: bool,
     pub realtime: bool,
+    /// Fail over together with the other instances of this group.
+    pub sync_group: Option<SyncGroup>,
     /// Called on the VRRP thread at each state change, before the notify
     /// command: lets the embedding program sample what it has in flight.
     pub on_transition: Option<TransitionHook>,
@@ -73,7 +79,7 @@ impl InstanceConfig {
         interface: &str,
         vrid: u8,
         priority: u8,
-        vips: Vec<(Ipv4Addr, u8)>,
+        vips: Vec<(IpAddr, u8)>,
     ) -> Self {
         InstanceConfig {
             name: name.into(),
@@ -94,6 +100,7 @@ impl InstanceConfig {
             check_ttl: true,
             realtime: false,
             on_transition: None,
+            sync_group: None,
         }
     }
 
@@ -121,15 +128,29 @@ impl InstanceConfig {
         if self.virtual_addresses.is_empty() {
             return bad("at least one virtual address is required".into());
         }
-        if let Some((a, p)) = self.virtual_addresses.iter().find(|(_, p)| *p > 32) {
-            return bad(format!("{a}/{p}: prefix length over 32"));
+        let v4 = self.virtual_addresses[0].0.is_ipv4();
+        if let Some(a) = self
+            .virtual_addresses
+            .iter()
+            .map(|(a, _)| a)
+            .chain(&self.unicast_peers)
+            .find(|a| a.is_ipv4() != v4)
+        {
+            return bad(format!(
+                "{a} is not of the family of {}: one instance per address family",
+                self.virtual_addresses[0].0
+            ));
+        }
+        let max = if v4 { 32 } else { 128 };
+        if let Some((a, p)) = self.virtual_addresses.iter().find(|(_, p)| *p > max) {
+            return bad(format!("{a}/{p}: prefix length over {max}"));
         }
         Ok(())
     }
 }
 
 /// Labels of every reason a received packet is dropped.
-pub const DROP_REASONS: [&str; 12] = [
+pub const DROP_REASONS: [&str; 13] = [
     "truncated",
     "bad_ip_header",
     "not_vrrp",
@@ -142,12 +163,13 @@ pub const DROP_REASONS: [&str; 12] = [
     "own_advert",
     "not_listening",
     "not_a_peer",
+    "wrong_family",
 ];
 
 /// The last advert seen from another router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAdvert {
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     pub priority: u8,
     pub interval: Duration,
     pub at: Instant,
@@ -351,14 +373,25 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
     };
     let ifindex = address::interface_index(&cfg.interface).map_err(io_err("interface"))?;
     let mac = address::interface_mac(&cfg.interface).map_err(io_err("reading MAC address"))?;
-    let vips: Vec<Ipv4Addr> = cfg.virtual_addresses.iter().map(|(a, _)| *a).collect();
+    let vips: Vec<IpAddr> = cfg.virtual_addresses.iter().map(|(a, _)| *a).collect();
     let primary =
-        address::primary_ipv4(&cfg.interface, &vips).map_err(io_err("primary address"))?;
+        address::advert_source(&cfg.interface, &vips).map_err(io_err("primary address"))?;
+    if let Some(IpAddr::V6(first)) = vips.first() {
+        if !address::is_link_local(first) {
+            // §5.2.9 wants the virtual router's link-local address first;
+            // keepalived only logs this outside strict mode, and so do we.
+            tracing::info!(instance = %cfg.name, "the first IPv6 virtual address is not link-local (RFC 5798 §5.2.9 asks for it; peers only compare lists)");
+        }
+    }
     let peers = peers_of(&cfg);
-    let socket = VrrpSocket::open(&cfg.interface, ifindex, primary, peers)
+    let socket = open_socket(&cfg.interface, ifindex, primary, peers)
         .map_err(io_err("opening VRRP socket"))?;
     let arp = ArpSender::open(ifindex, mac).map_err(io_err("opening ARP socket"))?;
     let netlink = Netlink::open().map_err(io_err("opening netlink socket"))?;
+    // Without it, link changes are still seen at the next poll (TRACK_POLL).
+    let link_events = LinkEvents::open()
+        .inspect_err(|e| tracing::warn!(error = %e, "no netlink link events; polling the link"))
+        .ok();
 
     // A crash may have left our VIPs behind; a backup must not answer for them.
     let present = address::interface_addresses(&cfg.interface).unwrap_or_default();
@@ -384,7 +417,10 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
     let fsm_cfg = fsm_config(&cfg, primary);
     tracing::info!(instance = %cfg.name, interface = %cfg.interface, vrid = cfg.vrid, priority = cfg.priority,
         primary = %primary, advert_interval = ?cfg.advert_interval, "VRRP instance starting");
+    let member = cfg.sync_group.as_ref().map(SyncGroup::join);
     let runner = Runner {
+        member,
+        link_events,
         fsm: Fsm::new(fsm_cfg),
         notifier: Notifier::new(cfg.notify.clone()),
         cfg,
@@ -437,7 +473,7 @@ fn has_capability(bit: u32) -> bool {
         .is_none_or(|eff| eff & (1 << bit) != 0)
 }
 
-fn fsm_config(cfg: &InstanceConfig, primary: Ipv4Addr) -> FsmConfig {
+fn fsm_config(cfg: &InstanceConfig, primary: IpAddr) -> FsmConfig {
     FsmConfig {
         vrid: cfg.vrid,
         priority: cfg.priority,
@@ -479,12 +515,38 @@ fn set_realtime(name: &str, on: bool) {
     }
 }
 
+/// Opens the advert sockets. A link-local address still in duplicate address
+/// detection (an interface that just came up) cannot be bound yet: wait for
+/// it, at most 3 s.
+fn open_socket(
+    interface: &str,
+    ifindex: u32,
+    primary: IpAddr,
+    peers: Peers,
+) -> io::Result<VrrpSocket> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match VrrpSocket::open(interface, ifindex, primary, peers.clone()) {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EADDRNOTAVAIL)
+                    && primary.is_ipv6()
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            r => return r,
+        }
+    }
+}
+
 struct Runner {
     cfg: InstanceConfig,
+    member: Option<Member>,
+    link_events: Option<LinkEvents>,
     fsm: Fsm,
     notifier: Notifier,
     ifindex: u32,
-    primary: Ipv4Addr,
+    primary: IpAddr,
     socket: VrrpSocket,
     arp: ArpSender,
     netlink: Netlink,
@@ -518,7 +580,12 @@ impl Runner {
             set_realtime(&self.cfg.name, true);
         }
         let mut healthy = self.track.healthy();
-        let mut link_up = self.link_up();
+        let mut own_link_up = self.link_up();
+        if let Some(m) = &self.member {
+            m.set_own_fault(!own_link_up);
+        }
+        // What the state machine is told: our link, and our group's.
+        let mut link_up = own_link_up && !self.group_faulted();
         let now = Instant::now();
         if !healthy {
             let a = self.fsm.handle(now, Input::Track { healthy });
@@ -589,10 +656,34 @@ impl Runner {
                 self.apply(now, a);
             }
             let up = self.link_up();
+            let own_changed = up != own_link_up;
+            if own_changed {
+                own_link_up = up;
+                tracing::warn!(instance = %self.cfg.name, interface = %self.cfg.interface, up, "interface link changed");
+                if let Some(m) = &self.member {
+                    m.set_own_fault(!up);
+                }
+            }
+            let group_faulted = self.group_faulted();
+            let up = own_link_up && !group_faulted;
             if up != link_up {
                 link_up = up;
-                tracing::warn!(instance = %self.cfg.name, interface = %self.cfg.interface, up, "interface link changed");
+                if !own_changed {
+                    tracing::warn!(instance = %self.cfg.name, group = self.group_name(), faulted = group_faulted,
+                        "following sync group: another member {}", if group_faulted { "has a fault" } else { "recovered" });
+                }
                 let a = self.fsm.handle(now, Input::Link { up });
+                self.apply(now, a);
+            }
+            if self
+                .member
+                .as_mut()
+                .is_some_and(|m| m.take_others_yielded())
+                && self.fsm.state() == State::Master
+            {
+                tracing::warn!(instance = %self.cfg.name, group = self.group_name(),
+                    "following sync group: another member gave up MASTER, stepping down");
+                let a = self.fsm.handle(now, Input::StepDown);
                 self.apply(now, a);
             }
             for t in [Timer::MasterDown, Timer::Adver] {
@@ -623,14 +714,13 @@ impl Runner {
             });
         }
         if new.unicast_peers != self.cfg.unicast_peers {
-            self.socket =
-                VrrpSocket::open(&new.interface, self.ifindex, self.primary, peers_of(&new))
-                    .map_err(|source| Error::Io {
-                        vrid: new.vrid,
-                        interface: new.interface.clone(),
-                        what: "reopening VRRP socket for new peers",
-                        source,
-                    })?;
+            self.socket = open_socket(&new.interface, self.ifindex, self.primary, peers_of(&new))
+                .map_err(|source| Error::Io {
+                vrid: new.vrid,
+                interface: new.interface.clone(),
+                what: "reopening VRRP socket for new peers",
+                source,
+            })?;
         }
         if self.fsm.state() == State::Master {
             for (vip, prefix) in &self.cfg.virtual_addresses {
@@ -655,6 +745,14 @@ impl Runner {
         let a = self.fsm.reconfigure(now, fsm_cfg);
         self.apply(now, a);
         Ok(())
+    }
+
+    fn group_faulted(&self) -> bool {
+        self.member.as_ref().is_some_and(Member::others_faulted)
+    }
+
+    fn group_name(&self) -> &str {
+        self.member.as_ref().map_or("", Member::group_name)
     }
 
     /// Whether the interface is up with carrier (IFF_UP and IFF_RUNNING), asked with
@@ -689,14 +787,26 @@ impl Runner {
                 events: libc::POLLIN,
                 revents: 0,
             },
+            libc::pollfd {
+                fd: self.link_events.as_ref().map_or(-1, LinkEvents::fd),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         let ts = libc::timespec {
             tv_sec: timeout.as_secs() as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
-        let n = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, &ts, std::ptr::null()) };
+        let n = unsafe { libc::ppoll(fds.as_mut_ptr(), 3, &ts, std::ptr::null()) };
         if n <= 0 {
             return (false, false);
+        }
+        if fds[2].revents & libc::POLLIN != 0 {
+            // The loop looks at the link on every turn; reading the
+            // notifications only keeps them from waking it again.
+            if let Some(ev) = &self.link_events {
+                ev.drain(self.ifindex);
+            }
         }
         (
             fds[0].revents & libc::POLLIN != 0,
@@ -707,8 +817,11 @@ impl Runner {
     fn receive(&mut self, now: Instant, buf: &mut [u8]) {
         // Bounded: a flood cannot keep the loop from its timers.
         for _ in 0..64 {
-            let dgram = match self.socket.recv(buf) {
-                Ok(d) => d.to_vec(),
+            let parsed = match self.socket.recv(buf) {
+                Ok(Received::V4(dgram)) => {
+                    packet::parse_ipv4(dgram).map(|(ip, payload)| (ip, payload.to_vec()))
+                }
+                Ok(Received::V6(ip, payload)) => Ok((ip, payload.to_vec())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     tracing::debug!(error = %e, "VRRP receive error");
@@ -716,7 +829,7 @@ impl Runner {
                 }
             };
             let stats = &self.shared.stats;
-            let (ip, payload) = match packet::parse_ipv4(&dgram) {
+            let (ip, payload) = match parsed {
                 Ok(x) => x,
                 Err(e) => {
                     stats.count_drop(e.as_str());
@@ -736,7 +849,7 @@ impl Runner {
                     continue;
                 }
             }
-            let advert = match Advert::decode(payload, ip.src, ip.dst) {
+            let advert = match Advert::decode(&payload, ip.src, ip.dst) {
                 Ok((a, _)) => a,
                 Err(e) => {
                     stats.count_drop(e.as_str());
@@ -800,11 +913,11 @@ impl Runner {
 
     fn send_garp_round(&mut self) {
         for (vip, _) in &self.cfg.virtual_addresses {
-            match self.arp.send_garp(*vip) {
+            match self.arp.announce(*vip) {
                 Ok(()) => {
                     self.shared.stats.garps_sent.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => tracing::debug!(%vip, error = %e, "gratuitous ARP failed"),
+                Err(e) => tracing::debug!(%vip, error = %e, "announcing the VIP failed"),
             }
         }
     }
@@ -892,6 +1005,9 @@ impl Runner {
                 }
                 Action::YieldedTo { from, priority } => {
                     self.shared.stats.yielded.fetch_add(1, Ordering::Relaxed);
+                    if let Some(m) = &mut self.member {
+                        m.yielded();
+                    }
                     tracing::warn!(instance = %self.cfg.name, %from, priority,
                         our_priority = self.fsm.priority(),
                         "gave up MASTER to a higher-priority advert; if {from} is not one of our routers, a host on this segment is claiming the VIP");
@@ -902,5 +1018,36 @@ impl Runner {
                 .priority
                 .store(self.fsm.priority(), Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(vips: &[(&str, u8)]) -> InstanceConfig {
+        let vips = vips.iter().map(|(a, p)| (a.parse().unwrap(), *p)).collect();
+        InstanceConfig::new("t", "eth0", 51, 100, vips)
+    }
+
+    /// RFC 5798 §5.2.9: an advert carries one family, so an instance has one:
+    /// mixed VIPs, or peers of the other family, are refused; prefixes are
+    /// bounded by the family (32 or 128).
+    #[test]
+    fn one_address_family_per_instance() {
+        assert!(cfg(&[("2001:2::100", 64), ("fe80::100", 64)])
+            .validate()
+            .is_ok());
+        let mixed = cfg(&[("198.18.0.100", 24), ("2001:2::100", 64)]).validate();
+        assert!(
+            matches!(&mixed, Err(Error::Config { msg, .. }) if msg.contains("one instance per address family")),
+            "{mixed:?}"
+        );
+        let mut peers = cfg(&[("2001:2::100", 64)]);
+        peers.unicast_peers = vec!["198.18.0.4".parse().unwrap()];
+        assert!(peers.validate().is_err());
+        assert!(cfg(&[("2001:2::100", 128)]).validate().is_ok());
+        assert!(cfg(&[("2001:2::100", 129)]).validate().is_err());
+        assert!(cfg(&[("198.18.0.100", 33)]).validate().is_err());
     }
 }

@@ -1,16 +1,19 @@
-//! VRRPv3 (RFC 5798) for IPv4: a sans-IO state machine and the Linux I/O
+//! VRRPv3 (RFC 5798) for IPv4 and IPv6: a sans-IO state machine and the Linux I/O
 //! around it, so a process can share a floating IP with its peers (including
 //! keepalived).
 //!
 //! One module per concern, like keepalived's `vrrp/`: [`packet`] (codec),
 //! [`fsm`] (state machine), [`socket`] (raw protocol-112 sockets), [`arp`]
-//! (gratuitous ARP), [`address`] (interfaces and VIPs over netlink),
-//! [`track`] (health of the local service), [`notify`] (transition commands),
-//! [`histogram`] (advert gaps as a backup sees them) and [`instance`] (the thread that ties them together).
+//! (gratuitous ARP, unsolicited neighbour advertisements), [`address`]
+//! (interfaces and VIPs over netlink), [`track`] (health of the local
+//! service), [`group`] (sync groups that fail over together), [`notify`]
+//! (transition commands), [`histogram`] (advert gaps as a backup sees them)
+//! and [`instance`] (the thread that ties them together).
 
 pub mod address;
 pub mod arp;
 pub mod fsm;
+pub mod group;
 pub mod histogram;
 pub mod instance;
 pub mod notify;
@@ -19,6 +22,7 @@ pub mod socket;
 pub mod track;
 
 pub use fsm::State;
+pub use group::SyncGroup;
 pub use instance::{
     spawn, Instance, InstanceConfig, PeerAdvert, Stats, TransitionHook, DROP_REASONS,
 };

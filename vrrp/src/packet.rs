@@ -1,17 +1,22 @@
-//! VRRPv3 advertisements for IPv4 (RFC 5798 §5): encode, decode, checksum.
+//! VRRPv3 advertisements for IPv4 and IPv6 (RFC 5798 §5): encode, decode, checksum.
 //!
 //! Decoding takes untrusted bytes and returns a [`PacketError`] for anything
-//! malformed — never a panic. The checksum is verified both ways: over the IPv4
-//! pseudo-header (RFC 5798 §5.2.8, what keepalived sends) and over the message
-//! alone (the VRRPv2 habit some routers kept, see RFC 9568).
+//! malformed — never a panic. The address family of an advert is the family of
+//! the IP packet that carried it (§5.2.9: IPv4 addresses are 4 bytes, IPv6 16),
+//! so `decode` is given the packet's source and destination. The checksum is
+//! verified both ways: over the IPv4 or IPv6 pseudo-header (RFC 5798 §5.2.8,
+//! RFC 8200 §8.1; what keepalived sends) and over the message alone (the
+//! VRRPv2 habit some routers kept, see RFC 9568).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// IP protocol number of VRRP.
 pub const IPPROTO_VRRP: u8 = 112;
 /// The IPv4 multicast group adverts are sent to.
 pub const VRRP_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
-/// Adverts must arrive with this TTL (§5.1.1.3).
+/// The IPv6 multicast group adverts are sent to (§5.1.2.2).
+pub const VRRP_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+/// Adverts must arrive with this TTL or IPv6 Hop Limit (§5.1.1.3, §5.1.2.3).
 pub const VRRP_TTL: u8 = 255;
 const VERSION: u8 = 3;
 const TYPE_ADVERTISEMENT: u8 = 1;
@@ -26,13 +31,17 @@ pub struct Advert {
     pub priority: u8,
     /// Max Advertise Interval in centiseconds (12 bits).
     pub max_adver_int: u16,
-    pub addresses: Vec<Ipv4Addr>,
+    /// The virtual addresses, all of the family of the packet that carries
+    /// the advert (§5.2.9). For IPv6 the RFC wants the virtual router's
+    /// link-local address first; keepalived only logs when it is not, and so
+    /// does floatlb: the list is for troubleshooting, never for election.
+    pub addresses: Vec<IpAddr>,
 }
 
 /// How the checksum is computed when sending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ChecksumMode {
-    /// Over the IPv4 pseudo-header and the message (RFC 5798 §5.2.8).
+    /// Over the IPv4 or IPv6 pseudo-header and the message (RFC 5798 §5.2.8).
     #[default]
     Rfc5798,
     /// Over the message only, as VRRPv2 did (keepalived's `v3_checksum_as_v2`).
@@ -82,7 +91,7 @@ pub enum ChecksumKind {
 }
 
 /// RFC 1071 Internet checksum over several byte slices taken as one stream.
-fn internet_checksum(parts: &[&[u8]]) -> u16 {
+pub(crate) fn internet_checksum(parts: &[&[u8]]) -> u16 {
     let mut sum: u32 = 0;
     let mut odd: Option<u8> = None;
     for part in parts {
@@ -102,28 +111,72 @@ fn internet_checksum(parts: &[&[u8]]) -> u16 {
     !(sum as u16)
 }
 
-fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> [u8; 12] {
-    let mut p = [0u8; 12];
-    p[0..4].copy_from_slice(&src.octets());
-    p[4..8].copy_from_slice(&dst.octets());
-    p[9] = IPPROTO_VRRP;
-    p[10..12].copy_from_slice(&(len as u16).to_be_bytes());
-    p
+/// The pseudo-header the §5.2.8 checksum covers: RFC 791's for IPv4 (src,
+/// dst, zero, protocol, length) and RFC 8200 §8.1's for IPv6 (src, dst, 32-bit
+/// upper-layer length, three zero bytes, next header). Mixed families (which no
+/// socket delivers) are summed as IPv6 with the IPv4 address mapped.
+fn pseudo_header(src: IpAddr, dst: IpAddr, len: usize) -> Vec<u8> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let mut p = vec![0u8; 12];
+            p[0..4].copy_from_slice(&s.octets());
+            p[4..8].copy_from_slice(&d.octets());
+            p[9] = IPPROTO_VRRP;
+            p[10..12].copy_from_slice(&(len as u16).to_be_bytes());
+            p
+        }
+        (s, d) => {
+            let v6 = |a: IpAddr| match a {
+                IpAddr::V4(a) => a.to_ipv6_mapped(),
+                IpAddr::V6(a) => a,
+            };
+            let mut p = vec![0u8; 40];
+            p[0..16].copy_from_slice(&v6(s).octets());
+            p[16..32].copy_from_slice(&v6(d).octets());
+            p[32..36].copy_from_slice(&(len as u32).to_be_bytes());
+            p[39] = IPPROTO_VRRP;
+            p
+        }
+    }
+}
+
+/// Bytes per address in an advert sent from `src` (§5.2.9).
+pub fn address_len(src: IpAddr) -> usize {
+    match src {
+        IpAddr::V4(_) => 4,
+        IpAddr::V6(_) => 16,
+    }
 }
 
 impl Advert {
-    /// The VRRP message (no IP header) as sent from `src` to `dst`.
-    pub fn encode(&self, src: Ipv4Addr, dst: Ipv4Addr, mode: ChecksumMode) -> Vec<u8> {
-        let count = self.addresses.len().min(255);
-        let mut msg = Vec::with_capacity(HEADER_LEN + 4 * count);
+    /// The VRRP message (no IP header) as sent from `src` to `dst`. Only the
+    /// addresses of `src`'s family are written (one family per advert, §5.2.9).
+    pub fn encode(
+        &self,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+        mode: ChecksumMode,
+    ) -> Vec<u8> {
+        let (src, dst) = (src.into(), dst.into());
+        let addresses: Vec<&IpAddr> = self
+            .addresses
+            .iter()
+            .filter(|a| a.is_ipv4() == src.is_ipv4())
+            .take(255)
+            .collect();
+        let count = addresses.len();
+        let mut msg = Vec::with_capacity(HEADER_LEN + address_len(src) * count);
         msg.push((VERSION << 4) | TYPE_ADVERTISEMENT);
         msg.push(self.vrid);
         msg.push(self.priority);
         msg.push(count as u8);
         msg.extend_from_slice(&(self.max_adver_int & MAX_ADVER_INT_CS).to_be_bytes());
         msg.extend_from_slice(&[0, 0]);
-        for a in &self.addresses[..count] {
-            msg.extend_from_slice(&a.octets());
+        for a in addresses {
+            match a {
+                IpAddr::V4(a) => msg.extend_from_slice(&a.octets()),
+                IpAddr::V6(a) => msg.extend_from_slice(&a.octets()),
+            }
         }
         let sum = match mode {
             ChecksumMode::Rfc5798 => {
@@ -135,12 +188,15 @@ impl Advert {
         msg
     }
 
-    /// Decodes a VRRP message received from `src` sent to `dst`.
+    /// Decodes a VRRP message received from `src` sent to `dst`; the
+    /// addresses in it are of `src`'s family.
     pub fn decode(
         msg: &[u8],
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
     ) -> Result<(Advert, ChecksumKind), PacketError> {
+        let (src, dst) = (src.into(), dst.into());
+        let alen = address_len(src);
         if msg.len() < HEADER_LEN {
             return Err(PacketError::Truncated(msg.len()));
         }
@@ -153,8 +209,8 @@ impl Advert {
             return Err(PacketError::BadType(kind));
         }
         let declared = msg[3] as usize;
-        let present = (msg.len() - HEADER_LEN) / 4;
-        if msg.len() != HEADER_LEN + 4 * declared {
+        let present = (msg.len() - HEADER_LEN) / alen;
+        if msg.len() != HEADER_LEN + alen * declared {
             return Err(PacketError::AddressCountMismatch { declared, present });
         }
         let checksum = if internet_checksum(&[&pseudo_header(src, dst, msg.len()), msg]) == 0 {
@@ -165,8 +221,11 @@ impl Advert {
             return Err(PacketError::BadChecksum);
         };
         let addresses = msg[HEADER_LEN..]
-            .chunks_exact(4)
-            .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
+            .chunks_exact(alen)
+            .map(|c| match <[u8; 16]>::try_from(c) {
+                Ok(b) => IpAddr::from(b),
+                Err(_) => IpAddr::from([c[0], c[1], c[2], c[3]]),
+            })
             .collect();
         Ok((
             Advert {
@@ -180,11 +239,14 @@ impl Advert {
     }
 }
 
-/// The IPv4 header facts the receive checks need.
+/// The IP header facts the receive checks need. For IPv6 (whose raw sockets
+/// deliver no header) they come from the socket: the sender's address, and
+/// the destination and Hop Limit from IPV6_PKTINFO / IPV6_HOPLIMIT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpInfo {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// IPv4 TTL or IPv6 Hop Limit.
     pub ttl: u8,
 }
 
@@ -211,8 +273,8 @@ pub fn parse_ipv4(datagram: &[u8]) -> Result<(IpInfo, &[u8]), PacketError> {
         datagram.len()
     };
     let info = IpInfo {
-        src: Ipv4Addr::new(datagram[12], datagram[13], datagram[14], datagram[15]),
-        dst: Ipv4Addr::new(datagram[16], datagram[17], datagram[18], datagram[19]),
+        src: Ipv4Addr::new(datagram[12], datagram[13], datagram[14], datagram[15]).into(),
+        dst: Ipv4Addr::new(datagram[16], datagram[17], datagram[18], datagram[19]).into(),
         ttl: datagram[8],
     };
     Ok((info, &datagram[ihl..end]))
@@ -246,7 +308,7 @@ mod tests {
             vrid: 51,
             priority: 150,
             max_adver_int: 1,
-            addresses: vec![Ipv4Addr::new(198, 18, 0, 100)],
+            addresses: vec![Ipv4Addr::new(198, 18, 0, 100).into()],
         }
     }
 
@@ -328,8 +390,8 @@ mod tests {
         assert_eq!(
             info,
             IpInfo {
-                src: SRC,
-                dst: VRRP_GROUP,
+                src: SRC.into(),
+                dst: VRRP_GROUP.into(),
                 ttl: 255
             }
         );
@@ -344,11 +406,117 @@ mod tests {
         assert_eq!(parse_ipv4(&dgram), Err(PacketError::NotVrrp(6)));
     }
 
+    const SRC6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 3);
+
+    fn advert_v6() -> Advert {
+        Advert {
+            vrid: 61,
+            priority: 150,
+            max_adver_int: 1,
+            addresses: vec!["fe80::100".parse().unwrap(), "2001:2::100".parse().unwrap()],
+        }
+    }
+
+    /// §5.2.9: in an IPv6 advert each address is 16 bytes, and Count IPvX
+    /// Addrs counts them; the fixed header is the same as for IPv4 (§5.1).
+    #[test]
+    fn ipv6_wire_layout() {
+        let msg = advert_v6().encode(SRC6, VRRP_GROUP_V6, ChecksumMode::Rfc5798);
+        assert_eq!(msg.len(), 8 + 2 * 16);
+        assert_eq!(&msg[..6], &[0x31, 61, 150, 2, 0x00, 0x01]);
+        assert_eq!(
+            msg[8..24],
+            "fe80::100".parse::<Ipv6Addr>().unwrap().octets()
+        );
+        assert_eq!(
+            msg[24..40],
+            "2001:2::100".parse::<Ipv6Addr>().unwrap().octets()
+        );
+    }
+
+    /// §5.2.9: one address family per advert: the IPv4 addresses of a mixed
+    /// list are not written into an IPv6 advert.
+    #[test]
+    fn ipv6_advert_carries_ipv6_addresses_only() {
+        let mut a = advert_v6();
+        a.addresses.push(Ipv4Addr::new(198, 18, 0, 100).into());
+        let msg = a.encode(SRC6, VRRP_GROUP_V6, ChecksumMode::Rfc5798);
+        assert_eq!(msg[3], 2);
+        let (back, _) = Advert::decode(&msg, SRC6, VRRP_GROUP_V6).unwrap();
+        assert_eq!(back, advert_v6());
+    }
+
+    /// §5.2.8 with RFC 8200 §8.1: the IPv6 checksum covers a pseudo-header of
+    /// source, destination, 32-bit length, three zero bytes and next header
+    /// 112. Summed here from the definition, independently of the encoder.
+    #[test]
+    fn ipv6_checksum_is_over_the_rfc8200_pseudo_header() {
+        let msg = advert_v6().encode(SRC6, VRRP_GROUP_V6, ChecksumMode::Rfc5798);
+        let mut whole = Vec::new();
+        whole.extend_from_slice(&SRC6.octets());
+        whole.extend_from_slice(&VRRP_GROUP_V6.octets());
+        whole.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+        whole.extend_from_slice(&[0, 0, 0, 112]);
+        whole.extend_from_slice(&msg);
+        let mut sum: u32 = whole
+            .chunks(2)
+            .map(|c| u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0)))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        assert_eq!(
+            sum, 0xffff,
+            "a correct checksum makes the whole sum all ones"
+        );
+        let (_, kind) = Advert::decode(&msg, SRC6, VRRP_GROUP_V6).unwrap();
+        assert_eq!(kind, ChecksumKind::PseudoHeader);
+        // §7.1: another sender's address fails the sum.
+        let other: Ipv6Addr = "fe80::9".parse().unwrap();
+        assert_eq!(
+            Advert::decode(&msg, other, VRRP_GROUP_V6),
+            Err(PacketError::BadChecksum)
+        );
+    }
+
+    /// §7.1: "MUST verify that the received packet contains the complete VRRP
+    /// packet (including fixed fields, and IPvX address(es))": an IPv4-sized
+    /// address list in an IPv6 packet is short.
+    #[test]
+    fn ipv6_count_is_checked_against_16_byte_addresses() {
+        let v4 = advert().encode(SRC, VRRP_GROUP, ChecksumMode::Rfc5798);
+        assert_eq!(
+            Advert::decode(&v4, SRC6, VRRP_GROUP_V6),
+            Err(PacketError::AddressCountMismatch {
+                declared: 1,
+                present: 0
+            })
+        );
+    }
+
     proptest! {
+        #[test]
+        fn round_trip_v6(vrid in any::<u8>(), priority in any::<u8>(), int in 0u16..=0x0fff,
+                         addrs in proptest::collection::vec(any::<u128>(), 0..20), v2 in any::<bool>(),
+                         src in any::<u128>()) {
+            let a = Advert { vrid, priority, max_adver_int: int, addresses: addrs.into_iter().map(|a| IpAddr::from(Ipv6Addr::from(a))).collect() };
+            let mode = if v2 { ChecksumMode::V2Compat } else { ChecksumMode::Rfc5798 };
+            let src = Ipv6Addr::from(src);
+            let msg = a.encode(src, VRRP_GROUP_V6, mode);
+            let (b, _) = Advert::decode(&msg, src, VRRP_GROUP_V6).unwrap();
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn decode_v6_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400), s in any::<u128>(), d in any::<u128>()) {
+            let _ = Advert::decode(&bytes, Ipv6Addr::from(s), Ipv6Addr::from(d));
+            let _ = Advert::decode(&bytes, Ipv6Addr::from(s), Ipv4Addr::from(d as u32));
+        }
+
         #[test]
         fn round_trip(vrid in any::<u8>(), priority in any::<u8>(), int in 0u16..=0x0fff,
                       addrs in proptest::collection::vec(any::<u32>(), 0..20), v2 in any::<bool>()) {
-            let a = Advert { vrid, priority, max_adver_int: int, addresses: addrs.into_iter().map(Ipv4Addr::from).collect() };
+            let a = Advert { vrid, priority, max_adver_int: int, addresses: addrs.into_iter().map(|a| IpAddr::from(Ipv4Addr::from(a))).collect() };
             let mode = if v2 { ChecksumMode::V2Compat } else { ChecksumMode::Rfc5798 };
             let msg = a.encode(SRC, VRRP_GROUP, mode);
             let (b, _) = Advert::decode(&msg, SRC, VRRP_GROUP).unwrap();

@@ -7,7 +7,7 @@ mod check;
 #[path = "../../fuzz/checks/corpus.rs"]
 mod corpus;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
@@ -47,22 +47,29 @@ fn corpus_replays_cleanly() {
 }
 
 /// Seeds for a fresh corpus: adverts from the encoder, as datagrams and as bare
-/// messages, plus truncated copies. Run by hand (see fuzz/README.md):
+/// messages, plus truncated copies; IPv6 adverts (16-byte addresses, the IPv6
+/// pseudo-header) as bare messages, since a raw IPv6 socket delivers no header.
+/// Run by hand (see fuzz/README.md):
 /// `cargo test -p vrrp --test fuzz_corpus -- --ignored write_seeds`
 #[test]
 #[ignore = "writes files into fuzz/corpus/vrrp_decode"]
 fn write_seeds() {
-    let (src, dst) = check::ADDRESS_PAIRS[0];
-    let vip = |i: u8| Ipv4Addr::new(198, 18, 0, 100 + i);
+    let src = Ipv4Addr::new(198, 18, 0, 3);
+    let vip = |i: u8| IpAddr::from(Ipv4Addr::new(198, 18, 0, 100 + i));
+    let vip6 = |i: u16| IpAddr::from(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100 + i));
+    let ll = IpAddr::from(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x100));
     let adverts = [
         (51, 150, 1, vec![vip(0)]),
         (1, 255, 100, vec![vip(0), vip(1), vip(2)]),
         (255, 0, 0x0fff, vec![]),
+        (61, 150, 1, vec![ll, vip6(0)]),
+        (2, 100, 100, vec![vip6(0), vip6(1)]),
     ];
     let dir = corpus_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let mut n = 0;
     for (vrid, priority, max_adver_int, addresses) in adverts {
+        let v6 = addresses.iter().any(|a| a.is_ipv6());
         let a = Advert {
             vrid,
             priority,
@@ -70,16 +77,23 @@ fn write_seeds() {
             addresses,
         };
         for mode in [ChecksumMode::Rfc5798, ChecksumMode::V2Compat] {
-            let msg = a.encode(src, dst, mode);
-            let dgram = build_ipv4(src, VRRP_GROUP, 255, &msg);
             let name = format!("seed-vrid{vrid}-{mode:?}");
-            for (suffix, bytes) in [
-                ("msg", &msg[..]),
-                ("ip", &dgram[..]),
-                ("msg-cut", &msg[..msg.len() - 1]),
-                ("ip-cut", &dgram[..dgram.len() - 3]),
-                ("ip-header-only", &dgram[..20]),
-            ] {
+            let mut seeds: Vec<(&str, Vec<u8>)> = Vec::new();
+            if v6 {
+                let (src6, dst6) = check::ADDRESS_PAIRS[3];
+                let msg = a.encode(src6, dst6, mode);
+                seeds.push(("v6-msg", msg.clone()));
+                seeds.push(("v6-msg-cut", msg[..msg.len() - 1].to_vec()));
+            } else {
+                let msg = a.encode(src, VRRP_GROUP, mode);
+                let dgram = build_ipv4(src, VRRP_GROUP, 255, &msg);
+                seeds.push(("msg", msg.clone()));
+                seeds.push(("ip", dgram.clone()));
+                seeds.push(("msg-cut", msg[..msg.len() - 1].to_vec()));
+                seeds.push(("ip-cut", dgram[..dgram.len() - 3].to_vec()));
+                seeds.push(("ip-header-only", dgram[..20].to_vec()));
+            }
+            for (suffix, bytes) in seeds {
                 std::fs::write(dir.join(format!("{name}-{suffix}")), bytes).unwrap();
                 n += 1;
             }
