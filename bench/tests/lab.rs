@@ -411,3 +411,69 @@ fn bound_sweep_caps_every_balancer_and_cleans_up() {
     assert_eq!(cgroups, 0, "cgroups left behind");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The TLS sweep end to end: floatlb, HAProxy and nginx terminating TLS with the lab's
+/// certificate, each load (HTTPS keep-alive, resumed and full handshakes, HTTP/2) answered
+/// by every balancer, idle TLS connections held and measured, the summary written, and the
+/// lab and its cgroups gone afterwards.
+#[test]
+fn tls_sweep_measures_each_balancer_over_tls() {
+    if !can_run("tls_sweep_measures_each_balancer_over_tls") {
+        return;
+    }
+    let pid = std::process::id();
+    let lab = LabGuard {
+        prefix: format!("flt{pid}tl-"),
+        csv: std::env::temp_dir().join(format!("floatlb-tls-test-{pid}.csv")),
+    };
+    let out = std::env::temp_dir().join(format!("floatlb-tls-test-{pid}"));
+    let _ = std::fs::remove_dir_all(&out);
+    lab.lab(&[
+        "sweep",
+        "--tls",
+        "--quick",
+        "--bound",
+        "50",
+        "--rounds",
+        "1",
+        "--webs",
+        "2",
+        "--idle-conns",
+        "100",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let runs = std::fs::read_to_string(out.join("tls-runs.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = runs
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    for sc in ["floatlb-rr", "haproxy-rr", "nginx-rr"] {
+        for load in ["keepalive", "resumed", "full", "h2"] {
+            let r = rows
+                .iter()
+                .find(|r| r[1] == sc && r[2] == load)
+                .unwrap_or_else(|| panic!("no {sc} {load} row:\n{runs}"));
+            let n: u64 = r[3].parse().unwrap();
+            assert!(n > 0, "{sc} answered no {load} request:\n{runs}");
+            let cpu: f64 = r[6].parse().unwrap();
+            assert!(cpu > 0.0, "no CPU seen on {sc}'s host for {load}:\n{runs}");
+        }
+    }
+    let idle = std::fs::read_to_string(out.join("tls-idle.csv")).unwrap();
+    assert_eq!(idle.lines().count(), 4, "{idle}");
+    for l in idle.lines().skip(1) {
+        assert_eq!(l.split(',').nth(1), Some("100"), "{idle}");
+    }
+    let md = std::fs::read_to_string(out.join("tls-summary.md")).unwrap();
+    assert!(md.contains("floatlb against the better peer"), "{md}");
+    assert!(md.contains("capped at 50% of one core"), "{md}");
+    let cgroups = ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .filter(|e| e.file_name().to_string_lossy().contains(&lab.prefix))
+        .count();
+    assert_eq!(cgroups, 0, "cgroups left behind");
+    let _ = std::fs::remove_dir_all(&out);
+}
