@@ -403,12 +403,7 @@ fn bound_sweep_caps_every_balancer_and_cleans_up() {
     }
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("- LB CPU bound: every balancer's host"), "{md}");
-    let cgroups = ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup"]
-        .iter()
-        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
-        .filter(|e| e.file_name().to_string_lossy().contains(&lab.prefix))
-        .count();
-    assert_eq!(cgroups, 0, "cgroups left behind");
+    assert_eq!(cgroups_of(&lab.prefix), 0, "cgroups left behind");
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -469,11 +464,15 @@ fn tls_sweep_measures_each_balancer_over_tls() {
     let md = std::fs::read_to_string(out.join("tls-summary.md")).unwrap();
     assert!(md.contains("floatlb against the better peer"), "{md}");
     assert!(md.contains("capped at 50% of one core"), "{md}");
-    let cgroups = ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup"]
+    assert_eq!(cgroups_of(&lab.prefix), 0, "cgroups left behind");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The CPU-cap cgroups (v1 or v2) a lab with this prefix still has.
+fn cgroups_of(prefix: &str) -> usize {
+    ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup"]
         .iter()
         .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
-        .filter(|e| e.file_name().to_string_lossy().contains(&lab.prefix))
-        .count();
-    assert_eq!(cgroups, 0, "cgroups left behind");
-    let _ = std::fs::remove_dir_all(&out);
+        .filter(|e| e.file_name().to_string_lossy().contains(prefix))
+        .count()
 }
