@@ -200,6 +200,24 @@ struct Node {
     dir: tempfile::TempDir,
 }
 
+/// `floatlb SUBCOMMAND -c` (the installed binary) as the `floatlb` user with
+/// only `caps` as its inheritable, ambient and bounding sets, as the unit runs it;
+/// the config path comes next.
+fn as_floatlb<'a>(cmd: &'a mut Command, caps: &str, subcommand: &str) -> &'a mut Command {
+    cmd.args([
+        "setpriv",
+        "--reuid",
+        "floatlb",
+        "--regid",
+        "floatlb",
+        "--init-groups",
+    ])
+    .args(["--inh-caps", &format!("-all,{caps}")])
+    .args(["--ambient-caps", &format!("-all,{caps}")])
+    .args(["--bounding-set", &format!("-all,{caps}")])
+    .args(["--no-new-privs", "--", "/usr/bin/floatlb", subcommand, "-c"])
+}
+
 fn start_packaged(lab: &Lab, host: &str, web: SocketAddr, priority: u8, caps: &str) -> Node {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
@@ -217,20 +235,7 @@ fn start_packaged(lab: &Lab, host: &str, web: SocketAddr, priority: u8, caps: &s
     std::fs::write(&path, cfg).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let log = dir.path().join("floatlb.log");
-    let child = lab
-        .exec(host)
-        .args([
-            "setpriv",
-            "--reuid",
-            "floatlb",
-            "--regid",
-            "floatlb",
-            "--init-groups",
-        ])
-        .args(["--inh-caps", &format!("-all,{caps}")])
-        .args(["--ambient-caps", &format!("-all,{caps}")])
-        .args(["--bounding-set", &format!("-all,{caps}")])
-        .args(["--no-new-privs", "--", "/usr/bin/floatlb", "run", "-c"])
+    let child = as_floatlb(&mut lab.exec(host), caps, "run")
         .arg(&path)
         .args(["--log", "info"])
         .stdout(Stdio::null())
@@ -367,21 +372,7 @@ fn installed_deb_runs_as_floatlb_with_only_the_unit_capabilities() {
     n1.child.kill().unwrap();
     n1.child.wait().unwrap();
     let config = n1.dir.path().join("proxy.toml");
-    let out = run(lab
-        .exec("lb1")
-        .args([
-            "setpriv",
-            "--reuid",
-            "floatlb",
-            "--regid",
-            "floatlb",
-            "--init-groups",
-        ])
-        .args(["--inh-caps", &format!("-all,{caps}")])
-        .args(["--ambient-caps", &format!("-all,{caps}")])
-        .args(["--bounding-set", &format!("-all,{caps}")])
-        .args(["--no-new-privs", "--", "/usr/bin/floatlb", "release", "-c"])
-        .arg(&config));
+    let out = run(as_floatlb(&mut lab.exec("lb1"), &caps, "release").arg(&config));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(&format!("removed {VIP}/24 on eth0")),
         "{}",

@@ -480,8 +480,20 @@ async fn exchange_with_body(
     Ok((answer, whole || rest.finished))
 }
 
+/// Counts a piece of a request body against what is left of max-body-size
+/// and frames it for the backend; over the limit, an InvalidInput error.
+pub(crate) fn budgeted(budget: &mut u64, data: Bytes, chunked: bool) -> io::Result<Bytes> {
+    *budget = budget.checked_sub(data.len() as u64).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "request body larger than max-body-size",
+        )
+    })?;
+    Ok(frame(data, chunked))
+}
+
 /// Frames `data` for the backend: as it is, or as one chunk.
-pub(crate) fn frame(data: Bytes, chunked: bool) -> Bytes {
+fn frame(data: Bytes, chunked: bool) -> Bytes {
     if !chunked || data.is_empty() {
         return data;
     }
@@ -547,15 +559,7 @@ impl BodySource for ClientBody<'_> {
         loop {
             match decode(&mut self.framing, self.buf) {
                 Ok(Step::Data(data, _)) => {
-                    let Some(left) = self.budget.checked_sub(data.len() as u64) else {
-                        let e = io::Error::new(
-                            io::ErrorKind::InvalidInput,
-                            "request body larger than max-body-size",
-                        );
-                        return Poll::Ready(Err(e));
-                    };
-                    self.budget = left;
-                    return Poll::Ready(Ok(Some(frame(data, self.chunked))));
+                    return Poll::Ready(budgeted(&mut self.budget, data, self.chunked).map(Some));
                 }
                 Ok(Step::End) if self.chunked => {
                     // The last chunk, once: the framing is then done (Length(0)).

@@ -24,7 +24,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use tokio::sync::watch;
 
-use super::h1::frame;
+use super::h1::budgeted;
 use crate::backend::upstream::{BodySource, UpstreamBody};
 use crate::http1::answers;
 use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse};
@@ -361,15 +361,7 @@ impl BodySource for StreamBody {
                     if data.is_empty() {
                         continue;
                     }
-                    let Some(left) = self.budget.checked_sub(data.len() as u64) else {
-                        let e = io::Error::new(
-                            io::ErrorKind::InvalidInput,
-                            "request body larger than max-body-size",
-                        );
-                        return Poll::Ready(Err(e));
-                    };
-                    self.budget = left;
-                    return Poll::Ready(Ok(Some(frame(data, self.chunked))));
+                    return Poll::Ready(budgeted(&mut self.budget, data, self.chunked).map(Some));
                 }
                 // RST_STREAM from the client, or the connection went.
                 Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
