@@ -195,6 +195,14 @@ impl Handover {
         Ok(msg)
     }
 
+    /// Step 1 alone, for a worker retiring after an upgrade: every
+    /// connection closes after its current answer (GOAWAY on HTTP/2), an idle
+    /// one after [`IDLE_CLOSE`]. The listening socket is the new worker's now,
+    /// so no SYN filter and no VIP move.
+    pub fn close_connections(&self) {
+        self.set_closing(true);
+    }
+
     /// Ends an admin handover: the node serves again (as a backup).
     pub fn finish(&self) {
         for fd in [&self.listener_fd, &self.tls_listener_fd] {

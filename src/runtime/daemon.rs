@@ -219,10 +219,22 @@ async fn serve(
         }
     };
     if retire {
-        // A new worker accepts on the same sockets: stop accepting and finish.
+        // A new worker accepts on the same sockets: stop accepting here, and
+        // let clients leave their connections between requests (as in a
+        // handover) rather than closing idle ones under a request in flight.
         tracing::info!("retiring: a new worker serves; finishing open connections");
-        if let Some(t) = admin_task.take() {
+        for t in [Some(&accept), tls_accept.as_ref(), admin_task.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             t.abort();
+        }
+        shared.handover.close_connections();
+        let deadline = tokio::time::Instant::now() + shared.live.load().config.timeouts.handover;
+        while shared.stats.connections_active.load(Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     } else {
         systemd::stopping();

@@ -207,6 +207,11 @@ impl<I: Iterator + Unpin> futures_core::Stream for IterStream<I> {
     }
 }
 
+thread_local! {
+    /// The binary `Floatlb::start_from` runs instead of the built one.
+    static BINARY: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
 /// A running floatlb process with its own config file; killed on drop.
 pub struct Floatlb {
     pub child: Child,
@@ -274,6 +279,24 @@ impl Floatlb {
         Self::start_full(body, None, listen_ip)
     }
 
+    /// Like `start`, run from `binary` (a copy of floatlb's, for upgrades).
+    pub fn start_from(body: &str, binary: &std::path::Path) -> Self {
+        BINARY.with(|b| *b.borrow_mut() = Some(binary.to_path_buf()));
+        let lb = Self::start(body);
+        BINARY.with(|b| *b.borrow_mut() = None);
+        lb
+    }
+
+    /// The worker's pid, from `/status.json`.
+    pub fn worker_pid(&self) -> u32 {
+        let s = self.status_json();
+        s.split("\"worker_pid\":")
+            .nth(1)
+            .and_then(|r| r.split([',', '}']).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no worker_pid in {s}"))
+    }
+
     fn start_full(body: &str, nofile: Option<u64>, listen_ip: &str) -> Self {
         // A port taken between `free_port` and floatlb's bind (by something
         // outside these tests) is the only reason to try again.
@@ -306,8 +329,11 @@ impl Floatlb {
         std::fs::write(&config_path, Self::render(listen, admin, body)).unwrap();
         let log_path = dir.path().join("floatlb.log");
         let log = std::fs::File::create(&log_path).unwrap();
+        let binary = BINARY
+            .with(|b| b.borrow().clone())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_floatlb").into());
         let mut cmd = match nofile {
-            None => Command::new(env!("CARGO_BIN_EXE_floatlb")),
+            None => Command::new(binary),
             Some(n) => {
                 let mut c = Command::new("sh");
                 c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
