@@ -2070,3 +2070,81 @@ fn ipv6_malformed_and_wrong_hop_limit_adverts_are_dropped_and_counted() {
         "{m}"
     );
 }
+
+fn worker_pid_of(lab: &Lab, host: &str) -> u32 {
+    let s = admin_status(lab, host);
+    s.split("\"worker_pid\":")
+        .nth(1)
+        .and_then(|r| r.split([',', '}']).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no worker_pid in {s}"))
+}
+
+/// The VRRP instances live in the supervisor, so a killed worker leaves the
+/// VIP where it is: no transition on either node, and the replacement serves
+/// through the VIP. A worker that keeps dying (three deaths within 10 s)
+/// forces FAULT: a priority-0 advert (RFC 5798 §6.4.3: the master leaving
+/// sends Priority = 0) lets lb2 take over in Skew_Time, whatever a
+/// track-weight would say. Once a worker has served for 10 s the FAULT
+/// lifts and lb1, higher and preempting, takes the VIP back (§6.4.2).
+#[test]
+fn worker_death_keeps_the_vip_and_a_crash_loop_hands_it_over() {
+    let name = "worker_death_keeps_the_vip_and_a_crash_loop_hands_it_over";
+    if !netns_available(name) {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, web) = lab();
+    let (n1, _n2) = lb1_master_pair(&lab, &web);
+    let transitions = |h: &str| {
+        support::netns::metric(
+            &admin_metrics(&lab, h),
+            "floatlb_vrrp_transitions_total{instance=\"vrrp0-51\"}",
+        )
+    };
+    let before = (transitions("lb1"), transitions("lb2"));
+    let kill_worker = |pid: u32| {
+        // SAFETY: a signal to the worker of a floatlb this test started.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    };
+    let first = worker_pid_of(&lab, "lb1");
+    kill_worker(first);
+    lab.wait_for("a new worker on lb1", Duration::from_secs(5), || {
+        worker_pid_of(&lab, "lb1") != first
+    });
+    // Three advert intervals and more: a backup that missed adverts would have taken over.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(holders(&lab), (true, false), "{}", n1.log());
+    assert_eq!((transitions("lb1"), transitions("lb2")), before);
+    assert_eq!(support::netns::http_from(&lab, "client", vip(), "/").0, 200);
+
+    for _ in 0..2 {
+        let pid = worker_pid_of(&lab, "lb1");
+        kill_worker(pid);
+        lab.wait_for(
+            "the next worker or the crash loop",
+            Duration::from_secs(5),
+            || {
+                let s = admin_status(&lab, "lb1");
+                !s.contains(&format!("\"worker_pid\":{pid},")) || s.contains("\"crash_loop\":true")
+            },
+        );
+    }
+    lab.wait_for("lb2 takes over", Duration::from_secs(5), || {
+        holders(&lab) == (false, true)
+    });
+    let s = admin_status(&lab, "lb1");
+    assert!(
+        s.contains("\"crash_loop\":true") && s.contains("\"state\":\"FAULT\""),
+        "{s}"
+    );
+    assert!(
+        n1.log().contains("FAULT forced by the supervisor"),
+        "{}",
+        n1.log()
+    );
+    lab.wait_for("lb1 back as master", Duration::from_secs(20), || {
+        holders(&lab) == (true, false)
+    });
+    assert!(admin_status(&lab, "lb1").contains("\"crash_loop\":false"));
+}
