@@ -24,17 +24,7 @@ fn kill(pid: u32, sig: i32) {
 }
 
 fn ctl(lb: &Floatlb, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_floatlb"))
-        .args(["ctl", "-c"])
-        .arg(&lb.config_path)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    floatlb_cmd("ctl", &lb.config_path, args)
 }
 
 fn two_backends(delay: Duration) -> (TestBackend, TestBackend, Floatlb) {

@@ -12,23 +12,9 @@ use support::netns::metric;
 use support::*;
 
 /// `floatlb <command> -c <config> args...`: (exit code, stdout, stderr).
-fn floatlb(command: &str, config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_floatlb"))
-        .args([command, "-c"])
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// `floatlb ctl -c <lb's config> args...`.
 fn ctl(lb: &Floatlb, args: &[&str]) -> (i32, String, String) {
-    floatlb("ctl", &lb.config_path, args)
+    floatlb_cmd("ctl", &lb.config_path, args)
 }
 
 fn post(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, Vec<(String, String)>, String) {
@@ -261,7 +247,7 @@ fn ctl_exit_codes_say_what_happened() {
         .unwrap()
         .replace(&lb.admin.to_string(), "127.0.0.1:1");
     std::fs::write(&cfg, text).unwrap();
-    let (code, _, err) = floatlb("ctl", &cfg, &["status"]);
+    let (code, _, err) = floatlb_cmd("ctl", &cfg, &["status"]);
     assert_eq!(code, 3, "{err}");
 }
 
@@ -276,7 +262,7 @@ fn check_refuses_an_open_admin_listener_without_a_token() {
         "[listen]\naddress = \"127.0.0.1:8080\"\n[admin]\naddress = \"0.0.0.0:9100\"\n[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:8081\"\n",
     )
     .unwrap();
-    let (code, _, err) = floatlb("check", &cfg, &[]);
+    let (code, _, err) = floatlb_cmd("check", &cfg, &[]);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("admin.address") && err.contains("token-file"),
@@ -292,7 +278,7 @@ fn check_refuses_an_open_admin_listener_without_a_token() {
         ),
     );
     std::fs::write(&cfg, text).unwrap();
-    let (code, _, err) = floatlb("check", &cfg, &[]);
+    let (code, _, err) = floatlb_cmd("check", &cfg, &[]);
     assert_eq!(code, 0, "{err}");
 }
 

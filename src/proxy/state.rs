@@ -124,6 +124,18 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Ends an admin handover (see `handover`) once `timeouts.vip-linger`
+    /// has passed: clients that still reach this node are served until then,
+    /// and what was in flight is done.
+    pub fn finish_handover_later(self: &Arc<Self>) {
+        let shared = self.clone();
+        let linger = shared.live.load().config.timeouts.vip_linger;
+        std::thread::spawn(move || {
+            std::thread::sleep(linger + std::time::Duration::from_millis(100));
+            shared.handover.finish();
+        });
+    }
+
     pub fn new(config: Config, config_path: &Path) -> Self {
         let stats = ProxyStats::default();
         stats.last_reload_unix.store(unix_now(), Ordering::Relaxed);

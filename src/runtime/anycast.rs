@@ -377,12 +377,7 @@ impl AdminHooks for AnycastHooks {
         // Clients that still reach this node (the router has not heard the
         // withdrawal yet) are served until vip-linger has passed; then the
         // node serves normally but stays withdrawn until /admin/resume.
-        let shared = self.0.shared.clone();
-        let linger = shared.live.load().config.timeouts.vip_linger;
-        std::thread::spawn(move || {
-            std::thread::sleep(linger + Duration::from_millis(100));
-            shared.handover.finish();
-        });
+        self.0.shared.finish_handover_later();
         Ok(msg)
     }
 

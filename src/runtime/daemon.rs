@@ -367,13 +367,8 @@ impl admin::AdminHooks for WorkerHooks {
             };
         }
         let msg = hand_over(&self.shared, &self.sup)?;
-        // Serve again (as a backup) once the VIPs have left and what was in flight is done.
-        let shared = self.shared.clone();
-        let linger = shared.live.load().config.timeouts.vip_linger;
-        std::thread::spawn(move || {
-            std::thread::sleep(linger + Duration::from_millis(100));
-            shared.handover.finish();
-        });
+        // Serve again, as a backup.
+        self.shared.finish_handover_later();
         Ok(msg)
     }
 

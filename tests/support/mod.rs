@@ -207,6 +207,25 @@ impl<I: Iterator + Unpin> futures_core::Stream for IterStream<I> {
     }
 }
 
+/// `floatlb <command> -c <config> args...`: (exit code, stdout, stderr).
+pub fn floatlb_cmd(
+    command: &str,
+    config: &std::path::Path,
+    args: &[&str],
+) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_floatlb"))
+        .args([command, "-c"])
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 thread_local! {
     /// The binary `Floatlb::start_from` runs instead of the built one.
     static BINARY: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
