@@ -221,8 +221,12 @@ fn main() -> ExitCode {
                 .map_err(|_| "not started by `floatlb run`".to_string())
                 .and_then(|v| floatlb::runtime::control::Inherited::parse(&v));
             let run = fds.map_err(anyhow::Error::msg).and_then(|fds| {
+                let sup = floatlb::runtime::daemon::connect(&fds)?;
+                // Before the config is loaded: it makes the TLS ticketer.
+                let keys = sup.ticket_keys().map_err(anyhow::Error::msg)?;
+                floatlb::tls::tickets::adopt(&keys).map_err(anyhow::Error::msg)?;
                 let cfg = floatlb::config::load(&config)?;
-                floatlb::runtime::daemon::run(cfg, &config, fds)
+                floatlb::runtime::daemon::run(cfg, &config, fds, sup)
             });
             match run {
                 Ok(()) => ExitCode::SUCCESS,

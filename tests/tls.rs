@@ -684,3 +684,51 @@ mod client {
         }
     }
 }
+
+/// Without a ticket-keys file the keys are the supervisor's, made once and
+/// handed to each worker: a TLS 1.3 session (RFC 8446 §2.2) made before an
+/// upgrade in place resumes on the new worker, and after the worker is
+/// killed and replaced. A second floatlb has keys of its own: no resumption.
+#[test]
+fn sessions_resume_across_an_upgrade_and_a_worker_restart_without_a_ticket_file() {
+    let b = TestBackend::start("b1");
+    let s = Setup::new();
+    let lb = Floatlb::start(&format!("{}\n{}", backend_tables(&[(&b, 1)]), s.table("")));
+    let sess = s.dir.path().join("session");
+    let sess_arg = sess.display().to_string();
+    let out = s_client(
+        s.tls,
+        &["-tls1_3", "-servername", "a.test", "-sess_out", &sess_arg],
+    );
+    assert!(out.contains("New,"), "{out}");
+    let resume = |tls: SocketAddr| {
+        s_client(
+            tls,
+            &["-tls1_3", "-servername", "a.test", "-sess_in", &sess_arg],
+        )
+    };
+    let first = lb.worker_pid();
+    let (code, out, err) = support::floatlb_cmd("ctl", &lb.config_path, &["upgrade"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_ne!(lb.worker_pid(), first);
+    let out = resume(s.tls);
+    assert!(out.contains("Reused,"), "after the upgrade: {out}");
+    let second = lb.worker_pid();
+    // SAFETY: a signal to the worker of the floatlb this test started.
+    unsafe { libc::kill(second as i32, libc::SIGKILL) };
+    lb.wait_status("a new worker", |st| {
+        !st.contains(&format!("\"worker_pid\":{second},"))
+    });
+    let out = resume(s.tls);
+    assert!(out.contains("Reused,"), "after the restart: {out}");
+    let other = Setup {
+        dir: tempfile::tempdir().unwrap(),
+        tls: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+    };
+    let table = s
+        .table("")
+        .replace(&s.tls.to_string(), &other.tls.to_string());
+    let _lb2 = Floatlb::start(&format!("{}\n{}", backend_tables(&[(&b, 1)]), table));
+    let out = resume(other.tls);
+    assert!(!out.contains("Reused,") && out.contains("New,"), "{out}");
+}

@@ -134,6 +134,11 @@ impl Supervisor {
         self.call("metrics").ok()
     }
 
+    /// The session-ticket keys the supervisor made for its workers.
+    pub fn ticket_keys(&self) -> Result<String, String> {
+        self.call("ticket-keys")
+    }
+
     /// Starts the binary floatlb was started from as a new worker on the
     /// same listeners; this worker is retired once the new one serves.
     pub fn upgrade(&self) -> Result<String, String> {

@@ -28,9 +28,9 @@ use crate::runtime::anycast::Anycast;
 use crate::runtime::control::{Inherited, Supervisor};
 use crate::runtime::{admin, health, reload, systemd};
 
-/// Runs the worker with an already validated config until a shutdown signal,
-/// on the descriptors the supervisor passed.
-pub fn run(config: Config, path: &Path, fds: Inherited) -> anyhow::Result<()> {
+/// The worker's end of the control socket, from the descriptors the
+/// supervisor passed; they are closed on exec from here on.
+pub fn connect(fds: &Inherited) -> anyhow::Result<Supervisor> {
     let control = fds
         .control
         .context("no control socket: a worker is started by `floatlb run`")?;
@@ -40,7 +40,13 @@ pub fn run(config: Config, path: &Path, fds: Inherited) -> anyhow::Result<()> {
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     // SAFETY: the supervisor made this socket for this worker alone.
-    let sup = Supervisor::new(unsafe { std::os::unix::net::UnixStream::from_raw_fd(control) });
+    let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(control) };
+    Ok(Supervisor::new(stream))
+}
+
+/// Runs the worker with an already validated config until a shutdown signal,
+/// on the descriptors the supervisor passed.
+pub fn run(config: Config, path: &Path, fds: Inherited, sup: Supervisor) -> anyhow::Result<()> {
     name_process(c"floatlb-worker");
     let workers = config.listen.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()

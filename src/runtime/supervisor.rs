@@ -69,6 +69,9 @@ struct State {
     /// The `[[vrrp]]` tables the instances run with.
     vrrp: Mutex<Vec<config::Vrrp>>,
     path: PathBuf,
+    /// Session-ticket keys for workers without a ticket-keys file: one set
+    /// for the supervisor's life, so tickets outlive a worker.
+    ticket_keys: String,
     process: Process,
     events: mpsc::UnboundedSender<Event>,
 }
@@ -176,6 +179,7 @@ async fn supervise(config: Config, path: &Path, log: Option<String>) -> anyhow::
         sockets: Mutex::new(sockets),
         vrrp: Mutex::new(config.vrrp.clone()),
         path: path.to_path_buf(),
+        ticket_keys: crate::tls::tickets::generate().map_err(anyhow::Error::msg)?,
         process: Process {
             supervisor_pid: std::process::id(),
             worker_pid: AtomicU32::new(0),
@@ -657,6 +661,7 @@ fn answer(request: &str, id: u64, state: &State) -> Result<String, String> {
             Ok(ha.step_down(Duration::from_millis(ms)))
         }
         "reconfigure" => reconfigure(state),
+        "ticket-keys" => Ok(state.ticket_keys.clone()),
         "status" => Ok(status_json(state)),
         "metrics" => Ok(metrics(state)),
         "upgrade" => {

@@ -1,7 +1,8 @@
 //! Session-ticket keys. With `[tls] ticket-keys`, the keys come from a file
 //! the pair shares, so a ticket one node issued resumes on the other after a
-//! failover; without it, rustls' own rotating keys, made once per process (a
-//! reload keeps them).
+//! failover; without it, keys the supervisor makes once and hands to each
+//! worker it starts (see [`generate`], [`adopt`]), so a worker restart or an
+//! upgrade in place keeps tickets valid (a reload keeps them too).
 //!
 //! The file follows HAProxy's `tls-ticket-keys`: one key per line, base64 of
 //! 48 bytes (16 name, 16 HMAC, 16 AES: AES-128-GCM here) or 80 bytes (16, 32,
@@ -141,16 +142,54 @@ pub fn load(path: &std::path::Path) -> Result<Arc<dyn ProducesTickets>, String> 
     Ok(Arc::new(t))
 }
 
-/// This process's own ticket keys, for a config without a ticket-keys file:
-/// made once, so a reload does not invalidate the tickets already issued.
+/// Keys for a config without a ticket-keys file: set once per process, by
+/// [`adopt`] (the supervisor's keys) or else made here.
+static KEYS: OnceLock<Arc<dyn ProducesTickets>> = OnceLock::new();
+
+/// This process's ticket keys, for a config without a ticket-keys file: made
+/// once, so a reload does not invalidate the tickets already issued.
 pub fn per_process() -> Result<Arc<dyn ProducesTickets>, String> {
-    static KEYS: OnceLock<Arc<dyn ProducesTickets>> = OnceLock::new();
     if let Some(k) = KEYS.get() {
         return Ok(k.clone());
     }
     let k = rustls::crypto::ring::Ticketer::new()
         .map_err(|e| format!("cannot make session-ticket keys: {e}"))?;
     Ok(KEYS.get_or_init(|| k).clone())
+}
+
+/// Three random AES-256 keys in the ticket-keys file format: what a
+/// supervisor hands its workers.
+pub fn generate() -> Result<String, String> {
+    let mut raw = [0u8; 3 * 80];
+    SystemRandom::new()
+        .fill(&mut raw)
+        .map_err(|_| "no randomness for session-ticket keys".to_string())?;
+    Ok(raw.chunks(80).map(|k| base64_encode(k) + "\n").collect())
+}
+
+/// Makes `text` (the ticket-keys format) this process's keys, before any
+/// config is loaded. Refused if keys were made already.
+pub fn adopt(text: &str) -> Result<(), String> {
+    let t: Arc<dyn ProducesTickets> = Arc::new(parse(text)?);
+    KEYS.set(t)
+        .map_err(|_| "session-ticket keys were made already".to_string())
+}
+
+/// Standard base64 (RFC 4648 §4) with padding.
+fn base64_encode(raw: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(raw.len().div_ceil(3) * 4);
+    for c in raw.chunks(3) {
+        let n = c.iter().fold(0u32, |a, &b| (a << 8) | b as u32) << (8 * (3 - c.len()));
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
 }
 
 /// Standard base64 (RFC 4648 §4), padding optional.
@@ -183,16 +222,32 @@ mod tests {
 
     fn key(fill: u8, len: usize) -> String {
         let raw: Vec<u8> = (0..len).map(|i| fill.wrapping_add(i as u8)).collect();
-        // A tiny encoder for the test only.
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut s = String::new();
-        for c in raw.chunks(3) {
-            let n = c.iter().fold(0u32, |a, &b| (a << 8) | b as u32) << (8 * (3 - c.len()));
-            for i in 0..=c.len() {
-                s.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
-            }
+        base64_encode(&raw)
+    }
+
+    #[test]
+    fn base64_round_trips_with_rfc4648_vectors() {
+        // RFC 4648 §10.
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(raw.as_bytes()), enc);
+            assert_eq!(base64_decode(enc).unwrap(), raw.as_bytes());
         }
-        s
+    }
+
+    #[test]
+    fn generated_keys_parse_and_seal_tickets_another_process_opens() {
+        let text = generate().unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert_ne!(text, generate().unwrap());
+        let (a, b) = (parse(&text).unwrap(), parse(&text).unwrap());
+        let t = a.encrypt(b"state").unwrap();
+        assert_eq!(b.decrypt(&t).unwrap(), b"state");
     }
 
     #[test]
