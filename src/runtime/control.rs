@@ -1,8 +1,10 @@
 //! The control socket between the supervisor and a worker: a Unix stream
 //! socketpair made for each worker, on which the worker asks and the
-//! supervisor answers. One request per line (`verb [args]`), one answer per
-//! request: `ok <len>\n` or `err <len>\n` and `len` bytes. The supervisor
-//! speaks to a worker only with signals (HUP reload, TERM stop, QUIT retire).
+//! supervisor answers. One request per line (`<seq> verb [args]`), one answer
+//! per request: `ok <seq> <len>\n` or `err <seq> <len>\n` and `len` bytes; the
+//! sequence number lets a caller whose wait timed out skip the late answer.
+//! The supervisor speaks to a worker only with signals (HUP reload, TERM
+//! stop, QUIT retire).
 //!
 //! Not for: the process lifecycle (see `supervisor`) or what a verb does
 //! there; this is the wire and the worker's side of it.
@@ -24,23 +26,35 @@ const UPGRADE_TIMEOUT: Duration = Duration::from_secs(20);
 pub const FDS_ENV: &str = "FLOATLB_WORKER_FDS";
 
 /// Writes one answer.
-pub fn write_answer(w: &mut impl Write, answer: &Result<String, String>) -> std::io::Result<()> {
+pub fn write_answer(
+    w: &mut impl Write,
+    seq: u64,
+    answer: &Result<String, String>,
+) -> std::io::Result<()> {
     let (tag, body) = match answer {
         Ok(b) => ("ok", b),
         Err(b) => ("err", b),
     };
-    write!(w, "{tag} {}\n{body}", body.len())?;
+    write!(w, "{tag} {seq} {}\n{body}", body.len())?;
     w.flush()
 }
 
-/// Reads one answer; `Err(Err(_))` is an I/O or framing failure.
-fn read_answer(r: &mut impl BufRead) -> Result<Result<String, String>, std::io::Error> {
+/// An answer: its sequence number and what it says.
+type Answer = (u64, Result<String, String>);
+
+/// Reads one answer; an `Err` is an I/O or framing failure.
+fn read_answer(r: &mut impl BufRead) -> Result<Answer, std::io::Error> {
     let mut head = String::new();
     if r.read_line(&mut head)? == 0 {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
     let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad control answer");
-    let (tag, len) = head.trim_end().split_once(' ').ok_or_else(bad)?;
+    let mut parts = head.trim_end().splitn(3, ' ');
+    let (tag, seq, len) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(t), Some(s), Some(l)) => (t, s, l),
+        _ => return Err(bad()),
+    };
+    let seq: u64 = seq.parse().map_err(|_| bad())?;
     let len: usize = len.parse().map_err(|_| bad())?;
     if len > 16 << 20 {
         return Err(bad());
@@ -49,42 +63,55 @@ fn read_answer(r: &mut impl BufRead) -> Result<Result<String, String>, std::io::
     r.read_exact(&mut body)?;
     let body = String::from_utf8(body).map_err(|_| bad())?;
     match tag {
-        "ok" => Ok(Ok(body)),
-        "err" => Ok(Err(body)),
+        "ok" => Ok((seq, Ok(body))),
+        "err" => Ok((seq, Err(body))),
         _ => Err(bad()),
     }
 }
 
-/// Reads one request line (without its newline); None at end of stream.
-pub fn read_request(r: &mut impl BufRead) -> std::io::Result<Option<String>> {
+/// Reads one request: its sequence number and line (`verb [args]`); None at
+/// end of stream. A line without a number is answered as number 0.
+pub fn read_request(r: &mut impl BufRead) -> std::io::Result<Option<(u64, String)>> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
         return Ok(None);
     }
-    Ok(Some(line.trim_end().to_string()))
+    let line = line.trim_end();
+    Ok(Some(match line.split_once(' ') {
+        Some((n, rest)) if n.parse::<u64>().is_ok() => (n.parse().unwrap_or(0), rest.to_string()),
+        _ => (0, line.to_string()),
+    }))
 }
 
 /// The worker's end: calls into the supervisor. Calls are short and
 /// synchronous; from async code, make them on a blocking thread.
 pub struct Supervisor {
-    conn: Mutex<BufReader<UnixStream>>,
+    conn: Mutex<(BufReader<UnixStream>, u64)>,
 }
 
 impl Supervisor {
     pub fn new(stream: UnixStream) -> Self {
         Supervisor {
-            conn: Mutex::new(BufReader::new(stream)),
+            conn: Mutex::new((BufReader::new(stream), 0)),
         }
     }
 
     fn call_within(&self, request: &str, timeout: Duration) -> Result<String, String> {
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let io = (|| {
+        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let (conn, seq) = &mut *guard;
+        *seq += 1;
+        let mine = *seq;
+        let io = (|| -> std::io::Result<Result<String, String>> {
             conn.get_ref().set_read_timeout(Some(timeout))?;
-            let mut line = request.to_string();
-            line.push('\n');
-            conn.get_mut().write_all(line.as_bytes())?;
-            read_answer(&mut *conn)
+            conn.get_mut()
+                .write_all(format!("{mine} {request}\n").as_bytes())?;
+            loop {
+                // Answers to earlier calls that timed out come first: skip them.
+                let (seq, answer) = read_answer(conn)?;
+                if seq == mine {
+                    return Ok(answer);
+                }
+            }
         })();
         match io {
             Ok(answer) => answer,
@@ -207,14 +234,20 @@ mod tests {
     fn answers_round_trip_and_bad_frames_are_errors() {
         for a in [Ok(String::new()), Ok("1".into()), Err("no\nVRRP".into())] {
             let mut buf = Vec::new();
-            write_answer(&mut buf, &a).unwrap();
-            buf.extend_from_slice(b"ok 0\n");
+            write_answer(&mut buf, 7, &a).unwrap();
+            buf.extend_from_slice(b"ok 8 0\n");
             let mut r = std::io::Cursor::new(buf);
-            assert_eq!(read_answer(&mut r).unwrap(), a);
-            assert_eq!(read_answer(&mut r).unwrap(), Ok(String::new()));
+            assert_eq!(read_answer(&mut r).unwrap(), (7, a));
+            assert_eq!(read_answer(&mut r).unwrap(), (8, Ok(String::new())));
             assert!(read_answer(&mut r).is_err(), "end of stream");
         }
-        for bad in ["maybe 1\nx", "ok x\n", "ok 5\nab", "ok 99999999999\n"] {
+        for bad in [
+            "maybe 1 1\nx",
+            "ok x 1\n",
+            "ok 1 5\nab",
+            "ok 1 99999999999\n",
+            "ok 5\n",
+        ] {
             assert!(
                 read_answer(&mut std::io::Cursor::new(bad)).is_err(),
                 "{bad:?}"
@@ -247,17 +280,24 @@ mod tests {
         let server = std::thread::spawn(move || {
             let mut r = BufReader::new(b.try_clone().unwrap());
             let mut w = b;
-            while let Some(req) = read_request(&mut r).unwrap() {
+            while let Some((seq, req)) = read_request(&mut r).unwrap() {
                 let ans = match req.as_str() {
                     "master" => Ok("1".to_string()),
+                    "slow" => {
+                        std::thread::sleep(Duration::from_millis(300));
+                        Ok("late".to_string())
+                    }
                     other => Err(format!("unknown {other}")),
                 };
-                write_answer(&mut w, &ans).unwrap();
+                write_answer(&mut w, seq, &ans).unwrap();
             }
         });
         let s = Supervisor::new(a);
         assert!(s.is_master());
         assert_eq!(s.call("nope"), Err("unknown nope".into()));
+        // A call that gave up: its late answer is not taken for the next one's.
+        assert!(s.call_within("slow", Duration::from_millis(50)).is_err());
+        assert!(s.is_master());
         drop(s);
         server.join().unwrap();
     }

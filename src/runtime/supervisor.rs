@@ -622,9 +622,9 @@ fn serve_control(stream: UnixStream, id: u64, state: &State) {
         }
     };
     let mut reader = BufReader::new(stream);
-    while let Ok(Some(request)) = control::read_request(&mut reader) {
+    while let Ok(Some((seq, request))) = control::read_request(&mut reader) {
         let answer = answer(&request, id, state);
-        if control::write_answer(&mut writer, &answer).is_err() {
+        if control::write_answer(&mut writer, seq, &answer).is_err() {
             break;
         }
     }
