@@ -123,8 +123,9 @@ fn main() -> Result<()> {
             let mut line = format!("icmp_downtime_ms={icmp:.1}");
             if !probes.is_empty() {
                 line += &format!(
-                    " http_downtime_ms={http:.1} failed_probes={failed} probes={} tail_ok={tail_ok}",
-                    probes.len()
+                    " http_downtime_ms={http:.1} failed_probes={failed} probes={} tail_ok={tail_ok} slowest_probe_ms={:.1}",
+                    probes.len(),
+                    parse::slowest_probe_ms(&probes)
                 );
             }
             if let Some(w) = read("wrk")? {
