@@ -19,12 +19,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the load balancer (SIGHUP reloads, SIGTERM drains and exits).
+    /// Run the load balancer: a supervisor holding the listening sockets and
+    /// the VRRP instances, and a worker process serving the proxy (restarted
+    /// if it dies). SIGHUP reloads, SIGTERM hands over, drains and exits,
+    /// SIGUSR2 upgrades the worker to the binary on disk.
     Run {
         /// Configuration file.
         #[arg(short, long, default_value = "proxy.toml")]
         config: PathBuf,
         /// Log filter, e.g. "info" or "floatlb=debug" (overrides RUST_LOG).
+        #[arg(long)]
+        log: Option<String>,
+    },
+    /// The worker process `floatlb run` starts, with the sockets it passes.
+    #[command(hide = true)]
+    Worker {
+        #[arg(short, long)]
+        config: PathBuf,
         #[arg(long)]
         log: Option<String>,
     },
@@ -74,6 +85,9 @@ enum CtlCall {
     Resume,
     /// Re-read the configuration file, as SIGHUP does; says why if it is refused.
     Reload,
+    /// Start the binary floatlb was started from as a new worker on the same
+    /// sockets; the old worker finishes its connections. The VIP stays.
+    Upgrade,
 }
 
 #[derive(Subcommand)]
@@ -163,6 +177,7 @@ fn main() -> ExitCode {
                 CtlCall::Handover => ("POST", "/admin/handover".to_string()),
                 CtlCall::Reload => ("POST", "/admin/reload".to_string()),
                 CtlCall::Resume => ("POST", "/admin/resume".to_string()),
+                CtlCall::Upgrade => ("POST", "/admin/upgrade".to_string()),
                 CtlCall::Backend { action } => (
                     "POST",
                     match action {
@@ -184,7 +199,7 @@ fn main() -> ExitCode {
             ExitCode::from(outcome.code())
         }
         Command::Run { config, log } => {
-            init_logging(log);
+            init_logging(log.clone());
             let cfg = match floatlb::config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -192,10 +207,27 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match floatlb::runtime::daemon::run(cfg, &config) {
+            match floatlb::runtime::supervisor::run(cfg, &config, log) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("floatlb: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Worker { config, log } => {
+            init_logging(log);
+            let fds = std::env::var(floatlb::runtime::control::FDS_ENV)
+                .map_err(|_| "not started by `floatlb run`".to_string())
+                .and_then(|v| floatlb::runtime::control::Inherited::parse(&v));
+            let run = fds.map_err(anyhow::Error::msg).and_then(|fds| {
+                let cfg = floatlb::config::load(&config)?;
+                floatlb::runtime::daemon::run(cfg, &config, fds)
+            });
+            match run {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("floatlb worker: {e:#}");
                     ExitCode::FAILURE
                 }
             }

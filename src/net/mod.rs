@@ -20,6 +20,11 @@ pub(crate) type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStrea
 /// Binds a listening socket. IP_FREEBIND lets it bind a VIP this node does
 /// not hold yet, so a backup is ready to serve the moment VRRP moves the VIP.
 pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    TcpListener::from_std(bind_std(addr, backlog)?)
+}
+
+/// [`bind`] without a runtime: for the supervisor, whose workers inherit it.
+pub fn bind_std(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv4() {
@@ -39,7 +44,7 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     // ([`ClientIo::quickack`]), so a client's Nagle does not wait on us.
     // After listen(), which resets the listener's ACK state.
     set_quickack(socket.as_raw_fd(), false)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// A client socket read and written directly, and registered with the

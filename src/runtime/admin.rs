@@ -1,6 +1,6 @@
 //! The admin listener (`[admin] address`): `/healthz`, `/status` (live HTML),
 //! `/status.json`,
-//! `/metrics` (see `metrics`) and `POST /admin/handover`. Kept off the client listener so it works whatever the
+//! `/metrics` (see `metrics`) and the runtime API under `/admin/` (see `api`). Kept off the client listener so it works whatever the
 //! proxy's load, and bound to loopback in the example config.
 
 use std::convert::Infallible;
@@ -52,7 +52,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, extra: Arc<dyn Ad
             let svc = service_fn(move |req| {
                 let shared = shared.clone();
                 let extra = extra.clone();
-                async move { Ok::<_, Infallible>(route(req, &shared, &extra).await) }
+                async move {
+                    let _answering = Answering::start();
+                    Ok::<_, Infallible>(route(req, &shared, &extra).await)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -80,6 +83,45 @@ pub trait AdminHooks: Send + Sync {
     fn resume(&self) -> Result<String, String> {
         Err("this node has no [[anycast]] VIP".into())
     }
+    /// Families rendered elsewhere (the supervisor's), in the text format.
+    fn metrics_text(&self) -> Option<String> {
+        None
+    }
+    /// `POST /admin/upgrade`: a new worker from the binary on disk. Blocking.
+    fn upgrade(&self) -> Result<String, String> {
+        Err("no supervisor to upgrade through".into())
+    }
+}
+
+/// Admin requests being answered: a retiring worker lets them finish (the
+/// answer to the upgrade that retires it is one).
+static ANSWERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+struct Answering;
+
+impl Answering {
+    fn start() -> Self {
+        ANSWERING.fetch_add(1, Ordering::AcqRel);
+        Answering
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        ANSWERING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Waits (up to 5 s) for admin answers under way, and a moment for their
+/// last bytes to leave.
+pub async fn finish_answers() {
+    for _ in 0..500 {
+        if ANSWERING.load(Ordering::Acquire) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
 }
 
 /// No VRRP: nothing to add.
@@ -149,6 +191,17 @@ async fn route(
                     }
                 }
                 "reload" => api::reload(shared).await,
+                "upgrade" => {
+                    let hooks = hooks.clone();
+                    match tokio::task::spawn_blocking(move || hooks.upgrade()).await {
+                        Ok(Ok(m)) => api::reply(StatusCode::OK, m),
+                        Ok(Err(m)) => api::reply(StatusCode::CONFLICT, m),
+                        Err(e) => api::reply(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("upgrade failed: {e}"),
+                        ),
+                    }
+                }
                 "resume" => match hooks.resume() {
                     Ok(m) => api::reply(StatusCode::OK, m),
                     Err(m) => api::reply(StatusCode::CONFLICT, m),

@@ -1,12 +1,16 @@
-//! The running daemon: builds the runtime, wires listener, health checks,
-//! admin port, VRRP and signals together, and drives reload and shutdown.
+//! The worker: builds the runtime, serves the listeners the supervisor passed
+//! (see `supervisor`), runs health checks and the admin port, reports to the
+//! supervisor's VRRP instances, and drives reload and shutdown.
 //!
 //! Signals: SIGHUP reloads `proxy.toml` (an invalid file is reported and the
-//! running config stays); SIGTERM/SIGINT shut down: VRRP instances step down
-//! first (priority-0 advert, VIPs removed) so a backup takes over in Skew_Time,
-//! then the listener closes and in-flight requests drain (bounded by
-//! `timeouts.drain`).
+//! running config stays); SIGTERM/SIGINT shut down: a VRRP master hands over
+//! first (see `proxy::handover`) so a backup takes over in Skew_Time, then the
+//! listener closes and in-flight requests drain (bounded by
+//! `timeouts.drain`). SIGQUIT retires the worker after an upgrade: it stops
+//! accepting (the new worker accepts on the same sockets) and drains.
 
+use std::net::SocketAddr;
+use std::os::fd::FromRawFd as _;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,11 +25,23 @@ use crate::frontend::accept;
 use crate::net;
 use crate::proxy::state::Shared;
 use crate::runtime::anycast::Anycast;
-use crate::runtime::ha::Ha;
+use crate::runtime::control::{Inherited, Supervisor};
 use crate::runtime::{admin, health, reload, systemd};
 
-/// Runs floatlb with an already validated config until a shutdown signal.
-pub fn run(config: Config, path: &Path) -> anyhow::Result<()> {
+/// Runs the worker with an already validated config until a shutdown signal,
+/// on the descriptors the supervisor passed.
+pub fn run(config: Config, path: &Path, fds: Inherited) -> anyhow::Result<()> {
+    let control = fds
+        .control
+        .context("no control socket: a worker is started by `floatlb run`")?;
+    for fd in fds.all() {
+        // Ours alone from here: not inherited by anything this worker starts.
+        // SAFETY: fcntl on a descriptor the supervisor passed us.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    // SAFETY: the supervisor made this socket for this worker alone.
+    let sup = Supervisor::new(unsafe { std::os::unix::net::UnixStream::from_raw_fd(control) });
+    name_process(c"floatlb-worker");
     let workers = config.listen.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -47,30 +63,59 @@ pub fn run(config: Config, path: &Path) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(serve(config, path))
+    rt.block_on(serve(config, path, fds, Arc::new(sup)))
 }
 
-async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
-    // Before anything is bound: a SIGHUP that finds no handler would kill us.
+/// `comm` as `ps` and /proc show it, so a worker can be told from its supervisor.
+fn name_process(name: &std::ffi::CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+}
+
+/// The socket the supervisor bound for `want`; or, when a reload has moved
+/// the address since the supervisor started, a new one bound here.
+fn take_listener(
+    fd: Option<i32>,
+    want: SocketAddr,
+    backlog: u32,
+    what: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    if let Some(fd) = fd {
+        // SAFETY: the supervisor passed this listening socket for us to own.
+        let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+        if l.local_addr().is_ok_and(|a| a == want) {
+            l.set_nonblocking(true)?;
+            return Ok(tokio::net::TcpListener::from_std(l)?);
+        }
+        tracing::info!(address = %want, "{what} moved by a reload: binding it in the worker");
+    }
+    net::bind(want, backlog).with_context(|| format!("cannot listen on {what} {want}"))
+}
+
+async fn serve(
+    config: Config,
+    path: &Path,
+    fds: Inherited,
+    sup: Arc<Supervisor>,
+) -> anyhow::Result<()> {
+    // Before anything is served: a signal that finds no handler would kill us.
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
     let listen = config.listen.address;
-    let listener = net::bind(listen, config.listen.backlog)
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = take_listener(fds.listen, listen, config.listen.backlog, "the address")?;
     let tls_listener = match &config.tls {
-        Some(t) => Some(
-            net::bind(t.address, config.listen.backlog)
-                .with_context(|| format!("cannot listen on the TLS address {}", t.address))?,
-        ),
+        Some(t) => Some(take_listener(
+            fds.tls,
+            t.address,
+            config.listen.backlog,
+            "the TLS address",
+        )?),
         None => None,
     };
     let admin_listener = match &config.admin {
-        Some(a) => Some(
-            tokio::net::TcpListener::bind(a.address)
-                .await
-                .with_context(|| format!("cannot listen on admin address {}", a.address))?,
-        ),
+        Some(a) => Some(take_listener(fds.admin, a.address, 128, "admin address")?),
         None => None,
     };
     let access_log = crate::observe::access_log::AccessLog::start(
@@ -114,22 +159,36 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
         ))
     });
     let config = shared.live.load().config.clone();
-    let ha = Ha::start(&config, shared.clone())?.map(Arc::new);
+    let vrrp = !config.vrrp.is_empty();
+    if vrrp {
+        report_health(shared.clone(), sup.clone());
+    }
     let anycast = Anycast::start(&config, shared.clone())?;
-    let hooks: Arc<dyn admin::AdminHooks> = match (&ha, &anycast) {
-        (Some(ha), _) => ha.hooks(),
-        (None, Some(a)) => a.hooks(),
-        (None, None) => Arc::new(admin::NoHooks),
-    };
+    let hooks: Arc<dyn admin::AdminHooks> = Arc::new(WorkerHooks {
+        sup: sup.clone(),
+        shared: shared.clone(),
+        vrrp,
+        anycast: anycast.as_ref().map(|a| a.hooks()),
+    });
     let serve_admin = |l| tokio::spawn(admin::serve(l, shared.clone(), hooks.clone()));
     let mut admin_task = admin_listener.map(serve_admin);
     systemd::ready();
+    {
+        let sup = sup.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || sup.ready()).await {
+            tracing::warn!("{e}");
+        }
+    }
 
-    loop {
+    let retire = loop {
         tokio::select! {
             _ = hup.recv() => {
                 systemd::reloading();
-                match reload::reload(&shared, ha.as_deref()) {
+                let (sh, sp) = (shared.clone(), sup.clone());
+                let result = tokio::task::spawn_blocking(move || reload::reload(&sh, &sp))
+                    .await
+                    .context("the reload task failed")?;
+                match result {
                     Ok(r) => {
                         tracing::info!(file = %path.display(), "configuration reloaded");
                         generation_tx.send_modify(|g| *g += 1);
@@ -154,23 +213,32 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
                 }
                 systemd::ready();
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = term.recv() => break false,
+            _ = int.recv() => break false,
+            _ = quit.recv() => break true,
         }
+    };
+    if retire {
+        // A new worker accepts on the same sockets: stop accepting and finish.
+        tracing::info!("retiring: a new worker serves; finishing open connections");
+        if let Some(t) = admin_task.take() {
+            t.abort();
+        }
+    } else {
+        systemd::stopping();
     }
-    systemd::stopping();
 
-    if let Some(ha) = &ha {
+    if vrrp && !retire {
         // Planned handover (see `handover`): clients leave their keep-alive
         // connections, the VIP moves to a backup, and the listener stays up
         // (holding back new SYNs) while the VIP lingers here.
-        let h = ha.clone();
-        if let Ok(Ok(msg)) = tokio::task::spawn_blocking(move || h.hand_over()).await {
+        let (sh, sp) = (shared.clone(), sup.clone());
+        if let Ok(Ok(msg)) = tokio::task::spawn_blocking(move || hand_over(&sh, &sp)).await {
             tracing::info!("{msg}");
             tokio::time::sleep(shared.live.load().config.timeouts.vip_linger).await;
         }
     }
-    if let Some(a) = &anycast {
+    if let Some(a) = anycast.as_ref().filter(|_| !retire) {
         // The same handover for an anycast node: clients leave their
         // connections, then the route is withdrawn; new SYNs stay held back
         // while the router hears of it (their retransmission finds another node).
@@ -202,15 +270,111 @@ async fn serve(config: Config, path: &Path) -> anyhow::Result<()> {
             "drain timeout reached; closing remaining connections"
         );
     }
-    if let Some(ha) = ha {
-        // No-op adverts if already handed over; otherwise priority 0 now. VIPs removed.
-        let _ = tokio::task::spawn_blocking(move || ha.shutdown()).await;
-    }
-    if let Some(a) = anycast {
+    // The VRRP instances stop in the supervisor once this worker has exited.
+    if let Some(a) = anycast.filter(|_| !retire) {
         let _ = tokio::task::spawn_blocking(move || a.shutdown()).await;
     }
+    admin::finish_answers().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Requests being served by backends now, over the live backend set.
+fn requests_in_flight(shared: &Shared) -> u64 {
+    shared
+        .live
+        .load()
+        .backends
+        .iter()
+        .map(|b| u64::from(b.in_flight.load(Ordering::Relaxed)))
+        .sum()
+}
+
+/// Tells the supervisor's VRRP instances, every 50 ms, whether this worker
+/// can serve. The proxy's health changes on health-check and accept
+/// timescales; 50 ms is well inside any advert interval's detection budget.
+/// On a thread of its own: a busy runtime must not hold the report back.
+fn report_health(shared: Arc<Shared>, sup: Arc<Supervisor>) {
+    let spawned = std::thread::Builder::new()
+        .name("floatlb-track".into())
+        .spawn(move || loop {
+            if let Err(e) = sup.report(shared.healthy(), requests_in_flight(&shared)) {
+                tracing::error!("{e}; no more health reports");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the health report thread");
+    }
+}
+
+/// The planned handover (see `proxy::handover`): connections moved off, then
+/// the supervisor's VIPs handed over. Blocking; the caller finishes it.
+fn hand_over(shared: &Shared, sup: &Supervisor) -> Result<String, String> {
+    if !sup.is_master() {
+        return Err("not master: nothing to hand over".into());
+    }
+    let t = shared.live.load().config.timeouts.clone();
+    shared
+        .handover
+        .hand_over(t.handover, || sup.step_down(t.vip_linger))
+}
+
+/// What the worker adds to its admin listener: the supervisor's state, the
+/// VRRP handover through it, the anycast calls, the upgrade.
+struct WorkerHooks {
+    sup: Arc<Supervisor>,
+    shared: Arc<Shared>,
+    vrrp: bool,
+    anycast: Option<Arc<dyn admin::AdminHooks>>,
+}
+
+impl admin::AdminHooks for WorkerHooks {
+    fn metrics(&self, f: &crate::observe::metrics::Families) {
+        if let Some(a) = &self.anycast {
+            a.metrics(f);
+        }
+    }
+
+    fn metrics_text(&self) -> Option<String> {
+        self.sup.metrics_text()
+    }
+
+    fn status_json(&self) -> Option<String> {
+        let mut parts: Vec<String> = self.sup.status_json().into_iter().collect();
+        parts.extend(self.anycast.as_ref().and_then(|a| a.status_json()));
+        (!parts.is_empty()).then(|| parts.join(","))
+    }
+
+    fn handover(&self) -> Result<String, String> {
+        if !self.vrrp {
+            return match &self.anycast {
+                Some(a) => a.handover(),
+                None => Err("this node runs no VRRP instance".into()),
+            };
+        }
+        let msg = hand_over(&self.shared, &self.sup)?;
+        // Serve again (as a backup) once the VIPs have left and what was in flight is done.
+        let shared = self.shared.clone();
+        let linger = shared.live.load().config.timeouts.vip_linger;
+        std::thread::spawn(move || {
+            std::thread::sleep(linger + Duration::from_millis(100));
+            shared.handover.finish();
+        });
+        Ok(msg)
+    }
+
+    fn resume(&self) -> Result<String, String> {
+        match &self.anycast {
+            Some(a) => a.resume(),
+            None => Err("this node has no [[anycast]] VIP".into()),
+        }
+    }
+
+    fn upgrade(&self) -> Result<String, String> {
+        self.sup.upgrade()
+    }
 }
 
 /// glibc keeps what a burst allocated (about 15 KiB per client connection: hyper's buffers

@@ -266,7 +266,11 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
     );
     process_fds(&f);
     extra.metrics(&f);
-    f.encode()
+    let mut text = f.encode();
+    if let Some(more) = extra.metrics_text() {
+        text.push_str(&more);
+    }
+    text
 }
 
 /// `process_open_fds` and `process_max_fds`, with the names and meaning the

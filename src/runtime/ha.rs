@@ -1,9 +1,11 @@
-//! HA glue: runs the `[[vrrp]]` instances beside the proxy.
+//! HA glue: runs the `[[vrrp]]` instances in the supervisor process.
 //!
-//! Each instance lives on its own OS thread (see the `vrrp` crate), never on the
-//! proxy's runtime, so a saturated proxy cannot delay adverts. The proxy feeds
-//! the instances one fact — "this node can serve" (listener accepting and at
-//! least one backend up) — through a [`vrrp::TrackHandle`]. Not for: packet or
+//! Each instance lives on its own OS thread (see the `vrrp` crate) in the
+//! supervisor, never in the worker that runs the proxy, so neither a saturated
+//! nor a crashed proxy can delay adverts. The worker reports one fact — "this
+//! node can serve" (listener accepting and at least one backend up) — with
+//! its requests in flight, over the control socket (see `control`); the
+//! supervisor feeds it to a [`vrrp::TrackHandle`]. Not for: packet or
 //! state-machine logic, which belongs to the crate.
 
 use std::fmt::Write as _;
@@ -13,18 +15,20 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use std::sync::atomic::AtomicU64;
+
 use crate::config::{self, Config};
 use crate::observe::json::json_str;
 use crate::observe::metrics::{Families, HistogramRow};
-use crate::proxy::state::Shared;
-use crate::runtime::admin::AdminHooks;
 
 /// The running VRRP instances of this node.
 pub struct Ha {
     instances: Vec<vrrp::Instance>,
     /// The VRID of each instance, in the same order.
     vrids: Vec<u8>,
-    shared: Arc<Shared>,
+    track: vrrp::TrackHandle,
+    /// The worker's requests in flight, as last reported.
+    in_flight: Arc<AtomicU64>,
     transition_load: TransitionLoad,
 }
 
@@ -62,17 +66,6 @@ impl TransitionLoad {
     pub fn family(&self) -> prometheus::HistogramVec {
         self.0.clone()
     }
-}
-
-/// Requests being served by backends now, over the live backend set.
-fn requests_in_flight(shared: &Shared) -> u64 {
-    shared
-        .live
-        .load()
-        .backends
-        .iter()
-        .map(|b| u64::from(b.in_flight.load(Ordering::Relaxed)))
-        .sum()
 }
 
 fn instance_config(
@@ -130,12 +123,14 @@ pub fn release(cfg: &Config) -> anyhow::Result<Vec<String>> {
 }
 
 impl Ha {
-    /// Starts one thread per `[[vrrp]]` table; None when there are none.
-    pub fn start(cfg: &Config, shared: Arc<Shared>) -> anyhow::Result<Option<Ha>> {
+    /// Starts one thread per `[[vrrp]]` table; None when there are none. The
+    /// tracked service counts as healthy until the worker reports otherwise.
+    pub fn start(cfg: &Config) -> anyhow::Result<Option<Ha>> {
         if cfg.vrrp.is_empty() {
             return Ok(None);
         }
-        let track = vrrp::TrackHandle::new(shared.healthy());
+        let track = vrrp::TrackHandle::new(true);
+        let in_flight = Arc::new(AtomicU64::new(0));
         let mut instances = Vec::new();
         let transition_load = TransitionLoad::default();
         let mut groups: std::collections::HashMap<&str, vrrp::SyncGroup> = Default::default();
@@ -147,14 +142,14 @@ impl Ha {
                     .clone()
             });
             let mut ic = instance_config(i, v, group);
-            let (load, sh, name, vrid) = (
+            let (load, busy, name, vrid) = (
                 transition_load.clone(),
-                shared.clone(),
+                in_flight.clone(),
                 ic.name.clone(),
                 ic.vrid,
             );
             ic.on_transition = Some(vrrp::TransitionHook(Arc::new(move |_from, to| {
-                load.record(&name, vrid, to, requests_in_flight(&sh));
+                load.record(&name, vrid, to, busy.load(Ordering::Relaxed));
             })));
             let inst = vrrp::spawn(ic, track.clone()).with_context(|| {
                 format!(
@@ -164,24 +159,25 @@ impl Ha {
             })?;
             instances.push(inst);
         }
-        // The proxy's health changes on health-check and accept timescales; a
-        // 50 ms poll is well inside any advert interval's detection budget.
-        let t = track;
-        let sh = shared.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(50));
-            loop {
-                tick.tick().await;
-                t.set(sh.healthy());
-            }
-        });
         let vrids = cfg.vrrp.iter().map(|v| v.vrid as u8).collect();
         Ok(Some(Ha {
             instances,
             vrids,
-            shared,
+            track,
+            in_flight,
             transition_load,
         }))
+    }
+
+    /// The worker's report: whether it can serve, and its requests in flight.
+    pub fn report(&self, healthy: bool, in_flight: u64) {
+        self.in_flight.store(in_flight, Ordering::Relaxed);
+        self.track.set(healthy);
+    }
+
+    /// FAULT forced on every instance (priority-0 advert, VIPs removed) or lifted.
+    pub fn set_fault(&self, on: bool) {
+        self.track.set_fault(on);
     }
 
     /// A reload's `[[vrrp]]` tables, applied to the running instances without
@@ -270,18 +266,6 @@ impl Ha {
             .any(|i| i.state() == vrrp::State::Master)
     }
 
-    /// The planned handover (see `handover`): connections moved off, then the
-    /// VIPs handed over. Blocking. The caller finishes the handover.
-    pub fn hand_over(&self) -> Result<String, String> {
-        if !self.is_master() {
-            return Err("not master: nothing to hand over".into());
-        }
-        let t = self.shared.live.load().config.timeouts.clone();
-        self.shared
-            .handover
-            .hand_over(t.handover, || self.step_down(t.vip_linger))
-    }
-
     /// Stops every instance: priority-0 advert, VIPs removed, threads joined.
     pub fn shutdown(&self) {
         for i in &self.instances {
@@ -289,20 +273,13 @@ impl Ha {
         }
     }
 
-    pub fn hooks(self: &Arc<Self>) -> Arc<dyn AdminHooks> {
-        Arc::new(HaHooks(self.clone()))
-    }
-
     pub fn instances(&self) -> &[vrrp::Instance] {
         &self.instances
     }
-}
 
-struct HaHooks(Arc<Ha>);
-
-impl AdminHooks for HaHooks {
-    fn metrics(&self, f: &Families) {
-        let inst = &self.0.instances;
+    /// The instances' metric families.
+    pub fn metrics(&self, f: &Families) {
+        let inst = &self.instances;
         let rows = |value: &dyn Fn(&vrrp::Instance) -> u64| {
             inst.iter()
                 .map(|i| (vec![i.name()], value(i)))
@@ -314,7 +291,7 @@ impl AdminHooks for HaHooks {
         };
         // The VRID as a label too, so alert rules can compare the nodes of one
         // virtual router (split brain: two masters for one VRID).
-        let vrids: Vec<String> = self.0.vrids.iter().map(|v| v.to_string()).collect();
+        let vrids: Vec<String> = self.vrids.iter().map(|v| v.to_string()).collect();
         let with_vrid = |value: &dyn Fn(&vrrp::Instance) -> i64| {
             inst.iter()
                 .zip(&vrids)
@@ -355,7 +332,7 @@ impl AdminHooks for HaHooks {
                 })
                 .collect(),
         );
-        f.add(self.0.transition_load.family());
+        f.add(self.transition_load.family());
         gauge(
             "floatlb_vrrp_priority",
             "Priority currently advertised (tracking applied).",
@@ -403,9 +380,10 @@ impl AdminHooks for HaHooks {
         );
     }
 
-    fn status_json(&self) -> Option<String> {
+    /// The `"vrrp":[...]` member of `/status.json`.
+    pub fn status_json(&self) -> String {
         let mut out = String::from("\"vrrp\":[");
-        for (n, i) in self.0.instances.iter().enumerate() {
+        for (n, i) in self.instances.iter().enumerate() {
             if n > 0 {
                 out.push(',');
             }
@@ -429,19 +407,7 @@ impl AdminHooks for HaHooks {
             );
         }
         out.push(']');
-        Some(out)
-    }
-
-    fn handover(&self) -> Result<String, String> {
-        let msg = self.0.hand_over()?;
-        // Serve again (as a backup) once the VIPs have left and what was in flight is done.
-        let ha = self.0.clone();
-        let linger = ha.shared.live.load().config.timeouts.vip_linger;
-        std::thread::spawn(move || {
-            std::thread::sleep(linger + Duration::from_millis(100));
-            ha.shared.handover.finish();
-        });
-        Ok(msg)
+        out
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::config;
 use crate::proxy::state::{unix_now, Shared, Snapshot};
-use crate::runtime::ha::Ha;
+use crate::runtime::control::Supervisor;
 
 /// What a successful reload changed that the caller must act on.
 pub struct Reloaded {
@@ -45,8 +45,8 @@ pub enum ReloadError {
 }
 
 /// Re-reads the config file and swaps it in if valid.
-pub fn reload(shared: &Shared, ha: Option<&Ha>) -> Result<Reloaded, ReloadError> {
-    let result = try_reload(shared, ha);
+pub fn reload(shared: &Shared, sup: &Supervisor) -> Result<Reloaded, ReloadError> {
+    let result = try_reload(shared, sup);
     match &result {
         Ok(_) => {
             *shared
@@ -70,7 +70,7 @@ pub fn reload(shared: &Shared, ha: Option<&Ha>) -> Result<Reloaded, ReloadError>
     result
 }
 
-fn try_reload(shared: &Shared, ha: Option<&Ha>) -> Result<Reloaded, ReloadError> {
+fn try_reload(shared: &Shared, sup: &Supervisor) -> Result<Reloaded, ReloadError> {
     let cfg = config::load(&shared.config_path)?;
     let old = shared.live.load_full();
     let new_listener = if cfg.listen.address != old.config.listen.address {
@@ -94,17 +94,11 @@ fn try_reload(shared: &Shared, ha: Option<&Ha>) -> Result<Reloaded, ReloadError>
             Some(Some(l))
         }
     };
-    // Last, as it is the one step with effects outside this process.
-    match ha {
-        Some(ha) => {
-            let changed = ha
-                .reconfigure(&old.config.vrrp, &cfg.vrrp)
-                .map_err(ReloadError::Vrrp)?;
-            if !changed.is_empty() {
-                tracing::info!(instances = ?changed, "VRRP instances reconfigured");
-            }
-        }
-        None => Ha::check_same_instances(&[], &cfg.vrrp).map_err(ReloadError::Vrrp)?,
+    // Last, as it is the one step with effects outside this process: the
+    // supervisor reads the same file for its VRRP instances.
+    let changed = sup.reconfigure().map_err(ReloadError::Vrrp)?;
+    if !changed.is_empty() {
+        tracing::info!(instances = %changed, "VRRP instances reconfigured");
     }
     for (what, changed) in [
         (

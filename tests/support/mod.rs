@@ -342,7 +342,12 @@ impl Floatlb {
     fn wait_listening(&mut self) -> Result<(), String> {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
-            if TcpStream::connect(self.admin).is_ok() && TcpStream::connect(self.addr).is_ok() {
+            // The supervisor binds the sockets before its worker serves them:
+            // a connect alone would succeed early, so wait for the worker too.
+            if self.log().contains("worker serving")
+                && TcpStream::connect(self.admin).is_ok()
+                && TcpStream::connect(self.addr).is_ok()
+            {
                 return Ok(());
             }
             if let Ok(Some(_)) = self.child.try_wait() {

@@ -56,6 +56,11 @@ pub enum Input<'a> {
     },
     /// Planned handover: stop being master now and let a backup take over.
     StepDown,
+    /// FAULT forced from outside, whatever the track-weight (a supervisor
+    /// whose proxy keeps dying), or lifted.
+    Fault {
+        on: bool,
+    },
     /// The interface lost or regained its link (keepalived: interface FAULT).
     Link {
         up: bool,
@@ -163,6 +168,7 @@ pub struct Fsm {
     master_adver_interval: Duration,
     healthy: bool,
     link_up: bool,
+    forced_fault: bool,
     started: Option<Instant>,
     hold_until: Option<Instant>,
     /// When the Adver timer is due; the next one is scheduled from this, not
@@ -187,6 +193,7 @@ impl Fsm {
             master_adver_interval: mai,
             healthy: true,
             link_up: true,
+            forced_fault: false,
             started: None,
             hold_until: None,
             adver_at: None,
@@ -250,6 +257,7 @@ impl Fsm {
             Input::Track { healthy } => self.on_track(now, healthy, &mut out),
             Input::Link { up } => self.on_link(now, up, &mut out),
             Input::StepDown => self.on_step_down(now, &mut out),
+            Input::Fault { on } => self.on_forced_fault(now, on, &mut out),
         }
         out
     }
@@ -443,7 +451,16 @@ impl Fsm {
     /// FAULT: the link is down, or the tracked service is unhealthy and no
     /// track-weight says to merely lower the priority.
     fn faulted(&self) -> bool {
-        !self.link_up || (!self.healthy && self.cfg.track_weight.is_none())
+        !self.link_up || self.forced_fault || (!self.healthy && self.cfg.track_weight.is_none())
+    }
+
+    fn on_forced_fault(&mut self, now: Instant, on: bool, out: &mut Vec<Action>) {
+        if on == self.forced_fault {
+            return;
+        }
+        let was = self.faulted();
+        self.forced_fault = on;
+        self.update_fault(now, was, out);
     }
 
     fn on_track(&mut self, now: Instant, healthy: bool, out: &mut Vec<Action>) {
@@ -972,6 +989,32 @@ mod tests {
             "no adverts in FAULT"
         );
         let a = f.handle(t0, Input::Track { healthy: true });
+        assert_eq!(f.state(), State::Backup);
+        assert!(armed(&a, Timer::MasterDown).is_some());
+    }
+
+    #[test]
+    fn forced_fault_overrides_track_weight_and_recovers() {
+        // keepalived's FAULT (§6.4 leaves local failure policy to the
+        // implementation): a master forced into FAULT sends priority 0 so a
+        // backup takes over in Skew_Time (§6.4.3), removes its VIPs and stays
+        // out of the election even though its track-weight would only lower
+        // the priority; lifting it returns to Backup (§6.4.2 entry).
+        let t0 = Instant::now();
+        let mut c = cfg(150);
+        c.track_weight = Some(60);
+        let mut f = Fsm::new(c);
+        f.handle(t0, Input::Startup);
+        f.handle(t0, Input::Timer(Timer::MasterDown));
+        assert_eq!(f.state(), State::Master);
+        let a = f.handle(t0, Input::Fault { on: true });
+        assert_eq!(f.state(), State::Fault);
+        assert!(a.contains(&Action::SendAdvert { priority: 0 }) && a.contains(&Action::RemoveVips));
+        assert!(
+            f.handle(t0, Input::Fault { on: true }).is_empty(),
+            "idempotent"
+        );
+        let a = f.handle(t0, Input::Fault { on: false });
         assert_eq!(f.state(), State::Backup);
         assert!(armed(&a, Timer::MasterDown).is_some());
     }

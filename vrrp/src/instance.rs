@@ -580,6 +580,7 @@ impl Runner {
             set_realtime(&self.cfg.name, true);
         }
         let mut healthy = self.track.healthy();
+        let mut forced_fault = false;
         let mut own_link_up = self.link_up();
         if let Some(m) = &self.member {
             m.set_own_fault(!own_link_up);
@@ -653,6 +654,13 @@ impl Runner {
                 healthy = h;
                 tracing::info!(instance = %self.cfg.name, healthy, "tracked service health changed");
                 let a = self.fsm.handle(now, Input::Track { healthy });
+                self.apply(now, a);
+            }
+            let f = self.track.fault();
+            if f != forced_fault {
+                forced_fault = f;
+                tracing::warn!(instance = %self.cfg.name, fault = f, "FAULT forced by the supervisor");
+                let a = self.fsm.handle(now, Input::Fault { on: f });
                 self.apply(now, a);
             }
             let up = self.link_up();
