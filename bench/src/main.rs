@@ -3,7 +3,8 @@
 //! - `bench probe`: HTTP probe every N ms on fresh connections, CSV out.
 //! - `bench analyze`: downtime and losses from `ping -D`, probe CSV, wrk/ab output and
 //!   the largest gap between a master's VRRP adverts in `tcpdump -tt` output.
-//! - `bench summarize`: mean/median/min/max over repeated drill rows of a CSV.
+//! - `bench summarize`: mean/median/min/max over repeated drill rows of a CSV; with
+//!   `--table 1`, the whole CSV as a markdown table (median and worst per stack, drill, load).
 //! - `bench sweep`: ab and wrk sweeps (GET, and POST with 1 KiB and 64 KiB bodies) against
 //!   floatlb, HAProxy, nginx and a bare web server in the lab, with per-host
 //!   CPU/memory/network from /proc; CSV, markdown and PNG plots.
@@ -13,6 +14,7 @@
 //!
 //! The lab scripts in `vm-lab/` run these inside the client namespace.
 
+mod drills;
 mod flows;
 mod hold;
 mod parse;
@@ -172,6 +174,10 @@ fn main() -> Result<()> {
         "summarize" => {
             let path: String = get(&f, "csv", None)?;
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+            if f.get("table").map(String::as_str) == Some("1") {
+                print!("{}", drills::table(&text));
+                return Ok(());
+            }
             let mut lines = text.lines();
             let header: Vec<&str> = lines.next().context("empty CSV")?.split(',').collect();
             let want: Vec<(usize, String)> = ["session", "stack", "kind", "advert"]

@@ -535,7 +535,10 @@ fn process_drills_keep_the_vip_and_replace_the_worker() {
         );
         // Answered after the event: wrk got answers and the last probes all got 200s.
         assert!(num(&f, "wrk_requests") > 0.0, "wrk did not run: {f:?}");
-        assert!(num(&f, "tail_ok") >= 20.0, "{kind}: no steady 200s after: {f:?}");
+        assert!(
+            num(&f, "tail_ok") >= 20.0,
+            "{kind}: no steady 200s after: {f:?}"
+        );
         let failed = num(&f, "wrk_failed");
         if kind == "crash-worker" {
             assert!(
