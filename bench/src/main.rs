@@ -4,7 +4,8 @@
 //! - `bench analyze`: downtime and losses from `ping -D`, probe CSV, wrk/ab output and
 //!   the largest gap between a master's VRRP adverts in `tcpdump -tt` output.
 //! - `bench summarize`: mean/median/min/max over repeated drill rows of a CSV; with
-//!   `--table 1`, the whole CSV as a markdown table (median and worst per stack, drill, load).
+//!   `--table 1`, the whole CSV (or the sessions `--since` .. `--until`) as a markdown table
+//!   (median and worst per stack, drill, load).
 //! - `bench sweep`: ab and wrk sweeps (GET, and POST with 1 KiB and 64 KiB bodies) against
 //!   floatlb, HAProxy, nginx and a bare web server in the lab, with per-host
 //!   CPU/memory/network from /proc; CSV, markdown and PNG plots.
@@ -175,7 +176,19 @@ fn main() -> Result<()> {
             let path: String = get(&f, "csv", None)?;
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
             if f.get("table").map(String::as_str) == Some("1") {
-                print!("{}", drills::table(&text));
+                // --since / --until: sessions (yyyymmddThhmmss) in that span only.
+                let since = f.get("since").map(String::as_str).unwrap_or("");
+                let until = f.get("until").map(String::as_str).unwrap_or("~");
+                let mut rows = text.lines();
+                let mut kept = format!("{}\n", rows.next().unwrap_or(""));
+                for l in rows.filter(|l| {
+                    let s = l.split(',').next().unwrap_or("");
+                    s >= since && s <= until
+                }) {
+                    kept += l;
+                    kept.push('\n');
+                }
+                print!("{}", drills::table(&kept));
                 return Ok(());
             }
             let mut lines = text.lines();
