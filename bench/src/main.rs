@@ -3,7 +3,9 @@
 //! - `bench probe`: HTTP probe every N ms on fresh connections, CSV out.
 //! - `bench analyze`: downtime and losses from `ping -D`, probe CSV, wrk/ab output and
 //!   the largest gap between a master's VRRP adverts in `tcpdump -tt` output.
-//! - `bench summarize`: mean/median/min/max over repeated drill rows of a CSV.
+//! - `bench summarize`: mean/median/min/max over repeated drill rows of a CSV; with
+//!   `--table 1`, the whole CSV (or the sessions `--since` .. `--until`) as a markdown table
+//!   (median and worst per stack, drill, load).
 //! - `bench sweep`: ab and wrk sweeps (GET, and POST with 1 KiB and 64 KiB bodies) against
 //!   floatlb, HAProxy, nginx and a bare web server in the lab, with per-host
 //!   CPU/memory/network from /proc; CSV, markdown and PNG plots.
@@ -13,6 +15,7 @@
 //!
 //! The lab scripts in `vm-lab/` run these inside the client namespace.
 
+mod drills;
 mod flows;
 mod hold;
 mod parse;
@@ -123,8 +126,9 @@ fn main() -> Result<()> {
             let mut line = format!("icmp_downtime_ms={icmp:.1}");
             if !probes.is_empty() {
                 line += &format!(
-                    " http_downtime_ms={http:.1} failed_probes={failed} probes={} tail_ok={tail_ok}",
-                    probes.len()
+                    " http_downtime_ms={http:.1} failed_probes={failed} probes={} tail_ok={tail_ok} slowest_probe_ms={:.1}",
+                    probes.len(),
+                    parse::slowest_probe_ms(&probes)
                 );
             }
             if let Some(w) = read("wrk")? {
@@ -171,6 +175,22 @@ fn main() -> Result<()> {
         "summarize" => {
             let path: String = get(&f, "csv", None)?;
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+            if f.get("table").map(String::as_str) == Some("1") {
+                // --since / --until: sessions (yyyymmddThhmmss) in that span only.
+                let since = f.get("since").map(String::as_str).unwrap_or("");
+                let until = f.get("until").map(String::as_str).unwrap_or("~");
+                let mut rows = text.lines();
+                let mut kept = format!("{}\n", rows.next().unwrap_or(""));
+                for l in rows.filter(|l| {
+                    let s = l.split(',').next().unwrap_or("");
+                    s >= since && s <= until
+                }) {
+                    kept += l;
+                    kept.push('\n');
+                }
+                print!("{}", drills::table(&kept));
+                return Ok(());
+            }
             let mut lines = text.lines();
             let header: Vec<&str> = lines.next().context("empty CSV")?.split(',').collect();
             let want: Vec<(usize, String)> = ["session", "stack", "kind", "advert"]

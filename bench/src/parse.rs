@@ -232,6 +232,15 @@ pub fn probes(csv: &str) -> Vec<Probe> {
         .collect()
 }
 
+/// The slowest probe, start to end (failed ones too: a probe that timed out took its
+/// timeout), in ms; 0 without probes.
+pub fn slowest_probe_ms(probes: &[Probe]) -> f64 {
+    probes
+        .iter()
+        .map(|p| (p.end - p.start) * 1000.0)
+        .fold(0.0, f64::max)
+}
+
 /// Longest gap between consecutive times, in ms; also counting the edges of
 /// the window [from, to] so an outage that never ends is not hidden.
 pub fn longest_gap_ms(times: &[f64], from: f64, to: f64) -> f64 {
@@ -400,6 +409,13 @@ mod tests {
         assert!((longest_gap_ms(&t, 10.0, 10.255) - 240.0).abs() < 1e-6);
         // Nothing after 10.010 until the window closes at 11.0.
         assert!((longest_gap_ms(&t[..3], 10.0, 11.0) - 990.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn slowest_probe_counts_failed_ones() {
+        let p = probes("start,end,status,error\n10.0,10.004,200,\n10.005,10.125,0,read: reset\n10.010,10.013,200,\n");
+        assert!((slowest_probe_ms(&p) - 120.0).abs() < 1e-6);
+        assert_eq!(slowest_probe_ms(&[]), 0.0);
     }
 
     #[test]

@@ -476,3 +476,84 @@ fn cgroups_of(prefix: &str) -> usize {
         .filter(|e| e.file_name().to_string_lossy().contains(prefix))
         .count()
 }
+
+/// Issue 22's process drills on floatlb, once each and small (wrk -c20, 3 s, adverts every
+/// 100 ms so a busy machine cannot fake a failover): a worker killed with SIGKILL and a binary
+/// upgrade in place. Each must leave the VIP on lb1 (lb2 never advertised), replace lb1's worker
+/// (its pid changed), keep answering afterwards, and lose at most the connections open on the
+/// killed worker (crash-worker) or nothing (upgrade). Counts only, no times. The lab is gone
+/// afterwards.
+#[test]
+fn process_drills_keep_the_vip_and_replace_the_worker() {
+    if !can_run("process_drills_keep_the_vip_and_replace_the_worker") {
+        return;
+    }
+    let pid = std::process::id();
+    let lab = LabGuard {
+        prefix: format!("flt{pid}pd-"),
+        csv: std::env::temp_dir().join(format!("floatlb-process-test-{pid}.csv")),
+    };
+    let conns = 20;
+    for kind in ["crash-worker", "upgrade"] {
+        let out = lab.lab(&[
+            "drill",
+            kind,
+            "--stack",
+            "floatlb",
+            "--advert",
+            "100ms",
+            "--duration",
+            "3",
+            "--webs",
+            "2",
+            "--load",
+            "wrk",
+            "--connections",
+            &conns.to_string(),
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.contains("run=1/1:"))
+            .unwrap_or_else(|| panic!("no result line in:\n{text}"));
+        eprintln!("{line}");
+        let f: HashMap<String, String> = line
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(f["vip_holder"], "lb1", "{kind}: the VIP left lb1: {f:?}");
+        assert_eq!(
+            num(&f, "lb2_adverts"),
+            0.0,
+            "{kind}: lb2 advertised, so the VIP moved: {f:?}"
+        );
+        let (before, after) = (&f["workers_before"], &f["workers_after"]);
+        assert!(
+            before != "none" && after != "none" && before != after,
+            "{kind}: lb1's worker was not replaced ({before} -> {after}): {f:?}"
+        );
+        // Answered after the event: wrk got answers and the last probes all got 200s.
+        assert!(num(&f, "wrk_requests") > 0.0, "wrk did not run: {f:?}");
+        assert!(
+            num(&f, "tail_ok") >= 20.0,
+            "{kind}: no steady 200s after: {f:?}"
+        );
+        let failed = num(&f, "wrk_failed");
+        if kind == "crash-worker" {
+            assert!(
+                (0.0..=conns as f64).contains(&failed),
+                "{kind}: more failed requests than connections open on the worker: {f:?}"
+            );
+        } else {
+            assert_eq!(failed, 0.0, "the upgrade lost requests: {f:?}");
+        }
+    }
+    lab.lab(&["down"]);
+    let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let left = String::from_utf8_lossy(&left.stdout);
+    assert!(
+        !left.contains(&lab.prefix),
+        "namespaces left behind:\n{left}"
+    );
+}

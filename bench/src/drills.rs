@@ -1,0 +1,113 @@
+//! The drills CSV as a markdown table: one line per stack, drill and load, with the median and
+//! the worst run of each figure (the worst is what a drill's target is about).
+//!
+//! Not for a single session's figures: `bench summarize` prints those.
+
+use crate::stats;
+
+/// Rows of a drills CSV (header first) grouped by (stack, kind, load) in first-seen order, as a
+/// markdown table. A load tool that printed no summary (ab gives up when connections are
+/// refused) has `failed_requests` -1: such runs are counted apart, not in the median.
+pub fn table(csv: &str) -> String {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let (Some(stack), Some(kind), Some(load)) = (col("stack"), col("kind"), col("load")) else {
+        return String::from("(no stack, kind and load columns)\n");
+    };
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let mut groups: Vec<(String, String, String)> = Vec::new();
+    for r in &rows {
+        let key = (
+            r.get(stack).unwrap_or(&"").to_string(),
+            r.get(kind).unwrap_or(&"").to_string(),
+            r.get(load).unwrap_or(&"").to_string(),
+        );
+        if !groups.contains(&key) {
+            groups.push(key);
+        }
+    }
+    let mut out = String::from(
+        "| stack | drill | load | runs | HTTP downtime ms, median / worst | failed requests, median / worst | slowest probe ms, median / worst | VIP moved (runs) | ICMP downtime ms, median |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (s, k, l) in &groups {
+        let mine: Vec<&Vec<&str>> = rows
+            .iter()
+            .filter(|r| {
+                r.get(stack) == Some(&s.as_str())
+                    && r.get(kind) == Some(&k.as_str())
+                    && r.get(load) == Some(&l.as_str())
+            })
+            .collect();
+        let values = |name: &str| -> Vec<f64> {
+            col(name).map_or(Vec::new(), |i| {
+                mine.iter()
+                    .filter_map(|r| r.get(i)?.parse::<f64>().ok())
+                    .filter(|v| *v >= 0.0)
+                    .collect()
+            })
+        };
+        let cell = |name: &str, digits: usize| match stats::summarize(&values(name)) {
+            Some(x) => format!("{:.*} / {:.*}", digits, x.median, digits, x.max),
+            None => "—".to_string(),
+        };
+        let gave_up = col("failed_requests").map_or(0, |i| {
+            mine.iter()
+                .filter(|r| r.get(i).and_then(|v| v.parse::<f64>().ok()) == Some(-1.0))
+                .count()
+        });
+        let mut failed = cell("failed_requests", 0);
+        if gave_up > 0 {
+            failed += &format!(" ({gave_up} runs: {l} gave up)");
+        }
+        let moved = values("vip_moved").iter().filter(|v| **v > 0.0).count();
+        let moved = if col("vip_moved").is_some() {
+            format!("{moved} of {}", values("vip_moved").len())
+        } else {
+            "—".to_string()
+        };
+        let icmp = stats::summarize(&values("icmp_downtime_ms"))
+            .map_or("—".to_string(), |x| format!("{:.1}", x.median));
+        out += &format!(
+            "| {s} | {k} | {l} | {} | {} | {failed} | {} | {moved} | {icmp} |\n",
+            mine.len(),
+            cell("http_downtime_ms", 1),
+            cell("slowest_probe_ms", 1),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_medians_worst_and_runs_that_gave_up() {
+        let csv = "session,stack,kind,advert,load,run,icmp_downtime_ms,http_downtime_ms,failed_probes,probes,requests,failed_requests,vip_holder,slowest_probe_ms,vip_moved
+s1,floatlb,upgrade,10ms,wrk,1,10.0,12.0,0,800,100,0,lb1,30.0,0
+s2,floatlb,upgrade,10ms,wrk,1,20.0,14.0,0,800,100,0,lb1,50.0,0
+s3,floatlb,upgrade,10ms,wrk,1,30.0,40.0,0,800,100,2,lb1,90.0,1
+s1,haproxy-keepalived,crash-worker,10ms,ab,1,10.0,2950.0,590,800,0,-1,lb1,50.0,0
+s2,haproxy-keepalived,crash-worker,10ms,ab,1,10.0,2900.0,590,800,700,900,lb1,60.0,0
+";
+        let t = table(csv);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert_eq!(
+            lines[2],
+            "| floatlb | upgrade | wrk | 3 | 14.0 / 40.0 | 0 / 2 | 50.0 / 90.0 | 1 of 3 | 20.0 |"
+        );
+        assert_eq!(
+            lines[3],
+            "| haproxy-keepalived | crash-worker | ab | 2 | 2925.0 / 2950.0 | 900 / 900 (1 runs: ab gave up) | 55.0 / 60.0 | 0 of 2 | 10.0 |"
+        );
+        // An older CSV without the columns still gives a table.
+        let old = "session,stack,kind,advert,load,run,icmp_downtime_ms,http_downtime_ms,failed_probes,probes,requests,failed_requests,vip_holder\ns,floatlb,crash,10ms,wrk,1,1.0,2.0,0,1,1,3,lb2\n";
+        assert!(
+            table(old).contains("| floatlb | crash | wrk | 1 | 2.0 / 2.0 | 3 / 3 | — | — | 1.0 |"),
+            "{}",
+            table(old)
+        );
+    }
+}
