@@ -242,6 +242,13 @@ async fn serve(
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        let left = shared.stats.connections_active.load(Ordering::Relaxed);
+        if left > 0 {
+            tracing::warn!(
+                connections = left,
+                "retiring: connections still open after timeouts.handover"
+            );
+        }
     } else {
         systemd::stopping();
     }
