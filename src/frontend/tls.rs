@@ -79,6 +79,8 @@ pub(crate) async fn serve_connection(
     } else {
         let mut io = ClientIo::Tls(Box::new(tls));
         h1::serve(&mut io, &conn).await;
-        io.finish();
+        // A client that takes nothing for an idle period is gone.
+        let finish = std::future::poll_fn(|cx| io.poll_finish(cx));
+        let _ = tokio::time::timeout(conn.limits().idle, finish).await;
     }
 }

@@ -208,12 +208,13 @@ impl ClientIo {
         }
     }
 
-    /// Before a close: a TLS connection sends what it holds and its
-    /// close_notify (RFC 8446 §6.1), in one write; the close sends the FIN,
-    /// so no `shutdown` is needed.
-    pub(crate) fn finish(&mut self) {
-        if let ClientIo::Tls(t) = self {
-            t.close_notify_now();
+    /// Before a close: a TLS connection sends what it holds (an answer's
+    /// last piece) and its close_notify (RFC 8446 §6.1), in one write; the
+    /// close sends the FIN, so no `shutdown` is needed.
+    pub(crate) fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self {
+            ClientIo::Tls(t) => t.poll_close_notify(cx),
+            _ => Poll::Ready(Ok(())),
         }
     }
 

@@ -278,6 +278,13 @@ impl TlsConn {
         self.send_now();
     }
 
+    /// close_notify (RFC 8446 §6.1) after what the session holds, all sent.
+    pub(crate) fn poll_close_notify(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Queued once: rustls ignores a second call.
+        self.session.send_close_notify();
+        self.poll_send(cx)
+    }
+
     /// close_notify (RFC 8446 §6.1), sent as far as the socket takes it now.
     pub(crate) fn close_notify_now(&mut self) {
         self.session.send_close_notify();
