@@ -274,33 +274,33 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Re
             backend,
             ..
         } => {
-            let mut resp = Response::builder().status(head.status);
-            for (name, value) in head.fields() {
+            // The map sized once for the head's fields (and HSTS), filled in place.
+            let fields = head.fields();
+            let mut headers = http::HeaderMap::with_capacity(fields.size_hint().0 + 1);
+            for (name, value) in fields {
                 let (Ok(name), Ok(value)) =
                     (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
                 else {
                     continue;
                 };
                 if !connection_specific(name.as_str()) {
-                    resp = resp.header(name, value);
+                    headers.append(name, value);
                 }
             }
             if hsts > 0 {
-                resp = resp.header(
-                    http::header::STRICT_TRANSPORT_SECURITY,
-                    format!("max-age={hsts}"),
-                );
+                if let Ok(v) = HeaderValue::try_from(format!("max-age={hsts}")) {
+                    headers.append(http::header::STRICT_TRANSPORT_SECURITY, v);
+                }
             }
             let len = body.exact_len();
             let first = body.take_buffered();
-            let body = H2Body::Upstream {
+            let mut resp = Response::new(H2Body::Upstream {
                 first,
                 body,
                 backend: Some(backend),
-            };
-            let resp = resp.body(body).unwrap_or_else(|_| {
-                local(&Failure::new(StatusCode::BAD_GATEWAY, "bad answer head"))
             });
+            *resp.status_mut() = head.status;
+            *resp.headers_mut() = headers;
             (resp, len)
         }
         Answer::Local(f) => (local(&f), Some(f.text.len() as u64)),
