@@ -37,7 +37,7 @@ def main():
         bound = f"every balancer's host capped at {pct}% of one core (cgroup CPU quota; bound.tsv says how often each was held back)"
     except (FileNotFoundError, StopIteration, KeyError):
         bound = "balancers not CPU-capped (no --bound)"
-    print(f"Medians over rounds; {bound}. One ECDSA P-256 certificate for all; floatlb: rustls 0.23 with ring, HAProxy 2.6 and nginx 1.22: OpenSSL 3.0; TLS 1.3 offered by every client and server here.\n")
+    print(f"Medians over rounds; {bound}. One ECDSA P-256 certificate for all; floatlb: rustls 0.23 with aws-lc-rs, HAProxy 2.6 and nginx 1.22: OpenSSL 3.0; TLS 1.3 offered by every client and server here.\n")
     print("| load | " + " | ".join(scenarios) + " |")
     print("|---|" + "---|" * len(scenarios))
     for load, title in LOADS:

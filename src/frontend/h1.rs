@@ -608,6 +608,8 @@ const LINGER: Duration = Duration::from_secs(2);
 /// [`LINGER`], so the close does not become a reset that could destroy the
 /// answer in the client's receive buffer (nginx's lingering close).
 async fn linger(io: &mut ClientIo) {
+    // An answer's unflushed last piece goes first.
+    let _ = poll_fn(|cx| io.poll_flush(cx)).await;
     if io.shutdown_write().is_err() {
         return;
     }
@@ -668,7 +670,11 @@ async fn write_answer(
     let status = head.status.as_u16();
     // The head goes out with the body bytes that came with it.
     let first = body.take_buffered().unwrap_or_default();
-    if write_piece(io, &out, &first, chunked, body.is_end_stream())
+    // The last piece of an answer that ends its connection is not flushed:
+    // the close sends it (TLS: with its close_notify, in one write).
+    let flush = |last: bool| keep_alive || !last;
+    let end = body.is_end_stream();
+    if write_piece(io, &out, &first, chunked, end, flush(end))
         .await
         .is_err()
     {
@@ -678,13 +684,16 @@ async fn write_answer(
         match poll_fn(|cx| body.poll_data(cx)).await {
             Ok(Some(data)) => {
                 let end = body.is_end_stream();
-                if write_piece(io, b"", &data, chunked, end).await.is_err() {
+                if write_piece(io, b"", &data, chunked, end, flush(end))
+                    .await
+                    .is_err()
+                {
                     return (status, length, false);
                 }
             }
             Ok(None) => {
                 // The body ended with the backend's close.
-                if chunked && write_piece(io, b"", b"", true, true).await.is_err() {
+                if chunked && write_piece(io, b"", b"", true, true, true).await.is_err() {
                     return (status, length, false);
                 }
                 break;
@@ -705,13 +714,14 @@ async fn write_switch(io: &mut ClientIo, head: &Head, from_backend: &[u8]) -> io
 }
 
 /// Writes `head` (may be empty) and `data`, chunk-framed if `chunked`, with
-/// the last chunk if `last`.
+/// the last chunk if `last`; flushed if `flush`.
 async fn write_piece(
     io: &mut ClientIo,
     head: &[u8],
     data: &[u8],
     chunked: bool,
     last: bool,
+    flush: bool,
 ) -> io::Result<()> {
     let mut size = [0u8; 18];
     let size_len = if chunked && !data.is_empty() {
@@ -733,10 +743,18 @@ async fn write_piece(
         IoSlice::new(crlf),
         IoSlice::new(end),
     ];
-    write_all(io, &mut parts).await
+    write_then(io, &mut parts, flush).await
 }
 
-async fn write_all(io: &mut ClientIo, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
+async fn write_all(io: &mut ClientIo, parts: &mut [IoSlice<'_>]) -> io::Result<()> {
+    write_then(io, parts, true).await
+}
+
+async fn write_then(
+    io: &mut ClientIo,
+    mut parts: &mut [IoSlice<'_>],
+    flush: bool,
+) -> io::Result<()> {
     IoSlice::advance_slices(&mut parts, 0);
     while !parts.is_empty() {
         let n = poll_fn(|cx| io.poll_write(cx, parts)).await?;
@@ -744,6 +762,9 @@ async fn write_all(io: &mut ClientIo, mut parts: &mut [IoSlice<'_>]) -> io::Resu
             return Err(io::ErrorKind::WriteZero.into());
         }
         IoSlice::advance_slices(&mut parts, n);
+    }
+    if !flush {
+        return Ok(());
     }
     // What a TLS session still holds goes out before the next read waits.
     poll_fn(|cx| io.poll_flush(cx)).await

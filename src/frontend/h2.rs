@@ -10,6 +10,7 @@
 //! to another connection.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -28,7 +29,8 @@ use super::h1::budgeted;
 use crate::backend::upstream::{BodySource, UpstreamBody};
 use crate::http1::answers;
 use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse};
-use crate::net::TlsStream;
+use crate::net::tls::Deferred;
+use crate::net::TlsConn;
 use crate::proxy::state::Shared;
 use crate::proxy::{self, Answer, Body, Failure, InFlight, Outgoing};
 
@@ -55,7 +57,7 @@ impl Activity {
 /// Serves HTTP/2 on a TLS connection until the client leaves or a drain,
 /// handover or idle timeout has closed it gracefully.
 pub(crate) async fn serve(
-    tls: TlsStream,
+    tls: TlsConn,
     peer: SocketAddr,
     shared: &Arc<Shared>,
     shutdown: &watch::Receiver<bool>,
@@ -79,7 +81,8 @@ pub(crate) async fn serve(
     builder
         .timer(hyper_util::rt::TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS);
-    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+    let tls = Deferred::new(tls);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tls.clone()), service);
     tokio::pin!(conn);
     let woken = shared.handover.woken();
     tokio::pin!(woken);
@@ -100,7 +103,7 @@ pub(crate) async fn serve(
         let check_at = if busy { Instant::now() } else { last } + idle_for;
         idle.as_mut().reset(check_at.into());
         tokio::select! {
-            res = conn.as_mut() => {
+            res = std::future::poll_fn(|cx| pump(conn.as_mut(), &tls, cx)) => {
                 if let Err(e) = res {
                     tracing::debug!(client = %peer, error = %e, "HTTP/2 connection ended");
                 }
@@ -112,6 +115,22 @@ pub(crate) async fn serve(
             () = &mut idle, if !going_away => {}
         }
     }
+}
+
+/// Polls hyper's connection, then sends what it wrote meanwhile. hyper's
+/// flushes send nothing ([`Deferred`]): the answers of every stream that
+/// ended since the last wake-up leave in one write, instead of a write per
+/// DATA frame. A full socket wakes this task again when it drains; a failed
+/// send fails hyper's next read or write, so it is polled again at once.
+fn pump<F: Future>(conn: Pin<&mut F>, tls: &Deferred, cx: &mut Context<'_>) -> Poll<F::Output> {
+    let res = conn.poll(cx);
+    if res.is_pending() {
+        if let Poll::Ready(Err(e)) = tls.poll_send(cx) {
+            tracing::debug!(error = %e, "HTTP/2: sending failed");
+            cx.waker().wake_by_ref();
+        }
+    }
+    res
 }
 
 /// Fields that are about one connection and have no place in HTTP/2 or in
@@ -255,33 +274,33 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Re
             backend,
             ..
         } => {
-            let mut resp = Response::builder().status(head.status);
-            for (name, value) in head.fields() {
+            // The map sized once for the head's fields (and HSTS), filled in place.
+            let fields = head.fields();
+            let mut headers = http::HeaderMap::with_capacity(fields.size_hint().0 + 1);
+            for (name, value) in fields {
                 let (Ok(name), Ok(value)) =
                     (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
                 else {
                     continue;
                 };
                 if !connection_specific(name.as_str()) {
-                    resp = resp.header(name, value);
+                    headers.append(name, value);
                 }
             }
             if hsts > 0 {
-                resp = resp.header(
-                    http::header::STRICT_TRANSPORT_SECURITY,
-                    format!("max-age={hsts}"),
-                );
+                if let Ok(v) = HeaderValue::try_from(format!("max-age={hsts}")) {
+                    headers.append(http::header::STRICT_TRANSPORT_SECURITY, v);
+                }
             }
             let len = body.exact_len();
             let first = body.take_buffered();
-            let body = H2Body::Upstream {
+            let mut resp = Response::new(H2Body::Upstream {
                 first,
                 body,
                 backend: Some(backend),
-            };
-            let resp = resp.body(body).unwrap_or_else(|_| {
-                local(&Failure::new(StatusCode::BAD_GATEWAY, "bad answer head"))
             });
+            *resp.status_mut() = head.status;
+            *resp.headers_mut() = headers;
             (resp, len)
         }
         Answer::Local(f) => (local(&f), Some(f.text.len() as u64)),

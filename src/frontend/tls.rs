@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use super::h1;
-use crate::net::ClientIo;
+use crate::net::{ClientIo, TlsConn};
 use crate::proxy::state::Shared;
 
 /// Serves one connection accepted on the TLS listener.
@@ -42,9 +42,9 @@ pub(crate) async fn serve_connection(
     let Ok(tcp) = tokio::net::TcpStream::from_std(stream) else {
         return;
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
     // The handshake is due as a request head is: within client-header.
-    let tls = match tokio::time::timeout(conn.limits().client_header, acceptor.accept(tcp)).await {
+    let handshake = TlsConn::accept(tcp, server_config);
+    let tls = match tokio::time::timeout(conn.limits().client_header, handshake).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             shared
@@ -64,7 +64,7 @@ pub(crate) async fn serve_connection(
         }
     };
     let (h2, resumed) = {
-        let conn = tls.get_ref().1;
+        let conn = tls.session();
         (
             conn.alpn_protocol() == Some(b"h2"),
             conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
@@ -79,6 +79,8 @@ pub(crate) async fn serve_connection(
     } else {
         let mut io = ClientIo::Tls(Box::new(tls));
         h1::serve(&mut io, &conn).await;
-        let _ = io.shutdown_write();
+        // A client that takes nothing for an idle period is gone.
+        let finish = std::future::poll_fn(|cx| io.poll_finish(cx));
+        let _ = tokio::time::timeout(conn.limits().idle, finish).await;
     }
 }

@@ -1,6 +1,8 @@
 //! Client sockets: the listening socket, the accept loop, and [`ClientIo`],
-//! a client connection read and written directly until it would block.
-//! What is said on a connection is `h1.rs`'s.
+//! a client connection read and written directly until it would block, or
+//! through a TLS session ([`tls`]). What is said on a connection is `h1.rs`'s.
+
+pub(crate) mod tls;
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -11,11 +13,10 @@ use bytes::BytesMut;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::ReadBuf;
 use tokio::net::TcpListener;
 
-/// A client connection on the TLS listener.
-pub(crate) type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+pub(crate) use tls::TlsConn;
 
 /// Binds a listening socket. IP_FREEBIND lets it bind a VIP this node does
 /// not hold yet, so a backup is ready to serve the moment VRRP moves the VIP.
@@ -60,7 +61,7 @@ pub(crate) enum ClientIo {
     Polled(AsyncFd<std::net::TcpStream>),
     /// A connection on the `[tls]` listener, after its handshake: plaintext
     /// in and out through rustls. Boxed: the session state is large.
-    Tls(Box<TlsStream>),
+    Tls(Box<TlsConn>),
     /// Only while switching from one to the other, or after registering failed.
     Closed,
 }
@@ -127,11 +128,10 @@ impl ClientIo {
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         if let ClientIo::Tls(t) = self {
-            // rustls takes what fits its buffer and sends what the socket
-            // takes; the rest goes with the next write or [`Self::poll_flush`].
-            let n = ready!(std::pin::Pin::new(&mut **t).poll_write_vectored(cx, bufs))?;
-            let _ = std::pin::Pin::new(&mut **t).poll_flush(cx);
-            return Poll::Ready(Ok(n));
+            // Encrypted into the session; sent at [`Self::poll_flush`], so a
+            // head and its body (and TLS 1.3's tickets before them) leave in
+            // one write.
+            return t.poll_write_plain(cx, bufs);
         }
         self.poll_op(cx, true, |fd| send_iov(fd, bufs).map(|n| (n, false)))
     }
@@ -140,7 +140,7 @@ impl ClientIo {
     /// whose writes go straight to the kernel.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self {
-            ClientIo::Tls(t) => std::pin::Pin::new(&mut **t).poll_flush(cx),
+            ClientIo::Tls(t) => t.poll_send(cx),
             _ => Poll::Ready(Ok(())),
         }
     }
@@ -174,7 +174,7 @@ impl ClientIo {
             buf.reserve(want);
             let spare = buf.spare_capacity_mut();
             let mut rb = ReadBuf::uninit(spare);
-            ready!(std::pin::Pin::new(&mut **t).poll_read(cx, &mut rb))?;
+            ready!(t.poll_read_plain(cx, &mut rb))?;
             let n = rb.filled().len();
             // SAFETY: poll_read initialised the first n bytes of the spare capacity.
             unsafe { buf.set_len(buf.len() + n) };
@@ -190,7 +190,7 @@ impl ClientIo {
         match self {
             ClientIo::Direct(s) => Some(s.as_raw_fd()),
             ClientIo::Polled(a) => Some(a.as_raw_fd()),
-            ClientIo::Tls(t) => Some(t.get_ref().0.as_raw_fd()),
+            ClientIo::Tls(t) => Some(t.socket().as_raw_fd()),
             ClientIo::Closed => None,
         }
     }
@@ -198,9 +198,7 @@ impl ClientIo {
     /// Sends what fits now, ignoring errors: a last word before closing.
     pub(crate) fn send_now(&mut self, bytes: &[u8]) {
         if let ClientIo::Tls(t) = self {
-            let (sock, conn) = t.get_mut();
-            let _ = std::io::Write::write_all(&mut conn.writer(), bytes);
-            push_tls_now(sock.as_raw_fd(), conn);
+            t.write_now(bytes);
             return;
         }
         let Some(fd) = self.fd() else { return };
@@ -215,6 +213,16 @@ impl ClientIo {
         }
     }
 
+    /// Before a close: a TLS connection sends what it holds (an answer's
+    /// last piece) and its close_notify (RFC 8446 §6.1), in one write; the
+    /// close sends the FIN, so no `shutdown` is needed.
+    pub(crate) fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self {
+            ClientIo::Tls(t) => t.poll_close_notify(cx),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
     /// Ends our side: a TLS connection sends its close_notify first (RFC 8446
     /// §6.1), as far as the socket takes it now.
     pub(crate) fn shutdown_write(&mut self) -> std::io::Result<()> {
@@ -222,36 +230,10 @@ impl ClientIo {
             ClientIo::Direct(s) => s.shutdown(std::net::Shutdown::Write),
             ClientIo::Polled(a) => a.get_ref().shutdown(std::net::Shutdown::Write),
             ClientIo::Tls(t) => {
-                let (sock, conn) = t.get_mut();
-                conn.send_close_notify();
-                push_tls_now(sock.as_raw_fd(), conn);
-                // SAFETY: a plain shutdown(2) on the descriptor the stream owns.
-                match unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_WR) } {
-                    0 => Ok(()),
-                    _ => Err(std::io::Error::last_os_error()),
-                }
+                t.close_notify_now();
+                socket2::SockRef::from(t.socket()).shutdown(std::net::Shutdown::Write)
             }
             ClientIo::Closed => Ok(()),
-        }
-    }
-}
-
-/// Writes the TLS records a session holds to its socket, as far as the
-/// socket takes them without waiting: for a last word before a close.
-fn push_tls_now(fd: RawFd, conn: &mut rustls::ServerConnection) {
-    struct Now(RawFd);
-    impl std::io::Write for Now {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            send_iov(self.0, &[IoSlice::new(b)])
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut out = Now(fd);
-    while conn.wants_write() {
-        if conn.write_tls(&mut out).is_err() {
-            break;
         }
     }
 }

@@ -45,7 +45,7 @@ pub fn load_pair(cert: &Path, key: &Path, names: &[String]) -> Result<Loaded, St
     let pem = std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
     let der = PrivateKeyDer::from_pem_slice(&pem)
         .map_err(|e| format!("{}: no PEM private key: {e}", key.display()))?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&der).map_err(|e| {
+    let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&der).map_err(|e| {
         format!(
             "{}: unsupported private key (RSA, ECDSA P-256/P-384 or Ed25519): {e}",
             key.display()
@@ -148,21 +148,48 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// The rustls server config: TLS 1.3 and 1.2 with ring's suites (AEAD only,
-/// ECDHE only: what Mozilla's "intermediate" profile allows), the SNI
-/// resolver, `alpn` in order, and session tickets from `ticketer`.
+/// The suites (AEAD only, ECDHE only: what Mozilla's "intermediate" profile
+/// allows) in the order the server picks from: AES-128-GCM first in each
+/// version, as in Mozilla's lists. OpenSSL clients list AES-256-GCM first,
+/// whose TLS 1.3 suite runs its key schedule on SHA-384; SHA-256 runs on the
+/// CPU's SHA extensions, SHA-512 has none (with ring on an AMD CPU, following
+/// the client's order cost a resumed handshake 12% of its CPU: see
+/// docs/performance.md).
+fn cipher_suites() -> Vec<rustls::SupportedCipherSuite> {
+    use rustls::crypto::aws_lc_rs::cipher_suite as cs;
+    vec![
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ]
+}
+
+/// The rustls server config: TLS 1.3 and 1.2 with [`cipher_suites`] in the
+/// server's order, the SNI resolver, `alpn` in order, and session tickets
+/// from `ticketer`.
 pub fn server_config(
     loaded: &[Loaded],
     alpn: &[String],
     ticketer: Arc<dyn rustls::server::ProducesTickets>,
 ) -> Result<Arc<ServerConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::CryptoProvider {
+        cipher_suites: cipher_suites(),
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    });
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS versions: {e}"))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver::new(loaded)));
     cfg.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    // Every suite offered is strong; the cheapest one wins.
+    cfg.ignore_client_order = true;
     cfg.ticketer = ticketer;
     // Session IDs (TLS 1.2 without tickets) stay per process.
     cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);

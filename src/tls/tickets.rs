@@ -15,8 +15,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM, NONCE_LEN};
-use ring::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use rustls::server::ProducesTickets;
 
 /// How long a ticket is offered for (a hint to clients; rotate keys to end it).
@@ -152,7 +152,7 @@ pub fn per_process() -> Result<Arc<dyn ProducesTickets>, String> {
     if let Some(k) = KEYS.get() {
         return Ok(k.clone());
     }
-    let k = rustls::crypto::ring::Ticketer::new()
+    let k = rustls::crypto::aws_lc_rs::Ticketer::new()
         .map_err(|e| format!("cannot make session-ticket keys: {e}"))?;
     Ok(KEYS.get_or_init(|| k).clone())
 }

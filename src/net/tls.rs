@@ -1,0 +1,406 @@
+//! A client connection on the `[tls]` listener: rustls' server session over
+//! the socket, with the handshake and the sending driven here rather than by
+//! a generic stream adapter, so that what leaves in one `writev` is chosen:
+//!
+//! - writes only encrypt into the session; records go to the socket at a
+//!   flush, before a read waits, at the close, or when 64 KiB (rustls' buffer
+//!   limit) are waiting;
+//! - TLS 1.3's session tickets are not sent when the handshake ends but with
+//!   the first answer (or before the first wait for the request): a resumed
+//!   connection then makes one write for its tickets and its answer;
+//! - [`Deferred`] (HTTP/2): a flush sends nothing; the connection's task sends
+//!   everything once per wake-up ([`Deferred::poll_send`]), so the answers of
+//!   the streams that finished together leave in one write instead of one
+//!   each.
+//!
+//! Not for: certificates, keys and the server config (`crate::tls`).
+
+use std::io::{self, BufRead, IoSlice, Read, Write};
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
+
+use rustls::ServerConnection;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A TLS session and its socket.
+pub(crate) struct TlsConn {
+    sock: TcpStream,
+    session: ServerConnection,
+    /// The socket has reported its end.
+    eof: bool,
+    /// Flushes leave records waiting for [`Deferred::poll_send`].
+    deferred: bool,
+    /// A send failed: every later read and write fails the same way.
+    failed: Option<io::ErrorKind>,
+}
+
+impl std::fmt::Debug for TlsConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConn").finish_non_exhaustive()
+    }
+}
+
+/// The socket as rustls reads and writes it: "would block" once the runtime
+/// has been asked to wake the task. Through tokio's `poll_read`/`poll_write`,
+/// which also take a short read or write as the end of the socket's
+/// readiness, so the next try waits for epoll instead of failing first.
+struct Sock<'a, 'b> {
+    sock: &'a mut TcpStream,
+    cx: &'a mut Context<'b>,
+}
+
+fn would_block<T>(p: Poll<io::Result<T>>) -> io::Result<T> {
+    match p {
+        Poll::Ready(res) => res,
+        Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+    }
+}
+
+impl Read for Sock<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut rb = ReadBuf::new(buf);
+        would_block(Pin::new(&mut *self.sock).poll_read(self.cx, &mut rb))?;
+        Ok(rb.filled().len())
+    }
+}
+
+impl Write for Sock<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        would_block(Pin::new(&mut *self.sock).poll_write(self.cx, buf))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        would_block(Pin::new(&mut *self.sock).poll_write_vectored(self.cx, bufs))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl TlsConn {
+    /// Runs the server side of a handshake on `sock`.
+    pub(crate) async fn accept(
+        sock: TcpStream,
+        config: Arc<rustls::ServerConfig>,
+    ) -> io::Result<TlsConn> {
+        let session = ServerConnection::new(config).map_err(io::Error::other)?;
+        let mut tls = TlsConn {
+            sock,
+            session,
+            eof: false,
+            deferred: false,
+            failed: None,
+        };
+        std::future::poll_fn(|cx| tls.poll_handshake(cx)).await?;
+        Ok(tls)
+    }
+
+    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.session.is_handshaking() {
+            ready!(self.poll_send(cx))?;
+            if self.eof {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the client left during the TLS handshake",
+                )));
+            }
+            ready!(self.poll_fill(cx))?;
+        }
+        // TLS 1.2's last flight is due before the client may speak; TLS 1.3's
+        // tickets can wait for the answer.
+        if self.session.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            ready!(self.poll_send(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The session, for what the handshake settled (ALPN, resumption).
+    pub(crate) fn session(&self) -> &ServerConnection {
+        &self.session
+    }
+
+    pub(crate) fn socket(&self) -> &TcpStream {
+        &self.sock
+    }
+
+    /// Reads records from the socket once and decrypts them. What the session
+    /// has to send goes first when the read would wait (unless deferred: then
+    /// the connection's task sends it at the end of this wake-up).
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let mut sock = Sock {
+                sock: &mut self.sock,
+                cx,
+            };
+            match self.session.read_tls(&mut sock) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !self.deferred && self.session.wants_write() {
+                        // Pending here only means the socket is full; the read
+                        // waits either way, and a writable socket wakes us too.
+                        if let Poll::Ready(Err(e)) = self.poll_send(cx) {
+                            return Poll::Ready(Err(e));
+                        }
+                    }
+                    return Poll::Pending;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        if let Err(e) = self.session.process_new_packets() {
+            // The alert rustls queued, as far as the socket takes it now.
+            self.send_now();
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Sends every record the session holds; pending while the socket is full.
+    pub(crate) fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let res = self.poll_send_inner(cx);
+        if let Poll::Ready(Err(e)) = &res {
+            self.failed = Some(e.kind());
+        }
+        res
+    }
+
+    fn poll_send_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(kind) = self.failed {
+            return Poll::Ready(Err(kind.into()));
+        }
+        while self.session.wants_write() {
+            let mut sock = Sock {
+                sock: &mut self.sock,
+                cx,
+            };
+            match self.session.write_tls(&mut sock) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Sends what the socket takes now, without waiting: a last word.
+    pub(crate) fn send_now(&mut self) {
+        // Straight to the socket: tokio's try_write would not try a socket
+        // whose readiness it has not seen yet.
+        struct Now<'a>(&'a TcpStream);
+        impl Write for Now<'_> {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                super::send_iov(self.0.as_raw_fd(), &[IoSlice::new(buf)])
+            }
+            fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                super::send_iov(self.0.as_raw_fd(), bufs)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        while self.session.wants_write() {
+            match self.session.write_tls(&mut Now(&self.sock)) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+    }
+
+    /// Decrypted bytes into `buf`; 0 at the client's close_notify.
+    pub(crate) fn poll_read_plain(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Some(kind) = self.failed {
+            return Poll::Ready(Err(kind.into()));
+        }
+        loop {
+            // Copied out of the session's buffer into what `buf` has left,
+            // without first zeroing all of it (`initialize_unfilled`).
+            let mut reader = self.session.reader();
+            match reader.fill_buf() {
+                Ok(data) => {
+                    let n = data.len().min(buf.remaining());
+                    buf.put_slice(&data[..n]);
+                    reader.consume(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.eof {
+                        // rustls reports a close without close_notify itself;
+                        // this only guards against reading the socket again.
+                        return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            ready!(self.poll_fill(cx))?;
+        }
+    }
+
+    /// Encrypts `bufs` (one record for all of them, up to 16 KiB); sends
+    /// only when rustls' buffer is full.
+    pub(crate) fn poll_write_plain(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if let Some(kind) = self.failed {
+            return Poll::Ready(Err(kind.into()));
+        }
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Poll::Ready(Ok(0));
+        }
+        loop {
+            let n = self.session.writer().write_vectored(bufs)?;
+            if n > 0 {
+                return Poll::Ready(Ok(n));
+            }
+            ready!(self.poll_send(cx))?;
+        }
+    }
+
+    /// Encrypts `bytes` and sends what the socket takes now: a last word.
+    pub(crate) fn write_now(&mut self, bytes: &[u8]) {
+        let _ = self.session.writer().write_all(bytes);
+        self.send_now();
+    }
+
+    /// close_notify (RFC 8446 §6.1) after what the session holds, all sent.
+    pub(crate) fn poll_close_notify(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Queued once: rustls ignores a second call.
+        self.session.send_close_notify();
+        self.poll_send(cx)
+    }
+
+    /// close_notify (RFC 8446 §6.1), sent as far as the socket takes it now.
+    pub(crate) fn close_notify_now(&mut self) {
+        self.session.send_close_notify();
+        self.send_now();
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.get_mut().poll_read_plain(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_plain(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_plain(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.deferred {
+            return Poll::Ready(Ok(()));
+        }
+        this.poll_send(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.session.send_close_notify();
+        ready!(this.poll_send(cx))?;
+        match socket2::SockRef::from(&this.sock).shutdown(std::net::Shutdown::Write) {
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// A TLS connection whose flushes wait for its task's [`Deferred::poll_send`]
+/// (HTTP/2: hyper's connection owns one handle, the task that polls it the
+/// other). Both are used from that one task, so the lock is never contended.
+#[derive(Clone)]
+pub(crate) struct Deferred(Arc<Mutex<TlsConn>>);
+
+impl Deferred {
+    pub(crate) fn new(mut tls: TlsConn) -> Deferred {
+        tls.deferred = true;
+        Deferred(Arc::new(Mutex::new(tls)))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, TlsConn> {
+        // A panic while locked leaves a session that is closed anyway.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends everything written since the last call.
+    pub(crate) fn poll_send(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.lock().poll_send(cx)
+    }
+}
+
+impl AsyncRead for Deferred {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.lock().poll_read_plain(cx, buf)
+    }
+}
+
+impl AsyncWrite for Deferred {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.lock().poll_write_plain(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.lock().poll_write_plain(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.lock()).poll_shutdown(cx)
+    }
+}
