@@ -39,36 +39,7 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     // ([`ClientIo::quickack`]), so a client's Nagle does not wait on us.
     // After listen(), which resets the listener's ACK state.
     set_quickack(socket.as_raw_fd(), false)?;
-    // A connection is accepted once its first bytes are there (HTTP and TLS
-    // clients speak first), as nginx's `deferred` and HAProxy's `defer-accept`
-    // do: the read after the accept then finds the request instead of EAGAIN,
-    // and the socket needs no epoll registration to wait for it. A client
-    // silent for this long is accepted anyway and meets client-header.
-    set_defer_accept(socket.as_raw_fd(), true)?;
     TcpListener::from_std(socket.into())
-}
-
-/// TCP_DEFER_ACCEPT on a listener: on, a connection waits up to a second
-/// for its first bytes before it is accepted; off, it is accepted once its
-/// handshake completes (a planned handover turns it off, so every completed
-/// handshake shows in the accept queue it waits on).
-pub(crate) fn set_defer_accept(fd: RawFd, on: bool) -> std::io::Result<()> {
-    let secs: libc::c_int = on.into();
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `secs`.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&secs as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 /// A client socket read and written directly, and registered with the
@@ -446,51 +417,6 @@ mod tests {
         let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (s, _) = l.accept().await.unwrap();
         assert!(s.nodelay().unwrap(), "answers would wait for Nagle");
-    }
-
-    fn tcp_option(fd: RawFd, opt: libc::c_int) -> libc::c_int {
-        let mut v: libc::c_int = -1;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `v`.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                opt,
-                (&mut v as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
-        v
-    }
-
-    /// The listener defers accepts until a request's first bytes are there,
-    /// and a handover can turn that off and on again.
-    #[tokio::test]
-    async fn listener_defers_accept_until_data() {
-        let l = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
-        let fd = l.as_raw_fd();
-        assert!(
-            tcp_option(fd, libc::TCP_DEFER_ACCEPT) > 0,
-            "accepted before the request"
-        );
-        set_defer_accept(fd, false).unwrap();
-        assert_eq!(tcp_option(fd, libc::TCP_DEFER_ACCEPT), 0);
-        set_defer_accept(fd, true).unwrap();
-        assert!(tcp_option(fd, libc::TCP_DEFER_ACCEPT) > 0);
-        // A connection that sends its request is accepted with the request there.
-        let mut client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        std::io::Write::write_all(&mut client, b"GET / HTTP/1.1\r\n\r\n").unwrap();
-        let (s, _) = tokio::time::timeout(std::time::Duration::from_secs(5), l.accept())
-            .await
-            .expect("accepted once its data arrived")
-            .unwrap();
-        let mut buf = [0u8; 64];
-        let n = s
-            .try_read(&mut buf)
-            .expect("the request is there at the accept");
-        assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n\r\n");
     }
 
     fn quickack_on(fd: RawFd) -> bool {

@@ -155,16 +155,6 @@ impl Handover {
         // 1. New epoch; everything from now on closes after one response.
         let old = (self.epoch.fetch_add(1, Ordering::AcqRel) & 1) as usize;
         self.set_closing(true);
-        // A completed handshake whose request has not arrived yet waits unseen
-        // in the SYN queue while accepts are deferred, and would meet the new
-        // master: from now on one is accepted at once, and is counted. Those
-        // deferred before get their request in during the waits below.
-        for fd in [&self.listener_fd, &self.tls_listener_fd] {
-            let fd = fd.load(Ordering::Acquire);
-            if fd >= 0 {
-                let _ = crate::net::set_defer_accept(fd, false);
-            }
-        }
         // 2. Wait for the connections that were open to finish.
         let deadline = t0 + wait_bound;
         while self.by_epoch[old].load(Ordering::Acquire) > 0 && Instant::now() < deadline {
@@ -211,7 +201,6 @@ impl Handover {
             let fd = fd.load(Ordering::Acquire);
             if fd >= 0 {
                 let _ = set_syn_filter(fd, false);
-                let _ = crate::net::set_defer_accept(fd, true);
             }
         }
         self.set_closing(false);
