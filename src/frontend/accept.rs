@@ -87,7 +87,7 @@ pub async fn accept_loop(
             return;
         }
         let fast = if in_row < ACCEPT_BATCH {
-            listener.try_io(Interest::READABLE, |l| accept_one(l))
+            listener.try_io(Interest::READABLE, accept_one)
         } else {
             Err(io::ErrorKind::WouldBlock.into())
         };
