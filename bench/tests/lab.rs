@@ -469,6 +469,91 @@ fn tls_sweep_measures_each_balancer_over_tls() {
 }
 
 /// The CPU-cap cgroups (v1 or v2) a lab with this prefix still has.
+/// A bound soak: the client and both LB hosts run in CPU-capped groups, every node's floatlb
+/// is sampled into the CSV (fds and RSS, numbers, both nodes), the summary gives each node's
+/// first/last 5 minutes and slope, the load went through, and the cgroups go with the lab.
+#[test]
+fn bound_soak_samples_each_node_and_cleans_up() {
+    if !can_run("bound_soak_samples_each_node_and_cleans_up") {
+        return;
+    }
+    let pid = std::process::id();
+    let lab = LabGuard {
+        prefix: format!("flt{pid}sk-"),
+        csv: std::env::temp_dir().join(format!("floatlb-soak-test-{pid}.csv")),
+    };
+    let out = std::env::temp_dir().join(format!("floatlb-soak-test-{pid}"));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = lab.lab(&[
+        "drill",
+        "soak",
+        "--duration",
+        "40",
+        "--connections",
+        "20",
+        "--bound",
+        "50",
+        "--webs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let result = stdout
+        .lines()
+        .find(|l| l.starts_with("floatlb soak duration=40s bound=50:"))
+        .unwrap_or_else(|| panic!("no result line:\n{stdout}"));
+    let requests: u64 = result
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("wrk_requests="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(requests > 0, "no load went through: {result}");
+    for lb in ["lb1", "lb2"] {
+        assert!(
+            stdout.contains(&format!("{lb} rss_first5min_kib=")),
+            "no summary for {lb}:\n{stdout}"
+        );
+    }
+    for host in ["client", "lb1", "lb2"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{host} capped at 50%: held back in ")))
+            .unwrap_or_else(|| panic!("no cap line for {host}:\n{stdout}"));
+        // "... held back in T of P 100 ms periods": the group ran something.
+        let periods: u64 = line
+            .split_whitespace()
+            .nth(9)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(periods > 0, "{host}'s group never ran: {line}");
+    }
+    let csv_path = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "csv"))
+        .expect("a sample CSV");
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    assert!(csv.starts_with("elapsed_s,time,host,fds,rss_kib,"), "{csv}");
+    for lb in ["lb1", "lb2"] {
+        let rows: Vec<Vec<&str>> = csv
+            .lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|r| r.get(2) == Some(&lb))
+            .collect();
+        assert!(rows.len() >= 2, "fewer than 2 samples of {lb}:\n{csv}");
+        for r in &rows {
+            let fds: u64 = r[3].parse().unwrap_or(0);
+            let rss: u64 = r[4].parse().unwrap_or(0);
+            assert!(fds > 0 && rss > 0, "{lb}'s floatlb not measured:\n{csv}");
+        }
+    }
+    lab.lab(&["down"]);
+    assert_eq!(cgroups_of(&lab.prefix), 0, "cgroups left behind");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 fn cgroups_of(prefix: &str) -> usize {
     ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup"]
         .iter()

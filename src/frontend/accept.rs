@@ -4,13 +4,15 @@
 //! Accept errors such as EMFILE back off instead of spinning.
 
 use std::future::Future;
+use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::Interest;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore, TryAcquireError};
 
 use super::h1;
 use crate::net::{accept_one, is_resource_exhaustion, poll_listener, ClientIo};
@@ -65,35 +67,66 @@ pub async fn accept_loop(
     }
     let mut backoff = Duration::from_millis(10);
     let mut last_warn: Option<tokio::time::Instant> = None;
+    // Accepts made in a row without waiting: the connections' tasks run after
+    // this many at the latest.
+    const ACCEPT_BATCH: u32 = 16;
+    let mut in_row = 0u32;
     loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = stop.changed() => return,
-        };
-        let accepted = tokio::select! {
-            ready = listener.readable() => match ready {
-                Ok(mut guard) => match guard.try_io(|l| accept_one(l.get_ref())) {
-                    Ok(res) => res,
-                    Err(_would_block) => continue,
-                },
-                Err(e) => Err(e),
+        // While connections wait and permits are free, a permit and an accept
+        // are taken without building the futures the waits below need (two
+        // selects, a watch and a semaphore waiter per connection otherwise).
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(TryAcquireError::Closed) => return,
+            Err(TryAcquireError::NoPermits) => tokio::select! {
+                p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                _ = stop.changed() => return,
             },
-            new = rebind.recv() => {
-                if let Some(new) = new {
-                    match poll_listener(new) {
-                        Ok(new) => {
-                            tracing::info!(address = ?new.get_ref().local_addr().ok(), "listening on new address");
-                            if kind == Listener::Plain {
-                                shared.handover.set_listener_fd(new.as_raw_fd());
-                            }
-                            listener = new;
-                        }
-                        Err(e) => tracing::error!(error = %e, "cannot poll the new listening socket; keeping the old one"),
-                    }
+        };
+        if stop.has_changed().unwrap_or(true) {
+            return;
+        }
+        let fast = if in_row < ACCEPT_BATCH {
+            listener.try_io(Interest::READABLE, accept_one)
+        } else {
+            Err(io::ErrorKind::WouldBlock.into())
+        };
+        let accepted = match fast {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if in_row >= ACCEPT_BATCH {
+                    tokio::task::yield_now().await;
                 }
-                continue;
+                in_row = 0;
+                tokio::select! {
+                ready = listener.readable() => match ready {
+                    Ok(mut guard) => match guard.try_io(|l| accept_one(l.get_ref())) {
+                        Ok(res) => res,
+                        Err(_would_block) => continue,
+                    },
+                    Err(e) => Err(e),
+                },
+                new = rebind.recv() => {
+                    if let Some(new) = new {
+                        match poll_listener(new) {
+                            Ok(new) => {
+                                tracing::info!(address = ?new.get_ref().local_addr().ok(), "listening on new address");
+                                if kind == Listener::Plain {
+                                    shared.handover.set_listener_fd(new.as_raw_fd());
+                                }
+                                listener = new;
+                            }
+                            Err(e) => tracing::error!(error = %e, "cannot poll the new listening socket; keeping the old one"),
+                        }
+                    }
+                    continue;
+                }
+                _ = stop.changed() => return,
+                    }
             }
-            _ = stop.changed() => return,
+            res => {
+                in_row += 1;
+                res
+            }
         };
         match accepted {
             Ok((stream, peer)) => {

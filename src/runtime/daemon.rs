@@ -141,6 +141,8 @@ async fn serve(
     let limit = Arc::new(Semaphore::new(maxconn));
 
     tokio::spawn(health::supervise(shared.clone(), generation_rx));
+    // jemalloc hands freed pages back by itself (its dirty-page decay).
+    #[cfg(not(feature = "jemalloc"))]
     tokio::spawn(trim_memory());
     shared.stats.set_accepting(true);
     let accept = tokio::spawn(accept::accept_loop(
@@ -397,11 +399,12 @@ impl admin::AdminHooks for WorkerHooks {
     }
 }
 
-/// glibc keeps what a burst allocated (about 15 KiB per client connection: hyper's buffers
+/// Built without jemalloc (`--no-default-features`): glibc keeps what a burst allocated (about 15 KiB per client connection: hyper's buffers
 /// and the connection's task) in its arenas after the connections close, so RSS would stay
 /// at the burst's peak. Like HAProxy releasing its pools with malloc_trim, every 10 s the
 /// free memory of every arena goes back to the kernel (on a blocking thread: with a large,
 /// fragmented heap a trim takes a few milliseconds).
+#[cfg(not(feature = "jemalloc"))]
 async fn trim_memory() {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
