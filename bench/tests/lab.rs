@@ -64,6 +64,22 @@ struct LabGuard {
 }
 
 impl LabGuard {
+    /// A lab for one test: prefix `flt<pid><tag>-`, its own drills CSV.
+    fn new(tag: &str, name: &str) -> Self {
+        let pid = std::process::id();
+        LabGuard {
+            prefix: format!("flt{pid}{tag}-"),
+            csv: std::env::temp_dir().join(format!("floatlb-{name}-test-{pid}.csv")),
+        }
+    }
+
+    /// An empty output folder for the test's results.
+    fn out_dir(name: &str) -> PathBuf {
+        let out = std::env::temp_dir().join(format!("floatlb-{name}-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        out
+    }
+
     fn lab(&self, args: &[&str]) -> Output {
         let out = Command::new(workspace().join("vm-lab/lab"))
             .args(args)
@@ -133,11 +149,7 @@ fn node_down_and_graceful_move_the_vip_and_service_resumes() {
     if !can_run("node_down_and_graceful_move_the_vip_and_service_resumes") {
         return;
     }
-    let pid = std::process::id();
-    let lab = LabGuard {
-        prefix: format!("flt{pid}lab-"),
-        csv: std::env::temp_dir().join(format!("floatlb-lab-test-{pid}.csv")),
-    };
+    let lab = LabGuard::new("lab", "lab");
     lab.lab(&[
         "up", "--stack", "floatlb", "--advert", "10ms", "--webs", "2",
     ]);
@@ -196,13 +208,8 @@ fn smallest_sweep_runs_end_to_end_and_reports() {
     if !can_run("smallest_sweep_runs_end_to_end_and_reports") {
         return;
     }
-    let pid = std::process::id();
-    let lab = LabGuard {
-        prefix: format!("flt{pid}sw-"),
-        csv: std::env::temp_dir().join(format!("floatlb-sweep-test-{pid}.csv")),
-    };
-    let out = std::env::temp_dir().join(format!("floatlb-sweep-test-{pid}"));
-    let _ = std::fs::remove_dir_all(&out);
+    let lab = LabGuard::new("sw", "sweep");
+    let out = LabGuard::out_dir("sweep");
     let scenarios = ["single", "floatlb-rr", "haproxy-rr", "nginx-lc"];
     let o = lab.lab(&[
         "sweep",
@@ -343,13 +350,8 @@ fn bound_sweep_caps_every_balancer_and_cleans_up() {
     if !can_run("bound_sweep_caps_every_balancer_and_cleans_up") {
         return;
     }
-    let pid = std::process::id();
-    let lab = LabGuard {
-        prefix: format!("flt{pid}bd-"),
-        csv: std::env::temp_dir().join(format!("floatlb-bound-test-{pid}.csv")),
-    };
-    let out = std::env::temp_dir().join(format!("floatlb-bound-test-{pid}"));
-    let _ = std::fs::remove_dir_all(&out);
+    let lab = LabGuard::new("bd", "bound");
+    let out = LabGuard::out_dir("bound");
     let o = lab.lab(&[
         "sweep",
         "--quick",
@@ -416,13 +418,8 @@ fn tls_sweep_measures_each_balancer_over_tls() {
     if !can_run("tls_sweep_measures_each_balancer_over_tls") {
         return;
     }
-    let pid = std::process::id();
-    let lab = LabGuard {
-        prefix: format!("flt{pid}tl-"),
-        csv: std::env::temp_dir().join(format!("floatlb-tls-test-{pid}.csv")),
-    };
-    let out = std::env::temp_dir().join(format!("floatlb-tls-test-{pid}"));
-    let _ = std::fs::remove_dir_all(&out);
+    let lab = LabGuard::new("tl", "tls");
+    let out = LabGuard::out_dir("tls");
     lab.lab(&[
         "sweep",
         "--tls",
@@ -477,13 +474,8 @@ fn bound_soak_samples_each_node_and_cleans_up() {
     if !can_run("bound_soak_samples_each_node_and_cleans_up") {
         return;
     }
-    let pid = std::process::id();
-    let lab = LabGuard {
-        prefix: format!("flt{pid}sk-"),
-        csv: std::env::temp_dir().join(format!("floatlb-soak-test-{pid}.csv")),
-    };
-    let out = std::env::temp_dir().join(format!("floatlb-soak-test-{pid}"));
-    let _ = std::fs::remove_dir_all(&out);
+    let lab = LabGuard::new("sk", "soak");
+    let out = LabGuard::out_dir("soak");
     let o = lab.lab(&[
         "drill",
         "soak",
@@ -573,11 +565,7 @@ fn process_drills_keep_the_vip_and_replace_the_worker() {
     if !can_run("process_drills_keep_the_vip_and_replace_the_worker") {
         return;
     }
-    let pid = std::process::id();
-    let lab = LabGuard {
-        prefix: format!("flt{pid}pd-"),
-        csv: std::env::temp_dir().join(format!("floatlb-process-test-{pid}.csv")),
-    };
+    let lab = LabGuard::new("pd", "process");
     let conns = 20;
     for kind in ["crash-worker", "upgrade"] {
         let out = lab.lab(&[

@@ -238,13 +238,8 @@ async fn serve(
             t.abort();
         }
         shared.handover.close_connections();
-        let deadline = tokio::time::Instant::now() + shared.live.load().config.timeouts.handover;
-        while shared.stats.connections_active.load(Ordering::Relaxed) > 0
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let left = shared.stats.connections_active.load(Ordering::Relaxed);
+        let bound = shared.live.load().config.timeouts.handover;
+        let left = connections_closed_within(&shared, bound).await;
         if left > 0 {
             tracing::warn!(
                 connections = left,
@@ -284,13 +279,7 @@ async fn serve(
     if let Some(a) = tls_accept {
         let _ = a.await;
     }
-    let deadline = tokio::time::Instant::now() + drain;
-    while shared.stats.connections_active.load(Ordering::Relaxed) > 0
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let left = shared.stats.connections_active.load(Ordering::Relaxed);
+    let left = connections_closed_within(&shared, drain).await;
     if left > 0 {
         tracing::warn!(
             connections = left,
@@ -304,6 +293,23 @@ async fn serve(
     admin::finish_answers().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Waits until every client connection has closed or `bound` has passed;
+/// returns how many are still open.
+async fn connections_closed_within(shared: &Shared, bound: Duration) -> u64 {
+    let open = || {
+        shared
+            .stats
+            .connections_active
+            .load(Ordering::Relaxed)
+            .max(0) as u64
+    };
+    let deadline = tokio::time::Instant::now() + bound;
+    while open() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    open()
 }
 
 /// Requests being served by backends now, over the live backend set.
