@@ -1913,20 +1913,34 @@ fn ipv6_stale_vip_is_removed_by_release_and_by_restart() {
 }
 
 /// The link-local address of a host's eth0.
+/// The host's link-local address, once duplicate address detection is done
+/// with it (a tentative address cannot be bound or sent from).
 fn link_local(lab: &Lab, host: &str) -> String {
-    let out = lab
-        .exec(host)
-        .args([
-            "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.split_whitespace()
-        .find(|w| w.starts_with("fe80:"))
-        .and_then(|w| w.split('/').next())
-        .unwrap_or_else(|| panic!("no link-local address on {host}: {text}"))
-        .to_string()
+    let start = std::time::Instant::now();
+    loop {
+        let out = lab
+            .exec(host)
+            .args([
+                "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text.lines().find(|l| l.contains(" fe80:"));
+        if let Some(line) = line.filter(|l| !l.contains("tentative")) {
+            return line
+                .split_whitespace()
+                .find(|w| w.starts_with("fe80:"))
+                .and_then(|w| w.split('/').next())
+                .expect("the line has a fe80: address")
+                .to_string();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no usable link-local address on {host}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Unicast IPv6 adverts (for segments without multicast): each node names
