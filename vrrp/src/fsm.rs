@@ -618,6 +618,17 @@ mod tests {
         f
     }
 
+    /// A master of priority 150 whose tracking has a weight of 60.
+    fn weighted_master(t0: Instant) -> Fsm {
+        let mut c = cfg(150);
+        c.track_weight = Some(60);
+        let mut f = Fsm::new(c);
+        f.handle(t0, Input::Startup);
+        f.handle(t0, Input::Timer(Timer::MasterDown));
+        assert_eq!(f.state(), State::Master);
+        f
+    }
+
     fn master(priority: u8, t0: Instant) -> Fsm {
         let mut f = backup(priority, t0);
         f.handle(t0, Input::Timer(Timer::MasterDown));
@@ -1001,12 +1012,7 @@ mod tests {
         // out of the election even though its track-weight would only lower
         // the priority; lifting it returns to Backup (§6.4.2 entry).
         let t0 = Instant::now();
-        let mut c = cfg(150);
-        c.track_weight = Some(60);
-        let mut f = Fsm::new(c);
-        f.handle(t0, Input::Startup);
-        f.handle(t0, Input::Timer(Timer::MasterDown));
-        assert_eq!(f.state(), State::Master);
+        let mut f = weighted_master(t0);
         let a = f.handle(t0, Input::Fault { on: true });
         assert_eq!(f.state(), State::Fault);
         assert!(a.contains(&Action::SendAdvert { priority: 0 }) && a.contains(&Action::RemoveVips));
@@ -1079,12 +1085,7 @@ mod tests {
     fn link_down_is_fault_even_with_track_weight() {
         // keepalived's interface tracking: no link, no VIP, whatever the weights say.
         let t0 = Instant::now();
-        let mut c = cfg(150);
-        c.track_weight = Some(60);
-        let mut f = Fsm::new(c);
-        f.handle(t0, Input::Startup);
-        f.handle(t0, Input::Timer(Timer::MasterDown));
-        assert_eq!(f.state(), State::Master);
+        let mut f = weighted_master(t0);
         let a = f.handle(t0, Input::Link { up: false });
         assert_eq!(f.state(), State::Fault);
         assert!(a.contains(&Action::RemoveVips));
