@@ -486,22 +486,28 @@ fn master_reclaims_the_vip_after_a_lower_priority_master_appears() {
     });
     // A backup that stalled took over for a moment: its GARP moved the client
     // to its MAC, and its advert (priority 100) reaches the real master.
+    // lb1's own burst of GARPs may still be in the client's receive backlog on
+    // a loaded machine (CI once saw it overwrite the entry set here): let it
+    // land, then set the entry until it reads back.
+    std::thread::sleep(Duration::from_millis(300));
     let lb2_mac = lab.mac("lb2");
-    let status = std::process::Command::new("ip")
-        .args([
-            "-n",
-            &lab.ns("client"),
-            "neigh",
-            "replace",
-            VIP,
-            "lladdr",
-            &lb2_mac,
-        ])
-        .args(["dev", "eth0", "nud", "stale"])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert_eq!(lab.neigh_mac("client", VIP), Some(lb2_mac));
+    lab.wait_for("client ARP on lb2", Duration::from_secs(3), || {
+        let status = std::process::Command::new("ip")
+            .args([
+                "-n",
+                &lab.ns("client"),
+                "neigh",
+                "replace",
+                VIP,
+                "lladdr",
+                &lb2_mac,
+            ])
+            .args(["dev", "eth0", "nud", "stale"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        lab.neigh_mac("client", VIP).as_deref() == Some(lb2_mac.as_str())
+    });
     let lb2_ip = Ipv4Addr::new(198, 18, 0, 4);
     let advert = Advert {
         vrid: 51,
