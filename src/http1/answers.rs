@@ -52,8 +52,7 @@ pub fn local(status: StatusCode, text: &str, http10: bool, keep_alive: bool) -> 
 /// `transfer-encoding: chunked` when the body is re-framed, the connection's fate.
 pub fn relayed_head(head: &Head, http10: bool, chunked: bool, keep_alive: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    status_line(&mut out, http10, head.status, head.reason());
-    fields(&mut out, head);
+    head.write_start(&mut out, http10);
     if !head.has_date {
         date_header(&mut out);
     }
@@ -69,8 +68,7 @@ pub fn relayed_head(head: &Head, http10: bool, chunked: bool, keep_alive: bool) 
 /// 9110 §7.8), with `connection: upgrade`.
 pub fn switched_head(head: &Head) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    status_line(&mut out, false, head.status, head.reason());
-    fields(&mut out, head);
+    head.write_start(&mut out, false);
     out.extend_from_slice(b"connection: upgrade\r\n\r\n");
     out
 }
@@ -113,15 +111,6 @@ pub fn https_location(host: &str, tls_port: u16, target: &str) -> String {
 /// The Strict-Transport-Security field (RFC 6797 §6.1) for `max_age` seconds.
 pub fn hsts_field(max_age: u64) -> Vec<u8> {
     format!("strict-transport-security: max-age={max_age}\r\n").into_bytes()
-}
-
-fn fields(out: &mut Vec<u8>, head: &Head) {
-    for (name, value) in head.fields() {
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
 }
 
 /// The status line in the client's version.

@@ -57,6 +57,38 @@ pub fn connection_tokens(value: &[u8]) -> impl Iterator<Item = ConnectionToken<'
         })
 }
 
+/// The bytes of a reg-name (RFC 3986 §3.2.2: unreserved, pct-encoded's `%`,
+/// sub-delims), one entry per byte value: a table, as every request's Host is
+/// checked.
+static REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        b += 1;
+    }
+    t
+};
+
 /// RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without a
 /// Host header, and to any request with more than one Host line or a Host value
 /// that is not `uri-host [ ":" port ]` (RFC 3986 §3.2.2; empty is allowed).
@@ -99,27 +131,7 @@ pub fn check_host<'a>(
             None => (value, None),
         },
     };
-    let reg_name_ok = host.iter().all(|&b| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'%'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            )
-    });
+    let reg_name_ok = host.iter().all(|&b| REG_NAME[usize::from(b)]);
     if !reg_name_ok || !port.is_none_or(|p| p.iter().all(u8::is_ascii_digit)) {
         return Err("invalid Host header");
     }

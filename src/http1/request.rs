@@ -108,9 +108,10 @@ fn bad(reason: &'static str) -> Parse {
 
 /// Parses a request head from `buf` and prepares the backend's head.
 pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(buf) {
+    // Not initialised first: the parser writes the fields it finds.
+    let mut headers = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parse::Partial,
         Err(httparse::Error::TooManyHeaders) => {
@@ -148,7 +149,9 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
     };
     let http10 = version == 0;
 
+    let (xff, xfp) = (fwd.xff, fwd.xfp);
     let mut hosts = 0;
+    let mut host_values: [Option<&[u8]>; 2] = [None, None];
     let mut close = false;
     let mut keep_alive_token = false;
     let mut content_length: Option<u64> = None;
@@ -161,24 +164,43 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
     let mut forwarded_for: Option<&[u8]> = None;
     let mut upgrade_value: Option<&[u8]> = None;
     let mut upgrade_token = false;
-    for h in req.headers.iter() {
+    // The fields the backend does not get, one bit each, decided in the same
+    // pass by the name (its length first): hop-by-hop ones, the framing and
+    // Expect fields, the forwarding fields floatlb writes itself, a Host the
+    // target's authority replaces. Those a Connection header names are left
+    // out when the head is written (a Connection line may come after them).
+    let mut dropped: u128 = 0;
+    const _: () = assert!(MAX_HEADERS <= 128);
+    for (i, h) in req.headers.iter().enumerate() {
         let name = h.name.as_bytes();
-        match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
+        let drop = match name.len() {
+            2 => name.eq_ignore_ascii_case(b"te"),
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                if hosts < 2 {
+                    host_values[hosts] = Some(h.value);
+                }
+                hosts += 1;
+                authority.is_some()
+            }
             6 if name.eq_ignore_ascii_case(b"expect") => {
                 // RFC 9110 §10.1.1: only 100-continue is defined; others are dropped.
                 expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+                true
             }
             7 if name.eq_ignore_ascii_case(b"upgrade") => {
                 if upgrade_value.is_some() {
                     return bad("more than one Upgrade header");
                 }
                 upgrade_value = Some(h.value);
+                true
             }
+            7 => name.eq_ignore_ascii_case(b"trailer"),
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
                 te_lines += 1;
                 te_chunked = h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+                true
             }
+            17 => xfp && name.eq_ignore_ascii_case(b"x-forwarded-proto"),
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 // RFC 9112 §6.3: digits only; lines that disagree are a smuggling attempt.
                 let v = h.value.trim_ascii();
@@ -190,6 +212,7 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
                     return bad("conflicting Content-Length values");
                 }
                 content_length = Some(n);
+                true
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
                 for token in fields::connection_tokens(h.value) {
@@ -208,12 +231,17 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
                         }
                     }
                 }
+                true
             }
+            10 => name.eq_ignore_ascii_case(b"keep-alive"),
             15 if name.eq_ignore_ascii_case(b"x-forwarded-for") => {
                 forwarded_for = forwarded_for.or(Some(h.value));
+                xff
             }
-            _ => {}
-        }
+            16 => name.eq_ignore_ascii_case(b"proxy-connection"),
+            _ => false,
+        };
+        dropped |= u128::from(drop) << i;
     }
     // RFC 9112 §6.1 and §6.3: the body's framing must be unambiguous.
     if let (Some(n), max) = (content_length, fwd.max_body) {
@@ -245,12 +273,7 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
         }
     };
     // RFC 9112 §3.2: one valid Host, required in HTTP/1.1.
-    let host_values = req
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("host"))
-        .map(|h| h.value);
-    if let Err(reason) = fields::check_host(host_values, http10) {
+    if let Err(reason) = fields::check_host(host_values.into_iter().flatten(), http10) {
         return bad(reason);
     }
     // RFC 9110 §7.8: Upgrade counts only when Connection lists it, never in
@@ -263,32 +286,47 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
             .any(|l| l.eq_ignore_ascii_case(name))
     };
 
-    let (xff, xfp) = (fwd.xff, fwd.xfp);
     let mut out = Vec::with_capacity(head_len + 80);
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     let target_at = (out.len(), out.len() + path.len());
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for h in req.headers.iter() {
+    let any_listed = n_listed > 0;
+    let base = buf.as_ptr() as usize;
+    // The run of the client's lines to copy next, as they are: a line already
+    // in the `name: value` form it would be written in.
+    let mut run = 0..0;
+    for (i, h) in req.headers.iter().enumerate() {
         let name = h.name.as_bytes();
         // Host stays whatever Connection names (RFC 9110 §7.6.1: a connection
         // option never names a field meant for every recipient).
-        if fields::is_hop_by_hop(name)
-            || (listed_name(name) && !name.eq_ignore_ascii_case(b"host"))
-            || name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"expect")
-            || (authority.is_some() && name.eq_ignore_ascii_case(b"host"))
-            || (xff && name.eq_ignore_ascii_case(b"x-forwarded-for"))
-            || (xfp && name.eq_ignore_ascii_case(b"x-forwarded-proto"))
+        if dropped & (1 << i) != 0
+            || (any_listed && listed_name(name) && !name.eq_ignore_ascii_case(b"host"))
         {
             continue;
         }
+        let ns = name.as_ptr() as usize - base;
+        let ne = ns + name.len();
+        let vs = h.value.as_ptr() as usize - base;
+        let ve = vs + h.value.len();
+        if vs == ne + 2 && buf.get(ne..vs) == Some(b": ") && buf.get(ve..ve + 2) == Some(b"\r\n") {
+            if run.end == ns && !run.is_empty() {
+                run.end = ve + 2;
+            } else {
+                out.extend_from_slice(&buf[run]);
+                run = ns..ve + 2;
+            }
+            continue;
+        }
+        out.extend_from_slice(&buf[run]);
+        run = 0..0;
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(&buf[run]);
     if let Some(authority) = authority {
         // RFC 9112 §3.2.2: the target's authority replaces any Host sent.
         out.extend_from_slice(b"host: ");

@@ -53,6 +53,53 @@ impl Head {
         })
     }
 
+    /// Appends the status line in the client's version and the fields passed
+    /// on, as `name: value` lines. What the backend sent in exactly that form
+    /// (the usual case) is copied as it is, each run of such lines at once.
+    pub fn write_start(&self, out: &mut Vec<u8>, http10: bool) {
+        let raw = &self.raw[..];
+        let version: &[u8] = if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " };
+        let (rs, re) = (self.reason.0 as usize, self.reason.1 as usize);
+        // The run of bytes to copy next, as they are.
+        let mut run = 0..0;
+        if raw.starts_with(version)
+            && raw.get(9..12) == Some(self.status.as_str().as_bytes())
+            && raw.get(12) == Some(&b' ')
+            && (rs == 13 || (rs, re) == (0, 0) && raw.get(13..15) == Some(b"\r\n"))
+            && raw.get(13 + re.saturating_sub(rs)..15 + re.saturating_sub(rs)) == Some(b"\r\n")
+        {
+            run = 0..15 + re.saturating_sub(rs);
+        } else {
+            out.extend_from_slice(version);
+            out.extend_from_slice(self.status.as_str().as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(self.reason());
+            out.extend_from_slice(b"\r\n");
+        }
+        for f in &self.fields {
+            let [ns, ne, vs, ve] = f.map(|x| x as usize);
+            if vs == ne + 2
+                && raw.get(ne..vs) == Some(b": ")
+                && raw.get(ve..ve + 2) == Some(b"\r\n")
+            {
+                if run.end == ns && !run.is_empty() {
+                    run.end = ve + 2;
+                } else {
+                    out.extend_from_slice(&raw[run]);
+                    run = ns..ve + 2;
+                }
+                continue;
+            }
+            out.extend_from_slice(&raw[run]);
+            run = 0..0;
+            out.extend_from_slice(&raw[ns..ne]);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&raw[vs..ve]);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(&raw[run]);
+    }
+
     /// Attaches the head's bytes (what [`parse_response`] read, `len` bytes).
     pub fn attach(&mut self, raw: Bytes) {
         self.raw = raw;
@@ -84,9 +131,14 @@ pub fn parse_response(
     head_request: bool,
     upgrade: bool,
 ) -> Result<Option<Parsed>, String> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut r = httparse::Response::new(&mut headers);
-    let n = match r.parse(buf) {
+    // Not initialised first: the parser writes the fields it finds.
+    let mut headers = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut r = httparse::Response::new(&mut []);
+    let n = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut r,
+        buf,
+        &mut headers,
+    ) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(e.to_string()),
@@ -112,37 +164,54 @@ pub fn parse_response(
     let mut keep_alive = false;
     let mut names_listed = false;
     let mut has_date = false;
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+    // One pass: each field is sorted by its name (its length first) and kept
+    // unless hop-by-hop; the rare heads whose other fields depend on the
+    // whole head (a Connection list, Transfer-Encoding, a 101) are sorted
+    // again below.
+    let mut fields = Vec::with_capacity(r.headers.len());
     for h in r.headers.iter() {
         let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"date") {
-            has_date = true;
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            let v = std::str::from_utf8(h.value)
-                .ok()
-                .map(str::trim)
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| "invalid Content-Length".to_string())?;
-            if length.is_some_and(|l| l != v) {
-                return Err("conflicting Content-Length".into());
+        let hop = match name.len() {
+            4 if name.eq_ignore_ascii_case(b"date") => {
+                has_date = true;
+                false
             }
-            length = Some(v);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            has_te = true;
-            // Only the last coding decides; `chunked` anywhere else is invalid.
-            chunked = h
-                .value
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in connection_tokens(h.value) {
-                match token {
-                    ConnectionToken::Close => close = true,
-                    ConnectionToken::KeepAlive => keep_alive = true,
-                    ConnectionToken::Name(_) => names_listed = true,
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                let v =
+                    content_length(h.value).ok_or_else(|| "invalid Content-Length".to_string())?;
+                if length.is_some_and(|l| l != v) {
+                    return Err("conflicting Content-Length".into());
                 }
+                length = Some(v);
+                false
             }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                has_te = true;
+                // Only the last coding decides; `chunked` anywhere else is invalid.
+                chunked = h
+                    .value
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                true
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in connection_tokens(h.value) {
+                    match token {
+                        ConnectionToken::Close => close = true,
+                        ConnectionToken::KeepAlive => keep_alive = true,
+                        ConnectionToken::Name(_) => names_listed = true,
+                    }
+                }
+                true
+            }
+            _ => is_hop_by_hop(name),
+        };
+        if !hop {
+            let (ns, vs) = (at(name), at(h.value));
+            fields.push([ns, ns + name.len() as u32, vs, vs + h.value.len() as u32]);
         }
     }
     let mut reusable = match version {
@@ -176,22 +245,22 @@ pub fn parse_response(
         reusable = false;
         Framing::Close
     };
-    let base = buf.as_ptr() as usize;
-    let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-    let mut fields = Vec::with_capacity(r.headers.len());
-    for h in r.headers.iter() {
-        let name = h.name.as_bytes();
-        // A 101 keeps its Upgrade (the protocol switched to) for the client.
-        let kept_upgrade = switched && name.eq_ignore_ascii_case(b"upgrade");
-        if !kept_upgrade
-            && (is_hop_by_hop(name)
-                || (has_te && name.eq_ignore_ascii_case(b"content-length"))
-                || (names_listed && listed_in_connection(r.headers, name)))
-        {
-            continue;
+    if switched || has_te || names_listed {
+        fields.clear();
+        for h in r.headers.iter() {
+            let name = h.name.as_bytes();
+            // A 101 keeps its Upgrade (the protocol switched to) for the client.
+            let kept_upgrade = switched && name.eq_ignore_ascii_case(b"upgrade");
+            if !kept_upgrade
+                && (is_hop_by_hop(name)
+                    || (has_te && name.eq_ignore_ascii_case(b"content-length"))
+                    || (names_listed && listed_in_connection(r.headers, name)))
+            {
+                continue;
+            }
+            let (ns, vs) = (at(name), at(h.value));
+            fields.push([ns, ns + name.len() as u32, vs, vs + h.value.len() as u32]);
         }
-        let (ns, vs) = (at(name), at(h.value));
-        fields.push([ns, ns + name.len() as u32, vs, vs + h.value.len() as u32]);
     }
     let reason = r.reason.map_or((0, 0), |t| {
         let s = at(t.as_bytes());
@@ -206,6 +275,21 @@ pub fn parse_response(
         fields,
     };
     Ok(Some(Parsed::Head(head, n, framing, reusable)))
+}
+
+/// A Content-Length value: digits only (RFC 9112 §6.3), white space around
+/// them allowed, at most `u64::MAX`.
+fn content_length(value: &[u8]) -> Option<u64> {
+    let v = value.trim_ascii();
+    if v.is_empty() {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &d| {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// Whether a Connection header among `headers` names `name` (RFC 9110 §7.6.1).
