@@ -236,6 +236,10 @@ impl Upstream {
         upgrade: bool,
     ) -> Result<Option<(Head, Framing, bool)>, SendError> {
         loop {
+            if self.buf.is_empty() {
+                // Nothing of the answer yet (a request was just sent).
+                return Ok(None);
+            }
             match parse_response(&self.buf, head_request, upgrade).map_err(SendError::Malformed)? {
                 Some(Parsed::Informational(n)) => self.buf.advance(n),
                 Some(Parsed::Head(mut head, n, framing, keep_alive)) => {

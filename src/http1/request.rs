@@ -169,8 +169,7 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
     // Expect fields, the forwarding fields floatlb writes itself, a Host the
     // target's authority replaces. Those a Connection header names are left
     // out when the head is written (a Connection line may come after them).
-    let mut dropped: u128 = 0;
-    const _: () = assert!(MAX_HEADERS <= 128);
+    let mut dropped = [false; MAX_HEADERS];
     for (i, h) in req.headers.iter().enumerate() {
         let name = h.name.as_bytes();
         let drop = match name.len() {
@@ -241,7 +240,7 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
             16 => name.eq_ignore_ascii_case(b"proxy-connection"),
             _ => false,
         };
-        dropped |= u128::from(drop) << i;
+        dropped[i] = drop;
     }
     // RFC 9112 §6.1 and §6.3: the body's framing must be unambiguous.
     if let (Some(n), max) = (content_length, fwd.max_body) {
@@ -301,9 +300,7 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
         let name = h.name.as_bytes();
         // Host stays whatever Connection names (RFC 9110 §7.6.1: a connection
         // option never names a field meant for every recipient).
-        if dropped & (1 << i) != 0
-            || (any_listed && listed_name(name) && !name.eq_ignore_ascii_case(b"host"))
-        {
+        if dropped[i] || (any_listed && listed_name(name) && !name.eq_ignore_ascii_case(b"host")) {
             continue;
         }
         let ns = name.as_ptr() as usize - base;
