@@ -21,6 +21,7 @@
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -29,7 +30,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use http::StatusCode;
 use tokio::sync::{watch, OwnedSemaphorePermit};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::backend::upstream::{BodySource, Head, UpstreamBody};
 use crate::http1::answers::{self, CONTINUE_100};
@@ -222,7 +223,7 @@ pub(crate) fn serve<'a>(io: &'a mut ClientIo, conn: &'a Conn) -> impl Future<Out
 
             // The request is answered in a future of its own, boxed: a connection
             // that waits for its next request then holds only what waiting takes.
-            match Box::pin(answer(io, &mut buf, req, snap, conn)).await {
+            match Box::pin(answer(io, &mut buf, req, snap, conn, timer.as_mut())).await {
                 After::Next => {}
                 After::Close => return,
             }
@@ -253,6 +254,7 @@ async fn answer(
     req: Prepared,
     snap: Arc<Snapshot>,
     conn: &Conn,
+    timer: Pin<&mut Sleep>,
 ) -> After {
     let (peer, shared, shutdown) = (conn.peer, &conn.shared, &conn.shutdown);
     if !io.is_tls() {
@@ -281,6 +283,8 @@ async fn answer(
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     let (answer, body_read) = if req.body == BodyFraming::None {
         let mut outgoing = outgoing(&req, Body::None);
+        // The connection's timer, idle while its request is answered.
+        outgoing.timer = Some(timer);
         (
             proxy::exchange(&mut outgoing, shared, peer, &snap).await,
             true,
@@ -409,6 +413,7 @@ fn outgoing<'a>(req: &'a Prepared, body: Body<'a>) -> Outgoing<'a> {
         head_request: req.head_request,
         upgrade: req.upgrade,
         body,
+        timer: None,
     }
 }
 

@@ -256,6 +256,7 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Re
         // HTTP/2 has no Upgrade (RFC 9113 §8.6).
         upgrade: false,
         body,
+        timer: None,
     };
     let answer = proxy::exchange(&mut outgoing, shared, peer, &snap).await;
     let took = started.elapsed();

@@ -13,13 +13,17 @@
 pub mod handover;
 pub mod state;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
+use tokio::time::Sleep;
 
 use crate::backend::upstream::{BodySource, Head, SendError, UpstreamBody};
 use crate::backend::{BackendState, ConnectError};
@@ -41,6 +45,9 @@ pub struct Outgoing<'a> {
     /// connection into a tunnel.
     pub upgrade: bool,
     pub body: Body<'a>,
+    /// A timer of the caller's for the server timeout, reset here, so that a
+    /// request takes no timer of its own (None: one is made).
+    pub timer: Option<Pin<&'a mut Sleep>>,
 }
 
 /// A request's body, framed for the backend.
@@ -138,10 +145,29 @@ pub async fn exchange(
                     Body::Whole(b) => *b,
                     _ => &[][..],
                 };
-                let send = conn.send(head, whole, req.head_request, req.upgrade);
-                match tokio::time::timeout(server, send).await {
-                    Ok(sent) => sent.map(|(head, body)| (head, body, true)),
-                    Err(_) => Err(SendError::Timeout),
+                let sent = match req.timer.as_mut() {
+                    Some(timer) => {
+                        // `tokio::time::timeout` on a timer that already exists.
+                        let mut timer = timer.as_mut();
+                        timer.as_mut().reset(tokio::time::Instant::now() + server);
+                        let mut send =
+                            std::pin::pin!(conn.send(head, whole, req.head_request, req.upgrade));
+                        std::future::poll_fn(|cx| {
+                            if let Poll::Ready(out) = send.as_mut().poll(cx) {
+                                return Poll::Ready(Some(out));
+                            }
+                            timer.as_mut().poll(cx).map(|()| None)
+                        })
+                        .await
+                    }
+                    None => {
+                        let send = conn.send(head, whole, req.head_request, req.upgrade);
+                        tokio::time::timeout(server, send).await.ok()
+                    }
+                };
+                match sent {
+                    Some(sent) => sent.map(|(head, body)| (head, body, true)),
+                    None => Err(SendError::Timeout),
                 }
             }
         };
