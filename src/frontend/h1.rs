@@ -251,7 +251,7 @@ enum After {
 async fn answer(
     io: &mut ClientIo,
     buf: &mut BytesMut,
-    req: Prepared,
+    mut req: Prepared,
     snap: Arc<Snapshot>,
     conn: &Conn,
     timer: Pin<&mut Sleep>,
@@ -353,7 +353,11 @@ async fn answer(
                 // An answer before the request's end: the client's connection
                 // holds the rest of a body nobody reads; it ends here.
                 let keep_alive = keep_alive && whole;
-                let out = write_answer(io, &head, &mut body, req.http10, keep_alive, hsts).await;
+                // The request's head buffer, sent by now, takes the answer's.
+                let mut out = std::mem::take(&mut req.out);
+                out.clear();
+                let out =
+                    write_answer(io, out, &head, &mut body, req.http10, keep_alive, hsts).await;
                 backend.release(&mut body);
                 out
             }
@@ -654,6 +658,7 @@ async fn write_local(
 /// Returns (status, body length if known, connection reusable).
 async fn write_answer(
     io: &mut ClientIo,
+    mut out: Vec<u8>,
     head: &Head,
     body: &mut UpstreamBody,
     http10: bool,
@@ -666,7 +671,7 @@ async fn write_answer(
         None if keep_alive && !http10 => (true, true),
         None => (false, false),
     };
-    let mut out = answers::relayed_head(head, http10, chunked, keep_alive);
+    answers::relayed_head_into(&mut out, head, http10, chunked, keep_alive);
     if hsts > 0 {
         // Before the blank line that ends the head.
         let end = out.len() - 2;

@@ -52,16 +52,27 @@ pub fn local(status: StatusCode, text: &str, http10: bool, keep_alive: bool) -> 
 /// `transfer-encoding: chunked` when the body is re-framed, the connection's fate.
 pub fn relayed_head(head: &Head, http10: bool, chunked: bool, keep_alive: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    head.write_start(&mut out, http10);
+    relayed_head_into(&mut out, head, http10, chunked, keep_alive);
+    out
+}
+
+/// [`relayed_head`], appended to `out` (a buffer used again).
+pub fn relayed_head_into(
+    out: &mut Vec<u8>,
+    head: &Head,
+    http10: bool,
+    chunked: bool,
+    keep_alive: bool,
+) {
+    head.write_start(out, http10);
     if !head.has_date {
-        date_header(&mut out);
+        date_header(out);
     }
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
-    connection_header(&mut out, http10, keep_alive);
+    connection_header(out, http10, keep_alive);
     out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// A 101 Switching Protocols as the backend sent it (its Upgrade kept, RFC

@@ -89,6 +89,16 @@ static REG_NAME: [bool; 256] = {
     t
 };
 
+/// A Connection value that is one `close` or `keep-alive` and nothing else
+/// (as most are), recognised without splitting it; None for any other.
+pub fn sole_connection_token(value: &[u8]) -> Option<ConnectionToken<'static>> {
+    match value.len() {
+        10 if value.eq_ignore_ascii_case(b"keep-alive") => Some(ConnectionToken::KeepAlive),
+        5 if value.eq_ignore_ascii_case(b"close") => Some(ConnectionToken::Close),
+        _ => None,
+    }
+}
+
 /// RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without a
 /// Host header, and to any request with more than one Host line or a Host value
 /// that is not `uri-host [ ":" port ]` (RFC 3986 §3.2.2; empty is allowed).
@@ -225,6 +235,9 @@ mod tests {
         let tokens: Vec<_> = connection_tokens(b" Keep-Alive, ,x-Hop ,CLOSE,").collect();
         assert_eq!(tokens, [KeepAlive, Name(b"x-Hop"), Close]);
         assert_eq!(connection_tokens(b"").count(), 0);
+        assert_eq!(sole_connection_token(b"Keep-Alive"), Some(KeepAlive));
+        assert_eq!(sole_connection_token(b"CLOSE"), Some(Close));
+        assert_eq!(sole_connection_token(b"close, x"), None);
     }
 
     #[test]

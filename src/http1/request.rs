@@ -214,19 +214,27 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
                 true
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
-                for token in fields::connection_tokens(h.value) {
-                    match token {
-                        ConnectionToken::Close => close = true,
-                        ConnectionToken::KeepAlive => keep_alive_token = true,
-                        ConnectionToken::Name(name) if name.eq_ignore_ascii_case(b"upgrade") => {
-                            upgrade_token = true
-                        }
-                        ConnectionToken::Name(name) if n_listed == listed.len() => {
-                            listed_more.push(name)
-                        }
-                        ConnectionToken::Name(name) => {
-                            listed[n_listed] = name;
-                            n_listed += 1;
+                match fields::sole_connection_token(h.value) {
+                    Some(ConnectionToken::Close) => close = true,
+                    Some(ConnectionToken::KeepAlive) => keep_alive_token = true,
+                    _ => {
+                        for token in fields::connection_tokens(h.value) {
+                            match token {
+                                ConnectionToken::Close => close = true,
+                                ConnectionToken::KeepAlive => keep_alive_token = true,
+                                ConnectionToken::Name(name)
+                                    if name.eq_ignore_ascii_case(b"upgrade") =>
+                                {
+                                    upgrade_token = true
+                                }
+                                ConnectionToken::Name(name) if n_listed == listed.len() => {
+                                    listed_more.push(name)
+                                }
+                                ConnectionToken::Name(name) => {
+                                    listed[n_listed] = name;
+                                    n_listed += 1;
+                                }
+                            }
                         }
                     }
                 }
@@ -285,7 +293,8 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
             .any(|l| l.eq_ignore_ascii_case(name))
     };
 
-    let mut out = Vec::with_capacity(head_len + 80);
+    // Room for the answer's head too: the buffer is used again for it.
+    let mut out = Vec::with_capacity((head_len + 80).max(512));
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     let target_at = (out.len(), out.len() + path.len());

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{StatusCode, Version};
 
 use super::body::{Chunk, Framing};
-use super::fields::{connection_tokens, is_hop_by_hop, ConnectionToken};
+use super::fields::{connection_tokens, is_hop_by_hop, sole_connection_token, ConnectionToken};
 
 /// Most fields in an answer head.
 const MAX_HEADERS: usize = 100;
@@ -198,11 +198,17 @@ pub fn parse_response(
                 true
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
-                for token in connection_tokens(h.value) {
-                    match token {
-                        ConnectionToken::Close => close = true,
-                        ConnectionToken::KeepAlive => keep_alive = true,
-                        ConnectionToken::Name(_) => names_listed = true,
+                match sole_connection_token(h.value) {
+                    Some(ConnectionToken::Close) => close = true,
+                    Some(ConnectionToken::KeepAlive) => keep_alive = true,
+                    _ => {
+                        for token in connection_tokens(h.value) {
+                            match token {
+                                ConnectionToken::Close => close = true,
+                                ConnectionToken::KeepAlive => keep_alive = true,
+                                ConnectionToken::Name(_) => names_listed = true,
+                            }
+                        }
                     }
                 }
                 true
