@@ -411,6 +411,39 @@ fn idle_keepalive_outlives_client_header_timeout() {
     assert!(conns.contains("\"connections_active\":1"), "{conns}");
 }
 
+/// A connection's one timer serves its waits and its requests' server
+/// timeouts, moved only to earlier deadlines: each deadline must still hold
+/// on a connection that has served requests (a 504 on the second request, a
+/// 408 on a head after an answer, and an idle wait that outlives a server
+/// timeout set before it).
+#[test]
+fn deadlines_hold_on_a_connection_that_served_requests() {
+    let a = TestBackend::start("a");
+    let lb = Floatlb::start(&format!(
+        "[timeouts]\nserver = \"300ms\"\nclient-header = \"300ms\"\nidle = \"3s\"\n{}",
+        backend_tables(&[(&a, 1)])
+    ));
+    let mut c = KeepAlive::new(lb.addr);
+    assert_eq!(c.get("/").unwrap().0, 200);
+    // Past the first request's server timeout: the idle connection stays.
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(c.get("/").unwrap().0, 200);
+    // The second request's server timeout is earlier than the idle deadline
+    // (a 504, not the backend's 200 after 3 s).
+    let (status, _, body) = c.get("/slow?ms=3000").unwrap();
+    assert_eq!(status, 504, "{body:?}");
+
+    // A head cut short after an answer gets its 408 at client-header.
+    let mut s = TcpStream::connect(lb.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
+    assert!(out.contains("HTTP/1.1 408"), "{out:?}");
+}
+
 #[test]
 fn large_bodies_stream_with_bounded_memory() {
     let a = TestBackend::start("a");

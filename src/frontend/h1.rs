@@ -160,56 +160,76 @@ pub(crate) fn serve<'a>(io: &'a mut ClientIo, conn: &'a Conn) -> impl Future<Out
                         return;
                     }
                 }
-                let res = match poll_fn(|cx| Poll::Ready(io.poll_recv(cx, &mut buf, READ_SIZE)))
-                    .await
-                {
-                    Poll::Ready(res) => res,
-                    Poll::Pending => {
-                        // Nothing to read yet: wait for bytes, a deadline, a drain or a handover.
-                        let idle = buf.is_empty() && idle_since.is_some();
-                        let deadline = match idle_since {
-                            Some(since) if idle => {
-                                if draining || (closing && since.elapsed() >= IDLE_CLOSE) {
+                let res =
+                    match poll_fn(|cx| Poll::Ready(io.poll_recv(cx, &mut buf, READ_SIZE))).await {
+                        Poll::Ready(res) => res,
+                        Poll::Pending => {
+                            // Nothing to read yet: wait for bytes, a deadline, a drain or a handover.
+                            let idle = buf.is_empty() && idle_since.is_some();
+                            let deadline = match idle_since {
+                                Some(since) if idle => {
+                                    if draining || (closing && since.elapsed() >= IDLE_CLOSE) {
+                                        return;
+                                    }
+                                    let mut at = since + conn.limits().idle;
+                                    if closing {
+                                        at = at.min(since + IDLE_CLOSE);
+                                    }
+                                    at
+                                }
+                                _ => {
+                                    if draining && buf.is_empty() {
+                                        return;
+                                    }
+                                    head_deadline
+                                }
+                            };
+                            if buf.is_empty() {
+                                // An idle connection holds no buffer.
+                                buf = BytesMut::new();
+                            }
+                            // The timer is moved only to an earlier deadline: one
+                            // that fires early (left by a shorter wait, or by a
+                            // request's server timeout) is moved on when it does.
+                            // Moving a set timer takes it out of tokio's wheel and
+                            // back in; most waits then move nothing.
+                            if timer.is_elapsed() || deadline < timer.deadline() {
+                                if timer.is_elapsed() && deadline <= timer.deadline() {
+                                    // It fired at or after this deadline: time is up.
+                                    if !idle {
+                                        conn.shared
+                                            .stats
+                                            .client_timeouts
+                                            .fetch_add(1, Ordering::Relaxed);
+                                        let text = answers::error_text(
+                                            StatusCode::REQUEST_TIMEOUT,
+                                            "request head not received",
+                                        );
+                                        io.send_now(&answers::local(
+                                            StatusCode::REQUEST_TIMEOUT,
+                                            &text,
+                                            false,
+                                            false,
+                                        ));
+                                    }
                                     return;
                                 }
-                                let mut at = since + conn.limits().idle;
-                                if closing {
-                                    at = at.min(since + IDLE_CLOSE);
-                                }
-                                at
+                                timer.as_mut().reset(deadline);
                             }
-                            _ => {
-                                if draining && buf.is_empty() {
-                                    return;
+                            tokio::select! {
+                                biased;
+                                res = poll_fn(|cx| io.poll_recv(cx, &mut buf, READ_SIZE)) => res,
+                                // Judged above, against the deadline of now.
+                                () = &mut timer => continue,
+                                () = &mut woken => {
+                                    woken.set(conn.shared.handover.woken());
+                                    draining = *conn.shutdown.borrow();
+                                    closing = conn.shared.handover.closing();
+                                    continue;
                                 }
-                                head_deadline
-                            }
-                        };
-                        if buf.is_empty() {
-                            // An idle connection holds no buffer.
-                            buf = BytesMut::new();
-                        }
-                        timer.as_mut().reset(deadline);
-                        tokio::select! {
-                            biased;
-                            res = poll_fn(|cx| io.poll_recv(cx, &mut buf, READ_SIZE)) => res,
-                            () = &mut timer => {
-                                if !idle {
-                                    conn.shared.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
-                                    let text = answers::error_text(StatusCode::REQUEST_TIMEOUT, "request head not received");
-                                    io.send_now(&answers::local(StatusCode::REQUEST_TIMEOUT, &text, false, false));
-                                }
-                                return;
-                            }
-                            () = &mut woken => {
-                                woken.set(conn.shared.handover.woken());
-                                draining = *conn.shutdown.borrow();
-                                closing = conn.shared.handover.closing();
-                                continue;
                             }
                         }
-                    }
-                };
+                    };
                 match res {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {

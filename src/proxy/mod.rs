@@ -147,16 +147,27 @@ pub async fn exchange(
                 };
                 let sent = match req.timer.as_mut() {
                     Some(timer) => {
-                        // `tokio::time::timeout` on a timer that already exists.
+                        // `tokio::time::timeout` on a timer that already exists,
+                        // moved only to an earlier deadline (as the connection's
+                        // waits do): one that fires early is moved on then.
                         let mut timer = timer.as_mut();
-                        timer.as_mut().reset(tokio::time::Instant::now() + server);
+                        let deadline = tokio::time::Instant::now() + server;
+                        if timer.is_elapsed() || deadline < timer.deadline() {
+                            timer.as_mut().reset(deadline);
+                        }
                         let mut send =
                             std::pin::pin!(conn.send(head, whole, req.head_request, req.upgrade));
                         std::future::poll_fn(|cx| {
                             if let Poll::Ready(out) = send.as_mut().poll(cx) {
                                 return Poll::Ready(Some(out));
                             }
-                            timer.as_mut().poll(cx).map(|()| None)
+                            loop {
+                                std::task::ready!(timer.as_mut().poll(cx));
+                                if timer.deadline() >= deadline {
+                                    return Poll::Ready(None);
+                                }
+                                timer.as_mut().reset(deadline);
+                            }
                         })
                         .await
                     }
