@@ -5,6 +5,7 @@
 
 /// The hop-by-hop fields every message loses on the way through (RFC 9110
 /// §7.6.1), lower case; every name is 2, 7, 10, 16 or 17 bytes long.
+#[cfg(test)]
 const HOP_BY_HOP: [&[u8]; 7] = [
     b"connection",
     b"keep-alive",
@@ -15,10 +16,55 @@ const HOP_BY_HOP: [&[u8]; 7] = [
     b"upgrade",
 ];
 
-/// Whether a header name (in any case) is hop-by-hop ([`HOP_BY_HOP`]).
+/// Whether `name` is `lower` (written in lower case) in any case. Four or
+/// eight bytes at a time: a byte matches when it equals `lower`'s with the
+/// case bit (0x20) set where `lower` has a letter, so only letters may
+/// differ, and only in case. Inlined with a literal `lower`, its words and
+/// masks are constants.
+#[inline(always)]
+pub fn is_name(name: &[u8], lower: &[u8]) -> bool {
+    let n = lower.len();
+    if name.len() != n {
+        return false;
+    }
+    fn mask_of(lower: &[u8]) -> u64 {
+        lower.iter().enumerate().fold(0, |m, (i, b)| {
+            m | (u64::from(b.is_ascii_lowercase()) * 0x20) << (8 * i)
+        })
+    }
+    let w8 = |s: &[u8], at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let w4 = |s: &[u8], at: usize| {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&s[at..at + 4]);
+        u64::from(u32::from_le_bytes(b))
+    };
+    let eq8 = |at: usize| w8(name, at) | mask_of(&lower[at..at + 8]) == w8(lower, at);
+    let eq4 = |at: usize| w4(name, at) | mask_of(&lower[at..at + 4]) == w4(lower, at);
+    match n {
+        0..4 => name.eq_ignore_ascii_case(lower),
+        4..8 => eq4(0) && eq4(n - 4),
+        8..=16 => eq8(0) && eq8(n - 8),
+        17..=24 => eq8(0) && eq8(8) && eq8(n - 8),
+        _ => name.eq_ignore_ascii_case(lower),
+    }
+}
+
+/// Whether a header name (in any case) is hop-by-hop (RFC 9110 §7.6.1):
+/// Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
+/// Upgrade.
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    matches!(name.len(), 2 | 7 | 10 | 16 | 17)
-        && HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+    match name.len() {
+        2 => is_name(name, b"te"),
+        7 => is_name(name, b"trailer") || is_name(name, b"upgrade"),
+        10 => is_name(name, b"connection") || is_name(name, b"keep-alive"),
+        16 => is_name(name, b"proxy-connection"),
+        17 => is_name(name, b"transfer-encoding"),
+        _ => false,
+    }
 }
 
 /// Methods a request may be sent again with (RFC 9110 §9.2.2), when its
@@ -93,8 +139,8 @@ static REG_NAME: [bool; 256] = {
 /// (as most are), recognised without splitting it; None for any other.
 pub fn sole_connection_token(value: &[u8]) -> Option<ConnectionToken<'static>> {
     match value.len() {
-        10 if value.eq_ignore_ascii_case(b"keep-alive") => Some(ConnectionToken::KeepAlive),
-        5 if value.eq_ignore_ascii_case(b"close") => Some(ConnectionToken::Close),
+        10 if is_name(value, b"keep-alive") => Some(ConnectionToken::KeepAlive),
+        5 if is_name(value, b"close") => Some(ConnectionToken::Close),
         _ => None,
     }
 }
@@ -238,6 +284,44 @@ mod tests {
         assert_eq!(sole_connection_token(b"Keep-Alive"), Some(KeepAlive));
         assert_eq!(sole_connection_token(b"CLOSE"), Some(Close));
         assert_eq!(sole_connection_token(b"close, x"), None);
+    }
+
+    #[test]
+    fn names_match_in_any_case_and_nothing_else() {
+        let names: [&[u8]; 8] = [
+            b"te",
+            b"host",
+            b"expect",
+            b"connection",
+            b"content-length",
+            b"x-forwarded-for",
+            b"transfer-encoding",
+            b"a-name-of-twenty-four-b",
+        ];
+        let mut next = crate::test_util::xorshift(0x9e37_79b9_7f4a_7c15);
+        for lower in names {
+            assert!(is_name(lower, lower));
+            assert!(is_name(&lower.to_ascii_uppercase(), lower));
+            // Any one byte changed: equal only if it is the same letter in the other case.
+            for i in 0..lower.len() {
+                for b in 0..=255u8 {
+                    let mut other = lower.to_vec();
+                    other[i] = b;
+                    assert_eq!(
+                        is_name(&other, lower),
+                        other.eq_ignore_ascii_case(lower),
+                        "{:?} {:?}",
+                        other,
+                        lower
+                    );
+                }
+            }
+            for _ in 0..200 {
+                let other: Vec<u8> = (0..lower.len()).map(|_| next(256) as u8).collect();
+                assert_eq!(is_name(&other, lower), other.eq_ignore_ascii_case(lower));
+            }
+            assert!(!is_name(&lower[1..], lower));
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use http::StatusCode;
 
-use super::fields::{self, ConnectionToken, IpText};
+use super::fields::{self, is_name, ConnectionToken, IpText};
 
 /// Most fields in a request head.
 pub const MAX_HEADERS: usize = 100;
@@ -173,34 +173,34 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
     for (i, h) in req.headers.iter().enumerate() {
         let name = h.name.as_bytes();
         let drop = match name.len() {
-            2 => name.eq_ignore_ascii_case(b"te"),
-            4 if name.eq_ignore_ascii_case(b"host") => {
+            2 => is_name(name, b"te"),
+            4 if is_name(name, b"host") => {
                 if hosts < 2 {
                     host_values[hosts] = Some(h.value);
                 }
                 hosts += 1;
                 authority.is_some()
             }
-            6 if name.eq_ignore_ascii_case(b"expect") => {
+            6 if is_name(name, b"expect") => {
                 // RFC 9110 §10.1.1: only 100-continue is defined; others are dropped.
                 expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
                 true
             }
-            7 if name.eq_ignore_ascii_case(b"upgrade") => {
+            7 if is_name(name, b"upgrade") => {
                 if upgrade_value.is_some() {
                     return bad("more than one Upgrade header");
                 }
                 upgrade_value = Some(h.value);
                 true
             }
-            7 => name.eq_ignore_ascii_case(b"trailer"),
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            7 => is_name(name, b"trailer"),
+            17 if is_name(name, b"transfer-encoding") => {
                 te_lines += 1;
                 te_chunked = h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
                 true
             }
-            17 => xfp && name.eq_ignore_ascii_case(b"x-forwarded-proto"),
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            17 => xfp && is_name(name, b"x-forwarded-proto"),
+            14 if is_name(name, b"content-length") => {
                 // RFC 9112 §6.3: digits only; lines that disagree are a smuggling attempt.
                 let v = h.value.trim_ascii();
                 if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
@@ -213,7 +213,7 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
                 content_length = Some(n);
                 true
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            10 if is_name(name, b"connection") => {
                 match fields::sole_connection_token(h.value) {
                     Some(ConnectionToken::Close) => close = true,
                     Some(ConnectionToken::KeepAlive) => keep_alive_token = true,
@@ -222,9 +222,7 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
                             match token {
                                 ConnectionToken::Close => close = true,
                                 ConnectionToken::KeepAlive => keep_alive_token = true,
-                                ConnectionToken::Name(name)
-                                    if name.eq_ignore_ascii_case(b"upgrade") =>
-                                {
+                                ConnectionToken::Name(name) if is_name(name, b"upgrade") => {
                                     upgrade_token = true
                                 }
                                 ConnectionToken::Name(name) if n_listed == listed.len() => {
@@ -240,12 +238,12 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
                 }
                 true
             }
-            10 => name.eq_ignore_ascii_case(b"keep-alive"),
-            15 if name.eq_ignore_ascii_case(b"x-forwarded-for") => {
+            10 => is_name(name, b"keep-alive"),
+            15 if is_name(name, b"x-forwarded-for") => {
                 forwarded_for = forwarded_for.or(Some(h.value));
                 xff
             }
-            16 => name.eq_ignore_ascii_case(b"proxy-connection"),
+            16 => is_name(name, b"proxy-connection"),
             _ => false,
         };
         dropped[i] = drop;
@@ -309,7 +307,7 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
         let name = h.name.as_bytes();
         // Host stays whatever Connection names (RFC 9110 §7.6.1: a connection
         // option never names a field meant for every recipient).
-        if dropped[i] || (any_listed && listed_name(name) && !name.eq_ignore_ascii_case(b"host")) {
+        if dropped[i] || (any_listed && listed_name(name) && !is_name(name, b"host")) {
             continue;
         }
         let ns = name.as_ptr() as usize - base;

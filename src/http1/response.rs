@@ -7,7 +7,9 @@ use bytes::Bytes;
 use http::{StatusCode, Version};
 
 use super::body::{Chunk, Framing};
-use super::fields::{connection_tokens, is_hop_by_hop, sole_connection_token, ConnectionToken};
+use super::fields::{
+    connection_tokens, is_hop_by_hop, is_name, sole_connection_token, ConnectionToken,
+};
 
 /// Most fields in an answer head.
 const MAX_HEADERS: usize = 100;
@@ -174,11 +176,11 @@ pub fn parse_response(
     for h in r.headers.iter() {
         let name = h.name.as_bytes();
         let hop = match name.len() {
-            4 if name.eq_ignore_ascii_case(b"date") => {
+            4 if is_name(name, b"date") => {
                 has_date = true;
                 false
             }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            14 if is_name(name, b"content-length") => {
                 let v =
                     content_length(h.value).ok_or_else(|| "invalid Content-Length".to_string())?;
                 if length.is_some_and(|l| l != v) {
@@ -187,7 +189,7 @@ pub fn parse_response(
                 length = Some(v);
                 false
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            17 if is_name(name, b"transfer-encoding") => {
                 has_te = true;
                 // Only the last coding decides; `chunked` anywhere else is invalid.
                 chunked = h
@@ -197,7 +199,7 @@ pub fn parse_response(
                     .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
                 true
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            10 if is_name(name, b"connection") => {
                 match sole_connection_token(h.value) {
                     Some(ConnectionToken::Close) => close = true,
                     Some(ConnectionToken::KeepAlive) => keep_alive = true,
@@ -256,10 +258,10 @@ pub fn parse_response(
         for h in r.headers.iter() {
             let name = h.name.as_bytes();
             // A 101 keeps its Upgrade (the protocol switched to) for the client.
-            let kept_upgrade = switched && name.eq_ignore_ascii_case(b"upgrade");
+            let kept_upgrade = switched && is_name(name, b"upgrade");
             if !kept_upgrade
                 && (is_hop_by_hop(name)
-                    || (has_te && name.eq_ignore_ascii_case(b"content-length"))
+                    || (has_te && is_name(name, b"content-length"))
                     || (names_listed && listed_in_connection(r.headers, name)))
             {
                 continue;
