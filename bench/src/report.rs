@@ -323,6 +323,13 @@ pub fn best_peer_rows(rows: &[Row], sched: &str) -> Vec<Row> {
 /// least 0.95x).
 pub fn bound_lines(rows: &[Row]) -> String {
     let mut s = String::new();
+    // A run of a few 100 ms periods spends the cap's burst before the kernel throttles it:
+    // only the points every scenario ran for long enough are the balancers' own figures.
+    let short: Vec<&str> = labels(rows)
+        .into_iter()
+        .filter(|l| !held_by_cap(rows, l))
+        .collect();
+    let held = |load: &str| !short.contains(&load);
     for sched in ["rr", "lc"] {
         let ours = format!("floatlb-{sched}");
         let mut all: Vec<Row> = rows
@@ -342,6 +349,7 @@ pub fn bound_lines(rows: &[Row]) -> String {
             let part: Vec<Ratio> = r
                 .iter()
                 .filter(|x| x.post == post && ka.is_none_or(|k| keepalive(rows, &x.load) == k))
+                .filter(|x| held(&x.load))
                 .cloned()
                 .collect();
             let t = Targets {
@@ -356,7 +364,7 @@ pub fn bound_lines(rows: &[Row]) -> String {
     }
     let floor: Vec<Ratio> = ratios(rows, "floatlb-rr", "haproxy-tcp")
         .into_iter()
-        .filter(|x| !x.post && keepalive(rows, &x.load))
+        .filter(|x| !x.post && keepalive(rows, &x.load) && held(&x.load))
         .collect();
     let t = Targets {
         rps: Some(0.95),
@@ -365,7 +373,44 @@ pub fn bound_lines(rows: &[Row]) -> String {
     if let Some(line) = compare_line_as(&floor, t, "keep-alive GET (against the L4 floor)") {
         let _ = writeln!(s, "{line}");
     }
+    if !short.is_empty() {
+        let _ = writeln!(
+            s,
+            "left out of these lines, shorter than {HELD_SECONDS} s for some balancer (the cap \
+             does not hold a run that short): {}",
+            short.join(", ")
+        );
+    }
     s
+}
+
+/// How long every balancer's run at a point must last (median over rounds) for a bound
+/// sweep to judge it: ten of the cap's 100 ms periods.
+pub const HELD_SECONDS: f64 = 1.0;
+
+/// Whether every balancer (not the bare web server) ran at `load` for at least
+/// [`HELD_SECONDS`], so that its cap, not its burst, set its rate.
+fn held_by_cap(rows: &[Row], load: &str) -> bool {
+    let mut by: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.label == load && r.scenario != "single")
+    {
+        by.entry(r.scenario.as_str()).or_default().push(r);
+    }
+    by.values()
+        .all(|v| median(v, |r| r.seconds) >= HELD_SECONDS)
+}
+
+/// The load points' labels, in the order they first appear.
+fn labels(rows: &[Row]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for r in rows {
+        if !out.contains(&r.label.as_str()) {
+            out.push(&r.label);
+        }
+    }
+    out
 }
 
 /// Whether the points labelled `load` reuse connections.
@@ -516,20 +561,44 @@ mod tests {
     fn a_bound_sweep_is_judged_against_the_better_peer_per_point() {
         let ka = |sc: &str, rps: f64, us: f64| Row {
             keepalive: true,
+            seconds: 5.0,
             ..row(1, sc, "wrk -c 50", rps, us, 1.0, 0)
+        };
+        let one = |sc: &str, rps: f64, us: f64| Row {
+            seconds: 1.5,
+            ..row(1, sc, "ab -n 10000 -c 10", rps, us, 2.0, 0)
+        };
+        // A keep-alive point over in 0.2 s: the cap never held it, and nginx's burst
+        // would make floatlb look 0.5x; it must not reach the lines.
+        let short = |sc: &str, rps: f64, seconds: f64| Row {
+            keepalive: true,
+            seconds,
+            ..row(1, sc, "ab -n 2000 -c 10 -k", rps, 30.0, 1.0, 0)
         };
         let rows = vec![
             ka("floatlb-rr", 12000.0, 20.0),
             ka("haproxy-rr", 8000.0, 30.0),
             ka("nginx-rr", 10000.0, 25.0),
             ka("haproxy-tcp", 15000.0, 16.0),
-            row(1, "floatlb-rr", "ab -n 1000 -c 10", 6000.0, 40.0, 2.0, 0),
-            row(1, "haproxy-rr", "ab -n 1000 -c 10", 5000.0, 50.0, 2.0, 0),
-            row(1, "nginx-rr", "ab -n 1000 -c 10", 4000.0, 60.0, 2.0, 0),
+            one("floatlb-rr", 6000.0, 40.0),
+            one("haproxy-rr", 5000.0, 50.0),
+            one("nginx-rr", 4000.0, 60.0),
+            short("floatlb-rr", 10000.0, 0.2),
+            short("haproxy-rr", 8000.0, 0.25),
+            short("nginx-rr", 20000.0, 0.1),
+            short("haproxy-tcp", 20000.0, 0.1),
+            // The bare web server is not capped: its short run does not matter.
+            Row {
+                seconds: 0.1,
+                ..ka("single", 40000.0, 10.0)
+            },
         ];
         let best = best_peer_rows(&rows, "rr");
-        assert_eq!(best.len(), 2);
-        assert_eq!((best[0].rps, best[1].rps), (10000.0, 5000.0));
+        assert_eq!(best.len(), 3);
+        assert_eq!(
+            (best[0].rps, best[1].rps, best[2].rps),
+            (10000.0, 5000.0, 20000.0)
+        );
         let lines = bound_lines(&rows);
         assert!(
             lines.contains(
@@ -551,8 +620,12 @@ mod tests {
             lines.contains("floatlb-rr/haproxy-tcp keep-alive GET (against the L4 floor) over 1 load point (geometric mean of per-point medians): CPU per request 1.25x, req/s 0.80x (target >= 0.95: NOT met)"),
             "{lines}"
         );
+        assert!(
+            lines.contains("left out of these lines, shorter than 1 s for some balancer (the cap does not hold a run that short): ab -n 2000 -c 10 -k"),
+            "{lines}"
+        );
         // No least-connection scenarios, no POST points: no lines for them.
-        assert_eq!(lines.lines().count(), 3, "{lines}");
+        assert_eq!(lines.lines().count(), 4, "{lines}");
         let setup = [(BOUND_KEY.to_string(), "25%".to_string())];
         assert!(markdown(&rows, &[], &setup, &[]).contains("- floatlb-rr/best-rr keep-alive GET"));
         assert!(!markdown(&rows, &[], &[], &[]).contains("best-rr"));
