@@ -91,6 +91,7 @@ pub(crate) async fn serve(
         let res = loop {
             if streams.poll(cx) > 0 {
                 last = Instant::now();
+                streams.trim();
             }
             // Writes the frames the streams left, reads the client's.
             match conn.poll_accept(cx) {

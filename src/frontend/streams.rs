@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Wake, Waker};
 
+/// Slots an empty set keeps for the next streams ([`StreamSet::trim`]).
+const KEPT: usize = 16;
+
 /// Futures of one type, polled when woken.
 pub(crate) struct StreamSet<F> {
     slots: Vec<Slot<F>>,
@@ -116,6 +119,18 @@ impl<F: Future<Output = ()>> StreamSet<F> {
         self.slots[index].wake.wake_by_ref();
     }
 
+    /// With no future left, gives back the slots beyond the first [`KEPT`]: a
+    /// burst of streams does not keep its memory for the connection's life
+    /// (a slot holds a stream's whole future, about 2.7 KB), and a steady
+    /// load of up to [`KEPT`] streams at once allocates nothing.
+    pub(crate) fn trim(&mut self) {
+        if self.len == 0 && self.slots.len() > KEPT {
+            self.slots.truncate(KEPT);
+            self.free.clear();
+            self.free.extend(0..KEPT);
+        }
+    }
+
     /// Polls every future woken since the last call; returns how many finished.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> usize {
         {
@@ -127,7 +142,10 @@ impl<F: Future<Output = ()>> StreamSet<F> {
         }
         let mut finished = 0;
         for &i in &self.batch {
-            let slot = &mut self.slots[i];
+            // A waker of a slot [`StreamSet::trim`] dropped may still fire.
+            let Some(slot) = self.slots.get_mut(i) else {
+                continue;
+            };
             slot.wake.queued.store(false, Ordering::Release);
             let mut scx = Context::from_waker(&slot.waker);
             let Some(future) = slot.future.as_mut().as_pin_mut() else {
@@ -198,6 +216,25 @@ mod tests {
         // A new future takes a freed slot.
         set.push(make(0));
         assert_eq!(set.slots.len(), 2);
+        assert_eq!(set.poll(&mut cx), 1);
+        // Emptied after a burst, the set keeps KEPT slots; a stale waker of a
+        // dropped one is ignored.
+        for _ in 0..KEPT + 4 {
+            set.push(make(1));
+        }
+        assert_eq!(set.poll(&mut cx), 0);
+        let wakers: Vec<Waker> = parked.lock().unwrap().drain(..).collect();
+        for w in &wakers {
+            w.wake_by_ref();
+        }
+        assert_eq!(set.poll(&mut cx), KEPT + 4);
+        set.trim();
+        assert_eq!(set.slots.len(), KEPT);
+        for w in wakers {
+            w.wake();
+        }
+        assert_eq!(set.poll(&mut cx), 0);
+        set.push(make(0));
         assert_eq!(set.poll(&mut cx), 1);
     }
 }
