@@ -11,7 +11,8 @@
 //! - [`Deferred`] (HTTP/2): a flush sends nothing; the connection's task sends
 //!   everything once per wake-up ([`Deferred::poll_send`]), so the answers of
 //!   the streams that finished together leave in one write instead of one
-//!   each.
+//!   each; its writes are kept as plaintext until then and sealed together,
+//!   in as few records as they fit, instead of a record per write.
 //!
 //! Not for: certificates, keys and the server config (`crate::tls`).
 
