@@ -1,31 +1,33 @@
-//! HTTP/2 to clients (RFC 9113) on the TLS listener, through hyper's server.
+//! HTTP/2 to clients (RFC 9113) on the TLS listener, on the h2 crate.
 //! Each stream becomes an HTTP/1.1 request head that goes through the same
 //! preparation as a request read by the HTTP/1 engine
 //! ([`crate::http1::request::prepare`]: hop-by-hop fields, forwarding fields,
 //! limits), then the same [`proxy::exchange`] (balancing, retries, metrics),
 //! to a backend over the HTTP/1.1 pool. A request body is streamed as its
 //! DATA frames arrive (chunked to the backend when it has no length); the
-//! answer's body is streamed back the same way. A drain or handover sends
-//! GOAWAY (hyper's graceful shutdown): streams under way finish, new ones go
-//! to another connection.
+//! answer's body is streamed back the same way, as the client's window allows.
+//! The streams run inside the connection's task ([`StreamSet`]), and what
+//! they wrote leaves once per wake-up ([`Deferred`]): the answers of the
+//! streams that ended together share one write. A drain or handover sends
+//! GOAWAY: streams under way finish, new ones go to another connection.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream, SendStream};
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use tokio::sync::watch;
 
 use super::h1::budgeted;
+use super::streams::StreamSet;
 use crate::backend::upstream::{BodySource, UpstreamBody};
 use crate::http1::answers;
 use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse};
@@ -37,21 +39,19 @@ use crate::proxy::{self, Answer, Body, Failure, InFlight, Outgoing};
 /// Streams at once on one connection (nginx's default is 128, HAProxy's 100).
 const MAX_STREAMS: u32 = 128;
 
-/// Streams being answered on a connection, and when the last one ended: a
-/// connection with none for `timeouts.idle` is closed with GOAWAY, as an idle
-/// HTTP/1 keep-alive connection is closed.
-#[derive(Default)]
-struct Activity {
-    streams: AtomicUsize,
-    /// Milliseconds from the connection's start to its last stream's start or end.
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    fn touch(&self, since: Instant) {
-        self.last_ms
-            .store(since.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
+/// The h2 settings hyper's server used before this module drove h2 itself:
+/// windows of 1 MiB for a request body, 16 KiB frames, a 16 KiB header list,
+/// and at most 400 KiB of answer buffered per stream.
+fn settings() -> h2::server::Builder {
+    let mut b = h2::server::Builder::new();
+    b.initial_window_size(1 << 20)
+        .initial_connection_window_size(1 << 20)
+        .max_frame_size(16 << 10)
+        .max_header_list_size(16 << 10)
+        .max_local_error_reset_streams(Some(1024))
+        .max_send_buffer_size(400 << 10)
+        .max_concurrent_streams(MAX_STREAMS);
+    b
 }
 
 /// Serves HTTP/2 on a TLS connection until the client leaves or a drain,
@@ -62,75 +62,91 @@ pub(crate) async fn serve(
     shared: &Arc<Shared>,
     shutdown: &watch::Receiver<bool>,
 ) {
-    let started = Instant::now();
-    let activity = Arc::new(Activity::default());
-    let (svc_shared, svc_activity) = (shared.clone(), activity.clone());
-    let service = hyper::service::service_fn(move |req| {
-        let (shared, activity) = (svc_shared.clone(), svc_activity.clone());
-        async move {
-            activity.streams.fetch_add(1, Ordering::Relaxed);
-            activity.touch(started);
-            let resp = handle(req, peer, &shared).await;
-            activity.streams.fetch_sub(1, Ordering::Relaxed);
-            activity.touch(started);
-            Ok::<_, Infallible>(resp)
-        }
-    });
-    let mut builder =
-        hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
-    builder
-        .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(MAX_STREAMS);
     let tls = Deferred::new(tls);
-    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tls.clone()), service);
-    tokio::pin!(conn);
+    let idle_for = shared.live.load().config.timeouts.idle;
+    // The client's preface and SETTINGS, due within an idle period.
+    let handshake = settings().handshake::<_, Bytes>(tls.clone());
+    tokio::pin!(handshake);
+    let start = std::future::poll_fn(|cx| {
+        let res = handshake.as_mut().poll(cx);
+        send(&tls, cx);
+        res
+    });
+    let mut conn = match tokio::time::timeout(idle_for, start).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!(client = %peer, error = %e, "HTTP/2 handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut streams = StreamSet::new();
     let woken = shared.handover.woken();
     tokio::pin!(woken);
-    let mut going_away = false;
-    let idle = tokio::time::sleep(Duration::ZERO);
+    let idle = tokio::time::sleep(idle_for);
     tokio::pin!(idle);
-    loop {
-        let idle_for = shared.live.load().config.timeouts.idle;
-        let last = started + Duration::from_millis(activity.last_ms.load(Ordering::Relaxed));
-        let busy = activity.streams.load(Ordering::Relaxed) > 0;
-        let is_idle = !busy && last.elapsed() >= idle_for;
-        if !going_away && (*shutdown.borrow() || shared.handover.closing() || is_idle) {
-            // GOAWAY: streams under way finish, the client opens no new one here.
-            conn.as_mut().graceful_shutdown();
-            going_away = true;
-        }
-        // While a stream is answered, look again an idle period later.
-        let check_at = if busy { Instant::now() } else { last } + idle_for;
-        idle.as_mut().reset(check_at.into());
-        tokio::select! {
-            res = std::future::poll_fn(|cx| pump(conn.as_mut(), &tls, cx)) => {
-                if let Err(e) = res {
-                    tracing::debug!(client = %peer, error = %e, "HTTP/2 connection ended");
+    let mut last = Instant::now();
+    let mut going_away = false;
+    let res = std::future::poll_fn(|cx| {
+        let res = loop {
+            if streams.poll(cx) > 0 {
+                last = Instant::now();
+                streams.trim();
+            }
+            // Writes the frames the streams left, reads the client's.
+            match conn.poll_accept(cx) {
+                Poll::Ready(Some(Ok((req, respond)))) => {
+                    streams.push(stream(req, respond, peer, shared));
+                    continue;
                 }
-                return;
+                Poll::Ready(Some(Err(e))) => break Poll::Ready(Err(e)),
+                Poll::Ready(None) => break Poll::Ready(Ok(())),
+                Poll::Pending => {}
             }
-            () = &mut woken, if !going_away => {
+            if going_away {
+                break Poll::Pending;
+            }
+            let mut check = false;
+            if woken.as_mut().poll(cx).is_ready() {
                 woken.set(shared.handover.woken());
+                check = true;
             }
-            () = &mut idle, if !going_away => {}
-        }
+            if idle.as_mut().poll(cx).is_ready() {
+                check = true;
+            }
+            if !check {
+                break Poll::Pending;
+            }
+            let idle_for = shared.live.load().config.timeouts.idle;
+            let busy = streams.len() > 0;
+            let is_idle = !busy && last.elapsed() >= idle_for;
+            if *shutdown.borrow() || shared.handover.closing() || is_idle {
+                // GOAWAY: streams under way finish, the client opens no new one here.
+                conn.graceful_shutdown();
+                going_away = true;
+                continue;
+            }
+            // While a stream is answered, look again an idle period later.
+            let at = if busy { Instant::now() } else { last } + idle_for;
+            idle.as_mut().reset(at.into());
+        };
+        send(&tls, cx);
+        res
+    })
+    .await;
+    if let Err(e) = res {
+        tracing::debug!(client = %peer, error = %e, "HTTP/2 connection ended");
     }
 }
 
-/// Polls hyper's connection, then sends what it wrote meanwhile. hyper's
-/// flushes send nothing ([`Deferred`]): the answers of every stream that
-/// ended since the last wake-up leave in one write, instead of a write per
-/// DATA frame. A full socket wakes this task again when it drains; a failed
-/// send fails hyper's next read or write, so it is polled again at once.
-fn pump<F: Future>(conn: Pin<&mut F>, tls: &Deferred, cx: &mut Context<'_>) -> Poll<F::Output> {
-    let res = conn.poll(cx);
-    if res.is_pending() {
-        if let Poll::Ready(Err(e)) = tls.poll_send(cx) {
-            tracing::debug!(error = %e, "HTTP/2: sending failed");
-            cx.waker().wake_by_ref();
-        }
+/// Sends what was written during this wake-up. A full socket wakes the task
+/// again when it drains; a failed send fails h2's next read or write, so the
+/// task is polled again at once.
+fn send(tls: &Deferred, cx: &mut Context<'_>) {
+    if let Poll::Ready(Err(e)) = tls.poll_send(cx) {
+        tracing::debug!(error = %e, "HTTP/2: sending failed");
+        cx.waker().wake_by_ref();
     }
-    res
 }
 
 /// Fields that are about one connection and have no place in HTTP/2 or in
@@ -190,9 +206,53 @@ fn http1_head(parts: &http::request::Parts, has_body: bool) -> Vec<u8> {
     out
 }
 
-/// One stream: prepared, exchanged, answered; counted and logged as the
-/// HTTP/1 engine does.
-async fn handle(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Response<H2Body> {
+/// One stream, from its request to the last byte of its answer. A stream the
+/// client resets before its answer stops there (its exchange is dropped).
+async fn stream(
+    req: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    peer: SocketAddr,
+    shared: &Shared,
+) {
+    let work = handle(req, peer, shared);
+    tokio::pin!(work);
+    let answered = std::future::poll_fn(|cx| match work.as_mut().poll(cx) {
+        Poll::Ready(a) => Poll::Ready(Some(a)),
+        Poll::Pending => match respond.poll_reset(cx) {
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        },
+    })
+    .await;
+    let Some((head, mut reply)) = answered else {
+        tracing::debug!(client = %peer, "HTTP/2 stream reset by the client");
+        return;
+    };
+    let end = reply.is_end_stream();
+    let mut tx = match respond.send_response(head, end) {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::debug!(client = %peer, error = %e, "HTTP/2 answer not sent");
+            return;
+        }
+    };
+    if end {
+        return;
+    }
+    let mut waiting = None;
+    let piped = std::future::poll_fn(|cx| reply.poll_pipe(&mut tx, &mut waiting, cx));
+    if let Err(e) = piped.await {
+        tracing::debug!(client = %peer, error = %e, "HTTP/2 answer body failed");
+    }
+}
+
+/// One stream's request: prepared, exchanged; counted and logged as the
+/// HTTP/1 engine does. Returns the answer's head and its body to send.
+async fn handle(
+    req: Request<RecvStream>,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> (Response<()>, Reply) {
     let snap = shared.live.load_full();
     let cfg = &snap.config;
     let (parts, incoming) = req.into_parts();
@@ -261,7 +321,7 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Re
     let answer = proxy::exchange(&mut outgoing, shared, peer, &snap).await;
     let took = started.elapsed();
     let hsts = cfg.tls.as_ref().map_or(0, |t| t.hsts);
-    let (response, bytes) = match answer {
+    let ((response, reply), bytes) = match answer {
         Answer::Backend { head, .. } if head.status.is_informational() => {
             // Only a final answer ends an HTTP/2 stream (RFC 9113 §8.1); a 101 to
             // a request that asked for no upgrade is the backend's error.
@@ -293,16 +353,25 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Re
                     headers.append(http::header::STRICT_TRANSPORT_SECURITY, v);
                 }
             }
+            if !headers.contains_key(http::header::DATE) {
+                headers.insert(http::header::DATE, answers::date_value());
+            }
             let len = body.exact_len();
+            if let Some(n) = len.filter(|&n| n > 0) {
+                headers
+                    .entry(http::header::CONTENT_LENGTH)
+                    .or_insert_with(|| HeaderValue::from(n));
+            }
             let first = body.take_buffered();
-            let mut resp = Response::new(H2Body::Upstream {
+            let mut resp = Response::new(());
+            *resp.status_mut() = head.status;
+            *resp.headers_mut() = headers;
+            let reply = Reply::Upstream {
                 first,
                 body,
                 backend: Some(backend),
-            });
-            *resp.status_mut() = head.status;
-            *resp.headers_mut() = headers;
-            (resp, len)
+            };
+            ((resp, reply), len)
         }
         Answer::Local(f) => (local(&f), Some(f.text.len() as u64)),
         Answer::ClientFailed(e) => {
@@ -332,7 +401,7 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Re
             duration: took,
         });
     }
-    response
+    (response, reply)
 }
 
 /// Rewrites the Via line `prepare` added for an HTTP/1.1 head to say HTTP/2.
@@ -344,19 +413,25 @@ fn via_http2(out: &mut Vec<u8>) {
 }
 
 /// A local answer: its one-line text.
-fn local(f: &Failure) -> Response<H2Body> {
-    let mut resp = Response::new(H2Body::Full(Some(Bytes::from(f.text.clone()))));
+fn local(f: &Failure) -> (Response<()>, Reply) {
+    let mut resp = Response::new(());
     *resp.status_mut() = f.status;
-    resp.headers_mut().insert(
+    let headers = resp.headers_mut();
+    headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static(answers::ERROR_CONTENT_TYPE),
     );
-    resp
+    headers.insert(
+        http::header::CONTENT_LENGTH,
+        HeaderValue::from(f.text.len()),
+    );
+    headers.insert(http::header::DATE, answers::date_value());
+    (resp, Reply::Full(Some(Bytes::from(f.text.clone()))))
 }
 
 /// A stream's request body as the backend takes it.
 struct StreamBody {
-    incoming: Incoming,
+    incoming: RecvStream,
     chunked: bool,
     /// Body bytes still allowed (max-body-size).
     budget: u64,
@@ -374,17 +449,20 @@ impl BodySource for StreamBody {
                 }
                 return Poll::Ready(Ok(None));
             }
-            match ready!(Pin::new(&mut self.incoming).poll_frame(cx)) {
-                Some(Ok(f)) => {
-                    // Trailers are not passed on.
-                    let Ok(data) = f.into_data() else { continue };
+            match ready!(self.incoming.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // The client may send more as soon as this is taken.
+                    let _ = self.incoming.flow_control().release_capacity(data.len());
                     if data.is_empty() {
                         continue;
                     }
                     return Poll::Ready(budgeted(&mut self.budget, data, self.chunked).map(Some));
                 }
+                // RST_STREAM(NO_ERROR) is a client that wants no more (RFC 9113 §8.1).
+                Some(Err(e)) if e.reason() == Some(Reason::NO_ERROR) => self.ended = true,
                 // RST_STREAM from the client, or the connection went.
                 Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+                // Trailers are not passed on.
                 None => self.ended = true,
             }
         }
@@ -392,7 +470,7 @@ impl BodySource for StreamBody {
 }
 
 /// A stream's answer body: a local text, or a backend's body as it arrives.
-pub(crate) enum H2Body {
+enum Reply {
     Full(Option<Bytes>),
     Upstream {
         first: Option<Bytes>,
@@ -402,64 +480,96 @@ pub(crate) enum H2Body {
     },
 }
 
-impl hyper::body::Body for H2Body {
-    type Data = Bytes;
-    type Error = io::Error;
+impl Reply {
+    /// Nothing to send after the head. A backend whose body was read whole is
+    /// given back here.
+    fn is_end_stream(&mut self) -> bool {
+        match self {
+            Reply::Full(b) => b.as_ref().is_none_or(|b| b.is_empty()),
+            Reply::Upstream {
+                first,
+                body,
+                backend,
+            } => {
+                release_at_end(body, backend);
+                first.as_ref().is_none_or(|b| b.is_empty()) && body.is_end_stream()
+            }
+        }
+    }
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        match self.get_mut() {
-            H2Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            H2Body::Upstream {
+    /// The next piece of the body, and whether it is the last.
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(Bytes, bool)>> {
+        match self {
+            Reply::Full(b) => Poll::Ready(Ok((b.take().unwrap_or_default(), true))),
+            Reply::Upstream {
                 first,
                 body,
                 backend,
             } => {
                 if let Some(b) = first.take().filter(|b| !b.is_empty()) {
                     release_at_end(body, backend);
-                    return Poll::Ready(Some(Ok(Frame::data(b))));
+                    return Poll::Ready(Ok((b, body.is_end_stream())));
                 }
                 if body.is_end_stream() {
                     release_at_end(body, backend);
-                    return Poll::Ready(None);
+                    return Poll::Ready(Ok((Bytes::new(), true)));
                 }
                 match ready!(body.poll_data(cx)) {
                     Ok(Some(data)) => {
                         release_at_end(body, backend);
-                        Poll::Ready(Some(Ok(Frame::data(data))))
+                        Poll::Ready(Ok((data, body.is_end_stream())))
                     }
                     Ok(None) => {
                         *backend = None;
-                        Poll::Ready(None)
+                        Poll::Ready(Ok((Bytes::new(), true)))
                     }
                     Err(e) => {
                         *backend = None;
-                        Poll::Ready(Some(Err(e)))
+                        Poll::Ready(Err(e))
                     }
                 }
             }
         }
     }
 
-    fn is_end_stream(&self) -> bool {
-        match self {
-            H2Body::Full(b) => b.is_none(),
-            H2Body::Upstream { first, body, .. } => {
-                first.as_ref().is_none_or(|b| b.is_empty()) && body.is_end_stream()
+    /// Sends the body. The last piece goes at once; before any other, the
+    /// stream waits for some of the client's window (as hyper's server did),
+    /// so at most one piece waits in h2 while the backend is read on.
+    fn poll_pipe(
+        &mut self,
+        tx: &mut SendStream<Bytes>,
+        waiting: &mut Option<Bytes>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), h2::Error>> {
+        loop {
+            if waiting.is_some() {
+                while tx.capacity() == 0 {
+                    match ready!(tx.poll_capacity(cx)) {
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return Poll::Ready(Err(e)),
+                        None => return Poll::Ready(Err(Reason::STREAM_CLOSED.into())),
+                    }
+                }
+                if let Some(data) = waiting.take() {
+                    tx.send_data(data, false)?;
+                }
             }
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            H2Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            H2Body::Full(None) => SizeHint::with_exact(0),
-            H2Body::Upstream { body, .. } => match body.exact_len() {
-                Some(n) => SizeHint::with_exact(n),
-                None => SizeHint::default(),
-            },
+            if let Poll::Ready(reason) = tx.poll_reset(cx)? {
+                return Poll::Ready(Err(reason.into()));
+            }
+            match ready!(self.poll_piece(cx)) {
+                Ok((data, true)) => return Poll::Ready(tx.send_data(data, true)),
+                Ok((data, false)) if data.is_empty() => {}
+                Ok((data, false)) => {
+                    tx.reserve_capacity(1);
+                    *waiting = Some(data);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "HTTP/2: the backend's body failed");
+                    tx.send_reset(Reason::INTERNAL_ERROR);
+                    return Poll::Ready(Ok(()));
+                }
+            }
         }
     }
 }

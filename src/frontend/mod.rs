@@ -4,5 +4,6 @@
 pub mod accept;
 pub mod h1;
 pub mod h2;
+mod streams;
 pub mod tls;
 pub mod tunnel;

@@ -141,8 +141,24 @@ fn connection_header(out: &mut Vec<u8>, http10: bool, keep_alive: bool) {
     }
 }
 
-/// Appends a Date header with the current time, formatted once a second.
+/// Appends a Date header with the current time.
 fn date_header(out: &mut Vec<u8>) {
+    with_date(|text| {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    });
+}
+
+/// The current time as a Date field's value (for HTTP/2's answers).
+pub fn date_value() -> http::HeaderValue {
+    with_date(|text| {
+        http::HeaderValue::from_str(text).unwrap_or(http::HeaderValue::from_static(""))
+    })
+}
+
+/// The current time in HTTP's format, formatted once a second.
+fn with_date<R>(f: impl FnOnce(&str) -> R) -> R {
     thread_local! {
         static DATE: std::cell::RefCell<(u64, String)> = const {
             std::cell::RefCell::new((u64::MAX, String::new()))
@@ -157,10 +173,8 @@ fn date_header(out: &mut Vec<u8>) {
             *at = secs;
             *text = httpdate::fmt_http_date(now);
         }
-        out.extend_from_slice(b"date: ");
-        out.extend_from_slice(text.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    });
+        f(text)
+    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@
 //! - [`Deferred`] (HTTP/2): a flush sends nothing; the connection's task sends
 //!   everything once per wake-up ([`Deferred::poll_send`]), so the answers of
 //!   the streams that finished together leave in one write instead of one
-//!   each.
+//!   each; its writes are kept as plaintext until then and sealed together,
+//!   in as few records as they fit, instead of a record per write.
 //!
 //! Not for: certificates, keys and the server config (`crate::tls`).
 
@@ -25,6 +26,9 @@ use rustls::ServerConnection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// Deferred plaintext that makes a write send first (rustls' own limit).
+const PLAIN_LIMIT: usize = 64 << 10;
+
 /// A TLS session and its socket.
 pub(crate) struct TlsConn {
     sock: TcpStream,
@@ -33,6 +37,10 @@ pub(crate) struct TlsConn {
     eof: bool,
     /// Flushes leave records waiting for [`Deferred::poll_send`].
     deferred: bool,
+    /// Deferred: plaintext written since the last send, sealed when sent, so
+    /// that what leaves together goes in as few records as fit (16 KiB each)
+    /// rather than a record per write.
+    plain: Vec<u8>,
     /// A send failed: every later read and write fails the same way.
     failed: Option<io::ErrorKind>,
 }
@@ -93,6 +101,7 @@ impl TlsConn {
             session,
             eof: false,
             deferred: false,
+            plain: Vec::new(),
             failed: None,
         };
         std::future::poll_fn(|cx| tls.poll_handshake(cx)).await?;
@@ -173,11 +182,36 @@ impl TlsConn {
         res
     }
 
+    /// Seals the deferred plaintext into records, as far as rustls' buffer
+    /// takes it.
+    fn seal_plain(&mut self) -> io::Result<()> {
+        let mut sealed = 0;
+        while sealed < self.plain.len() {
+            match self.session.writer().write(&self.plain[sealed..])? {
+                0 => break,
+                n => sealed += n,
+            }
+        }
+        if sealed == self.plain.len() {
+            // Given back: an idle connection holds no buffer.
+            self.plain = Vec::new();
+        } else {
+            self.plain.drain(..sealed);
+        }
+        Ok(())
+    }
+
     fn poll_send_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let Some(kind) = self.failed {
             return Poll::Ready(Err(kind.into()));
         }
-        while self.session.wants_write() {
+        loop {
+            if !self.plain.is_empty() {
+                self.seal_plain()?;
+            }
+            if !self.session.wants_write() {
+                break;
+            }
             let mut sock = Sock {
                 sock: &mut self.sock,
                 cx,
@@ -209,6 +243,7 @@ impl TlsConn {
                 Ok(())
             }
         }
+        let _ = self.seal_plain();
         while self.session.wants_write() {
             match self.session.write_tls(&mut Now(&self.sock)) {
                 Ok(n) if n > 0 => {}
@@ -263,6 +298,20 @@ impl TlsConn {
         if bufs.iter().all(|b| b.is_empty()) {
             return Poll::Ready(Ok(0));
         }
+        if self.deferred {
+            if self.plain.len() >= PLAIN_LIMIT {
+                ready!(self.poll_send(cx))?;
+            }
+            if self.plain.capacity() == 0 {
+                self.plain.reserve(16 << 10);
+            }
+            let mut n = 0;
+            for b in bufs {
+                self.plain.extend_from_slice(b);
+                n += b.len();
+            }
+            return Poll::Ready(Ok(n));
+        }
         loop {
             let n = self.session.writer().write_vectored(bufs)?;
             if n > 0 {
@@ -274,19 +323,24 @@ impl TlsConn {
 
     /// Encrypts `bytes` and sends what the socket takes now: a last word.
     pub(crate) fn write_now(&mut self, bytes: &[u8]) {
+        let _ = self.seal_plain();
         let _ = self.session.writer().write_all(bytes);
         self.send_now();
     }
 
     /// close_notify (RFC 8446 §6.1) after what the session holds, all sent.
     pub(crate) fn poll_close_notify(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Queued once: rustls ignores a second call.
+        // After the plaintext still deferred; queued once: rustls ignores a second call.
+        if !self.plain.is_empty() {
+            ready!(self.poll_send(cx))?;
+        }
         self.session.send_close_notify();
         self.poll_send(cx)
     }
 
     /// close_notify (RFC 8446 §6.1), sent as far as the socket takes it now.
     pub(crate) fn close_notify_now(&mut self) {
+        let _ = self.seal_plain();
         self.session.send_close_notify();
         self.send_now();
     }
@@ -333,6 +387,9 @@ impl AsyncWrite for TlsConn {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.plain.is_empty() {
+            ready!(this.poll_send(cx))?;
+        }
         this.session.send_close_notify();
         ready!(this.poll_send(cx))?;
         match socket2::SockRef::from(&this.sock).shutdown(std::net::Shutdown::Write) {
