@@ -99,15 +99,21 @@ impl LabGuard {
         out
     }
 
-    /// Runs one drill and returns its figures (`key=value` pairs of the run's line).
+    /// Runs one drill with 10 ms adverts and returns its figures (`key=value` pairs of the
+    /// run's line).
     fn drill(&self, kind: &str, extra: &[&str]) -> HashMap<String, String> {
+        self.drill_with(kind, "10ms", extra)
+    }
+
+    /// [`LabGuard::drill`] with adverts every `advert`.
+    fn drill_with(&self, kind: &str, advert: &str, extra: &[&str]) -> HashMap<String, String> {
         let mut args = vec![
             "drill",
             kind,
             "--stack",
             "floatlb",
             "--advert",
-            "10ms",
+            advert,
             "--duration",
             "3",
             "--webs",
@@ -609,34 +615,13 @@ fn process_drills_keep_the_vip_and_replace_the_worker() {
     }
     let lab = LabGuard::new("pd", "process");
     let conns = 20;
+    let conns_arg = conns.to_string();
     for kind in ["crash-worker", "upgrade"] {
-        let out = lab.lab(&[
-            "drill",
+        let f = lab.drill_with(
             kind,
-            "--stack",
-            "floatlb",
-            "--advert",
             "100ms",
-            "--duration",
-            "3",
-            "--webs",
-            "2",
-            "--load",
-            "wrk",
-            "--connections",
-            &conns.to_string(),
-        ]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text
-            .lines()
-            .find(|l| l.contains("run=1/1:"))
-            .unwrap_or_else(|| panic!("no result line in:\n{text}"));
-        eprintln!("{line}");
-        let f: HashMap<String, String> = line
-            .split_whitespace()
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+            &["--load", "wrk", "--connections", &conns_arg],
+        );
         assert_eq!(f["vip_holder"], "lb1", "{kind}: the VIP left lb1: {f:?}");
         assert_eq!(
             num(&f, "lb2_adverts"),

@@ -387,11 +387,7 @@ impl AsyncWrite for TlsConn {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.plain.is_empty() {
-            ready!(this.poll_send(cx))?;
-        }
-        this.session.send_close_notify();
-        ready!(this.poll_send(cx))?;
+        ready!(this.poll_close_notify(cx))?;
         match socket2::SockRef::from(&this.sock).shutdown(std::net::Shutdown::Write) {
             Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
             _ => Poll::Ready(Ok(())),
@@ -400,7 +396,7 @@ impl AsyncWrite for TlsConn {
 }
 
 /// A TLS connection whose flushes wait for its task's [`Deferred::poll_send`]
-/// (HTTP/2: hyper's connection owns one handle, the task that polls it the
+/// (HTTP/2: h2's connection owns one handle, the task that polls it the
 /// other). Both are used from that one task, so the lock is never contended.
 #[derive(Clone)]
 pub(crate) struct Deferred(Arc<Mutex<TlsConn>>);

@@ -178,30 +178,10 @@ async fn route(
                 return resp;
             }
             let r = match &path["/admin/".len()..] {
-                "handover" => {
-                    // The handover blocks until clients have moved: off the runtime's threads.
-                    let hooks = hooks.clone();
-                    match tokio::task::spawn_blocking(move || hooks.handover()).await {
-                        Ok(Ok(m)) => api::reply(StatusCode::OK, m),
-                        Ok(Err(m)) => api::reply(StatusCode::CONFLICT, m),
-                        Err(e) => api::reply(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            format!("handover failed: {e}"),
-                        ),
-                    }
-                }
+                // Both block until clients have moved or the new worker serves.
+                "handover" => blocking(hooks, "handover", |h| h.handover()).await,
                 "reload" => api::reload(shared).await,
-                "upgrade" => {
-                    let hooks = hooks.clone();
-                    match tokio::task::spawn_blocking(move || hooks.upgrade()).await {
-                        Ok(Ok(m)) => api::reply(StatusCode::OK, m),
-                        Ok(Err(m)) => api::reply(StatusCode::CONFLICT, m),
-                        Err(e) => api::reply(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            format!("upgrade failed: {e}"),
-                        ),
-                    }
-                }
+                "upgrade" => blocking(hooks, "upgrade", |h| h.upgrade()).await,
                 "resume" => match hooks.resume() {
                     Ok(m) => api::reply(StatusCode::OK, m),
                     Err(m) => api::reply(StatusCode::CONFLICT, m),
@@ -214,6 +194,24 @@ async fn route(
             local_response(r.status, "text/plain", r.text)
         }
         _ => local_response(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+/// An action that blocks (a handover, an upgrade), run off the runtime's threads:
+/// 200 with its message, 409 with its refusal.
+async fn blocking(
+    hooks: &Arc<dyn AdminHooks>,
+    what: &str,
+    action: impl FnOnce(&dyn AdminHooks) -> Result<String, String> + Send + 'static,
+) -> api::Reply {
+    let hooks = hooks.clone();
+    match tokio::task::spawn_blocking(move || action(&*hooks)).await {
+        Ok(Ok(m)) => api::reply(StatusCode::OK, m),
+        Ok(Err(m)) => api::reply(StatusCode::CONFLICT, m),
+        Err(e) => api::reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{what} failed: {e}"),
+        ),
     }
 }
 
