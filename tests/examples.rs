@@ -55,8 +55,8 @@ fn packaged_example_is_the_source_example_with_vrrp_off() {
 #[test]
 fn both_examples_load() {
     let packaged_path = root().join("packaging/proxy.toml");
-    let packaged =
-        floatlb::config::load(&packaged_path).unwrap_or_else(|e| panic!("packaging/proxy.toml:\n{e}"));
+    let packaged = floatlb::config::load(&packaged_path)
+        .unwrap_or_else(|e| panic!("packaging/proxy.toml:\n{e}"));
     // Installing the package must not move an address on a NIC.
     assert!(packaged.vrrp.is_empty());
 
