@@ -5,13 +5,16 @@
 //!
 //! 1. [`http1`], [`balance`], [`tls`]: sans-IO cores (HTTP/1 rules; scheduling
 //!    algorithms; certificates, SNI and ticket keys for the TLS listener).
-//! 2. [`config`], [`net`]: the configuration; sockets (listener, client I/O).
-//! 3. [`observe`]: metric families, the request histogram, the access log.
-//! 4. [`backend`]: backend state, connection pools, HTTP/1 to a backend.
-//! 5. [`proxy`]: shared state, the request path with its retries, handover state.
-//! 6. [`frontend`]: client connections: the accept loop, HTTP/1, tunnels, TLS
+//! 2. [`route`], [`net`]: route matching (which `[[route]]` a request takes);
+//!    sockets (listener, client I/O).
+//! 3. [`config`]: the configuration, its pools and its route table.
+//! 4. [`observe`]: metric families, the request histogram, the access log.
+//! 5. [`backend`]: backend state, connection pools, HTTP/1 to a backend.
+//! 6. [`proxy`]: shared state, pools, the request path with its retries and
+//!    route actions, handover state.
+//! 7. [`frontend`]: client connections: the accept loop, HTTP/1, tunnels, TLS
 //!    handshakes and HTTP/2.
-//! 7. [`runtime`]: the daemon: reload, health checks, VRRP, admin listener.
+//! 8. [`runtime`]: the daemon: reload, health checks, VRRP, admin listener.
 //!
 //! The binary (`src/main.rs`) is a thin CLI over [`runtime::daemon`].
 
@@ -29,6 +32,7 @@ pub mod http1;
 pub mod net;
 pub mod observe;
 pub mod proxy;
+pub mod route;
 pub mod runtime;
 pub mod tls;
 

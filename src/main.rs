@@ -44,6 +44,22 @@ enum Command {
         #[arg(short, long, default_value = "proxy.toml")]
         config: PathBuf,
     },
+    /// Show which [[route]] a request takes, the pool and the backend it would
+    /// get, and why each earlier route does not match (with every backend up).
+    Route {
+        #[arg(short, long, default_value = "proxy.toml")]
+        config: PathBuf,
+        /// The request's method, e.g. GET.
+        method: String,
+        /// The request's URL, e.g. http://shop.example/api/cart?id=1.
+        url: String,
+        /// A request field, "Name: value" (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The client's address, for `source` matchers.
+        #[arg(long, default_value = "127.0.0.1")]
+        source: std::net::IpAddr,
+    },
     /// Remove the config's virtual addresses from their interfaces: after a crash
     /// (SIGKILL) they stay configured. For a supervisor's stop hook, e.g. systemd
     /// `ExecStopPost=floatlb release -c /etc/floatlb/proxy.toml`.
@@ -102,6 +118,44 @@ enum BackendAction {
     Weight { name: String, weight: String },
 }
 
+/// `floatlb route`: the route, pool and backend a request would get.
+fn route(
+    config: &std::path::Path,
+    method: &str,
+    url: &str,
+    headers: &[String],
+    source: std::net::IpAddr,
+) -> ExitCode {
+    let cfg = match floatlb::config::load_without_tls_files(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut fields = Vec::new();
+    for h in headers {
+        let Some((n, v)) = h.split_once(':') else {
+            eprintln!("{h:?} is not a header: write \"Name: value\"");
+            return ExitCode::from(2);
+        };
+        fields.push((n.trim().to_string(), v.trim().to_string()));
+    }
+    let snap = floatlb::proxy::state::Snapshot::build(cfg, &[]);
+    match floatlb::proxy::dispatch::explain(&snap, method, url, &fields, source) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -111,10 +165,13 @@ fn main() -> ExitCode {
                 for w in tls.iter().flat_map(|m| &m.warnings) {
                     eprintln!("warning: {w}");
                 }
+                let r = &c.resolved;
                 println!(
-                    "{}: configuration is valid ({} backends, {} VRRP instances)",
+                    "{}: configuration is valid ({} backends in {} pools, {} routes, {} VRRP instances)",
                     config.display(),
-                    c.backends.len(),
+                    r.pools.iter().map(|p| p.backends.len()).sum::<usize>(),
+                    r.pools.len(),
+                    r.routes.len(),
                     c.vrrp.len()
                 );
                 ExitCode::SUCCESS
@@ -124,6 +181,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Route {
+            config,
+            method,
+            url,
+            headers,
+            source,
+        } => route(&config, &method, &url, &headers, source),
         Command::Release { config } => {
             // Broken certificate files must not keep a node from letting go of its VIPs.
             let cfg = match floatlb::config::load_without_tls_files(&config) {

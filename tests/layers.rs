@@ -10,13 +10,14 @@ const LAYERS: &[(&str, u8)] = &[
     ("http1", 0),
     ("balance", 0),
     ("tls", 0),
-    ("config", 1),
+    ("route", 1),
     ("net", 1),
-    ("observe", 2),
-    ("backend", 3),
-    ("proxy", 4),
-    ("frontend", 5),
-    ("runtime", 6),
+    ("config", 2),
+    ("observe", 3),
+    ("backend", 4),
+    ("proxy", 5),
+    ("frontend", 6),
+    ("runtime", 7),
 ];
 
 fn layer(module: &str) -> Option<u8> {

@@ -613,16 +613,21 @@ fn metrics_count_known_traffic_and_parse() {
     assert_eq!(m("floatlb_errors_total{kind=\"400\"}"), 1.0);
     for name in ["a", "b"] {
         let ok = m(&format!(
-            "floatlb_backend_responses_total{{backend=\"{name}\",code=\"2xx\"}}"
+            "floatlb_backend_responses_total{{backend=\"{name}\",code=\"2xx\",pool=\"default\"}}"
         ));
         assert_eq!(ok, 10.0, "round-robin: 10 each");
         assert_eq!(
             m(&format!(
-                "floatlb_backend_requests_total{{backend=\"{name}\"}}"
+                "floatlb_backend_requests_total{{backend=\"{name}\",pool=\"default\"}}"
             )),
             10.0
         );
-        assert_eq!(m(&format!("floatlb_backend_up{{backend=\"{name}\"}}")), 1.0);
+        assert_eq!(
+            m(&format!(
+                "floatlb_backend_up{{backend=\"{name}\",pool=\"default\"}}"
+            )),
+            1.0
+        );
     }
     assert_eq!(a.requests() + b.requests(), 20, "the 400 was not forwarded");
     assert!(m("floatlb_connections_total") >= 21.0);

@@ -104,7 +104,7 @@ fn maint_stops_checks_and_ready_brings_the_backend_back() {
     let checks = || {
         metric(
             &http_get(lb.admin, "/metrics").2,
-            "floatlb_health_checks_total{backend=\"b\",result=\"success\"}",
+            "floatlb_health_checks_total{backend=\"b\",pool=\"default\",result=\"success\"}",
         )
         .unwrap()
     };
@@ -122,7 +122,7 @@ fn maint_stops_checks_and_ready_brings_the_backend_back() {
     assert_eq!(
         metric(
             &m,
-            "floatlb_backend_admin_state{backend=\"b\",state=\"maint\"}"
+            "floatlb_backend_admin_state{backend=\"b\",pool=\"default\",state=\"maint\"}"
         ),
         Some(1.0),
         "{m}"

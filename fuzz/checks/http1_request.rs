@@ -16,7 +16,9 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use floatlb::http1::body::{Chunk, Framing};
 use floatlb::http1::fields::{connection_tokens, is_hop_by_hop, ConnectionToken};
-use floatlb::http1::request::{prepare, BodyFraming, Forwarding, Parse, Prepared, MAX_HEADERS};
+use floatlb::http1::request::{
+    prepare, BodyFraming, Forwarding, Parse, Prepared, MAX_HEADERS, NO_ROUTE,
+};
 
 // The fuzz target uses only `check_framing` and `run`; the replay also `check`.
 #[allow(dead_code)]
@@ -67,7 +69,7 @@ pub fn check(data: &[u8]) -> Outcome {
     let mut out = Outcome::default();
     let mut rest = data;
     for _ in 0..MAX_REQUESTS {
-        let p = match prepare(rest, &fwd) {
+        let p = match prepare(rest, &fwd, |_| NO_ROUTE) {
             Parse::Ready(p) => p,
             Parse::Partial => {
                 out.partial += 1;
@@ -125,7 +127,7 @@ pub fn check(data: &[u8]) -> Outcome {
 /// next request) changes nothing, and one byte fewer is not a head yet.
 fn check_head_alone(input: &[u8], p: &Prepared, fwd: &Forwarding) {
     let head = &input[..p.head_len];
-    match prepare(head, fwd) {
+    match prepare(head, fwd, |_| NO_ROUTE) {
         Parse::Ready(q) => {
             assert!(
                 q.out == p.out && q.head_len == p.head_len && q.body == p.body,
@@ -136,7 +138,10 @@ fn check_head_alone(input: &[u8], p: &Prepared, fwd: &Forwarding) {
         other => panic!("the head alone gives {other:?}: {:?}", Shown(input)),
     }
     assert!(
-        matches!(prepare(&head[..head.len() - 1], fwd), Parse::Partial),
+        matches!(
+            prepare(&head[..head.len() - 1], fwd, |_| NO_ROUTE),
+            Parse::Partial
+        ),
         "a head without its last byte is not Partial: {:?}",
         Shown(input)
     );

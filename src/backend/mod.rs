@@ -29,6 +29,8 @@ pub fn now_ms() -> u64 {
 #[derive(Debug)]
 pub struct BackendState {
     pub name: String,
+    /// The pool it belongs to; the same name in another pool is another backend.
+    pub pool_name: String,
     pub address: SocketAddr,
     up: AtomicBool,
     /// When the backend last came up (ms since start), for slow start; 0 = since boot.
@@ -102,9 +104,10 @@ impl BackendStats {
 }
 
 impl BackendState {
-    pub fn new(cfg: &config::Backend, pool: PoolSettings) -> Self {
+    pub fn new(cfg: &config::Backend, pool_name: &str, pool: PoolSettings) -> Self {
         BackendState {
             name: cfg.name.clone(),
+            pool_name: pool_name.to_string(),
             address: cfg.address,
             up: AtomicBool::new(true),
             up_since_ms: AtomicU64::new(0),
@@ -240,6 +243,8 @@ pub struct PoolSettings {
 }
 
 impl PoolSettings {
+    /// The settings of the file (a pool's own connect timeout is applied by
+    /// [`reconcile`]).
     pub fn from_config(c: &config::Config) -> Self {
         PoolSettings {
             max_idle: c.proxy.pool_max_idle,
@@ -365,22 +370,29 @@ impl Pool {
     }
 }
 
-/// Carries live backend state across a reload: reuse by name (and address),
-/// create the rest.
-pub fn reconcile(old: &[Arc<BackendState>], cfg: &config::Config) -> Vec<Arc<BackendState>> {
-    let settings = PoolSettings::from_config(cfg);
-    cfg.backends
+/// Carries one pool's live backend state across a reload: reuse by pool,
+/// name and address; create the rest.
+pub fn reconcile(
+    old: &[Arc<BackendState>],
+    pool: &config::PoolSpec,
+    settings: PoolSettings,
+) -> Vec<Arc<BackendState>> {
+    let settings = PoolSettings {
+        connect_timeout: pool.connect,
+        ..settings
+    };
+    pool.backends
         .iter()
         .map(|b| {
             match old
                 .iter()
-                .find(|o| o.name == b.name && o.address == b.address)
+                .find(|o| o.pool_name == pool.name && o.name == b.name && o.address == b.address)
             {
                 Some(o) => {
                     o.pool.set_settings(settings);
                     o.clone()
                 }
-                None => Arc::new(BackendState::new(b, settings)),
+                None => Arc::new(BackendState::new(b, &pool.name, settings)),
             }
         })
         .collect()
@@ -399,6 +411,7 @@ mod tests {
         };
         BackendState::new(
             &cfg,
+            "default",
             PoolSettings {
                 max_idle: 4,
                 idle_timeout: Duration::from_secs(1),

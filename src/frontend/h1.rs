@@ -35,8 +35,10 @@ use tokio::time::{Instant, Sleep};
 use crate::backend::upstream::{BodySource, Head, UpstreamBody};
 use crate::http1::answers::{self, CONTINUE_100};
 use crate::http1::body::{chunk_size_line, decode, Chunk, Framing, Step};
+use crate::http1::edit::FieldEdits;
 use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse, Prepared};
 use crate::net::ClientIo;
+use crate::proxy::dispatch::{answer_edits, dispatch, error_page, router};
 use crate::proxy::handover::IDLE_CLOSE;
 use crate::proxy::state::{Shared, Snapshot};
 use crate::proxy::{self, Answer, Body, Failure, Outgoing};
@@ -133,7 +135,7 @@ pub(crate) fn serve<'a>(io: &'a mut ClientIo, conn: &'a Conn) -> impl Future<Out
                             log: conn.shared.access_log.is_some(),
                             https: io.is_tls(),
                         };
-                        match prepare(&buf, &fwd) {
+                        match prepare(&buf, &fwd, router(&snap, conn.peer)) {
                             Parse::Ready(req) => break (req, snap),
                             Parse::Partial if buf.len() < snap.config.proxy.max_header_size => {
                                 // The rest of the head is due: acknowledge at once,
@@ -301,30 +303,41 @@ async fn answer(
 
     let started = std::time::Instant::now();
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let (answer, body_read) = if req.body == BodyFraming::None {
-        let mut outgoing = outgoing(&req, Body::None);
-        // The connection's timer, idle while its request is answered.
-        outgoing.timer = Some(timer);
-        (
-            proxy::exchange(&mut outgoing, shared, peer, &snap).await,
-            true,
-        )
-    } else {
-        // Boxed: a body's state is large and rare; every connection's task
-        // would otherwise carry room for it while it idles.
-        match Box::pin(exchange_with_body(io, buf, &req, shared, peer, &snap)).await {
-            Ok(answered) => answered,
-            Err(status) => {
-                let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "request body larger than max-body-size"
-                } else {
-                    "malformed request body"
-                };
-                Box::pin(refuse(io, shared, status, reason)).await;
-                return After::Close;
+    let routed = dispatch(&snap, shared, peer, &mut req, io.is_tls());
+    let (route, pool) = (routed.route, routed.pool());
+    let (mut answer, body_read) = match routed.to {
+        // An answer of the route's own: a body is not read, and the
+        // connection ends after the answer.
+        Err(f) => (Answer::Local(f), req.body == BodyFraming::None),
+        Ok(pool) if req.body == BodyFraming::None => {
+            let mut outgoing = outgoing(&req, Body::None);
+            // The connection's timer, idle while its request is answered.
+            outgoing.timer = Some(timer);
+            (
+                proxy::exchange(&mut outgoing, shared, peer, &snap, pool).await,
+                true,
+            )
+        }
+        Ok(pool) => {
+            // Boxed: a body's state is large and rare; every connection's task
+            // would otherwise carry room for it while it idles.
+            match Box::pin(exchange_with_body(io, buf, &req, shared, peer, &snap, pool)).await {
+                Ok(answered) => answered,
+                Err(status) => {
+                    let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                        "request body larger than max-body-size"
+                    } else {
+                        "malformed request body"
+                    };
+                    Box::pin(refuse(io, shared, status, reason)).await;
+                    return After::Close;
+                }
             }
         }
     };
+    if let (Answer::Local(f), Some(_)) = (&mut answer, pool) {
+        error_page(&snap, route, pool, f);
+    }
     // The answer's head is ready: the request's duration, as metrics and log mean it.
     let took = started.elapsed();
     // A body not read to its end (the answer came first, or none could be
@@ -376,8 +389,12 @@ async fn answer(
                 // The request's head buffer, sent by now, takes the answer's.
                 let mut out = std::mem::take(&mut req.out);
                 out.clear();
+                let extra = Extra {
+                    hsts,
+                    edits: answer_edits(&snap, route),
+                };
                 let out =
-                    write_answer(io, out, &head, &mut body, req.http10, keep_alive, hsts).await;
+                    write_answer(io, out, &head, &mut body, req.http10, keep_alive, extra).await;
                 backend.release(&mut body);
                 out
             }
@@ -454,6 +471,7 @@ async fn exchange_with_body(
     shared: &Shared,
     peer: SocketAddr,
     snap: &Snapshot,
+    pool: usize,
 ) -> Result<(Answer, bool), StatusCode> {
     let mut framing = match req.body {
         BodyFraming::Chunked => Framing::Chunked(Chunk::Size),
@@ -505,7 +523,7 @@ async fn exchange_with_body(
         }
     };
     let mut outgoing = outgoing(req, body);
-    let answer = proxy::exchange(&mut outgoing, shared, peer, snap).await;
+    let answer = proxy::exchange(&mut outgoing, shared, peer, snap, pool).await;
     Ok((answer, whole || rest.finished))
 }
 
@@ -662,11 +680,20 @@ async fn write_local(
     http10: bool,
     keep_alive: bool,
 ) -> (u16, Option<u64>, bool) {
-    let out = answers::local(f.status, &f.text, http10, keep_alive);
-    let ok = write_all(io, &mut [IoSlice::new(&out)]).await.is_ok();
+    let out = answers::local_head(
+        f.status,
+        &f.content_type,
+        f.location.as_deref(),
+        f.body.len(),
+        http10,
+        keep_alive,
+    );
+    let ok = write_all(io, &mut [IoSlice::new(&out), IoSlice::new(&f.body)])
+        .await
+        .is_ok();
     (
         f.status.as_u16(),
-        Some(f.text.len() as u64),
+        Some(f.body.len() as u64),
         ok && keep_alive,
     )
 }
@@ -683,8 +710,9 @@ async fn write_answer(
     body: &mut UpstreamBody,
     http10: bool,
     keep_alive: bool,
-    hsts: u64,
+    extra: Extra<'_>,
 ) -> (u16, Option<u64>, bool) {
+    let Extra { hsts, edits } = extra;
     let length = body.exact_len();
     let (chunked, keep_alive) = match length {
         Some(_) => (false, keep_alive),
@@ -696,6 +724,9 @@ async fn write_answer(
         // Before the blank line that ends the head.
         let end = out.len() - 2;
         out.splice(end..end, answers::hsts_field(hsts));
+    }
+    if let Some(e) = edits {
+        e.apply(&mut out);
     }
     let status = head.status.as_u16();
     // The head goes out with the body bytes that came with it.
@@ -735,6 +766,12 @@ async fn write_answer(
         }
     }
     (status, length, keep_alive)
+}
+
+/// What floatlb adds to a backend's answer head: HSTS on TLS, the route's edits.
+struct Extra<'a> {
+    hsts: u64,
+    edits: Option<&'a FieldEdits>,
 }
 
 /// Writes a 101's head, then the new protocol's bytes that came with it.

@@ -33,6 +33,7 @@ use crate::http1::answers;
 use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse};
 use crate::net::tls::Deferred;
 use crate::net::TlsConn;
+use crate::proxy::dispatch::{answer_edits, dispatch, error_page, router};
 use crate::proxy::state::Shared;
 use crate::proxy::{self, Answer, Body, Failure, InFlight, Outgoing};
 
@@ -270,7 +271,7 @@ async fn handle(
     };
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     shared.stats.h2_requests.fetch_add(1, Ordering::Relaxed);
-    let mut prepared = match prepare(&head, &fwd) {
+    let mut prepared = match prepare(&head, &fwd, router(&snap, peer)) {
         Parse::Ready(p) => p,
         Parse::Partial => {
             shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
@@ -290,6 +291,27 @@ async fn handle(
         via_http2(&mut prepared.out);
     }
     let started = std::time::Instant::now();
+    let routed = dispatch(&snap, shared, peer, &mut prepared, true);
+    let (route, pool) = (routed.route, routed.pool());
+    let pool_index = match routed.to {
+        Ok(p) => p,
+        Err(f) => {
+            // The route answers: the request's body (if any) is not read; the
+            // stream's end resets what the client still sends.
+            let took = started.elapsed();
+            let response = local(&f);
+            shared.metrics.duration.observe(took.as_secs_f64());
+            log_stream(
+                shared,
+                peer,
+                prepared.log.take(),
+                response.0.status(),
+                Some(f.body.len() as u64),
+                took,
+            );
+            return response;
+        }
+    };
     let mut source = StreamBody {
         incoming,
         chunked: prepared.body == BodyFraming::Chunked,
@@ -318,7 +340,10 @@ async fn handle(
         body,
         timer: None,
     };
-    let answer = proxy::exchange(&mut outgoing, shared, peer, &snap).await;
+    let mut answer = proxy::exchange(&mut outgoing, shared, peer, &snap, pool_index).await;
+    if let Answer::Local(f) = &mut answer {
+        error_page(&snap, route, pool, f);
+    }
     let took = started.elapsed();
     let hsts = cfg.tls.as_ref().map_or(0, |t| t.hsts);
     let ((response, reply), bytes) = match answer {
@@ -327,7 +352,7 @@ async fn handle(
             // a request that asked for no upgrade is the backend's error.
             let reason = format!("backend answered {} to an HTTP/2 request", head.status);
             let f = proxy::fail(shared, peer, StatusCode::BAD_GATEWAY, &reason);
-            (local(&f), Some(f.text.len() as u64))
+            (local(&f), Some(f.body.len() as u64))
         }
         Answer::Backend {
             head,
@@ -356,6 +381,9 @@ async fn handle(
             if !headers.contains_key(http::header::DATE) {
                 headers.insert(http::header::DATE, answers::date_value());
             }
+            if let Some(e) = answer_edits(&snap, route) {
+                edit_map(&mut headers, e);
+            }
             let len = body.exact_len();
             if let Some(n) = len.filter(|&n| n > 0) {
                 headers
@@ -373,7 +401,7 @@ async fn handle(
             };
             ((resp, reply), len)
         }
-        Answer::Local(f) => (local(&f), Some(f.text.len() as u64)),
+        Answer::Local(f) => (local(&f), Some(f.body.len() as u64)),
         Answer::ClientFailed(e) => {
             // A reset stream or a body over the limit: the stream is the client's to lose.
             let status = if e.kind() == io::ErrorKind::InvalidInput {
@@ -383,25 +411,54 @@ async fn handle(
             };
             tracing::debug!(client = %peer, error = %e, "HTTP/2 request body failed");
             let f = proxy::fail(shared, peer, status, &e.to_string());
-            (local(&f), Some(f.text.len() as u64))
+            (local(&f), Some(f.body.len() as u64))
         }
     };
     shared.metrics.duration.observe(took.as_secs_f64());
-    if let (Some(log), Some(fields)) = (&shared.access_log, prepared.log) {
+    log_stream(shared, peer, prepared.log, response.status(), bytes, took);
+    (response, reply)
+}
+
+/// A stream's access log record, when the log is on.
+fn log_stream(
+    shared: &Shared,
+    peer: SocketAddr,
+    fields: Option<crate::http1::request::LogFields>,
+    status: StatusCode,
+    bytes: Option<u64>,
+    took: std::time::Duration,
+) {
+    if let (Some(log), Some(fields)) = (&shared.access_log, fields) {
         log.log(crate::observe::access_log::Record {
             client: peer.ip(),
             at: fields.at,
             method: fields.method,
             target: fields.target,
             version: http::Version::HTTP_2,
-            status: response.status().as_u16(),
+            status: status.as_u16(),
             bytes,
             referer: fields.referer,
             user_agent: fields.user_agent,
             duration: took,
         });
     }
-    (response, reply)
+}
+
+/// A route's field edits on an HTTP/2 answer's fields (RFC 9110 §5.3).
+fn edit_map(headers: &mut http::HeaderMap, e: &crate::http1::edit::FieldEdits) {
+    for name in e.remove.iter().chain(e.set.iter().map(|(n, _)| n)) {
+        if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+            headers.remove(n);
+        }
+    }
+    for (name, value) in e.set.iter().chain(&e.add) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(n, v);
+        }
+    }
 }
 
 /// Rewrites the Via line `prepare` added for an HTTP/1.1 head to say HTTP/2.
@@ -417,16 +474,28 @@ fn local(f: &Failure) -> (Response<()>, Reply) {
     let mut resp = Response::new(());
     *resp.status_mut() = f.status;
     let headers = resp.headers_mut();
+    if !f.body.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&f.content_type) {
+            headers.insert(http::header::CONTENT_TYPE, v);
+        }
+    }
+    if let Some(v) = f
+        .location
+        .as_deref()
+        .and_then(|l| HeaderValue::from_str(l).ok())
+    {
+        headers.insert(http::header::LOCATION, v);
+    }
     headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(answers::ERROR_CONTENT_TYPE),
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
     );
     headers.insert(
         http::header::CONTENT_LENGTH,
-        HeaderValue::from(f.text.len()),
+        HeaderValue::from(f.body.len()),
     );
     headers.insert(http::header::DATE, answers::date_value());
-    (resp, Reply::Full(Some(Bytes::from(f.text.clone()))))
+    (resp, Reply::Full(Some(f.body.clone())))
 }
 
 /// A stream's request body as the backend takes it.

@@ -27,23 +27,52 @@ pub fn error_text(status: StatusCode, reason: &str) -> String {
 
 /// A whole answer of floatlb's own with `text` as its body.
 pub fn local(status: StatusCode, text: &str, http10: bool, keep_alive: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(160 + text.len());
+    let mut out = local_head(
+        status,
+        ERROR_CONTENT_TYPE,
+        None,
+        text.len(),
+        http10,
+        keep_alive,
+    );
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// The head of an answer of floatlb's own: its body's type and length, and a
+/// Location for a redirect (RFC 9110 §10.2.2).
+pub fn local_head(
+    status: StatusCode,
+    content_type: &str,
+    location: Option<&str>,
+    len: usize,
+    http10: bool,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + location.map_or(0, str::len));
     let reason = status.canonical_reason().unwrap_or("");
     status_line(&mut out, http10, status, reason.as_bytes());
-    out.extend_from_slice(b"content-type: ");
-    out.extend_from_slice(ERROR_CONTENT_TYPE.as_bytes());
-    out.extend_from_slice(b"\r\ncache-control: no-store\r\n");
+    if let Some(l) = location {
+        out.extend_from_slice(b"location: ");
+        out.extend_from_slice(l.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if len > 0 {
+        out.extend_from_slice(b"content-type: ");
+        out.extend_from_slice(content_type.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"cache-control: no-store\r\n");
     if status == StatusCode::METHOD_NOT_ALLOWED {
         // RFC 9110 §15.5.6: a 405 names what is allowed; floatlb refuses CONNECT only.
         out.extend_from_slice(ALLOW);
     }
     date_header(&mut out);
     out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(text.len().to_string().as_bytes());
+    out.extend_from_slice(len.to_string().as_bytes());
     out.extend_from_slice(b"\r\n");
     connection_header(&mut out, http10, keep_alive);
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(text.as_bytes());
     out
 }
 

@@ -3,6 +3,7 @@
 
 pub mod answers;
 pub mod body;
+pub mod edit;
 pub mod fields;
 pub mod request;
 pub mod response;

@@ -49,6 +49,22 @@ pub struct Prepared {
     pub expect_continue: bool,
     /// What the access log needs, only when it is on.
     pub log: Option<LogFields>,
+    /// What the router passed to [`prepare`] said of the request (the index
+    /// of its route), or [`NO_ROUTE`].
+    pub route: u32,
+}
+
+/// [`Prepared::route`] when the router found none.
+pub const NO_ROUTE: u32 = u32::MAX;
+
+/// What a router sees of a request that passed every check: its method, the
+/// host it names (the target's authority, or its Host field, as sent), its
+/// target in origin form, and all its fields as sent.
+pub struct Seen<'a> {
+    pub method: &'a str,
+    pub host: Option<&'a [u8]>,
+    pub target: &'a str,
+    pub headers: &'a [httparse::Header<'a>],
 }
 
 impl Prepared {
@@ -59,6 +75,17 @@ impl Prepared {
             let (name, value) = line.split_once(':')?;
             name.eq_ignore_ascii_case("host").then(|| value.trim())
         })
+    }
+
+    /// Applies a route's edits: `target` (a new path and query) replaces the
+    /// one in the request line, then the field edits.
+    pub fn rewrite(&mut self, target: Option<&str>, fields: &super::edit::FieldEdits) {
+        if let Some(t) = target {
+            let (start, end) = self.target;
+            self.out.splice(start..end, t.bytes());
+            self.target = (start, start + t.len());
+        }
+        fields.apply(&mut self.out);
     }
 
     /// The target as sent to the backend (origin-form, or `*`).
@@ -106,8 +133,10 @@ fn bad(reason: &'static str) -> Parse {
     Parse::Bad(StatusCode::BAD_REQUEST, reason)
 }
 
-/// Parses a request head from `buf` and prepares the backend's head.
-pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
+/// Parses a request head from `buf` and prepares the backend's head. `route`
+/// is asked which route the request takes (once it passed every check); its
+/// answer is kept in [`Prepared::route`].
+pub fn prepare(buf: &[u8], fwd: &Forwarding, route: impl FnOnce(&Seen<'_>) -> u32) -> Parse {
     // Not initialised first: the parser writes the fields it finds.
     let mut headers = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
@@ -284,6 +313,12 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
     // RFC 9110 §7.8: Upgrade counts only when Connection lists it, never in
     // HTTP/1.0, and here only on a request without a body.
     let upgrade = upgrade_value.filter(|_| upgrade_token && !http10 && body == BodyFraming::None);
+    let route = route(&Seen {
+        method,
+        host: authority.map(str::as_bytes).or(host_values[0]),
+        target: path,
+        headers: &*req.headers,
+    });
     let listed_name = |name: &[u8]| {
         listed[..n_listed]
             .iter()
@@ -437,6 +472,7 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding) -> Parse {
         // RFC 9110 §10.1.1: a 100 is never sent to an HTTP/1.0 client.
         expect_continue: expect_continue && !http10 && body != BodyFraming::None,
         log,
+        route,
     })
 }
 
@@ -480,6 +516,10 @@ fn parse_error(e: httparse::Error) -> &'static str {
 mod tests {
     use super::*;
 
+    fn prep(buf: &[u8], f: &Forwarding) -> Parse {
+        prepare(buf, f, |_| NO_ROUTE)
+    }
+
     fn fwd(xff: bool, xfp: bool) -> Forwarding {
         Forwarding {
             peer: "198.18.0.7:40000".parse().unwrap(),
@@ -494,7 +534,7 @@ mod tests {
     }
 
     fn ready(head: &str, f: &Forwarding) -> Prepared {
-        match prepare(head.as_bytes(), f) {
+        match prep(head.as_bytes(), f) {
             Parse::Ready(p) => p,
             other => panic!("{head:?}: {other:?}"),
         }
@@ -605,7 +645,7 @@ mod tests {
                 let at = rand(bytes.len());
                 bytes[at] = rand(256) as u8;
             }
-            let p = match prepare(&bytes, &fwd(true, true)) {
+            let p = match prep(&bytes, &fwd(true, true)) {
                 Parse::Ready(p) => p,
                 _ => {
                     bad += 1;
@@ -677,17 +717,17 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: t\r\nConnection: a, b, c, d, e, f, g, h, i\r\n\r\n",
         ] {
             assert!(
-                matches!(prepare(head.as_bytes(), &f), Parse::Ready(_)),
+                matches!(prep(head.as_bytes(), &f), Parse::Ready(_)),
                 "{head:?}"
             );
         }
         let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(70_000));
         assert!(matches!(
-            prepare(long.as_bytes(), &f),
+            prep(long.as_bytes(), &f),
             Parse::Bad(StatusCode::URI_TOO_LONG, _)
         ));
         assert!(matches!(
-            prepare(b"GET / HTTP/1.1\r\nHost: t", &f),
+            prep(b"GET / HTTP/1.1\r\nHost: t", &f),
             Parse::Partial
         ));
         for head in [
@@ -704,7 +744,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    prepare(head.as_bytes(), &f),
+                    prep(head.as_bytes(), &f),
                     Parse::Bad(StatusCode::BAD_REQUEST, _)
                 ),
                 "{head:?}"
@@ -715,7 +755,7 @@ mod tests {
             "X: 1\r\n".repeat(MAX_HEADERS + 1)
         );
         assert!(matches!(
-            prepare(many.as_bytes(), &f),
+            prep(many.as_bytes(), &f),
             Parse::Bad(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, _)
         ));
     }
@@ -737,7 +777,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    prepare(head.as_bytes(), &f),
+                    prep(head.as_bytes(), &f),
                     Parse::Bad(StatusCode::BAD_REQUEST, _)
                 ),
                 "{head:?}"
@@ -784,11 +824,11 @@ mod tests {
                 .contains("upgrade"));
         }
         assert!(matches!(
-            prepare(b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: a\r\nUpgrade: b\r\nConnection: upgrade\r\n\r\n", &f),
+            prep(b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: a\r\nUpgrade: b\r\nConnection: upgrade\r\n\r\n", &f),
             Parse::Bad(StatusCode::BAD_REQUEST, _)
         ));
         assert!(matches!(
-            prepare(b"CONNECT shop:443 HTTP/1.1\r\nHost: shop:443\r\n\r\n", &f),
+            prep(b"CONNECT shop:443 HTTP/1.1\r\nHost: shop:443\r\n\r\n", &f),
             Parse::Bad(StatusCode::METHOD_NOT_ALLOWED, _)
         ));
     }
@@ -834,7 +874,7 @@ mod tests {
             ),
         ] {
             let text = format!("POST / HTTP/1.1\r\nHost: t\r\n{head}\r\n\r\n");
-            match prepare(text.as_bytes(), &f) {
+            match prep(text.as_bytes(), &f) {
                 Parse::Bad(StatusCode::BAD_REQUEST, reason) => {
                     assert!(reason.contains(why), "{head:?}: {reason}")
                 }
@@ -842,7 +882,7 @@ mod tests {
             }
         }
         assert!(matches!(
-            prepare(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", &f),
+            prep(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", &f),
             Parse::Bad(StatusCode::BAD_REQUEST, _)
         ));
     }
@@ -907,14 +947,14 @@ mod tests {
         assert!(out.contains("via: 1.0 floatlb\r\n"), "{out}");
         f.max_body = 10;
         assert!(matches!(
-            prepare(
+            prep(
                 b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n",
                 &f
             ),
             Parse::Bad(StatusCode::PAYLOAD_TOO_LARGE, _)
         ));
         assert!(matches!(
-            prepare(
+            prep(
                 b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n",
                 &f
             ),

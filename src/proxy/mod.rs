@@ -10,6 +10,7 @@
 //! fails becomes a 502/503/504 with a one-line reason, never a hang or a panic.
 //! Not for: parsing or writing HTTP (`http1`, `h1.rs`, `upstream.rs`).
 
+pub mod dispatch;
 pub mod handover;
 pub mod state;
 
@@ -28,7 +29,8 @@ use tokio::time::Sleep;
 use crate::backend::upstream::{BodySource, Head, SendError, UpstreamBody};
 use crate::backend::{BackendState, ConnectError};
 use crate::balance::{Candidate, RequestKey};
-use crate::proxy::state::{Shared, Snapshot};
+use crate::config::PoolSpec;
+use crate::proxy::state::{PoolLive, Shared, Snapshot};
 
 /// A request, its head ready for a backend.
 pub struct Outgoing<'a> {
@@ -79,15 +81,17 @@ pub enum Answer {
     ClientFailed(std::io::Error),
 }
 
-/// Sends `req` to a backend (retrying as the module header says) and returns
-/// the answer's head with its body still to be read.
+/// Sends `req` to a backend of pool `pool` (retrying as the module header
+/// says) and returns the answer's head with its body still to be read.
 pub async fn exchange(
     req: &mut Outgoing<'_>,
     shared: &Shared,
     peer: SocketAddr,
     snap: &Snapshot,
+    pool: usize,
 ) -> Answer {
-    let cfg = &snap.config;
+    let spec = &snap.config.resolved.pools[pool];
+    let live = &snap.pools[pool];
     let key = RequestKey {
         client_ip: peer.ip(),
         path_and_query: req.target,
@@ -99,17 +103,17 @@ pub async fn exchange(
     let mut last_error: Option<ConnectError> = None;
     let mut with_host = Vec::new();
     loop {
-        let Some(idx) = next_backend(snap, &key, &tried) else {
+        let Some(idx) = next_backend(spec, live, &key, &tried) else {
             return Answer::Local(unavailable(shared, peer, last_error));
         };
-        let backend = &snap.backends[idx];
+        let backend = &live.backends[idx];
         let in_flight = InFlight::new(backend.clone());
         let (conn, reused) = match backend.pool.checkout_upstream(&backend.stats).await {
             Ok(c) => c,
             Err(e) => {
                 drop(in_flight);
                 failed_connects += 1;
-                if !connect_failed(snap, idx, &e, failed_connects, &mut tried) {
+                if !connect_failed(spec, backend, idx, &e, failed_connects, &mut tried) {
                     let f = fail(shared, peer, connect_status(&e), &e.to_string());
                     return Answer::Local(f);
                 }
@@ -118,7 +122,7 @@ pub async fn exchange(
             }
         };
         if !reused {
-            backend.record_connect(true, cfg.health.passive_fall);
+            backend.record_connect(true, spec.health.passive_fall);
         }
         let head = if req.has_host {
             req.head
@@ -132,7 +136,7 @@ pub async fn exchange(
             &with_host[..]
         };
         backend.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let server = cfg.timeouts.server;
+        let server = spec.server;
         let sent = match &mut req.body {
             Body::Streamed { first, rest } => {
                 // Boxed: its state is large and rare; every connection's task would
@@ -211,7 +215,7 @@ pub async fn exchange(
                 if !replayed {
                     replayed = true;
                     backend.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    if cfg.proxy.redispatch {
+                    if spec.redispatch {
                         backend.stats.redispatches.fetch_add(1, Ordering::Relaxed);
                         tried.push(idx);
                     }
@@ -228,10 +232,15 @@ pub async fn exchange(
 /// The next backend to try: one not tried yet if any is eligible. Excluding
 /// every tried backend may leave none; then the same one may be tried again
 /// (bounded by the callers' retry counters).
-fn next_backend(snap: &Snapshot, key: &RequestKey<'_>, tried: &Tried) -> Option<usize> {
-    pick(snap, key, tried.as_slice()).or_else(|| match tried.len {
+fn next_backend(
+    spec: &PoolSpec,
+    live: &PoolLive,
+    key: &RequestKey<'_>,
+    tried: &Tried,
+) -> Option<usize> {
+    pick(spec, live, key, tried.as_slice()).or_else(|| match tried.len {
         0 => None,
-        _ => pick(snap, key, &[]),
+        _ => pick(spec, live, key, &[]),
     })
 }
 
@@ -278,24 +287,23 @@ fn backend_failed(
 /// A failed connect: counted, maybe the backend marked down. Returns whether
 /// another attempt may follow (false past `retries`).
 fn connect_failed(
-    snap: &Snapshot,
+    spec: &PoolSpec,
+    backend: &BackendState,
     idx: usize,
     e: &ConnectError,
     failed_connects: u32,
     tried: &mut Tried,
 ) -> bool {
-    let cfg = &snap.config;
-    let backend = &snap.backends[idx];
-    if backend.record_connect(false, cfg.health.passive_fall) {
+    if backend.record_connect(false, spec.health.passive_fall) {
         tracing::warn!(backend = %backend.name, error = %e, "backend marked DOWN after consecutive connect failures");
     } else {
         tracing::debug!(backend = %backend.name, error = %e, "connect failed");
     }
-    if failed_connects > cfg.proxy.retries {
+    if failed_connects > spec.retries {
         return false;
     }
     backend.stats.retries.fetch_add(1, Ordering::Relaxed);
-    if cfg.proxy.redispatch {
+    if spec.redispatch {
         backend.stats.redispatches.fetch_add(1, Ordering::Relaxed);
         tried.push(idx);
     }
@@ -309,9 +317,14 @@ fn connect_status(e: &ConnectError) -> StatusCode {
     }
 }
 
-fn pick(snap: &Snapshot, key: &RequestKey<'_>, exclude: &[usize]) -> Option<usize> {
-    let slow_start = snap.config.health.slow_start;
-    let n = snap.backends.len();
+fn pick(
+    spec: &PoolSpec,
+    live: &PoolLive,
+    key: &RequestKey<'_>,
+    exclude: &[usize],
+) -> Option<usize> {
+    let slow_start = spec.health.slow_start;
+    let n = live.backends.len();
     const STACK: usize = 32;
     if n <= STACK {
         let mut buf = [Candidate {
@@ -320,19 +333,30 @@ fn pick(snap: &Snapshot, key: &RequestKey<'_>, exclude: &[usize]) -> Option<usiz
             up: false,
             maxconn: 0,
         }; STACK];
-        for (i, b) in snap.backends.iter().enumerate() {
-            buf[i] = b.candidate(&snap.config.backends[i], slow_start);
+        for (i, (b, c)) in live.backends.iter().zip(&spec.backends).enumerate() {
+            buf[i] = b.candidate(c, slow_start);
         }
-        snap.selection.select(&buf[..n], key, exclude)
+        live.selection.select(&buf[..n], key, exclude)
     } else {
-        let v: Vec<Candidate> = snap
+        let v: Vec<Candidate> = live
             .backends
             .iter()
-            .zip(&snap.config.backends)
+            .zip(&spec.backends)
             .map(|(b, c)| b.candidate(c, slow_start))
             .collect();
-        snap.selection.select(&v, key, exclude)
+        live.selection.select(&v, key, exclude)
     }
+}
+
+/// The backend of pool `pool` a request with `key` would get now (for
+/// `floatlb route`; a real pick may differ as load and health change).
+pub fn pick_now(snap: &Snapshot, pool: usize, key: &RequestKey<'_>) -> Option<usize> {
+    pick(
+        &snap.config.resolved.pools[pool],
+        &snap.pools[pool],
+        key,
+        &[],
+    )
 }
 
 /// Backends already tried for one request.
@@ -354,17 +378,26 @@ impl Tried {
     }
 }
 
-/// A local error answer: its status and its one-line text body.
+/// An answer of floatlb's own: an error with its one-line text, or what a
+/// route answers itself (a redirect, a page).
 pub struct Failure {
     pub status: StatusCode,
-    pub text: String,
+    pub body: Bytes,
+    pub content_type: std::borrow::Cow<'static, str>,
+    /// A redirect's target.
+    pub location: Option<String>,
 }
 
 impl Failure {
     /// The answer's text: "502 Bad Gateway: <reason>".
     pub fn new(status: StatusCode, reason: &str) -> Self {
         let text = crate::http1::answers::error_text(status, reason);
-        Failure { status, text }
+        Failure {
+            status,
+            body: Bytes::from(text),
+            content_type: crate::http1::answers::ERROR_CONTENT_TYPE.into(),
+            location: None,
+        }
     }
 }
 

@@ -15,32 +15,94 @@ use arc_swap::ArcSwap;
 
 use crate::backend::{self, BackendState};
 use crate::balance::{self, BackendMeta, Selection};
-use crate::config::Config;
+use crate::config::{Config, PoolSpec};
 
 /// Everything a request needs, consistent within itself.
 pub struct Snapshot {
     pub config: Arc<Config>,
-    /// Same order as `config.backends`.
+    /// Same order as `config.resolved.pools`.
+    pub pools: Vec<PoolLive>,
+    /// Every pool's backends, pool after pool (for health checks and the admin side).
+    pub backends: Vec<Arc<BackendState>>,
+}
+
+/// One pool's live backends and scheduler.
+pub struct PoolLive {
+    /// Same order as the pool's `backends`.
     pub backends: Vec<Arc<BackendState>>,
     pub selection: Box<dyn Selection>,
 }
 
 impl Snapshot {
     pub fn build(config: Config, previous: &[Arc<BackendState>]) -> Self {
-        let backends = backend::reconcile(previous, &config);
-        let metas: Vec<BackendMeta> = config
-            .backends
+        let settings = backend::PoolSettings::from_config(&config);
+        let pools: Vec<PoolLive> = config
+            .resolved
+            .pools
             .iter()
-            .map(|b| BackendMeta {
-                name: b.name.clone(),
-                weight: b.weight,
+            .map(|spec| {
+                let metas: Vec<BackendMeta> = spec
+                    .backends
+                    .iter()
+                    .map(|b| BackendMeta {
+                        name: b.name.clone(),
+                        weight: b.weight,
+                    })
+                    .collect();
+                PoolLive {
+                    backends: backend::reconcile(previous, spec, settings),
+                    selection: balance::build(&spec.balance.options(), &metas),
+                }
             })
             .collect();
-        let selection = balance::build(&config.balance.options(), &metas);
+        let backends = pools
+            .iter()
+            .flat_map(|p| p.backends.iter().cloned())
+            .collect();
         Snapshot {
             config: Arc::new(config),
+            pools,
             backends,
-            selection,
+        }
+    }
+
+    /// Each backend with its pool and its configuration, pool after pool.
+    pub fn each_backend(
+        &self,
+    ) -> impl Iterator<Item = (&PoolSpec, &Arc<BackendState>, &crate::config::Backend)> {
+        self.config
+            .resolved
+            .pools
+            .iter()
+            .zip(&self.pools)
+            .flat_map(|(spec, live)| {
+                live.backends
+                    .iter()
+                    .zip(&spec.backends)
+                    .map(move |(b, c)| (spec, b, c))
+            })
+    }
+
+    /// The backend an operator names: `name`, or `pool:name` when several
+    /// pools have one of that name.
+    pub fn find_backend(&self, name: &str) -> Result<&Arc<BackendState>, String> {
+        let (pool, name) = match name
+            .split_once(':')
+            .filter(|(p, _)| self.config.resolved.pool_index(p).is_some())
+        {
+            Some((p, n)) => (Some(p), n),
+            None => (None, name),
+        };
+        let mut found = self
+            .each_backend()
+            .filter(|(s, b, _)| b.name == name && pool.is_none_or(|p| p == s.name));
+        match (found.next(), found.next()) {
+            (Some((_, b, _)), None) => Ok(b),
+            (None, _) => Err(format!("no backend named {name:?}")),
+            (Some((a, _, _)), Some((b, _, _))) => Err(format!(
+                "pools {} and {} both have a backend named {name:?}: name it as pool:{name}",
+                a.name, b.name
+            )),
         }
     }
 

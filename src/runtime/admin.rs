@@ -227,14 +227,15 @@ fn status_json(shared: &Shared, extra: &dyn AdminHooks) -> String {
         s.connections_active.load(Ordering::Relaxed),
         json_str(&format!("{:?}", snap.config.balance.algorithm)),
     );
-    for (i, (b, c)) in snap.backends.iter().zip(&snap.config.backends).enumerate() {
+    for (i, (pool, b, c)) in snap.each_backend().enumerate() {
         if i > 0 {
             out.push(',');
         }
         let _ = write!(
             out,
-            "{{\"name\":{},\"address\":{},\"up\":{},\"admin\":\"{}\",\"weight\":{},\"weight_set\":{},\"in_flight\":{},\"requests\":{},\"idle_connections\":{}}}",
+            "{{\"name\":{},\"pool\":{},\"address\":{},\"up\":{},\"admin\":\"{}\",\"weight\":{},\"weight_set\":{},\"in_flight\":{},\"requests\":{},\"idle_connections\":{}}}",
             json_str(&b.name),
+            json_str(&pool.name),
             json_str(&b.address.to_string()),
             b.is_up(),
             b.admin_state().as_str(),

@@ -79,8 +79,9 @@ pub fn backend_call(shared: &Shared, rest: &str) -> Reply {
         return reply(StatusCode::NOT_FOUND, "want /admin/backend/<name>/<action>");
     }
     let snap = shared.live.load();
-    let Some(b) = snap.backends.iter().find(|b| b.name == name) else {
-        return reply(StatusCode::NOT_FOUND, format!("no backend named {name:?}"));
+    let b = match snap.find_backend(name) {
+        Ok(b) => b,
+        Err(e) => return reply(StatusCode::NOT_FOUND, e),
     };
     let before = b.admin_state();
     let state = match (action, arg) {

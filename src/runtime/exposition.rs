@@ -126,35 +126,39 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
     }
 
     let snap = shared.live.load_full();
-    let backends: Vec<_> = snap.backends.iter().zip(&snap.config.backends).collect();
+    // Every series of a backend names its pool: one server may be in several.
+    let backends: Vec<_> = snap
+        .each_backend()
+        .map(|(p, b, c)| (b, c, p.name.as_str()))
+        .collect();
     let per = |get: &dyn Fn(&crate::backend::BackendStats) -> u64| {
         backends
             .iter()
-            .map(|(b, _)| (vec![b.name.as_str()], get(&b.stats)))
+            .map(|(b, _, p)| (vec![b.name.as_str(), *p], get(&b.stats)))
             .collect::<Vec<_>>()
     };
     f.gauge_vec(
         "floatlb_backend_up",
         "1 if the backend passes health checks.",
-        &["backend"],
+        &["backend", "pool"],
         backends
             .iter()
-            .map(|(b, _)| (vec![b.name.as_str()], b.is_up() as i64)),
+            .map(|(b, _, p)| (vec![b.name.as_str(), *p], b.is_up() as i64)),
     );
     f.gauge_vec(
         "floatlb_backend_weight",
         "Weight in effect: the configured one, or one set through the runtime API.",
-        &["backend"],
-        backends.iter().map(|(b, c)| {
+        &["backend", "pool"],
+        backends.iter().map(|(b, c, p)| {
             let w = b.weight_override().unwrap_or(c.weight);
-            (vec![b.name.as_str()], w as i64)
+            (vec![b.name.as_str(), *p], w as i64)
         }),
     );
     f.gauge_vec(
         "floatlb_backend_admin_state",
         "1 for the state an operator set through the runtime API (ready, drain, maint).",
-        &["backend", "state"],
-        backends.iter().flat_map(|(b, _)| {
+        &["backend", "state", "pool"],
+        backends.iter().flat_map(|(b, _, p)| {
             let now = b.admin_state();
             [
                 crate::backend::AdminState::Ready,
@@ -162,16 +166,16 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
                 crate::backend::AdminState::Maint,
             ]
             .into_iter()
-            .map(move |s| (vec![b.name.as_str(), s.as_str()], (s == now) as i64))
+            .map(move |s| (vec![b.name.as_str(), s.as_str(), *p], (s == now) as i64))
         }),
     );
     f.gauge_vec(
         "floatlb_backend_in_flight_requests",
         "Requests being served by the backend now.",
-        &["backend"],
-        backends.iter().map(|(b, _)| {
+        &["backend", "pool"],
+        backends.iter().map(|(b, _, p)| {
             (
-                vec![b.name.as_str()],
+                vec![b.name.as_str(), *p],
                 b.in_flight.load(Ordering::Relaxed) as i64,
             )
         }),
@@ -179,25 +183,25 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
     f.gauge_vec(
         "floatlb_backend_idle_connections",
         "Idle keep-alive connections pooled for the backend.",
-        &["backend"],
+        &["backend", "pool"],
         backends
             .iter()
-            .map(|(b, _)| (vec![b.name.as_str()], b.pool.idle_count() as i64)),
+            .map(|(b, _, p)| (vec![b.name.as_str(), *p], b.pool.idle_count() as i64)),
     );
     f.counter_vec(
         "floatlb_backend_requests_total",
         "Requests sent to the backend (each attempt).",
-        &["backend"],
+        &["backend", "pool"],
         per(&|st| load(&st.requests)),
     );
     f.counter_vec(
         "floatlb_backend_connections_total",
         "Connections opened to the backend.",
-        &["backend"],
+        &["backend", "pool"],
         per(&|st| load(&st.connections_opened)),
     );
     let mut responses = Vec::new();
-    for (b, _) in &backends {
+    for (b, _, p) in &backends {
         let st = &b.stats;
         for (class, a) in [
             ("1xx", &st.responses_1xx),
@@ -206,62 +210,65 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
             ("4xx", &st.responses_4xx),
             ("5xx", &st.responses_5xx),
         ] {
-            responses.push((vec![b.name.as_str(), class], load(a)));
+            responses.push((vec![b.name.as_str(), class, *p], load(a)));
         }
     }
     f.counter_vec(
         "floatlb_backend_responses_total",
         "Responses from the backend by status class.",
-        &["backend", "code"],
+        &["backend", "code", "pool"],
         responses,
     );
     let mut errors = Vec::new();
-    for (b, _) in &backends {
+    for (b, _, p) in &backends {
         let st = &b.stats;
         for (kind, a) in [
             ("connect", &st.connect_errors),
             ("response", &st.response_errors),
             ("timeout", &st.timeouts),
         ] {
-            errors.push((vec![b.name.as_str(), kind], load(a)));
+            errors.push((vec![b.name.as_str(), kind, *p], load(a)));
         }
     }
     f.counter_vec(
         "floatlb_backend_errors_total",
         "Failed attempts on the backend by kind.",
-        &["backend", "kind"],
+        &["backend", "kind", "pool"],
         errors,
     );
     f.counter_vec(
         "floatlb_backend_retries_total",
         "Attempts on the backend that were retried.",
-        &["backend"],
+        &["backend", "pool"],
         per(&|st| load(&st.retries)),
     );
     f.counter_vec(
         "floatlb_backend_redispatches_total",
         "Retries of the backend's failed attempts sent to another backend.",
-        &["backend"],
+        &["backend", "pool"],
         per(&|st| load(&st.redispatches)),
     );
     let mut checks = Vec::new();
-    for (b, _) in &backends {
-        checks.push((vec![b.name.as_str(), "success"], load(&b.stats.checks_ok)));
+    for (b, _, p) in &backends {
         checks.push((
-            vec![b.name.as_str(), "failure"],
+            vec![b.name.as_str(), "success", *p],
+            load(&b.stats.checks_ok),
+        ));
+        checks.push((
+            vec![b.name.as_str(), "failure", *p],
             load(&b.stats.checks_failed),
         ));
     }
     f.counter_vec(
         "floatlb_health_checks_total",
         "Active health checks by result.",
-        &["backend", "result"],
+        &["backend", "result", "pool"],
         checks,
     );
     f.counter_vec(
         "floatlb_backend_down_transitions_total",
         "Times the backend was marked DOWN.",
-        &["backend"],
+        &["backend", "pool"],
         per(&|st| load(&st.went_down)),
     );
     process_fds(&f);

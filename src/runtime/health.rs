@@ -1,5 +1,6 @@
-//! Active health checks: an HTTP GET per backend every `interval`, off the
-//! request path, with HAProxy's `rise`/`fall` hysteresis.
+//! Active health checks: an HTTP request per backend every `interval` (its
+//! pool's `[health]`: method, path, Host, expected statuses, a text the body
+//! must hold), off the request path, with HAProxy's `rise`/`fall` hysteresis.
 //!
 //! One task per backend; a supervisor starts and stops them as reloads add and
 //! remove backends. Passive checks (failed connects from live traffic) live in
@@ -25,6 +26,8 @@ pub enum CheckError {
     Io(String),
     BadResponse,
     Status(u16),
+    /// The body did not hold the expected text.
+    Body,
 }
 
 impl std::fmt::Display for CheckError {
@@ -35,29 +38,65 @@ impl std::fmt::Display for CheckError {
             CheckError::Io(e) => write!(f, "i/o: {e}"),
             CheckError::BadResponse => f.write_str("malformed HTTP response"),
             CheckError::Status(s) => write!(f, "status {s}"),
+            CheckError::Body => f.write_str("body without the expected text"),
         }
     }
 }
 
-/// One HTTP check: 2xx or 3xx within `timeout` passes.
-pub async fn check(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u16, CheckError> {
-    tokio::time::timeout(timeout, check_inner(addr, path))
+/// What a check sends and what passes.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub method: String,
+    pub path: String,
+    /// The Host field; None: the backend's address.
+    pub host: Option<String>,
+    /// Statuses that pass, as inclusive ranges.
+    pub statuses: Vec<(u16, u16)>,
+    /// Text the body must hold (in its first [`BODY_MAX`] bytes).
+    pub body: Option<String>,
+}
+
+/// How much of an answer a check reads when it looks at the body.
+const BODY_MAX: usize = 16 * 1024;
+
+impl Probe {
+    /// The probe a `[health]` table describes.
+    pub fn of(h: &crate::config::Health) -> Probe {
+        Probe {
+            method: h.method.clone(),
+            path: h.path.clone(),
+            host: h.host.clone(),
+            statuses: h.expected_statuses().unwrap_or_else(|_| vec![(200, 399)]),
+            body: h.expect_body.clone(),
+        }
+    }
+}
+
+/// One HTTP check: an expected status (and body text) within `timeout` passes.
+pub async fn check(addr: SocketAddr, probe: &Probe, timeout: Duration) -> Result<u16, CheckError> {
+    tokio::time::timeout(timeout, check_inner(addr, probe))
         .await
         .unwrap_or(Err(CheckError::Timeout))
 }
 
-async fn check_inner(addr: SocketAddr, path: &str) -> Result<u16, CheckError> {
+async fn check_inner(addr: SocketAddr, probe: &Probe) -> Result<u16, CheckError> {
     let mut s = TcpStream::connect(addr)
         .await
         .map_err(|e| CheckError::Connect(e.to_string()))?;
     let _ = s.set_nodelay(true);
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: floatlb-health\r\nConnection: close\r\n\r\n");
+    let host = probe.host.clone().unwrap_or_else(|| addr.to_string());
+    let req = format!(
+        "{} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: floatlb-health\r\nConnection: close\r\n\r\n",
+        probe.method, probe.path
+    );
     s.write_all(req.as_bytes())
         .await
         .map_err(|e| CheckError::Io(e.to_string()))?;
-    let mut buf = [0u8; 64];
+    // The status line; with a body to look for, up to BODY_MAX bytes or the close.
+    let want = if probe.body.is_some() { BODY_MAX } else { 12 };
+    let mut buf = vec![0u8; want.max(64)];
     let mut n = 0;
-    while n < 12 {
+    while n < want {
         let r = s
             .read(&mut buf[n..])
             .await
@@ -68,11 +107,26 @@ async fn check_inner(addr: SocketAddr, path: &str) -> Result<u16, CheckError> {
         n += r;
     }
     let status = parse_status_line(&buf[..n]).ok_or(CheckError::BadResponse)?;
-    if (200..400).contains(&status) {
-        Ok(status)
-    } else {
-        Err(CheckError::Status(status))
+    if !probe
+        .statuses
+        .iter()
+        .any(|&(a, b)| (a..=b).contains(&status))
+    {
+        return Err(CheckError::Status(status));
     }
+    if let Some(text) = &probe.body {
+        let body_at = buf[..n]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(n, |i| i + 4);
+        let found = buf[body_at..n]
+            .windows(text.len().max(1))
+            .any(|w| w == text.as_bytes());
+        if !found {
+            return Err(CheckError::Body);
+        }
+    }
+    Ok(status)
 }
 
 /// Status code from the start of an HTTP/1.x response.
@@ -85,13 +139,21 @@ fn parse_status_line(b: &[u8]) -> Option<u16> {
 
 async fn run_checks(shared: Arc<Shared>, backend: Arc<BackendState>) {
     loop {
-        let h = shared.live.load().config.health.clone();
+        let h = {
+            // The backend's pool's checks, as the config current now says.
+            let snap = shared.live.load();
+            let pools = &snap.config.resolved.pools;
+            pools
+                .iter()
+                .find(|p| p.name == backend.pool_name)
+                .map_or_else(|| snap.config.health.clone(), |p| p.health.clone())
+        };
         // A backend in maintenance is not checked (HAProxy's MAINT).
         if !h.enabled || backend.admin_state() == crate::backend::AdminState::Maint {
             tokio::time::sleep(h.interval).await;
             continue;
         }
-        let result = check(backend.address, &h.path, h.timeout).await;
+        let result = check(backend.address, &Probe::of(&h), h.timeout).await;
         let ok = result.is_ok();
         match backend.record_check(ok, h.rise, h.fall) {
             Some(true) => {
@@ -160,23 +222,54 @@ mod tests {
     async fn check_against_listener() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
-            for status in ["200 OK", "500 Internal Server Error"] {
+            for (status, body) in [
+                ("200 OK", ""),
+                ("500 Internal Server Error", ""),
+                ("204 No Content", ""),
+                ("200 OK", "all good"),
+                ("200 OK", "degraded"),
+            ] {
                 let (mut s, _) = l.accept().await.unwrap();
                 let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf).await;
-                let resp = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                let n = s.read(&mut buf).await.unwrap();
+                let _ = seen_tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
                 s.write_all(resp.as_bytes()).await.unwrap();
             }
         });
-        assert_eq!(check(addr, "/", Duration::from_secs(2)).await, Ok(200));
-        assert_eq!(
-            check(addr, "/", Duration::from_secs(2)).await,
-            Err(CheckError::Status(500))
-        );
+        let t = Duration::from_secs(2);
+        let mut probe = Probe::of(&crate::config::Health::default());
+        assert_eq!(check(addr, &probe, t).await, Ok(200));
+        assert!(seen
+            .recv()
+            .await
+            .unwrap()
+            .starts_with(&format!("GET / HTTP/1.1\r\nHost: {addr}\r\n")));
+        assert_eq!(check(addr, &probe, t).await, Err(CheckError::Status(500)));
+        seen.recv().await;
+        // A pool's own check: method, path, Host, statuses, body text.
+        probe.method = "HEAD".into();
+        probe.path = "/healthz".into();
+        probe.host = Some("shop.example".into());
+        probe.statuses = vec![(200, 200)];
+        assert_eq!(check(addr, &probe, t).await, Err(CheckError::Status(204)));
+        assert!(seen
+            .recv()
+            .await
+            .unwrap()
+            .starts_with("HEAD /healthz HTTP/1.1\r\nHost: shop.example\r\n"));
+        probe.method = "GET".into();
+        probe.body = Some("good".into());
+        assert_eq!(check(addr, &probe, t).await, Ok(200));
+        assert_eq!(check(addr, &probe, t).await, Err(CheckError::Body));
         // Nothing listens there any more.
         assert!(matches!(
-            check(addr, "/", Duration::from_secs(2)).await,
+            check(addr, &probe, t).await,
             Err(CheckError::Connect(_))
         ));
     }

@@ -29,6 +29,8 @@ pub struct Seen {
     pub requests: AtomicU64,
     pub health_checks: AtomicU64,
     pub last_headers: Mutex<Vec<(String, String)>>,
+    /// The path and query of the last request.
+    pub last_target: Mutex<String>,
 }
 
 /// A web server on 127.0.0.1 that names itself in `x-backend` and the body.
@@ -137,6 +139,11 @@ async fn serve(
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
+    *seen.last_target.lock().unwrap() = req
+        .uri()
+        .path_and_query()
+        .map_or("", |p| p.as_str())
+        .to_string();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }

@@ -14,6 +14,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::balance::{Algorithm, BalanceOptions};
 
+mod pools;
+pub use pools::*;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -40,6 +43,16 @@ pub struct Config {
     pub log: Log,
     #[serde(default)]
     pub tls: Option<Tls>,
+    /// `[[pool]]`: named groups of backends with their own balancing,
+    /// checks and timeouts.
+    #[serde(rename = "pool", default)]
+    pub pools: Vec<Pool>,
+    /// `[[route]]`: the pool (or answer) a request gets; first match in file order.
+    #[serde(rename = "route", default)]
+    pub routes: Vec<Route>,
+    /// What the pools and routes come to (set when the file is loaded).
+    #[serde(skip)]
+    pub resolved: std::sync::Arc<Resolved>,
 }
 
 /// `[tls]`: the HTTPS listener (see `docs/configuration.md`).
@@ -281,6 +294,50 @@ pub struct Health {
     /// Ramp a recovered backend's weight up over this long; "0s" = off.
     #[serde(default, deserialize_with = "duration")]
     pub slow_start: Duration,
+    /// The check's method (HAProxy `http-check send meth`).
+    #[serde(default = "default_health_method")]
+    pub method: String,
+    /// The check's Host field; absent: the backend's address and port.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Statuses that pass: codes and ranges, comma-separated ("200-399", "200,204").
+    #[serde(default = "default_expect_status")]
+    pub expect_status: String,
+    /// Text the answer's body must contain (its first 16 KiB) to pass.
+    #[serde(default)]
+    pub expect_body: Option<String>,
+}
+
+fn default_health_method() -> String {
+    "GET".into()
+}
+fn default_expect_status() -> String {
+    "200-399".into()
+}
+
+impl Health {
+    /// `expect-status` as inclusive ranges.
+    pub fn expected_statuses(&self) -> Result<Vec<(u16, u16)>, String> {
+        let bad = || {
+            format!(
+                "{:?} is not a list of statuses and ranges such as \"200-399\" or \"200,204\"",
+                self.expect_status
+            )
+        };
+        let mut out = Vec::new();
+        for part in self.expect_status.split(',') {
+            let part = part.trim();
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            let (Ok(a), Ok(b)) = (a.trim().parse::<u16>(), b.trim().parse::<u16>()) else {
+                return Err(bad());
+            };
+            if !(100..=599).contains(&a) || !(100..=599).contains(&b) || a > b {
+                return Err(bad());
+            }
+            out.push((a, b));
+        }
+        Ok(out)
+    }
 }
 
 fn yes() -> bool {
@@ -313,6 +370,10 @@ impl Default for Health {
             fall: default_fall(),
             passive_fall: default_fall(),
             slow_start: Duration::ZERO,
+            method: default_health_method(),
+            host: None,
+            expect_status: default_expect_status(),
+            expect_body: None,
         }
     }
 }
@@ -665,6 +726,9 @@ fn parse_with(file: &Path, text: &str, tls_files: bool) -> Result<Config, Config
         }
     };
     let mut found = config.problems();
+    let (resolved, more) = pools::resolve(&config);
+    found.extend(more);
+    config.resolved = std::sync::Arc::new(resolved);
     if let Some(tls) = config.tls.as_mut().filter(|_| tls_files) {
         found.extend(tls.load());
     }
@@ -721,58 +785,14 @@ impl Config {
         if self.listen.maxconn == 0 {
             p("listen.maxconn".into(), "must be at least 1".into());
         }
-        if self.backends.is_empty() {
-            p(
-                "backend".into(),
-                "at least one [[backend]] is required".into(),
-            );
+        for (path, msg) in backend_problems(&self.backends) {
+            p(path, msg);
         }
-        let mut names = std::collections::HashSet::new();
-        for (i, b) in self.backends.iter().enumerate() {
-            if b.name.is_empty() {
-                p(format!("backend[{i}].name"), "must not be empty".into());
-            } else if !names.insert(b.name.as_str()) {
-                p(
-                    format!("backend[{i}].name"),
-                    format!("duplicate backend name {:?}", b.name),
-                );
-            }
-            if b.weight > 256 {
-                p(
-                    format!("backend[{i}].weight"),
-                    format!("weight {} is out of range 0..=256", b.weight),
-                );
-            }
-            if b.address.port() == 0 {
-                p(format!("backend[{i}].address"), "port must not be 0".into());
-            }
+        for (path, msg) in balance_problems(&self.balance, "balance") {
+            p(path, msg);
         }
-        if self.balance.algorithm == Algorithm::UrlParam
-            && self.balance.url_param.as_deref().unwrap_or("").is_empty()
-        {
-            p(
-                "balance.url-param".into(),
-                "algorithm \"url-param\" needs url-param = \"<name>\"".into(),
-            );
-        }
-        if self.balance.draws == 0 || self.balance.draws > 16 {
-            p("balance.draws".into(), "must be in 1..=16".into());
-        }
-        let h = &self.health;
-        if !h.path.starts_with('/') {
-            p("health.path".into(), "must start with '/'".into());
-        }
-        if h.interval.is_zero() {
-            p("health.interval".into(), "must be greater than 0".into());
-        }
-        if h.timeout.is_zero() {
-            p("health.timeout".into(), "must be greater than 0".into());
-        }
-        if h.rise == 0 {
-            p("health.rise".into(), "must be at least 1".into());
-        }
-        if h.fall == 0 {
-            p("health.fall".into(), "must be at least 1".into());
+        for (path, msg) in health_problems(&self.health, "health") {
+            p(path, msg);
         }
         for (name, d) in [
             ("connect", self.timeouts.connect),

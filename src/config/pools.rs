@@ -1,0 +1,989 @@
+//! `[[pool]]` and `[[route]]`: named groups of backends, and the rules that
+//! send each request to one of them (or answer it here). Also what the file's
+//! pools and routes come to once checked ([`Resolved`]): the top-level
+//! `[[backend]]` list becomes the pool `default`, each pool takes the
+//! top-level `[balance]`, `[health]`, `[timeouts]` and `[proxy]` values it does
+//! not set itself, and the routes' matchers become a [`route::Table`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use regex::Regex;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use super::{parse_cidr, Backend, Balance, Config, Health};
+use crate::balance::Algorithm;
+use crate::http1::edit::{self, FieldEdits};
+use crate::route::{self, Condition as Cond, Host, Matchers, Test};
+
+/// The name of the pool the top-level `[[backend]]` list makes.
+pub const DEFAULT_POOL: &str = "default";
+
+/// One `[[pool]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Pool {
+    pub name: String,
+    /// Short form: `"address:port"` strings, each named by its address.
+    #[serde(default)]
+    pub backends: Vec<String>,
+    /// `[[pool.backend]]` tables: name, address, weight, maxconn.
+    #[serde(rename = "backend", default)]
+    pub backend: Vec<Backend>,
+    /// Absent: the top-level `[balance]`.
+    #[serde(default)]
+    pub balance: Option<Balance>,
+    /// Absent: the top-level `[health]`.
+    #[serde(default)]
+    pub health: Option<Health>,
+    #[serde(default)]
+    pub timeouts: PoolTimeouts,
+    /// Absent: `[proxy] retries`.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Absent: `[proxy] redispatch`.
+    #[serde(default)]
+    pub redispatch: Option<bool>,
+    /// Status → a file whose content answers floatlb's own errors of that status.
+    #[serde(default)]
+    pub error_pages: BTreeMap<String, PathBuf>,
+}
+
+/// A pool's own `connect` and `server` timeouts; absent ones are `[timeouts]`'s.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PoolTimeouts {
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub connect: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub server: Option<Duration>,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Route {
+    /// Shown by `floatlb route`, in the access log and in metrics; default `route<N>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub host: OneOrMany,
+    #[serde(default)]
+    pub path: OneOrMany,
+    #[serde(default)]
+    pub path_prefix: OneOrMany,
+    #[serde(default)]
+    pub path_regex: Option<String>,
+    #[serde(default)]
+    pub method: OneOrMany,
+    #[serde(default)]
+    pub headers: Vec<ConditionConfig>,
+    #[serde(default)]
+    pub query: Vec<ConditionConfig>,
+    #[serde(default)]
+    pub source: OneOrMany,
+    /// Action: send to this pool.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Action: answer with a redirect.
+    #[serde(default)]
+    pub redirect: Option<RedirectConfig>,
+    /// Action: answer with this status and body (a maintenance page).
+    #[serde(default)]
+    pub respond: Option<RespondConfig>,
+    /// Action: refuse with this status.
+    #[serde(default)]
+    pub deny: Option<u16>,
+    #[serde(default)]
+    pub request_headers: EditsConfig,
+    #[serde(default)]
+    pub response_headers: EditsConfig,
+    /// Taken off the front of the path before the backend gets it.
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+    /// Replaces the `path-prefix` that matched.
+    #[serde(default)]
+    pub replace_prefix: Option<String>,
+    #[serde(default)]
+    pub error_pages: BTreeMap<String, PathBuf>,
+}
+
+/// A header or query condition: `equals`, `regex`, or neither (present).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConditionConfig {
+    pub name: String,
+    #[serde(default)]
+    pub equals: Option<String>,
+    #[serde(default)]
+    pub regex: Option<String>,
+}
+
+/// `request-headers` / `response-headers`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EditsConfig {
+    #[serde(default)]
+    pub set: Fields,
+    #[serde(default)]
+    pub add: Fields,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RedirectConfig {
+    /// A URL with `{scheme}`, `{host}`, `{path}`, `{query}` or `{uri}` in it.
+    pub location: String,
+    #[serde(default = "default_redirect_status")]
+    pub status: u16,
+}
+
+fn default_redirect_status() -> u16 {
+    302
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RespondConfig {
+    #[serde(default = "default_respond_status")]
+    pub status: u16,
+    #[serde(default = "default_content_type")]
+    pub content_type: String,
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Read when the file is loaded (start and reload).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+fn default_respond_status() -> u16 {
+    200
+}
+fn default_content_type() -> String {
+    crate::http1::answers::ERROR_CONTENT_TYPE.into()
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OneOrMany(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_string()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(OneOrMany(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Field name → value, in the file's order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fields(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Fields;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of field names and string values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    out.push((k, v));
+                }
+                Ok(Fields(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    super::parse_duration(&s)
+        .map(Some)
+        .map_err(de::Error::custom)
+}
+
+/// A page that answers floatlb's own errors of one status.
+#[derive(Debug, Clone)]
+pub struct ErrorPage {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+/// A pool as the proxy uses it: every value settled.
+#[derive(Debug, Clone)]
+pub struct PoolSpec {
+    pub name: String,
+    pub backends: Vec<Backend>,
+    pub balance: Balance,
+    pub health: Health,
+    pub connect: Duration,
+    pub server: Duration,
+    pub retries: u32,
+    pub redispatch: bool,
+    pub error_pages: Vec<ErrorPage>,
+}
+
+/// What a route does with the requests it matches.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Index into [`Resolved::pools`].
+    Pool(usize),
+    Redirect {
+        location: String,
+        status: StatusCode,
+    },
+    Respond {
+        status: StatusCode,
+        content_type: String,
+        body: Bytes,
+    },
+    Deny(StatusCode),
+}
+
+/// A route as the proxy uses it (its matchers are in [`Resolved::table`]).
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub name: String,
+    pub action: Action,
+    pub request: FieldEdits,
+    pub response: FieldEdits,
+    pub strip_prefix: Option<String>,
+    pub replace_prefix: Option<String>,
+    /// The `path-prefix` values (for `replace-prefix`).
+    pub prefixes: Vec<String>,
+    pub error_pages: Vec<ErrorPage>,
+}
+
+impl RouteSpec {
+    /// The target the backend gets instead of `target`, if the route rewrites it.
+    pub fn rewrite_target(&self, target: &str) -> Option<String> {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        let mut new = None;
+        if let Some(to) = &self.replace_prefix {
+            let matched = self
+                .prefixes
+                .iter()
+                .filter(|p| path.starts_with(p.as_str()))
+                .max_by_key(|p| p.len())?;
+            new = Some(format!("{to}{}", &path[matched.len()..]));
+        }
+        if let Some(strip) = &self.strip_prefix {
+            let p = new.as_deref().unwrap_or(path);
+            if let Some(rest) = p.strip_prefix(strip.as_str()) {
+                new = Some(if rest.starts_with('/') {
+                    rest.to_string()
+                } else {
+                    format!("/{rest}")
+                });
+            }
+        }
+        let mut new = new?;
+        if let Some(q) = query {
+            new.push('?');
+            new.push_str(q);
+        }
+        Some(new)
+    }
+
+    /// Whether the route changes anything in the request it forwards.
+    pub fn edits_request(&self) -> bool {
+        !self.request.is_empty() || self.strip_prefix.is_some() || self.replace_prefix.is_some()
+    }
+}
+
+/// The pools and routes of a loaded file.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    pub pools: Vec<PoolSpec>,
+    pub routes: Vec<RouteSpec>,
+    pub table: route::Table,
+    /// The pool of a request no route matches: `default` if the file has
+    /// top-level backends, else the only pool of a file without routes.
+    /// None: such a request gets a 404.
+    pub fallback: Option<usize>,
+}
+
+impl Resolved {
+    pub fn pool_index(&self, name: &str) -> Option<usize> {
+        self.pools.iter().position(|p| p.name == name)
+    }
+
+    /// The error page for `status` a request on `route` (or its pool) gets.
+    pub fn error_page(
+        &self,
+        route: Option<usize>,
+        pool: Option<usize>,
+        status: u16,
+    ) -> Option<&ErrorPage> {
+        let on_route = route
+            .and_then(|r| self.routes.get(r))
+            .and_then(|r| r.error_pages.iter().find(|p| p.status == status));
+        on_route.or_else(|| {
+            pool.and_then(|p| self.pools.get(p))
+                .and_then(|p| p.error_pages.iter().find(|e| e.status == status))
+        })
+    }
+}
+
+type Problems = Vec<(String, String)>;
+
+/// Settles the file's pools and routes; (key path, message) for what is wrong.
+pub(super) fn resolve(c: &Config) -> (Resolved, Problems) {
+    let mut out = Problems::new();
+    let mut pools = Vec::new();
+    if !c.backends.is_empty() {
+        pools.push(PoolSpec {
+            name: DEFAULT_POOL.into(),
+            backends: c.backends.clone(),
+            balance: c.balance.clone(),
+            health: c.health.clone(),
+            connect: c.timeouts.connect,
+            server: c.timeouts.server,
+            retries: c.proxy.retries,
+            redispatch: c.proxy.redispatch,
+            error_pages: Vec::new(),
+        });
+    }
+    let mut names: HashSet<&str> = pools.iter().map(|_| DEFAULT_POOL).collect();
+    for (i, p) in c.pools.iter().enumerate() {
+        let at = |k: &str| format!("pool[{i}].{k}");
+        if p.name.is_empty() {
+            out.push((at("name"), "must not be empty".into()));
+        } else if !names.insert(&p.name) {
+            let why = if p.name == DEFAULT_POOL {
+                "the name of the pool the top-level [[backend]] list makes".to_string()
+            } else {
+                format!("duplicate pool name {:?}", p.name)
+            };
+            out.push((at("name"), why));
+        }
+        let mut backends = Vec::new();
+        for (j, a) in p.backends.iter().enumerate() {
+            match a.parse::<SocketAddr>() {
+                Ok(address) => backends.push(Backend {
+                    name: a.clone(),
+                    address,
+                    weight: 1,
+                    maxconn: 0,
+                }),
+                Err(_) => out.push((
+                    format!("pool[{i}].backends[{j}]"),
+                    format!("{a:?} is not an address and port (e.g. 198.18.0.11:80)"),
+                )),
+            }
+        }
+        backends.extend(p.backend.iter().cloned());
+        if backends.is_empty() {
+            out.push((
+                at("backends"),
+                "a pool needs at least one backend (backends = [\"address:port\"] or [[pool.backend]])".into(),
+            ));
+        }
+        for (path, msg) in backend_problems(&backends) {
+            let path = match path
+                .strip_prefix("backend[")
+                .and_then(|r| r.split_once(']'))
+            {
+                // Numbered within the pool's whole list: short forms first.
+                Some((n, rest)) => match n.parse::<usize>() {
+                    Ok(n) if n < p.backends.len() => format!("pool[{i}].backends[{n}]"),
+                    Ok(n) => format!("pool[{i}].backend[{}]{rest}", n - p.backends.len()),
+                    Err(_) => format!("pool[{i}].{path}"),
+                },
+                None => format!("pool[{i}].{path}"),
+            };
+            out.push((path, msg));
+        }
+        let balance = p.balance.clone().unwrap_or_else(|| c.balance.clone());
+        if p.balance.is_some() {
+            out.extend(balance_problems(&balance, &at("balance")));
+        }
+        let health = p.health.clone().unwrap_or_else(|| c.health.clone());
+        if p.health.is_some() {
+            out.extend(health_problems(&health, &at("health")));
+        }
+        for (k, d) in [
+            ("connect", p.timeouts.connect),
+            ("server", p.timeouts.server),
+        ] {
+            if d.is_some_and(|d| d.is_zero()) {
+                out.push((
+                    at(&format!("timeouts.{k}")),
+                    "must be greater than 0".into(),
+                ));
+            }
+        }
+        pools.push(PoolSpec {
+            name: p.name.clone(),
+            backends,
+            balance,
+            health,
+            connect: p.timeouts.connect.unwrap_or(c.timeouts.connect),
+            server: p.timeouts.server.unwrap_or(c.timeouts.server),
+            retries: p.retries.unwrap_or(c.proxy.retries),
+            redispatch: p.redispatch.unwrap_or(c.proxy.redispatch),
+            error_pages: error_pages(&p.error_pages, &at("error-pages"), &mut out),
+        });
+    }
+    if pools.is_empty() {
+        out.push((
+            "backend".into(),
+            "at least one [[backend]] or [[pool]] is required".into(),
+        ));
+    }
+    let mut routes = Vec::new();
+    let mut matchers = Vec::new();
+    let mut route_names = HashSet::new();
+    for (i, r) in c.routes.iter().enumerate() {
+        let name = r.name.clone().unwrap_or_else(|| format!("route{i}"));
+        if name.is_empty() || !route_names.insert(name.clone()) {
+            out.push((
+                format!("route[{i}].name"),
+                format!("route names must be unique and not empty: {name:?}"),
+            ));
+        }
+        let (spec, m) = route_spec(r, i, name, &pools, &mut out);
+        routes.push(spec);
+        matchers.push(m);
+    }
+    let table = route::Table::new(matchers);
+    for (later, earlier) in table.shadowed() {
+        out.push((
+            format!("route[{later}]"),
+            format!(
+                "can never match: route {:?} (route[{earlier}]) comes first and matches every request this one would",
+                routes[earlier].name
+            ),
+        ));
+    }
+    let fallback = if !c.backends.is_empty() || (c.routes.is_empty() && !pools.is_empty()) {
+        Some(0)
+    } else {
+        None
+    };
+    let resolved = Resolved {
+        pools,
+        routes,
+        table,
+        fallback,
+    };
+    (resolved, out)
+}
+
+fn route_spec(
+    r: &Route,
+    i: usize,
+    name: String,
+    pools: &[PoolSpec],
+    out: &mut Problems,
+) -> (RouteSpec, Matchers) {
+    let at = |k: &str| format!("route[{i}].{k}");
+    let mut m = Matchers::default();
+    for (j, h) in r.host.0.iter().enumerate() {
+        match Host::parse(h) {
+            Ok(h) => m.hosts.push(h),
+            Err(e) => out.push((format!("route[{i}].host[{j}]"), e)),
+        }
+    }
+    for (key, list) in [("path", &r.path.0), ("path-prefix", &r.path_prefix.0)] {
+        for p in list {
+            if !p.starts_with('/') {
+                out.push((at(key), format!("{p:?} must start with '/'")));
+            }
+        }
+    }
+    m.paths = r.path.0.clone();
+    m.path_prefixes = r.path_prefix.0.clone();
+    if let Some(re) = &r.path_regex {
+        match Regex::new(re) {
+            Ok(re) => m.path_regex = Some(re),
+            Err(e) => out.push((at("path-regex"), format!("invalid regex: {e}"))),
+        }
+    }
+    for meth in &r.method.0 {
+        if meth.is_empty()
+            || !meth
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            out.push((
+                at("method"),
+                format!("{meth:?} is not a method (RFC 9110 §9.1: a token)"),
+            ));
+        }
+    }
+    m.methods = r.method.0.clone();
+    m.headers = conditions(&r.headers, &at("headers"), true, out);
+    m.query = conditions(&r.query, &at("query"), false, out);
+    for (j, s) in r.source.0.iter().enumerate() {
+        match parse_cidr(s) {
+            Ok(n) => m.sources.push(n),
+            Err(e) => out.push((format!("route[{i}].source[{j}]"), e)),
+        }
+    }
+    let actions = [
+        r.pool.is_some(),
+        r.redirect.is_some(),
+        r.respond.is_some(),
+        r.deny.is_some(),
+    ];
+    let action = match actions.iter().filter(|&&a| a).count() {
+        0 => {
+            out.push((
+                format!("route[{i}]"),
+                "a route needs one action: pool, redirect, respond or deny".into(),
+            ));
+            Action::Deny(StatusCode::NOT_FOUND)
+        }
+        1 => action(r, i, pools, out),
+        _ => {
+            out.push((
+                format!("route[{i}]"),
+                "a route has one action: pool, redirect, respond or deny, not several".into(),
+            ));
+            Action::Deny(StatusCode::NOT_FOUND)
+        }
+    };
+    if r.replace_prefix.is_some() && r.path_prefix.0.is_empty() {
+        out.push((
+            at("replace-prefix"),
+            "replaces the path-prefix that matched: set path-prefix too".into(),
+        ));
+    }
+    for (k, v) in [
+        ("strip-prefix", &r.strip_prefix),
+        ("replace-prefix", &r.replace_prefix),
+    ] {
+        if let Some(v) = v {
+            if !v.starts_with('/') || !v.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+                out.push((
+                    at(k),
+                    format!("{v:?} must start with '/' and hold visible ASCII only"),
+                ));
+            }
+        }
+    }
+    let spec = RouteSpec {
+        name,
+        action,
+        request: edits(&r.request_headers, &at("request-headers"), out),
+        response: edits(&r.response_headers, &at("response-headers"), out),
+        strip_prefix: r.strip_prefix.clone(),
+        replace_prefix: r.replace_prefix.clone(),
+        prefixes: r.path_prefix.0.clone(),
+        error_pages: error_pages(&r.error_pages, &at("error-pages"), out),
+    };
+    (spec, m)
+}
+
+fn action(r: &Route, i: usize, pools: &[PoolSpec], out: &mut Problems) -> Action {
+    let at = |k: &str| format!("route[{i}].{k}");
+    let fallback = Action::Deny(StatusCode::NOT_FOUND);
+    if let Some(p) = &r.pool {
+        return match pools.iter().position(|x| &x.name == p) {
+            Some(i) => Action::Pool(i),
+            None => {
+                let known: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+                out.push((
+                    at("pool"),
+                    format!("no pool named {p:?} (pools: {})", known.join(", ")),
+                ));
+                fallback
+            }
+        };
+    }
+    if let Some(rd) = &r.redirect {
+        // RFC 9110 §15.4: the redirect statuses a Location goes with.
+        if ![301, 302, 303, 307, 308].contains(&rd.status) {
+            out.push((
+                at("redirect.status"),
+                format!(
+                    "{} is not a redirect status (301, 302, 303, 307 or 308)",
+                    rd.status
+                ),
+            ));
+            return fallback;
+        }
+        if let Err(e) = check_template(&rd.location) {
+            out.push((at("redirect.location"), e));
+            return fallback;
+        }
+        return Action::Redirect {
+            location: rd.location.clone(),
+            status: StatusCode::from_u16(rd.status).unwrap_or(StatusCode::FOUND),
+        };
+    }
+    if let Some(rs) = &r.respond {
+        let Some(status) = StatusCode::from_u16(rs.status)
+            .ok()
+            .filter(|s| s.as_u16() >= 200)
+        else {
+            out.push((
+                at("respond.status"),
+                format!("{} is not a final status (200..=599)", rs.status),
+            ));
+            return fallback;
+        };
+        if !edit::valid_value(&rs.content_type) {
+            out.push((at("respond.content-type"), "not a valid field value".into()));
+        }
+        let body = match (&rs.body, &rs.file) {
+            (Some(_), Some(_)) => {
+                out.push((at("respond"), "body and file exclude each other".into()));
+                Bytes::new()
+            }
+            (Some(b), None) => Bytes::from(b.clone()),
+            (None, Some(f)) => match std::fs::read(f) {
+                Ok(b) => Bytes::from(b),
+                Err(e) => {
+                    out.push((
+                        at("respond.file"),
+                        format!("cannot read {}: {e}", f.display()),
+                    ));
+                    Bytes::new()
+                }
+            },
+            (None, None) => Bytes::new(),
+        };
+        return Action::Respond {
+            status,
+            content_type: rs.content_type.clone(),
+            body,
+        };
+    }
+    let deny = r.deny.unwrap_or(403);
+    match StatusCode::from_u16(deny)
+        .ok()
+        .filter(|s| s.as_u16() >= 400)
+    {
+        Some(s) => Action::Deny(s),
+        None => {
+            out.push((
+                at("deny"),
+                format!("{deny} is not an error status (400..=599)"),
+            ));
+            fallback
+        }
+    }
+}
+
+/// The placeholders a redirect's location may hold.
+const PLACEHOLDERS: [&str; 5] = ["scheme", "host", "path", "query", "uri"];
+
+fn check_template(t: &str) -> Result<(), String> {
+    if t.is_empty() || !edit::valid_value(t) {
+        return Err("must be a URL (visible characters, no spaces at either end)".into());
+    }
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            return Err(format!("{t:?}: a '{{' without its '}}'"));
+        };
+        let name = &rest[open + 1..open + close];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder {{{name}}} (known: {{scheme}}, {{host}}, {{path}}, {{query}}, {{uri}})"
+            ));
+        }
+        rest = &rest[open + close + 1..];
+    }
+    Ok(())
+}
+
+/// Fills a redirect's location: `{host}` without its port, `{query}` without
+/// its `?`, `{uri}` the path and the query as sent.
+pub fn fill_location(template: &str, https: bool, host: &str, target: &str) -> String {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let host = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    };
+    let mut out = String::with_capacity(template.len() + target.len() + host.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').map_or(rest.len(), |c| open + c);
+        match &rest[open + 1..close] {
+            "scheme" => out.push_str(if https { "https" } else { "http" }),
+            "host" => out.push_str(host),
+            "path" => out.push_str(path),
+            "query" => out.push_str(query),
+            "uri" => out.push_str(target),
+            _ => {}
+        }
+        rest = rest.get(close + 1..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
+}
+
+fn conditions(list: &[ConditionConfig], at: &str, header: bool, out: &mut Problems) -> Vec<Cond> {
+    let mut v = Vec::new();
+    for (j, c) in list.iter().enumerate() {
+        let here = format!("{at}[{j}]");
+        if c.name.is_empty() {
+            out.push((format!("{here}.name"), "must not be empty".into()));
+            continue;
+        }
+        let test = match (&c.equals, &c.regex) {
+            (Some(_), Some(_)) => {
+                out.push((here, "equals and regex exclude each other".into()));
+                continue;
+            }
+            (Some(e), None) => Test::Equals(e.clone()),
+            (None, Some(r)) => match Regex::new(r) {
+                Ok(r) => Test::Regex(r),
+                Err(e) => {
+                    out.push((format!("{here}.regex"), format!("invalid regex: {e}")));
+                    continue;
+                }
+            },
+            (None, None) => Test::Present,
+        };
+        let name = if header {
+            c.name.to_ascii_lowercase()
+        } else {
+            c.name.clone()
+        };
+        v.push(Cond { name, test });
+    }
+    v
+}
+
+fn edits(e: &EditsConfig, at: &str, out: &mut Problems) -> FieldEdits {
+    let mut check = |key: &str, name: &str, value: Option<&str>| {
+        if let Err(why) = edit::editable(name) {
+            out.push((format!("{at}.{key}"), why));
+        }
+        if value.is_some_and(|v| !edit::valid_value(v)) {
+            out.push((
+                format!("{at}.{key}"),
+                format!("the value for {name} is not a valid field value (RFC 9110 §5.5)"),
+            ));
+        }
+    };
+    for (n, v) in &e.set.0 {
+        check("set", n, Some(v));
+    }
+    for (n, v) in &e.add.0 {
+        check("add", n, Some(v));
+    }
+    for n in &e.remove {
+        check("remove", n, None);
+    }
+    let lower = |v: &[(String, String)]| {
+        v.iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect()
+    };
+    FieldEdits {
+        remove: e.remove.iter().map(|n| n.to_ascii_lowercase()).collect(),
+        set: lower(&e.set.0),
+        add: lower(&e.add.0),
+    }
+}
+
+fn error_pages(pages: &BTreeMap<String, PathBuf>, at: &str, out: &mut Problems) -> Vec<ErrorPage> {
+    let mut v = Vec::new();
+    for (status, file) in pages {
+        let here = format!("{at}.{status}");
+        let Some(code) = status
+            .parse::<u16>()
+            .ok()
+            .filter(|s| (400..=599).contains(s))
+        else {
+            out.push((
+                here,
+                format!("{status:?} is not an error status (400..=599)"),
+            ));
+            continue;
+        };
+        match std::fs::read(file) {
+            Ok(body) => v.push(ErrorPage {
+                status: code,
+                content_type: content_type_of(file),
+                body: Bytes::from(body),
+            }),
+            Err(e) => out.push((here, format!("cannot read {}: {e}", file.display()))),
+        }
+    }
+    v
+}
+
+fn content_type_of(file: &Path) -> &'static str {
+    match file.extension().and_then(|e| e.to_str()) {
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("json") => "application/json",
+        _ => crate::http1::answers::ERROR_CONTENT_TYPE,
+    }
+}
+
+/// Checks of a backend list; paths relative to the list (`backend[1].weight`).
+pub(super) fn backend_problems(backends: &[Backend]) -> Problems {
+    let mut out = Problems::new();
+    let mut names = HashSet::new();
+    for (i, b) in backends.iter().enumerate() {
+        if b.name.is_empty() {
+            out.push((format!("backend[{i}].name"), "must not be empty".into()));
+        } else if !names.insert(b.name.as_str()) {
+            out.push((
+                format!("backend[{i}].name"),
+                format!("duplicate backend name {:?}", b.name),
+            ));
+        }
+        if b.weight > 256 {
+            out.push((
+                format!("backend[{i}].weight"),
+                format!("weight {} is out of range 0..=256", b.weight),
+            ));
+        }
+        if b.address.port() == 0 {
+            out.push((format!("backend[{i}].address"), "port must not be 0".into()));
+        }
+    }
+    out
+}
+
+/// Checks of a `[balance]` table at `at`.
+pub(super) fn balance_problems(b: &Balance, at: &str) -> Problems {
+    let mut out = Problems::new();
+    if b.algorithm == Algorithm::UrlParam && b.url_param.as_deref().unwrap_or("").is_empty() {
+        out.push((
+            format!("{at}.url-param"),
+            "algorithm \"url-param\" needs url-param = \"<name>\"".into(),
+        ));
+    }
+    if b.draws == 0 || b.draws > 16 {
+        out.push((format!("{at}.draws"), "must be in 1..=16".into()));
+    }
+    out
+}
+
+/// Checks of a `[health]` table at `at`.
+pub(super) fn health_problems(h: &Health, at: &str) -> Problems {
+    let mut out = Problems::new();
+    let mut p = |k: &str, m: &str| out.push((format!("{at}.{k}"), m.to_string()));
+    if !h.path.starts_with('/') {
+        p("path", "must start with '/'");
+    }
+    if h.interval.is_zero() {
+        p("interval", "must be greater than 0");
+    }
+    if h.timeout.is_zero() {
+        p("timeout", "must be greater than 0");
+    }
+    if h.rise == 0 {
+        p("rise", "must be at least 1");
+    }
+    if h.fall == 0 {
+        p("fall", "must be at least 1");
+    }
+    if h.method.is_empty() || !h.method.bytes().all(|b| b.is_ascii_uppercase()) {
+        p(
+            "method",
+            "must be a method in capitals, such as GET, HEAD or OPTIONS",
+        );
+    }
+    if h.host
+        .as_deref()
+        .is_some_and(|v| v.is_empty() || !edit::valid_value(v))
+    {
+        p("host", "must be a host name (and port)");
+    }
+    if let Err(e) = h.expected_statuses() {
+        p("expect-status", &e);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(prefixes: &[&str], strip: Option<&str>, replace: Option<&str>) -> RouteSpec {
+        RouteSpec {
+            name: "r".into(),
+            action: Action::Deny(StatusCode::FORBIDDEN),
+            request: FieldEdits::default(),
+            response: FieldEdits::default(),
+            strip_prefix: strip.map(Into::into),
+            replace_prefix: replace.map(Into::into),
+            prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            error_pages: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn path_rewrites_keep_the_query() {
+        let s = spec(&[], Some("/api"), None);
+        assert_eq!(
+            s.rewrite_target("/api/users?id=1").as_deref(),
+            Some("/users?id=1")
+        );
+        assert_eq!(s.rewrite_target("/api").as_deref(), Some("/"));
+        assert_eq!(s.rewrite_target("/other"), None);
+        let r = spec(&["/old/", "/old/deep/"], None, Some("/new/"));
+        assert_eq!(
+            r.rewrite_target("/old/deep/x?q").as_deref(),
+            Some("/new/x?q")
+        );
+        assert_eq!(r.rewrite_target("/old/a").as_deref(), Some("/new/a"));
+    }
+
+    #[test]
+    fn locations_filled_from_the_request() {
+        let t = "https://{host}{uri}";
+        assert_eq!(
+            fill_location(t, false, "shop.example:8080", "/a?b=1"),
+            "https://shop.example/a?b=1"
+        );
+        assert_eq!(
+            fill_location(
+                "{scheme}://new.example{path}?from={query}",
+                true,
+                "h",
+                "/p?x"
+            ),
+            "https://new.example/p?from=x"
+        );
+        assert_eq!(
+            fill_location("https://[2001:2::1]/", false, "[2001:2::1]:80", "/"),
+            "https://[2001:2::1]/"
+        );
+        assert!(check_template("https://{host}{nope}")
+            .unwrap_err()
+            .contains("{nope}"));
+        assert!(check_template("https://{host").is_err());
+    }
+}

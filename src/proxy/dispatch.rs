@@ -1,0 +1,249 @@
+//! A request's route acted on, the same for HTTP/1 and HTTP/2: the pool it
+//! goes to (its request edited as the route says), or the answer floatlb
+//! gives itself (a redirect, a page, a refusal, or a 404 when no route
+//! matches); and the error pages of a route or a pool for floatlb's own errors.
+//! Not for: which route matches (`route`), the exchange with a backend (`exchange`).
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::config::Action;
+use crate::http1::edit::FieldEdits;
+use crate::http1::request::{Prepared, NO_ROUTE};
+use crate::proxy::state::{Shared, Snapshot};
+use crate::proxy::{fail, Failure};
+
+/// Where a request goes.
+pub struct Dispatch {
+    /// Its route, if one matched.
+    pub route: Option<usize>,
+    /// Its pool, or the answer it gets here.
+    pub to: Result<usize, Failure>,
+}
+
+impl Dispatch {
+    pub fn pool(&self) -> Option<usize> {
+        self.to.as_ref().ok().copied()
+    }
+}
+
+/// Acts on the route `prepare` found for `req`: edits the request for its
+/// pool, or makes the answer the route gives.
+pub fn dispatch(
+    snap: &Snapshot,
+    shared: &Shared,
+    peer: SocketAddr,
+    req: &mut Prepared,
+    https: bool,
+) -> Dispatch {
+    let resolved = &snap.config.resolved;
+    let Some(spec) = (req.route != NO_ROUTE)
+        .then(|| resolved.routes.get(req.route as usize))
+        .flatten()
+    else {
+        let to = match resolved.fallback {
+            Some(pool) => Ok(pool),
+            None => Err(fail(
+                shared,
+                peer,
+                StatusCode::NOT_FOUND,
+                "no route matches this request",
+            )),
+        };
+        return Dispatch { route: None, to };
+    };
+    let route = Some(req.route as usize);
+    let to = match &spec.action {
+        Action::Pool(pool) => {
+            if spec.edits_request() {
+                let target = spec.rewrite_target(req.target());
+                req.rewrite(target.as_deref(), &spec.request);
+            }
+            Ok(*pool)
+        }
+        Action::Redirect { location, status } => {
+            let host = req.host().unwrap_or("").to_string();
+            let location = crate::config::fill_location(location, https, &host, req.target());
+            Err(Failure {
+                status: *status,
+                body: Bytes::new(),
+                content_type: "".into(),
+                location: Some(location),
+            })
+        }
+        Action::Respond {
+            status,
+            content_type,
+            body,
+        } => Err(Failure {
+            status: *status,
+            body: body.clone(),
+            content_type: content_type.clone().into(),
+            location: None,
+        }),
+        Action::Deny(status) => Err(fail(
+            shared,
+            peer,
+            *status,
+            &format!("denied by route {}", spec.name),
+        )),
+    };
+    let mut d = Dispatch { route, to };
+    if let Err(f) = &mut d.to {
+        error_page(snap, route, None, f);
+    }
+    d
+}
+
+/// Puts the error page of the request's route (else of its pool) for the
+/// answer's status in place of its text, if there is one.
+pub fn error_page(snap: &Snapshot, route: Option<usize>, pool: Option<usize>, f: &mut Failure) {
+    if f.location.is_some() || !f.status.is_client_error() && !f.status.is_server_error() {
+        return;
+    }
+    if let Some(page) = snap
+        .config
+        .resolved
+        .error_page(route, pool, f.status.as_u16())
+    {
+        f.body = page.body.clone();
+        f.content_type = page.content_type.into();
+    }
+}
+
+/// The field edits the route asks for on the answer, if any.
+pub fn answer_edits(snap: &Snapshot, route: Option<usize>) -> Option<&FieldEdits> {
+    route
+        .and_then(|r| snap.config.resolved.routes.get(r))
+        .map(|r| &r.response)
+        .filter(|e| !e.is_empty())
+}
+
+/// The router `prepare` asks: the index of the first route `seen` matches
+/// in `snap` (for a client at `peer`), or [`NO_ROUTE`].
+pub fn router(
+    snap: &Snapshot,
+    peer: SocketAddr,
+) -> impl FnOnce(&crate::http1::request::Seen<'_>) -> u32 + '_ {
+    move |seen| {
+        let table = &snap.config.resolved.table;
+        if table.is_empty() {
+            return NO_ROUTE;
+        }
+        let req = crate::route::Request {
+            seen,
+            peer: peer.ip(),
+        };
+        table.pick(&req).map_or(NO_ROUTE, |i| i as u32)
+    }
+}
+
+/// `floatlb route`: which route a request would take in `snap` and why each
+/// earlier one does not match, then what the route does: its pool and the
+/// backend the pool's scheduler would pick now, or the answer it gives.
+pub fn explain(
+    snap: &Snapshot,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    peer: std::net::IpAddr,
+) -> Result<Vec<String>, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let https = uri.scheme_str() == Some("https");
+    let authority = uri.authority().map(|a| a.as_str().to_string());
+    let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let fields: Vec<httparse::Header<'_>> = headers
+        .iter()
+        .map(|(n, v)| httparse::Header {
+            name: n,
+            value: v.as_bytes(),
+        })
+        .collect();
+    let host = authority.as_deref().map(str::as_bytes).or_else(|| {
+        fields
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("host"))
+            .map(|h| h.value)
+    });
+    let seen = crate::http1::request::Seen {
+        method,
+        host,
+        target: &target,
+        headers: &fields,
+    };
+    let resolved = &snap.config.resolved;
+    let mut out = Vec::new();
+    let trace = resolved
+        .table
+        .trace(&crate::route::Request { seen: &seen, peer });
+    let mut matched = None;
+    for (i, why) in trace {
+        let name = &resolved.routes[i].name;
+        match why {
+            Some(why) => out.push(format!("route[{i}] {name:?}: no match: {why}")),
+            None => {
+                out.push(format!("route[{i}] {name:?}: matches"));
+                matched = Some(i);
+            }
+        }
+    }
+    let pool = match matched.map(|i| &resolved.routes[i]) {
+        None => match resolved.fallback {
+            Some(p) => {
+                out.push(format!(
+                    "no route matches: the fallback pool {:?}",
+                    resolved.pools[p].name
+                ));
+                p
+            }
+            None => {
+                out.push("no route matches: 404".into());
+                return Ok(out);
+            }
+        },
+        Some(r) => match &r.action {
+            Action::Pool(p) => {
+                if let Some(t) = r.rewrite_target(&target) {
+                    out.push(format!("target rewritten: {t}"));
+                }
+                *p
+            }
+            Action::Redirect { location, status } => {
+                let host = authority.as_deref().unwrap_or("");
+                let to = crate::config::fill_location(location, https, host, &target);
+                out.push(format!("answer: {} redirect to {to}", status.as_u16()));
+                return Ok(out);
+            }
+            Action::Respond { status, body, .. } => {
+                out.push(format!(
+                    "answer: {} with a {}-byte body",
+                    status.as_u16(),
+                    body.len()
+                ));
+                return Ok(out);
+            }
+            Action::Deny(status) => {
+                out.push(format!("answer: {} (denied)", status.as_u16()));
+                return Ok(out);
+            }
+        },
+    };
+    let spec = &resolved.pools[pool];
+    out.push(format!("pool: {}", spec.name));
+    let key = crate::balance::RequestKey {
+        client_ip: peer,
+        path_and_query: &target,
+    };
+    match super::pick_now(snap, pool, &key) {
+        Some(b) => out.push(format!(
+            "backend: {} ({})",
+            spec.backends[b].name, spec.backends[b].address
+        )),
+        None => out.push("backend: none eligible".into()),
+    }
+    Ok(out)
+}

@@ -1,0 +1,478 @@
+//! `[[pool]]` and `[[route]]` with a real client (curl over HTTP/1.1): every
+//! matcher and action, header and path edits, error pages, a pool's own
+//! health checks, `floatlb check` and `floatlb route`, and a reload that
+//! changes routes under load. HTTP/2 routing is in `tests/tls.rs`.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{floatlb_cmd, header, parse_response, Floatlb, TestBackend};
+
+/// `curl -si` with `args` to `path` on `lb`, Host `host`: (status, headers, body).
+fn curl(
+    lb: SocketAddr,
+    host: &str,
+    path: &str,
+    args: &[&str],
+) -> (u16, Vec<(String, String)>, String) {
+    let out = Command::new("curl")
+        .args(["-si", "--http1.1", "--max-time", "10", "-H"])
+        .arg(format!("Host: {host}"))
+        .args(args)
+        .arg(format!("http://{lb}{path}"))
+        .output()
+        .expect("curl (vm-lab/install-deps installs it)");
+    assert!(out.status.success(), "curl {path}: {:?}", out);
+    parse_response(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Which backend answered (its `x-backend`), or the status when floatlb did.
+fn who(lb: SocketAddr, host: &str, path: &str, args: &[&str]) -> String {
+    let (status, headers, _) = curl(lb, host, path, args);
+    header(&headers, "x-backend").map_or(format!("{status}"), str::to_string)
+}
+
+fn pool(name: &str, b: &TestBackend) -> String {
+    format!("[[pool]]\nname = \"{name}\"\nbackends = [\"{}\"]\n", b.addr)
+}
+
+/// The file issue 28 names as a contract (a copy; `shared/contracts/` beside
+/// the checkout holds the original where there is one, and it must not drift).
+const CONTRACT: &str = include_str!("data/routes-contract.toml");
+
+#[test]
+fn the_contract_copy_is_the_contract() {
+    let shared = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/contracts/routes.toml"
+    );
+    match std::fs::read_to_string(shared) {
+        Ok(text) => assert_eq!(
+            text, CONTRACT,
+            "tests/data/routes-contract.toml differs from {shared}"
+        ),
+        Err(e) => println!("skipped: {shared}: {e} (a checkout without shared/ beside it)"),
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("routes.toml");
+    std::fs::write(&file, CONTRACT).unwrap();
+    let (code, out, err) = floatlb_cmd("check", &file, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("3 backends in 3 pools, 3 routes"), "{out}");
+    let (code, out, _) = floatlb_cmd("route", &file, &["GET", "http://shop.example/"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("matches") && out.contains("pool: shop"),
+        "{out}"
+    );
+}
+
+/// The contract file, with its addresses made the test's backends.
+fn contract(shop: &TestBackend, api: &TestBackend, www: &TestBackend) -> String {
+    let body = CONTRACT
+        .split_once("[[pool]]")
+        .map(|(_, rest)| format!("[[pool]]{rest}"))
+        .unwrap();
+    body.replace("198.18.0.11:80", &shop.addr.to_string())
+        .replace("198.18.0.12:80", &api.addr.to_string())
+        .replace("198.18.0.13:80", &www.addr.to_string())
+}
+
+#[test]
+fn the_contract_file_routes_by_host_then_path_prefix_then_the_rest() {
+    let (shop, api, www) = (
+        TestBackend::start("shop"),
+        TestBackend::start("api"),
+        TestBackend::start("www"),
+    );
+    let lb = Floatlb::start(&contract(&shop, &api, &www));
+    assert_eq!(who(lb.addr, "shop.example", "/", &[]), "shop");
+    // The host route comes first, so the shop's /api/ stays the shop's.
+    assert_eq!(who(lb.addr, "shop.example", "/api/x", &[]), "shop");
+    assert_eq!(who(lb.addr, "www.example", "/api/cart?id=1", &[]), "api");
+    // RFC 9110 §5.3: set replaces every line of the name (the client's included).
+    curl(
+        lb.addr,
+        "www.example",
+        "/api/headers",
+        &["-H", "X-Route: forged"],
+    );
+    let headers = api.seen.last_headers.lock().unwrap().clone();
+    let routes: Vec<_> = headers.iter().filter(|(n, _)| n == "x-route").collect();
+    assert_eq!(
+        routes,
+        [&("x-route".to_string(), "api".to_string())],
+        "{headers:?}"
+    );
+    assert_eq!(who(lb.addr, "www.example", "/", &[]), "www");
+    assert_eq!(who(lb.addr, "other.example", "/apix", &[]), "www");
+
+    let (code, out, err) = floatlb_cmd("route", &lb.config_path, &["GET", "http://shop.example/"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("route[0] \"route0\": matches") && out.contains("pool: shop"),
+        "{out}"
+    );
+    let (_, out, _) = floatlb_cmd(
+        "route",
+        &lb.config_path,
+        &["GET", "http://www.example/about"],
+    );
+    assert!(
+        out.contains("route[0] \"route0\": no match: host www.example is not shop.example"),
+        "{out}"
+    );
+    assert!(
+        out.contains("route[1] \"route1\": no match: path /about is not prefix /api/"),
+        "{out}"
+    );
+    assert!(
+        out.contains("pool: www") && out.contains(&format!("backend: {}", www.addr)),
+        "{out}"
+    );
+}
+
+#[test]
+fn every_matcher_with_a_real_client() {
+    let names = [
+        "exact", "wild", "regex", "method", "hdr", "present", "query", "source", "rest",
+    ];
+    let b: Vec<TestBackend> = names.iter().map(|n| TestBackend::start(n)).collect();
+    let pools: String = names.iter().zip(&b).map(|(n, b)| pool(n, b)).collect();
+    let routes = r#"
+[[route]]
+host = ["Shop.Example", "store.example"]
+path = "/exact"
+pool = "exact"
+
+[[route]]
+host = "*.example"
+path-prefix = "/wild/"
+pool = "wild"
+
+[[route]]
+path-regex = "^/v[0-9]+/"
+pool = "regex"
+
+[[route]]
+method = ["PUT", "DELETE"]
+pool = "method"
+
+[[route]]
+headers = [{ name = "X-Env", equals = "beta" }, { name = "User-Agent", regex = "^curl/" }]
+pool = "hdr"
+
+[[route]]
+headers = [{ name = "x-debug" }]
+pool = "present"
+
+[[route]]
+query = [{ name = "v", equals = "2" }]
+pool = "query"
+
+[[route]]
+source = ["198.18.0.0/15"]
+pool = "source"
+
+[[route]]
+pool = "rest"
+"#;
+    let lb = Floatlb::start(&format!("{pools}{routes}"));
+    let a = lb.addr;
+    let cases: &[(&str, &str, &[&str], &str)] = &[
+        // RFC 9110 §4.2.3 / §7.2: the host compares without case or port.
+        ("SHOP.example:80", "/exact", &[], "exact"),
+        ("store.example", "/exact", &[], "exact"),
+        ("store.example", "/exact/more", &[], "rest"),
+        ("a.b.example", "/wild/x", &[], "wild"),
+        ("example", "/wild/x", &[], "rest"),
+        ("h", "/v12/users", &[], "regex"),
+        ("h", "/v/users", &[], "rest"),
+        // RFC 9110 §9.1: methods compare with case.
+        ("h", "/", &["-X", "DELETE"], "method"),
+        ("h", "/", &["-X", "delete"], "rest"),
+        ("h", "/", &["-H", "X-Env: beta"], "hdr"),
+        ("h", "/", &["-H", "X-Env: beta", "-A", "wget/1"], "rest"),
+        ("h", "/", &["-H", "X-Env: alpha"], "rest"),
+        ("h", "/", &["-H", "X-Debug: 1"], "present"),
+        ("h", "/?a=1&v=2", &[], "query"),
+        ("h", "/?v=20", &[], "rest"),
+    ];
+    for (host, path, args, want) in cases {
+        assert_eq!(&who(a, host, path, args), want, "{host} {path} {args:?}");
+    }
+    // The client is 127.0.0.1, outside 198.18.0.0/15.
+    assert_eq!(b[7].requests(), 0);
+}
+
+#[test]
+fn redirect_respond_deny_rewrite_and_answer_edits() {
+    let app = TestBackend::start("app");
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("maintenance.html");
+    std::fs::write(&page, "<h1>back soon</h1>\n").unwrap();
+    let body = format!(
+        r#"{pool}
+[[route]]
+name = "old-site"
+host = "old.example"
+redirect = {{ location = "https://new.example{{uri}}", status = 301 }}
+
+[[route]]
+name = "maintenance"
+path-prefix = "/shop/"
+respond = {{ status = 503, content-type = "text/html; charset=utf-8", file = "{page}" }}
+
+[[route]]
+name = "admin"
+path-prefix = "/admin"
+deny = 403
+
+[[route]]
+name = "api"
+path-prefix = "/api/v1/"
+replace-prefix = "/v2/"
+request-headers = {{ remove = ["X-Secret"], add = {{ "X-Via-Route" = "api" }} }}
+response-headers = {{ set = {{ "Cache-Control" = "no-store" }}, add = {{ "X-Served-By" = "floatlb" }}, remove = ["X-Backend-Debug"] }}
+pool = "app"
+
+[[route]]
+name = "static"
+path-prefix = "/static"
+strip-prefix = "/static"
+pool = "app"
+"#,
+        pool = pool("app", &app),
+        page = page.display()
+    );
+    let lb = Floatlb::start(&body);
+    let a = lb.addr;
+    // RFC 9110 §15.4.2 (301) and §10.2.2: Location is the new URI; the path and query kept.
+    let (status, h, _) = curl(a, "old.example:8080", "/a/b?c=1", &[]);
+    assert_eq!(status, 301);
+    assert_eq!(header(&h, "location"), Some("https://new.example/a/b?c=1"));
+    assert_eq!(app.requests(), 0);
+    let (status, h, body) = curl(a, "h", "/shop/cart", &[]);
+    assert_eq!((status, body.as_str()), (503, "<h1>back soon</h1>\n"));
+    assert_eq!(header(&h, "content-type"), Some("text/html; charset=utf-8"));
+    let (status, _, body) = curl(a, "h", "/admin/users", &[]);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("denied by route admin"), "{body}");
+    // A body sent to a route that answers itself is not read: the connection closes.
+    let (status, h, _) = curl(a, "h", "/admin", &["--data-binary", "x=1"]);
+    assert_eq!((status, header(&h, "connection")), (403, Some("close")));
+    assert_eq!(app.requests(), 0);
+
+    let (status, h, _) = curl(
+        a,
+        "h",
+        "/api/v1/users?id=7",
+        &["-H", "X-Secret: s", "-H", "X-Keep: k"],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(*app.seen.last_target.lock().unwrap(), "/v2/users?id=7");
+    let seen = app.seen.last_headers.lock().unwrap().clone();
+    assert!(!seen.iter().any(|(n, _)| n == "x-secret"), "{seen:?}");
+    assert!(seen.contains(&("x-keep".into(), "k".into())), "{seen:?}");
+    assert!(
+        seen.contains(&("x-via-route".into(), "api".into())),
+        "{seen:?}"
+    );
+    // RFC 9110 §5.3: the answer's edits, on the backend's own fields.
+    assert_eq!(header(&h, "cache-control"), Some("no-store"));
+    assert_eq!(header(&h, "x-served-by"), Some("floatlb"));
+    assert_eq!(header(&h, "x-backend"), Some("app"));
+    curl(a, "h", "/static/css/site.css", &[]);
+    assert_eq!(*app.seen.last_target.lock().unwrap(), "/css/site.css");
+    curl(a, "h", "/static", &[]);
+    assert_eq!(*app.seen.last_target.lock().unwrap(), "/");
+}
+
+#[test]
+fn no_route_is_a_404_and_error_pages_come_from_the_route_or_the_pool() {
+    let live = TestBackend::start("live");
+    let dir = tempfile::tempdir().unwrap();
+    let (pool_page, route_page) = (dir.path().join("pool.html"), dir.path().join("route.txt"));
+    std::fs::write(&pool_page, "<p>pool is down</p>").unwrap();
+    std::fs::write(&route_page, "route is down").unwrap();
+    // A port nothing listens on: the connect is refused.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let body = format!(
+        r#"[health]
+enabled = false
+
+[[pool]]
+name = "dead"
+backends = ["{dead_addr}"]
+retries = 0
+error-pages = {{ 502 = "{pool_page}" }}
+
+{live_pool}
+[[route]]
+host = "pool.example"
+pool = "dead"
+
+[[route]]
+host = "route.example"
+pool = "dead"
+error-pages = {{ 502 = "{route_page}" }}
+
+[[route]]
+host = "live.example"
+pool = "live"
+"#,
+        live_pool = pool("live", &live),
+        pool_page = pool_page.display(),
+        route_page = route_page.display()
+    );
+    let lb = Floatlb::start(&body);
+    let (status, h, body) = curl(lb.addr, "pool.example", "/", &[]);
+    assert_eq!((status, body.as_str()), (502, "<p>pool is down</p>"));
+    assert_eq!(header(&h, "content-type"), Some("text/html; charset=utf-8"));
+    let (status, _, body) = curl(lb.addr, "route.example", "/", &[]);
+    assert_eq!((status, body.as_str()), (502, "route is down"));
+    let (status, _, body) = curl(lb.addr, "nowhere.example", "/", &[]);
+    assert_eq!(status, 404);
+    assert!(body.contains("no route matches"), "{body}");
+    assert_eq!(who(lb.addr, "live.example", "/", &[]), "live");
+}
+
+#[test]
+fn a_pool_checks_its_backends_with_its_own_request() {
+    let (good, bad) = (TestBackend::start("good"), TestBackend::start("bad"));
+    // The test backends answer their name: a check that wants "good" fails on "bad".
+    let body = format!(
+        r#"[[pool]]
+name = "app"
+backends = ["{}", "{}"]
+health = {{ path = "/healthz", host = "app.example", method = "GET", expect-status = "200", expect-body = "good", interval = "100ms", rise = 1, fall = 1 }}
+"#,
+        good.addr, bad.addr
+    );
+    let lb = Floatlb::start(&body);
+    lb.wait_status("the backend without the text marked down", |s| {
+        s.contains(&format!("\"address\":\"{}\",\"up\":false", bad.addr))
+    });
+    for _ in 0..6 {
+        assert_eq!(who(lb.addr, "x", "/", &[]), "good");
+    }
+    let seen = bad.seen.last_headers.lock().unwrap().clone();
+    assert!(
+        seen.contains(&("host".into(), "app.example".into())),
+        "{seen:?}"
+    );
+    assert!(
+        bad.seen
+            .health_checks
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+    );
+}
+
+#[test]
+fn check_points_at_unknown_pools_duplicates_and_shadowed_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        r#"[listen]
+address = "127.0.0.1:8080"
+
+[[pool]]
+name = "www"
+backends = ["198.18.0.13:80"]
+
+[[pool]]
+name = "www"
+backends = ["198.18.0.14:80"]
+
+[[route]]
+host = "*.example"
+pool = "www"
+
+[[route]]
+host = "shop.example"
+pool = "www"
+
+[[route]]
+path-prefix = "/api/"
+pool = "api"
+"#,
+    )
+    .unwrap();
+    let (code, _, err) = floatlb_cmd("check", &file, &[]);
+    assert_eq!(code, 1, "{err}");
+    let f = file.display();
+    for want in [
+        format!("{f}:9:8: pool[1].name: duplicate pool name \"www\""),
+        format!("{f}:16:1: route[1]: can never match: route \"route0\" (route[0]) comes first"),
+        format!("{f}:22:8: route[2].pool: no pool named \"api\" (pools: www, www)"),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn a_reload_under_load_changes_routes_and_keeps_backend_state() {
+    let (a, b) = (TestBackend::start("a"), TestBackend::start("b"));
+    let one = format!("{}\n[[route]]\npool = \"a\"\n", pool("a", &a));
+    let two = format!(
+        "{}{}\n[[route]]\nhost = \"b.example\"\npool = \"b\"\n\n[[route]]\npool = \"a\"\n",
+        pool("a", &a),
+        pool("b", &b)
+    );
+    let lb = Floatlb::start(&one);
+    // An operator's drain on a backend of the unchanged pool survives the reloads.
+    let (code, _, err) = floatlb_cmd(
+        "ctl",
+        &lb.config_path,
+        &["backend", "weight", &a.addr.to_string(), "7"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let client = lb.addr;
+    let load = std::thread::spawn(move || {
+        let (mut ok, mut failed) = (0u32, Vec::new());
+        let start = Instant::now();
+        let mut conn = support::KeepAlive::new(client);
+        while start.elapsed() < Duration::from_secs(3) && ok < 20_000 {
+            match conn.get("/") {
+                Ok((200, _, _)) => ok += 1,
+                other => {
+                    failed.push(format!("{other:?}"));
+                    conn = support::KeepAlive::new(client);
+                }
+            }
+        }
+        (ok, failed)
+    });
+    for body in [&two, &one, &two] {
+        std::thread::sleep(Duration::from_millis(500));
+        lb.reload(body);
+    }
+    let (ok, failed) = load.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok,
+        &failed[..failed.len().min(3)]
+    );
+    lb.wait_status("the last reload applied", |s| {
+        s.contains(&format!("\"{}\"", b.addr))
+    });
+    assert_eq!(who(lb.addr, "b.example", "/", &[]), "b");
+    assert_eq!(who(lb.addr, "a.example", "/", &[]), "a");
+    let status = lb.status_json();
+    assert!(
+        status.contains(&format!(
+            "\"address\":\"{}\",\"up\":true,\"admin\":\"ready\",\"weight\":7",
+            a.addr
+        )),
+        "{status}"
+    );
+}
