@@ -732,3 +732,85 @@ fn sessions_resume_across_an_upgrade_and_a_worker_restart_without_a_ticket_file(
     let out = resume(other.tls);
     assert!(!out.contains("Reused,") && out.contains("New,"), "{out}");
 }
+
+/// Issue 28: an HTTP/2 stream routes by `:authority` exactly as an HTTP/1
+/// request by Host (RFC 9113 §8.3.1: `:authority` stands in for Host), with
+/// the route's field edits on both sides; curl and h2load as the clients.
+#[test]
+fn http2_streams_route_by_authority_as_http1_requests_by_host() {
+    let (shop, api, www) = (
+        TestBackend::start("shop"),
+        TestBackend::start("api"),
+        TestBackend::start("www"),
+    );
+    let s = Setup::new();
+    let pools: String = [("shop", &shop), ("api", &api), ("www", &www)]
+        .iter()
+        .map(|(n, b)| format!("[[pool]]\nname = \"{n}\"\nbackends = [\"{}\"]\n", b.addr))
+        .collect();
+    let routes = r#"
+[[route]]
+host = "shop.a.test"
+pool = "shop"
+
+[[route]]
+path-prefix = "/api/"
+pool = "api"
+request-headers = { set = { "X-Route" = "api" } }
+response-headers = { add = { "X-Routed" = "api" } }
+
+[[route]]
+pool = "www"
+"#;
+    let _lb = Floatlb::start(&format!("{pools}{routes}\n{}", s.table("")));
+    let get = |host: &str, path: &str, version: &str| {
+        let resolve = format!("{host}:{}:127.0.0.1", s.tls.port());
+        let out = tool("curl")
+            .args([
+                "-sk",
+                "-i",
+                version,
+                "--max-time",
+                "10",
+                "--resolve",
+                &resolve,
+            ])
+            .arg(format!("https://{host}:{}{path}", s.tls.port()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "curl {host}{path}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_lowercase()
+    };
+    for version in ["--http2", "--http1.1"] {
+        assert!(
+            get("shop.a.test", "/api/x", version).contains("x-backend: shop"),
+            "{version}"
+        );
+        let api_answer = get("x.a.test", "/api/x", version);
+        assert!(
+            api_answer.contains("x-backend: api"),
+            "{version}: {api_answer}"
+        );
+        assert!(
+            api_answer.contains("x-routed: api"),
+            "{version}: {api_answer}"
+        );
+        assert!(
+            get("a.test", "/", version).contains("x-backend: www"),
+            "{version}"
+        );
+    }
+    let seen = api.seen.last_headers.lock().unwrap().clone();
+    assert!(seen.contains(&("x-route".into(), "api".into())), "{seen:?}");
+    // h2load: 200 streams on 2 connections, all to the shop by their authority.
+    let before = shop.requests();
+    let out = tool("h2load")
+        .args(["-n", "200", "-c", "2", "-m", "10"])
+        .arg(format!("https://127.0.0.1:{}/", s.tls.port()))
+        .args(["-H", ":authority: shop.a.test"])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(t.contains("200 succeeded"), "{t}");
+    assert_eq!(shop.requests() - before, 200, "{t}");
+}
