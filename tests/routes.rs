@@ -476,3 +476,181 @@ fn a_reload_under_load_changes_routes_and_keeps_backend_state() {
         "{status}"
     );
 }
+
+/// `curl` in a thread: the answer's (status, body) when it comes.
+fn curl_later(lb: SocketAddr, path: &'static str) -> std::thread::JoinHandle<(u16, String)> {
+    std::thread::spawn(move || {
+        let (status, _, body) = curl(lb, "h", path, &[]);
+        (status, body)
+    })
+}
+
+/// Waits (bounded) until `f` holds.
+fn wait_for(what: &str, f: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn metric(lb: &Floatlb, series: &str) -> f64 {
+    support::netns::metric(&support::http_get(lb.admin, "/metrics").2, series).unwrap_or(0.0)
+}
+
+#[test]
+fn a_backend_at_its_maxconn_queues_requests_then_503_at_the_queue_timeout() {
+    let slow = TestBackend::start("slow");
+    let table = |name: &str, timeout: &str, max_queue: u32| {
+        format!(
+            "[[pool]]\nname = \"{name}\"\nqueue-timeout = \"{timeout}\"\nmax-queue = {max_queue}\n[[pool.backend]]\nname = \"s\"\naddress = \"{}\"\nmaxconn = 1\n",
+            slow.addr
+        )
+    };
+    let body = format!(
+        "{}{}[[route]]\npath-prefix = \"/held\"\nstrip-prefix = \"/held\"\npool = \"held\"\n\n[[route]]\npool = \"short\"\nstrip-prefix = \"/short\"\n",
+        table("held", "10s", 1),
+        table("short", "200ms", 0)
+    );
+    let lb = Floatlb::start(&body);
+    // Held: the second request waits for the first to end, then is served.
+    let first = curl_later(lb.addr, "/held/slow?ms=800");
+    wait_for("the first request at the backend", || slow.requests() == 1);
+    let second = curl_later(lb.addr, "/held/");
+    wait_for("the second request queued", || {
+        metric(&lb, "floatlb_pool_queued_requests{pool=\"held\"}") == 1.0
+    });
+    assert_eq!(
+        slow.requests(),
+        1,
+        "maxconn 1: the queued request is not at the backend"
+    );
+    // max-queue = 1: a third finds the queue full.
+    let (status, _, text) = curl(lb.addr, "h", "/held/", &[]);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("the queue of pool held is full"), "{text}");
+    assert_eq!(first.join().unwrap().0, 200);
+    assert_eq!(second.join().unwrap(), (200, "slow".to_string()));
+    assert_eq!(metric(&lb, "floatlb_pool_queued_total{pool=\"held\"}"), 1.0);
+    // Short: the queued request gives up at queue-timeout with a 503 and its reason.
+    let busy = curl_later(lb.addr, "/short/slow?ms=1500");
+    wait_for("the backend busy again", || slow.requests() == 3);
+    let (status, _, text) = curl(lb.addr, "h", "/short/", &[]);
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.contains("no backend of pool short had a free slot within 200ms"),
+        "{text}"
+    );
+    assert_eq!(busy.join().unwrap().0, 200);
+    assert_eq!(
+        metric(&lb, "floatlb_pool_queue_refused_total{pool=\"short\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn sticky_cookies_insert_and_prefix_keep_a_client_on_its_backend_across_a_reload() {
+    let (b1, b2) = (TestBackend::start("b1"), TestBackend::start("b2"));
+    let pool = |name: &str, cookie: &str| {
+        format!(
+            "[[pool]]\nname = \"{name}\"\ncookie = {cookie}\n[[pool.backend]]\nname = \"b1\"\naddress = \"{}\"\ncookie = \"one\"\n[[pool.backend]]\nname = \"b2\"\naddress = \"{}\"\ncookie = \"two\"\n",
+            b1.addr, b2.addr
+        )
+    };
+    let body = format!(
+        "{}{}[[route]]\nhost = \"app.example\"\npool = \"app\"\n\n[[route]]\npool = \"java\"\n",
+        pool("app", "{ name = \"SRV\" }"),
+        pool("java", "{ name = \"JSESSIONID\", mode = \"prefix\" }")
+    );
+    let lb = Floatlb::start(&body);
+    // Insert (RFC 6265 §4.1): the first answer names its backend in a cookie of floatlb's.
+    let (_, h, _) = curl(lb.addr, "app.example", "/", &[]);
+    let (who_first, set) = (
+        header(&h, "x-backend").unwrap().to_string(),
+        header(&h, "set-cookie"),
+    );
+    let id = if who_first == "b1" { "one" } else { "two" };
+    assert_eq!(set, Some(format!("SRV={id}; Path=/; HttpOnly").as_str()));
+    let with_cookie = format!("Cookie: theme=dark; SRV={id}");
+    let sticky_to = |n: usize| {
+        for _ in 0..n {
+            let (_, h, _) = curl(lb.addr, "app.example", "/", &["-H", &with_cookie]);
+            assert_eq!(header(&h, "x-backend"), Some(who_first.as_str()));
+            assert_eq!(
+                header(&h, "set-cookie"),
+                None,
+                "the cookie names it already"
+            );
+        }
+    };
+    sticky_to(6);
+    // A reload that adds a route in front: the pool and its backends are unchanged.
+    let added = body.replacen(
+        "[[route]]\n",
+        "[[route]]\nhost = \"new.example\"\npool = \"java\"\n\n[[route]]\n",
+        1,
+    );
+    lb.reload(&added);
+    wait_for("the reload", || {
+        metric(&lb, "floatlb_config_reloads_total{result=\"success\"}") == 1.0
+    });
+    sticky_to(6);
+    // A cookie naming no backend of the pool: scheduled, and a cookie set.
+    let (_, h, _) = curl(lb.addr, "app.example", "/", &["-H", "Cookie: SRV=three"]);
+    assert!(
+        header(&h, "set-cookie").is_some_and(|c| c.starts_with("SRV=")),
+        "{h:?}"
+    );
+
+    // Prefix: the application's own cookie carries the backend, and loses it on the way in.
+    let (_, h, _) = curl(lb.addr, "h", "/login", &[]);
+    let who = header(&h, "x-backend").unwrap().to_string();
+    let id = if who == "b1" { "one" } else { "two" };
+    let cookie = header(&h, "set-cookie").unwrap().to_string();
+    assert_eq!(cookie, format!("JSESSIONID={id}~{who}-session; Path=/"));
+    for _ in 0..4 {
+        let sent = format!("Cookie: JSESSIONID={id}~{who}-session");
+        let (_, h, body) = curl(lb.addr, "h", "/headers", &["-H", &sent]);
+        assert_eq!(header(&h, "x-backend"), Some(who.as_str()));
+        assert!(
+            body.contains(&format!("cookie: JSESSIONID={who}-session\n")),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn a_pool_hashes_a_header_or_a_cookie() {
+    let (b1, b2) = (TestBackend::start("b1"), TestBackend::start("b2"));
+    let pool = |name: &str, balance: &str| {
+        format!(
+            "[[pool]]\nname = \"{name}\"\nbackends = [\"{}\", \"{}\"]\nbalance = {balance}\n",
+            b1.addr, b2.addr
+        )
+    };
+    let body = format!(
+        "{}{}[[route]]\nhost = \"hdr.example\"\npool = \"hdr\"\n\n[[route]]\npool = \"ck\"\n",
+        pool("hdr", "{ algorithm = \"header\", header = \"X-User\" }"),
+        pool("ck", "{ algorithm = \"cookie\", cookie = \"uid\" }")
+    );
+    let lb = Floatlb::start(&body);
+    for (host, field) in [("hdr.example", "X-User: "), ("other", "Cookie: a=b; uid=")] {
+        let mut backends = std::collections::HashSet::new();
+        for user in 0..12 {
+            let h = format!("{field}user{user}");
+            let first = who(lb.addr, host, "/", &["-H", &h]);
+            for _ in 0..3 {
+                assert_eq!(who(lb.addr, host, "/", &["-H", &h]), first, "{h}");
+            }
+            backends.insert(first);
+        }
+        assert_eq!(
+            backends.len(),
+            2,
+            "{field}: the users spread over both backends"
+        );
+    }
+}

@@ -47,6 +47,48 @@ pub struct BackendState {
     /// A weight set through the runtime API, overriding the configured one
     /// (`u32::MAX`: none).
     weight_override: AtomicU32,
+    /// The queue of its pool (shared by the pool's backends, kept across reloads).
+    pub queue: Arc<PoolQueue>,
+}
+
+/// Requests of one pool waiting for a backend below its `maxconn`
+/// (HAProxy's backend queue): woken one at a time, first come first served,
+/// as a request on one of the pool's backends ends.
+#[derive(Debug, Default)]
+pub struct PoolQueue {
+    notify: tokio::sync::Notify,
+    /// Requests waiting now.
+    pub waiting: AtomicU32,
+    /// Requests that waited, and those of them that gave up at the timeout
+    /// or found the queue full.
+    pub queued_total: AtomicU64,
+    pub refused_total: AtomicU64,
+}
+
+impl PoolQueue {
+    /// Wakes the first waiter, if any: a slot was given back.
+    pub fn slot_freed(&self) {
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Waits until a slot may be free or `deadline`; false at the deadline.
+    /// `room` is checked after the waiter is registered, so a slot freed in
+    /// between is not missed.
+    pub async fn wait(&self, deadline: tokio::time::Instant, room: impl Fn() -> bool) -> bool {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let woken = room()
+            || tokio::select! {
+                () = notified => true,
+                () = tokio::time::sleep_until(deadline) => false,
+            };
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        woken
+    }
 }
 
 /// A backend's state as an operator set it (HAProxy's READY, DRAIN, MAINT).
@@ -105,6 +147,15 @@ impl BackendStats {
 
 impl BackendState {
     pub fn new(cfg: &config::Backend, pool_name: &str, pool: PoolSettings) -> Self {
+        Self::in_queue(cfg, pool_name, pool, Arc::default())
+    }
+
+    fn in_queue(
+        cfg: &config::Backend,
+        pool_name: &str,
+        pool: PoolSettings,
+        queue: Arc<PoolQueue>,
+    ) -> Self {
         BackendState {
             name: cfg.name.clone(),
             pool_name: pool_name.to_string(),
@@ -119,7 +170,32 @@ impl BackendState {
             pool: Pool::new(cfg.address, pool),
             admin: AtomicU8::new(0),
             weight_override: AtomicU32::new(u32::MAX),
+            queue,
         }
+    }
+
+    /// Takes a request slot if the backend is below `maxconn` (0: no limit).
+    pub fn take_slot(&self, maxconn: u32) -> bool {
+        if maxconn == 0 {
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < maxconn).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Whether a request may be sent now under `maxconn` (0: no limit).
+    pub fn has_room(&self, maxconn: u32) -> bool {
+        maxconn == 0 || self.in_flight.load(Ordering::Relaxed) < maxconn
+    }
+
+    /// Gives a request slot back and wakes a queued request of the pool.
+    pub fn give_slot(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.queue.slot_freed();
     }
 
     pub fn admin_state(&self) -> AdminState {
@@ -408,6 +484,7 @@ mod tests {
             address: "127.0.0.1:1".parse().unwrap(),
             weight: 10,
             maxconn: 0,
+            cookie: None,
         };
         BackendState::new(
             &cfg,
@@ -464,6 +541,7 @@ mod tests {
             address: "127.0.0.1:1".parse().unwrap(),
             weight: 10,
             maxconn: 0,
+            cookie: None,
         };
         // Up since boot: full weight.
         assert_eq!(b.candidate(&cfg, Duration::from_secs(60)).weight, 10);

@@ -1,11 +1,12 @@
 //! Hash scheduling: `source` (client IP), `uri` (path and query) and
-//! `url-param` (one query parameter's value), map-based or consistent.
+//! `url-param` (one query parameter's value), `header` and `cookie` (a request
+//! field's or a cookie's value), map-based or consistent.
 //!
 //! Map-based hashing (HAProxy's default) takes the hash modulo the total weight
 //! of the eligible backends: even, but a change in the set remaps most keys.
 //! Consistent hashing places weighted points on a ring keyed by backend name,
-//! so a backend going down moves only its own keys. When `url-param`'s
-//! parameter is absent the request is scheduled round-robin.
+//! so a backend going down moves only its own keys. When the parameter, field
+//! or cookie hashed is absent the request is scheduled round-robin.
 
 use super::round_robin::RoundRobin;
 use super::{BackendMeta, Candidate, RequestKey, Selection};
@@ -16,6 +17,8 @@ pub enum HashKind {
     Source,
     Uri,
     UrlParam(String),
+    /// A request field's or a cookie's value ([`RequestKey::value`]).
+    Value,
 }
 
 /// Ring points per unit of weight.
@@ -82,6 +85,7 @@ impl Hash {
             HashKind::UrlParam(name) => {
                 query_param(key.path_and_query, name).map(|v| hash64(v.as_bytes()))
             }
+            HashKind::Value => key.value.map(hash64),
         }
     }
 
@@ -149,6 +153,34 @@ mod tests {
         RequestKey {
             client_ip: IpAddr::from([198, 18, 0, 2]),
             path_and_query: p,
+            value: None,
+        }
+    }
+
+    #[test]
+    fn field_and_cookie_values_pick_alike_and_absent_ones_rotate() {
+        let b = cands(&[1, 1, 1, 1]);
+        for consistent in [false, true] {
+            let h = Hash::new(HashKind::Value, consistent, &metas(&[1, 1, 1, 1]));
+            let mut seen = std::collections::HashSet::new();
+            for user in 0..64 {
+                let value = format!("u{user}");
+                let key = RequestKey {
+                    value: Some(value.as_bytes()),
+                    ..uri("/")
+                };
+                let first = h.select(&b, &key, &[]).unwrap();
+                assert_eq!(h.select(&b, &key, &[]), Some(first));
+                seen.insert(first);
+            }
+            assert_eq!(seen.len(), 4, "values spread over every backend");
+            let none = uri("/");
+            let a = h.select(&b, &none, &[]).unwrap();
+            assert_ne!(
+                h.select(&b, &none, &[]),
+                Some(a),
+                "round-robin without the value"
+            );
         }
     }
 
@@ -248,6 +280,7 @@ mod tests {
             let k = RequestKey {
                 client_ip: IpAddr::from([198, 18, 1, i]),
                 path_and_query: "/",
+                value: None,
             };
             assert_eq!(h.select(&b, &k, &[]), Some(1));
             assert_eq!(h.select(&b, &k, &[1]), None);

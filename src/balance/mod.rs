@@ -4,7 +4,8 @@
 //! backends ([`Candidate`]) and a request key. Algorithms never do I/O; the
 //! proxy builds the snapshot from live backend state on each pick. One file per
 //! algorithm, in the words HAProxy uses (`roundrobin`, `static-rr`,
-//! `leastconn`, `source`, `uri`, `url_param`, `random(draws)`, `first`).
+//! `leastconn`, `source`, `uri`, `url_param`, `hdr`, `cookie` hashing,
+//! `random(draws)`, `first`).
 
 use std::net::IpAddr;
 
@@ -33,6 +34,10 @@ pub enum Algorithm {
     Uri,
     /// Hash of a query parameter's value; round-robin when it is absent.
     UrlParam,
+    /// Hash of a request field's value (`header`); round-robin when it is absent.
+    Header,
+    /// Hash of a cookie's value (`cookie`); round-robin when it is absent.
+    Cookie,
     /// Best of `draws` weighted random picks by in-flight load (power of two choices).
     Random,
     /// First backend (in config order) with a free slot below its `maxconn`.
@@ -88,6 +93,9 @@ pub struct RequestKey<'a> {
     pub client_ip: IpAddr,
     /// Path and query of the request URI, e.g. `/a/b?x=1`.
     pub path_and_query: &'a str,
+    /// The value `header` or `cookie` hashes: the request field's or the
+    /// cookie's the pool names, if the request has it.
+    pub value: Option<&'a [u8]>,
 }
 
 /// A scheduling algorithm.
@@ -126,6 +134,9 @@ pub fn build(opts: &BalanceOptions, backends: &[BackendMeta]) -> Box<dyn Selecti
             opts.consistent,
             backends,
         )),
+        Algorithm::Header | Algorithm::Cookie => {
+            Box::new(hash::Hash::new(HashKind::Value, opts.consistent, backends))
+        }
         Algorithm::Random => Box::new(random::Random::new(opts.draws.max(1))),
         Algorithm::First => Box::new(first::First),
     }
@@ -163,6 +174,7 @@ pub(crate) mod tests {
         RequestKey {
             client_ip: std::net::IpAddr::from([198, 18, 0, 2]),
             path_and_query: "/",
+            value: None,
         }
     }
 }

@@ -213,7 +213,13 @@ pub struct Balance {
     /// Query parameter hashed by `url-param`.
     #[serde(default)]
     pub url_param: Option<String>,
-    /// Consistent hashing for `source`, `uri` and `url-param`.
+    /// Request field hashed by `header` (HAProxy `balance hdr(name)`).
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Cookie hashed by `cookie`.
+    #[serde(default)]
+    pub cookie: Option<String>,
+    /// Consistent hashing for the hash algorithms.
     #[serde(default)]
     pub consistent: bool,
     /// Draws for `random` (2 = power of two choices).
@@ -233,6 +239,8 @@ impl Default for Balance {
         Balance {
             algorithm: default_algorithm(),
             url_param: None,
+            header: None,
+            cookie: None,
             consistent: false,
             draws: default_draws(),
         }
@@ -260,9 +268,20 @@ pub struct Backend {
     /// 0..=256; 0 takes no new requests (drain).
     #[serde(default = "default_weight")]
     pub weight: u32,
-    /// Per-backend request limit used by `first`; 0 = unlimited.
+    /// Requests sent to it at once; 0 = unlimited. Used by `first`, and by
+    /// every algorithm in a pool with a `queue-timeout` (further requests wait).
     #[serde(default)]
     pub maxconn: u32,
+    /// The value a pool's sticky `cookie` names it by; default: its name.
+    #[serde(default)]
+    pub cookie: Option<String>,
+}
+
+impl Backend {
+    /// The value a sticky cookie names this backend by.
+    pub fn cookie_id(&self) -> &str {
+        self.cookie.as_deref().unwrap_or(&self.name)
+    }
 }
 
 fn default_weight() -> u32 {

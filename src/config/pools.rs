@@ -50,9 +50,51 @@ pub struct Pool {
     /// Absent: `[proxy] redispatch`.
     #[serde(default)]
     pub redispatch: Option<bool>,
+    /// With it, a backend's `maxconn` holds for every algorithm: further
+    /// requests wait in the pool's queue this long at most, then get 503
+    /// (HAProxy's `maxconn` + `timeout queue`).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub queue_timeout: Option<Duration>,
+    /// Most requests waiting in the queue; 0 = no bound but `[listen] maxconn`.
+    #[serde(default)]
+    pub max_queue: u32,
+    /// Sticky sessions by cookie (HAProxy's `cookie`).
+    #[serde(default)]
+    pub cookie: Option<StickyCookie>,
     /// Status → a file whose content answers floatlb's own errors of that status.
     #[serde(default)]
     pub error_pages: BTreeMap<String, PathBuf>,
+}
+
+/// `cookie = { name = "SRV", mode = "insert" }`: a client's later requests go
+/// to the backend its cookie names, while that backend can take them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StickyCookie {
+    pub name: String,
+    #[serde(default)]
+    pub mode: CookieMode,
+    /// Attributes of an inserted cookie (RFC 6265 §4.1).
+    #[serde(default = "default_cookie_attributes")]
+    pub attributes: String,
+}
+
+fn default_cookie_attributes() -> String {
+    "Path=/; HttpOnly".into()
+}
+
+/// How the backend is named in the cookie.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CookieMode {
+    /// floatlb sets a cookie of its own, `name=<backend>`, when the client has
+    /// none naming the backend that answered.
+    #[default]
+    Insert,
+    /// The application's own cookie `name` carries the backend in front of
+    /// its value (`<backend>~<value>`): added to its Set-Cookie, taken off the
+    /// request's Cookie.
+    Prefix,
 }
 
 /// A pool's own `connect` and `server` timeouts; absent ones are `[timeouts]`'s.
@@ -249,6 +291,9 @@ pub struct PoolSpec {
     pub retries: u32,
     pub redispatch: bool,
     pub error_pages: Vec<ErrorPage>,
+    pub queue_timeout: Option<Duration>,
+    pub max_queue: u32,
+    pub cookie: Option<StickyCookie>,
 }
 
 /// What a route does with the requests it matches.
@@ -373,6 +418,9 @@ pub(super) fn resolve(c: &Config) -> (Resolved, Problems) {
             retries: c.proxy.retries,
             redispatch: c.proxy.redispatch,
             error_pages: Vec::new(),
+            queue_timeout: None,
+            max_queue: 0,
+            cookie: None,
         });
     }
     let mut names: HashSet<&str> = pools.iter().map(|_| DEFAULT_POOL).collect();
@@ -396,6 +444,7 @@ pub(super) fn resolve(c: &Config) -> (Resolved, Problems) {
                     address,
                     weight: 1,
                     maxconn: 0,
+                    cookie: None,
                 }),
                 Err(_) => out.push((
                     format!("pool[{i}].backends[{j}]"),
@@ -454,6 +503,9 @@ pub(super) fn resolve(c: &Config) -> (Resolved, Problems) {
             retries: p.retries.unwrap_or(c.proxy.retries),
             redispatch: p.redispatch.unwrap_or(c.proxy.redispatch),
             error_pages: error_pages(&p.error_pages, &at("error-pages"), &mut out),
+            queue_timeout: p.queue_timeout,
+            max_queue: p.max_queue,
+            cookie: p.cookie.clone(),
         });
     }
     if pools.is_empty() {
@@ -883,6 +935,17 @@ pub(super) fn balance_problems(b: &Balance, at: &str) -> Problems {
             format!("{at}.url-param"),
             "algorithm \"url-param\" needs url-param = \"<name>\"".into(),
         ));
+    }
+    for (algorithm, key, value) in [
+        (Algorithm::Header, "header", &b.header),
+        (Algorithm::Cookie, "cookie", &b.cookie),
+    ] {
+        if b.algorithm == algorithm && value.as_deref().unwrap_or("").is_empty() {
+            out.push((
+                format!("{at}.{key}"),
+                format!("algorithm \"{key}\" needs {key} = \"<name>\""),
+            ));
+        }
     }
     if b.draws == 0 || b.draws > 16 {
         out.push((format!("{at}.draws"), "must be in 1..=16".into()));

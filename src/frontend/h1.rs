@@ -35,10 +35,9 @@ use tokio::time::{Instant, Sleep};
 use crate::backend::upstream::{BodySource, Head, UpstreamBody};
 use crate::http1::answers::{self, CONTINUE_100};
 use crate::http1::body::{chunk_size_line, decode, Chunk, Framing, Step};
-use crate::http1::edit::FieldEdits;
 use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse, Prepared};
 use crate::net::ClientIo;
-use crate::proxy::dispatch::{answer_edits, dispatch, error_page, router};
+use crate::proxy::dispatch::{answer_edits, dispatch, error_page, router, AnswerEdits};
 use crate::proxy::handover::IDLE_CLOSE;
 use crate::proxy::state::{Shared, Snapshot};
 use crate::proxy::{self, Answer, Body, Failure, Outgoing};
@@ -305,12 +304,14 @@ async fn answer(
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     let routed = dispatch(&snap, shared, peer, &mut req, io.is_tls());
     let (route, pool) = (routed.route, routed.pool());
+    let sticky = routed.sticky;
     let (mut answer, body_read) = match routed.to {
         // An answer of the route's own: a body is not read, and the
         // connection ends after the answer.
         Err(f) => (Answer::Local(f), req.body == BodyFraming::None),
         Ok(pool) if req.body == BodyFraming::None => {
             let mut outgoing = outgoing(&req, Body::None);
+            outgoing.sticky = sticky.as_deref();
             // The connection's timer, idle while its request is answered.
             outgoing.timer = Some(timer);
             (
@@ -321,7 +322,8 @@ async fn answer(
         Ok(pool) => {
             // Boxed: a body's state is large and rare; every connection's task
             // would otherwise carry room for it while it idles.
-            match Box::pin(exchange_with_body(io, buf, &req, shared, peer, &snap, pool)).await {
+            let to = (pool, sticky.as_deref());
+            match Box::pin(exchange_with_body(io, buf, &req, shared, peer, &snap, to)).await {
                 Ok(answered) => answered,
                 Err(status) => {
                     let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -391,7 +393,7 @@ async fn answer(
                 out.clear();
                 let extra = Extra {
                     hsts,
-                    edits: answer_edits(&snap, route),
+                    edits: answer_edits(&snap, route, pool, sticky.as_deref(), backend.backend()),
                 };
                 let out =
                     write_answer(io, out, &head, &mut body, req.http10, keep_alive, extra).await;
@@ -455,6 +457,7 @@ fn outgoing<'a>(req: &'a Prepared, body: Body<'a>) -> Outgoing<'a> {
         upgrade: req.upgrade,
         body,
         timer: None,
+        sticky: None,
     }
 }
 
@@ -471,7 +474,7 @@ async fn exchange_with_body(
     shared: &Shared,
     peer: SocketAddr,
     snap: &Snapshot,
-    pool: usize,
+    (pool, sticky): (usize, Option<&str>),
 ) -> Result<(Answer, bool), StatusCode> {
     let mut framing = match req.body {
         BodyFraming::Chunked => Framing::Chunked(Chunk::Size),
@@ -523,6 +526,7 @@ async fn exchange_with_body(
         }
     };
     let mut outgoing = outgoing(req, body);
+    outgoing.sticky = sticky;
     let answer = proxy::exchange(&mut outgoing, shared, peer, snap, pool).await;
     Ok((answer, whole || rest.finished))
 }
@@ -725,8 +729,8 @@ async fn write_answer(
         let end = out.len() - 2;
         out.splice(end..end, answers::hsts_field(hsts));
     }
-    if let Some(e) = edits {
-        e.apply(&mut out);
+    if !edits.is_empty() {
+        edits.apply(&mut out);
     }
     let status = head.status.as_u16();
     // The head goes out with the body bytes that came with it.
@@ -771,7 +775,7 @@ async fn write_answer(
 /// What floatlb adds to a backend's answer head: HSTS on TLS, the route's edits.
 struct Extra<'a> {
     hsts: u64,
-    edits: Option<&'a FieldEdits>,
+    edits: AnswerEdits<'a>,
 }
 
 /// Writes a 101's head, then the new protocol's bytes that came with it.

@@ -339,6 +339,7 @@ async fn handle(
         upgrade: false,
         body,
         timer: None,
+        sticky: routed.sticky.as_deref(),
     };
     let mut answer = proxy::exchange(&mut outgoing, shared, peer, &snap, pool_index).await;
     if let Answer::Local(f) = &mut answer {
@@ -381,8 +382,15 @@ async fn handle(
             if !headers.contains_key(http::header::DATE) {
                 headers.insert(http::header::DATE, answers::date_value());
             }
-            if let Some(e) = answer_edits(&snap, route) {
-                edit_map(&mut headers, e);
+            let edits = answer_edits(
+                &snap,
+                route,
+                pool,
+                routed.sticky.as_deref(),
+                backend.backend(),
+            );
+            if !edits.is_empty() {
+                edits.apply_map(&mut headers);
             }
             let len = body.exact_len();
             if let Some(n) = len.filter(|&n| n > 0) {
@@ -441,23 +449,6 @@ fn log_stream(
             user_agent: fields.user_agent,
             duration: took,
         });
-    }
-}
-
-/// A route's field edits on an HTTP/2 answer's fields (RFC 9110 §5.3).
-fn edit_map(headers: &mut http::HeaderMap, e: &crate::http1::edit::FieldEdits) {
-    for name in e.remove.iter().chain(e.set.iter().map(|(n, _)| n)) {
-        if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
-            headers.remove(n);
-        }
-    }
-    for (name, value) in e.set.iter().chain(&e.add) {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            headers.append(n, v);
-        }
     }
 }
 

@@ -62,6 +62,57 @@ impl FieldEdits {
     }
 }
 
+/// Rewrites the value of cookie `name` with `f` in every `field` line of a
+/// written head: among a Cookie line's pairs (RFC 6265 §5.4), or in a
+/// Set-Cookie line's first pair (§4.1.1). Lines without it stay as they are.
+pub fn map_cookie(head: &mut Vec<u8>, field: &str, name: &str, f: impl Fn(&[u8]) -> Vec<u8>) {
+    let Some(first_end) = find_crlf(head, 0) else {
+        return;
+    };
+    let mut out = Vec::with_capacity(head.len() + 32);
+    out.extend_from_slice(&head[..first_end + 2]);
+    let mut at = first_end + 2;
+    while let Some(end) = find_crlf(head, at) {
+        let line = &head[at..end];
+        let colon = line.iter().position(|&b| b == b':');
+        match colon.filter(|&c| line[..c].eq_ignore_ascii_case(field.as_bytes())) {
+            Some(c) if end > at => {
+                out.extend_from_slice(&line[..=c]);
+                out.push(b' ');
+                let value = line[c + 1..].trim_ascii();
+                let pairs: Vec<&[u8]> = value.split(|&b| b == b';').collect();
+                let last = if field.eq_ignore_ascii_case("set-cookie") {
+                    1
+                } else {
+                    pairs.len()
+                };
+                for (i, pair) in pairs.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b';');
+                    }
+                    let lead = pair.len() - pair.trim_ascii_start().len();
+                    let p = pair.trim_ascii_start();
+                    match p.iter().position(|&b| b == b'=') {
+                        Some(eq) if i < last && p[..eq].trim_ascii() == name.as_bytes() => {
+                            out.extend_from_slice(&pair[..lead]);
+                            out.extend_from_slice(&p[..=eq]);
+                            out.extend_from_slice(&f(p[eq + 1..].trim_ascii()));
+                        }
+                        _ => out.extend_from_slice(pair),
+                    }
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => out.extend_from_slice(&head[at..end + 2]),
+        }
+        if end == at {
+            break;
+        }
+        at = end + 2;
+    }
+    *head = out;
+}
+
 fn find_crlf(b: &[u8], from: usize) -> Option<usize> {
     b.get(from..)?
         .windows(2)
@@ -131,6 +182,28 @@ mod tests {
         let mut same = b"HTTP/1.1 204 No Content\r\nA: b\r\n\r\n".to_vec();
         FieldEdits::default().apply(&mut same);
         assert_eq!(same, b"HTTP/1.1 204 No Content\r\nA: b\r\n\r\n");
+    }
+
+    /// RFC 6265 §4.1.1 and §5.4: the value of one cookie changes, the other
+    /// pairs and a Set-Cookie's attributes stay.
+    #[test]
+    fn a_cookie_value_is_rewritten_in_place() {
+        let mut req = b"GET / HTTP/1.1\r\nCookie: a=1; SID=web2~abc; b=2\r\nX: y\r\n\r\n".to_vec();
+        map_cookie(&mut req, "cookie", "SID", |v| {
+            v.splitn(2, |&b| b == b'~').last().unwrap().to_vec()
+        });
+        assert_eq!(
+            req,
+            b"GET / HTTP/1.1\r\nCookie: a=1; SID=abc; b=2\r\nX: y\r\n\r\n"
+        );
+        let mut answer =
+            b"HTTP/1.1 200 OK\r\nSet-Cookie: SID=abc; Path=/; SID=x\r\nset-cookie: other=1\r\n\r\n"
+                .to_vec();
+        map_cookie(&mut answer, "set-cookie", "SID", |v| [b"web2~", v].concat());
+        assert_eq!(
+            answer,
+            b"HTTP/1.1 200 OK\r\nSet-Cookie: SID=web2~abc; Path=/; SID=x\r\nset-cookie: other=1\r\n\r\n"
+        );
     }
 
     #[test]

@@ -203,6 +203,35 @@ pub fn check_host<'a>(
     Ok(())
 }
 
+/// The value of the first `name` field (lower case) in a written head (a
+/// start line, `name: value` lines, the blank line), trimmed.
+pub fn head_field<'a>(head: &'a [u8], name: &'a str) -> Option<&'a [u8]> {
+    head_fields(head, name).next()
+}
+
+/// Every `name` field's value (lower case `name`) in a written head, trimmed.
+pub fn head_fields<'a>(head: &'a [u8], name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    head.split(|&b| b == b'\n').skip(1).filter_map(move |line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        line[..colon]
+            .eq_ignore_ascii_case(name.as_bytes())
+            .then(|| line[colon + 1..].trim_ascii())
+    })
+}
+
+/// The value of cookie `name` among a head's Cookie fields (RFC 6265 §5.4:
+/// `name=value` pairs separated by `; `), if the client sent it.
+pub fn cookie<'a>(head: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    head_fields(head, "cookie").find_map(|v| {
+        v.split(|&b| b == b';').find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
+        })
+    })
+}
+
 /// Each byte value in decimal (its digits, how many): an IPv4 address is
 /// written from this table, four lookups.
 static DECIMAL: [([u8; 3], u8); 256] = {
@@ -366,5 +395,17 @@ mod tests {
     fn idempotency() {
         assert!(is_idempotent("GET") && is_idempotent("PUT") && is_idempotent("DELETE"));
         assert!(!is_idempotent("POST") && !is_idempotent("PATCH") && !is_idempotent("get"));
+    }
+
+    #[test]
+    fn fields_and_cookies_of_a_written_head() {
+        let head = b"GET / HTTP/1.1\r\nHost: h\r\nX-User:  bob \r\nCookie: a=1; SRV=web2\r\ncookie: b=2\r\n\r\n";
+        assert_eq!(head_field(head, "x-user"), Some(&b"bob"[..]));
+        assert_eq!(head_field(head, "x-none"), None);
+        assert_eq!(cookie(head, "SRV"), Some(&b"web2"[..]));
+        assert_eq!(cookie(head, "b"), Some(&b"2"[..]));
+        // RFC 6265 §4.2.2: cookie names are case-sensitive.
+        assert_eq!(cookie(head, "srv"), None);
+        assert_eq!(cookie(b"GET / HTTP/1.1\r\n\r\n", "a"), None);
     }
 }

@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http::StatusCode;
 
-use crate::config::Action;
-use crate::http1::edit::FieldEdits;
+use crate::backend::BackendState;
+use crate::config::{Action, CookieMode, PoolSpec, StickyCookie};
+use crate::http1::edit::{map_cookie, FieldEdits};
 use crate::http1::request::{Prepared, NO_ROUTE};
 use crate::proxy::state::{Shared, Snapshot};
 use crate::proxy::{fail, Failure};
@@ -21,6 +22,8 @@ pub struct Dispatch {
     pub route: Option<usize>,
     /// Its pool, or the answer it gets here.
     pub to: Result<usize, Failure>,
+    /// The backend the client's sticky cookie names (its cookie id).
+    pub sticky: Option<String>,
 }
 
 impl Dispatch {
@@ -52,7 +55,15 @@ pub fn dispatch(
                 "no route matches this request",
             )),
         };
-        return Dispatch { route: None, to };
+        let sticky = to
+            .as_ref()
+            .ok()
+            .and_then(|&p| sticky_of(&resolved.pools[p], req));
+        return Dispatch {
+            route: None,
+            to,
+            sticky,
+        };
     };
     let route = Some(req.route as usize);
     let to = match &spec.action {
@@ -90,7 +101,11 @@ pub fn dispatch(
             &format!("denied by route {}", spec.name),
         )),
     };
-    let mut d = Dispatch { route, to };
+    let sticky = to
+        .as_ref()
+        .ok()
+        .and_then(|&p| sticky_of(&resolved.pools[p], req));
+    let mut d = Dispatch { route, to, sticky };
     if let Err(f) = &mut d.to {
         error_page(snap, route, None, f);
     }
@@ -113,12 +128,148 @@ pub fn error_page(snap: &Snapshot, route: Option<usize>, pool: Option<usize>, f:
     }
 }
 
-/// The field edits the route asks for on the answer, if any.
-pub fn answer_edits(snap: &Snapshot, route: Option<usize>) -> Option<&FieldEdits> {
-    route
-        .and_then(|r| snap.config.resolved.routes.get(r))
+/// The backend a request's sticky cookie names, for a pool with `cookie`;
+/// in `prefix` mode the cookie loses the backend's part before the backend
+/// gets it.
+fn sticky_of(spec: &PoolSpec, req: &mut Prepared) -> Option<String> {
+    let c = spec.cookie.as_ref()?;
+    let value = crate::http1::fields::cookie(&req.out, &c.name)?;
+    match c.mode {
+        CookieMode::Insert => Some(String::from_utf8_lossy(value).into_owned()),
+        CookieMode::Prefix => {
+            let at = value.iter().position(|&b| b == b'~')?;
+            let id = String::from_utf8_lossy(&value[..at]).into_owned();
+            map_cookie(&mut req.out, "cookie", &c.name, |v| {
+                v.iter()
+                    .position(|&b| b == b'~')
+                    .map_or(v, |i| &v[i + 1..])
+                    .to_vec()
+            });
+            Some(id)
+        }
+    }
+}
+
+/// What floatlb changes in a backend's answer for the request's route and pool.
+#[derive(Default)]
+pub struct AnswerEdits<'a> {
+    /// The route's `response-headers`.
+    fields: Option<&'a FieldEdits>,
+    /// The pool's sticky cookie, and the id of the backend that answered.
+    cookie: Option<(&'a StickyCookie, &'a str)>,
+    /// Insert mode: the client's cookie does not name that backend yet.
+    insert: bool,
+}
+
+/// The edits of a backend's answer to a request of `route` in `pool` that
+/// `backend` answered, the client's sticky cookie naming `sticky`.
+pub fn answer_edits<'a>(
+    snap: &'a Snapshot,
+    route: Option<usize>,
+    pool: Option<usize>,
+    sticky: Option<&str>,
+    backend: &BackendState,
+) -> AnswerEdits<'a> {
+    let resolved = &snap.config.resolved;
+    let fields = route
+        .and_then(|r| resolved.routes.get(r))
         .map(|r| &r.response)
-        .filter(|e| !e.is_empty())
+        .filter(|e| !e.is_empty());
+    let cookie = pool.and_then(|p| resolved.pools.get(p)).and_then(|spec| {
+        let c = spec.cookie.as_ref()?;
+        let b = spec.backends.iter().find(|b| b.name == backend.name)?;
+        Some((c, b.cookie_id()))
+    });
+    let insert = cookie.is_some_and(|(c, id)| c.mode == CookieMode::Insert && sticky != Some(id));
+    AnswerEdits {
+        fields,
+        cookie,
+        insert,
+    }
+}
+
+impl AnswerEdits<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_none() && self.cookie.is_none()
+    }
+
+    /// Applies them to an HTTP/1 answer head.
+    pub fn apply(&self, head: &mut Vec<u8>) {
+        if let Some(e) = self.fields {
+            e.apply(head);
+        }
+        match self.cookie {
+            Some((c, id)) if self.insert => FieldEdits {
+                add: vec![("set-cookie".into(), inserted(c, id))],
+                ..FieldEdits::default()
+            }
+            .apply(head),
+            Some((c, id)) if c.mode == CookieMode::Prefix => {
+                map_cookie(head, "set-cookie", &c.name, |v| {
+                    [id.as_bytes(), b"~", v].concat()
+                })
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies them to an HTTP/2 answer's fields (RFC 9110 §5.3).
+    pub fn apply_map(&self, headers: &mut http::HeaderMap) {
+        use http::header::{HeaderName, HeaderValue, SET_COOKIE};
+        if let Some(e) = self.fields {
+            for name in e.remove.iter().chain(e.set.iter().map(|(n, _)| n)) {
+                if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+                    headers.remove(n);
+                }
+            }
+            for (name, value) in e.set.iter().chain(&e.add) {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
+                    headers.append(n, v);
+                }
+            }
+        }
+        match self.cookie {
+            Some((c, id)) if self.insert => {
+                if let Ok(v) = HeaderValue::from_str(&inserted(c, id)) {
+                    headers.append(SET_COOKIE, v);
+                }
+            }
+            Some((c, id)) if c.mode == CookieMode::Prefix => {
+                let old: Vec<HeaderValue> = headers.get_all(SET_COOKIE).iter().cloned().collect();
+                headers.remove(SET_COOKIE);
+                for v in old {
+                    let text = v.as_bytes();
+                    let name = text
+                        .split(|&b| b == b'=')
+                        .next()
+                        .unwrap_or(b"")
+                        .trim_ascii();
+                    let new = if name == c.name.as_bytes() {
+                        let eq = text.iter().position(|&b| b == b'=').unwrap_or(0);
+                        let value: Vec<u8> =
+                            [&text[..=eq], id.as_bytes(), b"~", &text[eq + 1..]].concat();
+                        HeaderValue::from_bytes(&value).unwrap_or(v)
+                    } else {
+                        v
+                    };
+                    headers.append(SET_COOKIE, new);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The Set-Cookie value floatlb inserts: `name=id; attributes`.
+fn inserted(c: &StickyCookie, id: &str) -> String {
+    if c.attributes.is_empty() {
+        format!("{}={id}", c.name)
+    } else {
+        format!("{}={id}; {}", c.name, c.attributes)
+    }
 }
 
 /// The router `prepare` asks: the index of the first route `seen` matches
@@ -237,6 +388,7 @@ pub fn explain(
     let key = crate::balance::RequestKey {
         client_ip: peer,
         path_and_query: &target,
+        value: None,
     };
     match super::pick_now(snap, pool, &key) {
         Some(b) => out.push(format!(

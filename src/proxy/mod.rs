@@ -50,6 +50,8 @@ pub struct Outgoing<'a> {
     /// A timer of the caller's for the server timeout, reset here, so that a
     /// request takes no timer of its own (None: one is made).
     pub timer: Option<Pin<&'a mut Sleep>>,
+    /// The backend the client's sticky cookie names (its cookie id).
+    pub sticky: Option<&'a str>,
 }
 
 /// A request's body, framed for the backend.
@@ -95,6 +97,7 @@ pub async fn exchange(
     let key = RequestKey {
         client_ip: peer.ip(),
         path_and_query: req.target,
+        value: hashed_value(spec, req.head),
     };
     let mut tried = Tried::default();
     let mut failed_connects = 0u32;
@@ -102,12 +105,67 @@ pub async fn exchange(
     let mut replayed = false;
     let mut last_error: Option<ConnectError> = None;
     let mut with_host = Vec::new();
+    // The backend a sticky cookie names, while it can take requests.
+    let mut sticky = req
+        .sticky
+        .and_then(|id| spec.backends.iter().position(|b| b.cookie_id() == id));
+    let mut queued_until = None;
     loop {
-        let Some(idx) = next_backend(spec, live, &key, &tried) else {
-            return Answer::Local(unavailable(shared, peer, last_error));
+        let limits = Limits::of(spec);
+        if let Some(i) = sticky {
+            let c = live.backends[i].candidate(&spec.backends[i], spec.health.slow_start);
+            if !c.eligible() || tried.as_slice().contains(&i) {
+                sticky = None;
+            }
+        }
+        let picked = match sticky {
+            Some(i) => live.backends[i]
+                .has_room(limits.maxconn(&spec.backends[i]))
+                .then_some(i),
+            None => next_backend(spec, live, &key, &tried),
+        };
+        let Some(idx) = picked else {
+            let Some(timeout) = spec
+                .queue_timeout
+                .filter(|_| sticky.is_some() || full(spec, live))
+            else {
+                return Answer::Local(unavailable(shared, peer, last_error));
+            };
+            // Every backend that may take the request is at its maxconn: wait for a slot.
+            let queue = &live.backends[0].queue;
+            if queued_until.is_none() {
+                if spec.max_queue > 0 && queue.waiting.load(Ordering::Relaxed) >= spec.max_queue {
+                    queue.refused_total.fetch_add(1, Ordering::Relaxed);
+                    let reason = format!("the queue of pool {} is full", spec.name);
+                    return Answer::Local(fail(
+                        shared,
+                        peer,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &reason,
+                    ));
+                }
+                queue.queued_total.fetch_add(1, Ordering::Relaxed);
+            }
+            let until = *queued_until.get_or_insert(tokio::time::Instant::now() + timeout);
+            let room = || match sticky {
+                Some(i) => live.backends[i].has_room(limits.maxconn(&spec.backends[i])),
+                None => !full(spec, live),
+            };
+            if !queue.wait(until, room).await {
+                queue.refused_total.fetch_add(1, Ordering::Relaxed);
+                let reason = format!(
+                    "no backend of pool {} had a free slot within {timeout:?} (queue-timeout)",
+                    spec.name
+                );
+                return Answer::Local(fail(shared, peer, StatusCode::SERVICE_UNAVAILABLE, &reason));
+            }
+            continue;
         };
         let backend = &live.backends[idx];
-        let in_flight = InFlight::new(backend.clone());
+        let Some(in_flight) = InFlight::take(backend, limits.maxconn(&spec.backends[idx])) else {
+            // Another request took the last slot first.
+            continue;
+        };
         let (conn, reused) = match backend.pool.checkout_upstream(&backend.stats).await {
             Ok(c) => c,
             Err(e) => {
@@ -244,6 +302,57 @@ fn next_backend(
     })
 }
 
+/// The `maxconn` that holds in a pool: every backend's with a queue, none
+/// without (`first` reads it on its own).
+#[derive(Clone, Copy)]
+struct Limits {
+    queueing: bool,
+}
+
+impl Limits {
+    fn of(spec: &PoolSpec) -> Limits {
+        Limits {
+            queueing: spec.queue_timeout.is_some(),
+        }
+    }
+
+    fn maxconn(self, b: &crate::config::Backend) -> u32 {
+        if self.queueing {
+            b.maxconn
+        } else {
+            0
+        }
+    }
+}
+
+/// Every backend that could take a request is at its maxconn (and one could).
+fn full(spec: &PoolSpec, live: &PoolLive) -> bool {
+    let mut any = false;
+    for (b, c) in live.backends.iter().zip(&spec.backends) {
+        if b.candidate(c, spec.health.slow_start).eligible() {
+            if c.maxconn == 0 || b.has_room(c.maxconn) {
+                return false;
+            }
+            any = true;
+        }
+    }
+    any
+}
+
+/// What `header` and `cookie` hash in this pool: the value in the request's head.
+fn hashed_value<'a>(spec: &'a PoolSpec, head: &'a [u8]) -> Option<&'a [u8]> {
+    let b = &spec.balance;
+    match b.algorithm {
+        crate::balance::Algorithm::Header => {
+            crate::http1::fields::head_field(head, b.header.as_deref()?)
+        }
+        crate::balance::Algorithm::Cookie => {
+            crate::http1::fields::cookie(head, b.cookie.as_deref()?)
+        }
+        _ => None,
+    }
+}
+
 /// No backend left to try: the last connect error, or none healthy.
 fn unavailable(shared: &Shared, peer: SocketAddr, last_error: Option<ConnectError>) -> Failure {
     match last_error {
@@ -334,7 +443,7 @@ fn pick(
             maxconn: 0,
         }; STACK];
         for (i, (b, c)) in live.backends.iter().zip(&spec.backends).enumerate() {
-            buf[i] = b.candidate(c, slow_start);
+            buf[i] = candidate(spec, b, c, slow_start);
         }
         live.selection.select(&buf[..n], key, exclude)
     } else {
@@ -342,10 +451,25 @@ fn pick(
             .backends
             .iter()
             .zip(&spec.backends)
-            .map(|(b, c)| b.candidate(c, slow_start))
+            .map(|(b, c)| candidate(spec, b, c, slow_start))
             .collect();
         live.selection.select(&v, key, exclude)
     }
+}
+
+/// A backend as its pool's scheduler sees it: with a queue, one at its
+/// maxconn cannot be picked.
+fn candidate(
+    spec: &PoolSpec,
+    b: &BackendState,
+    c: &crate::config::Backend,
+    slow_start: Duration,
+) -> Candidate {
+    let mut cand = b.candidate(c, slow_start);
+    if spec.queue_timeout.is_some() && c.maxconn > 0 && cand.in_flight >= c.maxconn {
+        cand.up = false;
+    }
+    cand
 }
 
 /// The backend of pool `pool` a request with `key` would get now (for
@@ -419,9 +543,14 @@ pub fn fail(shared: &Shared, peer: SocketAddr, status: StatusCode, reason: &str)
 pub struct InFlight(Arc<BackendState>);
 
 impl InFlight {
-    fn new(b: Arc<BackendState>) -> Self {
-        b.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(b)
+    /// A slot on `b`, if it is below `maxconn` (0: no limit).
+    fn take(b: &Arc<BackendState>, maxconn: u32) -> Option<Self> {
+        b.take_slot(maxconn).then(|| InFlight(b.clone()))
+    }
+
+    /// The backend the request went to.
+    pub fn backend(&self) -> &BackendState {
+        &self.0
     }
 }
 
@@ -437,6 +566,6 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.give_slot();
     }
 }

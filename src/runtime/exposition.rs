@@ -248,6 +248,40 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
         &["backend", "pool"],
         per(&|st| load(&st.redispatches)),
     );
+    let pools: Vec<_> = snap
+        .config
+        .resolved
+        .pools
+        .iter()
+        .zip(&snap.pools)
+        .filter_map(|(spec, live)| Some((spec.name.as_str(), &live.backends.first()?.queue)))
+        .collect();
+    f.gauge_vec(
+        "floatlb_pool_queued_requests",
+        "Requests waiting in the pool's queue for a backend below its maxconn.",
+        &["pool"],
+        pools
+            .iter()
+            .map(|(p, q)| (vec![*p], q.waiting.load(Ordering::Relaxed) as i64)),
+    );
+    f.counter_vec(
+        "floatlb_pool_queued_total",
+        "Requests that waited in the pool's queue.",
+        &["pool"],
+        pools
+            .iter()
+            .map(|(p, q)| (vec![*p], load(&q.queued_total)))
+            .collect::<Vec<_>>(),
+    );
+    f.counter_vec(
+        "floatlb_pool_queue_refused_total",
+        "Requests answered 503 by the pool's queue: its timeout passed, or it was full.",
+        &["pool"],
+        pools
+            .iter()
+            .map(|(p, q)| (vec![*p], load(&q.refused_total)))
+            .collect::<Vec<_>>(),
+    );
     let mut checks = Vec::new();
     for (b, _, p) in &backends {
         checks.push((

@@ -36,7 +36,8 @@ pub struct Seen {
 /// A web server on 127.0.0.1 that names itself in `x-backend` and the body.
 ///
 /// Paths: `/` (name), `/slow?ms=N`, `/upload` (POST, answers the byte count),
-/// `/download?bytes=N`, `/headers` (request headers, one per line).
+/// `/download?bytes=N`, `/headers` (request headers, one per line), `/login`
+/// (sets a `JSESSIONID` cookie of its own).
 pub struct TestBackend {
     pub name: String,
     pub addr: SocketAddr,
@@ -179,6 +180,16 @@ async fn serve(
                 .insert("x-backend", name.parse().unwrap());
             resp.headers_mut()
                 .insert("content-length", total.to_string().parse().unwrap());
+            return Ok(resp);
+        }
+        "/login" => {
+            // An application's own session cookie (for sticky `prefix` mode).
+            let mut resp = Response::new(Full::new(Bytes::from(name.clone())).boxed());
+            let cookie = format!("JSESSIONID={name}-session; Path=/");
+            resp.headers_mut()
+                .insert("set-cookie", cookie.parse().unwrap());
+            resp.headers_mut()
+                .insert("x-backend", name.parse().unwrap());
             return Ok(resp);
         }
         "/headers" => {
