@@ -141,7 +141,7 @@ fn route(
         };
         fields.push((n.trim().to_string(), v.trim().to_string()));
     }
-    let snap = floatlb::proxy::state::Snapshot::build(cfg, &[]);
+    let snap = floatlb::proxy::state::Snapshot::build(cfg, None);
     match floatlb::proxy::dispatch::explain(&snap, method, url, &fields, source) {
         Ok(lines) => {
             for l in lines {

@@ -654,3 +654,45 @@ fn a_pool_hashes_a_header_or_a_cookie() {
         );
     }
 }
+
+#[test]
+fn the_access_log_names_route_pool_and_backend_in_a_custom_format() {
+    let (shop, www) = (TestBackend::start("shop"), TestBackend::start("www"));
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let body = format!(
+        "[log]\naccess = \"custom\"\naccess-path = \"{}\"\nformat = \"{{method}} {{target}} {{status}} route={{route}} pool={{pool}} backend={{backend}}\"\n\n{}{}[[route]]\nname = \"shop\"\nhost = \"shop.example\"\npool = \"shop\"\n\n[[route]]\nname = \"gone\"\npath = \"/gone\"\ndeny = 410\n\n[[route]]\nname = \"rest\"\npool = \"www\"\n",
+        log.display(),
+        pool("shop", &shop),
+        pool("www", &www)
+    );
+    let lb = Floatlb::start(&body);
+    curl(lb.addr, "shop.example", "/cart?id=1", &[]);
+    curl(lb.addr, "x", "/gone", &[]);
+    curl(lb.addr, "x", "/", &[]);
+    wait_for("three log lines", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 3)
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "GET /cart?id=1 200 route=shop pool=shop backend={}",
+                shop.addr
+            )
+            .as_str(),
+            "GET /gone 410 route=gone pool=- backend=-",
+            format!("GET / 200 route=rest pool=www backend={}", www.addr).as_str(),
+        ]
+    );
+    assert_eq!(
+        metric(&lb, "floatlb_route_requests_total{route=\"shop\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&lb, "floatlb_route_requests_total{route=\"gone\"}"),
+        1.0
+    );
+}

@@ -347,6 +347,7 @@ async fn answer(
     let keep_alive =
         req.keep_alive && body_read && !shared.handover.closing() && !*shutdown.borrow();
     let mut tunnel = None;
+    let mut served_by = None;
     let (status, bytes, reusable) = match answer {
         Answer::Local(f) => write_local(io, &f, req.http10, keep_alive).await,
         Answer::ClientFailed(e) if e.kind() == io::ErrorKind::InvalidData => {
@@ -395,6 +396,9 @@ async fn answer(
                     hsts,
                     edits: answer_edits(&snap, route, pool, sticky.as_deref(), backend.backend()),
                 };
+                if shared.access_log.is_some() {
+                    served_by = Some(backend.backend().name.clone());
+                }
                 let out =
                     write_answer(io, out, &head, &mut body, req.http10, keep_alive, extra).await;
                 backend.release(&mut body);
@@ -402,13 +406,12 @@ async fn answer(
             }
         },
     };
-    shared.metrics.duration.observe(took.as_secs_f64());
-    if let (Some(log), Some(fields)) = (&shared.access_log, req.log) {
-        log.log(crate::observe::access_log::Record {
-            client: peer.ip(),
-            at: fields.at,
-            method: fields.method,
-            target: fields.target,
+    proxy::finished(
+        shared,
+        &snap,
+        proxy::Finished {
+            peer,
+            log: req.log,
             version: if req.http10 {
                 http::Version::HTTP_10
             } else {
@@ -416,11 +419,12 @@ async fn answer(
             },
             status,
             bytes,
-            referer: fields.referer,
-            user_agent: fields.user_agent,
-            duration: took,
-        });
-    }
+            took,
+            route,
+            pool,
+            backend: served_by,
+        },
+    );
     if let Some((stream, _in_flight)) = tunnel {
         let idle = snap.config.timeouts.tunnel;
         let from_client = std::mem::take(buf);

@@ -298,17 +298,19 @@ async fn handle(
         Err(f) => {
             // The route answers: the request's body (if any) is not read; the
             // stream's end resets what the client still sends.
-            let took = started.elapsed();
             let response = local(&f);
-            shared.metrics.duration.observe(took.as_secs_f64());
-            log_stream(
-                shared,
+            let done = proxy::Finished {
                 peer,
-                prepared.log.take(),
-                response.0.status(),
-                Some(f.body.len() as u64),
-                took,
-            );
+                log: prepared.log.take(),
+                version: http::Version::HTTP_2,
+                status: f.status.as_u16(),
+                bytes: Some(f.body.len() as u64),
+                took: started.elapsed(),
+                route,
+                pool,
+                backend: None,
+            };
+            proxy::finished(shared, &snap, done);
             return response;
         }
     };
@@ -347,6 +349,12 @@ async fn handle(
     }
     let took = started.elapsed();
     let hsts = cfg.tls.as_ref().map_or(0, |t| t.hsts);
+    let served_by = match &answer {
+        Answer::Backend { backend, .. } if shared.access_log.is_some() => {
+            Some(backend.backend().name.clone())
+        }
+        _ => None,
+    };
     let ((response, reply), bytes) = match answer {
         Answer::Backend { head, .. } if head.status.is_informational() => {
             // Only a final answer ends an HTTP/2 stream (RFC 9113 §8.1); a 101 to
@@ -422,34 +430,19 @@ async fn handle(
             (local(&f), Some(f.body.len() as u64))
         }
     };
-    shared.metrics.duration.observe(took.as_secs_f64());
-    log_stream(shared, peer, prepared.log, response.status(), bytes, took);
+    let done = proxy::Finished {
+        peer,
+        log: prepared.log,
+        version: http::Version::HTTP_2,
+        status: response.status().as_u16(),
+        bytes,
+        took,
+        route,
+        pool,
+        backend: served_by,
+    };
+    proxy::finished(shared, &snap, done);
     (response, reply)
-}
-
-/// A stream's access log record, when the log is on.
-fn log_stream(
-    shared: &Shared,
-    peer: SocketAddr,
-    fields: Option<crate::http1::request::LogFields>,
-    status: StatusCode,
-    bytes: Option<u64>,
-    took: std::time::Duration,
-) {
-    if let (Some(log), Some(fields)) = (&shared.access_log, fields) {
-        log.log(crate::observe::access_log::Record {
-            client: peer.ip(),
-            at: fields.at,
-            method: fields.method,
-            target: fields.target,
-            version: http::Version::HTTP_2,
-            status: status.as_u16(),
-            bytes,
-            referer: fields.referer,
-            user_agent: fields.user_agent,
-            duration: took,
-        });
-    }
 }
 
 /// Rewrites the Via line `prepare` added for an HTTP/1.1 head to say HTTP/2.

@@ -1,5 +1,5 @@
-//! The access log (`[log] access`): `common`, `combined` or `json` lines, to a
-//! file or standard output.
+//! The access log (`[log] access`): `common`, `combined`, `json` or `custom`
+//! lines (named fields, `[log] format`), to a file or standard output.
 //!
 //! Off the request path: a request formats nothing; it pushes a small record
 //! into a bounded channel; a dedicated thread formats and writes. When
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::AccessFormat;
+use crate::config::{AccessFormat, LogField, LogTemplate};
 
 /// Records waiting for the writer before new ones are dropped.
 const QUEUE: usize = 16_384;
@@ -31,6 +31,10 @@ pub struct Record {
     pub referer: Option<String>,
     pub user_agent: Option<String>,
     pub duration: Duration,
+    /// The route, pool and backend that served it, where there were.
+    pub route: Option<String>,
+    pub pool: Option<String>,
+    pub backend: Option<String>,
 }
 
 pub struct AccessLog {
@@ -39,8 +43,13 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    /// Starts the writer thread; None when the log is off.
-    pub fn start(format: AccessFormat, path: Option<&Path>) -> std::io::Result<Option<AccessLog>> {
+    /// Starts the writer thread; None when the log is off. `template` is
+    /// the line of the custom format.
+    pub fn start(
+        format: AccessFormat,
+        template: Option<LogTemplate>,
+        path: Option<&Path>,
+    ) -> std::io::Result<Option<AccessLog>> {
         if format == AccessFormat::Off {
             return Ok(None);
         }
@@ -61,7 +70,12 @@ impl AccessLog {
                 let mut line = String::with_capacity(512);
                 let mut write = |r: Record, out: &mut std::io::BufWriter<_>| {
                     line.clear();
-                    format_record(format, &r, &mut line);
+                    match &template {
+                        Some(t) if format == AccessFormat::Custom => {
+                            format_custom(t, &r, &mut line)
+                        }
+                        _ => format_record(format, &r, &mut line),
+                    }
                     // Best effort: a failing disk must not stop the proxy.
                     let _ = out.write_all(line.as_bytes());
                 };
@@ -93,7 +107,7 @@ pub fn format_record(format: AccessFormat, r: &Record, out: &mut String) {
     use std::fmt::Write as _;
     let bytes = r.bytes.map_or("-".to_string(), |b| b.to_string());
     match format {
-        AccessFormat::Off => {}
+        AccessFormat::Off | AccessFormat::Custom => {}
         AccessFormat::Common | AccessFormat::Combined => {
             let _ = write!(
                 out,
@@ -123,7 +137,7 @@ pub fn format_record(format: AccessFormat, r: &Record, out: &mut String) {
                     .as_secs_f64();
             let _ = writeln!(
                 out,
-                "{{\"time\":{secs:.6},\"client\":\"{}\",\"method\":{},\"target\":{},\"version\":\"{:?}\",\"status\":{},\"bytes\":{},\"referer\":{},\"user_agent\":{},\"duration_ms\":{:.3}}}",
+                "{{\"time\":{secs:.6},\"client\":\"{}\",\"method\":{},\"target\":{},\"version\":\"{:?}\",\"status\":{},\"bytes\":{},\"referer\":{},\"user_agent\":{},\"duration_ms\":{:.3},\"route\":{},\"pool\":{},\"backend\":{}}}",
                 r.client,
                 crate::observe::json::json_str(r.method.as_str()),
                 crate::observe::json::json_str(&r.target),
@@ -133,9 +147,53 @@ pub fn format_record(format: AccessFormat, r: &Record, out: &mut String) {
                 r.referer.as_deref().map_or("null".to_string(), crate::observe::json::json_str),
                 r.user_agent.as_deref().map_or("null".to_string(), crate::observe::json::json_str),
                 r.duration.as_secs_f64() * 1e3,
+                json_or_null(&r.route),
+                json_or_null(&r.pool),
+                json_or_null(&r.backend),
             );
         }
     }
+}
+
+fn json_or_null(v: &Option<String>) -> String {
+    v.as_deref()
+        .map_or("null".to_string(), crate::observe::json::json_str)
+}
+
+/// Appends one line of the custom format for `r`; an absent value is `-`,
+/// and text from the request is quoted as in `combined`.
+pub fn format_custom(t: &LogTemplate, r: &Record, out: &mut String) {
+    use std::fmt::Write as _;
+    let or_dash = |v: &Option<String>| quoted(v.as_deref().unwrap_or("-"));
+    for part in &t.0 {
+        let _ = match part {
+            Err(text) => write!(out, "{text}"),
+            Ok(LogField::Client) => write!(out, "{}", r.client),
+            Ok(LogField::Time) => write!(out, "{}", clf_time(r.at)),
+            Ok(LogField::Timestamp) => write!(
+                out,
+                "{:.6}",
+                r.at.duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+            ),
+            Ok(LogField::Method) => write!(out, "{}", r.method),
+            Ok(LogField::Target) => write!(out, "{}", quoted(&r.target)),
+            Ok(LogField::Version) => write!(out, "{:?}", r.version),
+            Ok(LogField::Status) => write!(out, "{}", r.status),
+            Ok(LogField::Bytes) => match r.bytes {
+                Some(b) => write!(out, "{b}"),
+                None => write!(out, "-"),
+            },
+            Ok(LogField::Referer) => write!(out, "{}", or_dash(&r.referer)),
+            Ok(LogField::UserAgent) => write!(out, "{}", or_dash(&r.user_agent)),
+            Ok(LogField::DurationMs) => write!(out, "{:.3}", r.duration.as_secs_f64() * 1e3),
+            Ok(LogField::Route) => write!(out, "{}", or_dash(&r.route)),
+            Ok(LogField::Pool) => write!(out, "{}", or_dash(&r.pool)),
+            Ok(LogField::Backend) => write!(out, "{}", or_dash(&r.backend)),
+        };
+    }
+    out.push('\n');
 }
 
 /// Escapes `"` and `\` and replaces control bytes, so a header cannot forge lines.
@@ -199,6 +257,9 @@ mod tests {
             referer: None,
             user_agent: Some("wrk \"x\"".into()),
             duration: Duration::from_micros(1500),
+            route: Some("api".into()),
+            pool: Some("api".into()),
+            backend: None,
         }
     }
 
@@ -222,6 +283,20 @@ mod tests {
         assert!(s.ends_with(" 200 1500 \"-\" \"wrk \\\"x\\\"\"\n"), "{s}");
         s.clear();
         format_record(AccessFormat::Json, &record(), &mut s);
-        assert!(s.starts_with("{\"time\":1795415707.000000,\"client\":\"198.18.0.2\",\"method\":\"GET\",\"target\":\"/a?b=1\",\"version\":\"HTTP/1.1\",\"status\":200,\"bytes\":1500,\"referer\":null,\"user_agent\":\"wrk \\\"x\\\"\",\"duration_ms\":1.500}"), "{s}");
+        assert!(s.starts_with("{\"time\":1795415707.000000,\"client\":\"198.18.0.2\",\"method\":\"GET\",\"target\":\"/a?b=1\",\"version\":\"HTTP/1.1\",\"status\":200,\"bytes\":1500,\"referer\":null,\"user_agent\":\"wrk \\\"x\\\"\",\"duration_ms\":1.500,\"route\":\"api\",\"pool\":\"api\",\"backend\":null}"), "{s}");
+        s.clear();
+        let t = LogTemplate::parse(
+            "{client} {method} {target} {status} route={route} {pool} {backend} {user_agent}",
+        )
+        .unwrap();
+        format_custom(&t, &record(), &mut s);
+        assert_eq!(
+            s,
+            "198.18.0.2 GET /a?b=1 200 route=api api - wrk \\\"x\\\"\n"
+        );
+        assert!(LogTemplate::parse("{nope}")
+            .unwrap_err()
+            .contains("unknown field {nope}"));
+        assert!(LogTemplate::parse("{client").is_err());
     }
 }

@@ -66,6 +66,9 @@ pub fn dispatch(
         };
     };
     let route = Some(req.route as usize);
+    if let Some(hits) = snap.route_hits.get(req.route as usize) {
+        hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let to = match &spec.action {
         Action::Pool(pool) => {
             if spec.edits_request() {

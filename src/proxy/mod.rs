@@ -539,6 +539,54 @@ pub fn fail(shared: &Shared, peer: SocketAddr, status: StatusCode, reason: &str)
     Failure::new(status, reason)
 }
 
+/// A finished request, as the metrics and the access log record it.
+pub struct Finished {
+    pub peer: SocketAddr,
+    /// What the access log needs (None when it is off).
+    pub log: Option<crate::http1::request::LogFields>,
+    pub version: http::Version,
+    pub status: u16,
+    /// The answer's body size, when known.
+    pub bytes: Option<u64>,
+    /// From the request's head having arrived to the answer's head being
+    /// ready to write: what a request's duration means, for both.
+    pub took: Duration,
+    pub route: Option<usize>,
+    pub pool: Option<usize>,
+    /// The backend that answered.
+    pub backend: Option<String>,
+}
+
+/// The one place a finished request is recorded, for HTTP/1 and HTTP/2
+/// alike: its duration in the histogram, its access-log record.
+pub fn finished(shared: &Shared, snap: &Snapshot, f: Finished) {
+    shared.metrics.duration.observe(f.took.as_secs_f64());
+    if let (Some(log), Some(fields)) = (&shared.access_log, f.log) {
+        let resolved = &snap.config.resolved;
+        log.log(crate::observe::access_log::Record {
+            client: f.peer.ip(),
+            at: fields.at,
+            method: fields.method,
+            target: fields.target,
+            version: f.version,
+            status: f.status,
+            bytes: f.bytes,
+            referer: fields.referer,
+            user_agent: fields.user_agent,
+            duration: f.took,
+            route: f
+                .route
+                .and_then(|r| resolved.routes.get(r))
+                .map(|r| r.name.clone()),
+            pool: f
+                .pool
+                .and_then(|p| resolved.pools.get(p))
+                .map(|p| p.name.clone()),
+            backend: f.backend,
+        });
+    }
+}
+
 /// Counts a request against a backend's in-flight load until dropped.
 pub struct InFlight(Arc<BackendState>);
 

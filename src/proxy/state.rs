@@ -24,6 +24,9 @@ pub struct Snapshot {
     pub pools: Vec<PoolLive>,
     /// Every pool's backends, pool after pool (for health checks and the admin side).
     pub backends: Vec<Arc<BackendState>>,
+    /// Requests each route matched (same order as the routes), kept across
+    /// reloads by route name.
+    pub route_hits: Vec<Arc<AtomicU64>>,
 }
 
 /// One pool's live backends and scheduler.
@@ -34,7 +37,10 @@ pub struct PoolLive {
 }
 
 impl Snapshot {
-    pub fn build(config: Config, previous: &[Arc<BackendState>]) -> Self {
+    /// The snapshot of `config`; backend state and route counters carry over
+    /// from `previous` by name.
+    pub fn build(config: Config, previous: Option<&Snapshot>) -> Self {
+        let old_backends = previous.map_or(&[][..], |p| &p.backends[..]);
         let settings = backend::PoolSettings::from_config(&config);
         let pools: Vec<PoolLive> = config
             .resolved
@@ -50,7 +56,7 @@ impl Snapshot {
                     })
                     .collect();
                 PoolLive {
-                    backends: backend::reconcile(previous, spec, settings),
+                    backends: backend::reconcile(old_backends, spec, settings),
                     selection: balance::build(&spec.balance.options(), &metas),
                 }
             })
@@ -59,10 +65,25 @@ impl Snapshot {
             .iter()
             .flat_map(|p| p.backends.iter().cloned())
             .collect();
+        let route_hits = config
+            .resolved
+            .routes
+            .iter()
+            .map(|r| {
+                previous
+                    .and_then(|p| {
+                        let routes = &p.config.resolved.routes;
+                        let i = routes.iter().position(|o| o.name == r.name)?;
+                        p.route_hits.get(i).cloned()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
         Snapshot {
             config: Arc::new(config),
             pools,
             backends,
+            route_hits,
         }
     }
 
@@ -202,7 +223,7 @@ impl Shared {
         let stats = ProxyStats::default();
         stats.last_reload_unix.store(unix_now(), Ordering::Relaxed);
         Shared {
-            live: ArcSwap::from_pointee(Snapshot::build(config, &[])),
+            live: ArcSwap::from_pointee(Snapshot::build(config, None)),
             stats,
             config_path: config_path.to_owned(),
             handover: Default::default(),

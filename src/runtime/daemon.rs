@@ -124,8 +124,14 @@ async fn serve(
         Some(a) => Some(take_listener(fds.admin, a.address, 128, "admin address")?),
         None => None,
     };
+    let template = config
+        .log
+        .format
+        .as_deref()
+        .and_then(|f| crate::config::LogTemplate::parse(f).ok());
     let access_log = crate::observe::access_log::AccessLog::start(
         config.log.access,
+        template,
         config.log.access_path.as_deref(),
     )
     .with_context(|| format!("cannot open the access log {:?}", config.log.access_path))?;

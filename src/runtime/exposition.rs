@@ -248,6 +248,18 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
         &["backend", "pool"],
         per(&|st| load(&st.redispatches)),
     );
+    f.counter_vec(
+        "floatlb_route_requests_total",
+        "Requests each [[route]] matched.",
+        &["route"],
+        snap.config
+            .resolved
+            .routes
+            .iter()
+            .zip(&snap.route_hits)
+            .map(|(r, n)| (vec![r.name.as_str()], load(n)))
+            .collect::<Vec<_>>(),
+    );
     let pools: Vec<_> = snap
         .config
         .resolved

@@ -108,7 +108,8 @@ fn try_reload(shared: &Shared, sup: &Supervisor) -> Result<Reloaded, ReloadError
         (
             "log",
             cfg.log.access != old.config.log.access
-                || cfg.log.access_path != old.config.log.access_path,
+                || cfg.log.access_path != old.config.log.access_path
+                || cfg.log.format != old.config.log.format,
         ),
     ] {
         if changed {
@@ -118,7 +119,7 @@ fn try_reload(shared: &Shared, sup: &Supervisor) -> Result<Reloaded, ReloadError
     let maxconn = cfg.listen.maxconn;
     shared
         .live
-        .store(Arc::new(Snapshot::build(cfg, &old.backends)));
+        .store(Arc::new(Snapshot::build(cfg, Some(&old))));
     Ok(Reloaded {
         new_listener,
         new_admin,
