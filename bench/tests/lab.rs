@@ -1,8 +1,8 @@
 //! The vm-lab end to end (root): a lab with two floatlb nodes in front of real nginx web
-//! servers, a `node-down` and a `graceful` drill, each checked for the VIP having moved to lb2,
-//! the client getting 200s again afterwards, and downtime measured; the graceful
-//! drill runs under wrk -c50 and again under ab -k -c50, and must lose no request (the
-//! planned handover).
+//! servers, its sites routed by host and path (`lab routes`), a `node-down` and a `graceful`
+//! drill, each checked for the VIP having moved to lb2, the client getting 200s again
+//! afterwards, and downtime measured; the graceful drill runs under wrk -c50 and again under
+//! ab -k -c50, and must lose no request (the planned handover).
 //!
 //! Skips with a printed reason when not root; fails instead with `FLOATLB_REQUIRE_NETNS=1`.
 
@@ -159,6 +159,14 @@ fn node_down_and_graceful_move_the_vip_and_service_resumes() {
     lab.lab(&[
         "up", "--stack", "floatlb", "--advert", "10ms", "--webs", "2",
     ]);
+    // The lab's sites (issue 28): `lab routes` fails unless every request reached the web
+    // server its route names; the API route's field edit arrived too.
+    let routes = lab.lab(&["routes"]);
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    assert!(
+        routes.contains(r#"{"server":"web2","path":"/api/orders","x-route":"api"}"#),
+        "{routes}"
+    );
     for kind in ["node-down", "graceful"] {
         // graceful runs under wrk -c50: the planned handover must lose no request.
         let extra: &[&str] = if kind == "graceful" {
