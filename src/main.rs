@@ -59,6 +59,9 @@ enum Command {
         /// The client's address, for `source` matchers.
         #[arg(long, default_value = "127.0.0.1")]
         source: std::net::IpAddr,
+        /// The listener it comes in on, by name (default: the first).
+        #[arg(long)]
+        listener: Option<String>,
     },
     /// Remove the config's virtual addresses from their interfaces: after a crash
     /// (SIGKILL) they stay configured. For a supervisor's stop hook, e.g. systemd
@@ -125,6 +128,7 @@ fn route(
     url: &str,
     headers: &[String],
     source: std::net::IpAddr,
+    listener: Option<&str>,
 ) -> ExitCode {
     let cfg = match floatlb::config::load_without_tls_files(config) {
         Ok(c) => c,
@@ -141,8 +145,20 @@ fn route(
         };
         fields.push((n.trim().to_string(), v.trim().to_string()));
     }
+    let names = cfg.listener_names();
+    let listener = match listener.map(|l| names.iter().position(|n| n == l)) {
+        None => 0,
+        Some(Some(id)) => id as u16,
+        Some(None) => {
+            eprintln!(
+                "no listener named {listener:?} (listeners: {})",
+                names.join(", ")
+            );
+            return ExitCode::from(2);
+        }
+    };
     let snap = floatlb::proxy::state::Snapshot::build(cfg, None);
-    match floatlb::proxy::dispatch::explain(&snap, method, url, &fields, source) {
+    match floatlb::proxy::dispatch::explain(&snap, method, url, &fields, source, listener) {
         Ok(lines) => {
             for l in lines {
                 println!("{l}");
@@ -187,7 +203,15 @@ fn main() -> ExitCode {
             url,
             headers,
             source,
-        } => route(&config, &method, &url, &headers, source),
+            listener,
+        } => route(
+            &config,
+            &method,
+            &url,
+            &headers,
+            source,
+            listener.as_deref(),
+        ),
         Command::Release { config } => {
             // Broken certificate files must not keep a node from letting go of its VIPs.
             let cfg = match floatlb::config::load_without_tls_files(&config) {

@@ -696,3 +696,107 @@ fn the_access_log_names_route_pool_and_backend_in_a_custom_format() {
         1.0
     );
 }
+
+/// Issue 28: several listeners, cleartext and TLS, each serving the routes
+/// that name it (`listener`), with curl on each.
+#[test]
+fn several_listeners_each_serve_the_routes_that_name_them() {
+    let (public, office) = (TestBackend::start("public"), TestBackend::start("office"));
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("c.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=a.test",
+            "-addext",
+            "subjectAltName=DNS:a.test",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (vm-lab/install-deps installs it)");
+    assert!(out.status.success(), "{out:?}");
+    let (office_port, secure_port, tls_port) = (
+        support::free_port(),
+        support::free_port(),
+        support::free_port(),
+    );
+    // Floatlb::start writes the first [listen]; the further listeners are
+    // [[listen]] tables, so the file is written here whole.
+    let body = format!(
+        r#"[tls]
+address = "127.0.0.1:{tls_port}"
+[[tls.certificate]]
+cert = "{cert}"
+key = "{key}"
+
+{pools}
+[[route]]
+listener = ["office", "secure"]
+pool = "office"
+
+[[route]]
+pool = "public"
+"#,
+        cert = cert.display(),
+        key = key.display(),
+        pools = pool("public", &public) + &pool("office", &office)
+    );
+    let lb = Floatlb::start_with_listeners(
+        &body,
+        &format!(
+            "[[listen]]\nname = \"office\"\naddress = \"127.0.0.1:{office_port}\"\n\n[[listen]]\nname = \"secure\"\naddress = \"127.0.0.1:{secure_port}\"\ntls = true\n"
+        ),
+    );
+    assert_eq!(who(lb.addr, "h", "/", &[]), "public");
+    let office_addr: SocketAddr = format!("127.0.0.1:{office_port}").parse().unwrap();
+    assert_eq!(who(office_addr, "h", "/", &[]), "office");
+    let https = |port: u16, version: &str| {
+        let resolve = format!("a.test:{port}:127.0.0.1");
+        let out = Command::new("curl")
+            .args([
+                "-sk",
+                "-i",
+                version,
+                "--max-time",
+                "10",
+                "--resolve",
+                &resolve,
+            ])
+            .arg(format!("https://a.test:{port}/"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let (_, h, _) = parse_response(&String::from_utf8_lossy(&out.stdout));
+        header(&h, "x-backend").unwrap_or("-").to_string()
+    };
+    // A [[listen]] with tls = true: TLS with the [tls] certificates, HTTP/2 by ALPN.
+    assert_eq!(https(secure_port, "--http2"), "office");
+    assert_eq!(https(secure_port, "--http1.1"), "office");
+    // The [tls] address listener is named "tls": not in the route's list.
+    assert_eq!(https(tls_port, "--http2"), "public");
+    let (code, out, _) = floatlb_cmd(
+        "route",
+        &lb.config_path,
+        &["--listener", "tls", "GET", "http://a.test/"],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("no match: it came in on listener 3 (not office (1), secure (2))"),
+        "{out}"
+    );
+    assert!(out.contains("pool: public"), "{out}");
+}

@@ -130,6 +130,9 @@ pub struct Route {
     pub query: Vec<ConditionConfig>,
     #[serde(default)]
     pub source: OneOrMany,
+    /// Listener names (`[[listen]] name`, or `tls` for `[tls] address`).
+    #[serde(default)]
+    pub listener: OneOrMany,
     /// Action: send to this pool.
     #[serde(default)]
     pub pool: Option<String>,
@@ -482,6 +485,12 @@ pub(super) fn resolve(c: &Config) -> (Resolved, Problems) {
         if p.health.is_some() {
             out.extend(health_problems(&health, &at("health")));
         }
+        if p.queue_timeout.is_some_and(|d| d.is_zero()) {
+            out.push((at("queue-timeout"), "must be greater than 0".into()));
+        }
+        if let Some(c) = &p.cookie {
+            out.extend(cookie_problems(c, &backends, i));
+        }
         for (k, d) in [
             ("connect", p.timeouts.connect),
             ("server", p.timeouts.server),
@@ -514,6 +523,7 @@ pub(super) fn resolve(c: &Config) -> (Resolved, Problems) {
             "at least one [[backend]] or [[pool]] is required".into(),
         ));
     }
+    let listeners = c.listener_names();
     let mut routes = Vec::new();
     let mut matchers = Vec::new();
     let mut route_names = HashSet::new();
@@ -525,7 +535,7 @@ pub(super) fn resolve(c: &Config) -> (Resolved, Problems) {
                 format!("route names must be unique and not empty: {name:?}"),
             ));
         }
-        let (spec, m) = route_spec(r, i, name, &pools, &mut out);
+        let (spec, m) = route_spec(r, i, name, &pools, &listeners, &mut out);
         routes.push(spec);
         matchers.push(m);
     }
@@ -558,6 +568,7 @@ fn route_spec(
     i: usize,
     name: String,
     pools: &[PoolSpec],
+    listeners: &[String],
     out: &mut Problems,
 ) -> (RouteSpec, Matchers) {
     let at = |k: &str| format!("route[{i}].{k}");
@@ -602,6 +613,18 @@ fn route_spec(
         match parse_cidr(s) {
             Ok(n) => m.sources.push(n),
             Err(e) => out.push((format!("route[{i}].source[{j}]"), e)),
+        }
+    }
+    for (j, l) in r.listener.0.iter().enumerate() {
+        match listeners.iter().position(|n| n == l) {
+            Some(id) => m.listeners.push((id as u16, l.clone())),
+            None => out.push((
+                format!("route[{i}].listener[{j}]"),
+                format!(
+                    "no listener named {l:?} (listeners: {})",
+                    listeners.join(", ")
+                ),
+            )),
         }
     }
     let actions = [
@@ -927,6 +950,46 @@ pub(super) fn backend_problems(backends: &[Backend]) -> Problems {
     out
 }
 
+/// Checks of a pool's sticky `cookie` and of the ids it names backends by.
+fn cookie_problems(c: &StickyCookie, backends: &[Backend], pool: usize) -> Problems {
+    let mut out = Problems::new();
+    // RFC 6265 §4.1.1: a name is a token; a value holds cookie-octets (here
+    // without `~`, the prefix mode's separator).
+    let token = !c.name.is_empty()
+        && c.name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+    if !token {
+        out.push((
+            format!("pool[{pool}].cookie.name"),
+            format!(
+                "{:?} is not a cookie name (RFC 6265 §4.1.1: a token)",
+                c.name
+            ),
+        ));
+    }
+    if !edit::valid_value(&c.attributes) {
+        out.push((
+            format!("pool[{pool}].cookie.attributes"),
+            "not a valid field value".into(),
+        ));
+    }
+    for b in backends {
+        let id = b.cookie_id();
+        if id.is_empty()
+            || !id
+                .bytes()
+                .all(|x| x.is_ascii_graphic() && !b"\",;\\~".contains(&x))
+        {
+            out.push((
+                format!("pool[{pool}].cookie"),
+                format!("backend {:?}: {id:?} cannot be a cookie value: give it cookie = \"<letters and digits>\"", b.name),
+            ));
+        }
+    }
+    out
+}
+
 /// Checks of a `[balance]` table at `at`.
 pub(super) fn balance_problems(b: &Balance, at: &str) -> Problems {
     let mut out = Problems::new();
@@ -1005,6 +1068,35 @@ mod tests {
             prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
             error_pages: Vec::new(),
         }
+    }
+
+    #[test]
+    fn sticky_cookie_names_and_ids_are_checked() {
+        let b = |name: &str, cookie: Option<&str>| Backend {
+            name: name.into(),
+            address: "198.18.0.11:80".parse().unwrap(),
+            weight: 1,
+            maxconn: 0,
+            cookie: cookie.map(Into::into),
+        };
+        let c = |name: &str| StickyCookie {
+            name: name.into(),
+            mode: CookieMode::Insert,
+            attributes: default_cookie_attributes(),
+        };
+        assert!(cookie_problems(
+            &c("SRV"),
+            &[b("198.18.0.11:80", None), b("x", Some("s1"))],
+            0
+        )
+        .is_empty());
+        let bad = cookie_problems(&c("a b"), &[b("x", Some("a;b")), b("y~z", None)], 2);
+        let paths: Vec<&str> = bad.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["pool[2].cookie.name", "pool[2].cookie", "pool[2].cookie"],
+            "{bad:?}"
+        );
     }
 
     #[test]

@@ -35,11 +35,23 @@ fn serve_connection(stream: std::net::TcpStream, conn: h1::Conn) -> impl Future<
 
 /// Which listener a loop accepts for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
-    /// `[listen]`: cleartext HTTP/1.
-    Plain,
-    /// `[tls]`: a TLS handshake first.
-    Tls,
+pub struct Listener {
+    /// A TLS handshake first (`[tls] address`, or `[[listen]] tls = true`).
+    pub tls: bool,
+    /// Its id, as routes name it (`Config::listener_names`).
+    pub id: u16,
+    pub role: Role,
+}
+
+/// What the planned handover knows a listener as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The first `[listen]`: a reload may rebind it.
+    Primary,
+    /// `[tls] address`.
+    TlsAddress,
+    /// A further `[[listen]]` entry.
+    Extra,
 }
 
 /// Accepts client connections until shutdown; swaps in a new listener when a
@@ -60,10 +72,11 @@ pub async fn accept_loop(
             return;
         }
     };
-    // The handover holds back new SYNs on both listeners.
-    match kind {
-        Listener::Plain => shared.handover.set_listener_fd(listener.as_raw_fd()),
-        Listener::Tls => shared.handover.set_tls_listener_fd(listener.as_raw_fd()),
+    // The handover holds back new SYNs on every listener.
+    match kind.role {
+        Role::Primary => shared.handover.set_listener_fd(listener.as_raw_fd()),
+        Role::TlsAddress => shared.handover.set_tls_listener_fd(listener.as_raw_fd()),
+        Role::Extra => shared.handover.add_extra_listener_fd(listener.as_raw_fd()),
     }
     let mut backoff = Duration::from_millis(10);
     let mut last_warn: Option<tokio::time::Instant> = None;
@@ -110,7 +123,7 @@ pub async fn accept_loop(
                         match poll_listener(new) {
                             Ok(new) => {
                                 tracing::info!(address = ?new.get_ref().local_addr().ok(), "listening on new address");
-                                if kind == Listener::Plain {
+                                if kind.role == Role::Primary {
                                     shared.handover.set_listener_fd(new.as_raw_fd());
                                 }
                                 listener = new;
@@ -133,15 +146,16 @@ pub async fn accept_loop(
                 backoff = Duration::from_millis(10);
                 shared.stats.set_accepting(true);
                 let (shared, shutdown) = (shared.clone(), shutdown.clone());
-                match kind {
-                    Listener::Plain => tokio::spawn(serve_connection(
+                if kind.tls {
+                    tokio::spawn(super::tls::serve_connection(
+                        stream, peer, shared, shutdown, permit, kind.id,
+                    ));
+                } else {
+                    tokio::spawn(serve_connection(
                         stream,
-                        h1::Conn::new(peer, shared, shutdown, permit),
-                    )),
-                    Listener::Tls => tokio::spawn(super::tls::serve_connection(
-                        stream, peer, shared, shutdown, permit,
-                    )),
-                };
+                        h1::Conn::new(peer, shared, shutdown, permit, kind.id),
+                    ));
+                }
             }
             Err(e) => {
                 shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);

@@ -65,6 +65,8 @@ pub(crate) struct Conn {
     pub shutdown: watch::Receiver<bool>,
     /// The connection's place under `maxconn`, given back when it ends.
     pub _permit: OwnedSemaphorePermit,
+    /// The listener it came in on (its id, as routes name it).
+    pub listener: u16,
 }
 
 impl Conn {
@@ -73,12 +75,14 @@ impl Conn {
         shared: Arc<Shared>,
         shutdown: watch::Receiver<bool>,
         permit: OwnedSemaphorePermit,
+        listener: u16,
     ) -> Conn {
         Conn {
             peer,
             shared,
             shutdown,
             _permit: permit,
+            listener,
         }
     }
 
@@ -134,7 +138,7 @@ pub(crate) fn serve<'a>(io: &'a mut ClientIo, conn: &'a Conn) -> impl Future<Out
                             log: conn.shared.access_log.is_some(),
                             https: io.is_tls(),
                         };
-                        match prepare(&buf, &fwd, router(&snap, conn.peer)) {
+                        match prepare(&buf, &fwd, router(&snap, conn.peer, conn.listener)) {
                             Parse::Ready(req) => break (req, snap),
                             Parse::Partial if buf.len() < snap.config.proxy.max_header_size => {
                                 // The rest of the head is due: acknowledge at once,

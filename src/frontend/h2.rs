@@ -62,6 +62,7 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     shared: &Arc<Shared>,
     shutdown: &watch::Receiver<bool>,
+    listener: u16,
 ) {
     let tls = Deferred::new(tls);
     let idle_for = shared.live.load().config.timeouts.idle;
@@ -97,7 +98,7 @@ pub(crate) async fn serve(
             // Writes the frames the streams left, reads the client's.
             match conn.poll_accept(cx) {
                 Poll::Ready(Some(Ok((req, respond)))) => {
-                    streams.push(stream(req, respond, peer, shared));
+                    streams.push(stream(req, respond, (peer, listener), shared));
                     continue;
                 }
                 Poll::Ready(Some(Err(e))) => break Poll::Ready(Err(e)),
@@ -212,10 +213,10 @@ fn http1_head(parts: &http::request::Parts, has_body: bool) -> Vec<u8> {
 async fn stream(
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-    peer: SocketAddr,
+    (peer, listener): (SocketAddr, u16),
     shared: &Shared,
 ) {
-    let work = handle(req, peer, shared);
+    let work = handle(req, (peer, listener), shared);
     tokio::pin!(work);
     let answered = std::future::poll_fn(|cx| match work.as_mut().poll(cx) {
         Poll::Ready(a) => Poll::Ready(Some(a)),
@@ -251,7 +252,7 @@ async fn stream(
 /// HTTP/1 engine does. Returns the answer's head and its body to send.
 async fn handle(
     req: Request<RecvStream>,
-    peer: SocketAddr,
+    (peer, listener): (SocketAddr, u16),
     shared: &Shared,
 ) -> (Response<()>, Reply) {
     let snap = shared.live.load_full();
@@ -271,7 +272,7 @@ async fn handle(
     };
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     shared.stats.h2_requests.fetch_add(1, Ordering::Relaxed);
-    let mut prepared = match prepare(&head, &fwd, router(&snap, peer)) {
+    let mut prepared = match prepare(&head, &fwd, router(&snap, peer, listener)) {
         Parse::Ready(p) => p,
         Parse::Partial => {
             shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);

@@ -22,6 +22,7 @@ pub(crate) async fn serve_connection(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
     permit: OwnedSemaphorePermit,
+    listener: u16,
 ) {
     let server_config = {
         let snap = shared.live.load();
@@ -35,7 +36,7 @@ pub(crate) async fn serve_connection(
     let Some(server_config) = server_config else {
         return;
     };
-    let conn = h1::Conn::new(peer, shared, shutdown, permit);
+    let conn = h1::Conn::new(peer, shared, shutdown, permit, listener);
     let shared = &conn.shared;
     let _active = shared.stats.connection_opened();
     let _epoch = shared.handover.connection_opened();
@@ -75,7 +76,7 @@ pub(crate) async fn serve_connection(
         shared.stats.tls_resumed.fetch_add(1, Ordering::Relaxed);
     }
     if h2 {
-        super::h2::serve(tls, peer, shared, &conn.shutdown).await;
+        super::h2::serve(tls, peer, shared, &conn.shutdown, listener).await;
     } else {
         let mut io = ClientIo::Tls(Box::new(tls));
         h1::serve(&mut io, &conn).await;

@@ -276,10 +276,11 @@ fn inserted(c: &StickyCookie, id: &str) -> String {
 }
 
 /// The router `prepare` asks: the index of the first route `seen` matches
-/// in `snap` (for a client at `peer`), or [`NO_ROUTE`].
+/// in `snap` (for a client at `peer` on listener `listener`), or [`NO_ROUTE`].
 pub fn router(
     snap: &Snapshot,
     peer: SocketAddr,
+    listener: u16,
 ) -> impl FnOnce(&crate::http1::request::Seen<'_>) -> u32 + '_ {
     move |seen| {
         let table = &snap.config.resolved.table;
@@ -289,6 +290,7 @@ pub fn router(
         let req = crate::route::Request {
             seen,
             peer: peer.ip(),
+            listener,
         };
         table.pick(&req).map_or(NO_ROUTE, |i| i as u32)
     }
@@ -303,6 +305,7 @@ pub fn explain(
     url: &str,
     headers: &[(String, String)],
     peer: std::net::IpAddr,
+    listener: u16,
 ) -> Result<Vec<String>, String> {
     let uri: http::Uri = url
         .parse()
@@ -331,9 +334,11 @@ pub fn explain(
     };
     let resolved = &snap.config.resolved;
     let mut out = Vec::new();
-    let trace = resolved
-        .table
-        .trace(&crate::route::Request { seen: &seen, peer });
+    let trace = resolved.table.trace(&crate::route::Request {
+        seen: &seen,
+        peer,
+        listener,
+    });
     let mut matched = None;
     for (i, why) in trace {
         let name = &resolved.routes[i].name;

@@ -58,6 +58,8 @@ pub struct Handover {
     listener_fd: AtomicI32,
     /// The `[tls]` listener's, held back with the cleartext one.
     tls_listener_fd: AtomicI32,
+    /// Further `[[listen]]` entries' sockets, held back alike.
+    extra_listener_fds: std::sync::Mutex<Vec<RawFd>>,
     running: AtomicBool,
 }
 
@@ -71,6 +73,7 @@ impl Default for Handover {
             by_epoch: [AtomicUsize::new(0), AtomicUsize::new(0)],
             listener_fd: AtomicI32::new(-1),
             tls_listener_fd: AtomicI32::new(-1),
+            extra_listener_fds: Default::default(),
             running: AtomicBool::new(false),
         }
     }
@@ -139,6 +142,14 @@ impl Handover {
         self.tls_listener_fd.store(fd, Ordering::Release);
     }
 
+    /// A further `[[listen]]` socket, whose new SYNs are held back too.
+    pub fn add_extra_listener_fd(&self, fd: RawFd) {
+        self.extra_listener_fds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(fd);
+    }
+
     /// Runs steps 1–4 of the sequence above, calling `step_down` for step 4
     /// (it must send the priority-0 adverts and return). Blocking; returns a
     /// report for logs and the admin response, or an error if a handover is
@@ -168,6 +179,16 @@ impl Handover {
         let tls_fd = self.tls_listener_fd.load(Ordering::Acquire);
         if tls_fd >= 0 && set_syn_filter(tls_fd, true).is_err() {
             tracing::warn!("could not attach the SYN filter to the TLS listener");
+        }
+        let extras = self
+            .extra_listener_fds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for fd in extras {
+            if set_syn_filter(fd, true).is_err() {
+                tracing::warn!(fd, "could not attach the SYN filter to a [[listen]] socket");
+            }
         }
         if !filtered {
             tracing::warn!("could not attach the SYN filter; connections opened during the handover may be reset");
@@ -205,8 +226,13 @@ impl Handover {
 
     /// Ends an admin handover: the node serves again (as a backup).
     pub fn finish(&self) {
-        for fd in [&self.listener_fd, &self.tls_listener_fd] {
-            let fd = fd.load(Ordering::Acquire);
+        let extras = self
+            .extra_listener_fds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let main = [&self.listener_fd, &self.tls_listener_fd].map(|f| f.load(Ordering::Acquire));
+        for fd in main.into_iter().chain(extras) {
             if fd >= 0 {
                 let _ = set_syn_filter(fd, false);
             }

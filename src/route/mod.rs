@@ -134,6 +134,8 @@ pub struct Matchers {
     pub query: Vec<Condition>,
     /// Client address ranges (address, prefix length).
     pub sources: Vec<(IpAddr, u8)>,
+    /// Listeners the request must have come in on (id, name).
+    pub listeners: Vec<(u16, String)>,
 }
 
 /// The first matcher a request failed, for `floatlb route`.
@@ -145,12 +147,15 @@ pub enum Miss {
     Header(usize),
     Query(usize),
     Source,
+    Listener,
 }
 
 /// A request as routes see it.
 pub struct Request<'a> {
     pub seen: &'a Seen<'a>,
     pub peer: IpAddr,
+    /// The id of the listener it came in on.
+    pub listener: u16,
 }
 
 impl Request<'_> {
@@ -223,6 +228,9 @@ impl Matchers {
         {
             return Some(Miss::Source);
         }
+        if !self.listeners.is_empty() && !self.listeners.iter().any(|(id, _)| *id == req.listener) {
+            return Some(Miss::Listener);
+        }
         None
     }
 
@@ -256,6 +264,11 @@ impl Matchers {
                 "client {} is not in {}",
                 req.peer,
                 list(&mut self.sources.iter().map(|(a, l)| format!("{a}/{l}")))
+            ),
+            Miss::Listener => format!(
+                "it came in on listener {} (not {})",
+                req.listener,
+                list(&mut self.listeners.iter().map(|(id, n)| format!("{n} ({id})")))
             ),
         }
     }
@@ -303,8 +316,12 @@ impl Matchers {
                         .iter()
                         .any(|&(a, al)| al <= bl && in_net(b, a, al))
                 }));
+        let listeners = self.listeners.is_empty()
+            || (!later.listeners.is_empty()
+                && later.listeners.iter().all(|l| self.listeners.contains(l)));
         hosts
             && paths
+            && listeners
             && methods
             && conditions(&self.headers, &later.headers)
             && conditions(&self.query, &later.query)
@@ -526,6 +543,7 @@ mod tests {
         let req = Request {
             seen: &s,
             peer: "198.18.0.7".parse().unwrap(),
+            listener: 0,
         };
         let fast = t.pick(&req);
         // The index finds what trying every route in order finds.
@@ -662,11 +680,13 @@ mod tests {
         let far = Request {
             seen: &s,
             peer: "198.19.0.7".parse().unwrap(),
+            listener: 0,
         };
         assert_eq!(t.pick(&far), None);
         let mapped = Request {
             seen: &s,
             peer: "::ffff:198.18.0.9".parse().unwrap(),
+            listener: 0,
         };
         assert_eq!(t.pick(&mapped), Some(4));
     }
@@ -682,6 +702,7 @@ mod tests {
         let req = Request {
             seen: &s,
             peer: "198.18.0.7".parse().unwrap(),
+            listener: 0,
         };
         let tr = t.trace(&req);
         assert_eq!(tr.len(), 3);
@@ -740,6 +761,31 @@ mod tests {
             [(1, 0)]
         );
         assert!(m(vec![src("198.19.1.0", 24), src("198.18.0.0", 15)]).is_empty());
+    }
+
+    #[test]
+    fn listeners_restrict_a_route_to_what_came_in_on_them() {
+        let admin = Matchers {
+            listeners: vec![(1, "office".into())],
+            ..Matchers::default()
+        };
+        let t = Table::new(vec![admin.clone(), hosts(&["a"])]);
+        let s = seen("GET", "a", "/", &[]);
+        let on = |listener| {
+            t.pick(&Request {
+                seen: &s,
+                peer: "198.18.0.7".parse().unwrap(),
+                listener,
+            })
+        };
+        assert_eq!(on(1), Some(0));
+        assert_eq!(on(0), Some(1));
+        // A listener matcher narrows: a host route after it is not shadowed.
+        assert!(t.shadowed().is_empty());
+        assert_eq!(
+            Table::new(vec![Matchers::default(), admin]).shadowed(),
+            [(1, 0)]
+        );
     }
 
     #[test]

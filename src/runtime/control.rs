@@ -173,6 +173,9 @@ impl Supervisor {
     }
 }
 
+/// Further `[[listen]]` sockets a worker can inherit (`listen1=`...).
+pub const EXTRA_LISTENERS: usize = crate::config::MAX_LISTENERS - 1;
+
 /// The descriptors a worker inherits, from [`FDS_ENV`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Inherited {
@@ -180,6 +183,8 @@ pub struct Inherited {
     pub tls: Option<i32>,
     pub admin: Option<i32>,
     pub control: Option<i32>,
+    /// `[[listen]]` entries after the first, by their place (`listenN`, N from 1).
+    pub extra: [Option<i32>; EXTRA_LISTENERS],
 }
 
 impl Inherited {
@@ -194,11 +199,16 @@ impl Inherited {
                 .ok()
                 .filter(|fd| *fd > 2)
                 .ok_or_else(|| format!("{FDS_ENV}: {item:?}: not a descriptor above 2"))?;
-            let slot = match name {
-                "listen" => &mut out.listen,
-                "tls" => &mut out.tls,
-                "admin" => &mut out.admin,
-                "control" => &mut out.control,
+            let extra = name
+                .strip_prefix("listen")
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| (1..=EXTRA_LISTENERS).contains(n));
+            let slot = match (name, extra) {
+                ("listen", _) => &mut out.listen,
+                ("tls", _) => &mut out.tls,
+                ("admin", _) => &mut out.admin,
+                ("control", _) => &mut out.control,
+                (_, Some(n)) => &mut out.extra[n - 1],
                 _ => return Err(format!("{FDS_ENV}: unknown name {name:?}")),
             };
             *slot = Some(fd);
@@ -207,21 +217,26 @@ impl Inherited {
     }
 
     pub fn render(&self) -> String {
-        [
+        let named = [
             ("listen", self.listen),
             ("tls", self.tls),
             ("admin", self.admin),
             ("control", self.control),
         ]
-        .iter()
-        .filter_map(|(n, fd)| fd.map(|fd| format!("{n}={fd}")))
-        .collect::<Vec<_>>()
-        .join(",")
+        .into_iter()
+        .filter_map(|(n, fd)| fd.map(|fd| format!("{n}={fd}")));
+        let extra = self
+            .extra
+            .iter()
+            .enumerate()
+            .filter_map(|(i, fd)| fd.map(|fd| format!("listen{}={fd}", i + 1)));
+        named.chain(extra).collect::<Vec<_>>().join(",")
     }
 
-    pub fn all(&self) -> impl Iterator<Item = i32> {
+    pub fn all(&self) -> impl Iterator<Item = i32> + '_ {
         [self.listen, self.tls, self.admin, self.control]
             .into_iter()
+            .chain(self.extra)
             .flatten()
     }
 }
@@ -264,12 +279,24 @@ mod tests {
                 listen: Some(3),
                 tls: None,
                 admin: Some(5),
-                control: Some(6)
+                control: Some(6),
+                extra: [None; EXTRA_LISTENERS],
             }
         );
         assert_eq!(Inherited::parse(&i.render()).unwrap(), i);
         assert_eq!(i.all().collect::<Vec<_>>(), vec![3, 5, 6]);
-        for bad in ["listen", "listen=x", "listen=1", "web=4"] {
+        let more = Inherited::parse("listen=3,listen2=9,control=6,listen1=8").unwrap();
+        assert_eq!((more.extra[0], more.extra[1]), (Some(8), Some(9)));
+        assert_eq!(Inherited::parse(&more.render()).unwrap(), more);
+        assert_eq!(more.all().collect::<Vec<_>>(), vec![3, 6, 8, 9]);
+        for bad in [
+            "listen",
+            "listen=x",
+            "listen=1",
+            "web=4",
+            "listen0=7",
+            "listen16=7",
+        ] {
             assert!(Inherited::parse(bad).is_err(), "{bad}");
         }
     }

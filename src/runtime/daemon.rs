@@ -124,6 +124,18 @@ async fn serve(
         Some(a) => Some(take_listener(fds.admin, a.address, 128, "admin address")?),
         None => None,
     };
+    let mut extra_listeners = Vec::new();
+    for (i, l) in config.listen.all.iter().enumerate().skip(1) {
+        let fd = fds.extra.get(i - 1).copied().flatten();
+        let what = format!("the address of [[listen]] {}", l.name());
+        extra_listeners.push((
+            i as u16,
+            l.tls,
+            take_listener(fd, l.address, config.listen.backlog, &what)?,
+        ));
+    }
+    let primary_tls = config.listen.tls;
+    let tls_id = config.listen.all.len() as u16;
     let template = config
         .log
         .format
@@ -157,8 +169,31 @@ async fn serve(
         shared.clone(),
         limit.clone(),
         shutdown_rx.clone(),
-        accept::Listener::Plain,
+        accept::Listener {
+            tls: primary_tls,
+            id: 0,
+            role: accept::Role::Primary,
+        },
     ));
+    // Further [[listen]] entries: read at start, as the [tls] address is.
+    let mut extra_rebinds = Vec::new();
+    for (id, tls, l) in extra_listeners {
+        tracing::info!(address = ?l.local_addr().ok(), tls, "floatlb listening ([[listen]])");
+        let (tx, rx) = mpsc::channel(1);
+        extra_rebinds.push(tx);
+        tokio::spawn(accept::accept_loop(
+            l,
+            rx,
+            shared.clone(),
+            limit.clone(),
+            shutdown_rx.clone(),
+            accept::Listener {
+                tls,
+                id,
+                role: accept::Role::Extra,
+            },
+        ));
+    }
     // The TLS listener's address is read at start; a reload swaps its certificates.
     let (_tls_rebind_tx, tls_rebind_rx) = mpsc::channel(1);
     let tls_accept = tls_listener.map(|l| {
@@ -169,7 +204,11 @@ async fn serve(
             shared.clone(),
             limit.clone(),
             shutdown_rx.clone(),
-            accept::Listener::Tls,
+            accept::Listener {
+                tls: true,
+                id: tls_id,
+                role: accept::Role::TlsAddress,
+            },
         ))
     });
     let config = shared.live.load().config.clone();

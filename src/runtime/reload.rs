@@ -106,6 +106,10 @@ fn try_reload(shared: &Shared, sup: &Supervisor) -> Result<Reloaded, ReloadError
             cfg.listen.workers != old.config.listen.workers,
         ),
         (
+            "the [[listen]] entries after the first (or a listener's tls)",
+            listeners_changed(&cfg, &old.config),
+        ),
+        (
             "log",
             cfg.log.access != old.config.log.access
                 || cfg.log.access_path != old.config.log.access_path
@@ -131,4 +135,17 @@ fn bind_admin(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     let l = std::net::TcpListener::bind(address)?;
     l.set_nonblocking(true)?;
     TcpListener::from_std(l)
+}
+
+/// Whether the listeners a reload cannot move (each `[[listen]]` after the
+/// first, and whether a listener speaks TLS) differ.
+fn listeners_changed(new: &crate::config::Config, old: &crate::config::Config) -> bool {
+    let key = |c: &crate::config::Config| {
+        let rest: Vec<_> = c.listen.all[1..]
+            .iter()
+            .map(|l| (l.address, l.tls))
+            .collect();
+        (c.listen.tls, rest)
+    };
+    key(new) != key(old)
 }

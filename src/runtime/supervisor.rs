@@ -107,16 +107,23 @@ struct Sockets {
     listen: Option<OwnedFd>,
     tls: Option<OwnedFd>,
     admin: Option<OwnedFd>,
+    /// `[[listen]]` entries after the first.
+    extra: Vec<Option<OwnedFd>>,
 }
 
 impl Sockets {
     /// Closes each socket whose address the new config no longer has.
     fn close_moved(&mut self, cfg: &Config) {
+        let extra_wanted = (1..=self.extra.len()).map(|i| cfg.listen.all.get(i).map(|l| l.address));
+        let extras = self.extra.iter_mut().zip(extra_wanted);
         for (slot, want) in [
             (&mut self.listen, Some(cfg.listen.address)),
             (&mut self.tls, cfg.tls.as_ref().map(|t| t.address)),
             (&mut self.admin, cfg.admin.as_ref().map(|a| a.address)),
-        ] {
+        ]
+        .into_iter()
+        .chain(extras)
+        {
             let bound = slot
                 .as_ref()
                 .and_then(|fd| socket2::SockRef::from(fd).local_addr().ok())
@@ -134,6 +141,12 @@ impl Sockets {
             tls: self.tls.as_ref().map(|f| f.as_raw_fd()),
             admin: self.admin.as_ref().map(|f| f.as_raw_fd()),
             control: Some(control),
+            extra: std::array::from_fn(|i| {
+                self.extra
+                    .get(i)
+                    .and_then(|f| f.as_ref())
+                    .map(|f| f.as_raw_fd())
+            }),
         }
     }
 }
@@ -156,10 +169,17 @@ fn bind_all(config: &Config) -> anyhow::Result<Sockets> {
         ),
         None => None,
     };
+    let mut extra = Vec::new();
+    for l in &config.listen.all[1..] {
+        let s = net::bind_std(l.address, config.listen.backlog)
+            .with_context(|| format!("cannot listen on {} ({})", l.address, l.name()))?;
+        extra.push(Some(s.into()));
+    }
     Ok(Sockets {
         listen: Some(listen.into()),
         tls: tls.map(Into::into),
         admin: admin.map(Into::into),
+        extra,
     })
 }
 

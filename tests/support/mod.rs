@@ -247,6 +247,8 @@ pub fn floatlb_cmd(
 thread_local! {
     /// The binary `Floatlb::start_from` runs instead of the built one.
     static BINARY: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
+    /// `[[listen]]` tables `Floatlb::start_with_listeners` adds after the first.
+    static LISTENERS: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// A running floatlb process with its own config file; killed on drop.
@@ -256,6 +258,8 @@ pub struct Floatlb {
     pub admin: SocketAddr,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
+    /// Further `[[listen]]` tables (empty: the one `[listen]`).
+    listeners: String,
     _dir: tempfile::TempDir,
 }
 
@@ -316,6 +320,15 @@ impl Floatlb {
         Self::start_full(body, None, listen_ip)
     }
 
+    /// Like `start`, with the first listener as a `[[listen]]` table and
+    /// `listeners` (more `[[listen]]` tables) after it.
+    pub fn start_with_listeners(body: &str, listeners: &str) -> Self {
+        LISTENERS.with(|l| *l.borrow_mut() = listeners.to_string());
+        let lb = Self::start(body);
+        LISTENERS.with(|l| l.borrow_mut().clear());
+        lb
+    }
+
     /// Like `start`, run from `binary` (a copy of floatlb's, for upgrades).
     pub fn start_from(body: &str, binary: &std::path::Path) -> Self {
         BINARY.with(|b| *b.borrow_mut() = Some(binary.to_path_buf()));
@@ -363,7 +376,12 @@ impl Floatlb {
         };
         let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
         let config_path = dir.path().join("proxy.toml");
-        std::fs::write(&config_path, Self::render(listen, admin, body)).unwrap();
+        let listeners = LISTENERS.with(|l| l.borrow().clone());
+        std::fs::write(
+            &config_path,
+            Self::render_all(listen, admin, &listeners, body),
+        )
+        .unwrap();
         let log_path = dir.path().join("floatlb.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let binary = BINARY
@@ -392,12 +410,22 @@ impl Floatlb {
             admin,
             config_path,
             log_path,
+            listeners,
             _dir: dir,
         }
     }
 
     pub fn render(addr: SocketAddr, admin: SocketAddr, body: &str) -> String {
-        format!("[listen]\naddress = \"{addr}\"\nworkers = 2\n\n[admin]\naddress = \"{admin}\"\n\n{body}")
+        Self::render_all(addr, admin, "", body)
+    }
+
+    fn render_all(addr: SocketAddr, admin: SocketAddr, listeners: &str, body: &str) -> String {
+        let table = if listeners.is_empty() {
+            "[listen]"
+        } else {
+            "[[listen]]"
+        };
+        format!("{table}\naddress = \"{addr}\"\nworkers = 2\n\n{listeners}\n[admin]\naddress = \"{admin}\"\n\n{body}")
     }
 
     /// Waits until both listeners accept; the log when floatlb exits or
@@ -427,7 +455,8 @@ impl Floatlb {
 
     /// Rewrites the config (same listen/admin addresses) and sends SIGHUP.
     pub fn reload(&self, body: &str) {
-        std::fs::write(&self.config_path, Self::render(self.addr, self.admin, body)).unwrap();
+        let text = Self::render_all(self.addr, self.admin, &self.listeners, body);
+        std::fs::write(&self.config_path, text).unwrap();
         self.signal(libc::SIGHUP);
     }
 
