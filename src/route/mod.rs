@@ -5,9 +5,11 @@
 //! A route's matchers are ANDed; the values of one matcher are ORed (`host =
 //! ["a", "*.b"]` is either). `path`, `path-prefix` and `path-regex` together
 //! form one path matcher. Host routes are found by a hash lookup of the
-//! request's host and of each of its dot-suffixes (for `*.suffix`), so the cost
-//! of a pick does not grow with the number of host routes; routes without a
-//! host matcher are tried in order among them. Also here: why a route did not
+//! request's host and of each of its dot-suffixes (for `*.suffix`), and
+//! host-less routes whose path matcher is prefixes only by walking the path
+//! through a byte trie, so the cost of a pick grows with neither the number of
+//! host routes nor that of prefix routes; the candidates these give are tried
+//! in file order, merged with the other host-less routes. Also here: why a route did not
 //! match (for `floatlb route`), and whether an earlier route covers every
 //! request a later one could match (a shadowed rule, for `floatlb check`).
 //! Not for: what a route does (config, proxy) or parsing HTTP (http1).
@@ -391,8 +393,71 @@ pub struct Table {
     exact: HashMap<Box<[u8]>, Vec<u32>>,
     /// `.suffix` → routes naming `*.suffix`, in file order.
     suffix: HashMap<Box<[u8]>, Vec<u32>>,
-    /// Routes without a host matcher, in file order.
+    /// Routes without a host matcher, in file order, but those `prefixes` finds.
     any_host: Vec<u32>,
+    /// Routes without a host matcher whose path matcher is prefixes only,
+    /// found by walking the request's path.
+    prefixes: PrefixTree,
+}
+
+/// Path prefixes as a byte trie: walking a path visits every prefix of it
+/// that a route names, in as many steps as the path is long, however many
+/// prefixes there are.
+#[derive(Debug, Clone, Default)]
+struct PrefixTree {
+    nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Node {
+    /// (byte, child node), sorted by byte.
+    next: Vec<(u8, u32)>,
+    /// Routes whose prefix ends here, in file order.
+    routes: Vec<u32>,
+}
+
+impl PrefixTree {
+    fn insert(&mut self, prefix: &[u8], route: u32) {
+        if self.nodes.is_empty() {
+            self.nodes.push(Node::default());
+        }
+        let mut at = 0usize;
+        for &b in prefix {
+            at = match self.nodes[at].next.binary_search_by_key(&b, |e| e.0) {
+                Ok(i) => self.nodes[at].next[i].1 as usize,
+                Err(i) => {
+                    let child = self.nodes.len() as u32;
+                    self.nodes[at].next.insert(i, (b, child));
+                    self.nodes.push(Node::default());
+                    child as usize
+                }
+            };
+        }
+        let routes = &mut self.nodes[at].routes;
+        if routes.last() != Some(&route) {
+            routes.push(route);
+        }
+    }
+
+    /// Calls `f` with the routes of every prefix of `path`, shortest first.
+    fn walk<'a>(&'a self, path: &[u8], mut f: impl FnMut(&'a [u32]) -> bool) -> bool {
+        let Some(mut node) = self.nodes.first() else {
+            return true;
+        };
+        if !node.routes.is_empty() && !f(&node.routes) {
+            return false;
+        }
+        for &b in path {
+            match node.next.binary_search_by_key(&b, |e| e.0) {
+                Ok(i) => node = &self.nodes[node.next[i].1 as usize],
+                Err(_) => break,
+            }
+            if !node.routes.is_empty() && !f(&node.routes) {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 impl Table {
@@ -403,7 +468,13 @@ impl Table {
         };
         for (i, m) in t.routes.iter().enumerate() {
             let i = i as u32;
-            if m.hosts.is_empty() {
+            let prefixes_only =
+                !m.path_prefixes.is_empty() && m.paths.is_empty() && m.path_regex.is_none();
+            if m.hosts.is_empty() && prefixes_only {
+                for p in &m.path_prefixes {
+                    t.prefixes.insert(p.as_bytes(), i);
+                }
+            } else if m.hosts.is_empty() {
                 t.any_host.push(i);
             }
             for h in &m.hosts {
@@ -437,10 +508,23 @@ impl Table {
         let mut buf = [0u8; MAX_HOST];
         let host = normalise_host(req.seen.host, &mut buf);
         // The candidate lists, each in file order: merged as they are walked.
-        let mut lists: [&[u32]; 8] = [&[]; 8];
+        let mut lists: [&[u32]; 16] = [&[]; 16];
         let mut n = 0;
         lists[n] = &self.any_host;
         n += 1;
+        let path = req.path().as_bytes();
+        let room = self.prefixes.walk(path, |l| {
+            if n == lists.len() {
+                return false;
+            }
+            lists[n] = l;
+            n += 1;
+            true
+        });
+        if !room {
+            // More matching prefixes than room: walk every route in order.
+            return self.pick_slowly(req, host);
+        }
         if let Some(h) = host {
             if let Some(l) = self.exact.get(h) {
                 lists[n] = l;
@@ -786,6 +870,38 @@ mod tests {
             Table::new(vec![Matchers::default(), admin]).shadowed(),
             [(1, 0)]
         );
+    }
+
+    /// Prefix routes found by the trie interleave with the other lists in
+    /// file order, and the order still decides among nested prefixes.
+    #[test]
+    fn prefix_routes_come_from_the_tree_in_file_order() {
+        let mut with_method = prefix("/api/");
+        with_method.methods = vec!["POST".into()];
+        let t = Table::new(vec![
+            with_method,
+            prefix("/api/v2/"),
+            hosts(&["shop.example"]),
+            prefix("/api/"),
+            Matchers {
+                path_prefixes: vec!["/static/".into()],
+                paths: vec!["/favicon.ico".into()],
+                ..Matchers::default()
+            },
+            prefix("/"),
+        ]);
+        assert_eq!(pick(&t, "POST", "h", "/api/v2/x", &[]), Some(0));
+        assert_eq!(pick(&t, "GET", "h", "/api/v2/x", &[]), Some(1));
+        assert_eq!(pick(&t, "GET", "shop.example", "/api/x", &[]), Some(2));
+        assert_eq!(pick(&t, "GET", "h", "/api/x?y=/static/", &[]), Some(3));
+        assert_eq!(pick(&t, "GET", "h", "/favicon.ico", &[]), Some(4));
+        assert_eq!(pick(&t, "GET", "h", "/static/a.css", &[]), Some(4));
+        assert_eq!(pick(&t, "GET", "h", "/other", &[]), Some(5));
+        // Many prefixes of one path: more lists than room, the same answer.
+        let deep: Vec<Matchers> = (1..40).map(|n| prefix(&"/a".repeat(n))).rev().collect();
+        let t = Table::new(deep);
+        assert_eq!(pick(&t, "GET", "h", &"/a".repeat(45), &[]), Some(0));
+        assert_eq!(pick(&t, "GET", "h", "/a/a", &[]), Some(37));
     }
 
     #[test]
