@@ -641,9 +641,10 @@ fn metrics_count_known_traffic_and_parse() {
     assert!(m("process_max_fds") >= m("process_open_fds"));
     let families = parse_exposition(&text);
     assert!(families >= 20, "only {families} families parsed");
-    // Every non-VRRP series the Grafana dashboard queries exists (VRRP: tests/ha.rs).
+    // Every series the Grafana dashboard queries exists (VRRP: tests/ha.rs;
+    // route series, exported when there are routes: tests/routes.rs).
     for name in dashboard_metric_names() {
-        if !name.starts_with("floatlb_vrrp_") {
+        if !name.starts_with("floatlb_vrrp_") && !name.starts_with("floatlb_route_") {
             assert!(
                 text.lines().any(|l| l.starts_with(&name)),
                 "dashboard queries {name}, which /metrics does not export"

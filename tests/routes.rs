@@ -695,6 +695,13 @@ fn the_access_log_names_route_pool_and_backend_in_a_custom_format() {
         metric(&lb, "floatlb_route_requests_total{route=\"gone\"}"),
         1.0
     );
+    // The dashboard's route and pool panels query series that exist.
+    let text = support::http_get(lb.admin, "/metrics").2;
+    for name in support::dashboard_metric_names() {
+        if name.starts_with("floatlb_route_") || name.starts_with("floatlb_pool_") {
+            assert!(text.lines().any(|l| l.starts_with(&name)), "{name}");
+        }
+    }
 }
 
 /// Issue 28: several listeners, cleartext and TLS, each serving the routes
