@@ -67,31 +67,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, extra: Arc<dyn Ad
 /// `/status`: a page that polls `/status.json` twice a second and redraws.
 const STATUS_PAGE: &str = include_str!("status.html");
 
-/// What the daemon adds to the admin listener (VRRP state, handover).
-pub trait AdminHooks: Send + Sync {
-    /// Extra families for `/metrics`.
-    fn metrics(&self, _families: &crate::observe::metrics::Families) {}
-    /// Extra JSON object members for `/status.json`, without surrounding braces.
-    fn status_json(&self) -> Option<String> {
-        None
-    }
-    /// `POST /admin/handover`: step down as VRRP master. Returns a message.
-    fn handover(&self) -> Result<String, String> {
-        Err("this node runs no VRRP instance".into())
-    }
-    /// `POST /admin/resume`: announce the anycast VIPs again after a handover.
-    fn resume(&self) -> Result<String, String> {
-        Err("this node has no [[anycast]] VIP".into())
-    }
-    /// Families rendered elsewhere (the supervisor's), in the text format.
-    fn metrics_text(&self) -> Option<String> {
-        None
-    }
-    /// `POST /admin/upgrade`: a new worker from the binary on disk. Blocking.
-    fn upgrade(&self) -> Result<String, String> {
-        Err("no supervisor to upgrade through".into())
-    }
-}
+use crate::runtime::hooks::AdminHooks;
 
 /// Admin requests being answered: a retiring worker lets them finish (the
 /// answer to the upgrade that retires it is one).

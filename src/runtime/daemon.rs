@@ -26,6 +26,7 @@ use crate::net;
 use crate::proxy::state::Shared;
 use crate::runtime::anycast::Anycast;
 use crate::runtime::control::{Inherited, Supervisor};
+use crate::runtime::hooks::AdminHooks;
 use crate::runtime::{admin, health, reload, systemd};
 
 /// The worker's end of the control socket, from the descriptors the
@@ -217,7 +218,7 @@ async fn serve(
         report_health(shared.clone(), sup.clone());
     }
     let anycast = Anycast::start(&config, shared.clone())?;
-    let hooks: Arc<dyn admin::AdminHooks> = Arc::new(WorkerHooks {
+    let hooks: Arc<dyn AdminHooks> = Arc::new(WorkerHooks {
         sup: sup.clone(),
         shared: shared.clone(),
         vrrp,
@@ -405,10 +406,10 @@ struct WorkerHooks {
     sup: Arc<Supervisor>,
     shared: Arc<Shared>,
     vrrp: bool,
-    anycast: Option<Arc<dyn admin::AdminHooks>>,
+    anycast: Option<Arc<dyn AdminHooks>>,
 }
 
-impl admin::AdminHooks for WorkerHooks {
+impl AdminHooks for WorkerHooks {
     fn metrics(&self, f: &crate::observe::metrics::Families) {
         if let Some(a) = &self.anycast {
             a.metrics(f);

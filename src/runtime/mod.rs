@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod exposition;
 pub mod ha;
 pub mod health;
+pub mod hooks;
 pub mod reload;
 pub mod supervisor;
 pub mod systemd;
