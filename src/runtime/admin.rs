@@ -156,7 +156,7 @@ async fn route(
             let r = match &path["/admin/".len()..] {
                 // Both block until clients have moved or the new worker serves.
                 "handover" => blocking(hooks, "handover", |h| h.handover()).await,
-                "reload" => api::reload(shared).await,
+                "reload" => api::reload(hooks).await,
                 "upgrade" => blocking(hooks, "upgrade", |h| h.upgrade()).await,
                 "resume" => match hooks.resume() {
                     Ok(m) => api::reply(StatusCode::OK, m),

@@ -1,19 +1,20 @@
 //! The runtime API on the admin listener (HAProxy's runtime API, over HTTP):
 //! `POST /admin/backend/<name>/{drain,maint,ready}`, `POST
 //! /admin/backend/<name>/weight/<n>` (`/weight/config` goes back to the
-//! file's), `POST /admin/reload`, `POST /admin/handover`. Mutating calls are
+//! file's), `POST /admin/reload`, `POST /admin/handover`, `POST /admin/upgrade`,
+//! `POST /admin/resume`. Mutating calls are
 //! POST only and, with `[admin] token-file`, need `Authorization: Bearer
 //! <token>`. What is set here lives in the backend's state, which a reload
 //! keeps (matched by name), and shows in `/status.json`. `floatlb ctl` is the
 //! command-line client.
 
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::Arc;
 
 use http::StatusCode;
 
 use crate::backend::AdminState;
 use crate::proxy::state::Shared;
+use crate::runtime::hooks::AdminHooks;
 
 /// What a call answers: a status and a line of text.
 pub struct Reply {
@@ -121,33 +122,16 @@ pub fn backend_call(shared: &Shared, rest: &str) -> Reply {
     )
 }
 
-/// `POST /admin/reload`: the same as SIGHUP (the daemon's handler runs it),
-/// answered once it is done: 200, or 422 with why the file was refused.
-pub async fn reload(shared: &Shared) -> Reply {
-    let ok0 = shared.stats.reloads_ok.load(Ordering::Acquire);
-    let failed0 = shared.stats.reloads_failed.load(Ordering::Acquire);
-    // SAFETY: a plain signal to this process, whose SIGHUP handler is the reload.
-    unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
-    for _ in 0..500 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        if shared.stats.reloads_ok.load(Ordering::Acquire) > ok0 {
-            return reply(StatusCode::OK, "configuration reloaded");
-        }
-        if shared.stats.reloads_failed.load(Ordering::Acquire) > failed0 {
-            let why = shared
-                .last_reload_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-                .unwrap_or_default();
-            return reply(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("reload refused, the running configuration stays:\n{why}"),
-            );
-        }
+/// `POST /admin/reload`: the worker reloads as on SIGHUP, and the answer
+/// comes once it is done: 200, or 422 with why the file was refused.
+pub async fn reload(hooks: &Arc<dyn AdminHooks>) -> Reply {
+    let hooks = hooks.clone();
+    match tokio::task::spawn_blocking(move || hooks.reload()).await {
+        Ok(Ok(m)) => reply(StatusCode::OK, m),
+        Ok(Err(m)) => reply(StatusCode::UNPROCESSABLE_ENTITY, m),
+        Err(e) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the reload failed: {e}"),
+        ),
     }
-    reply(
-        StatusCode::GATEWAY_TIMEOUT,
-        "the reload did not finish within 5 s",
-    )
 }

@@ -178,11 +178,12 @@ async fn serve(
     ));
     // Further [[listen]] entries: read at start, as the [tls] address is.
     let mut extra_rebinds = Vec::new();
+    let mut extra_accepts = Vec::new();
     for (id, tls, l) in extra_listeners {
         tracing::info!(address = ?l.local_addr().ok(), tls, "floatlb listening ([[listen]])");
         let (tx, rx) = mpsc::channel(1);
         extra_rebinds.push(tx);
-        tokio::spawn(accept::accept_loop(
+        extra_accepts.push(tokio::spawn(accept::accept_loop(
             l,
             rx,
             shared.clone(),
@@ -193,7 +194,7 @@ async fn serve(
                 id,
                 role: accept::Role::Extra,
             },
-        ));
+        )));
     }
     // The TLS listener's address is read at start; a reload swaps its certificates.
     let (_tls_rebind_tx, tls_rebind_rx) = mpsc::channel(1);
@@ -218,11 +219,14 @@ async fn serve(
         report_health(shared.clone(), sup.clone());
     }
     let anycast = Anycast::start(&config, shared.clone())?;
+    // `POST /admin/reload` asks this loop, which reloads as on SIGHUP.
+    let (reload_tx, mut reload_rx) = mpsc::channel(4);
     let hooks: Arc<dyn AdminHooks> = Arc::new(WorkerHooks {
         sup: sup.clone(),
         shared: shared.clone(),
         vrrp,
         anycast: anycast.as_ref().map(|a| a.hooks()),
+        reload: reload_tx,
     });
     let serve_admin = |l| tokio::spawn(admin::serve(l, shared.clone(), hooks.clone()));
     let mut admin_task = admin_listener.map(serve_admin);
@@ -235,14 +239,21 @@ async fn serve(
     }
 
     let retire = loop {
-        tokio::select! {
-            _ = hup.recv() => {
+        let asked = tokio::select! {
+            _ = hup.recv() => None,
+            Some(reply) = reload_rx.recv() => Some(reply),
+            _ = term.recv() => break false,
+            _ = int.recv() => break false,
+            _ = quit.recv() => break true,
+        };
+        {
+            {
                 systemd::reloading();
                 let (sh, sp) = (shared.clone(), sup.clone());
                 let result = tokio::task::spawn_blocking(move || reload::reload(&sh, &sp))
                     .await
                     .context("the reload task failed")?;
-                match result {
+                let result = match result {
                     Ok(r) => {
                         tracing::info!(file = %path.display(), "configuration reloaded");
                         generation_tx.send_modify(|g| *g += 1);
@@ -262,14 +273,18 @@ async fn serve(
                             limit.forget_permits(maxconn - r.maxconn);
                         }
                         maxconn = r.maxconn;
+                        Ok(())
                     }
-                    Err(e) => tracing::error!("reload failed, keeping the running configuration:\n{e}"),
+                    Err(e) => {
+                        tracing::error!("reload failed, keeping the running configuration:\n{e}");
+                        Err(e.to_string())
+                    }
+                };
+                if let Some(reply) = asked {
+                    let _ = reply.send(result);
                 }
                 systemd::ready();
             }
-            _ = term.recv() => break false,
-            _ = int.recv() => break false,
-            _ = quit.recv() => break true,
         }
     };
     if retire {
@@ -280,6 +295,7 @@ async fn serve(
         for t in [Some(&accept), tls_accept.as_ref(), admin_task.as_ref()]
             .into_iter()
             .flatten()
+            .chain(&extra_accepts)
         {
             t.abort();
         }
@@ -407,9 +423,25 @@ struct WorkerHooks {
     shared: Arc<Shared>,
     vrrp: bool,
     anycast: Option<Arc<dyn AdminHooks>>,
+    /// The worker's main loop, which reloads when asked here.
+    reload: mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>,
 }
 
 impl AdminHooks for WorkerHooks {
+    fn reload(&self) -> Result<String, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.reload
+            .blocking_send(tx)
+            .map_err(|_| "the worker is stopping".to_string())?;
+        match rx.blocking_recv() {
+            Ok(Ok(())) => Ok("configuration reloaded".into()),
+            Ok(Err(why)) => Err(format!(
+                "reload refused, the running configuration stays:\n{why}"
+            )),
+            Err(_) => Err("the worker stopped before the reload finished".into()),
+        }
+    }
+
     fn metrics(&self, f: &crate::observe::metrics::Families) {
         if let Some(a) = &self.anycast {
             a.metrics(f);

@@ -22,6 +22,11 @@ pub trait AdminHooks: Send + Sync {
     fn metrics_text(&self) -> Option<String> {
         None
     }
+    /// `POST /admin/reload`: the worker's reload, as on SIGHUP. Blocking;
+    /// the message, or why the file was refused.
+    fn reload(&self) -> Result<String, String> {
+        Err("no worker loop to reload through".into())
+    }
     /// `POST /admin/upgrade`: a new worker from the binary on disk. Blocking.
     fn upgrade(&self) -> Result<String, String> {
         Err("no supervisor to upgrade through".into())
