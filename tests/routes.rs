@@ -408,10 +408,20 @@ pool = "api"
     let (code, _, err) = floatlb_cmd("check", &file, &[]);
     assert_eq!(code, 1, "{err}");
     let f = file.display();
+    // Several pools and no route: all but the first could never be reached.
+    let unrouted = dir.path().join("unrouted.toml");
+    std::fs::write(
+        &unrouted,
+        "[listen]\naddress = \"127.0.0.1:8080\"\n[[pool]]\nname = \"a\"\nbackends = [\"198.18.0.11:80\"]\n[[pool]]\nname = \"b\"\nbackends = [\"198.18.0.12:80\"]\n",
+    )
+    .unwrap();
+    let (code, _, out) = floatlb_cmd("check", &unrouted, &[]);
+    assert_eq!(code, 1);
+    assert!(out.contains("2 pools and no [[route]]"), "{out}");
     for want in [
         format!("{f}:9:8: pool[1].name: duplicate pool name \"www\""),
         format!("{f}:16:1: route[1]: can never match: route \"route0\" (route[0]) comes first"),
-        format!("{f}:22:8: route[2].pool: no pool named \"api\" (pools: www, www)"),
+        format!("{f}:22:8: route[2].pool: no pool named \"api\" (pools: www)"),
     ] {
         assert!(err.contains(&want), "missing {want:?} in:\n{err}");
     }
@@ -806,4 +816,46 @@ pool = "public"
         "{out}"
     );
     assert!(out.contains("pool: public"), "{out}");
+    // Routes name listeners by their place among the sockets held since the
+    // start: a reload that changes them is refused, and the old file stays.
+    let text = std::fs::read_to_string(&lb.config_path).unwrap();
+    std::fs::write(&lb.config_path, text.replace("tls = true\n", "")).unwrap();
+    lb.signal(libc::SIGHUP);
+    wait_for("the refused reload", || {
+        metric(&lb, "floatlb_config_reloads_total{result=\"failure\"}") == 1.0
+    });
+    assert!(
+        lb.log().contains("change only at a restart"),
+        "{}",
+        lb.log()
+    );
+    assert_eq!(https(secure_port, "--http2"), "office");
+}
+
+/// The queue is the pool's: a slot freed on any of its backends serves the
+/// request waiting first (HAProxy's backend queue), not only a slot on the
+/// backend it would have picked.
+#[test]
+fn a_slot_freed_on_any_backend_of_the_pool_serves_the_queued_request() {
+    let (b1, b2) = (TestBackend::start("b1"), TestBackend::start("b2"));
+    let body = format!(
+        "[[pool]]\nname = \"p\"\nqueue-timeout = \"10s\"\nbalance = {{ algorithm = \"first\" }}\n[[pool.backend]]\nname = \"b1\"\naddress = \"{}\"\nmaxconn = 1\n[[pool.backend]]\nname = \"b2\"\naddress = \"{}\"\nmaxconn = 1\n",
+        b1.addr, b2.addr
+    );
+    let lb = Floatlb::start(&body);
+    // `first`: the long request takes b1, the short one b2.
+    let long = curl_later(lb.addr, "/slow?ms=3000");
+    wait_for("b1 busy", || b1.requests() == 1);
+    let short = curl_later(lb.addr, "/slow?ms=300");
+    wait_for("b2 busy", || b2.requests() == 1);
+    let (status, h, _) = curl(lb.addr, "h", "/", &[]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&h, "x-backend"),
+        Some("b2"),
+        "served by the backend that freed first"
+    );
+    assert_eq!(short.join().unwrap().0, 200);
+    assert_eq!(long.join().unwrap().0, 200);
+    assert_eq!(metric(&lb, "floatlb_pool_queued_total{pool=\"p\"}"), 1.0);
 }

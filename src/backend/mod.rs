@@ -457,6 +457,11 @@ pub fn reconcile(
         connect_timeout: pool.connect,
         ..settings
     };
+    // One queue for the pool: its backends' own, if the pool had any.
+    let queue = old
+        .iter()
+        .find(|o| o.pool_name == pool.name)
+        .map_or_else(Arc::default, |o| o.queue.clone());
     pool.backends
         .iter()
         .map(|b| {
@@ -468,7 +473,12 @@ pub fn reconcile(
                     o.pool.set_settings(settings);
                     o.clone()
                 }
-                None => Arc::new(BackendState::new(b, &pool.name, settings)),
+                None => Arc::new(BackendState::in_queue(
+                    b,
+                    &pool.name,
+                    settings,
+                    queue.clone(),
+                )),
             }
         })
         .collect()
@@ -495,6 +505,54 @@ mod tests {
                 connect_timeout: Duration::from_secs(1),
             },
         )
+    }
+
+    /// A pool's backends wait in one queue, kept when a reload adds one.
+    #[test]
+    fn a_pools_backends_share_one_queue_across_reloads() {
+        let spec = |names: &[&str]| config::PoolSpec {
+            name: "p".into(),
+            backends: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| config::Backend {
+                    name: n.to_string(),
+                    address: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
+                    weight: 1,
+                    maxconn: 1,
+                    cookie: None,
+                })
+                .collect(),
+            balance: config::Balance::default(),
+            health: config::Health::default(),
+            connect: Duration::from_secs(1),
+            server: Duration::from_secs(1),
+            retries: 0,
+            redispatch: true,
+            error_pages: Vec::new(),
+            queue_timeout: Some(Duration::from_secs(1)),
+            max_queue: 0,
+            cookie: None,
+        };
+        let settings = PoolSettings {
+            max_idle: 1,
+            idle_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+        };
+        let first = reconcile(&[], &spec(&["a", "b"]), settings);
+        assert!(Arc::ptr_eq(&first[0].queue, &first[1].queue));
+        let second = reconcile(&first, &spec(&["a", "b", "c"]), settings);
+        assert!(Arc::ptr_eq(&second[2].queue, &first[0].queue));
+        // Another pool's backends wait elsewhere.
+        let other = reconcile(
+            &first,
+            &config::PoolSpec {
+                name: "q".into(),
+                ..spec(&["a"])
+            },
+            settings,
+        );
+        assert!(!Arc::ptr_eq(&other[0].queue, &first[0].queue));
     }
 
     #[test]

@@ -523,6 +523,16 @@ pub(super) fn resolve(c: &Config) -> (Resolved, Problems) {
             "at least one [[backend]] or [[pool]] is required".into(),
         ));
     }
+    if c.routes.is_empty() && pools.len() > 1 {
+        out.push((
+            "pool".into(),
+            format!(
+                "{} pools and no [[route]]: every request would go to {:?}; add [[route]] rules that name the others",
+                pools.len(),
+                pools[0].name
+            ),
+        ));
+    }
     let listeners = c.listener_names();
     let mut routes = Vec::new();
     let mut matchers = Vec::new();
@@ -689,7 +699,8 @@ fn action(r: &Route, i: usize, pools: &[PoolSpec], out: &mut Problems) -> Action
         return match pools.iter().position(|x| &x.name == p) {
             Some(i) => Action::Pool(i),
             None => {
-                let known: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+                let mut known: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+                known.dedup();
                 out.push((
                     at("pool"),
                     format!("no pool named {p:?} (pools: {})", known.join(", ")),

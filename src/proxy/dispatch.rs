@@ -320,12 +320,12 @@ pub fn explain(
             value: v.as_bytes(),
         })
         .collect();
-    let host = authority.as_deref().map(str::as_bytes).or_else(|| {
-        fields
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("host"))
-            .map(|h| h.value)
-    });
+    let host_field = fields
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .map(|h| h.value);
+    let host = authority.as_deref().map(str::as_bytes).or(host_field);
+    let host_text = host.map_or(String::new(), |h| String::from_utf8_lossy(h).into_owned());
     let seen = crate::http1::request::Seen {
         method,
         host,
@@ -372,8 +372,7 @@ pub fn explain(
                 *p
             }
             Action::Redirect { location, status } => {
-                let host = authority.as_deref().unwrap_or("");
-                let to = crate::config::fill_location(location, https, host, &target);
+                let to = crate::config::fill_location(location, https, &host_text, &target);
                 out.push(format!("answer: {} redirect to {to}", status.as_u16()));
                 return Ok(out);
             }
@@ -393,10 +392,16 @@ pub fn explain(
     };
     let spec = &resolved.pools[pool];
     out.push(format!("pool: {}", spec.name));
+    // The fields as a head, for the schedulers that hash one (`header`, `cookie`).
+    let mut head = format!("{method} {target} HTTP/1.1\r\n");
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
     let key = crate::balance::RequestKey {
         client_ip: peer,
         path_and_query: &target,
-        value: None,
+        value: super::hashed_value(spec, head.as_bytes()),
     };
     match super::pick_now(snap, pool, &key) {
         Some(b) => out.push(format!(

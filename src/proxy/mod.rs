@@ -113,8 +113,12 @@ pub async fn exchange(
     loop {
         let limits = Limits::of(spec);
         if let Some(i) = sticky {
-            let c = live.backends[i].candidate(&spec.backends[i], spec.health.slow_start);
-            if !c.eligible() || tried.as_slice().contains(&i) {
+            // As HAProxy's DRAIN: a draining backend keeps its sticky clients.
+            let b = &live.backends[i];
+            let usable = b.is_up()
+                && b.admin_state() != crate::backend::AdminState::Maint
+                && b.weight_override().unwrap_or(spec.backends[i].weight) > 0;
+            if !usable || tried.as_slice().contains(&i) {
                 sticky = None;
             }
         }
@@ -340,7 +344,7 @@ fn full(spec: &PoolSpec, live: &PoolLive) -> bool {
 }
 
 /// What `header` and `cookie` hash in this pool: the value in the request's head.
-fn hashed_value<'a>(spec: &'a PoolSpec, head: &'a [u8]) -> Option<&'a [u8]> {
+pub(crate) fn hashed_value<'a>(spec: &'a PoolSpec, head: &'a [u8]) -> Option<&'a [u8]> {
     let b = &spec.balance;
     match b.algorithm {
         crate::balance::Algorithm::Header => {

@@ -55,6 +55,12 @@ impl Host {
                 "{s:?} is not a host name (a name such as shop.example, or *.example for any subdomain)"
             ));
         }
+        let bare = name.strip_prefix('[').and_then(|n| n.strip_suffix(']'));
+        if bare.is_none() && (name.contains(':') || name.contains('[')) {
+            return Err(format!(
+                "{s:?}: a host pattern has no port (the request's port is not compared); an IPv6 address goes in brackets"
+            ));
+        }
         Ok(if wild {
             Host::Suffix(format!(".{name}"))
         } else {
@@ -662,6 +668,10 @@ mod tests {
         assert!(Host::parse("a b").is_err());
         assert!(Host::parse("*.").is_err());
         assert!(Host::parse("a..b").is_err());
+        assert!(Host::parse("shop.example:8080")
+            .unwrap_err()
+            .contains("no port"));
+        assert!(Host::parse("[2001:2::1]").is_ok());
         let s = host("*.example");
         assert!(s.matches(b"a.example") && s.matches(b"a.b.example"));
         assert!(!s.matches(b"example") && !s.matches(b"aexample"));

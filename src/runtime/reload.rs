@@ -36,6 +36,8 @@ pub enum ReloadError {
     },
     #[error("[[vrrp]]: {0}")]
     Vrrp(String),
+    #[error("[[listen]]: the entries after the first (and a listener's tls) change only at a restart; the running configuration stays")]
+    Listeners,
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: std::net::SocketAddr,
@@ -73,6 +75,11 @@ pub fn reload(shared: &Shared, sup: &Supervisor) -> Result<Reloaded, ReloadError
 fn try_reload(shared: &Shared, sup: &Supervisor) -> Result<Reloaded, ReloadError> {
     let cfg = config::load(&shared.config_path)?;
     let old = shared.live.load_full();
+    // Routes name listeners by their place among the sockets the worker
+    // holds: a file that moves them would route by the wrong socket.
+    if listeners_changed(&cfg, &old.config) {
+        return Err(ReloadError::Listeners);
+    }
     let new_listener = if cfg.listen.address != old.config.listen.address {
         let l = crate::net::bind(cfg.listen.address, cfg.listen.backlog).map_err(|source| {
             ReloadError::Bind {
@@ -104,10 +111,6 @@ fn try_reload(shared: &Shared, sup: &Supervisor) -> Result<Reloaded, ReloadError
         (
             "listen.workers",
             cfg.listen.workers != old.config.listen.workers,
-        ),
-        (
-            "the [[listen]] entries after the first (or a listener's tls)",
-            listeners_changed(&cfg, &old.config),
         ),
         (
             "log",
