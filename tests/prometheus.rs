@@ -60,6 +60,7 @@ fn start_node(lab: &Lab, host: &str, priority: u8, web: &TestBackend, dir: &Path
         "[listen]\naddress = \"0.0.0.0:80\"\nworkers = 1\n\
          [health]\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n\
          [[backend]]\nname = \"web1\"\naddress = \"{}\"\n\
+         [[route]]\nname = \"all\"\npool = \"default\"\n\
          [admin]\naddress = \"0.0.0.0:9100\"\ntoken-file = \"{}\"\n\
          [[vrrp]]\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
          advert-interval = \"100ms\"\nvirtual-addresses = [\"{VIP}/24\"]\n",
@@ -245,7 +246,8 @@ fn prometheus_scrapes_the_pair_answers_the_dashboard_and_fires_failover_alerts()
     assert!(traffic.success());
 
     // Every dashboard query returns series through the API (rates need two
-    // scrapes inside their window: poll).
+    // scrapes inside their window: poll); the nodes' one route gives the
+    // route panel its series.
     for expr in dashboard_exprs() {
         poll(
             &format!("dashboard query {expr}"),

@@ -425,7 +425,13 @@ impl Floatlb {
         } else {
             "[[listen]]"
         };
-        format!("{table}\naddress = \"{addr}\"\nworkers = 2\n\n{listeners}\n[admin]\naddress = \"{admin}\"\n\n{body}")
+        // Without further listeners, the text is what it always was (tests name its lines).
+        let listeners = if listeners.is_empty() {
+            String::new()
+        } else {
+            format!("{listeners}\n")
+        };
+        format!("{table}\naddress = \"{addr}\"\nworkers = 2\n\n{listeners}[admin]\naddress = \"{admin}\"\n\n{body}")
     }
 
     /// Waits until both listeners accept; the log when floatlb exits or
