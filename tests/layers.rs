@@ -24,11 +24,12 @@ fn layer(module: &str) -> Option<u8> {
     LAYERS.iter().find(|(m, _)| *m == module).map(|(_, l)| *l)
 }
 
-/// Top-level modules named after `crate::` in `text` (`crate::a::b`, `crate::{a, b::c}`).
-fn crate_refs(text: &str) -> BTreeSet<String> {
+/// The first name of each path after `prefix` in `text` (`prefix a::b`,
+/// `prefix {a, b::c}`).
+fn names_after(text: &str, prefix: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for (i, _) in text.match_indices("crate::") {
-        let rest = &text[i + "crate::".len()..];
+    for (i, _) in text.match_indices(prefix) {
+        let rest = &text[i + prefix.len()..];
         let names: Vec<&str> = match rest.strip_prefix('{') {
             Some(group) => group[..group.find('}').unwrap_or(0)].split(',').collect(),
             None => vec![rest],
@@ -44,6 +45,11 @@ fn crate_refs(text: &str) -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// Top-level modules named after `crate::` in `text` (`crate::a::b`, `crate::{a, b::c}`).
+fn crate_refs(text: &str) -> BTreeSet<String> {
+    names_after(text, "crate::")
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
@@ -112,24 +118,12 @@ fn sibling_refs(folder: &str, text: &str, siblings: &BTreeSet<String>) -> BTreeS
         .collect::<Vec<_>>()
         .join("\n");
     let text = code.as_str();
-    let prefixes = [format!("crate::{folder}::"), "super::".to_string()];
-    for prefix in &prefixes {
-        for (i, _) in text.match_indices(prefix.as_str()) {
-            let rest = &text[i + prefix.len()..];
-            let names: Vec<&str> = match rest.strip_prefix('{') {
-                Some(group) => group[..group.find('}').unwrap_or(0)].split(',').collect(),
-                None => vec![rest],
-            };
-            for n in names {
-                let n = n.trim();
-                let end = n
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(n.len());
-                if siblings.contains(&n[..end]) {
-                    out.insert(n[..end].to_string());
-                }
-            }
-        }
+    for prefix in [format!("crate::{folder}::"), "super::".to_string()] {
+        out.extend(
+            names_after(text, &prefix)
+                .into_iter()
+                .filter(|n| siblings.contains(n)),
+        );
     }
     out
 }

@@ -720,32 +720,7 @@ fn the_access_log_names_route_pool_and_backend_in_a_custom_format() {
 fn several_listeners_each_serve_the_routes_that_name_them() {
     let (public, office) = (TestBackend::start("public"), TestBackend::start("office"));
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("c.key"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args([
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=a.test",
-            "-addext",
-            "subjectAltName=DNS:a.test",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (vm-lab/install-deps installs it)");
-    assert!(out.status.success(), "{out:?}");
+    let (cert, key) = support::make_cert(dir.path(), "c", &["a.test"], 2);
     let (office_port, secure_port, tls_port) = (
         support::free_port(),
         support::free_port(),
@@ -782,22 +757,7 @@ pool = "public"
     let office_addr: SocketAddr = format!("127.0.0.1:{office_port}").parse().unwrap();
     assert_eq!(who(office_addr, "h", "/", &[]), "office");
     let https = |port: u16, version: &str| {
-        let resolve = format!("a.test:{port}:127.0.0.1");
-        let out = Command::new("curl")
-            .args([
-                "-sk",
-                "-i",
-                version,
-                "--max-time",
-                "10",
-                "--resolve",
-                &resolve,
-            ])
-            .arg(format!("https://a.test:{port}/"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let (_, h, _) = parse_response(&String::from_utf8_lossy(&out.stdout));
+        let (_, h, _) = support::https_get(port, "a.test", "/", &[version]);
         header(&h, "x-backend").unwrap_or("-").to_string()
     };
     // A [[listen]] with tls = true: TLS with the [tls] certificates, HTTP/2 by ALPN.

@@ -8,11 +8,11 @@ mod support;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{backend_tables, free_port, http_get, Floatlb, TestBackend};
+use support::{backend_tables, free_port, http_get, https_get, make_cert, Floatlb, TestBackend};
 
 fn tool(name: &str) -> Command {
     let found = Command::new("sh")
@@ -29,37 +29,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// A self-signed ECDSA P-256 certificate for `names` (the first is the CN),
-/// valid `days`: (cert, key) paths in `dir`, named after `file`.
-fn make_cert(dir: &Path, file: &str, names: &[&str], days: u32) -> (PathBuf, PathBuf) {
-    let (cert, key) = (
-        dir.join(format!("{file}.pem")),
-        dir.join(format!("{file}.key")),
-    );
-    let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
-    let out = tool("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", &days.to_string(), "-subj"])
-        .arg(format!("/CN={}", names[0]))
-        .arg("-addext")
-        .arg(format!("subjectAltName={}", san.join(",")))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "openssl req: {}", text(&out));
-    (cert, key)
 }
 
 /// A ticket-keys file of `n` random 80-byte keys.
@@ -764,22 +733,12 @@ pool = "www"
 "#;
     let _lb = Floatlb::start(&format!("{pools}{routes}\n{}", s.table("")));
     let get = |host: &str, path: &str, version: &str| {
-        let resolve = format!("{host}:{}:127.0.0.1", s.tls.port());
-        let out = tool("curl")
-            .args([
-                "-sk",
-                "-i",
-                version,
-                "--max-time",
-                "10",
-                "--resolve",
-                &resolve,
-            ])
-            .arg(format!("https://{host}:{}{path}", s.tls.port()))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "curl {host}{path}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).to_lowercase()
+        let (status, headers, _) = https_get(s.tls.port(), host, path, &[version]);
+        assert_eq!(status, 200, "{host}{path} {version}");
+        headers
+            .iter()
+            .map(|(n, v)| format!("{}: {}\n", n.to_lowercase(), v.to_lowercase()))
+            .collect::<String>()
     };
     for version in ["--http2", "--http1.1"] {
         assert!(

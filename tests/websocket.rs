@@ -208,28 +208,7 @@ fn websocket_over_the_tls_listener_echoes_and_closes_cleanly() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("ws.pem"), dir.path().join("ws.key"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=ws.test"])
-        .args(["-addext", "subjectAltName=DNS:ws.test", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (vm-lab/install-deps)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (cert, key) = make_cert(dir.path(), "ws", &["ws.test"], 2);
     let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let ws = EchoServer::start();
     let _lb = lb_for(

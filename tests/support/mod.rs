@@ -738,3 +738,63 @@ pub fn websocket_echo_hi(s: &mut std::net::TcpStream) {
     s.read_exact(&mut echo).unwrap();
     assert_eq!(echo, [0x81, 2, b'h', b'i']);
 }
+
+/// A self-signed ECDSA P-256 certificate for `names` (the first is the CN),
+/// valid `days`, made with `openssl req`: (cert, key) paths in `dir`, named
+/// after `file`.
+pub fn make_cert(
+    dir: &std::path::Path,
+    file: &str,
+    names: &[&str],
+    days: u32,
+) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{file}.pem")),
+        dir.join(format!("{file}.key")),
+    );
+    let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", &days.to_string(), "-subj"])
+        .arg(format!("/CN={}", names[0]))
+        .arg("-addext")
+        .arg(format!("subjectAltName={}", san.join(",")))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is missing: run vm-lab/install-deps");
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+/// `curl -sk -i` over HTTPS to `host` (resolved to 127.0.0.1) on `port`,
+/// with `args` (e.g. `--http2`): (status, headers, body).
+pub fn https_get(
+    port: u16,
+    host: &str,
+    path: &str,
+    args: &[&str],
+) -> (u16, Vec<(String, String)>, String) {
+    let resolve = format!("{host}:{port}:127.0.0.1");
+    let out = Command::new("curl")
+        .args(["-sk", "-i", "--max-time", "10", "--resolve", &resolve])
+        .args(args)
+        .arg(format!("https://{host}:{port}{path}"))
+        .output()
+        .expect("curl is missing: run vm-lab/install-deps");
+    assert!(out.status.success(), "curl {host}{path}: {out:?}");
+    parse_response(&String::from_utf8_lossy(&out.stdout))
+}
