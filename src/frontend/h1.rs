@@ -34,7 +34,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::backend::upstream::{BodySource, Head, UpstreamBody};
 use crate::http1::answers::{self, CONTINUE_100};
-use crate::http1::body::{chunk_size_line, decode, Chunk, Framing, Step};
+use crate::http1::body::{budgeted, decode, frame, Chunk, Framing, Step};
 use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse, Prepared};
 use crate::net::ClientIo;
 use crate::proxy::dispatch::{answer_edits, dispatch, error_page, router, AnswerEdits};
@@ -537,32 +537,6 @@ async fn exchange_with_body(
     outgoing.sticky = sticky;
     let answer = proxy::exchange(&mut outgoing, shared, peer, snap, pool).await;
     Ok((answer, whole || rest.finished))
-}
-
-/// Counts a piece of a request body against what is left of max-body-size
-/// and frames it for the backend; over the limit, an InvalidInput error.
-pub(crate) fn budgeted(budget: &mut u64, data: Bytes, chunked: bool) -> io::Result<Bytes> {
-    *budget = budget.checked_sub(data.len() as u64).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "request body larger than max-body-size",
-        )
-    })?;
-    Ok(frame(data, chunked))
-}
-
-/// Frames `data` for the backend: as it is, or as one chunk.
-fn frame(data: Bytes, chunked: bool) -> Bytes {
-    if !chunked || data.is_empty() {
-        return data;
-    }
-    let mut size = [0u8; 18];
-    let n = chunk_size_line(data.len(), &mut size);
-    let mut out = BytesMut::with_capacity(n + data.len() + 2);
-    out.extend_from_slice(&size[..n]);
-    out.extend_from_slice(&data);
-    out.extend_from_slice(b"\r\n");
-    out.freeze()
 }
 
 /// Moves the request body bytes already in `buf` into `out`, framed for the

@@ -26,10 +26,10 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use tokio::sync::watch;
 
-use super::h1::budgeted;
 use super::streams::StreamSet;
 use crate::backend::upstream::{BodySource, UpstreamBody};
 use crate::http1::answers;
+use crate::http1::body::budgeted;
 use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse};
 use crate::net::tls::Deferred;
 use crate::net::TlsConn;

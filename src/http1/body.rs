@@ -183,9 +183,54 @@ pub fn chunk_size_line(mut n: usize, out: &mut [u8; 18]) -> usize {
     len + 2
 }
 
+/// Counts a piece of a request body against what is left of max-body-size
+/// and frames it for the backend; over the limit, an InvalidInput error.
+pub fn budgeted(budget: &mut u64, data: Bytes, chunked: bool) -> std::io::Result<Bytes> {
+    *budget = budget.checked_sub(data.len() as u64).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "request body larger than max-body-size",
+        )
+    })?;
+    Ok(frame(data, chunked))
+}
+
+/// Frames `data` for the backend: as it is, or as one chunk.
+pub fn frame(data: Bytes, chunked: bool) -> Bytes {
+    if !chunked || data.is_empty() {
+        return data;
+    }
+    let mut size = [0u8; 18];
+    let n = chunk_size_line(data.len(), &mut size);
+    let mut out = BytesMut::with_capacity(n + data.len() + 2);
+    out.extend_from_slice(&size[..n]);
+    out.extend_from_slice(&data);
+    out.extend_from_slice(b"\r\n");
+    out.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 9112 §7.1: a piece re-framed as one chunk; max-body-size counted
+    /// over the pieces, the one past it refused.
+    #[test]
+    fn pieces_framed_and_counted_against_the_budget() {
+        assert_eq!(
+            &frame(Bytes::from_static(b"hello"), true)[..],
+            b"5\r\nhello\r\n"
+        );
+        assert_eq!(&frame(Bytes::from_static(b"hello"), false)[..], b"hello");
+        assert!(
+            frame(Bytes::new(), true).is_empty(),
+            "no empty chunk: that one ends the body"
+        );
+        let mut budget = 8;
+        assert!(budgeted(&mut budget, Bytes::from_static(b"12345"), false).is_ok());
+        let over = budgeted(&mut budget, Bytes::from_static(b"6789"), false).unwrap_err();
+        assert_eq!(over.kind(), std::io::ErrorKind::InvalidInput);
+    }
 
     /// Decodes `wire` fed in pieces of `step` bytes; returns the body and what is left.
     fn decode_all(wire: &[u8], step: usize) -> Result<(Vec<u8>, Vec<u8>), String> {
