@@ -2,6 +2,7 @@
 //! a client connection read and written directly until it would block, or
 //! through a TLS session ([`tls`]). What is said on a connection is `h1.rs`'s.
 
+pub mod listener;
 pub(crate) mod tls;
 
 use std::io::IoSlice;
