@@ -48,7 +48,7 @@ pub fn connect(fds: &Inherited) -> anyhow::Result<Supervisor> {
 /// Runs the worker with an already validated config until a shutdown signal,
 /// on the descriptors the supervisor passed.
 pub fn run(config: Config, path: &Path, fds: Inherited, sup: Supervisor) -> anyhow::Result<()> {
-    name_process(c"floatlb-worker");
+    crate::runtime::process::set_name(c"floatlb-worker");
     let workers = config.listen.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -71,12 +71,6 @@ pub fn run(config: Config, path: &Path, fds: Inherited, sup: Supervisor) -> anyh
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(serve(config, path, fds, Arc::new(sup)))
-}
-
-/// `comm` as `ps` and /proc show it, so a worker can be told from its supervisor.
-fn name_process(name: &std::ffi::CStr) {
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
 }
 
 /// The socket the supervisor bound for `want`; or, when a reload has moved
@@ -498,8 +492,7 @@ async fn trim_memory() {
         {
             let took = tokio::task::spawn_blocking(|| {
                 let t = std::time::Instant::now();
-                // SAFETY: a plain glibc call; 0 = keep no extra padding at the heap top.
-                let released = unsafe { libc::malloc_trim(0) } == 1;
+                let released = crate::runtime::process::trim_heap();
                 (released, t.elapsed())
             })
             .await;

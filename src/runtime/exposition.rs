@@ -336,15 +336,11 @@ fn process_fds(f: &Families) {
             dir.count() as i64,
         );
     }
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+    if let Some(limit) = crate::runtime::process::open_files_limit() {
         f.gauge_f64(
             "process_max_fds",
             "Maximum number of open file descriptors (the soft limit).",
-            lim.rlim_cur as f64,
+            limit as f64,
         );
     }
 }

@@ -12,6 +12,7 @@ pub mod exposition;
 pub mod ha;
 pub mod health;
 pub mod hooks;
+pub mod process;
 pub mod reload;
 pub mod supervisor;
 pub mod systemd;

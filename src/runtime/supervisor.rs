@@ -285,8 +285,7 @@ async fn supervise(config: Config, path: &Path, log: Option<String>) -> anyhow::
 }
 
 fn kill(pid: u32, sig: libc::c_int) {
-    // SAFETY: a signal to a child this supervisor started and has not reaped.
-    unsafe { libc::kill(pid as libc::pid_t, sig) };
+    crate::runtime::process::signal(pid, sig);
 }
 
 struct Spawner {
@@ -316,20 +315,12 @@ impl Spawner {
         let parent = std::process::id() as libc::pid_t;
         let inherit: Vec<i32> = fds.all().collect();
         // SAFETY: only async-signal-safe calls (prctl, getppid, fcntl) between
-        // fork and exec.
+        // fork and exec, and no allocation: `inherit` was collected before.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The supervisor died between fork and prctl: nothing to serve for.
-                if libc::getppid() != parent {
-                    return Err(std::io::Error::other("the supervisor is gone"));
-                }
+                crate::runtime::process::die_with_parent(parent)?;
                 for fd in &inherit {
-                    if libc::fcntl(*fd, libc::F_SETFD, 0) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                    crate::runtime::process::keep_across_exec(*fd)?;
                 }
                 Ok(())
             });
