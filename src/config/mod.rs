@@ -63,10 +63,11 @@ pub struct Config {
     #[serde(default)]
     pub tls: Option<Tls>,
     /// `[[pool]]`: named groups of backends with their own balancing,
-    /// checks and timeouts.
+    /// checks and timeouts. Emptied once loaded: see `resolved`.
     #[serde(rename = "pool", default)]
     pub pools: Vec<Pool>,
-    /// `[[route]]`: the pool (or answer) a request gets; first match in file order.
+    /// `[[route]]`: the pool (or answer) a request gets; first match in file
+    /// order. Emptied once loaded: see `resolved`.
     #[serde(rename = "route", default)]
     pub routes: Vec<Route>,
     /// What the pools and routes come to (set when the file is loaded).
@@ -911,6 +912,10 @@ fn parse_with(file: &Path, text: &str, tls_files: bool) -> Result<Config, Config
     let (resolved, more) = pools::resolve(&config);
     found.extend(more);
     config.resolved = std::sync::Arc::new(resolved);
+    // The tables as written are not needed once settled: with 10,000 routes
+    // they would hold several megabytes in each process for nothing.
+    config.pools = Vec::new();
+    config.routes = Vec::new();
     if let Some(tls) = config.tls.as_mut().filter(|_| tls_files) {
         found.extend(tls.load());
     }

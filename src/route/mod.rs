@@ -590,10 +590,44 @@ impl Table {
     /// Routes that can never match: (later, earlier) pairs where the earlier
     /// route covers every request of the later one.
     pub fn shadowed(&self) -> Vec<(usize, usize)> {
+        // Only a route without hosts, or one naming a host (or a suffix) of
+        // the later route's, can cover it: those are looked up, not every
+        // earlier route, so 10,000 host routes are checked in a moment.
+        let hostless: Vec<u32> = (0..self.routes.len() as u32)
+            .filter(|&i| self.routes[i as usize].hosts.is_empty())
+            .collect();
         let mut out = Vec::new();
+        let mut candidates: Vec<u32> = Vec::new();
         for (j, later) in self.routes.iter().enumerate() {
-            if let Some(i) = self.routes[..j].iter().position(|a| a.covers(later)) {
-                out.push((j, i));
+            candidates.clear();
+            fn before(l: &[u32], j: usize) -> impl Iterator<Item = u32> + '_ {
+                l.iter().copied().take_while(move |&i| (i as usize) < j)
+            }
+            candidates.extend(before(&hostless, j));
+            for h in &later.hosts {
+                let name = match h {
+                    Host::Exact(n) => {
+                        if let Some(l) = self.exact.get(n.as_bytes()) {
+                            candidates.extend(before(l, j));
+                        }
+                        n.as_str()
+                    }
+                    Host::Suffix(s) => s.as_str(),
+                };
+                // Wildcards that end the name (or the later wildcard's suffix).
+                for (i, _) in name.char_indices().filter(|&(_, c)| c == '.') {
+                    if let Some(l) = self.suffix.get(&name.as_bytes()[i..]) {
+                        candidates.extend(before(l, j));
+                    }
+                }
+            }
+            candidates.sort_unstable();
+            candidates.dedup();
+            if let Some(&i) = candidates
+                .iter()
+                .find(|&&i| self.routes[i as usize].covers(later))
+            {
+                out.push((j, i as usize));
             }
         }
         out
@@ -912,6 +946,32 @@ mod tests {
         let t = Table::new(deep);
         assert_eq!(pick(&t, "GET", "h", &"/a".repeat(45), &[]), Some(0));
         assert_eq!(pick(&t, "GET", "h", "/a/a", &[]), Some(37));
+    }
+
+    /// The indexed search finds what comparing every pair finds.
+    #[test]
+    fn shadow_search_agrees_with_every_pair() {
+        let routes = vec![
+            hosts(&["a.example"]),
+            prefix("/api/"),
+            hosts(&["*.example"]),
+            hosts(&["b.example", "a.example"]),
+            hosts(&["*.b.example"]),
+            prefix("/api/v1/"),
+            hosts(&["c.b.example"]),
+            Matchers::default(),
+            hosts(&["z"]),
+        ];
+        let t = Table::new(routes.clone());
+        let every: Vec<(usize, usize)> = (0..routes.len())
+            .filter_map(|j| {
+                (0..j)
+                    .find(|&i| routes[i].covers(&routes[j]))
+                    .map(|i| (j, i))
+            })
+            .collect();
+        assert_eq!(t.shadowed(), every);
+        assert_eq!(every, [(3, 2), (4, 2), (5, 1), (6, 2), (8, 7)]);
     }
 
     #[test]
