@@ -8,7 +8,8 @@
 //!   (median and worst per stack, drill, load).
 //! - `bench sweep`: ab and wrk sweeps (GET, and POST with 1 KiB and 64 KiB bodies) against
 //!   floatlb, HAProxy, nginx and a bare web server in the lab, with per-host
-//!   CPU/memory/network from /proc; CSV, markdown and PNG plots.
+//!   CPU/memory/network from /proc; CSV, markdown and PNG plots; with routes scenarios
+//!   (`floatlb-r10k`, ...: a `Host` per scenario), their ratios (`routes`).
 //! - `bench report`: the markdown summary and plots again from a sweep's `runs.csv`.
 //! - `bench hold`: keeps many idle keep-alive connections open (memory per connection).
 //! - `bench flows`: many busy keep-alive connections; per connection its port and how it ended.
@@ -22,6 +23,7 @@ mod parse;
 mod plot;
 mod probe;
 mod report;
+mod routes;
 mod sample;
 mod stats;
 mod sweep;
@@ -409,6 +411,9 @@ fn cmd_sweep(f: &HashMap<String, String>) -> Result<()> {
             ),
         ));
     }
+    if let Some(v) = f.get("routes") {
+        setup.push(("routes".into(), v.clone()));
+    }
     setup.push(("LB limits".into(), "20000 descriptors each (prlimit), maxconn 9000 (floatlb, HAProxy), worker_connections 18000 (nginx: counts both sides)".into()));
     let sw = sweep::Sweep {
         prefix: get(f, "prefix", None)?,
@@ -468,10 +473,21 @@ fn write_report(
             Vec::new()
         }
     };
-    let md = report::markdown(rows, idle, setup, &plots);
+    let mut md = report::markdown(rows, idle, setup, &plots);
+    if routes::present(rows) {
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+        md += &routes::markdown(
+            rows,
+            read("routes-memory.tsv").as_deref(),
+            read("routes-reload.tsv").as_deref(),
+        );
+    }
     std::fs::write(dir.join("summary.md"), &md)?;
     if setup.iter().any(|(k, _)| k == report::BOUND_KEY) {
         print!("{}", report::bound_lines(rows));
+    }
+    if routes::present(rows) {
+        print!("{}", routes::lines(rows));
     }
     println!("{}", report::ratio_lines(rows));
     println!("bench: results in {}", dir.display());

@@ -25,22 +25,37 @@ pub struct Scenario {
     /// The lab host (namespace suffix) whose processes are "the LB".
     pub host: String,
     pub addr: String,
+    /// The `Host` field the load tools send (a routes scenario names one of its sites); None:
+    /// the address, as the tools do by themselves.
+    pub vhost: Option<String>,
+    /// Where GET points go instead of [`GET_PATH`].
+    pub get_path: Option<String>,
 }
 
-/// "single:web1:198.18.0.11,floatlb-rr:flrr:198.18.0.21"
+/// "single:web1:198.18.0.11,floatlb-rr:flrr:198.18.0.21"; a fourth field is the `Host` to
+/// ask for and a fifth the GET points' path:
+/// "floatlb-r1k:flr1k:198.18.0.33:site999.example:/index.html".
 pub fn parse_scenarios(s: &str) -> Result<Vec<Scenario>> {
     s.split(',')
         .filter(|x| !x.is_empty())
         .map(|x| {
             let f: Vec<&str> = x.split(':').collect();
-            match f[..] {
-                [name, host, addr] => Ok(Scenario {
-                    name: name.into(),
-                    host: host.into(),
-                    addr: addr.into(),
-                }),
-                _ => bail!("scenario {x:?}: want name:host:address"),
-            }
+            let ok = |v: &&str| !v.is_empty();
+            let (name, host, addr, vhost, path) = match f[..] {
+                [name, host, addr] => (name, host, addr, None, None),
+                [name, host, addr, vhost] if ok(&vhost) => (name, host, addr, Some(vhost), None),
+                [name, host, addr, vhost, path] if ok(&vhost) && path.starts_with('/') => {
+                    (name, host, addr, Some(vhost), Some(path))
+                }
+                _ => bail!("scenario {x:?}: want name:host:address[:http-host[:/path]]"),
+            };
+            Ok(Scenario {
+                name: name.into(),
+                host: host.into(),
+                addr: addr.into(),
+                vhost: vhost.map(String::from),
+                get_path: path.map(String::from),
+            })
         })
         .collect()
 }
@@ -478,7 +493,11 @@ impl Sweep {
         let base = raw.join(format!("r{round}-{}-{}", sc.name, load.slug()));
         let out_path = base.with_extension("txt");
         let ab_csv = base.with_extension("csv");
-        let url = format!("http://{}{}", sc.addr, load.path());
+        let path = match &sc.get_path {
+            Some(p) if load.body() == 0 => p.as_str(),
+            _ => load.path(),
+        };
+        let url = format!("http://{}{path}", sc.addr);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns(&self.client)]);
         let limit = match *load {
@@ -498,6 +517,10 @@ impl Sweep {
                     cmd.arg("-p").arg(post_files(raw, body).0);
                     cmd.args(["-T", "application/octet-stream"]);
                 }
+                // ab sends a Host field given with -H instead of its own.
+                if let Some(h) = &sc.vhost {
+                    cmd.arg("-H").arg(format!("Host: {h}"));
+                }
                 cmd.arg("-e").arg(&ab_csv).arg(&url);
                 Duration::from_secs(120)
             }
@@ -512,6 +535,9 @@ impl Sweep {
                 ]);
                 if body > 0 {
                     cmd.arg("-s").arg(post_files(raw, body).1);
+                }
+                if let Some(h) = &sc.vhost {
+                    cmd.arg("-H").arg(format!("Host: {h}"));
                 }
                 cmd.args(["--latency", "--timeout", "5s", &url]);
                 Duration::from_secs(secs + 30)
@@ -801,7 +827,16 @@ mod tests {
     fn scenarios_parse_and_reject() {
         let s = parse_scenarios("single:web1:198.18.0.11,floatlb-rr:flrr:198.18.0.21").unwrap();
         assert_eq!(s[1].host, "flrr");
+        assert_eq!(s[1].vhost, None);
+        let s = parse_scenarios("floatlb-r1k:flr1k:198.18.0.33:site999.example").unwrap();
+        assert_eq!(s[0].addr, "198.18.0.33");
+        assert_eq!(s[0].vhost.as_deref(), Some("site999.example"));
+        assert_eq!(s[0].get_path, None);
+        let s = parse_scenarios("nginx-r1:ngxr1:198.18.0.38:site0.example:/index.html").unwrap();
+        assert_eq!(s[0].get_path.as_deref(), Some("/index.html"));
         assert!(parse_scenarios("floatlb-rr:flrr").is_err());
+        assert!(parse_scenarios("floatlb-rr:flrr:198.18.0.21:").is_err());
+        assert!(parse_scenarios("floatlb-rr:flrr:198.18.0.21:a.example:index.html").is_err());
     }
 
     #[test]

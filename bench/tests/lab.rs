@@ -521,6 +521,56 @@ fn tls_sweep_measures_each_balancer_over_tls() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// The routes sweep's configurations (floatlb with 1 to 10,000 host routes and 100 path
+/// prefixes, HAProxy's host map, nginx's server blocks) are accepted by each balancer's own
+/// checker, and floatlb's largest table sends the load's request (the table's last host, a
+/// path tested against every prefix) to the sites' pool. No lab, no timing.
+#[test]
+fn routes_sweep_configs_are_accepted() {
+    if !can_run("routes_sweep_configs_are_accepted") {
+        return;
+    }
+    let out = LabGuard::out_dir("routes-check");
+    let o = Command::new(workspace().join("vm-lab/lab"))
+        .args(["routes-check", out.to_str().unwrap()])
+        .env("FLOATLB_BIN", floatlb_bin())
+        .output()
+        .expect("run vm-lab/lab");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for (want, n) in [
+        ("configuration is valid", 5),
+        ("Configuration file is valid", 3),
+        ("test is successful", 3),
+    ] {
+        assert_eq!(stdout.matches(want).count(), n, "{want:?}:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("10100 routes") && stdout.contains("1000 routes"),
+        "{stdout}"
+    );
+    let route = |host: &str| {
+        let o = Command::new(floatlb_bin())
+            .args(["route", "-c"])
+            .arg(out.join("floatlb-r10k/proxy.toml"))
+            .args(["GET", &format!("http://{host}/index.html")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let hit = route("site9999.example");
+    assert!(
+        hit.contains("route[10099]") && hit.contains("pool: sites"),
+        "{hit}"
+    );
+    assert!(!route("elsewhere.example").contains("pool:"));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 /// The CPU-cap cgroups (v1 or v2) a lab with this prefix still has.
 /// A bound soak: the client and both LB hosts run in CPU-capped groups, every node's floatlb
 /// is sampled into the CSV (fds and RSS, numbers, both nodes), the summary gives each node's
