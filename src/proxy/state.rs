@@ -65,19 +65,18 @@ impl Snapshot {
             .iter()
             .flat_map(|p| p.backends.iter().cloned())
             .collect();
+        // By name, through a map: a reload of 10,000 routes looks each up once.
+        let old_hits: std::collections::HashMap<&str, &Arc<AtomicU64>> = previous
+            .map(|p| {
+                let names = p.config.resolved.routes.iter().map(|r| r.name.as_str());
+                names.zip(&p.route_hits).collect()
+            })
+            .unwrap_or_default();
         let route_hits = config
             .resolved
             .routes
             .iter()
-            .map(|r| {
-                previous
-                    .and_then(|p| {
-                        let routes = &p.config.resolved.routes;
-                        let i = routes.iter().position(|o| o.name == r.name)?;
-                        p.route_hits.get(i).cloned()
-                    })
-                    .unwrap_or_default()
-            })
+            .map(|r| old_hits.get(r.name.as_str()).map_or_else(Arc::default, |h| Arc::clone(h)))
             .collect();
         Snapshot {
             config: Arc::new(config),
