@@ -76,7 +76,11 @@ impl Snapshot {
             .resolved
             .routes
             .iter()
-            .map(|r| old_hits.get(r.name.as_str()).map_or_else(Arc::default, |h| Arc::clone(h)))
+            .map(|r| {
+                old_hits
+                    .get(r.name.as_str())
+                    .map_or_else(Arc::default, |h| Arc::clone(h))
+            })
             .collect();
         Snapshot {
             config: Arc::new(config),
