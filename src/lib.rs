@@ -16,7 +16,8 @@
 //!    handshakes and HTTP/2.
 //! 8. [`runtime`]: the daemon: reload, health checks, VRRP, admin listener.
 //!
-//! The binary (`src/main.rs`) is a thin CLI over [`runtime::daemon`].
+//! The binary (`src/main.rs`) is a thin CLI over [`runtime::supervisor`] and
+//! [`runtime::worker`], with `floatlb ctl` beside it (`src/ctl.rs`).
 
 /// jemalloc rather than glibc's malloc: fewer bytes per idle connection and
 /// fewer instructions per request (docs/performance.md, "Idle memory").

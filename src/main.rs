@@ -1,6 +1,8 @@
 //! `floatlb run -c proxy.toml` runs the load balancer; `floatlb check -c
 //! proxy.toml` validates a config like `haproxy -c` / `nginx -t`.
 
+mod ctl;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -221,8 +223,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let released = floatlb::runtime::ha::release(&cfg).and_then(|mut r| {
-                r.extend(floatlb::runtime::anycast::release(&cfg)?);
+            let released = floatlb::runtime::supervisor::vrrp::release(&cfg).and_then(|mut r| {
+                r.extend(floatlb::runtime::worker::anycast::release(&cfg)?);
                 Ok(r)
             });
             match released {
@@ -252,7 +254,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Ctl { config, call } => {
-            use floatlb::runtime::ctl::{admin_of, call as ctl_call, Outcome};
+            use crate::ctl::{admin_of, call as ctl_call, Outcome};
             let admin = match admin_of(&config) {
                 Ok(a) => a,
                 Err(e) => {
@@ -305,16 +307,16 @@ fn main() -> ExitCode {
         }
         Command::Worker { config, log } => {
             init_logging(log);
-            let fds = std::env::var(floatlb::runtime::control::FDS_ENV)
+            let fds = std::env::var(floatlb::runtime::supervisor::control::FDS_ENV)
                 .map_err(|_| "not started by `floatlb run`".to_string())
-                .and_then(|v| floatlb::runtime::control::Inherited::parse(&v));
+                .and_then(|v| floatlb::runtime::supervisor::control::Inherited::parse(&v));
             let run = fds.map_err(anyhow::Error::msg).and_then(|fds| {
-                let sup = floatlb::runtime::daemon::connect(&fds)?;
+                let sup = floatlb::runtime::worker::connect(&fds)?;
                 // Before the config is loaded: it makes the TLS ticketer.
                 let keys = sup.ticket_keys().map_err(anyhow::Error::msg)?;
                 floatlb::tls::tickets::adopt(&keys).map_err(anyhow::Error::msg)?;
                 let cfg = floatlb::config::load(&config)?;
-                floatlb::runtime::daemon::run(cfg, &config, fds, sup)
+                floatlb::runtime::worker::run(cfg, &config, fds, sup)
             });
             match run {
                 Ok(()) => ExitCode::SUCCESS,

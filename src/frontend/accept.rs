@@ -1,5 +1,5 @@
 //! The accept loop: each accepted client connection gets a task that serves
-//! it ([`super::h1::serve`], or [`super::tls::serve_connection`] on the TLS
+//! it ([`super::h1::serve`], or [`super::handshake::serve_connection`] on the TLS
 //! listener); a reload that rebinds swaps the listener in.
 //! Accept errors such as EMFILE back off instead of spinning.
 
@@ -147,7 +147,7 @@ pub async fn accept_loop(
                 shared.stats.set_accepting(true);
                 let (shared, shutdown) = (shared.clone(), shutdown.clone());
                 if kind.tls {
-                    tokio::spawn(super::tls::serve_connection(
+                    tokio::spawn(super::handshake::serve_connection(
                         stream, peer, shared, shutdown, permit, kind.id,
                     ));
                 } else {

@@ -31,7 +31,7 @@ use crate::backend::upstream::{BodySource, UpstreamBody};
 use crate::http1::answers;
 use crate::http1::body::budgeted;
 use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse};
-use crate::net::tls::Deferred;
+use crate::net::tls_stream::Deferred;
 use crate::net::TlsConn;
 use crate::proxy::dispatch::{answer_edits, dispatch, error_page, router};
 use crate::proxy::state::Shared;

@@ -4,6 +4,6 @@
 pub mod accept;
 pub mod h1;
 pub mod h2;
+pub mod handshake;
 mod streams;
-pub mod tls;
 pub mod tunnel;

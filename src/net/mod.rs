@@ -1,9 +1,9 @@
 //! Client sockets: the listening socket, the accept loop, and [`ClientIo`],
 //! a client connection read and written directly until it would block, or
-//! through a TLS session ([`tls`]). What is said on a connection is `h1.rs`'s.
+//! through a TLS session ([`tls_stream`]). What is said on a connection is `h1.rs`'s.
 
 pub mod listener;
-pub(crate) mod tls;
+pub(crate) mod tls_stream;
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -17,7 +17,7 @@ use tokio::io::Interest;
 use tokio::io::ReadBuf;
 use tokio::net::TcpListener;
 
-pub(crate) use tls::TlsConn;
+pub(crate) use tls_stream::TlsConn;
 
 /// Binds a listening socket. IP_FREEBIND lets it bind a VIP this node does
 /// not hold yet, so a backup is ready to serve the moment VRRP moves the VIP.

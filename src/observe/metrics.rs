@@ -1,5 +1,5 @@
 //! Metric families for the Prometheus text exposition (written with the
-//! `prometheus` crate; `runtime::exposition` fills them), and the one metric
+//! `prometheus` crate; `runtime::admin::exposition` fills them), and the one metric
 //! the request path records itself, a lock-free histogram.
 //!
 //! The request path only touches what it already keeps: plain atomics in the

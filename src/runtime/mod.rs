@@ -1,18 +1,15 @@
-//! The daemon around the proxy: the supervisor process (listening sockets,
-//! VRRP instances, the worker's lifecycle and upgrades) and the worker's
-//! start-up and shutdown, reload, health checks, handover, admin listener.
+//! The daemon around the proxy, one room per process:
+//! - [`supervisor`]: the supervisor process: listening sockets, the `[[vrrp]]`
+//!   instances, the worker's lifecycle and upgrades, the control socket;
+//! - [`worker`]: the worker process: start-up and shutdown, reload, health
+//!   checks, anycast, systemd notifications;
+//! - [`admin`]: the admin listener the worker serves: runtime API, `/metrics`,
+//!   the status page;
+//! - [`process`]: the calls both make on processes.
+//!
+//! `floatlb ctl`, the client of the runtime API, sits beside `main.rs`.
 
 pub mod admin;
-pub mod anycast;
-pub mod api;
-pub mod control;
-pub mod ctl;
-pub mod daemon;
-pub mod exposition;
-pub mod ha;
-pub mod health;
-pub mod hooks;
 pub mod process;
-pub mod reload;
 pub mod supervisor;
-pub mod systemd;
+pub mod worker;

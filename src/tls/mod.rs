@@ -2,7 +2,7 @@
 //! read and checked (the key matches, the names are covered, the expiry is
 //! known), the SNI lookup that picks one, the session-ticket keys, and the
 //! rustls server config built from them. Sans-IO apart from reading files.
-//! Not for: handshakes or what is spoken after them (`frontend::tls`).
+//! Not for: handshakes or what is spoken after them (`frontend::handshake`).
 
 mod der;
 pub mod tickets;

@@ -3,6 +3,10 @@
 //! `/metrics` (see `metrics`) and the runtime API under `/admin/` (see `api`). Kept off the client listener so it works whatever the
 //! proxy's load, and bound to loopback in the example config.
 
+pub mod api;
+pub mod exposition;
+pub mod hooks;
+
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -14,7 +18,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use super::api;
 use crate::observe::json::json_str;
 use crate::proxy::state::Shared;
 
@@ -67,7 +70,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, extra: Arc<dyn Ad
 /// `/status`: a page that polls `/status.json` twice a second and redraws.
 const STATUS_PAGE: &str = include_str!("status.html");
 
-use crate::runtime::hooks::AdminHooks;
+use crate::runtime::admin::hooks::AdminHooks;
 
 /// Admin requests being answered: a retiring worker lets them finish (the
 /// answer to the upgrade that retires it is one).
@@ -129,7 +132,7 @@ async fn route(
         (&Method::GET, "/metrics") => local_response(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            crate::runtime::exposition::render(shared, extra),
+            crate::runtime::admin::exposition::render(shared, extra),
         ),
         (method, path) if path.starts_with("/admin/") => {
             if method != Method::POST {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crate::observe::metrics::Families;
 use crate::proxy::state::Shared;
-use crate::runtime::hooks::AdminHooks;
+use crate::runtime::admin::hooks::AdminHooks;
 
 /// The whole exposition: proxy, backends, health, reloads, and what the hooks
 /// add (VRRP).

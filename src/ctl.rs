@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::config::Admin;
+use floatlb::config::Admin;
 
 /// How a call ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub fn admin_of(path: &std::path::Path) -> Result<Admin, String> {
 
 /// Calls `method path` on the admin listener, with its token if one is set.
 pub fn call(admin: &Admin, method: &str, path: &str) -> Outcome {
-    let token = match admin.token_file.as_deref().map(crate::config::read_token) {
+    let token = match admin.token_file.as_deref().map(floatlb::config::read_token) {
         None => None,
         Some(Ok(t)) => Some(t),
         Some(Err(e)) => return Outcome::Unreachable(e),

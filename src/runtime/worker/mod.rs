@@ -9,6 +9,11 @@
 //! `timeouts.drain`). SIGQUIT retires the worker after an upgrade: it stops
 //! accepting (the new worker accepts on the same sockets) and drains.
 
+pub mod anycast;
+pub mod health;
+pub mod reload;
+pub mod systemd;
+
 use std::net::SocketAddr;
 use std::os::fd::FromRawFd as _;
 use std::path::Path;
@@ -24,10 +29,10 @@ use crate::config::Config;
 use crate::frontend::accept;
 use crate::net;
 use crate::proxy::state::Shared;
-use crate::runtime::anycast::Anycast;
-use crate::runtime::control::{Inherited, Supervisor};
-use crate::runtime::hooks::AdminHooks;
-use crate::runtime::{admin, health, reload, systemd};
+use crate::runtime::admin;
+use crate::runtime::admin::hooks::AdminHooks;
+use crate::runtime::supervisor::control::{Inherited, Supervisor};
+use crate::runtime::worker::anycast::Anycast;
 
 /// The worker's end of the control socket, from the descriptors the
 /// supervisor passed; they are closed on exec from here on.

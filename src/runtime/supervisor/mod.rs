@@ -20,6 +20,9 @@
 //! instances' and one per worker's control socket; its loop is signals and
 //! child exits.
 
+pub mod control;
+pub mod vrrp;
+
 use std::collections::VecDeque;
 use std::io::BufReader;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -38,8 +41,8 @@ use tokio::time::Instant;
 use crate::config::{self, Config};
 use crate::net;
 use crate::observe::metrics::Families;
-use crate::runtime::control::{self, Inherited};
-use crate::runtime::ha::Ha;
+use crate::runtime::supervisor::control::Inherited;
+use crate::runtime::supervisor::vrrp::Ha;
 
 /// Deaths counted for the crash loop.
 pub const CRASH_WINDOW: Duration = Duration::from_secs(10);

@@ -28,7 +28,7 @@ use crate::config::{self, Config};
 use crate::observe::json::json_str;
 use crate::observe::metrics::Families;
 use crate::proxy::state::Shared;
-use crate::runtime::hooks::AdminHooks;
+use crate::runtime::admin::hooks::AdminHooks;
 
 /// How often the thread looks at the proxy's health and the interface.
 const TICK: Duration = Duration::from_millis(50);

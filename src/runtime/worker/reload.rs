@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::config;
 use crate::proxy::state::{unix_now, Shared, Snapshot};
-use crate::runtime::control::Supervisor;
+use crate::runtime::supervisor::control::Supervisor;
 
 /// What a successful reload changed that the caller must act on.
 pub struct Reloaded {

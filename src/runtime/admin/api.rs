@@ -14,7 +14,7 @@ use http::StatusCode;
 
 use crate::backend::AdminState;
 use crate::proxy::state::Shared;
-use crate::runtime::hooks::AdminHooks;
+use crate::runtime::admin::hooks::AdminHooks;
 
 /// What a call answers: a status and a line of text.
 pub struct Reply {
