@@ -258,6 +258,37 @@ pool = "app"
     let (status, h, body) = curl(a, "h", "/shop/cart", &[]);
     assert_eq!((status, body.as_str()), (503, "<h1>back soon</h1>\n"));
     assert_eq!(header(&h, "content-type"), Some("text/html; charset=utf-8"));
+    // RFC 9110 §9.3.2: HEAD gets the fields a GET would, and no content; the
+    // connection stays usable (curl reuses it for the GET after it).
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--http1.1",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download} %{num_connects}\n",
+        ])
+        .args(["-I", "-H", "Host: h"])
+        .arg(format!("http://{a}/shop/cart"))
+        .args([
+            "--next",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download} %{num_connects}\n",
+            "-H",
+            "Host: h",
+        ])
+        .arg(format!("http://{a}/shop/cart"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "503 0 1\n503 19 0\n",
+        "{out:?}"
+    );
     let (status, _, body) = curl(a, "h", "/admin/users", &[]);
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("denied by route admin"), "{body}");

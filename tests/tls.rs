@@ -729,9 +729,19 @@ request-headers = { set = { "X-Route" = "api" } }
 response-headers = { add = { "X-Routed" = "api" } }
 
 [[route]]
+path-prefix = "/maint/"
+respond = { status = 503, body = "back soon" }
+
+[[route]]
 pool = "www"
 "#;
     let _lb = Floatlb::start(&format!("{pools}{routes}\n{}", s.table("")));
+    // RFC 9110 §9.3.2 over HTTP/2: a HEAD gets the page's fields, no DATA.
+    let (status, h, body) = https_get(s.tls.port(), "a.test", "/maint/x", &["--http2", "-I"]);
+    assert_eq!((status, body.as_str()), (503, ""));
+    assert_eq!(support::header(&h, "content-length"), Some("9"));
+    let (status, _, body) = https_get(s.tls.port(), "a.test", "/maint/x", &["--http2"]);
+    assert_eq!((status, body.as_str()), (503, "back soon"));
     let get = |host: &str, path: &str, version: &str| {
         let (status, headers, _) = https_get(s.tls.port(), host, path, &[version]);
         assert_eq!(status, 200, "{host}{path} {version}");

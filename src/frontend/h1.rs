@@ -353,7 +353,7 @@ async fn answer(
     let mut tunnel = None;
     let mut served_by = None;
     let (status, bytes, reusable) = match answer {
-        Answer::Local(f) => write_local(io, &f, req.http10, keep_alive).await,
+        Answer::Local(f) => write_local(io, &f, req.http10, keep_alive, req.head_request).await,
         Answer::ClientFailed(e) if e.kind() == io::ErrorKind::InvalidData => {
             // A broken body (chunk framing): the backend got a cut request.
             tracing::debug!(client = %peer, error = %e, "malformed request body");
@@ -363,11 +363,11 @@ async fn answer(
                 StatusCode::BAD_REQUEST,
                 "malformed request body",
             );
-            write_local(io, &f, req.http10, false).await
+            write_local(io, &f, req.http10, false, req.head_request).await
         }
         Answer::ClientFailed(e) if e.kind() == io::ErrorKind::InvalidInput => {
             let f = proxy::fail(shared, peer, StatusCode::PAYLOAD_TOO_LARGE, &e.to_string());
-            write_local(io, &f, req.http10, false).await
+            write_local(io, &f, req.http10, false, req.head_request).await
         }
         Answer::ClientFailed(e) => {
             // The client left mid-upload: nobody to answer (logged as nginx's 499).
@@ -629,7 +629,7 @@ impl BodySource for ClientBody<'_> {
 /// counted as a bad request, `Connection: close`.
 async fn refuse(io: &mut ClientIo, shared: &Shared, status: StatusCode, reason: &str) {
     shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
-    write_local(io, &Failure::new(status, reason), false, false).await;
+    write_local(io, &Failure::new(status, reason), false, false, false).await;
     linger(io).await;
 }
 
@@ -659,12 +659,15 @@ async fn linger(io: &mut ClientIo) {
     let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
-/// Writes a local answer. Returns (status, body length, connection reusable).
+/// Writes a local answer; its body only if the request was no HEAD (RFC 9110
+/// §9.3.2: the same fields as for GET, no content). Returns (status, body
+/// length, connection reusable).
 async fn write_local(
     io: &mut ClientIo,
     f: &Failure,
     http10: bool,
     keep_alive: bool,
+    head_request: bool,
 ) -> (u16, Option<u64>, bool) {
     let out = answers::local_head(
         f.status,
@@ -674,7 +677,8 @@ async fn write_local(
         http10,
         keep_alive,
     );
-    let ok = write_all(io, &mut [IoSlice::new(&out), IoSlice::new(&f.body)])
+    let body: &[u8] = if head_request { b"" } else { &f.body };
+    let ok = write_all(io, &mut [IoSlice::new(&out), IoSlice::new(body)])
         .await
         .is_ok();
     (

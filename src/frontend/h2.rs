@@ -277,14 +277,12 @@ async fn handle(
         Parse::Partial => {
             shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
             let reason = "request head too large";
-            return local(&Failure::new(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                reason,
-            ));
+            let f = Failure::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, reason);
+            return local(&f, false);
         }
         Parse::Bad(status, reason) => {
             shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
-            return local(&Failure::new(status, reason));
+            return local(&Failure::new(status, reason), false);
         }
     };
     if fwd.via {
@@ -299,7 +297,7 @@ async fn handle(
         Err(f) => {
             // The route answers: the request's body (if any) is not read; the
             // stream's end resets what the client still sends.
-            let response = local(&f);
+            let response = local(&f, prepared.head_request);
             let done = proxy::Finished {
                 peer,
                 log: prepared.log.take(),
@@ -362,7 +360,7 @@ async fn handle(
             // a request that asked for no upgrade is the backend's error.
             let reason = format!("backend answered {} to an HTTP/2 request", head.status);
             let f = proxy::fail(shared, peer, StatusCode::BAD_GATEWAY, &reason);
-            (local(&f), Some(f.body.len() as u64))
+            (local(&f, prepared.head_request), Some(f.body.len() as u64))
         }
         Answer::Backend {
             head,
@@ -418,7 +416,7 @@ async fn handle(
             };
             ((resp, reply), len)
         }
-        Answer::Local(f) => (local(&f), Some(f.body.len() as u64)),
+        Answer::Local(f) => (local(&f, prepared.head_request), Some(f.body.len() as u64)),
         Answer::ClientFailed(e) => {
             // A reset stream or a body over the limit: the stream is the client's to lose.
             let status = if e.kind() == io::ErrorKind::InvalidInput {
@@ -428,7 +426,7 @@ async fn handle(
             };
             tracing::debug!(client = %peer, error = %e, "HTTP/2 request body failed");
             let f = proxy::fail(shared, peer, status, &e.to_string());
-            (local(&f), Some(f.body.len() as u64))
+            (local(&f, prepared.head_request), Some(f.body.len() as u64))
         }
     };
     let done = proxy::Finished {
@@ -454,8 +452,9 @@ fn via_http2(out: &mut Vec<u8>) {
     }
 }
 
-/// A local answer: its one-line text.
-fn local(f: &Failure) -> (Response<()>, Reply) {
+/// A local answer: its text or page, not sent to a HEAD request (RFC 9110
+/// §9.3.2).
+fn local(f: &Failure, head_request: bool) -> (Response<()>, Reply) {
     let mut resp = Response::new(());
     *resp.status_mut() = f.status;
     let headers = resp.headers_mut();
@@ -480,7 +479,8 @@ fn local(f: &Failure) -> (Response<()>, Reply) {
         HeaderValue::from(f.body.len()),
     );
     headers.insert(http::header::DATE, answers::date_value());
-    (resp, Reply::Full(Some(f.body.clone())))
+    let body = (!head_request).then(|| f.body.clone());
+    (resp, Reply::Full(body))
 }
 
 /// A stream's request body as the backend takes it.
