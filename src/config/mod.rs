@@ -1125,66 +1125,41 @@ impl Vrrp {
                 ),
             ));
         }
-        if !(1..=255).contains(&self.vrid) {
-            out.push((
-                "vrid".into(),
-                format!("VRID {} is out of range 1..=255", self.vrid),
-            ));
+        // RFC 5798's limits are the vrrp crate's (vrrp::rules); here they get
+        // the key that breaks them.
+        use vrrp::rules::{self, RuleError};
+        if let Err(e) = rules::vrid(self.vrid) {
+            out.push(("vrid".into(), e.to_string()));
         }
-        if !(1..=255).contains(&self.priority) {
-            out.push((
-                "priority".into(),
-                format!("priority {} is out of range 1..=255", self.priority),
-            ));
+        if let Err(e) = rules::priority(self.priority) {
+            out.push(("priority".into(), e.to_string()));
         }
-        let ms = self.advert_interval.as_millis();
-        if !(10..=40950).contains(&ms) || !self.advert_interval.as_micros().is_multiple_of(10_000) {
-            out.push((
-                "advert-interval".into(),
-                "must be a multiple of 10ms between 10ms and 40.95s (12 bits of centiseconds)"
-                    .into(),
-            ));
+        if let Err(e) = rules::advert_interval(self.advert_interval) {
+            out.push(("advert-interval".into(), e.to_string()));
         }
         if self.virtual_addresses.is_empty() {
-            out.push((
-                "virtual-addresses".into(),
-                "at least one virtual address is required".into(),
-            ));
+            out.push(("virtual-addresses".into(), RuleError::NoAddress.to_string()));
         }
-        // One address family per instance (RFC 5798 §5.2.9, as keepalived):
-        // the first address decides it.
+        // One address family per instance (as keepalived): the first address decides it.
         let mut family: Option<IpAddr> = None;
         for (j, a) in self.virtual_addresses.iter().enumerate() {
+            let at = format!("virtual-addresses[{j}]");
             match parse_cidr(a) {
-                Err(e) => out.push((format!("virtual-addresses[{j}]"), e)),
-                Ok((ip, _)) => match family {
-                    None => family = Some(ip),
-                    Some(first) if first.is_ipv4() != ip.is_ipv4() => out.push((
-                        format!("virtual-addresses[{j}]"),
-                        format!(
-                            "{ip} is not of the family of {first}: an instance has one address family; put IPv4 and IPv6 VIPs in two [[vrrp]] tables (with the same group to fail over together)"
-                        ),
+                Err(e) => out.push((at, e)),
+                Ok((ip, len)) => match rules::virtual_address(family, ip, len) {
+                    Err(e @ RuleError::Family { .. }) => out.push((
+                        at,
+                        format!("{e}: an instance has one address family; put IPv4 and IPv6 VIPs in two [[vrrp]] tables (with the same group to fail over together)"),
                     )),
-                    Some(_) => {}
+                    Err(e) => out.push((at, e.to_string())),
+                    Ok(()) => family = family.or(Some(ip)),
                 },
             }
         }
         if let Some(first) = family {
             for (j, peer) in self.unicast_peers.iter().enumerate() {
-                if peer.is_ipv4() != first.is_ipv4() {
-                    out.push((
-                        format!("unicast-peers[{j}]"),
-                        format!("{peer} is not of the family of the virtual addresses ({first})"),
-                    ));
-                } else if let IpAddr::V6(p) = peer {
-                    // Adverts from any other address would be dropped as not
-                    // from a peer, and both nodes would become master.
-                    if !vrrp::address::is_link_local(p) {
-                        out.push((
-                            format!("unicast-peers[{j}]"),
-                            format!("{peer}: IPv6 adverts come from the peer's link-local address (RFC 5798 §5.1.2.1); name its fe80:: address"),
-                        ));
-                    }
+                if let Err(e) = rules::unicast_peer(first, *peer) {
+                    out.push((format!("unicast-peers[{j}]"), e.to_string()));
                 }
             }
         }

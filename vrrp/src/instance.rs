@@ -104,46 +104,24 @@ impl InstanceConfig {
         }
     }
 
-    /// Range checks of RFC 5798 and this implementation.
+    /// RFC 5798's limits ([`crate::rules`]), checked before the instance starts.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |msg: String| {
-            Err(Error::Config {
-                name: self.name.clone(),
-                msg,
-            })
+        let bad = |e: crate::rules::RuleError| Error::Config {
+            name: self.name.clone(),
+            msg: e.to_string(),
         };
-        if self.vrid == 0 {
-            return bad("VRID must be in 1..=255".into());
+        use crate::rules;
+        rules::vrid(u32::from(self.vrid)).map_err(bad)?;
+        rules::priority(u32::from(self.priority)).map_err(bad)?;
+        rules::advert_interval(self.advert_interval).map_err(bad)?;
+        let Some(&(first, _)) = self.virtual_addresses.first() else {
+            return Err(bad(rules::RuleError::NoAddress));
+        };
+        for &(addr, len) in &self.virtual_addresses {
+            rules::virtual_address(Some(first), addr, len).map_err(bad)?;
         }
-        if self.priority == 0 {
-            return bad("priority must be in 1..=255".into());
-        }
-        let us = self.advert_interval.as_micros();
-        if !(10_000..=40_950_000).contains(&us) || !us.is_multiple_of(10_000) {
-            return bad(format!(
-                "advert interval {:?} is not a multiple of 10ms in 10ms..=40.95s",
-                self.advert_interval
-            ));
-        }
-        if self.virtual_addresses.is_empty() {
-            return bad("at least one virtual address is required".into());
-        }
-        let v4 = self.virtual_addresses[0].0.is_ipv4();
-        if let Some(a) = self
-            .virtual_addresses
-            .iter()
-            .map(|(a, _)| a)
-            .chain(&self.unicast_peers)
-            .find(|a| a.is_ipv4() != v4)
-        {
-            return bad(format!(
-                "{a} is not of the family of {}: one instance per address family",
-                self.virtual_addresses[0].0
-            ));
-        }
-        let max = if v4 { 32 } else { 128 };
-        if let Some((a, p)) = self.virtual_addresses.iter().find(|(_, p)| *p > max) {
-            return bad(format!("{a}/{p}: prefix length over {max}"));
+        for &peer in &self.unicast_peers {
+            rules::unicast_peer(first, peer).map_err(bad)?;
         }
         Ok(())
     }

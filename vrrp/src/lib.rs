@@ -7,7 +7,7 @@
 //! (gratuitous ARP, unsolicited neighbour advertisements), [`address`]
 //! (interfaces and VIPs over netlink), [`track`] (health of the local
 //! service), [`group`] (sync groups that fail over together), [`notify`]
-//! (transition commands), [`histogram`] (advert gaps as a backup sees them)
+//! (transition commands), [`rules`] (RFC 5798's limits on the settings, once), [`histogram`] (advert gaps as a backup sees them)
 //! and [`instance`] (the thread that ties them together).
 
 pub mod address;
@@ -18,6 +18,7 @@ pub mod histogram;
 pub mod instance;
 pub mod notify;
 pub mod packet;
+pub mod rules;
 pub mod socket;
 pub mod track;
 
