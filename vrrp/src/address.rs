@@ -1,4 +1,6 @@
-//! Interface facts and VIP add/remove over NETLINK_ROUTE, both families.
+//! Interface facts and VIP add/remove over NETLINK_ROUTE, both families: the
+//! one netlink client of floatlb (the VRRP instances, and the `[[anycast]]`
+//! addresses, which carry a lifetime).
 //!
 //! RTM_NEWADDR / RTM_DELADDR with an ACK, built with netlink-packet-route and
 //! sent on netlink-sys's blocking socket, rather than the async rtnetlink
@@ -9,12 +11,15 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
-    NLM_F_REQUEST,
+    NLM_F_REPLACE, NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, CacheInfo,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 /// Index of a network interface, in the calling thread's namespace.
@@ -136,6 +141,50 @@ pub fn advert_source(name: &str, vips: &[IpAddr]) -> io::Result<IpAddr> {
     }
 }
 
+/// How long the kernel keeps an address (`struct ifa_cacheinfo`): the
+/// preferred and valid lifetimes, in whole seconds, as `ip addr ...
+/// valid_lft N preferred_lft N` sets them. When the valid lifetime runs out
+/// the kernel removes the address by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    /// Always at least 1 (the kernel refuses 0) and at least `preferred`.
+    valid: u32,
+    preferred: u32,
+}
+
+/// `ifa_valid` / `ifa_prefered` meaning "forever" (linux/if_addr.h
+/// INFINITY_LIFE_TIME).
+const INFINITY_LIFE_TIME: u32 = u32::MAX;
+
+impl Lifetime {
+    /// A permanent address: `valid_lft forever preferred_lft forever`.
+    pub const FOREVER: Lifetime = Lifetime {
+        valid: INFINITY_LIFE_TIME,
+        preferred: INFINITY_LIFE_TIME,
+    };
+
+    /// Valid and preferred for `lease`, rounded up to whole seconds (the
+    /// kernel counts lifetimes in seconds); a zero lease, or one too long
+    /// for the kernel's 32 bits, is [`Lifetime::FOREVER`].
+    pub fn lease(lease: Duration) -> Lifetime {
+        let secs = lease.as_secs() + u64::from(lease.subsec_nanos() > 0);
+        match u32::try_from(secs) {
+            Ok(s) if s > 0 => Lifetime {
+                valid: s,
+                preferred: s,
+            },
+            _ => Lifetime::FOREVER,
+        }
+    }
+
+    fn cache_info(self) -> CacheInfo {
+        let mut c = CacheInfo::default();
+        c.ifa_preferred = self.preferred;
+        c.ifa_valid = self.valid;
+        c
+    }
+}
+
 /// A NETLINK_ROUTE socket for address changes.
 pub struct Netlink {
     socket: netlink_sys::Socket,
@@ -179,6 +228,24 @@ impl Netlink {
         }
     }
 
+    /// Adds `addr/prefix` with `lifetime`, or gives the address already there
+    /// that lifetime (RTM_NEWADDR with NLM_F_CREATE | NLM_F_REPLACE and
+    /// IFA_CACHEINFO, as `ip addr replace ... valid_lft N preferred_lft N`
+    /// sends it): a lease is renewed by calling this again before it runs
+    /// out. IPv6 addresses get IFA_F_NODAD, as in [`Netlink::add`].
+    pub fn replace(
+        &self,
+        ifindex: u32,
+        addr: IpAddr,
+        prefix: u8,
+        lifetime: Lifetime,
+    ) -> io::Result<()> {
+        let msg = RouteNetlinkMessage::NewAddress(address_message_with_lifetime(
+            ifindex, addr, prefix, lifetime,
+        ));
+        self.request(msg, NLM_F_CREATE | NLM_F_REPLACE)
+    }
+
     /// Removes `addr/prefix` from the interface; already absent is fine.
     pub fn remove(&self, ifindex: u32, addr: IpAddr, prefix: u8) -> io::Result<()> {
         let msg = RouteNetlinkMessage::DelAddress(address_message(ifindex, addr, prefix));
@@ -191,14 +258,7 @@ impl Netlink {
     /// Sends one request and waits for its ACK (or error).
     fn request(&self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        header.sequence_number = seq;
-        let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-        msg.finalize();
-        let mut out = vec![0u8; msg.buffer_len()];
-        msg.serialize(&mut out);
-        self.socket.send(&out, 0)?;
+        self.socket.send(&request_bytes(msg, flags, seq), 0)?;
         let mut buf = vec![0u8; 4096];
         loop {
             let n = self.socket.recv(&mut &mut buf[..], 0)?;
@@ -289,6 +349,31 @@ fn link_changed(datagram: &[u8], ifindex: u32) -> bool {
     ours
 }
 
+/// A request as it goes to the kernel: nlmsghdr (asking for an ACK), then `msg`.
+fn request_bytes(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    header.sequence_number = seq;
+    let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+    msg.finalize();
+    let mut out = vec![0u8; msg.buffer_len()];
+    msg.serialize(&mut out);
+    out
+}
+
+/// [`address_message`] plus IFA_CACHEINFO: the lifetimes of `ip addr replace`.
+fn address_message_with_lifetime(
+    ifindex: u32,
+    addr: IpAddr,
+    prefix: u8,
+    lifetime: Lifetime,
+) -> AddressMessage {
+    let mut m = address_message(ifindex, addr, prefix);
+    m.attributes
+        .push(AddressAttribute::CacheInfo(lifetime.cache_info()));
+    m
+}
+
 /// The ifaddrmsg and attributes `ip addr add|del addr/prefix dev ifindex` sends.
 fn address_message(ifindex: u32, addr: IpAddr, prefix: u8) -> AddressMessage {
     let mut m = AddressMessage::default();
@@ -337,6 +422,187 @@ mod tests {
         assert!(link_changed(&two, 7) && link_changed(&two, 9));
         assert!(!link_changed(&two, 3));
         assert!(!link_changed(&[1, 2, 3], 7), "garbage is not a change");
+    }
+
+    /// An address with a lifetime, byte for byte as the kernel reads it:
+    /// nlmsghdr, struct ifaddrmsg, IFA_LOCAL and IFA_ADDRESS, then
+    /// IFA_CACHEINFO carrying struct ifa_cacheinfo { u32 ifa_prefered;
+    /// u32 ifa_valid; u32 cstamp; u32 tstamp; } (linux/if_addr.h), all in host
+    /// byte order. Preferred and valid differ here so that swapping them shows.
+    #[test]
+    fn newaddr_with_a_lifetime_is_laid_out_as_the_kernel_reads_it() {
+        const IFA_ADDRESS: u16 = 1;
+        const IFA_LOCAL: u16 = 2;
+        const IFA_CACHEINFO: u16 = 6;
+        let lifetime = Lifetime {
+            valid: 30,
+            preferred: 10,
+        };
+        let addr: IpAddr = "198.18.0.100".parse().unwrap();
+        let m = address_message_with_lifetime(7, addr, 32, lifetime);
+        let got = request_bytes(
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            5,
+        );
+
+        let total = 16 + 8 + 2 * 8 + (4 + 16);
+        let mut want = Vec::new();
+        // struct nlmsghdr: length, type, flags, sequence, port id (0 = the kernel).
+        want.extend((total as u32).to_ne_bytes());
+        want.extend(libc::RTM_NEWADDR.to_ne_bytes());
+        let flags =
+            libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_REPLACE;
+        want.extend((flags as u16).to_ne_bytes());
+        want.extend(5u32.to_ne_bytes());
+        want.extend(0u32.to_ne_bytes());
+        // struct ifaddrmsg: family, prefix length, flags, scope (universe), index.
+        want.extend([libc::AF_INET as u8, 32, 0, 0]);
+        want.extend(7u32.to_ne_bytes());
+        for kind in [IFA_LOCAL, IFA_ADDRESS] {
+            want.extend(8u16.to_ne_bytes());
+            want.extend(kind.to_ne_bytes());
+            want.extend([198, 18, 0, 100]);
+        }
+        want.extend(20u16.to_ne_bytes());
+        want.extend(IFA_CACHEINFO.to_ne_bytes());
+        for field in [10u32, 30, 0, 0] {
+            want.extend(field.to_ne_bytes());
+        }
+        assert_eq!(want.len(), total);
+        assert_eq!(got, want);
+
+        // And it parses back as what was meant.
+        let back = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&got).unwrap();
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(back)) = back.payload
+        else {
+            panic!("not an RTM_NEWADDR: {back:?}");
+        };
+        assert!(back
+            .attributes
+            .contains(&AddressAttribute::CacheInfo(lifetime.cache_info())));
+    }
+
+    /// A lease becomes whole seconds rounded up (the kernel's unit), so the
+    /// address never goes before the lease does; zero means permanent.
+    #[test]
+    fn a_lease_is_whole_seconds_rounded_up() {
+        let secs = |l: Lifetime| (l.preferred, l.valid);
+        assert_eq!(secs(Lifetime::lease(Duration::from_secs(3))), (3, 3));
+        assert_eq!(secs(Lifetime::lease(Duration::from_millis(2500))), (3, 3));
+        assert_eq!(secs(Lifetime::lease(Duration::from_millis(500))), (1, 1));
+        assert_eq!(Lifetime::lease(Duration::ZERO), Lifetime::FOREVER);
+        assert_eq!(
+            Lifetime::lease(Duration::from_secs(u64::from(u32::MAX) + 1)),
+            Lifetime::FOREVER
+        );
+        assert_eq!(
+            secs(Lifetime::FOREVER),
+            (INFINITY_LIFE_TIME, INFINITY_LIFE_TIME)
+        );
+    }
+
+    /// Set when this test binary runs itself again inside a network
+    /// namespace of its own (`unshare --net`).
+    const IN_NETNS: &str = "VRRP_ADDRESS_TEST_IN_NETNS";
+
+    /// `ip -d addr show dev lo` in the current namespace.
+    fn ip_addr_show() -> String {
+        let out = std::process::Command::new("ip")
+            .args(["-d", "addr", "show", "dev", "lo"])
+            .output()
+            .expect("running ip");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The lifetime of `addr` as `ip -d addr show` prints it, e.g.
+    /// "valid_lft 30sec preferred_lft 30sec".
+    fn lifetime_shown(addr: &str) -> Option<String> {
+        let text = ip_addr_show();
+        let mut lines = text.lines();
+        lines.find(|l| l.contains(&format!(" {addr} ")))?;
+        lines
+            .next()
+            .map(|l| l.trim().to_string())
+            .filter(|l| l.starts_with("valid_lft"))
+    }
+
+    /// What the kernel makes of it: a lease is read back as the address's
+    /// valid and preferred lifetime, a second call renews it, FOREVER makes
+    /// it permanent, and remove takes it away. Needs root; runs in a network
+    /// namespace of its own (on its `lo`), so the host's addresses are never
+    /// touched.
+    #[test]
+    fn lifetime_reads_back_from_the_kernel() {
+        const NAME: &str = "address::tests::lifetime_reads_back_from_the_kernel";
+        if std::env::var_os(IN_NETNS).is_none() {
+            let required = std::env::var("FLOATLB_REQUIRE_NETNS").as_deref() == Ok("1");
+            // /proc/self belongs to the process's effective user.
+            let euid = std::os::unix::fs::MetadataExt::uid(
+                &std::fs::metadata("/proc/self").expect("/proc/self"),
+            );
+            if euid != 0 {
+                assert!(!required, "{NAME} needs root (FLOATLB_REQUIRE_NETNS=1)");
+                eprintln!("SKIPPED {NAME}: needs root for a network namespace");
+                return;
+            }
+            let out = std::process::Command::new("unshare")
+                .arg("--net")
+                .arg(std::env::current_exe().unwrap())
+                .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+                .env(IN_NETNS, "1")
+                .output()
+                .expect("running unshare");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "in a new namespace:\n{text}");
+            assert!(
+                text.contains("1 passed"),
+                "the inner test did not run:\n{text}"
+            );
+            return;
+        }
+        let lo = interface_index("lo").unwrap();
+        let nl = Netlink::open().unwrap();
+        let cases: [(&str, IpAddr, u8); 2] = [
+            ("198.18.0.100/32", "198.18.0.100".parse().unwrap(), 32),
+            ("2001:2::100/128", "2001:2::100".parse().unwrap(), 128),
+        ];
+        for (shown, addr, prefix) in cases {
+            nl.replace(lo, addr, prefix, Lifetime::lease(Duration::from_secs(30)))
+                .unwrap();
+            let lft = lifetime_shown(shown).unwrap_or_else(|| panic!("{}", ip_addr_show()));
+            // The kernel counts down from the moment of the call.
+            assert!(
+                lft == "valid_lft 30sec preferred_lft 30sec"
+                    || lft == "valid_lft 29sec preferred_lft 29sec",
+                "{shown}: {lft}"
+            );
+            // Renewal: the same address again, a new lifetime, no EEXIST.
+            nl.replace(
+                lo,
+                addr,
+                prefix,
+                Lifetime::lease(Duration::from_millis(59_500)),
+            )
+            .unwrap();
+            let lft = lifetime_shown(shown).unwrap();
+            assert!(
+                lft.starts_with("valid_lft 60sec") || lft.starts_with("valid_lft 59sec"),
+                "{shown}: {lft}"
+            );
+            nl.replace(lo, addr, prefix, Lifetime::FOREVER).unwrap();
+            assert_eq!(
+                lifetime_shown(shown).as_deref(),
+                Some("valid_lft forever preferred_lft forever"),
+                "{shown}"
+            );
+            nl.remove(lo, addr, prefix).unwrap();
+            assert!(lifetime_shown(shown).is_none(), "{}", ip_addr_show());
+        }
     }
 
     /// What goes to the kernel for an IPv6 VIP: family AF_INET6, the prefix,
