@@ -15,14 +15,13 @@
 //! multipath, which belong to the routing daemons.
 
 use std::fmt::Write as _;
-use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use vrrp::address::{Lifetime, Netlink};
 
 use crate::config::{self, Config};
 use crate::observe::json::json_str;
@@ -191,11 +190,11 @@ impl Anycast {
         let renew_due = !r.lease.is_zero() && st.renewed.is_none_or(|t| t.elapsed() >= r.lease / 3);
         let result = if want && (!present || renew_due) {
             vrrp::address::interface_index(&r.interface)
-                .and_then(|i| nl.add_with_lease(i, r.vip, r.lease))
+                .and_then(|i| nl.replace(i, IpAddr::V4(r.vip), 32, Lifetime::lease(r.lease)))
                 .map(|()| st.renewed = Some(Instant::now()))
         } else if !want && present {
             vrrp::address::interface_index(&r.interface)
-                .and_then(|i| vrrp::address::Netlink::open()?.remove(i, IpAddr::V4(r.vip), 32))
+                .and_then(|i| nl.remove(i, IpAddr::V4(r.vip), 32))
         } else {
             Ok(())
         };
@@ -298,7 +297,7 @@ pub fn release(cfg: &Config) -> anyhow::Result<Vec<String>> {
     if cfg.anycast.is_empty() {
         return Ok(removed);
     }
-    let nl = vrrp::address::Netlink::open().context("opening netlink")?;
+    let nl = Netlink::open().context("opening netlink")?;
     for a in &cfg.anycast {
         let Some(vip) = a.vip().map(IpAddr::V4) else {
             continue;
@@ -383,147 +382,6 @@ impl AdminHooks for AnycastHooks {
 
     fn resume(&self) -> Result<String, String> {
         self.0.resume()
-    }
-}
-
-/// A NETLINK_ROUTE socket that adds an IPv4 address with a valid lifetime
-/// (`vrrp::address::Netlink` adds permanent ones only).
-struct Netlink {
-    fd: OwnedFd,
-    seq: AtomicU64,
-}
-
-const NLMSG_HDRLEN: usize = 16;
-const IFA_ADDRESS: u16 = 1;
-const IFA_LOCAL: u16 = 2;
-const IFA_CACHEINFO: u16 = 6;
-/// `ifa_valid`/`ifa_prefered` meaning "forever".
-const INFINITY_LIFE_TIME: u32 = u32::MAX;
-
-impl Netlink {
-    fn open() -> io::Result<Self> {
-        // SAFETY: plain socket(2); the fd is owned at once.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let tv = libc::timeval {
-            tv_sec: 2,
-            tv_usec: 0,
-        };
-        // SAFETY: `tv` outlives the call; the kernel copies it.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
-            );
-        }
-        Ok(Netlink {
-            fd,
-            seq: AtomicU64::new(1),
-        })
-    }
-
-    /// Adds `addr/32` (or renews its lifetime); a zero lease = permanent.
-    fn add_with_lease(&self, ifindex: u32, addr: Ipv4Addr, lease: Duration) -> io::Result<()> {
-        let life = if lease.is_zero() {
-            INFINITY_LIFE_TIME
-        } else {
-            // Whole seconds, rounded up: the kernel counts lifetimes in seconds.
-            lease.as_secs() as u32 + u32::from(lease.subsec_nanos() > 0)
-        };
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) as u32;
-        let total = NLMSG_HDRLEN + 8 + 2 * 8 + 4 + 16;
-        let mut msg = Vec::with_capacity(total);
-        msg.extend_from_slice(&(total as u32).to_ne_bytes());
-        msg.extend_from_slice(&libc::RTM_NEWADDR.to_ne_bytes());
-        let flags =
-            libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_REPLACE;
-        msg.extend_from_slice(&(flags as u16).to_ne_bytes());
-        msg.extend_from_slice(&seq.to_ne_bytes());
-        msg.extend_from_slice(&0u32.to_ne_bytes());
-        // struct ifaddrmsg: family, prefix length, flags, scope (universe), index.
-        msg.extend_from_slice(&[libc::AF_INET as u8, 32, 0, 0]);
-        msg.extend_from_slice(&ifindex.to_ne_bytes());
-        for attr in [IFA_LOCAL, IFA_ADDRESS] {
-            msg.extend_from_slice(&8u16.to_ne_bytes());
-            msg.extend_from_slice(&attr.to_ne_bytes());
-            msg.extend_from_slice(&addr.octets());
-        }
-        // struct ifa_cacheinfo: preferred, valid, cstamp, tstamp.
-        msg.extend_from_slice(&20u16.to_ne_bytes());
-        msg.extend_from_slice(&IFA_CACHEINFO.to_ne_bytes());
-        for v in [life, life, 0, 0] {
-            msg.extend_from_slice(&v.to_ne_bytes());
-        }
-        debug_assert_eq!(msg.len(), total);
-        // SAFETY: a zeroed sockaddr_nl is valid (pid 0 = the kernel).
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as u16;
-        // SAFETY: `msg` and `sa` outlive the call.
-        let rc = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                msg.as_ptr().cast(),
-                msg.len(),
-                0,
-                (&sa as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        self.ack(seq)
-    }
-
-    /// Reads until the kernel's answer to `seq`: 0 = done, else -errno.
-    fn ack(&self, seq: u32) -> io::Result<()> {
-        let mut buf = [0u8; 1024];
-        loop {
-            // SAFETY: `buf` is valid for its length.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let mut off = 0usize;
-            let n = n as usize;
-            while off + NLMSG_HDRLEN <= n {
-                let word =
-                    |at: usize| u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap_or([0; 4]));
-                let len = word(off) as usize;
-                let kind = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
-                let got = word(off + 8);
-                if len < NLMSG_HDRLEN || off + len > n {
-                    break;
-                }
-                if kind == libc::NLMSG_ERROR as u16 && got == seq && len >= NLMSG_HDRLEN + 4 {
-                    let err = i32::from_ne_bytes(
-                        buf[off + NLMSG_HDRLEN..off + NLMSG_HDRLEN + 4]
-                            .try_into()
-                            .unwrap_or([0; 4]),
-                    );
-                    return if err == 0 {
-                        Ok(())
-                    } else {
-                        Err(io::Error::from_raw_os_error(-err))
-                    };
-                }
-                off += (len + 3) & !3;
-            }
-        }
     }
 }
 
