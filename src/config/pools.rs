@@ -17,8 +17,12 @@ use regex::Regex;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::{parse_cidr, Backend, Balance, Config, Health};
-use crate::balance::Algorithm;
+use super::backend::{backend_problems, Backend};
+use super::balance::{balance_problems, Balance};
+use super::health::{health_problems, Health};
+use super::proxy::ProxyOptions;
+use super::timeouts::Timeouts;
+use super::values::{opt_duration, parse_cidr, Problems};
 use crate::http1::edit::{self, FieldEdits};
 use crate::route::{self, Condition as Cond, Host, Matchers, Test};
 
@@ -98,64 +102,45 @@ pub enum CookieMode {
 }
 
 /// A pool's own `connect` and `server` timeouts; absent ones are `[timeouts]`'s.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PoolTimeouts {
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(deserialize_with = "opt_duration")]
     pub connect: Option<Duration>,
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(deserialize_with = "opt_duration")]
     pub server: Option<Duration>,
 }
 
 /// One `[[route]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Route {
     /// Shown by `floatlb route`, in the access log and in metrics; default `route<N>`.
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub host: OneOrMany,
-    #[serde(default)]
     pub path: OneOrMany,
-    #[serde(default)]
     pub path_prefix: OneOrMany,
-    #[serde(default)]
     pub path_regex: Option<String>,
-    #[serde(default)]
     pub method: OneOrMany,
-    #[serde(default)]
     pub headers: Vec<ConditionConfig>,
-    #[serde(default)]
     pub query: Vec<ConditionConfig>,
-    #[serde(default)]
     pub source: OneOrMany,
     /// Listener names (`[[listen]] name`, or `tls` for `[tls] address`).
-    #[serde(default)]
     pub listener: OneOrMany,
     /// Action: send to this pool.
-    #[serde(default)]
     pub pool: Option<String>,
     /// Action: answer with a redirect.
-    #[serde(default)]
     pub redirect: Option<RedirectConfig>,
     /// Action: answer with this status and body (a maintenance page).
-    #[serde(default)]
     pub respond: Option<RespondConfig>,
     /// Action: refuse with this status.
-    #[serde(default)]
     pub deny: Option<u16>,
-    #[serde(default)]
     pub request_headers: EditsConfig,
-    #[serde(default)]
     pub response_headers: EditsConfig,
     /// Taken off the front of the path before the backend gets it.
-    #[serde(default)]
     pub strip_prefix: Option<String>,
     /// Replaces the `path-prefix` that matched.
-    #[serde(default)]
     pub replace_prefix: Option<String>,
-    #[serde(default)]
     pub error_pages: BTreeMap<String, PathBuf>,
 }
 
@@ -171,14 +156,11 @@ pub struct ConditionConfig {
 }
 
 /// `request-headers` / `response-headers`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct EditsConfig {
-    #[serde(default)]
     pub set: Fields,
-    #[serde(default)]
     pub add: Fields,
-    #[serde(default)]
     pub remove: Vec<String>,
 }
 
@@ -195,25 +177,27 @@ fn default_redirect_status() -> u16 {
     302
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+/// A route's `respond`: a key left out takes its value from
+/// `RespondConfig::default()`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RespondConfig {
-    #[serde(default = "default_respond_status")]
     pub status: u16,
-    #[serde(default = "default_content_type")]
     pub content_type: String,
-    #[serde(default)]
     pub body: Option<String>,
     /// Read when the file is loaded (start and reload).
-    #[serde(default)]
     pub file: Option<PathBuf>,
 }
 
-fn default_respond_status() -> u16 {
-    200
-}
-fn default_content_type() -> String {
-    crate::http1::answers::ERROR_CONTENT_TYPE.into()
+impl Default for RespondConfig {
+    fn default() -> Self {
+        RespondConfig {
+            status: 200,
+            content_type: crate::http1::answers::ERROR_CONTENT_TYPE.into(),
+            body: None,
+            file: None,
+        }
+    }
 }
 
 /// A string or a list of strings.
@@ -265,13 +249,6 @@ impl<'de> Deserialize<'de> for Fields {
         }
         d.deserialize_map(V)
     }
-}
-
-fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let s = String::deserialize(d)?;
-    super::parse_duration(&s)
-        .map(Some)
-        .map_err(de::Error::custom)
 }
 
 /// A page that answers floatlb's own errors of one status.
@@ -404,16 +381,28 @@ impl Resolved {
     }
 }
 
-type Problems = Vec<(String, String)>;
+/// What the pools and routes are settled against: the rest of the file.
+pub(super) struct Tables<'a> {
+    /// The top-level `[[backend]]` list (the pool `default`).
+    pub backends: &'a [Backend],
+    pub balance: &'a Balance,
+    pub health: &'a Health,
+    pub timeouts: &'a Timeouts,
+    pub proxy: &'a ProxyOptions,
+    pub pools: &'a [Pool],
+    pub routes: &'a [Route],
+    /// Every listener's name, by listener id.
+    pub listeners: Vec<String>,
+}
 
 /// Settles the file's pools and routes; (key path, message) for what is wrong.
-pub(super) fn resolve(c: &Config) -> (Resolved, Problems) {
+pub(super) fn resolve(c: &Tables<'_>) -> (Resolved, Problems) {
     let mut out = Problems::new();
     let mut pools = Vec::new();
     if !c.backends.is_empty() {
         pools.push(PoolSpec {
             name: DEFAULT_POOL.into(),
-            backends: c.backends.clone(),
+            backends: c.backends.to_vec(),
             balance: c.balance.clone(),
             health: c.health.clone(),
             connect: c.timeouts.connect,
@@ -442,13 +431,7 @@ pub(super) fn resolve(c: &Config) -> (Resolved, Problems) {
         let mut backends = Vec::new();
         for (j, a) in p.backends.iter().enumerate() {
             match a.parse::<SocketAddr>() {
-                Ok(address) => backends.push(Backend {
-                    name: a.clone(),
-                    address,
-                    weight: 1,
-                    maxconn: 0,
-                    cookie: None,
-                }),
+                Ok(address) => backends.push(Backend::at(a.clone(), address)),
                 Err(_) => out.push((
                     format!("pool[{i}].backends[{j}]"),
                     format!("{a:?} is not an address and port (e.g. 198.18.0.11:80)"),
@@ -533,7 +516,7 @@ pub(super) fn resolve(c: &Config) -> (Resolved, Problems) {
             ),
         ));
     }
-    let listeners = c.listener_names();
+    let listeners = &c.listeners;
     let mut routes = Vec::new();
     let mut matchers = Vec::new();
     let mut route_names = HashSet::new();
@@ -545,7 +528,7 @@ pub(super) fn resolve(c: &Config) -> (Resolved, Problems) {
                 format!("route names must be unique and not empty: {name:?}"),
             ));
         }
-        let (spec, m) = route_spec(r, i, name, &pools, &listeners, &mut out);
+        let (spec, m) = route_spec(r, i, name, &pools, listeners, &mut out);
         routes.push(spec);
         matchers.push(m);
     }
@@ -935,32 +918,6 @@ fn content_type_of(file: &Path) -> &'static str {
     }
 }
 
-/// Checks of a backend list; paths relative to the list (`backend[1].weight`).
-pub(super) fn backend_problems(backends: &[Backend]) -> Problems {
-    let mut out = Problems::new();
-    let mut names = HashSet::new();
-    for (i, b) in backends.iter().enumerate() {
-        if b.name.is_empty() {
-            out.push((format!("backend[{i}].name"), "must not be empty".into()));
-        } else if !names.insert(b.name.as_str()) {
-            out.push((
-                format!("backend[{i}].name"),
-                format!("duplicate backend name {:?}", b.name),
-            ));
-        }
-        if b.weight > 256 {
-            out.push((
-                format!("backend[{i}].weight"),
-                format!("weight {} is out of range 0..=256", b.weight),
-            ));
-        }
-        if b.address.port() == 0 {
-            out.push((format!("backend[{i}].address"), "port must not be 0".into()));
-        }
-    }
-    out
-}
-
 /// Checks of a pool's sticky `cookie` and of the ids it names backends by.
 fn cookie_problems(c: &StickyCookie, backends: &[Backend], pool: usize) -> Problems {
     let mut out = Problems::new();
@@ -997,69 +954,6 @@ fn cookie_problems(c: &StickyCookie, backends: &[Backend], pool: usize) -> Probl
                 format!("backend {:?}: {id:?} cannot be a cookie value: give it cookie = \"<letters and digits>\"", b.name),
             ));
         }
-    }
-    out
-}
-
-/// Checks of a `[balance]` table at `at`.
-pub(super) fn balance_problems(b: &Balance, at: &str) -> Problems {
-    let mut out = Problems::new();
-    if b.algorithm == Algorithm::UrlParam && b.url_param.as_deref().unwrap_or("").is_empty() {
-        out.push((
-            format!("{at}.url-param"),
-            "algorithm \"url-param\" needs url-param = \"<name>\"".into(),
-        ));
-    }
-    for (algorithm, key, value) in [
-        (Algorithm::Header, "header", &b.header),
-        (Algorithm::Cookie, "cookie", &b.cookie),
-    ] {
-        if b.algorithm == algorithm && value.as_deref().unwrap_or("").is_empty() {
-            out.push((
-                format!("{at}.{key}"),
-                format!("algorithm \"{key}\" needs {key} = \"<name>\""),
-            ));
-        }
-    }
-    if b.draws == 0 || b.draws > 16 {
-        out.push((format!("{at}.draws"), "must be in 1..=16".into()));
-    }
-    out
-}
-
-/// Checks of a `[health]` table at `at`.
-pub(super) fn health_problems(h: &Health, at: &str) -> Problems {
-    let mut out = Problems::new();
-    let mut p = |k: &str, m: &str| out.push((format!("{at}.{k}"), m.to_string()));
-    if !h.path.starts_with('/') {
-        p("path", "must start with '/'");
-    }
-    if h.interval.is_zero() {
-        p("interval", "must be greater than 0");
-    }
-    if h.timeout.is_zero() {
-        p("timeout", "must be greater than 0");
-    }
-    if h.rise == 0 {
-        p("rise", "must be at least 1");
-    }
-    if h.fall == 0 {
-        p("fall", "must be at least 1");
-    }
-    if h.method.is_empty() || !h.method.bytes().all(|b| b.is_ascii_uppercase()) {
-        p(
-            "method",
-            "must be a method in capitals, such as GET, HEAD or OPTIONS",
-        );
-    }
-    if h.host
-        .as_deref()
-        .is_some_and(|v| v.is_empty() || !edit::valid_value(v))
-    {
-        p("host", "must be a host name (and port)");
-    }
-    if let Err(e) = h.expected_statuses() {
-        p("expect-status", &e);
     }
     out
 }

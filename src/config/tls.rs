@@ -1,0 +1,139 @@
+//! `[tls]`: the HTTPS listener's table, and the loading of the files it names
+//! (certificates, keys, ticket keys) into `crate::tls` material.
+//!
+//! Not for: certificate selection (`src/tls/`) or the handshake
+//! (`src/frontend/handshake.rs`); this file only reads the table and the files.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::values::Problems;
+
+/// `[tls]`: the HTTPS listener (see `docs/configuration.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Tls {
+    /// May be a VIP this node does not hold yet (bound with IP_FREEBIND). Read at start.
+    pub address: SocketAddr,
+    /// SNI picks one; the first is the default.
+    #[serde(rename = "certificate", default)]
+    pub certificates: Vec<TlsCertificate>,
+    /// ALPN protocols offered, in order of preference.
+    #[serde(default = "default_alpn")]
+    pub alpn: Vec<String>,
+    /// Cleartext requests on `[listen]` get a 308 to https.
+    #[serde(default)]
+    pub redirect_http: bool,
+    /// Strict-Transport-Security max-age in seconds on HTTPS answers; 0 = none.
+    #[serde(default)]
+    pub hsts: u64,
+    /// Session-ticket keys shared by the pair (HAProxy's tls-ticket-keys format).
+    #[serde(default)]
+    pub ticket_keys: Option<PathBuf>,
+    /// What the files held when this config was loaded.
+    #[serde(skip)]
+    pub material: Option<std::sync::Arc<crate::tls::Material>>,
+}
+
+/// One `[[tls.certificate]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsCertificate {
+    /// PEM chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// Names SNI picks this certificate for; each must be in the certificate.
+    /// Empty: the certificate's own DNS names.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+// `address` is required, so the table has no `Default`: this is the one
+// statement of `alpn`'s default.
+fn default_alpn() -> Vec<String> {
+    vec!["h2".into(), "http/1.1".into()]
+}
+
+impl Tls {
+    /// Reads and checks the certificate and ticket-key files and builds the
+    /// TLS server config; (key path, message) pairs for what is wrong.
+    pub(super) fn load(&mut self) -> Problems {
+        let mut out = Vec::new();
+        if self.certificates.is_empty() {
+            out.push((
+                "tls".into(),
+                "at least one [[tls.certificate]] is required".into(),
+            ));
+        }
+        for (i, p) in self.alpn.iter().enumerate() {
+            if !matches!(p.as_str(), "h2" | "http/1.1") {
+                out.push((
+                    format!("tls.alpn[{i}]"),
+                    format!("unknown protocol {p:?} (h2 or http/1.1)"),
+                ));
+            }
+        }
+        let mut loaded = Vec::new();
+        for (i, c) in self.certificates.iter().enumerate() {
+            match crate::tls::load_pair(&c.cert, &c.key, &c.names) {
+                Ok(l) => loaded.push(l),
+                Err(e) => out.push((format!("tls.certificate[{i}]"), e)),
+            }
+        }
+        let ticketer = match &self.ticket_keys {
+            Some(f) => crate::tls::tickets::load(f),
+            None => crate::tls::tickets::per_process(),
+        };
+        let ticketer = match ticketer {
+            Ok(t) => Some(t),
+            Err(e) => {
+                out.push(("tls.ticket-keys".into(), e));
+                None
+            }
+        };
+        if let (true, Some(t)) = (out.is_empty(), ticketer) {
+            let now = crate::tls::unix_now();
+            match crate::tls::Material::new(&loaded, &self.alpn, t, now) {
+                Ok(m) => self.material = Some(std::sync::Arc::new(m)),
+                Err(e) => out.push(("tls".into(), e)),
+            }
+        }
+        out
+    }
+
+    /// The loaded TLS server config (present once the config was loaded).
+    pub fn material(&self) -> Option<&std::sync::Arc<crate::tls::Material>> {
+        self.material.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::parse_with;
+    use crate::config::tests::{parse_str, GOOD};
+
+    #[test]
+    fn tls_files_are_checked_except_for_release() {
+        let text = format!(
+            "{GOOD}[tls]\naddress = \"127.0.0.1:8443\"\nalpn = [\"h3\"]\n[[tls.certificate]]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/c.key\"\n"
+        );
+        let e = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("tls.certificate[0]: cannot read /nonexistent/c.pem"),
+            "{e}"
+        );
+        assert!(e.contains("tls.alpn[0]: unknown protocol \"h3\""), "{e}");
+        let c = parse_with(Path::new("t.toml"), &text.replace("h3", "h2"), false).unwrap();
+        assert!(c.tls.unwrap().material().is_none());
+        let e = parse_str(&format!("{GOOD}[tls]\naddress = \"127.0.0.1:8443\"\n")).unwrap_err();
+        assert!(
+            e.to_string().contains("at least one [[tls.certificate]]"),
+            "{e}"
+        );
+    }
+}
