@@ -13,9 +13,14 @@
 //! - `bench report`: the markdown summary and plots again from a sweep's `runs.csv`.
 //! - `bench hold`: keeps many idle keep-alive connections open (memory per connection).
 //! - `bench flows`: many busy keep-alive connections; per connection its port and how it ended.
+//! - `bench soak`: each LB node's RSS over a soak (first and last 5 minutes, slopes) from the
+//!   soak drill's sampler CSV.
+//! - `bench anycast`: an anycast drill run's shares per node, its flows by node and the span
+//!   of its failed probes.
 //!
 //! The lab scripts in `vm-lab/` run these inside the client namespace.
 
+mod anycast;
 mod drills;
 mod flows;
 mod hold;
@@ -25,6 +30,7 @@ mod probe;
 mod report;
 mod routes;
 mod sample;
+mod soak;
 mod stats;
 mod sweep;
 
@@ -63,7 +69,7 @@ fn get<T: std::str::FromStr>(
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        bail!("usage: bench probe|analyze|summarize|sweep|report|hold [--flag value]...");
+        bail!("usage: bench probe|analyze|summarize|sweep|report|hold|flows|soak|anycast [--flag value]...");
     };
     let f = flags(&args[1..])?;
     match cmd.as_str() {
@@ -273,8 +279,43 @@ fn main() -> Result<()> {
                 println!("{},{},{at},{why},{}", fl.port, fl.ok, u8::from(fl.closed));
             }
         }
+        "soak" => {
+            let path: String = get(&f, "csv", None)?;
+            let load_s: f64 = get(&f, "load-s", None)?;
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+            print!("{}", soak::lines(&text, load_s));
+        }
+        "anycast" => {
+            let read = |k: &str| -> Result<String> {
+                let p: String = get(&f, k, None)?;
+                std::fs::read_to_string(&p).with_context(|| format!("reading {p}"))
+            };
+            let served = anycast::served(
+                &anycast::counters(&get::<String>(&f, "before", None)?),
+                &anycast::counters(&get::<String>(&f, "after", None)?),
+            );
+            let shares = anycast::shares(&served);
+            let fl = anycast::flows(
+                &read("owners")?,
+                &read("flows")?,
+                &get::<String>(&f, "gone", None)?,
+            );
+            let probes = parse::probes(&read("probes")?);
+            println!(
+                "shares={} max_share_dev_pct={:.1} flows={} flows_on_gone={} flows_on_gone_failed={} flows_on_stayed_failed={} failed_probe_span_ms={:.0}",
+                shares.iter().map(|s| format!("{s:.3}")).collect::<Vec<_>>().join(","),
+                anycast::max_share_dev_pct(&shares),
+                fl.flows,
+                fl.on_gone,
+                fl.on_gone_failed,
+                fl.on_stayed_failed,
+                anycast::failed_probe_span_ms(&probes)
+            );
+        }
         other => {
-            bail!("unknown command {other:?}: use probe, analyze, summarize, sweep, report, hold or flows")
+            bail!(
+                "unknown command {other:?}: use probe, analyze, summarize, sweep, report, hold, flows, soak or anycast"
+            )
         }
     }
     Ok(())
