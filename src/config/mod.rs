@@ -396,8 +396,10 @@ weight = 3
             assert_eq!(c.proxy, ProxyOptions::default());
             assert_eq!(c.log, Log::default());
         }
-        let one = |t: &str| toml::from_str::<RespondConfig>(t).unwrap();
-        assert_eq!(one(""), RespondConfig::default());
+        assert_eq!(
+            toml::from_str::<RespondConfig>("").unwrap(),
+            RespondConfig::default()
+        );
         assert_eq!(
             toml::from_str::<PoolTimeouts>("").unwrap(),
             PoolTimeouts::default()
