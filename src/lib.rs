@@ -3,8 +3,9 @@
 //! The modules form layers, lowest first; an import points down, never up
 //! (`tests/layers.rs` checks it, `docs/architecture.md` draws it):
 //!
-//! 1. [`http1`], [`balance`], [`tls`]: sans-IO cores (HTTP/1 rules; scheduling
-//!    algorithms; certificates, SNI and ticket keys for the TLS listener).
+//! 1. [`http1`], [`balance`], [`tls`], [`error`]: sans-IO cores (HTTP/1 rules;
+//!    scheduling algorithms; certificates, SNI and ticket keys for the TLS
+//!    listener; the typed error of a request that failed).
 //! 2. [`route`], [`net`]: route matching (which `[[route]]` a request takes);
 //!    sockets (listener, client I/O).
 //! 3. [`config`]: the configuration, its pools and its route table.
@@ -28,6 +29,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub mod backend;
 pub mod balance;
 pub mod config;
+pub mod error;
 pub mod frontend;
 pub mod http1;
 pub mod net;

@@ -10,6 +10,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("http1", 0),
     ("balance", 0),
     ("tls", 0),
+    ("error", 0),
     ("route", 1),
     ("net", 1),
     ("config", 2),

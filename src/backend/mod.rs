@@ -13,11 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use http::StatusCode;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::backend::upstream::Upstream;
 use crate::balance::Candidate;
 use crate::config;
+use crate::error::{Error, Kind, Phase, Retry, Side};
 
 /// Milliseconds since process start; cheap monotonic timestamps for atomics.
 pub fn now_ms() -> u64 {
@@ -352,6 +354,25 @@ pub enum ConnectError {
     Timeout(SocketAddr),
     #[error("connect to {0} failed: {1}")]
     Io(SocketAddr, std::io::Error),
+}
+
+impl ConnectError {
+    /// As the proxy reports it: nothing was sent, so another backend may be
+    /// tried.
+    pub fn error(&self) -> Error {
+        let (kind, status) = match self {
+            ConnectError::Timeout(_) => (Kind::Timeout, StatusCode::GATEWAY_TIMEOUT),
+            ConnectError::Io(..) => (Kind::Closed, StatusCode::BAD_GATEWAY),
+        };
+        Error::new(
+            Side::Backend,
+            Phase::Connect,
+            kind,
+            status,
+            self.to_string(),
+        )
+        .with_retry(Retry::Safe)
+    }
 }
 
 impl Pool {

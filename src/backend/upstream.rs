@@ -16,9 +16,11 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
+use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::error::{Error, Kind, Phase, Retry, Side};
 use crate::http1::body::{decode, Framing, Step};
 pub use crate::http1::response::Head;
 use crate::http1::response::{parse_response, Parsed};
@@ -61,6 +63,43 @@ impl std::fmt::Display for SendError {
             SendError::ClientTimeout => write!(f, "client sent nothing of its body in time"),
             SendError::Timeout => write!(f, "backend did not answer in time"),
         }
+    }
+}
+
+impl SendError {
+    /// As the proxy reports it, for backend `backend` with server timeout
+    /// `server`. [`SendError::Client`] is the client's: its caller answers
+    /// it from the I/O error itself.
+    pub fn error(&self, backend: &str, server: std::time::Duration) -> Error {
+        let (side, phase, kind) = match self {
+            SendError::NoResponse(_) => (Side::Backend, Phase::Headers, Kind::Closed),
+            SendError::Malformed(_) => (Side::Backend, Phase::Headers, Kind::Malformed),
+            SendError::Client(_) => (Side::Client, Phase::Body, Kind::Closed),
+            SendError::ClientTimeout => (Side::Client, Phase::Body, Kind::Timeout),
+            SendError::Timeout => (Side::Backend, Phase::Headers, Kind::Timeout),
+        };
+        let (status, reason) = match self {
+            SendError::Timeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("backend {backend} did not answer within {server:?}"),
+            ),
+            SendError::ClientTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time".to_string(),
+            ),
+            SendError::Client(_) => (StatusCode::BAD_REQUEST, self.to_string()),
+            _ => (
+                StatusCode::BAD_GATEWAY,
+                format!("backend {backend} failed: {self}"),
+            ),
+        };
+        // A connection that closed before any answer byte may have taken the
+        // request in, or not (a pooled one the backend had closed).
+        let retry = match self {
+            SendError::NoResponse(_) => Retry::IfIdempotent,
+            _ => Retry::Never,
+        };
+        Error::new(side, phase, kind, status, reason).with_retry(retry)
     }
 }
 
@@ -449,4 +488,202 @@ fn noop_waker() -> Waker {
     const RAW: RawWaker = RawWaker::new(std::ptr::null(), &VTABLE);
     // SAFETY: every function of the vtable ignores the (null) data pointer.
     unsafe { Waker::from_raw(RAW) }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::error::{Phase, Side};
+    use crate::net::script::{pair, Step};
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: a\r\n\r\n";
+
+    async fn body_of(body: &mut UpstreamBody) -> io::Result<Vec<u8>> {
+        let mut all = Vec::new();
+        while let Some(piece) = std::future::poll_fn(|cx| body.poll_data(cx)).await? {
+            all.extend_from_slice(&piece);
+        }
+        Ok(all)
+    }
+
+    #[tokio::test]
+    async fn answers_framed_by_length_or_chunks_keep_the_connection() {
+        // RFC 9112 §6.3: a body ends at its Content-Length, or at the last
+        // chunk; then (§9.3) the connection carries the next request.
+        let (stream, peer) = pair(vec![
+            Step::Expect(GET),
+            Step::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel"),
+            Step::Pause(Duration::from_millis(20)),
+            Step::Send(b"lo"),
+            Step::Expect(GET),
+            Step::Send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"),
+            Step::Pause(Duration::from_millis(20)),
+            Step::Send(b"3\r\ndef\r\n0\r\n\r\n"),
+            Step::Expect(GET),
+            Step::Send(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx"),
+        ])
+        .await;
+        let conn = Upstream::new(stream);
+        let (head, mut body) = conn.send(GET, &[], false, false).await.unwrap();
+        assert_eq!(head.status, 200);
+        assert_eq!(body_of(&mut body).await.unwrap(), b"hello");
+        let conn = body
+            .take_reusable()
+            .expect("a body read to its end frees the connection");
+
+        let (_, mut body) = conn.send(GET, &[], false, false).await.unwrap();
+        assert_eq!(body_of(&mut body).await.unwrap(), b"abcdef");
+        let conn = body.take_reusable().expect("so does a last chunk");
+
+        let (_, mut body) = conn.send(GET, &[], false, false).await.unwrap();
+        assert_eq!(body_of(&mut body).await.unwrap(), b"x");
+        assert!(
+            body.take_reusable().is_none(),
+            "RFC 9112 §9.6: close means close"
+        );
+        peer.done().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_an_error_not_its_end() {
+        // RFC 9112 §8: a message whose connection closes before its length
+        // is incomplete; the client must not take it for whole.
+        let (stream, peer) = pair(vec![
+            Step::Expect(GET),
+            Step::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcd"),
+        ])
+        .await;
+        let (_, mut body) = Upstream::new(stream)
+            .send(GET, &[], false, false)
+            .await
+            .unwrap();
+        peer.done().await.unwrap();
+        let mut got = Vec::new();
+        let end = loop {
+            match std::future::poll_fn(|cx| body.poll_data(cx)).await {
+                Ok(Some(piece)) => got.extend_from_slice(&piece),
+                other => break other,
+            }
+        };
+        assert_eq!(got, b"abcd", "what came is passed on first");
+        assert_eq!(end.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert!(body.take_reusable().is_none());
+    }
+
+    #[tokio::test]
+    async fn no_answer_may_be_retried_a_broken_one_may_not() {
+        // Closed before any answer byte: the request may not have reached
+        // the backend, so an idempotent one may go again (RFC 9110 §9.2.2).
+        let (stream, peer) = pair(vec![Step::Expect(GET)]).await;
+        let e = Upstream::new(stream)
+            .send(GET, &[], false, false)
+            .await
+            .unwrap_err();
+        peer.done().await.unwrap();
+        assert!(matches!(e, SendError::NoResponse(_)), "{e}");
+        let error = e.error("web1", Duration::from_secs(1));
+        assert_eq!(error.retry, Retry::IfIdempotent);
+        assert_eq!((error.side, error.phase), (Side::Backend, Phase::Headers));
+        assert_eq!(error.termination().as_str(), "SH");
+        assert_eq!(error.status, StatusCode::BAD_GATEWAY);
+
+        // RFC 9112 §4: a status line that is not one is a 502, never retried.
+        let (stream, peer) = pair(vec![
+            Step::Expect(GET),
+            Step::Send(b"HTTP/1.1 2x0 OK\r\n\r\n"),
+        ])
+        .await;
+        let e = Upstream::new(stream)
+            .send(GET, &[], false, false)
+            .await
+            .unwrap_err();
+        peer.done().await.unwrap();
+        assert!(matches!(e, SendError::Malformed(_)), "{e}");
+        let error = e.error("web1", Duration::from_secs(1));
+        assert_eq!(error.retry, Retry::Never);
+        assert!(error
+            .reason
+            .starts_with("backend web1 failed: invalid answer"));
+    }
+
+    /// A request body that arrives in `pieces`, then (with `stall`) never ends.
+    struct Pieces {
+        pieces: VecDeque<&'static [u8]>,
+        stall: bool,
+    }
+
+    impl BodySource for Pieces {
+        fn poll_piece(&mut self, _: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+            match self.pieces.pop_front() {
+                Some(p) => Poll::Ready(Ok(Some(Bytes::from_static(p)))),
+                None if self.stall => Poll::Pending,
+                None => Poll::Ready(Ok(None)),
+            }
+        }
+    }
+
+    const POST: &[u8] = b"POST /up HTTP/1.1\r\nhost: a\r\ncontent-length: 6\r\n\r\n";
+
+    #[tokio::test]
+    async fn a_streamed_body_goes_out_whole_or_stops_at_an_early_answer() {
+        let (stream, peer) = pair(vec![
+            Step::Expect(POST),
+            Step::Expect(b"abcdef"),
+            Step::Send(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
+        ])
+        .await;
+        let mut source = Pieces {
+            pieces: VecDeque::from([&b"abc"[..], &b"def"[..]]),
+            stall: false,
+        };
+        let idle = Duration::from_secs(5);
+        let (head, _, whole) = Upstream::new(stream)
+            .send_streaming(POST, &[], &mut source, false, idle)
+            .await
+            .unwrap();
+        peer.done().await.unwrap();
+        assert_eq!((head.status.as_u16(), whole), (201, true));
+
+        // RFC 9110 §15.5.14: a backend may refuse a body before it is whole;
+        // the answer comes back at once, and neither connection is reused.
+        let (stream, peer) = pair(vec![
+            Step::Expect(POST),
+            Step::Expect(b"abc"),
+            Step::Send(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n"),
+        ])
+        .await;
+        let mut source = Pieces {
+            pieces: VecDeque::from([&b"abc"[..]]),
+            stall: true,
+        };
+        let (head, mut body, whole) = Upstream::new(stream)
+            .send_streaming(POST, &[], &mut source, false, idle)
+            .await
+            .unwrap();
+        peer.done().await.unwrap();
+        assert_eq!((head.status.as_u16(), whole), (413, false));
+        assert!(body.take_reusable().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_sending_its_body_is_the_clients_timeout() {
+        // The backend waits for the rest until the connection is given up.
+        let (stream, peer) = pair(vec![Step::Expect(POST), Step::Expect(b"abc"), Step::Eof]).await;
+        let mut source = Pieces {
+            pieces: VecDeque::from([&b"abc"[..]]),
+            stall: true,
+        };
+        let e = Upstream::new(stream)
+            .send_streaming(POST, &[], &mut source, false, Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        peer.done().await.unwrap();
+        assert!(matches!(e, SendError::ClientTimeout), "{e}");
+        let error = e.error("web1", Duration::from_secs(1));
+        assert_eq!(error.termination().as_str(), "cD");
+        assert_eq!(error.status, StatusCode::REQUEST_TIMEOUT);
+    }
 }

@@ -33,6 +33,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::{Instant, Sleep};
 
 use crate::backend::upstream::{BodySource, Head, UpstreamBody};
+use crate::error::{Error, Kind, Termination};
 use crate::http1::answers::{self, CONTINUE_100};
 use crate::http1::body::{budgeted, decode, frame, Chunk, Framing, Step};
 use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse, Prepared};
@@ -314,8 +315,7 @@ async fn answer(
         // connection ends after the answer.
         Err(f) => (Answer::Local(f), req.body == BodyFraming::None),
         Ok(pool) if req.body == BodyFraming::None => {
-            let mut outgoing = outgoing(&req, Body::None);
-            outgoing.sticky = sticky.as_deref();
+            let mut outgoing = Outgoing::of(&req, Body::None, sticky.as_deref());
             // The connection's timer, idle while its request is answered.
             outgoing.timer = Some(timer);
             (
@@ -352,27 +352,26 @@ async fn answer(
         req.keep_alive && body_read && !shared.handover.closing() && !*shutdown.borrow();
     let mut tunnel = None;
     let mut served_by = None;
+    let mut termination = Termination::NORMAL;
     let (status, bytes, reusable) = match answer {
-        Answer::Local(f) => write_local(io, &f, req.http10, keep_alive, req.head_request).await,
-        Answer::ClientFailed(e) if e.kind() == io::ErrorKind::InvalidData => {
-            // A broken body (chunk framing): the backend got a cut request.
-            tracing::debug!(client = %peer, error = %e, "malformed request body");
-            let f = proxy::fail(
-                shared,
-                peer,
-                StatusCode::BAD_REQUEST,
-                "malformed request body",
-            );
-            write_local(io, &f, req.http10, false, req.head_request).await
-        }
-        Answer::ClientFailed(e) if e.kind() == io::ErrorKind::InvalidInput => {
-            let f = proxy::fail(shared, peer, StatusCode::PAYLOAD_TOO_LARGE, &e.to_string());
-            write_local(io, &f, req.http10, false, req.head_request).await
+        Answer::Local(f) => {
+            termination = f.termination;
+            write_local(io, &f, req.http10, keep_alive, req.head_request).await
         }
         Answer::ClientFailed(e) => {
-            // The client left mid-upload: nobody to answer (logged as nginx's 499).
-            tracing::debug!(client = %peer, error = %e, "client left inside its request body");
-            (499, None, false)
+            let error = proxy::client_body_error(&e);
+            termination = error.termination();
+            if error.kind == Kind::Closed {
+                // The client left mid-upload: nobody to answer (logged as nginx's 499).
+                tracing::debug!(client = %peer, error = %e, "client left inside its request body");
+                (499, None, false)
+            } else {
+                // A broken body (chunk framing), or one over max-body-size: the
+                // backend got a cut request.
+                tracing::debug!(client = %peer, error = %e, "request body refused");
+                let f = proxy::fail(shared, peer, error);
+                write_local(io, &f, req.http10, false, req.head_request).await
+            }
         }
         Answer::Backend {
             head,
@@ -427,6 +426,7 @@ async fn answer(
             route,
             pool,
             backend: served_by,
+            termination,
         },
     );
     if let Some((stream, _in_flight)) = tunnel {
@@ -452,21 +452,6 @@ async fn answer(
         return After::Close;
     }
     After::Next
-}
-
-/// The request as [`proxy::exchange`] takes it.
-fn outgoing<'a>(req: &'a Prepared, body: Body<'a>) -> Outgoing<'a> {
-    Outgoing {
-        head: &req.out,
-        target: req.target(),
-        has_host: req.has_host,
-        idempotent: req.idempotent,
-        head_request: req.head_request,
-        upgrade: req.upgrade,
-        body,
-        timer: None,
-        sticky: None,
-    }
 }
 
 /// Sends a request with a body: what arrived with the head, then (unless the
@@ -533,8 +518,7 @@ async fn exchange_with_body(
             rest: &mut rest,
         }
     };
-    let mut outgoing = outgoing(req, body);
-    outgoing.sticky = sticky;
+    let mut outgoing = Outgoing::of(req, body, sticky);
     let answer = proxy::exchange(&mut outgoing, shared, peer, snap, pool).await;
     Ok((answer, whole || rest.finished))
 }
@@ -627,9 +611,10 @@ impl BodySource for ClientBody<'_> {
 /// Answers a request that cannot be served and is the connection's last
 /// (callers box it: the connection's task keeps no room for a rare path):
 /// counted as a bad request, `Connection: close`.
-async fn refuse(io: &mut ClientIo, shared: &Shared, status: StatusCode, reason: &str) {
+async fn refuse(io: &mut ClientIo, shared: &Shared, status: StatusCode, reason: &'static str) {
     shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
-    write_local(io, &Failure::new(status, reason), false, false, false).await;
+    let f = Failure::of(&Error::refused(status, reason));
+    write_local(io, &f, false, false, false).await;
     linger(io).await;
 }
 
@@ -825,4 +810,123 @@ async fn write_then(
     }
     // What a TLS session still holds goes out before the next read waits.
     poll_fn(|cx| io.poll_flush(cx)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::net::script::{listen, pair, Peer, Step};
+
+    /// Serves the connection whose client follows `client`, with a proxy
+    /// whose one backend is at `backend`, until it closes; then how the
+    /// client's script went.
+    async fn serve_scripted(backend: SocketAddr, client: Vec<Step>) -> Result<(), String> {
+        let text = format!(
+            "[listen]\naddress = \"127.0.0.1:0\"\n[health]\nenabled = false\n\
+             [proxy]\nx-forwarded-for = false\n\
+             [[backend]]\nname = \"web\"\naddress = \"{backend}\"\n"
+        );
+        let path = std::path::Path::new("test.toml");
+        let config = crate::config::parse(path, &text).map_err(|e| e.to_string())?;
+        let shared = Arc::new(Shared::new(config, path));
+        let (_stop, shutdown) = watch::channel(false);
+        let permit = Arc::new(tokio::sync::Semaphore::new(1))
+            .acquire_owned()
+            .await
+            .unwrap();
+        let (ours, peer) = pair(client).await;
+        let conn = Conn::new(ours.peer_addr().unwrap(), shared, shutdown, permit, 0);
+        let mut io = ClientIo::Direct(ours.into_std().unwrap());
+        tokio::time::timeout(Duration::from_secs(30), serve(&mut io, &conn))
+            .await
+            .map_err(|_| "the connection was not closed".to_string())?;
+        drop(io);
+        peer.done().await
+    }
+
+    async fn backend_done(peer: Peer) {
+        peer.done().await.expect("backend script");
+    }
+
+    #[tokio::test]
+    async fn a_request_in_pieces_goes_out_once_whole_and_the_next_reuses_both_connections() {
+        // The backend accepts one connection: the second request must come
+        // on it (RFC 9112 §9.3, persistence), as the first answer was whole.
+        let (backend, web) = listen(vec![
+            Step::Head(&["GET /a HTTP/1.1", "host: shop"]),
+            Step::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            Step::Head(&["GET /b HTTP/1.1", "host: shop"]),
+            Step::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nyes"),
+        ])
+        .await;
+        let client = vec![
+            Step::Send(b"GET /a HTTP/1.1\r\nHo"),
+            Step::Pause(Duration::from_millis(30)),
+            Step::Send(b"st: shop\r\n\r\n"),
+            Step::Head(&["HTTP/1.1 200 OK", "content-length: 2"]),
+            Step::Expect(b"ok"),
+            Step::Send(b"GET /b HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n"),
+            // RFC 9112 §9.6: the answer to a request that closes says so.
+            Step::Head(&["HTTP/1.1 200 OK", "connection: close"]),
+            Step::Expect(b"yes"),
+            Step::Eof,
+        ];
+        serve_scripted(backend, client).await.unwrap();
+        backend_done(web).await;
+    }
+
+    #[tokio::test]
+    async fn a_malformed_request_is_refused_with_its_reason_and_reaches_no_backend() {
+        // RFC 9112 §6.3: an invalid Content-Length is unrecoverable: 400, close.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let backend = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let client = vec![
+            Step::Send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n"),
+            Step::Head(&["HTTP/1.1 400 Bad Request", "connection: close"]),
+            Step::Expect(b"400 Bad Request: invalid Content-Length\n"),
+            Step::CloseWrite,
+            Step::Eof,
+        ];
+        serve_scripted(backend, client).await.unwrap();
+        assert_eq!(
+            listener.accept().unwrap_err().kind(),
+            io::ErrorKind::WouldBlock,
+            "the backend was not connected to"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_cut_short_by_its_backend_ends_the_clients_connection() {
+        // RFC 9112 §8: the client must see the message is incomplete; the
+        // connection ends where the backend's did, nothing is made up.
+        let (backend, web) = listen(vec![
+            Step::Head(&["GET / HTTP/1.1"]),
+            Step::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcd"),
+        ])
+        .await;
+        let client = vec![
+            Step::Send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Step::Head(&["HTTP/1.1 200 OK", "content-length: 10"]),
+            Step::Expect(b"abcd"),
+            Step::Eof,
+        ];
+        serve_scripted(backend, client).await.unwrap();
+        backend_done(web).await;
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_refuses_connections_is_a_502_with_its_reason() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let backend = listener.local_addr().unwrap();
+        drop(listener);
+        let client = vec![
+            Step::Send(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+            Step::Head(&["HTTP/1.1 502 Bad Gateway", "connection: close"]),
+            Step::Rest("502 Bad Gateway: connect to 127.0.0.1:"),
+        ];
+        serve_scripted(backend, client).await.unwrap();
+    }
 }

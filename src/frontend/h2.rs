@@ -1,8 +1,9 @@
 //! HTTP/2 to clients (RFC 9113) on the TLS listener, on the h2 crate.
-//! Each stream becomes an HTTP/1.1 request head that goes through the same
-//! preparation as a request read by the HTTP/1 engine
-//! ([`crate::http1::request::prepare`]: hop-by-hop fields, forwarding fields,
-//! limits), then the same [`proxy::exchange`] (balancing, retries, metrics),
+//! Each stream's HEADERS become the [`RequestHead`] the HTTP/1 engine's parser
+//! also gives, checked and written for the backend by the same
+//! [`crate::http1::request::prepare_head`] (hop-by-hop fields, forwarding
+//! fields, limits, routing), then the same [`proxy::exchange`] (balancing,
+//! retries, metrics),
 //! to a backend over the HTTP/1.1 pool. A request body is streamed as its
 //! DATA frames arrive (chunked to the backend when it has no length); the
 //! answer's body is streamed back the same way, as the client's window allows.
@@ -28,9 +29,10 @@ use tokio::sync::watch;
 
 use super::streams::StreamSet;
 use crate::backend::upstream::{BodySource, UpstreamBody};
+use crate::error::{Error, Kind, Phase, Side, Termination};
 use crate::http1::answers;
 use crate::http1::body::budgeted;
-use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse};
+use crate::http1::request::{prepare_head, BodyFraming, Forwarding, RequestHead, Version};
 use crate::net::tls_stream::Deferred;
 use crate::net::TlsConn;
 use crate::proxy::dispatch::{answer_edits, dispatch, error_page, router};
@@ -160,52 +162,62 @@ fn connection_specific(name: &str) -> bool {
     )
 }
 
-/// The stream's request as an HTTP/1.1 head: request line, Host from
-/// `:authority`, the fields (cookies joined again, RFC 9113 §8.2.3) and, for
-/// a body of unknown length, chunked framing.
-fn http1_head(parts: &http::request::Parts, has_body: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(parts.method.as_str().as_bytes());
-    out.push(b' ');
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    out.extend_from_slice(if target.is_empty() {
-        b"/"
-    } else {
-        target.as_bytes()
-    });
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    if let Some(a) = parts.uri.authority() {
-        if !parts.headers.contains_key(http::header::HOST) {
-            out.extend_from_slice(b"host: ");
-            out.extend_from_slice(a.as_str().as_bytes());
-            out.extend_from_slice(b"\r\n");
+/// A stream's fields as a request head's (RFC 9113 §8.2): the
+/// connection-specific ones left out (the h2 crate refuses them already), the
+/// cookie fields joined again into `cookie` (RFC 9113 §8.2.3).
+fn fields<'a>(headers: &'a http::HeaderMap, cookie: &'a mut Vec<u8>) -> Vec<httparse::Header<'a>> {
+    let mut cookies = headers.get_all(http::header::COOKIE).iter();
+    if let (Some(first), Some(_)) = (cookies.next(), cookies.next()) {
+        cookie.extend_from_slice(first.as_bytes());
+        for more in headers.get_all(http::header::COOKIE).iter().skip(1) {
+            cookie.extend_from_slice(b"; ");
+            cookie.extend_from_slice(more.as_bytes());
         }
     }
-    let mut cookies: Vec<&[u8]> = Vec::new();
-    for (name, value) in &parts.headers {
+    let cookie: &'a [u8] = cookie;
+    let mut out = Vec::with_capacity(headers.len());
+    let mut cookie_sent = false;
+    for (name, value) in headers {
         let n = name.as_str();
         if connection_specific(n) {
             continue;
         }
-        if name == http::header::COOKIE {
-            cookies.push(value.as_bytes());
-            continue;
-        }
-        out.extend_from_slice(n.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        let value = if name == http::header::COOKIE && !cookie.is_empty() {
+            if std::mem::replace(&mut cookie_sent, true) {
+                continue;
+            }
+            cookie
+        } else {
+            value.as_bytes()
+        };
+        out.push(httparse::Header { name: n, value });
     }
-    if !cookies.is_empty() {
-        out.extend_from_slice(b"cookie: ");
-        out.extend_from_slice(&cookies.join(&b"; "[..]));
-        out.extend_from_slice(b"\r\n");
-    }
-    if has_body && !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
     out
+}
+
+/// A stream's request as the head [`prepare_head`] takes: `:path` as the
+/// target, `:authority` standing for a Host field when there is none.
+fn request_head<'a>(
+    parts: &'a http::request::Parts,
+    fields: &'a [httparse::Header<'a>],
+    body_follows: bool,
+) -> RequestHead<'a> {
+    let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
+    let has_host = parts.headers.contains_key(http::header::HOST);
+    RequestHead {
+        method: parts.method.as_str(),
+        target: if target.is_empty() { "/" } else { target },
+        authority: parts
+            .uri
+            .authority()
+            .filter(|_| !has_host)
+            .map(|a| a.as_str()),
+        version: Version::Http2,
+        fields,
+        raw: &[],
+        len: 0,
+        body_follows,
+    }
 }
 
 /// One stream, from its request to the last byte of its answer. A stream the
@@ -259,7 +271,9 @@ async fn handle(
     let cfg = &snap.config;
     let (parts, incoming) = req.into_parts();
     let has_body = !incoming.is_end_stream();
-    let head = http1_head(&parts, has_body);
+    let mut cookie = Vec::new();
+    let fields = fields(&parts.headers, &mut cookie);
+    let head = request_head(&parts, &fields, has_body);
     let fwd = Forwarding {
         peer,
         xff: cfg.proxy.x_forwarded_for,
@@ -272,23 +286,13 @@ async fn handle(
     };
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     shared.stats.h2_requests.fetch_add(1, Ordering::Relaxed);
-    let mut prepared = match prepare(&head, &fwd, router(&snap, peer, listener)) {
-        Parse::Ready(p) => p,
-        Parse::Partial => {
+    let mut prepared = match prepare_head(&head, &fwd, router(&snap, peer, listener)) {
+        Ok(p) => p,
+        Err((status, reason)) => {
             shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
-            let reason = "request head too large";
-            let f = Failure::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, reason);
-            return local(&f, false);
-        }
-        Parse::Bad(status, reason) => {
-            shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
-            return local(&Failure::new(status, reason), false);
+            return local(&Failure::of(&Error::refused(status, reason)), false);
         }
     };
-    if fwd.via {
-        // RFC 9110 §7.6.3: the protocol version received is 2, not the head's 1.1.
-        via_http2(&mut prepared.out);
-    }
     let started = std::time::Instant::now();
     let routed = dispatch(&snap, shared, peer, &mut prepared, true);
     let (route, pool) = (routed.route, routed.pool());
@@ -308,6 +312,7 @@ async fn handle(
                 route,
                 pool,
                 backend: None,
+                termination: f.termination,
             };
             proxy::finished(shared, &snap, done);
             return response;
@@ -330,18 +335,8 @@ async fn handle(
     } else {
         Body::None
     };
-    let mut outgoing = Outgoing {
-        head: &prepared.out,
-        target: prepared.target(),
-        has_host: prepared.has_host,
-        idempotent: prepared.idempotent,
-        head_request: prepared.head_request,
-        // HTTP/2 has no Upgrade (RFC 9113 §8.6).
-        upgrade: false,
-        body,
-        timer: None,
-        sticky: routed.sticky.as_deref(),
-    };
+    // HTTP/2 has no Upgrade (RFC 9113 §8.6): `prepared.upgrade` is false.
+    let mut outgoing = Outgoing::of(&prepared, body, routed.sticky.as_deref());
     let mut answer = proxy::exchange(&mut outgoing, shared, peer, &snap, pool_index).await;
     if let Answer::Local(f) = &mut answer {
         error_page(&snap, route, pool, f);
@@ -354,12 +349,21 @@ async fn handle(
         }
         _ => None,
     };
+    let mut termination = Termination::NORMAL;
     let ((response, reply), bytes) = match answer {
         Answer::Backend { head, .. } if head.status.is_informational() => {
             // Only a final answer ends an HTTP/2 stream (RFC 9113 §8.1); a 101 to
             // a request that asked for no upgrade is the backend's error.
             let reason = format!("backend answered {} to an HTTP/2 request", head.status);
-            let f = proxy::fail(shared, peer, StatusCode::BAD_GATEWAY, &reason);
+            let e = Error::new(
+                Side::Backend,
+                Phase::Headers,
+                Kind::Malformed,
+                StatusCode::BAD_GATEWAY,
+                reason,
+            );
+            let f = proxy::fail(shared, peer, e);
+            termination = f.termination;
             (local(&f, prepared.head_request), Some(f.body.len() as u64))
         }
         Answer::Backend {
@@ -416,16 +420,15 @@ async fn handle(
             };
             ((resp, reply), len)
         }
-        Answer::Local(f) => (local(&f, prepared.head_request), Some(f.body.len() as u64)),
+        Answer::Local(f) => {
+            termination = f.termination;
+            (local(&f, prepared.head_request), Some(f.body.len() as u64))
+        }
         Answer::ClientFailed(e) => {
             // A reset stream or a body over the limit: the stream is the client's to lose.
-            let status = if e.kind() == io::ErrorKind::InvalidInput {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
             tracing::debug!(client = %peer, error = %e, "HTTP/2 request body failed");
-            let f = proxy::fail(shared, peer, status, &e.to_string());
+            let f = proxy::fail(shared, peer, proxy::client_body_error(&e));
+            termination = f.termination;
             (local(&f, prepared.head_request), Some(f.body.len() as u64))
         }
     };
@@ -439,17 +442,10 @@ async fn handle(
         route,
         pool,
         backend: served_by,
+        termination,
     };
     proxy::finished(shared, &snap, done);
     (response, reply)
-}
-
-/// Rewrites the Via line `prepare` added for an HTTP/1.1 head to say HTTP/2.
-fn via_http2(out: &mut Vec<u8>) {
-    const OURS: &[u8] = b"\r\nvia: 1.1 floatlb\r\n";
-    if let Some(i) = out.windows(OURS.len()).rposition(|w| w == OURS) {
-        out.splice(i..i + OURS.len(), b"\r\nvia: 2 floatlb\r\n".iter().copied());
-    }
 }
 
 /// A local answer: its text or page, not sent to a HEAD request (RFC 9110
@@ -641,9 +637,34 @@ fn release_at_end(body: &mut UpstreamBody, backend: &mut Option<InFlight>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http1::request::NO_ROUTE;
+
+    fn fwd(via: bool) -> Forwarding {
+        Forwarding {
+            peer: "198.18.0.7:40000".parse().unwrap(),
+            xff: false,
+            xfp: false,
+            forwarded: false,
+            via,
+            max_body: 0,
+            log: false,
+            https: true,
+        }
+    }
+
+    fn backend_head(req: Request<()>, body_follows: bool, via: bool) -> Result<String, String> {
+        let (parts, ()) = req.into_parts();
+        let mut cookie = Vec::new();
+        let fields = fields(&parts.headers, &mut cookie);
+        let head = request_head(&parts, &fields, body_follows);
+        match prepare_head(&head, &fwd(via), |_| NO_ROUTE) {
+            Ok(p) => Ok(String::from_utf8(p.out).unwrap()),
+            Err((status, reason)) => Err(format!("{status} {reason}")),
+        }
+    }
 
     #[test]
-    fn a_stream_becomes_an_http1_head() {
+    fn a_stream_becomes_the_same_backend_head_as_http1() {
         let req = Request::builder()
             .method("POST")
             .uri("https://a.test/up?x=1")
@@ -653,28 +674,70 @@ mod tests {
             .header("content-type", "text/plain")
             .body(())
             .unwrap();
-        let (parts, ()) = req.into_parts();
-        let head = String::from_utf8(http1_head(&parts, true)).unwrap();
+        let head = backend_head(req, true, false).unwrap();
+        // RFC 9113 §8.3.1: `:authority` becomes the Host field; RFC 9113
+        // §8.2.3: cookie fields are joined with "; " for HTTP/1.1; §8.2.2:
+        // TE (connection-specific) is not passed on; a body of unknown length
+        // is chunked.
+        assert_eq!(
+            head,
+            "POST /up?x=1 HTTP/1.1\r\ncookie: a=1; b=2\r\ncontent-type: text/plain\r\n\
+             host: a.test\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        // A Host field the client sent is kept; `:authority` adds none.
+        let req = Request::builder()
+            .uri("https://a.test/")
+            .header("host", "b.test")
+            .body(())
+            .unwrap();
+        let head = backend_head(req, false, false).unwrap();
+        assert_eq!(head, "GET / HTTP/1.1\r\nhost: b.test\r\n\r\n");
+        // A body with a length keeps it, and is not chunked.
+        let req = Request::builder()
+            .method("PUT")
+            .uri("https://a.test/x")
+            .header("content-length", "5")
+            .body(())
+            .unwrap();
+        let head = backend_head(req, true, false).unwrap();
         assert!(
-            head.starts_with("POST /up?x=1 HTTP/1.1\r\nhost: a.test\r\n"),
+            head.ends_with("host: a.test\r\ncontent-length: 5\r\n\r\n"),
             "{head}"
         );
-        // RFC 9113 §8.2.3: cookie fields are joined with "; " for HTTP/1.1.
-        assert!(head.contains("cookie: a=1; b=2\r\n"), "{head}");
-        // RFC 9113 §8.2.2: connection-specific fields are not passed on.
-        assert!(!head.contains("te:"), "{head}");
-        assert!(
-            head.ends_with("transfer-encoding: chunked\r\n\r\n"),
-            "{head}"
+    }
+
+    #[test]
+    fn a_stream_is_checked_as_an_http1_request_is() {
+        // RFC 9112 §3.2 as for HTTP/1.1: a request with no authority at all
+        // names no host.
+        let req = Request::builder().uri("/").body(()).unwrap();
+        assert_eq!(
+            backend_head(req, false, false).unwrap_err(),
+            "400 Bad Request missing Host header"
+        );
+        let req = Request::builder()
+            .uri("https://a.test/")
+            .header("content-length", "x1")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            backend_head(req, true, false).unwrap_err(),
+            "400 Bad Request invalid Content-Length"
         );
     }
 
     #[test]
     fn via_names_http2() {
         // RFC 9110 §7.6.3: Via names the protocol version floatlb received.
-        let mut out = b"GET / HTTP/1.1\r\nvia: 1.1 cdn\r\nvia: 1.1 floatlb\r\n\r\n".to_vec();
-        via_http2(&mut out);
-        let want = b"GET / HTTP/1.1\r\nvia: 1.1 cdn\r\nvia: 2 floatlb\r\n\r\n";
-        assert_eq!(out, want.to_vec());
+        let req = Request::builder()
+            .uri("https://a.test/")
+            .header("via", "1.1 cdn")
+            .body(())
+            .unwrap();
+        let head = backend_head(req, false, true).unwrap();
+        assert_eq!(
+            head,
+            "GET / HTTP/1.1\r\nvia: 1.1 cdn\r\nhost: a.test\r\nvia: 2 floatlb\r\n\r\n"
+        );
     }
 }

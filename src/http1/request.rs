@@ -1,8 +1,11 @@
-//! A client's request head: parsed, checked against the rules a server and an
-//! intermediary must apply (RFC 9112 §2–§7, RFC 9110 §7.2, §7.6, §7.8, §10.1.1),
-//! and rewritten as the head the backend gets: the request line in HTTP/1.1,
-//! the client's fields as sent minus the hop-by-hop ones (and those Connection
-//! names), one framing field for the body, forwarding fields as configured.
+//! A client's request head: parsed ([`parse`], HTTP/1 only; `frontend/h2.rs`
+//! gives an HTTP/2 stream's HEADERS in the same [`RequestHead`] form), checked
+//! against the rules a server and an intermediary must apply (RFC 9112 §2–§7,
+//! RFC 9110 §7.2, §7.6, §7.8, §10.1.1), and written as the head the backend
+//! gets: the request line in HTTP/1.1, the client's fields as sent minus the
+//! hop-by-hop ones (and those Connection names), one framing field for the
+//! body, forwarding fields as configured. [`prepare_head`] is the one path
+//! from either protocol's head to a [`Prepared`] request.
 //!
 //! Sans-IO: bytes in, a [`Prepared`] request or the 4xx it deserves out. A
 //! request that is refused here reaches no backend.
@@ -129,77 +132,195 @@ pub enum Parse {
     Bad(StatusCode, &'static str),
 }
 
-fn bad(reason: &'static str) -> Parse {
-    Parse::Bad(StatusCode::BAD_REQUEST, reason)
+/// A request refused before any backend saw it: its status and reason.
+pub type Refusal = (StatusCode, &'static str);
+
+fn bad(reason: &'static str) -> Refusal {
+    (StatusCode::BAD_REQUEST, reason)
 }
 
-/// Parses a request head from `buf` and prepares the backend's head. `route`
-/// is asked which route the request takes (once it passed every check); its
-/// answer is kept in [`Prepared::route`].
-pub fn prepare(buf: &[u8], fwd: &Forwarding, route: impl FnOnce(&Seen<'_>) -> u32) -> Parse {
-    // Not initialised first: the parser writes the fields it finds.
-    let mut headers = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+/// The protocol a request arrived in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+    Http2,
+}
+
+/// A client's request head, as both front ends give it: HTTP/1 parsed from
+/// the connection's bytes ([`parse`]), HTTP/2 from a stream's HEADERS frame
+/// (`frontend/h2.rs`). [`prepare_head`] checks it and writes the backend's
+/// head from it, the same for both.
+pub struct RequestHead<'a> {
+    pub method: &'a str,
+    /// As sent: origin-form, absolute-form or `*` (HTTP/1); `:path` (HTTP/2).
+    pub target: &'a str,
+    /// HTTP/2's `:authority` when the stream has no Host field: it stands
+    /// for the Host field an HTTP/1.1 request must carry (RFC 9113 §8.3.1).
+    pub authority: Option<&'a str>,
+    pub version: Version,
+    pub fields: &'a [httparse::Header<'a>],
+    /// The bytes `fields` point into (HTTP/1), so that lines sent in the form
+    /// they would be written in are copied as they are; empty for HTTP/2.
+    pub raw: &'a [u8],
+    /// Length of the head in `raw`.
+    pub len: usize,
+    /// HTTP/2: DATA frames follow, a body with no framing field of its own
+    /// unless Content-Length gives its length.
+    pub body_follows: bool,
+}
+
+/// Parses an HTTP/1 request head from `buf` (RFC 9112 §2–§5), its fields
+/// into `storage`. `Ok(None)`: the head is not complete yet.
+pub fn parse<'b, 'h>(
+    buf: &'b [u8],
+    storage: &'h mut [std::mem::MaybeUninit<httparse::Header<'b>>],
+) -> Result<Option<RequestHead<'h>>, Refusal>
+where
+    'b: 'h,
+{
     let mut req = httparse::Request::new(&mut []);
-    let head_len = match req.parse_with_uninit_headers(buf, &mut headers) {
+    let len = match req.parse_with_uninit_headers(buf, storage) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Parse::Partial,
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
-            return Parse::Bad(
+            return Err((
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "too many headers",
-            )
+            ))
         }
-        Err(e) => return bad(parse_error(e)),
+        Err(e) => return Err(bad(parse_error(e))),
     };
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
-        return bad("incomplete request line");
+        return Err(bad("incomplete request line"));
     };
+    Ok(Some(RequestHead {
+        method,
+        target,
+        authority: None,
+        version: if version == 0 {
+            Version::Http10
+        } else {
+            Version::Http11
+        },
+        fields: req.headers,
+        raw: buf,
+        len,
+        body_follows: false,
+    }))
+}
+
+/// What [`check`] found in a head that passed: everything the backend's head
+/// is written from.
+struct Checked<'a> {
+    /// The target in origin form (or `*`).
+    path: &'a str,
+    /// The authority that replaces any Host field: absolute-form's (RFC 9112
+    /// §3.2.2), or HTTP/2's `:authority`.
+    authority: Option<&'a str>,
+    /// The host the request names: the authority, or its Host field.
+    host: Option<&'a [u8]>,
+    has_host: bool,
+    http10: bool,
+    close: bool,
+    keep_alive_token: bool,
+    content_length: Option<u64>,
+    body: BodyFraming,
+    expect_continue: bool,
+    /// Field names Connection lists (the first eight, then the rest).
+    listed: [&'a [u8]; 8],
+    n_listed: usize,
+    listed_more: Vec<&'a [u8]>,
+    forwarded_for: Option<&'a [u8]>,
+    upgrade: Option<&'a [u8]>,
+    /// The fields the backend does not get, one bit each.
+    dropped: [bool; MAX_HEADERS],
+}
+
+impl Checked<'_> {
+    fn listed(&self, name: &[u8]) -> bool {
+        self.listed[..self.n_listed]
+            .iter()
+            .chain(self.listed_more.iter())
+            .any(|l| l.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Applies the rules a server and an intermediary must (RFC 9112 §3, §6;
+/// RFC 9110 §7.2, §7.6.1, §7.8, §10.1.1) to a parsed head, in one pass over
+/// its fields.
+fn check<'a>(head: &RequestHead<'a>, fwd: &Forwarding) -> Result<Checked<'a>, Refusal> {
+    let (method, target) = (head.method, head.target);
     if method == "CONNECT" {
         // A reverse proxy opens no tunnels to where a client asks.
-        return Parse::Bad(
+        return Err((
             StatusCode::METHOD_NOT_ALLOWED,
             "CONNECT is not supported by this proxy",
-        );
+        ));
     }
     if target.len() > MAX_TARGET {
-        return Parse::Bad(StatusCode::URI_TOO_LONG, "request target too long");
+        return Err((StatusCode::URI_TOO_LONG, "request target too long"));
+    }
+    if head.fields.len() > MAX_HEADERS {
+        return Err((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too many headers",
+        ));
     }
     // RFC 9112 §3.2: origin-form, absolute-form, or `*` for OPTIONS.
     if !target.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-        return bad("invalid request target");
+        return Err(bad("invalid request target"));
     }
     let (path, authority) = if target.starts_with('/') || (target == "*" && method == "OPTIONS") {
-        (target, None)
+        (target, head.authority)
+    } else if head.version == Version::Http2 {
+        return Err(bad("invalid request target"));
     } else {
         match absolute_form(target) {
             Some((authority, path)) => (path, Some(authority)),
-            None => return bad("invalid request target"),
+            None => return Err(bad("invalid request target")),
         }
     };
-    let http10 = version == 0;
+    let http10 = head.version == Version::Http10;
 
     let (xff, xfp) = (fwd.xff, fwd.xfp);
+    let mut c = Checked {
+        path,
+        authority,
+        host: None,
+        has_host: authority.is_some(),
+        http10,
+        close: false,
+        keep_alive_token: false,
+        content_length: None,
+        body: BodyFraming::None,
+        expect_continue: false,
+        listed: [b""; 8],
+        n_listed: 0,
+        listed_more: Vec::new(),
+        forwarded_for: None,
+        upgrade: None,
+        dropped: [false; MAX_HEADERS],
+    };
     let mut hosts = 0;
     let mut host_values: [Option<&[u8]>; 2] = [None, None];
-    let mut close = false;
-    let mut keep_alive_token = false;
-    let mut content_length: Option<u64> = None;
+    if head.version == Version::Http2 {
+        // `:authority` is the Host field an HTTP/1.1 backend is sent.
+        if let Some(a) = authority {
+            host_values[0] = Some(a.as_bytes());
+            hosts = 1;
+        }
+    }
     let mut te_lines = 0;
     let mut te_chunked = false;
     let mut expect_continue = false;
-    let mut listed: [&[u8]; 8] = [b""; 8];
-    let mut n_listed = 0;
-    let mut listed_more: Vec<&[u8]> = Vec::new();
-    let mut forwarded_for: Option<&[u8]> = None;
-    let mut upgrade_value: Option<&[u8]> = None;
     let mut upgrade_token = false;
-    // The fields the backend does not get, one bit each, decided in the same
-    // pass by the name (its length first): hop-by-hop ones, the framing and
-    // Expect fields, the forwarding fields floatlb writes itself, a Host the
+    // The fields the backend does not get, decided in the same pass by the
+    // name (its length first): hop-by-hop ones, the framing and Expect
+    // fields, the forwarding fields floatlb writes itself, a Host the
     // target's authority replaces. Those a Connection header names are left
     // out when the head is written (a Connection line may come after them).
-    let mut dropped = [false; MAX_HEADERS];
-    for (i, h) in req.headers.iter().enumerate() {
+    for (i, h) in head.fields.iter().enumerate() {
         let name = h.name.as_bytes();
         let drop = match name.len() {
             2 => is_name(name, b"te"),
@@ -216,10 +337,10 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding, route: impl FnOnce(&Seen<'_>) -> u3
                 true
             }
             7 if is_name(name, b"upgrade") => {
-                if upgrade_value.is_some() {
-                    return bad("more than one Upgrade header");
+                if c.upgrade.is_some() {
+                    return Err(bad("more than one Upgrade header"));
                 }
-                upgrade_value = Some(h.value);
+                c.upgrade = Some(h.value);
                 true
             }
             7 => is_name(name, b"trailer"),
@@ -233,33 +354,33 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding, route: impl FnOnce(&Seen<'_>) -> u3
                 // RFC 9112 §6.3: digits only; lines that disagree are a smuggling attempt.
                 let v = h.value.trim_ascii();
                 if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
-                    return bad("invalid Content-Length");
+                    return Err(bad("invalid Content-Length"));
                 }
                 let n = v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-                if content_length.is_some_and(|c| c != n) {
-                    return bad("conflicting Content-Length values");
+                if c.content_length.is_some_and(|c| c != n) {
+                    return Err(bad("conflicting Content-Length values"));
                 }
-                content_length = Some(n);
+                c.content_length = Some(n);
                 true
             }
             10 if is_name(name, b"connection") => {
                 match fields::sole_connection_token(h.value) {
-                    Some(ConnectionToken::Close) => close = true,
-                    Some(ConnectionToken::KeepAlive) => keep_alive_token = true,
+                    Some(ConnectionToken::Close) => c.close = true,
+                    Some(ConnectionToken::KeepAlive) => c.keep_alive_token = true,
                     _ => {
                         for token in fields::connection_tokens(h.value) {
                             match token {
-                                ConnectionToken::Close => close = true,
-                                ConnectionToken::KeepAlive => keep_alive_token = true,
+                                ConnectionToken::Close => c.close = true,
+                                ConnectionToken::KeepAlive => c.keep_alive_token = true,
                                 ConnectionToken::Name(name) if is_name(name, b"upgrade") => {
                                     upgrade_token = true
                                 }
-                                ConnectionToken::Name(name) if n_listed == listed.len() => {
-                                    listed_more.push(name)
+                                ConnectionToken::Name(name) if c.n_listed == c.listed.len() => {
+                                    c.listed_more.push(name)
                                 }
                                 ConnectionToken::Name(name) => {
-                                    listed[n_listed] = name;
-                                    n_listed += 1;
+                                    c.listed[c.n_listed] = name;
+                                    c.n_listed += 1;
                                 }
                             }
                         }
@@ -269,113 +390,161 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding, route: impl FnOnce(&Seen<'_>) -> u3
             }
             10 => is_name(name, b"keep-alive"),
             15 if is_name(name, b"x-forwarded-for") => {
-                forwarded_for = forwarded_for.or(Some(h.value));
+                c.forwarded_for = c.forwarded_for.or(Some(h.value));
                 xff
             }
             16 => is_name(name, b"proxy-connection"),
             _ => false,
         };
-        dropped[i] = drop;
+        c.dropped[i] = drop;
     }
     // RFC 9112 §6.1 and §6.3: the body's framing must be unambiguous.
-    if let (Some(n), max) = (content_length, fwd.max_body) {
+    if let (Some(n), max) = (c.content_length, fwd.max_body) {
         if max > 0 && n > max {
-            return Parse::Bad(
+            return Err((
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request body larger than max-body-size",
-            );
+            ));
         }
     }
-    let body = if te_lines > 0 {
+    c.body = if te_lines > 0 {
         if http10 {
-            return bad("Transfer-Encoding in an HTTP/1.0 request");
+            return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
         }
         if te_lines > 1 {
-            return bad("repeated Transfer-Encoding");
+            return Err(bad("repeated Transfer-Encoding"));
         }
         if !te_chunked {
-            return bad("unsupported Transfer-Encoding");
+            return Err(bad("unsupported Transfer-Encoding"));
         }
-        if content_length.is_some() {
-            return bad("both Content-Length and Transfer-Encoding");
+        if c.content_length.is_some() {
+            return Err(bad("both Content-Length and Transfer-Encoding"));
         }
         BodyFraming::Chunked
     } else {
-        match content_length {
+        match c.content_length {
             Some(n) if n > 0 => BodyFraming::Length(n),
+            // HTTP/2 DATA frames of no announced length: chunked for HTTP/1.1.
+            None if head.body_follows => BodyFraming::Chunked,
             _ => BodyFraming::None,
         }
     };
     // RFC 9112 §3.2: one valid Host, required in HTTP/1.1.
     if let Err(reason) = fields::check_host(host_values.into_iter().flatten(), http10) {
-        return bad(reason);
+        return Err(bad(reason));
     }
+    c.host = authority.map(str::as_bytes).or(host_values[0]);
+    c.has_host |= hosts > 0;
     // RFC 9110 §7.8: Upgrade counts only when Connection lists it, never in
     // HTTP/1.0, and here only on a request without a body.
-    let upgrade = upgrade_value.filter(|_| upgrade_token && !http10 && body == BodyFraming::None);
-    let route = route(&Seen {
-        method,
-        host: authority.map(str::as_bytes).or(host_values[0]),
-        target: path,
-        headers: &*req.headers,
-    });
-    let listed_name = |name: &[u8]| {
-        listed[..n_listed]
-            .iter()
-            .chain(listed_more.iter())
-            .any(|l| l.eq_ignore_ascii_case(name))
-    };
+    c.upgrade = c
+        .upgrade
+        .filter(|_| upgrade_token && !http10 && c.body == BodyFraming::None);
+    // RFC 9110 §10.1.1: a 100 is never sent to an HTTP/1.0 client.
+    c.expect_continue = expect_continue && !http10 && c.body != BodyFraming::None;
+    Ok(c)
+}
 
+/// Parses a request head from `buf` and prepares the backend's head. `route`
+/// is asked which route the request takes (once it passed every check); its
+/// answer is kept in [`Prepared::route`].
+pub fn prepare(buf: &[u8], fwd: &Forwarding, route: impl FnOnce(&Seen<'_>) -> u32) -> Parse {
+    // Not initialised first: the parser writes the fields it finds.
+    let mut storage = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    match parse(buf, &mut storage) {
+        Ok(Some(head)) => match prepare_head(&head, fwd, route) {
+            Ok(p) => Parse::Ready(p),
+            Err((status, reason)) => Parse::Bad(status, reason),
+        },
+        Ok(None) => Parse::Partial,
+        Err((status, reason)) => Parse::Bad(status, reason),
+    }
+}
+
+/// Checks a head (HTTP/1 or HTTP/2), asks `route` which route it takes and
+/// writes the backend's HTTP/1.1 head: the one path from a client's request
+/// to what the proxy sends.
+pub fn prepare_head(
+    head: &RequestHead<'_>,
+    fwd: &Forwarding,
+    route: impl FnOnce(&Seen<'_>) -> u32,
+) -> Result<Prepared, Refusal> {
+    let c = check(head, fwd)?;
+    let route = route(&Seen {
+        method: head.method,
+        host: c.host,
+        target: c.path,
+        headers: head.fields,
+    });
+    Ok(write(head, &c, fwd, route))
+}
+
+/// Writes the backend's head: the request line in HTTP/1.1, the client's
+/// fields as sent minus those dropped (and those Connection names), then
+/// Host from an authority, the forwarding fields, one framing field and the
+/// upgrade.
+fn write(head: &RequestHead<'_>, c: &Checked<'_>, fwd: &Forwarding, route: u32) -> Prepared {
+    let (method, path, raw) = (head.method, c.path, head.raw);
     // Room for the answer's head too: the buffer is used again for it.
-    let mut out = Vec::with_capacity((head_len + 80).max(512));
+    let mut out = Vec::with_capacity((head.len + 80).max(512));
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     let target_at = (out.len(), out.len() + path.len());
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let any_listed = n_listed > 0;
-    let base = buf.as_ptr() as usize;
+    let any_listed = c.n_listed > 0;
+    let base = raw.as_ptr() as usize;
+    let in_raw = |s: &[u8]| {
+        let at = s.as_ptr() as usize;
+        at >= base && at + s.len() <= base + raw.len()
+    };
     // The run of the client's lines to copy next, as they are: a line already
     // in the `name: value` form it would be written in.
     let mut run = 0..0;
-    for (i, h) in req.headers.iter().enumerate() {
+    for (i, h) in head.fields.iter().enumerate() {
         let name = h.name.as_bytes();
         // Host stays whatever Connection names (RFC 9110 §7.6.1: a connection
         // option never names a field meant for every recipient).
-        if dropped[i] || (any_listed && listed_name(name) && !is_name(name, b"host")) {
+        if c.dropped[i] || (any_listed && c.listed(name) && !is_name(name, b"host")) {
             continue;
         }
-        let ns = name.as_ptr() as usize - base;
-        let ne = ns + name.len();
-        let vs = h.value.as_ptr() as usize - base;
-        let ve = vs + h.value.len();
-        if vs == ne + 2 && buf.get(ne..vs) == Some(b": ") && buf.get(ve..ve + 2) == Some(b"\r\n") {
-            if run.end == ns && !run.is_empty() {
-                run.end = ve + 2;
-            } else {
-                out.extend_from_slice(&buf[run]);
-                run = ns..ve + 2;
+        if in_raw(name) && in_raw(h.value) {
+            let ns = name.as_ptr() as usize - base;
+            let ne = ns + name.len();
+            let vs = h.value.as_ptr() as usize - base;
+            let ve = vs + h.value.len();
+            if vs == ne + 2
+                && raw.get(ne..vs) == Some(b": ")
+                && raw.get(ve..ve + 2) == Some(b"\r\n")
+            {
+                if run.end == ns && !run.is_empty() {
+                    run.end = ve + 2;
+                } else {
+                    out.extend_from_slice(&raw[run]);
+                    run = ns..ve + 2;
+                }
+                continue;
             }
-            continue;
         }
-        out.extend_from_slice(&buf[run]);
+        out.extend_from_slice(&raw[run]);
         run = 0..0;
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(&buf[run]);
-    if let Some(authority) = authority {
-        // RFC 9112 §3.2.2: the target's authority replaces any Host sent.
+    out.extend_from_slice(&raw[run]);
+    if let Some(authority) = c.authority {
+        // RFC 9112 §3.2.2: the target's authority replaces any Host sent;
+        // RFC 9113 §8.3.1: `:authority` becomes the Host field.
         out.extend_from_slice(b"host: ");
         out.extend_from_slice(authority.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if xff {
+    if fwd.xff {
         // Appended to the first value the client sent.
         out.extend_from_slice(b"x-forwarded-for: ");
-        if let Some(prev) = forwarded_for {
+        if let Some(prev) = c.forwarded_for {
             out.extend_from_slice(prev);
             out.extend_from_slice(b", ");
         }
@@ -384,7 +553,7 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding, route: impl FnOnce(&Seen<'_>) -> u3
         out.extend_from_slice(ip.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if xfp {
+    if fwd.xfp {
         out.extend_from_slice(if fwd.https {
             b"x-forwarded-proto: https\r\n"
         } else {
@@ -411,14 +580,14 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding, route: impl FnOnce(&Seen<'_>) -> u3
         });
     }
     if fwd.via {
-        // The version the client's message was received in.
-        out.extend_from_slice(if http10 {
-            b"via: 1.0 floatlb\r\n"
-        } else {
-            b"via: 1.1 floatlb\r\n"
+        // RFC 9110 §7.6.3: the version the client's message was received in.
+        out.extend_from_slice(match head.version {
+            Version::Http10 => b"via: 1.0 floatlb\r\n",
+            Version::Http11 => b"via: 1.1 floatlb\r\n",
+            Version::Http2 => b"via: 2 floatlb\r\n",
         });
     }
-    match body {
+    match c.body {
         BodyFraming::Length(n) => {
             out.extend_from_slice(b"content-length: ");
             out.extend_from_slice(n.to_string().as_bytes());
@@ -427,13 +596,13 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding, route: impl FnOnce(&Seen<'_>) -> u3
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         // A bodyless request whose method normally has a body says so.
         BodyFraming::None
-            if content_length.is_some() || matches!(method, "POST" | "PUT" | "PATCH") =>
+            if c.content_length.is_some() || matches!(method, "POST" | "PUT" | "PATCH") =>
         {
             out.extend_from_slice(b"content-length: 0\r\n")
         }
         BodyFraming::None => {}
     }
-    if let Some(protocols) = upgrade {
+    if let Some(protocols) = c.upgrade {
         out.extend_from_slice(b"upgrade: ");
         out.extend_from_slice(protocols);
         out.extend_from_slice(b"\r\nconnection: upgrade\r\n");
@@ -441,7 +610,7 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding, route: impl FnOnce(&Seen<'_>) -> u3
     out.extend_from_slice(b"\r\n");
     let log = fwd.log.then(|| {
         let text = |wanted: &str| {
-            req.headers
+            head.fields
                 .iter()
                 .find(|h| h.name.eq_ignore_ascii_case(wanted))
                 .map(|h| String::from_utf8_lossy(h.value).into_owned())
@@ -449,31 +618,30 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding, route: impl FnOnce(&Seen<'_>) -> u3
         LogFields {
             at: SystemTime::now(),
             method: http::Method::from_bytes(method.as_bytes()).unwrap_or_default(),
-            target: target.to_string(),
+            target: head.target.to_string(),
             referer: text("referer"),
             user_agent: text("user-agent"),
         }
     });
-    Parse::Ready(Prepared {
+    Prepared {
         out,
         target: target_at,
-        head_len,
-        has_host: hosts > 0 || authority.is_some(),
+        head_len: head.len,
+        has_host: c.has_host,
         idempotent: fields::is_idempotent(method),
         head_request: method == "HEAD",
-        upgrade: upgrade.is_some(),
-        http10,
-        keep_alive: if http10 {
-            keep_alive_token && !close
+        upgrade: c.upgrade.is_some(),
+        http10: c.http10,
+        keep_alive: if c.http10 {
+            c.keep_alive_token && !c.close
         } else {
-            !close
+            !c.close
         },
-        body,
-        // RFC 9110 §10.1.1: a 100 is never sent to an HTTP/1.0 client.
-        expect_continue: expect_continue && !http10 && body != BodyFraming::None,
+        body: c.body,
+        expect_continue: c.expect_continue,
         log,
         route,
-    })
+    }
 }
 
 /// `http://authority/path?query` → (authority, path-and-query); the path is

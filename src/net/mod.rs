@@ -3,6 +3,8 @@
 //! through a TLS session ([`tls_stream`]). What is said on a connection is `h1.rs`'s.
 
 pub mod listener;
+#[cfg(test)]
+pub(crate) mod script;
 pub(crate) mod tls_stream;
 
 use std::io::IoSlice;

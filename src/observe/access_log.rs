@@ -35,6 +35,8 @@ pub struct Record {
     pub route: Option<String>,
     pub pool: Option<String>,
     pub backend: Option<String>,
+    /// What ended it: `--`, or who and where (`crate::error::Error::termination`).
+    pub termination: crate::error::Termination,
 }
 
 pub struct AccessLog {
@@ -260,6 +262,7 @@ mod tests {
             route: Some("api".into()),
             pool: Some("api".into()),
             backend: None,
+            termination: crate::error::Termination::NORMAL,
         }
     }
 

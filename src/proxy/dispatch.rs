@@ -11,6 +11,7 @@ use http::StatusCode;
 
 use crate::backend::BackendState;
 use crate::config::{Action, CookieMode, PoolSpec, StickyCookie};
+use crate::error::{Error, Kind, Phase, Side};
 use crate::http1::edit::{map_cookie, FieldEdits};
 use crate::http1::request::{Prepared, NO_ROUTE};
 use crate::proxy::state::{Shared, Snapshot};
@@ -51,8 +52,13 @@ pub fn dispatch(
             None => Err(fail(
                 shared,
                 peer,
-                StatusCode::NOT_FOUND,
-                "no route matches this request",
+                Error::new(
+                    Side::Proxy,
+                    Phase::Request,
+                    Kind::Denied,
+                    StatusCode::NOT_FOUND,
+                    "no route matches this request",
+                ),
             )),
         };
         let sticky = to
@@ -80,28 +86,25 @@ pub fn dispatch(
         Action::Redirect { location, status } => {
             let host = req.host().unwrap_or("").to_string();
             let location = crate::config::fill_location(location, https, &host, req.target());
-            Err(Failure {
-                status: *status,
-                body: Bytes::new(),
-                content_type: "".into(),
-                location: Some(location),
-            })
+            let mut f = Failure::local(*status, Bytes::new(), String::new());
+            f.location = Some(location);
+            Err(f)
         }
         Action::Respond {
             status,
             content_type,
             body,
-        } => Err(Failure {
-            status: *status,
-            body: body.clone(),
-            content_type: content_type.clone().into(),
-            location: None,
-        }),
+        } => Err(Failure::local(*status, body.clone(), content_type.clone())),
         Action::Deny(status) => Err(fail(
             shared,
             peer,
-            *status,
-            &format!("denied by route {}", spec.name),
+            Error::new(
+                Side::Proxy,
+                Phase::Request,
+                Kind::Denied,
+                *status,
+                format!("denied by route {}", spec.name),
+            ),
         )),
     };
     let sticky = to

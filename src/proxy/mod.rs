@@ -30,6 +30,8 @@ use crate::backend::upstream::{BodySource, Head, SendError, UpstreamBody};
 use crate::backend::{BackendState, ConnectError};
 use crate::balance::{Candidate, RequestKey};
 use crate::config::PoolSpec;
+use crate::error::{Error, Kind, Phase, Retry, Side, Termination};
+use crate::http1::request::Prepared;
 use crate::proxy::state::{PoolLive, Shared, Snapshot};
 
 /// A request, its head ready for a backend.
@@ -52,6 +54,23 @@ pub struct Outgoing<'a> {
     pub timer: Option<Pin<&'a mut Sleep>>,
     /// The backend the client's sticky cookie names (its cookie id).
     pub sticky: Option<&'a str>,
+}
+
+impl<'a> Outgoing<'a> {
+    /// A prepared request (from HTTP/1 or HTTP/2) with its body.
+    pub fn of(req: &'a Prepared, body: Body<'a>, sticky: Option<&'a str>) -> Self {
+        Outgoing {
+            head: &req.out,
+            target: req.target(),
+            has_host: req.has_host,
+            idempotent: req.idempotent,
+            head_request: req.head_request,
+            upgrade: req.upgrade,
+            body,
+            timer: None,
+            sticky,
+        }
+    }
 }
 
 /// A request's body, framed for the backend.
@@ -141,12 +160,14 @@ pub async fn exchange(
                 if spec.max_queue > 0 && queue.waiting.load(Ordering::Relaxed) >= spec.max_queue {
                     queue.refused_total.fetch_add(1, Ordering::Relaxed);
                     let reason = format!("the queue of pool {} is full", spec.name);
-                    return Answer::Local(fail(
-                        shared,
-                        peer,
+                    let e = Error::new(
+                        Side::Proxy,
+                        Phase::Queue,
+                        Kind::Unavailable,
                         StatusCode::SERVICE_UNAVAILABLE,
-                        &reason,
-                    ));
+                        reason,
+                    );
+                    return Answer::Local(fail(shared, peer, e));
                 }
                 queue.queued_total.fetch_add(1, Ordering::Relaxed);
             }
@@ -161,7 +182,14 @@ pub async fn exchange(
                     "no backend of pool {} had a free slot within {timeout:?} (queue-timeout)",
                     spec.name
                 );
-                return Answer::Local(fail(shared, peer, StatusCode::SERVICE_UNAVAILABLE, &reason));
+                let e = Error::new(
+                    Side::Backend,
+                    Phase::Queue,
+                    Kind::Timeout,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    reason,
+                );
+                return Answer::Local(fail(shared, peer, e));
             }
             continue;
         };
@@ -176,8 +204,7 @@ pub async fn exchange(
                 drop(in_flight);
                 failed_connects += 1;
                 if !connect_failed(spec, backend, idx, &e, failed_connects, &mut tried) {
-                    let f = fail(shared, peer, connect_status(&e), &e.to_string());
-                    return Answer::Local(f);
+                    return Answer::Local(fail(shared, peer, e.error()));
                 }
                 last_error = Some(e);
                 continue;
@@ -258,35 +285,32 @@ pub async fn exchange(
                     whole,
                 };
             }
-            Err(SendError::Timeout) => {
-                return Answer::Local(server_timeout(shared, peer, backend, server))
-            }
-            Err(SendError::ClientTimeout) => {
-                shared.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
-                let reason = "request body not received in time";
-                return Answer::Local(fail(shared, peer, StatusCode::REQUEST_TIMEOUT, reason));
-            }
             Err(SendError::Client(e)) => return Answer::ClientFailed(e),
-            Err(SendError::NoResponse(error))
-                if req.idempotent && !matches!(req.body, Body::Streamed { .. }) =>
-            {
-                if reused && stale_conns < 8 {
-                    stale_conns += 1;
-                    continue;
-                }
-                if !replayed {
-                    replayed = true;
-                    backend.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    if spec.redispatch {
-                        backend.stats.redispatches.fetch_add(1, Ordering::Relaxed);
-                        tried.push(idx);
+            Err(e) => {
+                let error = e.error(&backend.name, server);
+                if error.retry == Retry::IfIdempotent
+                    && req.idempotent
+                    && !matches!(req.body, Body::Streamed { .. })
+                {
+                    // On further pooled connections while those keep failing,
+                    // then once more on another backend.
+                    if reused && stale_conns < 8 {
+                        stale_conns += 1;
+                        continue;
                     }
-                    tracing::debug!(backend = %backend.name, %error, reused, "replaying idempotent request");
-                    continue;
+                    if !replayed {
+                        replayed = true;
+                        backend.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        if spec.redispatch {
+                            backend.stats.redispatches.fetch_add(1, Ordering::Relaxed);
+                            tried.push(idx);
+                        }
+                        tracing::debug!(backend = %backend.name, error = %e, reused, "replaying idempotent request");
+                        continue;
+                    }
                 }
-                return Answer::Local(backend_failed(shared, peer, backend, &error));
+                return Answer::Local(failed(shared, peer, backend, error));
             }
-            Err(e) => return Answer::Local(backend_failed(shared, peer, backend, &e)),
         }
     }
 }
@@ -359,42 +383,40 @@ pub(crate) fn hashed_value<'a>(spec: &'a PoolSpec, head: &'a [u8]) -> Option<&'a
 
 /// No backend left to try: the last connect error, or none healthy.
 fn unavailable(shared: &Shared, peer: SocketAddr, last_error: Option<ConnectError>) -> Failure {
-    match last_error {
-        Some(e) => fail(shared, peer, connect_status(&e), &e.to_string()),
-        None => fail(
-            shared,
-            peer,
+    let e = match last_error {
+        Some(e) => e.error(),
+        None => Error::new(
+            Side::Backend,
+            Phase::Connect,
+            Kind::Unavailable,
             StatusCode::SERVICE_UNAVAILABLE,
             "no healthy backend",
         ),
+    };
+    fail(shared, peer, e)
+}
+
+/// An exchange with `backend` that failed: counted against it (a timeout,
+/// or an error answered 502), or against the client's timeouts.
+fn failed(shared: &Shared, peer: SocketAddr, backend: &BackendState, e: Error) -> Failure {
+    match (e.side, e.kind) {
+        (Side::Client, Kind::Timeout) => {
+            shared.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        (Side::Client, _) => {}
+        (_, Kind::Timeout) => {
+            backend.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            backend.stats.count_status(e.status.as_u16());
+        }
+        _ => {
+            backend
+                .stats
+                .response_errors
+                .fetch_add(1, Ordering::Relaxed);
+            backend.stats.count_status(e.status.as_u16());
+        }
     }
-}
-
-fn server_timeout(
-    shared: &Shared,
-    peer: SocketAddr,
-    backend: &BackendState,
-    after: Duration,
-) -> Failure {
-    backend.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-    backend.stats.count_status(504);
-    let msg = format!("backend {} did not answer within {after:?}", backend.name);
-    fail(shared, peer, StatusCode::GATEWAY_TIMEOUT, &msg)
-}
-
-fn backend_failed(
-    shared: &Shared,
-    peer: SocketAddr,
-    backend: &BackendState,
-    error: &dyn std::fmt::Display,
-) -> Failure {
-    backend
-        .stats
-        .response_errors
-        .fetch_add(1, Ordering::Relaxed);
-    backend.stats.count_status(502);
-    let msg = format!("backend {} failed: {error}", backend.name);
-    fail(shared, peer, StatusCode::BAD_GATEWAY, &msg)
+    fail(shared, peer, e)
 }
 
 /// A failed connect: counted, maybe the backend marked down. Returns whether
@@ -421,13 +443,6 @@ fn connect_failed(
         tried.push(idx);
     }
     true
-}
-
-fn connect_status(e: &ConnectError) -> StatusCode {
-    match e {
-        ConnectError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        _ => StatusCode::BAD_GATEWAY,
-    }
 }
 
 fn pick(
@@ -514,24 +529,39 @@ pub struct Failure {
     pub content_type: std::borrow::Cow<'static, str>,
     /// A redirect's target.
     pub location: Option<String>,
+    /// What the access log says ended the request.
+    pub termination: Termination,
 }
 
 impl Failure {
-    /// The answer's text: "502 Bad Gateway: <reason>".
-    pub fn new(status: StatusCode, reason: &str) -> Self {
-        let text = crate::http1::answers::error_text(status, reason);
+    /// The answer to `e`: "502 Bad Gateway: <reason>".
+    pub fn of(e: &Error) -> Self {
+        let text = crate::http1::answers::error_text(e.status, &e.reason);
         Failure {
-            status,
+            status: e.status,
             body: Bytes::from(text),
             content_type: crate::http1::answers::ERROR_CONTENT_TYPE.into(),
             location: None,
+            termination: e.termination(),
+        }
+    }
+
+    /// A route's own answer (a redirect, a page): termination `LR`.
+    pub fn local(status: StatusCode, body: Bytes, content_type: String) -> Self {
+        let e = Error::new(Side::Proxy, Phase::Request, Kind::Answered, status, "");
+        Failure {
+            status,
+            body,
+            content_type: content_type.into(),
+            location: None,
+            termination: e.termination(),
         }
     }
 }
 
 /// Counts and logs a local error answer, and writes its text.
-pub fn fail(shared: &Shared, peer: SocketAddr, status: StatusCode, reason: &str) -> Failure {
-    let counter = match status.as_u16() {
+pub fn fail(shared: &Shared, peer: SocketAddr, e: Error) -> Failure {
+    let counter = match e.status.as_u16() {
         400 => &shared.stats.bad_requests,
         502 => &shared.stats.errors_502,
         503 => &shared.stats.errors_503,
@@ -539,8 +569,33 @@ pub fn fail(shared: &Shared, peer: SocketAddr, status: StatusCode, reason: &str)
         _ => &shared.stats.errors_other,
     };
     counter.fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(status = status.as_u16(), reason, client = %peer, "error response");
-    Failure::new(status, reason)
+    tracing::debug!(
+        status = e.status.as_u16(),
+        reason = %e.reason,
+        side = ?e.side,
+        phase = ?e.phase,
+        client = %peer,
+        "error response"
+    );
+    Failure::of(&e)
+}
+
+/// A request body the client broke or left (`Answer::ClientFailed`), as an
+/// error: its chunk framing broken (400), over max-body-size (413), or the
+/// client gone.
+pub fn client_body_error(e: &std::io::Error) -> Error {
+    let (kind, status, reason) = match e.kind() {
+        std::io::ErrorKind::InvalidData => (
+            Kind::Malformed,
+            StatusCode::BAD_REQUEST,
+            "malformed request body".to_string(),
+        ),
+        std::io::ErrorKind::InvalidInput => {
+            (Kind::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+        _ => (Kind::Closed, StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    Error::new(Side::Client, Phase::Body, kind, status, reason)
 }
 
 /// A finished request, as the metrics and the access log record it.
@@ -559,6 +614,8 @@ pub struct Finished {
     pub pool: Option<usize>,
     /// The backend that answered.
     pub backend: Option<String>,
+    /// What ended the request ([`Termination::NORMAL`]: its answer).
+    pub termination: Termination,
 }
 
 /// The one place a finished request is recorded, for HTTP/1 and HTTP/2
@@ -587,6 +644,7 @@ pub fn finished(shared: &Shared, snap: &Snapshot, f: Finished) {
                 .and_then(|p| resolved.pools.get(p))
                 .map(|p| p.name.clone()),
             backend: f.backend,
+            termination: f.termination,
         });
     }
 }
