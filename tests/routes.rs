@@ -702,32 +702,40 @@ fn the_access_log_names_route_pool_and_backend_in_a_custom_format() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
     let body = format!(
-        "[log]\naccess = \"custom\"\naccess-path = \"{}\"\nformat = \"{{method}} {{target}} {{status}} route={{route}} pool={{pool}} backend={{backend}}\"\n\n{}{}[[route]]\nname = \"shop\"\nhost = \"shop.example\"\npool = \"shop\"\n\n[[route]]\nname = \"gone\"\npath = \"/gone\"\ndeny = 410\n\n[[route]]\nname = \"rest\"\npool = \"www\"\n",
+        "[log]\naccess = \"custom\"\naccess-path = \"{}\"\nformat = \"{{method}} {{target}} {{status}} route={{route}} pool={{pool}} backend={{backend}} {{termination}}\"\n\n{}{}[[pool]]\nname = \"dead\"\nbackends = [\"127.0.0.1:{}\"]\n\n[[route]]\nname = \"shop\"\nhost = \"shop.example\"\npool = \"shop\"\n\n[[route]]\nname = \"gone\"\npath = \"/gone\"\ndeny = 410\n\n[[route]]\nname = \"down\"\npath = \"/down\"\npool = \"dead\"\n\n[[route]]\nname = \"rest\"\npool = \"www\"\n",
         log.display(),
         pool("shop", &shop),
-        pool("www", &www)
+        pool("www", &www),
+        support::free_port()
     );
     let lb = Floatlb::start(&body);
     curl(lb.addr, "shop.example", "/cart?id=1", &[]);
     curl(lb.addr, "x", "/gone", &[]);
     curl(lb.addr, "x", "/", &[]);
-    wait_for("three log lines", || {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 3)
+    curl(lb.addr, "x", "/down", &[]);
+    wait_for("four log lines", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 4)
     });
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
-        lines,
+        lines[..3],
         [
             format!(
-                "GET /cart?id=1 200 route=shop pool=shop backend={}",
+                "GET /cart?id=1 200 route=shop pool=shop backend={} --",
                 shop.addr
             )
             .as_str(),
-            "GET /gone 410 route=gone pool=- backend=-",
-            format!("GET / 200 route=rest pool=www backend={}", www.addr).as_str(),
+            // The termination code: floatlb refused it in the request phase.
+            "GET /gone 410 route=gone pool=- backend=- PR",
+            format!("GET / 200 route=rest pool=www backend={} --", www.addr).as_str(),
         ]
     );
+    // A backend that refuses connections: 502, or 503 once its health check
+    // has marked it down; either way the backend side at connect.
+    let (down_status, down_rest) = lines[3]["GET /down ".len()..].split_at(3);
+    assert!(matches!(down_status, "502" | "503"), "{}", lines[3]);
+    assert_eq!(down_rest, " route=down pool=dead backend=- SC");
     assert_eq!(
         metric(&lb, "floatlb_route_requests_total{route=\"shop\"}"),
         1.0

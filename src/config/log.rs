@@ -62,6 +62,9 @@ pub enum LogField {
     Route,
     Pool,
     Backend,
+    /// Who ended the request and where: `--`, or e.g. `SC`, `sH`, `PR`
+    /// (`crate::error::Termination`).
+    Termination,
 }
 
 /// `[log] format` parsed: text, and fields named in braces.
@@ -69,7 +72,7 @@ pub enum LogField {
 pub struct LogTemplate(pub Vec<Result<LogField, String>>);
 
 impl LogTemplate {
-    const FIELDS: [(&'static str, LogField); 14] = [
+    const FIELDS: [(&'static str, LogField); 15] = [
         ("client", LogField::Client),
         ("time", LogField::Time),
         ("timestamp", LogField::Timestamp),
@@ -84,6 +87,7 @@ impl LogTemplate {
         ("route", LogField::Route),
         ("pool", LogField::Pool),
         ("backend", LogField::Backend),
+        ("termination", LogField::Termination),
     ];
 
     /// Parses "{client} {status}": `Ok` for a field, `Err` for literal text.

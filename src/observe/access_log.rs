@@ -139,7 +139,7 @@ pub fn format_record(format: AccessFormat, r: &Record, out: &mut String) {
                     .as_secs_f64();
             let _ = writeln!(
                 out,
-                "{{\"time\":{secs:.6},\"client\":\"{}\",\"method\":{},\"target\":{},\"version\":\"{:?}\",\"status\":{},\"bytes\":{},\"referer\":{},\"user_agent\":{},\"duration_ms\":{:.3},\"route\":{},\"pool\":{},\"backend\":{}}}",
+                "{{\"time\":{secs:.6},\"client\":\"{}\",\"method\":{},\"target\":{},\"version\":\"{:?}\",\"status\":{},\"bytes\":{},\"referer\":{},\"user_agent\":{},\"duration_ms\":{:.3},\"route\":{},\"pool\":{},\"backend\":{},\"termination\":\"{}\"}}",
                 r.client,
                 crate::observe::json::json_str(r.method.as_str()),
                 crate::observe::json::json_str(&r.target),
@@ -152,6 +152,7 @@ pub fn format_record(format: AccessFormat, r: &Record, out: &mut String) {
                 json_or_null(&r.route),
                 json_or_null(&r.pool),
                 json_or_null(&r.backend),
+                r.termination,
             );
         }
     }
@@ -193,6 +194,7 @@ pub fn format_custom(t: &LogTemplate, r: &Record, out: &mut String) {
             Ok(LogField::Route) => write!(out, "{}", or_dash(&r.route)),
             Ok(LogField::Pool) => write!(out, "{}", or_dash(&r.pool)),
             Ok(LogField::Backend) => write!(out, "{}", or_dash(&r.backend)),
+            Ok(LogField::Termination) => write!(out, "{}", r.termination),
         };
     }
     out.push('\n');
@@ -286,16 +288,16 @@ mod tests {
         assert!(s.ends_with(" 200 1500 \"-\" \"wrk \\\"x\\\"\"\n"), "{s}");
         s.clear();
         format_record(AccessFormat::Json, &record(), &mut s);
-        assert!(s.starts_with("{\"time\":1795415707.000000,\"client\":\"198.18.0.2\",\"method\":\"GET\",\"target\":\"/a?b=1\",\"version\":\"HTTP/1.1\",\"status\":200,\"bytes\":1500,\"referer\":null,\"user_agent\":\"wrk \\\"x\\\"\",\"duration_ms\":1.500,\"route\":\"api\",\"pool\":\"api\",\"backend\":null}"), "{s}");
+        assert!(s.starts_with("{\"time\":1795415707.000000,\"client\":\"198.18.0.2\",\"method\":\"GET\",\"target\":\"/a?b=1\",\"version\":\"HTTP/1.1\",\"status\":200,\"bytes\":1500,\"referer\":null,\"user_agent\":\"wrk \\\"x\\\"\",\"duration_ms\":1.500,\"route\":\"api\",\"pool\":\"api\",\"backend\":null,\"termination\":\"--\"}"), "{s}");
         s.clear();
         let t = LogTemplate::parse(
-            "{client} {method} {target} {status} route={route} {pool} {backend} {user_agent}",
+            "{client} {method} {target} {status} route={route} {pool} {backend} {user_agent} {termination}",
         )
         .unwrap();
         format_custom(&t, &record(), &mut s);
         assert_eq!(
             s,
-            "198.18.0.2 GET /a?b=1 200 route=api api - wrk \\\"x\\\"\n"
+            "198.18.0.2 GET /a?b=1 200 route=api api - wrk \\\"x\\\" --\n"
         );
         assert!(LogTemplate::parse("{nope}")
             .unwrap_err()
