@@ -88,11 +88,10 @@ pub fn flows(owners: &str, flows_csv: &str, gone: &str) -> Flows {
 /// node that left saw failures. 0 when none failed.
 pub fn failed_probe_span_ms(probes: &[Probe]) -> f64 {
     let mut failed = probes.iter().filter(|p| !p.ok()).map(|p| p.start);
-    let Some(first) = failed.next() else {
-        return 0.0;
-    };
-    let last = failed.last().unwrap_or(first);
-    (last - first) * 1000.0
+    match (failed.next(), failed.next_back()) {
+        (Some(first), Some(last)) => (last - first) * 1000.0,
+        _ => 0.0,
+    }
 }
 
 /// A comma-separated list of counters, where an empty cell is one that could not be read.
