@@ -10,8 +10,12 @@
 //!   floatlb, HAProxy, nginx and a bare web server in the lab, with per-host
 //!   CPU/memory/network from /proc; CSV, markdown and PNG plots; with routes scenarios
 //!   (`floatlb-r10k`, ...: a `Host` per scenario), their ratios (`routes`).
-//! - `bench report`: the markdown summary and plots again from a sweep's `runs.csv`.
-//! - `bench hold`: keeps many idle keep-alive connections open (memory per connection).
+//!   With `--tls 1`, TLS loads instead (HTTPS keep-alive, resumed and full handshakes,
+//!   HTTP/2) against the balancers' port 443, and idle TLS connections (`tls`).
+//! - `bench report`: the markdown summary and plots again from a sweep's `runs.csv` (or the
+//!   lab's former `tls-runs.csv`).
+//! - `bench hold`: keeps many idle keep-alive connections open (memory per connection);
+//!   `--tls 1`: TLS ones.
 //! - `bench flows`: many busy keep-alive connections; per connection its port and how it ended.
 //! - `bench soak`: each LB node's RSS over a soak (first and last 5 minutes, slopes) from the
 //!   soak drill's sampler CSV.
@@ -33,6 +37,7 @@ mod sample;
 mod soak;
 mod stats;
 mod sweep;
+mod tls;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -229,20 +234,39 @@ fn main() -> Result<()> {
         "sweep" => cmd_sweep(&f)?,
         "report" => {
             let dir = std::path::PathBuf::from(get::<String>(&f, "dir", None)?);
-            let text = std::fs::read_to_string(dir.join("runs.csv")).context("reading runs.csv")?;
+            // A TLS sweep from before it moved into the bench wrote its runs and idle
+            // connections under other names, and no setup.tsv.
+            let old_tls = !dir.join("runs.csv").exists() && dir.join("tls-runs.csv").exists();
+            let (runs, idle_csv) = if old_tls {
+                ("tls-runs.csv", "tls-idle.csv")
+            } else {
+                ("runs.csv", "idle.csv")
+            };
+            let text = std::fs::read_to_string(dir.join(runs))
+                .with_context(|| format!("reading {runs}"))?;
             let rows: Vec<sweep::Row> = text
                 .lines()
                 .skip(1)
-                .filter_map(sweep::Row::from_csv)
+                .filter_map(if old_tls {
+                    tls::old_row
+                } else {
+                    sweep::Row::from_csv
+                })
                 .collect();
             // What the sweep wrote besides its runs, when it is there.
-            let setup: Vec<(String, String)> = std::fs::read_to_string(dir.join("setup.tsv"))
+            let mut setup: Vec<(String, String)> = std::fs::read_to_string(dir.join("setup.tsv"))
                 .unwrap_or_default()
                 .lines()
                 .filter_map(|l| l.split_once('\t'))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            let idle: Vec<sweep::IdleRow> = std::fs::read_to_string(dir.join("idle.csv"))
+            if let (true, Some(pct)) = (old_tls, bound_pct(&dir)) {
+                setup.push((
+                    report::BOUND_KEY.into(),
+                    format!("every balancer's host capped at {pct}% of one core (cgroup CPU quota; bound.tsv says how often each was held back)"),
+                ));
+            }
+            let idle: Vec<sweep::IdleRow> = std::fs::read_to_string(dir.join(idle_csv))
                 .unwrap_or_default()
                 .lines()
                 .skip(1)
@@ -254,7 +278,12 @@ fn main() -> Result<()> {
             let addr: std::net::SocketAddr = get(&f, "addr", None)?;
             let conns: u64 = get(&f, "conns", Some(10_000))?;
             let secs: f64 = get(&f, "hold-s", Some(4.0))?;
-            hold::run(addr, conns, Duration::from_secs_f64(secs));
+            let tls = match f.get("tls").map(String::as_str) {
+                Some("1") => Some(hold::tls_config()?),
+                None | Some("0") => None,
+                Some(v) => bail!("--tls: 1 or 0, not {v:?}"),
+            };
+            hold::run(addr, conns, Duration::from_secs_f64(secs), tls);
         }
         "flows" => {
             let addr: std::net::SocketAddr = get(&f, "addr", None)?;
@@ -313,9 +342,7 @@ fn main() -> Result<()> {
             );
         }
         other => {
-            bail!(
-                "unknown command {other:?}: use probe, analyze, summarize, sweep, report, hold, flows, soak or anycast"
-            )
+            bail!("unknown command {other:?}: use probe, analyze, summarize, sweep, report, hold, flows, soak or anycast")
         }
     }
     Ok(())
@@ -384,14 +411,21 @@ fn cmd_sweep(f: &HashMap<String, String>) -> Result<()> {
     let post_wrk_c = list(f, "post-wrk-c", &post_wrk_c)?;
     let post_ab_n = list(f, "post-ab-n", &post_ab_n)?;
     let post_ab_c = list(f, "post-ab-c", &post_ab_c)?;
-    let mut loads = sweep::plan(&ab_n, &ab_c, &wrk_c, secs);
-    loads.extend(sweep::post_plan(
-        &post_bytes,
-        &post_ab_n,
-        &post_ab_c,
-        &post_wrk_c,
-        secs,
-    ));
+    // --tls 1: the TLS loads alone, each balancer terminating TLS on port 443.
+    let tls = f.get("tls").is_some_and(|v| v == "1");
+    let loads = if tls {
+        sweep::tls_plan(secs)
+    } else {
+        let mut l = sweep::plan(&ab_n, &ab_c, &wrk_c, secs);
+        l.extend(sweep::post_plan(
+            &post_bytes,
+            &post_ab_n,
+            &post_ab_c,
+            &post_wrk_c,
+            secs,
+        ));
+        l
+    };
     let out = std::path::PathBuf::from(get::<String>(f, "out", None)?);
     let mut setup = vec![
         (
@@ -452,6 +486,12 @@ fn cmd_sweep(f: &HashMap<String, String>) -> Result<()> {
             ),
         ));
     }
+    if tls {
+        setup.push((
+            "TLS".into(),
+            "one ECDSA P-256 certificate for all; floatlb: rustls 0.23 with aws-lc-rs, HAProxy 2.6 and nginx 1.22: OpenSSL 3.0; TLS 1.3 offered by every client and server here; loads: HTTPS keep-alive (`wrk -t1 -c50`), a new connection per request (`wrk -H 'Connection: close'`, which resumes its session), full handshakes (8 `openssl s_time -new` at once), HTTP/2 (`h2load -c50 -m10`); idle connections: `bench hold --tls 1`, HTTP/1.1 by ALPN".into(),
+        ));
+    }
     if let Some(v) = f.get("routes") {
         setup.push(("routes".into(), v.clone()));
     }
@@ -467,7 +507,12 @@ fn cmd_sweep(f: &HashMap<String, String>) -> Result<()> {
         loads,
         rounds: get(f, "rounds", Some(rounds))?,
         out: out.clone(),
-        idle_conns: get(f, "idle-conns", Some(idle))?,
+        idle_conns: get(
+            f,
+            "idle-conns",
+            Some(if tls && !quick { 2000 } else { idle }),
+        )?,
+        tls,
         setup,
     };
     let setup_tsv: String = sw
@@ -489,6 +534,14 @@ fn cmd_sweep(f: &HashMap<String, String>) -> Result<()> {
     Ok(())
 }
 
+/// The CPU cap of a bound sweep from the `bound.tsv` the lab writes beside it.
+fn bound_pct(dir: &std::path::Path) -> Option<String> {
+    let t = std::fs::read_to_string(dir.join("bound.tsv")).ok()?;
+    let mut lines = t.lines();
+    let col = lines.next()?.split('\t').position(|h| h == "pct")?;
+    Some(lines.next()?.split('\t').nth(col)?.to_string())
+}
+
 fn command_line(argv: &[&str]) -> String {
     std::process::Command::new(argv[0])
         .args(&argv[1..])
@@ -507,6 +560,19 @@ fn write_report(
     idle: &[sweep::IdleRow],
     setup: &[(String, String)],
 ) -> Result<()> {
+    // TLS points have a summary of their own (a TLS sweep has no other points).
+    let (tls_rows, rows): (Vec<sweep::Row>, Vec<sweep::Row>) =
+        rows.iter().cloned().partition(tls::is_tls);
+    if !tls_rows.is_empty() {
+        std::fs::write(
+            dir.join("summary.md"),
+            tls::markdown(&tls_rows, idle, setup),
+        )?;
+        print!("{}", tls::lines(&tls_rows));
+        println!("bench: results in {}", dir.display());
+        return Ok(());
+    }
+    let rows = &rows[..];
     let plots = match plot::all(rows, dir) {
         Ok(p) => p,
         Err(e) => {

@@ -1,5 +1,5 @@
-//! Parsers for what the load and probe tools print: wrk, ab, `ping -D`, and
-//! our own probe CSV. Each is tested on output recorded from the real tool.
+//! Parsers for what the load and probe tools print: wrk, ab, h2load, `openssl s_time`,
+//! `ping -D`, and our own probe CSV. Each is tested on output recorded from the real tool.
 
 /// The figures of one wrk run.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -280,6 +280,70 @@ pub fn max_interval_ms(times: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// The figures of one h2load run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct H2load {
+    /// "requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout".
+    pub total: u64,
+    pub succeeded: u64,
+    /// Every request that did not succeed, errored and timed-out ones included.
+    pub failed: u64,
+    /// Streams reset or cut with their connection, among them those still open when a timed
+    /// run (`-D`) stops ("Process Request Failure").
+    pub errored: u64,
+    pub timeout: u64,
+    /// "finished in 5.00s, 9834.60 req/s, 1.20MB/s".
+    pub seconds: f64,
+    pub requests_per_sec: f64,
+    pub bytes_per_sec: f64,
+}
+
+/// Parses h2load's summary.
+pub fn h2load(text: &str) -> Option<H2load> {
+    let mut h = H2load::default();
+    let (mut finished, mut counted) = (false, false);
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("finished in ") {
+            let mut it = rest.split(", ");
+            h.seconds = wrk_duration(it.next()?)?;
+            h.requests_per_sec = num(it.next()?.strip_suffix(" req/s")?)?;
+            // h2load's units are wrk's: "6.20MB/s".
+            h.bytes_per_sec = it
+                .next()
+                .and_then(|b| wrk_bytes(b.strip_suffix("/s")?))
+                .unwrap_or(0.0);
+            finished = true;
+        } else if let Some(rest) = line.strip_prefix("requests:") {
+            for part in rest.split(',') {
+                let mut it = part.split_whitespace();
+                let (v, k) = (num(it.next()?)? as u64, it.next()?);
+                match k {
+                    "total" => h.total = v,
+                    "succeeded" => h.succeeded = v,
+                    "failed" => h.failed = v,
+                    "errored" => h.errored = v,
+                    "timeout" => h.timeout = v,
+                    _ => {}
+                }
+            }
+            counted = true;
+        }
+    }
+    (finished && counted).then_some(h)
+}
+
+/// Connections made by `openssl s_time` clients, summed over every client whose output is in
+/// `text`: each prints "N connections in T real seconds, B bytes read per connection" (and a
+/// line of user-time figures, not counted). None when no client printed its count.
+pub fn s_time_connections(text: &str) -> Option<u64> {
+    let counts: Vec<u64> = text
+        .lines()
+        .filter(|l| l.contains(" real seconds"))
+        .filter_map(|l| l.split_once(" connections in ")?.0.trim().parse().ok())
+        .collect();
+    (!counts.is_empty()).then(|| counts.iter().sum())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +357,33 @@ mod tests {
     const WRK_LATENCY: &str = include_str!("../tests/data/wrk_latency.txt");
     const PING_OK: &str = include_str!("../tests/data/ping_ok.txt");
     const TCPDUMP_VRRP: &str = include_str!("../tests/data/tcpdump_vrrp.txt");
+    const H2LOAD: &str = include_str!("../tests/data/h2load.txt");
+    const S_TIME_NEW: &str = include_str!("../tests/data/s_time_new.txt");
+
+    #[test]
+    fn h2load_timed_run() {
+        let h = h2load(H2LOAD).unwrap();
+        assert_eq!(
+            (h.total, h.succeeded, h.failed, h.errored, h.timeout),
+            (4022, 4000, 22, 22, 0)
+        );
+        assert_eq!((h.seconds, h.requests_per_sec), (1.0, 4000.0));
+        assert!((h.bytes_per_sec - 6.20 * 1048576.0).abs() < 1.0);
+        // Cut before its summary (killed at the time limit): no figures.
+        let cut = &H2LOAD[..H2LOAD.find("finished in").unwrap()];
+        assert_eq!(h2load(cut), None);
+    }
+
+    #[test]
+    fn s_time_sums_every_client() {
+        assert_eq!(s_time_connections(S_TIME_NEW), Some(1546));
+        // Eight clients' outputs one after the other, as the TLS sweep collects them.
+        assert_eq!(s_time_connections(&S_TIME_NEW.repeat(8)), Some(8 * 1546));
+        assert_eq!(
+            s_time_connections("connect: Connection refused\nconnect error\n"),
+            None
+        );
+    }
 
     #[test]
     fn wrk_minutes() {

@@ -200,7 +200,7 @@ fn class(post: bool) -> &'static str {
 }
 
 /// " (target <= 0.85: met)", with the per-point ratios after it when given.
-fn judged(v: f64, target: Option<f64>, at_most: bool, per_point: &str) -> String {
+pub fn judged(v: f64, target: Option<f64>, at_most: bool, per_point: &str) -> String {
     let mut parts = Vec::new();
     if let Some(t) = target {
         let ok = if at_most { v <= t } else { v >= t };
@@ -469,7 +469,27 @@ pub fn markdown(
             );
         }
     }
-    s += "\n## Lost requests\n\n";
+    s += &lost_section(rows);
+    if !idle.is_empty() {
+        s += "\n## Idle keep-alive connections\n\n\
+              Each connection sent one request and then sat idle; the LB host's resident memory \
+              (all its processes) is read before and while they are held. Kernel socket memory is \
+              not included.\n\n";
+        s += &idle_table(idle);
+    }
+    if !plots.is_empty() {
+        s += "\n## Plots\n\n";
+        for p in plots {
+            let _ = writeln!(s, "![{p}]({p})\n");
+        }
+    }
+    s += &every_point_section(rows);
+    s
+}
+
+/// Every lost request, summed over rounds per scenario and load point.
+pub fn lost_section(rows: &[Row]) -> String {
+    let mut s = String::from("\n## Lost requests\n\n");
     let lost: BTreeMap<(String, String), u64> =
         rows.iter()
             .filter(|r| r.lost > 0)
@@ -485,33 +505,35 @@ pub fn markdown(
             let _ = writeln!(s, "| {sc} | {l} | {n} |");
         }
     }
-    if !idle.is_empty() {
-        s += "\n## Idle keep-alive connections\n\n\
-              Each connection sent one request and then sat idle; the LB host's resident memory \
-              (all its processes) is read before and while they are held. Kernel socket memory is \
-              not included.\n\n\
-              | scenario | connections held | RSS before (KiB) | RSS while held (KiB) | bytes per connection |\n|---|---|---|---|---|\n";
-        for r in idle {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {:.0} |",
-                r.scenario,
-                r.conns,
-                r.rss_before_kib,
-                r.rss_during_kib,
-                r.bytes_per_conn()
-            );
-        }
+    s
+}
+
+/// The idle-connection memory table, one row per scenario.
+pub fn idle_table(idle: &[IdleRow]) -> String {
+    let mut s = String::from(
+        "| scenario | connections held | RSS before (KiB) | RSS while held (KiB) | bytes per connection |\n|---|---|---|---|---|\n",
+    );
+    for r in idle {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.0} |",
+            r.scenario,
+            r.conns,
+            r.rss_before_kib,
+            r.rss_during_kib,
+            r.bytes_per_conn()
+        );
     }
-    if !plots.is_empty() {
-        s += "\n## Plots\n\n";
-        for p in plots {
-            let _ = writeln!(s, "![{p}]({p})\n");
-        }
-    }
-    s += "\n## Every load point\n\n\
+    s
+}
+
+/// Every load point's medians (with their spread) per scenario.
+pub fn every_point_section(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "\n## Every load point\n\n\
           | load | scenario | req/s | MB/s | lost | p50 ms | p90 ms | p99 ms | LB CPU % | LB µs/req | LB user µs/req | machine µs/req | client CPU % | webs CPU % | LB peak RSS MiB | LB net MB/s |\n\
-          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
     for (load, by) in group(rows) {
         for (sc, v) in by {
             let _ = writeln!(

@@ -491,7 +491,8 @@ fn tls_sweep_measures_each_balancer_over_tls() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    let runs = std::fs::read_to_string(out.join("tls-runs.csv")).unwrap();
+    // The sweep's own files, as a cleartext sweep writes them (bench sweep --tls 1).
+    let runs = std::fs::read_to_string(out.join("runs.csv")).unwrap();
     let rows: Vec<Vec<&str>> = runs
         .lines()
         .skip(1)
@@ -501,20 +502,21 @@ fn tls_sweep_measures_each_balancer_over_tls() {
         for load in ["keepalive", "resumed", "full", "h2"] {
             let r = rows
                 .iter()
-                .find(|r| r[1] == sc && r[2] == load)
+                .find(|r| r[1] == sc && r[6].starts_with(&format!("TLS {load} ")))
                 .unwrap_or_else(|| panic!("no {sc} {load} row:\n{runs}"));
-            let n: u64 = r[3].parse().unwrap();
+            let n: u64 = r[8].parse().unwrap();
             assert!(n > 0, "{sc} answered no {load} request:\n{runs}");
-            let cpu: f64 = r[6].parse().unwrap();
+            let cpu: f64 = r[19].parse().unwrap();
             assert!(cpu > 0.0, "no CPU seen on {sc}'s host for {load}:\n{runs}");
         }
     }
-    let idle = std::fs::read_to_string(out.join("tls-idle.csv")).unwrap();
+    // Every one of the 100 idle TLS connections held, to each balancer.
+    let idle = std::fs::read_to_string(out.join("idle.csv")).unwrap();
     assert_eq!(idle.lines().count(), 4, "{idle}");
     for l in idle.lines().skip(1) {
         assert_eq!(l.split(',').nth(1), Some("100"), "{idle}");
     }
-    let md = std::fs::read_to_string(out.join("tls-summary.md")).unwrap();
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("floatlb against the better peer"), "{md}");
     assert!(md.contains("capped at 50% of one core"), "{md}");
     assert_eq!(cgroups_of(&lab.prefix), 0, "cgroups left behind");
