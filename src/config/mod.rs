@@ -9,7 +9,7 @@
 //! table's `Default` read by `#[serde(default)]`, or, where the table has
 //! required keys, one function per defaulted key) and its checks:
 //! `listen.rs`, `tls.rs`, `log.rs`, `balance.rs`, `backend.rs`, `health.rs`,
-//! `timeouts.rs`, `proxy.rs`, `admin.rs`, `vrrp.rs`, `anycast.rs`, and
+//! `timeouts.rs`, `proxy.rs`, `http2.rs`, `admin.rs`, `vrrp.rs`, `anycast.rs`, and
 //! `pools.rs` (`[[pool]]`, `[[route]]` and what they resolve to); `values.rs`
 //! holds the value forms they share. None of them imports this file (only
 //! their tests load text through it).
@@ -24,6 +24,7 @@ mod anycast;
 mod backend;
 mod balance;
 mod health;
+mod http2;
 mod listen;
 mod log;
 mod pools;
@@ -40,6 +41,7 @@ pub use anycast::*;
 pub use backend::*;
 pub use balance::*;
 pub use health::*;
+pub use http2::*;
 pub use listen::*;
 pub use log::*;
 pub use pools::*;
@@ -65,6 +67,9 @@ pub struct Config {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub proxy: ProxyOptions,
+    /// `[http2]`: the limits HTTP/2 clients are held to.
+    #[serde(default)]
+    pub http2: Http2,
     #[serde(default)]
     pub admin: Option<Admin>,
     #[serde(rename = "vrrp", default)]
@@ -268,6 +273,7 @@ impl Config {
         out.extend(health_problems(&self.health, "health"));
         out.extend(self.timeouts.problems());
         out.extend(self.proxy.problems());
+        out.extend(self.http2.problems());
         if let Some(a) = &self.admin {
             out.extend(a.problems());
         }
@@ -386,7 +392,7 @@ weight = 3
     fn a_missing_key_takes_the_tables_default() {
         let absent = parse_str(GOOD).unwrap();
         let empty = parse_str(&format!(
-            "{GOOD}[balance]\n[health]\n[timeouts]\n[proxy]\n[log]\n"
+            "{GOOD}[balance]\n[health]\n[timeouts]\n[proxy]\n[http2]\n[log]\n"
         ))
         .unwrap();
         for c in [&absent, &empty] {
@@ -394,6 +400,7 @@ weight = 3
             assert_eq!(c.health, Health::default());
             assert_eq!(c.timeouts, Timeouts::default());
             assert_eq!(c.proxy, ProxyOptions::default());
+            assert_eq!(c.http2, Http2::default());
             assert_eq!(c.log, Log::default());
         }
         assert_eq!(
@@ -439,7 +446,7 @@ weight = 3
             Some(match section {
                 "[listen]" => format!("{listen}{{}}{backend}"),
                 "[[backend]]" => format!("{listen}{backend}{{}}"),
-                "[balance]" | "[health]" | "[timeouts]" | "[proxy]" | "[log]" => {
+                "[balance]" | "[health]" | "[timeouts]" | "[proxy]" | "[http2]" | "[log]" => {
                     format!("{listen}{backend}{section}\n{{}}")
                 }
                 "[tls]" => format!(
@@ -466,6 +473,7 @@ weight = 3
                     &c.health,
                     &c.timeouts,
                     &c.proxy,
+                    &c.http2,
                     &c.tls,
                     &c.log,
                     &c.vrrp,

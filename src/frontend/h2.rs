@@ -29,6 +29,7 @@ use tokio::sync::watch;
 
 use super::streams::StreamSet;
 use crate::backend::upstream::{BodySource, UpstreamBody};
+use crate::config::Http2;
 use crate::error::{Error, Kind, Phase, Side, Termination};
 use crate::http1::answers;
 use crate::http1::body::budgeted;
@@ -39,21 +40,32 @@ use crate::proxy::dispatch::{answer_edits, dispatch, error_page, router};
 use crate::proxy::state::Shared;
 use crate::proxy::{self, Answer, Body, Failure, InFlight, Outgoing};
 
-/// Streams at once on one connection (nginx's default is 128, HAProxy's 100).
-const MAX_STREAMS: u32 = 128;
-
-/// The h2 settings hyper's server used before this module drove h2 itself:
-/// windows of 1 MiB for a request body, 16 KiB frames, a 16 KiB header list,
-/// and at most 400 KiB of answer buffered per stream.
-fn settings() -> h2::server::Builder {
+/// h2's server with every limit stated: the `[http2]` table's, and the
+/// ones it does not expose given here, so that a crate upgrade cannot move
+/// them. docs/http2-defences.md names the attack each one answers. Not
+/// settable: h2 ends a connection with GOAWAY(ENHANCE_YOUR_CALM) after 100
+/// empty DATA frames, and after more CONTINUATION frames than
+/// `max-header-list-size` needs (at least 5); it answers one PING and one
+/// SETTINGS at a time, and reads nothing more until that answer is written.
+fn settings(c: &Http2) -> h2::server::Builder {
     let mut b = h2::server::Builder::new();
-    b.initial_window_size(1 << 20)
-        .initial_connection_window_size(1 << 20)
-        .max_frame_size(16 << 10)
-        .max_header_list_size(16 << 10)
-        .max_local_error_reset_streams(Some(1024))
-        .max_send_buffer_size(400 << 10)
-        .max_concurrent_streams(MAX_STREAMS);
+    b.max_concurrent_streams(c.max_concurrent_streams)
+        .max_header_list_size(c.max_header_list_size)
+        .header_table_size(c.header_table_size)
+        .max_frame_size(c.max_frame_size)
+        .initial_window_size(c.initial_stream_window)
+        .initial_connection_window_size(c.initial_connection_window)
+        .max_send_buffer_size(c.max_send_buffer as usize)
+        .max_pending_accept_reset_streams(c.max_pending_reset_streams as usize)
+        .max_local_error_reset_streams(Some(c.max_error_resets as usize))
+        // Streams floatlb reset, remembered so that the client's frames
+        // still in flight for them are ignored rather than a connection
+        // error (RFC 9113 §5.4.2): h2's own values.
+        .max_concurrent_reset_streams(50)
+        .reset_stream_duration(std::time::Duration::from_secs(1))
+        // Bytes of per-frame overhead the client's small DATA frames may
+        // make floatlb hold (h2's own rule: half the connection window).
+        .data_frame_budget((c.initial_connection_window as usize / 2).max(25_600));
     b
 }
 
@@ -67,9 +79,12 @@ pub(crate) async fn serve(
     listener: u16,
 ) {
     let tls = Deferred::new(tls);
-    let idle_for = shared.live.load().config.timeouts.idle;
+    let (idle_for, builder) = {
+        let snap = shared.live.load();
+        (snap.config.timeouts.idle, settings(&snap.config.http2))
+    };
     // The client's preface and SETTINGS, due within an idle period.
-    let handshake = settings().handshake::<_, Bytes>(tls.clone());
+    let handshake = builder.handshake::<_, Bytes>(tls.clone());
     tokio::pin!(handshake);
     let start = std::future::poll_fn(|cx| {
         let res = handshake.as_mut().poll(cx);
