@@ -6,8 +6,9 @@
 //! 1. [`http1`], [`balance`], [`tls`], [`error`]: sans-IO cores (HTTP/1 rules;
 //!    scheduling algorithms; certificates, SNI and ticket keys for the TLS
 //!    listener; the typed error of a request that failed).
-//! 2. [`route`], [`net`]: route matching (which `[[route]]` a request takes);
-//!    sockets (listener, client I/O).
+//! 2. [`route`], [`access`], [`net`]: route matching (which `[[route]]` a
+//!    request takes); who may use a listener or route (address lists, basic
+//!    auth); sockets (listener, client I/O).
 //! 3. [`config`]: the configuration, its pools and its route table.
 //! 4. [`observe`]: metric families, the request histogram, the access log.
 //! 5. [`backend`]: backend state, connection pools, HTTP/1 to a backend.
@@ -26,6 +27,7 @@
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+pub mod access;
 pub mod backend;
 pub mod balance;
 pub mod config;
