@@ -180,35 +180,10 @@ async fn digest(
 /// One parsed answer: status, headers (names lowercased), body.
 type Answer = (u16, Vec<(String, String)>, Vec<u8>);
 
-/// Reads one answer with a Content-Length body, and not a byte more (the head
-/// a byte at a time): a pipelined answer behind it stays in the socket.
+/// Reads one answer (`support::read_answer`), and not a byte more: a
+/// pipelined answer behind it stays in the socket.
 fn read_answer(s: &mut TcpStream) -> Result<Answer, String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(0) => {
-                return Err(format!(
-                    "closed before an answer: {:?}",
-                    String::from_utf8_lossy(&head)
-                ))
-            }
-            Ok(_) => head.push(byte[0]),
-            Err(e) => {
-                return Err(format!(
-                    "head: {e} after {:?}",
-                    String::from_utf8_lossy(&head)
-                ))
-            }
-        }
-    }
-    let (status, headers, _) = parse_response(&String::from_utf8_lossy(&head));
-    let len: usize = header(&headers, "content-length")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("no content-length in {:?}", String::from_utf8_lossy(&head)))?;
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).map_err(|e| format!("body: {e}"))?;
-    Ok((status, headers, body))
+    support::read_answer(s).map(|a| (a.status, a.headers, a.body))
 }
 
 /// Reads until floatlb closes the connection (bounded by the socket's read
@@ -400,15 +375,7 @@ fn expect_100_continue_waits_for_the_100() {
     let mut s = connect(lb.addr, Duration::from_secs(10));
     let continue_100 = |s: &mut TcpStream| {
         // The body is held back until the 100 came: no 100, no answer (the read gives up at 10 s).
-        let mut got = Vec::new();
-        let mut byte = [0u8; 1];
-        while !got.ends_with(b"\r\n\r\n") {
-            match s.read(&mut byte) {
-                Ok(1) => got.push(byte[0]),
-                other => panic!("no 100 Continue: {other:?} after {got:?}"),
-            }
-        }
-        let text = String::from_utf8_lossy(&got).to_string();
+        let text = support::read_head(s).unwrap_or_else(|e| panic!("no 100 Continue: {e}"));
         assert!(text.starts_with("HTTP/1.1 100 "), "{text:?}");
     };
     let cases: [(&str, &[u8]); 2] = [

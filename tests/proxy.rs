@@ -147,10 +147,8 @@ fn source_hash_sticks_per_client_ip() {
             let mut s: TcpStream = s.into();
             s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
                 .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            let (_, h, _) = parse_response(&out);
-            let b = header(&h, "x-backend").unwrap().to_string();
+            let answer = read_answer(&mut s).unwrap();
+            let b = answer.header("x-backend").unwrap().to_string();
             let first = per_ip.entry(i).or_insert_with(|| b.clone());
             assert_eq!(*first, b, "client 127.0.0.{i} moved");
         }
@@ -340,18 +338,19 @@ fn expect_100_continue() {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
         .unwrap();
-    let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).unwrap();
+    let interim = read_answer(&mut s).unwrap();
     assert!(
-        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue"),
+        interim.head.starts_with("HTTP/1.1 100 Continue"),
         "{:?}",
-        String::from_utf8_lossy(&buf[..n])
+        interim.head
     );
     s.write_all(b"hello").unwrap();
-    let mut rest = String::new();
-    s.read_to_string(&mut rest).unwrap();
-    let (status, _, body) = parse_response(rest.trim_start_matches(['\r', '\n']));
-    assert_eq!((status, body.as_str()), (200, "5"), "{rest}");
+    let answer = read_answer(&mut s).unwrap();
+    assert_eq!(
+        (answer.status, answer.text().as_str()),
+        (200, "5"),
+        "{answer:?}"
+    );
 }
 
 #[test]
@@ -388,10 +387,14 @@ fn slow_headers_get_408() {
     let mut s = TcpStream::connect(lb.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
-    // The 408 and the close come from the client-header timer (the read would give up at 5 s).
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
+    // The 408 comes from the client-header timer (the read would give up at 5 s).
+    let answer = read_answer(&mut s);
+    assert!(
+        answer
+            .as_ref()
+            .is_ok_and(|a| a.head.starts_with("HTTP/1.1 408")),
+        "{answer:?}"
+    );
     assert_eq!(a.requests(), 0);
 }
 
@@ -438,10 +441,20 @@ fn deadlines_hold_on_a_connection_that_served_requests() {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n")
         .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
-    assert!(out.contains("HTTP/1.1 408"), "{out:?}");
+    let first = read_answer(&mut s);
+    assert!(
+        first
+            .as_ref()
+            .is_ok_and(|a| a.head.starts_with("HTTP/1.1 200")),
+        "{first:?}"
+    );
+    let second = read_answer(&mut s);
+    assert!(
+        second
+            .as_ref()
+            .is_ok_and(|a| a.head.starts_with("HTTP/1.1 408")),
+        "{second:?}"
+    );
 }
 
 #[test]
@@ -462,10 +475,12 @@ fn large_bodies_stream_with_bounded_memory() {
         s.write_all(b"\r\n").unwrap();
     }
     s.write_all(b"0\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (status, _, body) = parse_response(&out);
-    assert_eq!((status, body.as_str()), (200, SIZE.to_string().as_str()));
+    let answer = read_answer(&mut s).unwrap();
+    assert_eq!(
+        (answer.status, answer.text()),
+        (200, SIZE.to_string()),
+        "{answer:?}"
+    );
     // Download: 64 MiB read slowly at first so backpressure has to hold.
     let mut s = TcpStream::connect(lb.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -1048,30 +1063,10 @@ fn client_aborting_mid_upload_leaks_nothing() {
     assert_eq!(http_get(lb.addr, "/").0, 200, "still serving");
 }
 
-/// Reads one response with a Content-Length body from a keep-alive socket,
-/// and not a byte more: a pipelined answer behind it may already be in the
-/// socket (the head is read a byte at a time, the body exactly).
+/// Reads one response from a keep-alive socket, and not a byte more: a
+/// pipelined answer behind it may already be in the socket.
 fn read_one_response(s: &mut TcpStream) -> Result<(u16, String), String> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        let n = s.read(&mut byte).map_err(|e| format!("head: {e}"))?;
-        if n == 0 {
-            return Err(format!(
-                "closed before a response: {:?}",
-                String::from_utf8_lossy(&buf)
-            ));
-        }
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf[..buf.len() - 4]).to_string();
-    let (status, headers, _) = parse_response(&head);
-    let len: usize = header(&headers, "content-length")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("no content-length in {head:?}"))?;
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).map_err(|e| format!("body: {e}"))?;
-    Ok((status, String::from_utf8_lossy(&body).to_string()))
+    read_answer(s).map(|a| (a.status, a.text()))
 }
 
 /// Client sockets are read and written directly and only join epoll once they
@@ -1180,28 +1175,10 @@ fn bodyless_answers_of_every_framing_share_one_backend_connection() {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut ask = |req: &str| {
         s.write_all(req.as_bytes()).unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        // Enough for each of these answers: head, then the body its framing promises.
-        loop {
-            let n = s.read(&mut chunk).expect("answer");
-            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&buf));
-            buf.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&buf).to_string();
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let (status, headers, _) = parse_response(&text);
-                let done = if req.starts_with("HEAD") || status == 304 {
-                    true
-                } else if let Some(len) = header(&headers, "content-length") {
-                    body.len() >= len.parse::<usize>().unwrap()
-                } else {
-                    body.ends_with("0\r\n\r\n")
-                };
-                if done {
-                    return (status, head.to_string(), body.to_string());
-                }
-            }
-        }
+        // Each answer read to the end its framing promises, and no further.
+        let method = req.split(' ').next().unwrap();
+        let a = read_answer_to(&mut s, method).expect("answer");
+        (a.status, a.head.clone(), a.text())
     };
     let (status, head, body) = ask("GET /chunked HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(status, 200);
@@ -1264,36 +1241,11 @@ fn closed_pooled_connections_do_not_fail_bodyless_requests() {
 
 /// Reads one answer whose body is chunked; returns its head and decoded body.
 fn read_chunked_response(s: &mut TcpStream) -> Result<(String, String), String> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            if let Some(stop) = buf[end..].windows(5).position(|w| w == b"0\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                let mut wire = &buf[end + 4..end + stop + 5];
-                let mut body = String::new();
-                loop {
-                    let line_end = wire.windows(2).position(|w| w == b"\r\n").ok_or("size")?;
-                    let size = usize::from_str_radix(
-                        std::str::from_utf8(&wire[..line_end]).map_err(|e| e.to_string())?,
-                        16,
-                    )
-                    .map_err(|e| e.to_string())?;
-                    if size == 0 {
-                        return Ok((head, body));
-                    }
-                    let data = &wire[line_end + 2..line_end + 2 + size];
-                    body.push_str(&String::from_utf8_lossy(data));
-                    wire = &wire[line_end + 2 + size + 2..];
-                }
-            }
-        }
-        let n = s.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err(format!("closed: {:?}", String::from_utf8_lossy(&buf)));
-        }
-        buf.extend_from_slice(&chunk[..n]);
+    let a = read_answer(s)?;
+    if a.framing != support::client::Framing::Chunked {
+        return Err(format!("not chunked: {a:?}"));
     }
+    Ok((a.head.clone(), a.text()))
 }
 
 /// An answer without a length (the backend closes to end it) reaches an
@@ -1423,30 +1375,28 @@ fn bodies_over_max_body_size_get_413() {
         "[proxy]\nmax-body-size = 100\n{}",
         backend_tables(&[(&a, 1)])
     ));
-    let send = |req: &[u8]| -> String {
+    let send = |req: &[u8]| -> Answer {
         let mut s = TcpStream::connect(lb.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(req).unwrap();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
+        read_answer(&mut s).unwrap_or_else(|e| panic!("{e}"))
     };
     let out = send(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 101\r\n\r\n");
-    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(out.head.starts_with("HTTP/1.1 413"), "{out:?}");
     assert_eq!(a.requests(), 0, "a refused body reached the backend");
     let chunk = format!("{:x}\r\n{}\r\n", 60, "x".repeat(60));
     let over = format!(
         "POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunk}{chunk}0\r\n\r\n"
     );
     let out = send(over.as_bytes());
-    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(out.head.starts_with("HTTP/1.1 413"), "{out:?}");
     let within = format!(
         "POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunk}0\r\n\r\n"
     );
     let out = send(within.as_bytes());
     assert!(
-        out.starts_with("HTTP/1.1 200") && out.ends_with("60"),
-        "{out}"
+        out.head.starts_with("HTTP/1.1 200") && out.text() == "60",
+        "{out:?}"
     );
 }
 
@@ -1474,7 +1424,7 @@ fn an_unread_body_ends_the_connection_after_the_answer() {
         .as_bytes(),
     )
     .unwrap();
-    let head = read_head(&mut s);
+    let head = read_head(&mut s).unwrap();
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     assert!(
         head.to_ascii_lowercase().contains("connection: close"),

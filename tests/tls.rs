@@ -510,7 +510,7 @@ fn an_idle_http2_connection_is_closed_with_goaway() {
 /// A TLS client that accepts any certificate (the tests check names with
 /// s_client), over HTTP/1.1 or HTTP/2.
 mod client {
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::net::SocketAddr;
     use std::sync::Arc;
 
@@ -590,25 +590,12 @@ mod client {
             Conn(rustls::StreamOwned::new(conn, tcp))
         }
 
-        /// GET `path`; the body (the answer has a Content-Length).
+        /// GET `path`; the body.
         pub fn get(&mut self, path: &str) -> String {
             write!(self.0, "GET {path} HTTP/1.1\r\nHost: a.test\r\n\r\n").unwrap();
             self.0.flush().unwrap();
-            let mut buf = Vec::new();
-            let mut byte = [0u8; 1];
-            while !buf.ends_with(b"\r\n\r\n") {
-                assert_eq!(self.0.read(&mut byte).unwrap(), 1, "connection closed");
-                buf.push(byte[0]);
-            }
-            let head = String::from_utf8_lossy(&buf).to_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .expect("content-length");
-            let mut body = vec![0u8; len];
-            self.0.read_exact(&mut body).unwrap();
-            String::from_utf8(body).unwrap()
+            let answer = crate::support::read_answer(&mut self.0).unwrap();
+            String::from_utf8(answer.body).unwrap()
         }
     }
 

@@ -1,11 +1,15 @@
 //! Test helpers: small HTTP backends on 127.0.0.1, the real `floatlb` binary
-//! under a temporary config, and a minimal HTTP client.
+//! under a temporary config, and the tests' one HTTP/1 answer reader
+//! (`client`).
 #![allow(dead_code)]
 
+pub mod client;
 pub mod netns;
 
+pub use client::{parse_response, read_answer, read_answer_to, read_head, Answer};
+
 use std::convert::Infallible;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -518,29 +522,18 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, St
     )
 }
 
-/// Sends raw bytes, reads until close, parses the response (un-chunked bodies only).
+/// Sends raw bytes on a fresh connection and reads one answer (by its
+/// framing, `client::read_answer_to`): status 0 and the error as the body
+/// when no answer comes.
 pub fn raw_request(addr: SocketAddr, req: &str) -> (u16, Vec<(String, String)>, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(req.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    parse_response(&String::from_utf8_lossy(&buf))
-}
-
-pub fn parse_response(text: &str) -> (u16, Vec<(String, String)>, String) {
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, body.to_string())
+    let method = req.split(' ').next().unwrap_or("");
+    match read_answer_to(&mut s, method) {
+        Ok(answer) => answer.parts(),
+        Err(e) => (0, Vec::new(), e),
+    }
 }
 
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -695,18 +688,6 @@ pub fn dashboard_metric_names() -> Vec<String> {
     names
 }
 
-/// Reads one answer head from `s`, byte by byte (nothing after it is taken).
-pub fn read_head(s: &mut std::net::TcpStream) -> String {
-    use std::io::Read;
-    let mut head = Vec::new();
-    let mut b = [0u8];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).unwrap(), 1, "closed in the head: {head:?}");
-        head.push(b[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
 /// The opening handshake of a WebSocket (RFC 6455 §4.1) on `s`, with §1.3's
 /// example key; returns the 101's head, lower-cased, after checking its
 /// Upgrade, Connection and Sec-WebSocket-Accept.
@@ -717,7 +698,7 @@ pub fn websocket_handshake(s: &mut std::net::TcpStream) -> String {
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     )
     .unwrap();
-    let head = read_head(s).to_ascii_lowercase();
+    let head = read_head(s).unwrap().to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: websocket"), "{head}");
     assert!(head.contains("connection: upgrade"), "{head}");

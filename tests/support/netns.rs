@@ -297,39 +297,34 @@ impl Drop for Lab {
     }
 }
 
-/// One GET from inside a namespace on a fresh connection: the raw response,
-/// or None if it could not connect or send.
-fn get_raw(lab: &Lab, host: &str, addr: SocketAddr, path: &str) -> Option<String> {
+/// One GET from inside a namespace on a fresh connection: the answer, or
+/// None if it could not connect, send or read one.
+fn get(lab: &Lab, host: &str, addr: SocketAddr, path: &str) -> Option<super::Answer> {
     let path = path.to_string();
     lab.in_host(host, move || {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         let req = format!("GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).ok()?;
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        Some(out)
+        super::read_answer(&mut s).ok()
     })
 }
 
 /// One GET from inside a namespace: (status, X-Backend header); status 0 on any failure.
 pub fn get_status_from(lab: &Lab, host: &str, addr: SocketAddr, path: &str) -> (u16, String) {
-    let Some(out) = get_raw(lab, host, addr, path) else {
-        return (0, String::new());
-    };
-    let (status, headers, _) = super::parse_response(&out);
-    let backend = super::header(&headers, "x-backend").unwrap_or("");
-    (status, backend.to_string())
+    match get(lab, host, addr, path) {
+        Some(a) => (a.status, a.header("x-backend").unwrap_or("").to_string()),
+        None => (0, String::new()),
+    }
 }
 
 /// One GET from inside a namespace: (status, body); status 0 on failure.
 pub fn http_from(lab: &Lab, host: &str, addr: SocketAddr, path: &str) -> (u16, String) {
-    let Some(out) = get_raw(lab, host, addr, path) else {
-        return (0, String::new());
-    };
-    let (status, _, body) = super::parse_response(&out);
-    (status, body)
+    match get(lab, host, addr, path) {
+        Some(a) => (a.status, a.text()),
+        None => (0, String::new()),
+    }
 }
 
 /// Value of one sample in a Prometheus text exposition, e.g.
