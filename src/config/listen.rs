@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer};
 
@@ -35,6 +36,20 @@ pub struct Listen {
     /// listen(2) backlog.
     #[serde(default = "default_backlog")]
     pub backlog: u32,
+    /// Client addresses or networks served here (CIDR); with any allow list
+    /// (this or `allow-from-file`), only they are. Checked per request: 403.
+    #[serde(default)]
+    pub allow_from: Vec<String>,
+    /// Client addresses or networks refused here (403); deny wins over allow.
+    #[serde(default)]
+    pub deny_from: Vec<String>,
+    /// A file of allowed addresses or networks, one a line (`#` comments),
+    /// read at start and at every reload.
+    #[serde(default)]
+    pub allow_from_file: Option<PathBuf>,
+    /// A file of refused addresses or networks, as `allow-from-file`.
+    #[serde(default)]
+    pub deny_from_file: Option<PathBuf>,
 }
 
 // `address` is required, so the table has no `Default`: its defaults are

@@ -297,6 +297,7 @@ impl Config {
             pools: &self.pools,
             routes: &self.routes,
             listeners: self.listener_names(),
+            listen: &self.listen.all,
         }
     }
 }

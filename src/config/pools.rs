@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,9 +21,11 @@ use serde::Deserialize;
 use super::backend::{backend_problems, Backend};
 use super::balance::{balance_problems, Balance};
 use super::health::{health_problems, Health};
+use super::listen::Listen;
 use super::proxy::ProxyOptions;
 use super::timeouts::Timeouts;
 use super::values::{opt_duration, parse_cidr, Problems};
+use crate::access::{self, AddressRule, BasicAuth, CidrSet};
 use crate::http1::edit::{self, FieldEdits};
 use crate::route::{self, Condition as Cond, Host, Matchers, Test};
 
@@ -142,6 +145,32 @@ pub struct Route {
     /// Replaces the `path-prefix` that matched.
     pub replace_prefix: Option<String>,
     pub error_pages: BTreeMap<String, PathBuf>,
+    /// Client addresses or networks this route serves (CIDR); with any allow
+    /// list, only they are (403 for the others).
+    pub allow_from: Vec<String>,
+    /// Client addresses or networks this route refuses (403); deny wins.
+    pub deny_from: Vec<String>,
+    /// A file of allowed addresses or networks, read at start and reload.
+    pub allow_from_file: Option<PathBuf>,
+    /// A file of refused addresses or networks, read at start and reload.
+    pub deny_from_file: Option<PathBuf>,
+    /// Ask for a user and password from an htpasswd file (401 without).
+    pub auth_basic: Option<AuthBasicConfig>,
+}
+
+/// A route's `auth-basic = { realm = "staff", users = "/etc/floatlb/htpasswd" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthBasicConfig {
+    /// What the browser's prompt names (RFC 7617 §2).
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// An htpasswd file of bcrypt entries (`htpasswd -B`), read at start and reload.
+    pub users: PathBuf,
+}
+
+fn default_realm() -> String {
+    "restricted".into()
 }
 
 /// A header or query condition: `equals`, `regex`, or neither (present).
@@ -305,6 +334,10 @@ pub struct RouteSpec {
     /// The `path-prefix` values (for `replace-prefix`).
     pub prefixes: Vec<String>,
     pub error_pages: Vec<ErrorPage>,
+    /// Its `allow-from` / `deny-from` lists, if it has any.
+    pub addresses: Option<AddressRule>,
+    /// Its `auth-basic` users (shared by the snapshot's clones: one cache).
+    pub auth: Option<Arc<BasicAuth>>,
 }
 
 impl RouteSpec {
@@ -357,6 +390,8 @@ pub struct Resolved {
     /// top-level backends, else the only pool of a file without routes.
     /// None: such a request gets a 404.
     pub fallback: Option<usize>,
+    /// Each listener's address lists, by listener id (None: it has none).
+    pub listeners: Vec<Option<AddressRule>>,
 }
 
 impl Resolved {
@@ -393,6 +428,8 @@ pub(super) struct Tables<'a> {
     pub routes: &'a [Route],
     /// Every listener's name, by listener id.
     pub listeners: Vec<String>,
+    /// The `[[listen]]` entries (their ids come first, in order).
+    pub listen: &'a [Listen],
 }
 
 /// Settles the file's pools and routes; (key path, message) for what is wrong.
@@ -547,13 +584,125 @@ pub(super) fn resolve(c: &Tables<'_>) -> (Resolved, Problems) {
     } else {
         None
     };
+    let listeners = c
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            let l = c.listen.get(i)?;
+            let at = |k: &str| match c.listen.len() {
+                1 => format!("listen.{k}"),
+                _ => format!("listen[{i}].{k}"),
+            };
+            let keys = ListKeys {
+                allow: &l.allow_from,
+                deny: &l.deny_from,
+                allow_file: l.allow_from_file.as_deref(),
+                deny_file: l.deny_from_file.as_deref(),
+            };
+            address_rule(&keys, &at, &mut out)
+        })
+        .collect();
     let resolved = Resolved {
         pools,
         routes,
         table,
         fallback,
+        listeners,
     };
     (resolved, out)
+}
+
+/// The four address-list keys of a listener or a route.
+struct ListKeys<'a> {
+    allow: &'a [String],
+    deny: &'a [String],
+    allow_file: Option<&'a Path>,
+    deny_file: Option<&'a Path>,
+}
+
+/// The rule the lists make (None when none is set); `at` makes a key's path.
+/// A file's bad line is reported as `file:line: why` at the file's key.
+fn address_rule(
+    k: &ListKeys<'_>,
+    at: &dyn Fn(&str) -> String,
+    out: &mut Problems,
+) -> Option<AddressRule> {
+    let mut nets = |inline: &[String], key: &str, file: Option<&Path>| {
+        let mut v = Vec::new();
+        for (j, s) in inline.iter().enumerate() {
+            match access::parse_net(s.trim()) {
+                Ok(n) => v.push(n),
+                Err(e) => out.push((format!("{}[{j}]", at(key)), e)),
+            }
+        }
+        if let Some(f) = file {
+            let key = format!("{}-file", at(key));
+            match std::fs::read_to_string(f) {
+                Ok(text) => match access::parse_list(&text) {
+                    Ok(more) => v.extend(more),
+                    Err(e) => out.push((key, format!("{}:{}: {}", f.display(), e.line, e.message))),
+                },
+                Err(e) => out.push((key, format!("cannot read {}: {e}", f.display()))),
+            }
+        }
+        // An allow list set but empty (an empty file) lets nobody in.
+        let set = !inline.is_empty() || file.is_some();
+        set.then(|| CidrSet::new(&v))
+    };
+    let allow = nets(k.allow, "allow-from", k.allow_file);
+    let deny = nets(k.deny, "deny-from", k.deny_file).unwrap_or_default();
+    let rule = AddressRule { allow, deny };
+    (!rule.is_empty()).then_some(rule)
+}
+
+/// A route's `auth-basic`: its htpasswd file read and checked.
+fn auth_basic(a: &AuthBasicConfig, at: &str, out: &mut Problems) -> Option<Arc<BasicAuth>> {
+    // RFC 7617 §2: the realm is a quoted-string; kept to what needs no escape.
+    if a.realm
+        .chars()
+        .any(|c| c == '"' || c == '\\' || c.is_control())
+    {
+        out.push((
+            format!("{at}.realm"),
+            format!(
+                "{:?}: no quotes, backslashes or control characters",
+                a.realm
+            ),
+        ));
+    }
+    let file = &a.users;
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            out.push((
+                format!("{at}.users"),
+                format!("cannot read {}: {e}", file.display()),
+            ));
+            return None;
+        }
+    };
+    match BasicAuth::parse(&a.realm, &text) {
+        Ok(users) if users.users() == 0 => {
+            out.push((
+                format!("{at}.users"),
+                format!(
+                    "{}: no user (htpasswd -B -c {} NAME adds one)",
+                    file.display(),
+                    file.display()
+                ),
+            ));
+            None
+        }
+        Ok(users) => Some(Arc::new(users)),
+        Err(e) => {
+            out.push((
+                format!("{at}.users"),
+                format!("{}:{}: {}", file.display(), e.line, e.message),
+            ));
+            None
+        }
+    }
 }
 
 fn route_spec(
@@ -671,6 +820,20 @@ fn route_spec(
         replace_prefix: r.replace_prefix.clone(),
         prefixes: r.path_prefix.0.clone(),
         error_pages: error_pages(&r.error_pages, &at("error-pages"), out),
+        addresses: address_rule(
+            &ListKeys {
+                allow: &r.allow_from,
+                deny: &r.deny_from,
+                allow_file: r.allow_from_file.as_deref(),
+                deny_file: r.deny_from_file.as_deref(),
+            },
+            &at,
+            out,
+        ),
+        auth: r
+            .auth_basic
+            .as_ref()
+            .and_then(|a| auth_basic(a, &at("auth-basic"), out)),
     };
     (spec, m)
 }
@@ -972,6 +1135,8 @@ mod tests {
             replace_prefix: replace.map(Into::into),
             prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
             error_pages: Vec::new(),
+            addresses: None,
+            auth: None,
         }
     }
 
@@ -1002,6 +1167,81 @@ mod tests {
             ["pool[2].cookie.name", "pool[2].cookie", "pool[2].cookie"],
             "{bad:?}"
         );
+    }
+
+    /// The lists and the htpasswd file are read with the file; a bad line
+    /// of either is a problem at its key, naming the file and the line.
+    #[test]
+    fn address_lists_and_auth_basic_are_read_with_their_files() {
+        use crate::config::tests::parse_str;
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("office.lst");
+        let users = dir.path().join("htpasswd");
+        std::fs::write(&list, "# office\n198.18.0.0/15 # lab\n").unwrap();
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        std::fs::write(&users, format!("alice:{hash}\n")).unwrap();
+        let text = format!(
+            "[listen]\naddress = \"127.0.0.1:8080\"\ndeny-from = [\"198.18.0.66\", \"2001:2::/48\"]\n\
+             [[pool]]\nname = \"p\"\nbackends = [\"127.0.0.1:9001\"]\n\
+             [[route]]\nname = \"staff\"\npath-prefix = \"/staff/\"\npool = \"p\"\n\
+             allow-from-file = \"{}\"\nauth-basic = {{ realm = \"staff\", users = \"{}\" }}\n\
+             [[route]]\npool = \"p\"\n",
+            list.display(),
+            users.display()
+        );
+        let c = parse_str(&text).unwrap();
+        let r = &c.resolved;
+        let on_listener = r.listeners[0].as_ref().unwrap();
+        assert_eq!(
+            on_listener.check("198.18.0.66".parse().unwrap()),
+            Err(access::Refusal::Denied)
+        );
+        assert_eq!(on_listener.check("198.18.0.7".parse().unwrap()), Ok(()));
+        let staff = r.routes[0].addresses.as_ref().unwrap();
+        assert_eq!(staff.check("198.19.1.1".parse().unwrap()), Ok(()));
+        assert_eq!(
+            staff.check("127.0.0.1".parse().unwrap()),
+            Err(access::Refusal::NotAllowed)
+        );
+        let auth = r.routes[0].auth.as_ref().unwrap();
+        assert_eq!((auth.realm.as_str(), auth.users()), ("staff", 1));
+        assert!(r.routes[1].addresses.is_none() && r.routes[1].auth.is_none());
+
+        std::fs::write(&list, "198.18.0.0/15\nnope\n").unwrap();
+        std::fs::write(&users, "alice\n").unwrap();
+        let bad = text.replace("\"198.18.0.66\"", "\"198.18.0.666\"");
+        let err = parse_str(&bad).unwrap_err();
+        let got: Vec<(&str, usize)> = err
+            .problems()
+            .iter()
+            .map(|p| (p.path.as_str(), p.line))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("route[0].allow-from-file", 11),
+                ("route[0].auth-basic.users", 12),
+                ("listen.deny-from[0]", 3)
+            ],
+            "{err}"
+        );
+        let msgs = err.to_string();
+        assert!(
+            msgs.contains(&format!("{}:2: \"nope\" is not", list.display())),
+            "{msgs}"
+        );
+        assert!(
+            msgs.contains(&format!("{}:1: not a user:hash line", users.display())),
+            "{msgs}"
+        );
+        std::fs::remove_file(&users).unwrap();
+        let err = parse_str(&text).unwrap_err();
+        assert!(err.to_string().contains("cannot read"), "{err}");
+        let quote = text.replace("realm = \"staff\"", "realm = 'st\"aff'");
+        assert!(parse_str(&quote)
+            .unwrap_err()
+            .to_string()
+            .contains("auth-basic.realm"));
     }
 
     #[test]

@@ -307,7 +307,7 @@ async fn answer(
 
     let started = std::time::Instant::now();
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let routed = dispatch(&snap, shared, peer, &mut req, io.is_tls());
+    let routed = dispatch(&snap, shared, (peer, conn.listener), &mut req, io.is_tls());
     let (route, pool) = (routed.route, routed.pool());
     let sticky = routed.sticky;
     let (mut answer, body_read) = match routed.to {
@@ -654,7 +654,7 @@ async fn write_local(
     keep_alive: bool,
     head_request: bool,
 ) -> (u16, Option<u64>, bool) {
-    let out = answers::local_head(
+    let mut out = answers::local_head(
         f.status,
         &f.content_type,
         f.location.as_deref(),
@@ -662,6 +662,13 @@ async fn write_local(
         http10,
         keep_alive,
     );
+    if let Some(c) = &f.challenge {
+        crate::http1::edit::FieldEdits {
+            add: vec![("www-authenticate".into(), c.clone())],
+            ..Default::default()
+        }
+        .apply(&mut out);
+    }
     let body: &[u8] = if head_request { b"" } else { &f.body };
     let ok = write_all(io, &mut [IoSlice::new(&out), IoSlice::new(body)])
         .await

@@ -309,7 +309,7 @@ async fn handle(
         }
     };
     let started = std::time::Instant::now();
-    let routed = dispatch(&snap, shared, peer, &mut prepared, true);
+    let routed = dispatch(&snap, shared, (peer, listener), &mut prepared, true);
     let (route, pool) = (routed.route, routed.pool());
     let pool_index = match routed.to {
         Ok(p) => p,
@@ -480,6 +480,13 @@ fn local(f: &Failure, head_request: bool) -> (Response<()>, Reply) {
         .and_then(|l| HeaderValue::from_str(l).ok())
     {
         headers.insert(http::header::LOCATION, v);
+    }
+    if let Some(v) = f
+        .challenge
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        headers.insert(http::header::WWW_AUTHENTICATE, v);
     }
     headers.insert(
         http::header::CACHE_CONTROL,

@@ -9,8 +9,10 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http::StatusCode;
 
+use crate::access::basic::Verdict;
+use crate::access::Refusal;
 use crate::backend::BackendState;
-use crate::config::{Action, CookieMode, PoolSpec, StickyCookie};
+use crate::config::{Action, CookieMode, PoolSpec, RouteSpec, StickyCookie};
 use crate::error::{Error, Kind, Phase, Side};
 use crate::http1::edit::{map_cookie, FieldEdits};
 use crate::http1::request::{Prepared, NO_ROUTE};
@@ -33,16 +35,29 @@ impl Dispatch {
     }
 }
 
-/// Acts on the route `prepare` found for `req`: edits the request for its
-/// pool, or makes the answer the route gives.
+/// Acts on the route `prepare` found for `req` (from a client at `peer` on
+/// listener `listener`): refuses a client the listener's or the route's
+/// lists or basic auth refuse, else edits the request for its pool, or makes
+/// the answer the route gives.
 pub fn dispatch(
     snap: &Snapshot,
     shared: &Shared,
-    peer: SocketAddr,
+    (peer, listener): (SocketAddr, u16),
     req: &mut Prepared,
     https: bool,
 ) -> Dispatch {
     let resolved = &snap.config.resolved;
+    let on_listener = resolved
+        .listeners
+        .get(usize::from(listener))
+        .and_then(Option::as_ref);
+    if let Some(Err(why)) = on_listener.map(|rule| rule.check(peer.ip())) {
+        return Dispatch {
+            route: None,
+            to: Err(refuse(shared, peer, why, "this listener")),
+            sticky: None,
+        };
+    }
     let Some(spec) = (req.route != NO_ROUTE)
         .then(|| resolved.routes.get(req.route as usize))
         .flatten()
@@ -74,6 +89,14 @@ pub fn dispatch(
     let route = Some(req.route as usize);
     if let Some(hits) = snap.route_hits.get(req.route as usize) {
         hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    if let Some(mut f) = guard(shared, peer, spec, req) {
+        error_page(snap, route, None, &mut f);
+        return Dispatch {
+            route,
+            to: Err(f),
+            sticky: None,
+        };
     }
     let to = match &spec.action {
         Action::Pool(pool) => {
@@ -116,6 +139,64 @@ pub fn dispatch(
         error_page(snap, route, None, f);
     }
     d
+}
+
+/// The route's address lists, then its basic auth: the answer to a client
+/// they refuse (403; 401 with a challenge for missing or wrong credentials).
+fn guard(shared: &Shared, peer: SocketAddr, spec: &RouteSpec, req: &Prepared) -> Option<Failure> {
+    if let Some(Err(why)) = spec.addresses.as_ref().map(|rule| rule.check(peer.ip())) {
+        return Some(refuse(shared, peer, why, &format!("route {}", spec.name)));
+    }
+    let auth = spec.auth.as_ref()?;
+    let field = crate::http1::fields::head_field(&req.out, "authorization");
+    let verdict = match auth.check(field) {
+        Verdict::Pass => Ok(()),
+        Verdict::Refuse(why) => Err(why),
+        Verdict::Verify(pending) => off_the_reactor(|| pending.verify()),
+    };
+    let why = verdict.err()?;
+    let mut f = refuse(shared, peer, why, &format!("route {}", spec.name));
+    f.challenge = Some(auth.challenge());
+    Some(f)
+}
+
+/// A refusal by `whom`'s lists or auth, counted by its reason: 403, or 401
+/// for credentials; termination `PR`.
+fn refuse(shared: &Shared, peer: SocketAddr, why: Refusal, whom: &str) -> Failure {
+    if let Some(n) = shared.stats.refused.get(why.index()) {
+        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let ip = peer.ip();
+    let (status, reason) = match why {
+        Refusal::Denied => (
+            StatusCode::FORBIDDEN,
+            format!("client {ip} is in the deny-from list of {whom}"),
+        ),
+        Refusal::NotAllowed => (
+            StatusCode::FORBIDDEN,
+            format!("client {ip} is not in the allow-from list of {whom}"),
+        ),
+        Refusal::NoCredentials => (
+            StatusCode::UNAUTHORIZED,
+            format!("{whom} asks for a user and password"),
+        ),
+        Refusal::BadCredentials => (
+            StatusCode::UNAUTHORIZED,
+            format!("wrong user or password for {whom}"),
+        ),
+    };
+    let e = Error::new(Side::Proxy, Phase::Request, Kind::Denied, status, reason);
+    fail(shared, peer, e)
+}
+
+/// Runs `f`, which holds the thread for milliseconds (bcrypt), letting the
+/// runtime move this worker's other tasks to another thread meanwhile.
+fn off_the_reactor<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// Puts the error page of the request's route (else of its pool) for the

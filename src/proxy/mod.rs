@@ -529,6 +529,8 @@ pub struct Failure {
     pub content_type: std::borrow::Cow<'static, str>,
     /// A redirect's target.
     pub location: Option<String>,
+    /// The `WWW-Authenticate` of a 401 (RFC 9110 §11.6.1).
+    pub challenge: Option<String>,
     /// What the access log says ended the request.
     pub termination: Termination,
 }
@@ -542,6 +544,7 @@ impl Failure {
             body: Bytes::from(text),
             content_type: crate::http1::answers::ERROR_CONTENT_TYPE.into(),
             location: None,
+            challenge: None,
             termination: e.termination(),
         }
     }
@@ -554,6 +557,7 @@ impl Failure {
             body,
             content_type: content_type.into(),
             location: None,
+            challenge: None,
             termination: e.termination(),
         }
     }

@@ -155,6 +155,8 @@ pub struct ProxyStats {
     pub errors_503: AtomicU64,
     pub errors_504: AtomicU64,
     pub errors_other: AtomicU64,
+    /// Clients refused by address lists or basic auth, by `access::Refusal` index.
+    pub refused: [AtomicU64; crate::access::Refusal::ALL.len()],
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
     /// Unix seconds of the last successful (re)load.

@@ -71,6 +71,14 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
         ],
     );
     f.counter_vec(
+        "floatlb_refused_total",
+        "Requests refused by a listener's or route's allow-from/deny-from lists (403) or basic auth (401), by reason.",
+        &["reason"],
+        crate::access::Refusal::ALL
+            .iter()
+            .map(|r| (vec![r.label()], load(&s.refused[r.index()]))),
+    );
+    f.counter_vec(
         "floatlb_config_reloads_total",
         "Configuration reloads by result.",
         &["result"],
