@@ -172,6 +172,7 @@ pub struct RequestHead<'a> {
 
 /// Parses an HTTP/1 request head from `buf` (RFC 9112 §2–§5), its fields
 /// into `storage`. `Ok(None)`: the head is not complete yet.
+#[inline]
 pub fn parse<'b, 'h>(
     buf: &'b [u8],
     storage: &'h mut [std::mem::MaybeUninit<httparse::Header<'b>>],
@@ -249,6 +250,7 @@ impl Checked<'_> {
 /// Applies the rules a server and an intermediary must (RFC 9112 §3, §6;
 /// RFC 9110 §7.2, §7.6.1, §7.8, §10.1.1) to a parsed head, in one pass over
 /// its fields.
+#[inline(always)]
 fn check<'a>(head: &RequestHead<'a>, fwd: &Forwarding) -> Result<Checked<'a>, Refusal> {
     let (method, target) = (head.method, head.target);
     if method == "CONNECT" {
@@ -464,6 +466,7 @@ pub fn prepare(buf: &[u8], fwd: &Forwarding, route: impl FnOnce(&Seen<'_>) -> u3
 /// Checks a head (HTTP/1 or HTTP/2), asks `route` which route it takes and
 /// writes the backend's HTTP/1.1 head: the one path from a client's request
 /// to what the proxy sends.
+#[inline]
 pub fn prepare_head(
     head: &RequestHead<'_>,
     fwd: &Forwarding,
@@ -483,6 +486,7 @@ pub fn prepare_head(
 /// fields as sent minus those dropped (and those Connection names), then
 /// Host from an authority, the forwarding fields, one framing field and the
 /// upgrade.
+#[inline(always)]
 fn write(head: &RequestHead<'_>, c: &Checked<'_>, fwd: &Forwarding, route: u32) -> Prepared {
     let (method, path, raw) = (head.method, c.path, head.raw);
     // Room for the answer's head too: the buffer is used again for it.
@@ -494,10 +498,6 @@ fn write(head: &RequestHead<'_>, c: &Checked<'_>, fwd: &Forwarding, route: u32) 
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let any_listed = c.n_listed > 0;
     let base = raw.as_ptr() as usize;
-    let in_raw = |s: &[u8]| {
-        let at = s.as_ptr() as usize;
-        at >= base && at + s.len() <= base + raw.len()
-    };
     // The run of the client's lines to copy next, as they are: a line already
     // in the `name: value` form it would be written in.
     let mut run = 0..0;
@@ -508,10 +508,11 @@ fn write(head: &RequestHead<'_>, c: &Checked<'_>, fwd: &Forwarding, route: u32) 
         if c.dropped[i] || (any_listed && c.listed(name) && !is_name(name, b"host")) {
             continue;
         }
-        if in_raw(name) && in_raw(h.value) {
-            let ns = name.as_ptr() as usize - base;
+        // Offsets in `raw`; a field from elsewhere (HTTP/2) wraps past its end.
+        let ns = (name.as_ptr() as usize).wrapping_sub(base);
+        let vs = (h.value.as_ptr() as usize).wrapping_sub(base);
+        if ns < raw.len() && vs < raw.len() {
             let ne = ns + name.len();
-            let vs = h.value.as_ptr() as usize - base;
             let ve = vs + h.value.len();
             if vs == ne + 2
                 && raw.get(ne..vs) == Some(b": ")
