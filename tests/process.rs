@@ -203,7 +203,7 @@ fn a_new_binary_that_fails_leaves_the_old_worker_serving() {
 }
 
 /// Three deaths within 10 s: the supervisor reports the crash loop (it
-/// would force FAULT on its VRRP instances; `tests/ha.rs` checks that part)
+/// would force FAULT on its VRRP instances; `tests/handover.rs` checks that part)
 /// and keeps starting workers, backing off; the proxy serves again.
 #[test]
 fn repeated_deaths_are_reported_as_a_crash_loop() {

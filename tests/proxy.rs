@@ -656,7 +656,7 @@ fn metrics_count_known_traffic_and_parse() {
     assert!(m("process_max_fds") >= m("process_open_fds"));
     let families = parse_exposition(&text);
     assert!(families >= 20, "only {families} families parsed");
-    // Every series the Grafana dashboard queries exists (VRRP: tests/ha.rs;
+    // Every series the Grafana dashboard queries exists (VRRP: tests/vrrp_adverts.rs;
     // route series, exported when there are routes: tests/routes.rs).
     for name in dashboard_metric_names() {
         if !name.starts_with("floatlb_vrrp_") && !name.starts_with("floatlb_route_") {

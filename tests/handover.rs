@@ -1,0 +1,358 @@
+//! Handing the traffic to the other node, and what clients' connections see on
+//! a node in the namespace lab: SIGTERM's priority-0 advert, `POST
+//! /admin/handover`, a WebSocket tunnel closed with a FIN on a planned
+//! handover, a worker's death (the VIP stays) and a crash loop (it moves), and
+//! requests written in pieces acknowledged at once. Needs root (see
+//! `support::netns::netns_available`).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::netns::{get_status_from, http_from, netns_available, Lab};
+use support::vrrp_lab::{
+    admin_metrics, admin_status, serial, start_node_with, transitions, worker_pid_of, Family,
+    KillOnDrop, ADMIN, V4,
+};
+
+/// RFC 5798 §6.4.2: lb1 leaves with a priority-0 advert, so the backup waits
+/// only Skew_Time (≈61 ms) instead of Master_Down_Interval (≈361 ms); that
+/// timing is the fsm's unit test on a paused clock. Here: the advert went out
+/// and was heard, the VIP moved and the old master released it.
+fn sigterm_hands_over_in_skew_time(f: Family) {
+    let (lab, web) = f.lab();
+    let (n1, _n2) = f.lb1_master_pair(&lab, &web);
+    std::thread::sleep(Duration::from_millis(300));
+    n1.signal(libc::SIGTERM);
+    lab.wait_for("lb2 takes over", Duration::from_secs(3), || {
+        f.has_vip(&lab, "lb2")
+    });
+    let status = admin_status(&lab, "lb2");
+    assert!(
+        status.contains("\"priority\":0,"),
+        "lb2 did not hear lb1's priority-0 advert: {status}; lb1 log:\n{}",
+        n1.log()
+    );
+    lab.wait_for("lb1 released the VIP", Duration::from_secs(2), || {
+        !f.has_vip(&lab, "lb1")
+    });
+    assert_eq!(
+        get_status_from(&lab, "client", f.vip_addr(), "/"),
+        (200, "web1".into())
+    );
+}
+both_families!(sigterm_hands_over_in_skew_time);
+
+/// `POST /admin/handover` (on a one-worker node: the runtime is single-threaded, so the
+/// blocking handover must not run on it): the VIP moves to the backup, the old master keeps
+/// running, and a second handover from it is refused because it is no longer master.
+fn admin_handover_moves_the_vip_and_keeps_the_node_running(f: Family) {
+    let (lab, web) = f.lab();
+    let (n1, _n2) = f.lb1_master_pair(&lab, &web);
+    let post = || {
+        let out = lab
+            .exec("lb1")
+            .args(["curl", "-s", "-m", "10", "-X", "POST"])
+            .args(["-w", "\n%{http_code}"])
+            .arg(format!("http://{ADMIN}/admin/handover"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    // A keep-alive client that got its answer and sits idle: the handover
+    // must close its connection (after IDLE_CLOSE) rather than wait for it.
+    let mut idle = lab
+        .exec("client")
+        .args(["bash", "-c"])
+        .arg(format!(
+            "exec 3<>/dev/tcp/{}/80; printf 'GET / HTTP/1.1\\r\\nHost: t\\r\\n\\r\\n' >&3; cat <&3 > /dev/null",
+            f.vip()
+        ))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        idle.try_wait().unwrap().is_none(),
+        "the idle client left early"
+    );
+    let first = post();
+    assert!(
+        first.ends_with("\n200"),
+        "handover: {first:?}; log:\n{}",
+        n1.log()
+    );
+    assert!(first.contains("(0 still open)"), "{first}");
+    let idle = std::sync::Mutex::new(idle);
+    lab.wait_for("the idle connection closed", Duration::from_secs(2), || {
+        idle.lock().unwrap().try_wait().unwrap().is_some()
+    });
+    lab.wait_for("lb2 takes over", Duration::from_secs(3), || {
+        f.has_vip(&lab, "lb2")
+    });
+    lab.wait_for("lb1 released the VIP", Duration::from_secs(3), || {
+        !f.has_vip(&lab, "lb1")
+    });
+    assert_eq!(
+        get_status_from(&lab, "client", f.vip_addr(), "/"),
+        (200, "web1".into())
+    );
+    let second = post();
+    assert!(second.ends_with("\n409"), "second handover: {second:?}");
+    // Still running, and its admin listener still answers.
+    assert!(
+        admin_metrics(&lab, "lb1").contains("floatlb_vrrp_state"),
+        "{}",
+        n1.log()
+    );
+}
+both_families!(admin_handover_moves_the_vip_and_keeps_the_node_running);
+
+/// The VRRP instances live in the supervisor, so a killed worker leaves the
+/// VIP where it is: no transition on either node, and the replacement serves
+/// through the VIP. A worker that keeps dying (three deaths within 10 s)
+/// forces FAULT: a priority-0 advert (RFC 5798 §6.4.3: the master leaving
+/// sends Priority = 0) lets lb2 take over in Skew_Time, whatever a
+/// track-weight would say. Once a worker has served for 10 s the FAULT
+/// lifts and lb1, higher and preempting, takes the VIP back (§6.4.2).
+fn worker_death_keeps_the_vip_and_a_crash_loop_hands_it_over(f: Family) {
+    let (lab, web) = f.lab();
+    let (n1, _n2) = f.lb1_master_pair(&lab, &web);
+    let transitions = |h: &str| transitions(&admin_metrics(&lab, h), &f.instance());
+    let before = (transitions("lb1"), transitions("lb2"));
+    let kill_worker = |pid: u32| {
+        // SAFETY: a signal to the worker of a floatlb this test started.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    };
+    let first = worker_pid_of(&lab, "lb1");
+    kill_worker(first);
+    lab.wait_for("a new worker on lb1", Duration::from_secs(5), || {
+        worker_pid_of(&lab, "lb1") != first
+    });
+    // Three advert intervals and more: a backup that missed adverts would have taken over.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(f.holders(&lab), (true, false), "{}", n1.log());
+    assert_eq!((transitions("lb1"), transitions("lb2")), before);
+    assert_eq!(http_from(&lab, "client", f.vip_addr(), "/").0, 200);
+
+    for _ in 0..2 {
+        let pid = worker_pid_of(&lab, "lb1");
+        kill_worker(pid);
+        lab.wait_for(
+            "the next worker or the crash loop",
+            Duration::from_secs(5),
+            || {
+                let s = admin_status(&lab, "lb1");
+                !s.contains(&format!("\"worker_pid\":{pid},")) || s.contains("\"crash_loop\":true")
+            },
+        );
+    }
+    lab.wait_for("lb2 takes over", Duration::from_secs(5), || {
+        f.holders(&lab) == (false, true)
+    });
+    let s = admin_status(&lab, "lb1");
+    assert!(
+        s.contains("\"crash_loop\":true") && s.contains("\"state\":\"FAULT\""),
+        "{s}"
+    );
+    assert!(
+        n1.log().contains("FAULT forced by the supervisor"),
+        "{}",
+        n1.log()
+    );
+    lab.wait_for("lb1 back as master", Duration::from_secs(20), || {
+        f.holders(&lab) == (true, false)
+    });
+    assert!(admin_status(&lab, "lb1").contains("\"crash_loop\":false"));
+}
+ipv4_only!(worker_death_keeps_the_vip_and_a_crash_loop_hands_it_over);
+
+/// A planned handover with a WebSocket client connected through the VIP: the
+/// tunnel is closed in order (a FIN, after every other connection finished),
+/// not reset, the node exits cleanly and the backup serves new WebSockets.
+/// The echo server is Debian's python3-websockets in the web namespace.
+#[test]
+fn graceful_handover_closes_a_websocket_tunnel_with_a_fin() {
+    if !netns_available("graceful_handover_closes_a_websocket_tunnel_with_a_fin") {
+        return;
+    }
+    let python = "/usr/bin/python3";
+    let has_ws = std::process::Command::new(python)
+        .args(["-c", "import websockets"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_ws {
+        let why = "python3-websockets is not installed (vm-lab/install-deps)";
+        assert!(
+            std::env::var("FLOATLB_REQUIRE_NETNS").as_deref() != Ok("1"),
+            "{why}"
+        );
+        eprintln!("SKIPPED graceful_handover_closes_a_websocket_tunnel_with_a_fin: {why}");
+        return;
+    }
+    let _g = serial();
+    let f = V4;
+    let (lab, _web) = f.lab();
+    let script = format!("{}/tests/support/ws.py", env!("CARGO_MANIFEST_DIR"));
+    let web = f.host_ip("web").to_string();
+    let mut server = lab
+        .exec("web")
+        .args([python, &script, "server", "8080", &web])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "listening");
+    let _server = KillOnDrop(server);
+    let ws = SocketAddr::new(f.host_ip("web"), 8080);
+    // A drain bound far past the exit wait below: only closing the tunnel lets lb1 exit.
+    let no_health = "[health]\nenabled = false\n[timeouts]\ndrain = \"60s\"\n";
+    let mut n1 = start_node_with(&lab, "lb1", no_health, &[ws], &f.table(150, 100, ""));
+    let _n2 = start_node_with(&lab, "lb2", no_health, &[ws], &f.table(100, 100, ""));
+    lab.wait_for("lb1 holds the VIP", Duration::from_secs(5), || {
+        f.holders(&lab) == (true, false)
+    });
+    // RFC 6455 §4.1 opening handshake and one masked frame, echoed.
+    let vip = f.vip_addr();
+    let open = move || -> std::net::TcpStream {
+        let mut s = std::net::TcpStream::connect(vip).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        support::websocket_handshake(&mut s);
+        support::websocket_echo_hi(&mut s);
+        s
+    };
+    let mut tunnel = lab.in_host("client", open);
+    n1.signal(libc::SIGTERM);
+    let read = lab.in_host("client", move || {
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut tunnel, &mut rest)
+    });
+    assert!(
+        read.is_ok(),
+        "the tunnel was reset, not closed: {read:?}\n{}",
+        n1.log()
+    );
+    lab.wait_for("lb2 takes the VIP", Duration::from_secs(5), || {
+        f.has_vip(&lab, "lb2")
+    });
+    let start = std::time::Instant::now();
+    let code = loop {
+        if let Some(code) = n1.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "lb1 did not exit:\n{}",
+            n1.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(code.success(), "{code:?}\n{}", n1.log());
+    // The backup serves new WebSockets through the VIP.
+    drop(lab.in_host("client", open));
+}
+
+/// Delayed ACKs the kernel sent from `host`'s namespace (TcpExt DelayedACKs): each is a
+/// delayed-ACK timer that fired because nothing else carried the ACK in time.
+fn delayed_acks(lab: &Lab, host: &str) -> u64 {
+    let out = lab
+        .exec(host)
+        .args(["cat", "/proc/net/netstat"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut tcp_ext = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (tcp_ext.next().unwrap(), tcp_ext.next().unwrap());
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "DelayedACKs")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("TcpExt DelayedACKs")
+}
+
+/// With delayed ACKs on client sockets (the answer carries the request's ACK), a request
+/// that arrives in pieces must still be acknowledged at once: a client whose Nagle holds
+/// the next piece until the first is acknowledged would otherwise wait for the delayed-ACK
+/// timer (at least 40 ms) on every such request. Counted, not timed: the delayed ACKs the
+/// balancer's namespace sends while a Nagle client writes (a) a head in two pieces on new
+/// connections and (b) keep-alive POSTs with the body written after the head, against the
+/// same requests written whole. 100 ms between requests lets every armed timer fire, so a
+/// regression adds one per request (8), and only a stall in most requests could pass for one.
+#[test]
+fn requests_in_pieces_are_acknowledged_at_once() {
+    if !netns_available("requests_in_pieces_are_acknowledged_at_once") {
+        return;
+    }
+    let _g = serial();
+    let (lab, web) = V4.lab();
+    let _n = start_node_with(&lab, "lb1", "[health]\nenabled = false\n", &[web.addr], "");
+    let lb = SocketAddr::new(V4.host_ip("lb1"), 80);
+    lab.wait_for("lb1 serves", Duration::from_secs(5), || {
+        http_from(&lab, "client", lb, "/").0 == 200
+    });
+    const N: usize = 8;
+    let count = |pieces: bool, keep_alive: bool| -> u64 {
+        let before = delayed_acks(&lab, "lb1");
+        lab.in_host("client", move || {
+            use std::io::Write;
+            let connect = || {
+                let s = std::net::TcpStream::connect(lb).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                assert!(!s.nodelay().unwrap(), "the client must use Nagle");
+                s
+            };
+            let mut kept = keep_alive.then(connect);
+            for _ in 0..N {
+                let (head, body): (&[u8], &[u8]) = if keep_alive {
+                    (
+                        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n",
+                        b"hello",
+                    )
+                } else {
+                    (
+                        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                        b"",
+                    )
+                };
+                let mut fresh = None;
+                let s = match kept.as_mut() {
+                    Some(s) => s,
+                    None => fresh.insert(connect()),
+                };
+                if pieces {
+                    // (a) splits the head; (b) writes the body after the head.
+                    let cut = if keep_alive { head.len() } else { 10 };
+                    s.write_all(&head[..cut]).unwrap();
+                    s.write_all(&[&head[cut..], body].concat()).unwrap();
+                } else {
+                    s.write_all(&[head, body].concat()).unwrap();
+                }
+                let answer = support::read_answer(s).unwrap();
+                assert_eq!(answer.status, 200);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        delayed_acks(&lab, "lb1") - before
+    };
+    for keep_alive in [false, true] {
+        let whole = count(false, keep_alive);
+        let pieces = count(true, keep_alive);
+        assert!(
+            pieces <= whole + 2,
+            "{} requests in pieces cost {pieces} delayed ACKs, written whole {whole}: \
+             the balancer waits for its delayed-ACK timer before the next piece can come",
+            if keep_alive {
+                "keep-alive POST"
+            } else {
+                "one-request"
+            }
+        );
+    }
+}
