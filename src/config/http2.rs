@@ -48,6 +48,10 @@ pub struct Http2 {
     /// `max_local_error_reset_streams`): more ends the connection with
     /// GOAWAY(ENHANCE_YOUR_CALM).
     pub max_error_resets: u32,
+    /// PING, SETTINGS and RST_STREAM frames a connection may send per
+    /// second, ten seconds' worth at once: more ends it with
+    /// GOAWAY(ENHANCE_YOUR_CALM) (floatlb's own count, `h2_guard`).
+    pub control_frame_rate: u32,
 }
 
 impl Default for Http2 {
@@ -63,6 +67,7 @@ impl Default for Http2 {
             max_send_buffer: 400 << 10,
             max_pending_reset_streams: 20,
             max_error_resets: 1024,
+            control_frame_rate: 100,
         }
     }
 }
@@ -96,6 +101,7 @@ impl Http2 {
             ("max-send-buffer", self.max_send_buffer),
             ("max-pending-reset-streams", self.max_pending_reset_streams),
             ("max-error-resets", self.max_error_resets),
+            ("control-frame-rate", self.control_frame_rate),
         ] {
             if v == 0 {
                 bad(key, "must be greater than 0");

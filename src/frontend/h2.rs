@@ -27,6 +27,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use tokio::sync::watch;
 
+use super::h2_guard::Guarded;
 use super::streams::StreamSet;
 use crate::backend::upstream::{BodySource, UpstreamBody};
 use crate::config::Http2;
@@ -79,12 +80,16 @@ pub(crate) async fn serve(
     listener: u16,
 ) {
     let tls = Deferred::new(tls);
-    let (idle_for, builder) = {
+    let (idle_for, builder, rate) = {
         let snap = shared.live.load();
-        (snap.config.timeouts.idle, settings(&snap.config.http2))
+        let h2 = &snap.config.http2;
+        let idle = snap.config.timeouts.idle;
+        (idle, settings(h2), h2.control_frame_rate)
     };
+    let io = Guarded::new(tls.clone(), rate);
+    let flood = io.flag();
     // The client's preface and SETTINGS, due within an idle period.
-    let handshake = builder.handshake::<_, Bytes>(tls.clone());
+    let handshake = builder.handshake::<_, Bytes>(io);
     tokio::pin!(handshake);
     let start = std::future::poll_fn(|cx| {
         let res = handshake.as_mut().poll(cx);
@@ -106,6 +111,7 @@ pub(crate) async fn serve(
     tokio::pin!(idle);
     let mut last = Instant::now();
     let mut going_away = false;
+    let mut calmed = false;
     let res = std::future::poll_fn(|cx| {
         let res = loop {
             if streams.poll(cx) > 0 {
@@ -121,6 +127,12 @@ pub(crate) async fn serve(
                 Poll::Ready(Some(Err(e))) => break Poll::Ready(Err(e)),
                 Poll::Ready(None) => break Poll::Ready(Ok(())),
                 Poll::Pending => {}
+            }
+            if flood.load(Ordering::Relaxed) && !calmed {
+                tracing::debug!(client = %peer, "HTTP/2: over the control frame budget");
+                conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+                (calmed, going_away) = (true, true);
+                continue;
             }
             if going_away {
                 break Poll::Pending;

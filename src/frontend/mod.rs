@@ -4,6 +4,7 @@
 pub mod accept;
 pub mod h1;
 pub mod h2;
+mod h2_guard;
 pub mod handshake;
 mod streams;
 pub mod tunnel;
