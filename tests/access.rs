@@ -277,3 +277,47 @@ fn check_names_the_bad_line_of_a_list_and_a_missing_users_file() {
         "{err}"
     );
 }
+
+/// `floatlb route` says which list refuses a client, and that a route asks
+/// for credentials.
+#[test]
+fn route_explains_refusals_and_the_realm() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("htpasswd");
+    htpasswd(&users, "alice", "s3cret");
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[listen]\naddress = \"127.0.0.1:8080\"\nallow-from = [\"198.18.0.0/15\"]\n\n\
+             [[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n\n\
+             [[route]]\nname = \"staff\"\npath-prefix = \"/staff/\"\ndeny-from = [\"198.18.0.66\"]\n\
+             auth-basic = {{ realm = \"staff\", users = \"{}\" }}\npool = \"default\"\n",
+            users.display()
+        ),
+    )
+    .unwrap();
+    let route = |source: &str, url: &str| {
+        let (code, out, err) = floatlb_cmd("route", &file, &["GET", url, "--source", source]);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let out = route("198.20.0.1", "http://x/");
+    assert!(
+        out.contains(
+            "answer: 403 from the listener's address lists (client 198.20.0.1: not-allowed)"
+        ),
+        "{out}"
+    );
+    let out = route("198.18.0.66", "http://x/staff/");
+    assert!(
+        out.contains("answer: 403 from the route's address lists (client 198.18.0.66: denied)"),
+        "{out}"
+    );
+    let out = route("198.18.0.7", "http://x/staff/");
+    assert!(
+        out.contains("auth-basic: realm \"staff\", 1 users: 401 without a valid user and password")
+            && out.contains("pool: default"),
+        "{out}"
+    );
+}

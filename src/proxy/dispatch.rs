@@ -418,6 +418,17 @@ pub fn explain(
     };
     let resolved = &snap.config.resolved;
     let mut out = Vec::new();
+    let on_listener = resolved
+        .listeners
+        .get(usize::from(listener))
+        .and_then(Option::as_ref);
+    if let Some(Err(why)) = on_listener.map(|rule| rule.check(peer)) {
+        out.push(format!(
+            "answer: 403 from the listener's address lists (client {peer}: {})",
+            why.label()
+        ));
+        return Ok(out);
+    }
     let trace = resolved.table.trace(&crate::route::Request {
         seen: &seen,
         peer,
@@ -432,6 +443,22 @@ pub fn explain(
                 out.push(format!("route[{i}] {name:?}: matches"));
                 matched = Some(i);
             }
+        }
+    }
+    if let Some(r) = matched.map(|i| &resolved.routes[i]) {
+        if let Some(Err(why)) = r.addresses.as_ref().map(|rule| rule.check(peer)) {
+            out.push(format!(
+                "answer: 403 from the route's address lists (client {peer}: {})",
+                why.label()
+            ));
+            return Ok(out);
+        }
+        if let Some(a) = &r.auth {
+            out.push(format!(
+                "auth-basic: realm {:?}, {} users: 401 without a valid user and password",
+                a.realm,
+                a.users()
+            ));
         }
     }
     let pool = match matched.map(|i| &resolved.routes[i]) {
