@@ -241,19 +241,12 @@ fn graceful_handover_closes_a_websocket_tunnel_with_a_fin() {
     lab.wait_for("lb2 takes the VIP", Duration::from_secs(5), || {
         f.has_vip(&lab, "lb2")
     });
-    let start = std::time::Instant::now();
-    let code = loop {
-        if let Some(code) = n1.child.try_wait().unwrap() {
-            break code;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "lb1 did not exit:\n{}",
-            n1.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(code.success(), "{code:?}\n{}", n1.log());
+    let code = n1.wait_exit(Duration::from_secs(10));
+    assert!(
+        code.is_some_and(|c| c.success()),
+        "lb1 did not exit cleanly: {code:?}\n{}",
+        n1.log()
+    );
     // The backup serves new WebSockets through the VIP.
     drop(lab.in_host("client", open));
 }

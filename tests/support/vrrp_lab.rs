@@ -261,7 +261,7 @@ pub fn link_local(lab: &Lab, host: &str) -> String {
 
 /// A floatlb process in a lab host; killed on drop.
 pub struct Node {
-    pub child: Child,
+    child: Child,
     log: std::path::PathBuf,
     dir: tempfile::TempDir,
 }
@@ -285,14 +285,23 @@ impl Node {
     /// SIGTERM and wait for exit (bounded).
     pub fn stop(mut self) {
         self.signal(libc::SIGTERM);
+        if self.wait_exit(Duration::from_secs(5)).is_none() {
+            panic!("floatlb did not exit after SIGTERM:\n{}", self.log());
+        }
+    }
+
+    /// How the process exited, if it does within `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let start = std::time::Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() > limit {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("floatlb did not exit after SIGTERM:\n{}", self.log());
     }
 
     /// Rewrites the node's config (`from` -> `to`), sends SIGHUP and waits
