@@ -41,6 +41,53 @@ pub enum Phase {
     Body,
 }
 
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Backend => "backend",
+            Side::Proxy => "proxy",
+        }
+    }
+}
+
+impl Phase {
+    pub const ALL: [Phase; 5] = [
+        Phase::Request,
+        Phase::Queue,
+        Phase::Connect,
+        Phase::Headers,
+        Phase::Body,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Request => "request",
+            Phase::Queue => "queue",
+            Phase::Connect => "connect",
+            Phase::Headers => "headers",
+            Phase::Body => "data",
+        }
+    }
+}
+
+/// Timeouts are counted by side (client or backend) and phase: this many.
+pub const TIMEOUT_SLOTS: usize = 2 * Phase::ALL.len();
+
+/// The counter of a timeout on `side` in `phase` (a proxy-side one counts
+/// as the backend's: floatlb waited for a backend slot).
+pub fn timeout_slot(side: Side, phase: Phase) -> usize {
+    let s = usize::from(side != Side::Client);
+    s * Phase::ALL.len() + Phase::ALL.iter().position(|&p| p == phase).unwrap_or(0)
+}
+
+/// The side and phase of each timeout counter, in slot order.
+pub fn timeout_labels() -> impl Iterator<Item = (Side, Phase)> {
+    [Side::Client, Side::Backend]
+        .into_iter()
+        .flat_map(|s| Phase::ALL.into_iter().map(move |p| (s, p)))
+}
+
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -215,6 +262,12 @@ mod tests {
         assert_eq!(code(Side::Proxy, Phase::Request, Kind::Denied), "PR");
         assert_eq!(code(Side::Proxy, Phase::Request, Kind::Answered), "LR");
         assert_eq!(Termination::NORMAL.as_str(), "--");
+    }
+
+    #[test]
+    fn each_timeout_has_its_counter() {
+        let slots: Vec<usize> = timeout_labels().map(|(s, p)| timeout_slot(s, p)).collect();
+        assert_eq!(slots, (0..TIMEOUT_SLOTS).collect::<Vec<_>>());
     }
 
     #[test]

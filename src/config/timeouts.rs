@@ -21,9 +21,14 @@ pub struct Timeouts {
     /// Idle keep-alive client connection between requests.
     #[serde(deserialize_with = "duration")]
     pub idle: Duration,
-    /// Waiting for the backend's response head.
+    /// Waiting for the backend's response head, and for each piece of its
+    /// body (HAProxy `timeout server`).
     #[serde(deserialize_with = "duration")]
     pub server: Duration,
+    /// Waiting for a client to take each piece of its answer (HAProxy
+    /// `timeout client`, for the sending side).
+    #[serde(deserialize_with = "duration")]
+    pub client: Duration,
     /// Longest a shutdown waits for in-flight requests.
     #[serde(deserialize_with = "duration")]
     pub drain: Duration,
@@ -52,6 +57,7 @@ impl Default for Timeouts {
             client_header: Duration::from_secs(10),
             idle: Duration::from_secs(60),
             server: Duration::from_secs(30),
+            client: Duration::from_secs(30),
             drain: Duration::from_secs(10),
             handover: Duration::from_secs(1),
             vip_linger: Duration::from_millis(500),
@@ -70,6 +76,7 @@ impl Timeouts {
             ("client-header", self.client_header),
             ("idle", self.idle),
             ("server", self.server),
+            ("client", self.client),
             ("tunnel", self.tunnel),
         ] {
             if d.is_zero() {

@@ -33,7 +33,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::{Instant, Sleep};
 
 use crate::backend::upstream::{BodySource, Head, UpstreamBody};
-use crate::error::{Error, Kind, Termination};
+use crate::error::{Error, Kind, Phase, Side, Termination};
 use crate::http1::answers::{self, CONTINUE_100};
 use crate::http1::body::{budgeted, decode, frame, Chunk, Framing, Step};
 use crate::http1::request::{prepare, BodyFraming, Forwarding, Parse, Prepared};
@@ -203,10 +203,9 @@ pub(crate) fn serve<'a>(io: &'a mut ClientIo, conn: &'a Conn) -> impl Future<Out
                                 if timer.is_elapsed() && deadline <= timer.deadline() {
                                     // It fired at or after this deadline: time is up.
                                     if !idle {
-                                        conn.shared
-                                            .stats
-                                            .client_timeouts
-                                            .fetch_add(1, Ordering::Relaxed);
+                                        let stats = &conn.shared.stats;
+                                        stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
+                                        stats.timed_out(Side::Client, Phase::Request);
                                         let text = answers::error_text(
                                             StatusCode::REQUEST_TIMEOUT,
                                             "request head not received",
@@ -280,7 +279,7 @@ async fn answer(
     mut req: Prepared,
     snap: Arc<Snapshot>,
     conn: &Conn,
-    timer: Pin<&mut Sleep>,
+    mut timer: Pin<&mut Sleep>,
 ) -> After {
     let (peer, shared, shutdown) = (conn.peer, &conn.shared, &conn.shutdown);
     if !io.is_tls() {
@@ -317,7 +316,7 @@ async fn answer(
         Ok(pool) if req.body == BodyFraming::None => {
             let mut outgoing = Outgoing::of(&req, Body::None, sticky.as_deref());
             // The connection's timer, idle while its request is answered.
-            outgoing.timer = Some(timer);
+            outgoing.timer = Some(timer.as_mut());
             (
                 proxy::exchange(&mut outgoing, shared, peer, &snap, pool).await,
                 true,
@@ -395,17 +394,29 @@ async fn answer(
                 // The request's head buffer, sent by now, takes the answer's.
                 let mut out = std::mem::take(&mut req.out);
                 out.clear();
+                let server = pool.map_or(snap.config.timeouts.server, |p| {
+                    snap.config.resolved.pools[p].server
+                });
                 let extra = Extra {
                     hsts,
                     edits: answer_edits(&snap, route, pool, sticky.as_deref(), backend.backend()),
+                    deadlines: Deadlines {
+                        timer: timer.as_mut(),
+                        client: snap.config.timeouts.client,
+                        server,
+                        stats: &shared.stats,
+                    },
                 };
                 if shared.access_log.is_some() {
                     served_by = Some(backend.backend().name.clone());
                 }
-                let out =
+                let (status, bytes, reusable, ended) =
                     write_answer(io, out, &head, &mut body, req.http10, keep_alive, extra).await;
+                if ended != Termination::NORMAL {
+                    termination = ended;
+                }
                 backend.release(&mut body);
-                out
+                (status, bytes, reusable)
             }
         },
     };
@@ -693,8 +704,12 @@ async fn write_answer(
     http10: bool,
     keep_alive: bool,
     extra: Extra<'_>,
-) -> (u16, Option<u64>, bool) {
-    let Extra { hsts, edits } = extra;
+) -> (u16, Option<u64>, bool, Termination) {
+    let Extra {
+        hsts,
+        edits,
+        mut deadlines,
+    } = extra;
     let length = body.exact_len();
     let (chunked, keep_alive) = match length {
         Some(_) => (false, keep_alive),
@@ -717,43 +732,128 @@ async fn write_answer(
     // the close sends it (TLS: with its close_notify, in one write).
     let flush = |last: bool| keep_alive || !last;
     let end = body.is_end_stream();
-    if write_piece(io, &out, &first, chunked, end, flush(end))
-        .await
-        .is_err()
-    {
-        return (status, length, false);
+    // Each write must finish within `client`, each wait for the body's next
+    // piece within `server`: a client that does not read, a backend that
+    // stalls, ends the answer and its connection (HAProxy's `cD`, `sD`).
+    let written = deadlines
+        .within(
+            deadlines.client,
+            write_piece(io, &out, &first, chunked, end, flush(end)),
+        )
+        .await;
+    match written {
+        Some(Ok(())) => {}
+        Some(Err(_)) => return (status, length, false, client_left()),
+        None => return (status, length, false, deadlines.expired(Side::Client)),
     }
     while !body.is_end_stream() {
-        match poll_fn(|cx| body.poll_data(cx)).await {
+        let piece = deadlines
+            .within(deadlines.server, poll_fn(|cx| body.poll_data(cx)))
+            .await;
+        let Some(piece) = piece else {
+            return (status, length, false, deadlines.expired(Side::Backend));
+        };
+        let written = match piece {
             Ok(Some(data)) => {
                 let end = body.is_end_stream();
-                if write_piece(io, b"", &data, chunked, end, flush(end))
-                    .await
-                    .is_err()
-                {
-                    return (status, length, false);
-                }
+                let write = write_piece(io, b"", &data, chunked, end, flush(end));
+                deadlines.within(deadlines.client, write).await
             }
             Ok(None) => {
                 // The body ended with the backend's close.
-                if chunked && write_piece(io, b"", b"", true, true, true).await.is_err() {
-                    return (status, length, false);
+                if chunked {
+                    let write = write_piece(io, b"", b"", true, true, true);
+                    match deadlines.within(deadlines.client, write).await {
+                        Some(Ok(())) => {}
+                        Some(Err(_)) => return (status, length, false, client_left()),
+                        None => return (status, length, false, deadlines.expired(Side::Client)),
+                    }
                 }
                 break;
             }
             Err(e) => {
                 tracing::debug!(error = %e, "backend failed inside the answer body");
-                return (status, length, false);
+                let broke = Error::new(
+                    Side::Backend,
+                    Phase::Body,
+                    Kind::Closed,
+                    StatusCode::BAD_GATEWAY,
+                    "",
+                );
+                return (status, length, false, broke.termination());
             }
+        };
+        match written {
+            Some(Ok(())) => {}
+            Some(Err(_)) => return (status, length, false, client_left()),
+            None => return (status, length, false, deadlines.expired(Side::Client)),
         }
     }
-    (status, length, keep_alive)
+    (status, length, keep_alive, Termination::NORMAL)
 }
 
-/// What floatlb adds to a backend's answer head: HSTS on TLS, the route's edits.
+/// The termination of an answer its client stopped taking (`CD`).
+fn client_left() -> Termination {
+    let e = Error::new(
+        Side::Client,
+        Phase::Body,
+        Kind::Closed,
+        StatusCode::BAD_REQUEST,
+        "",
+    );
+    e.termination()
+}
+
+/// The waits of an answer being relayed, on the connection's one timer.
+struct Deadlines<'a> {
+    timer: Pin<&'a mut Sleep>,
+    client: Duration,
+    server: Duration,
+    stats: &'a crate::proxy::state::ProxyStats,
+}
+
+impl Deadlines<'_> {
+    /// Waits for `op`, at most `limit` once it has to wait: the timer is
+    /// moved only when `op` is not ready at once, so an answer that flows
+    /// costs no timer operation.
+    async fn within<F: Future>(&mut self, limit: Duration, op: F) -> Option<F::Output> {
+        let mut op = std::pin::pin!(op);
+        let mut armed = false;
+        let timer = &mut self.timer;
+        poll_fn(|cx| {
+            if let Poll::Ready(v) = op.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            if !armed {
+                timer.as_mut().reset(Instant::now() + limit);
+                armed = true;
+            }
+            timer.as_mut().poll(cx).map(|()| None)
+        })
+        .await
+    }
+
+    /// A wait on `side` ran out inside the body: counted; its termination.
+    fn expired(&self, side: Side) -> Termination {
+        self.stats.timed_out(side, Phase::Body);
+        tracing::debug!(side = side.as_str(), "answer relay timed out");
+        let e = Error::new(
+            side,
+            Phase::Body,
+            Kind::Timeout,
+            StatusCode::GATEWAY_TIMEOUT,
+            "",
+        );
+        e.termination()
+    }
+}
+
+/// What floatlb adds to a backend's answer head (HSTS on TLS, the route's
+/// edits), and the deadlines of its relay.
 struct Extra<'a> {
     hsts: u64,
     edits: AnswerEdits<'a>,
+    deadlines: Deadlines<'a>,
 }
 
 /// Writes a 101's head, then the new protocol's bytes that came with it.
@@ -830,13 +930,23 @@ mod tests {
     /// whose one backend is at `backend`, until it closes; then how the
     /// client's script went.
     async fn serve_scripted(backend: SocketAddr, client: Vec<Step>) -> Result<(), String> {
+        serve_with(backend, "", client).await.0
+    }
+
+    /// As [`serve_scripted`], with `timeouts` (lines of `[timeouts]`); the
+    /// proxy's shared state is returned for its counters.
+    async fn serve_with(
+        backend: SocketAddr,
+        timeouts: &str,
+        client: Vec<Step>,
+    ) -> (Result<(), String>, Arc<Shared>) {
         let text = format!(
             "[listen]\naddress = \"127.0.0.1:0\"\n[health]\nenabled = false\n\
-             [proxy]\nx-forwarded-for = false\n\
+             [proxy]\nx-forwarded-for = false\n[timeouts]\n{timeouts}\n\
              [[backend]]\nname = \"web\"\naddress = \"{backend}\"\n"
         );
         let path = std::path::Path::new("test.toml");
-        let config = crate::config::parse(path, &text).map_err(|e| e.to_string())?;
+        let config = crate::config::parse(path, &text).expect("config");
         let shared = Arc::new(Shared::new(config, path));
         let (_stop, shutdown) = watch::channel(false);
         let permit = Arc::new(tokio::sync::Semaphore::new(1))
@@ -844,13 +954,77 @@ mod tests {
             .await
             .unwrap();
         let (ours, peer) = pair(client).await;
-        let conn = Conn::new(ours.peer_addr().unwrap(), shared, shutdown, permit, 0);
+        let conn = Conn::new(
+            ours.peer_addr().unwrap(),
+            shared.clone(),
+            shutdown,
+            permit,
+            0,
+        );
         let mut io = ClientIo::Direct(ours.into_std().unwrap());
-        tokio::time::timeout(Duration::from_secs(30), serve(&mut io, &conn))
-            .await
-            .map_err(|_| "the connection was not closed".to_string())?;
+        let served = tokio::time::timeout(Duration::from_secs(30), serve(&mut io, &conn)).await;
         drop(io);
-        peer.done().await
+        let out = match served {
+            Ok(()) => peer.done().await,
+            Err(_) => Err("the connection was not closed".to_string()),
+        };
+        (out, shared)
+    }
+
+    fn timeouts_of(shared: &Shared, side: Side, phase: Phase) -> u64 {
+        shared.stats.timeouts[crate::error::timeout_slot(side, phase)].load(Ordering::Relaxed)
+    }
+
+    fn in_flight(shared: &Shared) -> u32 {
+        let snap = shared.live.load();
+        snap.pools[0].backends[0].in_flight.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_stalls_inside_its_body_is_cut_at_the_server_timeout() {
+        // Issue 29: `server` bounds every wait on a backend, the body's too.
+        let (backend, web) = listen(vec![
+            Step::Head(&["GET / HTTP/1.1"]),
+            Step::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"),
+            // Then nothing, until floatlb gives up on it.
+            Step::Eof,
+        ])
+        .await;
+        let client = vec![
+            Step::Send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Step::Head(&["HTTP/1.1 200 OK", "content-length: 100"]),
+            Step::Expect(b"0123456789"),
+            // RFC 9112 §8: cut short, never passed on as whole.
+            Step::Eof,
+        ];
+        let (out, shared) = serve_with(backend, "server = \"200ms\"", client).await;
+        out.unwrap();
+        backend_done(web).await;
+        assert_eq!(timeouts_of(&shared, Side::Backend, Phase::Body), 1);
+        assert_eq!(in_flight(&shared), 0, "the backend's slot is let go");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_dropped_at_the_client_timeout() {
+        // A large answer the client never reads: floatlb's writes stop once
+        // the sockets' buffers are full, and `client` ends it.
+        let mut answer = b"HTTP/1.1 200 OK\r\nContent-Length: 33554432\r\n\r\n".to_vec();
+        answer.resize(answer.len() + (32 << 20), b'x');
+        let answer: &'static [u8] = Box::leak(answer.into_boxed_slice());
+        // The backend's own send fails once floatlb lets go of it: its
+        // script's outcome is not what is tested.
+        let (backend, _web) =
+            listen(vec![Step::Head(&["GET / HTTP/1.1"]), Step::Send(answer)]).await;
+        let client = vec![
+            Step::Send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            // Reads nothing for ten times the timeout, then what is left.
+            Step::Pause(Duration::from_secs(2)),
+            Step::Drain,
+        ];
+        let (out, shared) = serve_with(backend, "client = \"200ms\"", client).await;
+        out.unwrap();
+        assert_eq!(timeouts_of(&shared, Side::Client, Phase::Body), 1);
+        assert_eq!(in_flight(&shared), 0, "the backend's slot is let go");
     }
 
     async fn backend_done(peer: Peer) {

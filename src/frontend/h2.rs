@@ -280,10 +280,42 @@ async fn stream(
     if end {
         return;
     }
+    // Each wait inside the body is bounded as on HTTP/1: `server` for the
+    // backend's next piece, `client` for the client's window to take it.
+    let (client, server) = {
+        let t = &shared.live.load().config.timeouts;
+        (t.client, reply.server().unwrap_or(t.server))
+    };
     let mut waiting = None;
-    let piped = std::future::poll_fn(|cx| reply.poll_pipe(&mut tx, &mut waiting, cx));
-    if let Err(e) = piped.await {
-        tracing::debug!(client = %peer, error = %e, "HTTP/2 answer body failed");
+    let (mut moved, mut seen) = (0u64, u64::MAX);
+    let stall = tokio::time::sleep(server);
+    tokio::pin!(stall);
+    let piped = std::future::poll_fn(|cx| {
+        let res = reply.poll_pipe(&mut tx, &mut waiting, &mut moved, cx);
+        if res.is_ready() {
+            return res.map(Some);
+        }
+        if moved != seen {
+            seen = moved;
+            let limit = if waiting.is_some() { client } else { server };
+            stall.as_mut().reset(tokio::time::Instant::now() + limit);
+        }
+        stall.as_mut().poll(cx).map(|()| None)
+    });
+    match piped.await {
+        Some(Ok(())) => {}
+        Some(Err(e)) => tracing::debug!(client = %peer, error = %e, "HTTP/2 answer body failed"),
+        None => {
+            // A piece waiting means the client's window was awaited.
+            let side = if waiting.is_some() {
+                Side::Client
+            } else {
+                Side::Backend
+            };
+            shared.stats.timed_out(side, Phase::Body);
+            tracing::debug!(client = %peer, side = side.as_str(), "HTTP/2 answer body timed out");
+            tx.send_reset(Reason::CANCEL);
+        }
     }
 }
 
@@ -444,6 +476,7 @@ async fn handle(
                 first,
                 body,
                 backend: Some(backend),
+                server: cfg.resolved.pools[pool_index].server,
             };
             ((resp, reply), len)
         }
@@ -561,10 +594,20 @@ enum Reply {
         body: UpstreamBody,
         /// Held while the body is relayed; gives the connection back at its end.
         backend: Option<InFlight>,
+        /// The pool's `server` timeout, for each wait on the body.
+        server: std::time::Duration,
     },
 }
 
 impl Reply {
+    /// The server timeout of the pool the body comes from.
+    fn server(&self) -> Option<std::time::Duration> {
+        match self {
+            Reply::Full(_) => None,
+            Reply::Upstream { server, .. } => Some(*server),
+        }
+    }
+
     /// Nothing to send after the head. A backend whose body was read whole is
     /// given back here.
     fn is_end_stream(&mut self) -> bool {
@@ -574,6 +617,7 @@ impl Reply {
                 first,
                 body,
                 backend,
+                ..
             } => {
                 release_at_end(body, backend);
                 first.as_ref().is_none_or(|b| b.is_empty()) && body.is_end_stream()
@@ -589,6 +633,7 @@ impl Reply {
                 first,
                 body,
                 backend,
+                ..
             } => {
                 if let Some(b) = first.take().filter(|b| !b.is_empty()) {
                     release_at_end(body, backend);
@@ -623,6 +668,7 @@ impl Reply {
         &mut self,
         tx: &mut SendStream<Bytes>,
         waiting: &mut Option<Bytes>,
+        moved: &mut u64,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), h2::Error>> {
         loop {
@@ -635,6 +681,7 @@ impl Reply {
                     }
                 }
                 if let Some(data) = waiting.take() {
+                    *moved += 1;
                     tx.send_data(data, false)?;
                 }
             }
@@ -645,6 +692,7 @@ impl Reply {
                 Ok((data, true)) => return Poll::Ready(tx.send_data(data, true)),
                 Ok((data, false)) if data.is_empty() => {}
                 Ok((data, false)) => {
+                    *moved += 1;
                     tx.reserve_capacity(1);
                     *waiting = Some(data);
                 }

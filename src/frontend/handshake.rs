@@ -61,6 +61,8 @@ pub(crate) async fn serve_connection(
                 .tls_handshake_errors
                 .fetch_add(1, Ordering::Relaxed);
             shared.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
+            let (side, phase) = (crate::error::Side::Client, crate::error::Phase::Request);
+            shared.stats.timed_out(side, phase);
             return;
         }
     };

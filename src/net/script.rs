@@ -35,6 +35,8 @@ pub(crate) enum Step {
     Eof,
     /// What arrives until the other side closes begins with this text.
     Rest(&'static str),
+    /// Read whatever arrives until the other side closes.
+    Drain,
 }
 
 /// A running script; [`Peer::done`] says how it went.
@@ -131,6 +133,13 @@ async fn run(mut s: TcpStream, steps: Vec<Step>) -> Result<(), String> {
                     let shown = String::from_utf8_lossy(&rest).into_owned();
                     return Err(fail(format!("read {shown:?}")));
                 }
+            }
+            Step::Drain => {
+                let mut rest = Vec::new();
+                limit(s.read_to_end(&mut rest))
+                    .await
+                    .map_err(fail)?
+                    .map_err(|e| fail(e.to_string()))?;
             }
             Step::Eof => {
                 let mut rest = Vec::new();

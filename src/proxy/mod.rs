@@ -178,6 +178,7 @@ pub async fn exchange(
             };
             if !queue.wait(until, room).await {
                 queue.refused_total.fetch_add(1, Ordering::Relaxed);
+                shared.stats.timed_out(Side::Backend, Phase::Queue);
                 let reason = format!(
                     "no backend of pool {} had a free slot within {timeout:?} (queue-timeout)",
                     spec.name
@@ -203,6 +204,9 @@ pub async fn exchange(
             Err(e) => {
                 drop(in_flight);
                 failed_connects += 1;
+                if matches!(e, ConnectError::Timeout(_)) {
+                    shared.stats.timed_out(Side::Backend, Phase::Connect);
+                }
                 if !connect_failed(spec, backend, idx, &e, failed_connects, &mut tried) {
                     return Answer::Local(fail(shared, peer, e.error()));
                 }
@@ -399,6 +403,9 @@ fn unavailable(shared: &Shared, peer: SocketAddr, last_error: Option<ConnectErro
 /// An exchange with `backend` that failed: counted against it (a timeout,
 /// or an error answered 502), or against the client's timeouts.
 fn failed(shared: &Shared, peer: SocketAddr, backend: &BackendState, e: Error) -> Failure {
+    if e.kind == Kind::Timeout {
+        shared.stats.timed_out(e.side, e.phase);
+    }
     match (e.side, e.kind) {
         (Side::Client, Kind::Timeout) => {
             shared.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);

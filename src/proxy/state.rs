@@ -144,6 +144,8 @@ pub struct ProxyStats {
     pub connections_active: AtomicI64,
     pub accept_errors: AtomicU64,
     pub client_timeouts: AtomicU64,
+    /// Every timeout, by side and phase (`crate::error::timeout_slot`).
+    pub timeouts: [AtomicU64; crate::error::TIMEOUT_SLOTS],
     /// Upgraded connections (WebSocket) relaying bytes now, and ever.
     pub tunnels_active: AtomicI64,
     pub tunnels_total: AtomicU64,
@@ -180,6 +182,11 @@ impl Drop for ActiveConn<'_> {
 }
 
 impl ProxyStats {
+    /// Counts a timeout on `side` in `phase`.
+    pub fn timed_out(&self, side: crate::error::Side, phase: crate::error::Phase) {
+        self.timeouts[crate::error::timeout_slot(side, phase)].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn connection_opened(&self) -> ActiveConn<'_> {
         self.connections_total.fetch_add(1, Ordering::Relaxed);
         self.connections_active.fetch_add(1, Ordering::Relaxed);

@@ -58,6 +58,14 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
         load(&s.client_timeouts),
     );
     f.counter_vec(
+        "floatlb_timeouts_total",
+        "Waits that ran out, by the side waited on (client or backend) and the phase: request (head, TLS handshake), queue, connect, headers (the answer's head), data (a body, either way).",
+        &["side", "phase"],
+        crate::error::timeout_labels()
+            .zip(&s.timeouts)
+            .map(|((side, phase), n)| (vec![side.as_str(), phase.as_str()], load(n))),
+    );
+    f.counter_vec(
         "floatlb_errors_total",
         "Error responses floatlb produced, and failed accepts, by kind.",
         &["kind"],
