@@ -221,6 +221,8 @@ fn an_http2_stream_whose_backend_stalls_is_reset_at_the_server_timeout() {
         lb.log()
     );
     assert_eq!(out.stdout, b"0123456789");
+    // Recorded once the stream has ended, with what ended it.
+    log_line(&log, "/stall 200 sD");
     assert_eq!(timeouts(&lb, "backend", "data"), 1.0);
     slot_released(&lb);
 }

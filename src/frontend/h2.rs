@@ -38,7 +38,7 @@ use crate::http1::request::{prepare_head, BodyFraming, Forwarding, RequestHead, 
 use crate::net::tls_stream::Deferred;
 use crate::net::TlsConn;
 use crate::proxy::dispatch::{answer_edits, dispatch, error_page, router};
-use crate::proxy::state::Shared;
+use crate::proxy::state::{Shared, Snapshot};
 use crate::proxy::{self, Answer, Body, Failure, InFlight, Outgoing};
 
 /// h2's server with every limit stated: the `[http2]` table's, and the
@@ -265,19 +265,31 @@ async fn stream(
         },
     })
     .await;
-    let Some((head, mut reply)) = answered else {
+    let Some((head, mut reply, record)) = answered else {
         tracing::debug!(client = %peer, "HTTP/2 stream reset by the client");
         return;
+    };
+    // The request is recorded once its answer has ended, with what ended it.
+    let finish = |ended: Option<(Side, Kind)>| {
+        if let Some(Record { snap, mut done }) = record {
+            if let Some((side, kind)) = ended {
+                let e = Error::new(side, Phase::Body, kind, StatusCode::BAD_GATEWAY, "");
+                done.termination = e.termination();
+            }
+            proxy::finished(shared, &snap, done);
+        }
     };
     let end = reply.is_end_stream();
     let mut tx = match respond.send_response(head, end) {
         Ok(tx) => tx,
         Err(e) => {
             tracing::debug!(client = %peer, error = %e, "HTTP/2 answer not sent");
+            finish(Some((Side::Client, Kind::Closed)));
             return;
         }
     };
     if end {
+        finish(None);
         return;
     }
     // Each wait inside the body is bounded as on HTTP/1: `server` for the
@@ -303,8 +315,8 @@ async fn stream(
         stall.as_mut().poll(cx).map(|()| None)
     });
     match piped.await {
-        Some(Ok(())) => {}
-        Some(Err(e)) => tracing::debug!(client = %peer, error = %e, "HTTP/2 answer body failed"),
+        Some(Ok(())) => finish(None),
+        Some(Err(side)) => finish(Some((side, Kind::Closed))),
         None => {
             // A piece waiting means the client's window was awaited.
             let side = if waiting.is_some() {
@@ -315,8 +327,15 @@ async fn stream(
             shared.stats.timed_out(side, Phase::Body);
             tracing::debug!(client = %peer, side = side.as_str(), "HTTP/2 answer body timed out");
             tx.send_reset(Reason::CANCEL);
+            finish(Some((side, Kind::Timeout)));
         }
     }
+}
+
+/// A request to record once its stream has ended (see `proxy::finished`).
+struct Record {
+    snap: Arc<Snapshot>,
+    done: proxy::Finished,
 }
 
 /// One stream's request: prepared, exchanged; counted and logged as the
@@ -325,7 +344,7 @@ async fn handle(
     req: Request<RecvStream>,
     (peer, listener): (SocketAddr, u16),
     shared: &Shared,
-) -> (Response<()>, Reply) {
+) -> (Response<()>, Reply, Option<Record>) {
     let snap = shared.live.load_full();
     let cfg = &snap.config;
     let (parts, incoming) = req.into_parts();
@@ -349,7 +368,8 @@ async fn handle(
         Ok(p) => p,
         Err((status, reason)) => {
             shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
-            return local(&Failure::of(&Error::refused(status, reason)), false);
+            let (response, reply) = local(&Failure::of(&Error::refused(status, reason)), false);
+            return (response, reply, None);
         }
     };
     let started = std::time::Instant::now();
@@ -360,7 +380,7 @@ async fn handle(
         Err(f) => {
             // The route answers: the request's body (if any) is not read; the
             // stream's end resets what the client still sends.
-            let response = local(&f, prepared.head_request);
+            let (response, reply) = local(&f, prepared.head_request);
             let done = proxy::Finished {
                 peer,
                 log: prepared.log.take(),
@@ -373,8 +393,7 @@ async fn handle(
                 backend: None,
                 termination: f.termination,
             };
-            proxy::finished(shared, &snap, done);
-            return response;
+            return (response, reply, Some(Record { snap, done }));
         }
     };
     let mut source = StreamBody {
@@ -504,8 +523,7 @@ async fn handle(
         backend: served_by,
         termination,
     };
-    proxy::finished(shared, &snap, done);
-    (response, reply)
+    (response, reply, Some(Record { snap, done }))
 }
 
 /// A local answer: its text or page, not sent to a HEAD request (RFC 9110
@@ -670,26 +688,28 @@ impl Reply {
         waiting: &mut Option<Bytes>,
         moved: &mut u64,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<(), h2::Error>> {
+    ) -> Poll<Result<(), Side>> {
         loop {
             if waiting.is_some() {
                 while tx.capacity() == 0 {
                     match ready!(tx.poll_capacity(cx)) {
                         Some(Ok(_)) => {}
-                        Some(Err(e)) => return Poll::Ready(Err(e)),
-                        None => return Poll::Ready(Err(Reason::STREAM_CLOSED.into())),
+                        Some(Err(e)) => return Poll::Ready(Err(client_gone(e))),
+                        None => return Poll::Ready(Err(Side::Client)),
                     }
                 }
                 if let Some(data) = waiting.take() {
                     *moved += 1;
-                    tx.send_data(data, false)?;
+                    tx.send_data(data, false).map_err(client_gone)?;
                 }
             }
-            if let Poll::Ready(reason) = tx.poll_reset(cx)? {
-                return Poll::Ready(Err(reason.into()));
+            if let Poll::Ready(reason) = tx.poll_reset(cx).map_err(client_gone)? {
+                return Poll::Ready(Err(client_gone(reason.into())));
             }
             match ready!(self.poll_piece(cx)) {
-                Ok((data, true)) => return Poll::Ready(tx.send_data(data, true)),
+                Ok((data, true)) => {
+                    return Poll::Ready(tx.send_data(data, true).map_err(client_gone))
+                }
                 Ok((data, false)) if data.is_empty() => {}
                 Ok((data, false)) => {
                     *moved += 1;
@@ -699,11 +719,17 @@ impl Reply {
                 Err(e) => {
                     tracing::debug!(error = %e, "HTTP/2: the backend's body failed");
                     tx.send_reset(Reason::INTERNAL_ERROR);
-                    return Poll::Ready(Ok(()));
+                    return Poll::Ready(Err(Side::Backend));
                 }
             }
         }
     }
+}
+
+/// The client's side of a stream failed (reset, gone): logged, `Side::Client`.
+fn client_gone(e: h2::Error) -> Side {
+    tracing::debug!(error = %e, "HTTP/2: the answer's stream ended early");
+    Side::Client
 }
 
 /// Once the backend's body was read to its end, its connection goes back to
