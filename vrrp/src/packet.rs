@@ -323,7 +323,7 @@ mod tests {
     }
 
     /// §5.2.8: the checksum covers the pseudo-header, so it binds the source
-    /// address (interop with keepalived is tested in tests/netns.rs).
+    /// address (interop with keepalived is tested in tests/vrrp_adverts.rs).
     #[test]
     fn checksum_covers_pseudo_header() {
         let msg = advert().encode(SRC, VRRP_GROUP, ChecksumMode::Rfc5798);
