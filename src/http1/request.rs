@@ -498,9 +498,7 @@ fn write(head: &RequestHead<'_>, c: &Checked<'_>, fwd: &Forwarding, route: u32) 
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let any_listed = c.n_listed > 0;
     let base = raw.as_ptr() as usize;
-    // The run of the client's lines to copy next, as they are: a line already
-    // in the `name: value` form it would be written in.
-    let mut run = 0..0;
+    let mut runs = fields::LineRuns::starting(0..0);
     for (i, h) in head.fields.iter().enumerate() {
         let name = h.name.as_bytes();
         // Host stays whatever Connection names (RFC 9110 §7.6.1: a connection
@@ -511,30 +509,24 @@ fn write(head: &RequestHead<'_>, c: &Checked<'_>, fwd: &Forwarding, route: u32) 
         // Offsets in `raw`; a field from elsewhere (HTTP/2) wraps past its end.
         let ns = (name.as_ptr() as usize).wrapping_sub(base);
         let vs = (h.value.as_ptr() as usize).wrapping_sub(base);
-        if ns < raw.len() && vs < raw.len() {
-            let ne = ns + name.len();
-            let ve = vs + h.value.len();
-            if vs == ne + 2
-                && raw.get(ne..vs) == Some(b": ")
-                && raw.get(ve..ve + 2) == Some(b"\r\n")
-            {
-                if run.end == ns && !run.is_empty() {
-                    run.end = ve + 2;
-                } else {
-                    out.extend_from_slice(&raw[run]);
-                    run = ns..ve + 2;
-                }
-                continue;
-            }
+        if ns < raw.len()
+            && vs < raw.len()
+            && runs.take(
+                &mut out,
+                raw,
+                (ns, ns + name.len()),
+                (vs, vs + h.value.len()),
+            )
+        {
+            continue;
         }
-        out.extend_from_slice(&raw[run]);
-        run = 0..0;
+        runs.flush(&mut out, raw);
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(&raw[run]);
+    runs.flush(&mut out, raw);
     if let Some(authority) = c.authority {
         // RFC 9112 §3.2.2: the target's authority replaces any Host sent;
         // RFC 9113 §8.3.1: `:authority` becomes the Host field.

@@ -62,15 +62,15 @@ impl Head {
         let raw = &self.raw[..];
         let version: &[u8] = if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " };
         let (rs, re) = (self.reason.0 as usize, self.reason.1 as usize);
-        // The run of bytes to copy next, as they are.
-        let mut run = 0..0;
+        // The status line is kept as it is when it is as it would be written.
+        let mut runs = super::fields::LineRuns::starting(0..0);
         if raw.starts_with(version)
             && raw.get(9..12) == Some(self.status.as_str().as_bytes())
             && raw.get(12) == Some(&b' ')
             && (rs == 13 || (rs, re) == (0, 0) && raw.get(13..15) == Some(b"\r\n"))
             && raw.get(13 + re.saturating_sub(rs)..15 + re.saturating_sub(rs)) == Some(b"\r\n")
         {
-            run = 0..15 + re.saturating_sub(rs);
+            runs = super::fields::LineRuns::starting(0..15 + re.saturating_sub(rs));
         } else {
             out.extend_from_slice(version);
             out.extend_from_slice(self.status.as_str().as_bytes());
@@ -80,26 +80,16 @@ impl Head {
         }
         for f in &self.fields {
             let [ns, ne, vs, ve] = f.map(|x| x as usize);
-            if vs == ne + 2
-                && raw.get(ne..vs) == Some(b": ")
-                && raw.get(ve..ve + 2) == Some(b"\r\n")
-            {
-                if run.end == ns && !run.is_empty() {
-                    run.end = ve + 2;
-                } else {
-                    out.extend_from_slice(&raw[run]);
-                    run = ns..ve + 2;
-                }
+            if runs.take(out, raw, (ns, ne), (vs, ve)) {
                 continue;
             }
-            out.extend_from_slice(&raw[run]);
-            run = 0..0;
+            runs.flush(out, raw);
             out.extend_from_slice(&raw[ns..ne]);
             out.extend_from_slice(b": ");
             out.extend_from_slice(&raw[vs..ve]);
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(&raw[run]);
+        runs.flush(out, raw);
     }
 
     /// Attaches the head's bytes (what [`parse_response`] read, `len` bytes).
