@@ -9,7 +9,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,49 @@ impl Misbehaving {
     }
 }
 
+/// One test's floatlb, its misbehaving backend and its access log.
+struct Case {
+    lb: Floatlb,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+    _web: Misbehaving,
+}
+
+impl Case {
+    /// `timeouts` in `[timeouts]`, and `extra` tables.
+    fn start(timeouts: &str, extra: impl FnOnce(&Path) -> String) -> Case {
+        let web = Misbehaving::start();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let lb = start(&web, timeouts, &log, &extra(dir.path()));
+        Case {
+            lb,
+            log,
+            _dir: dir,
+            _web: web,
+        }
+    }
+
+    /// Sends `request` on a new connection; all that comes back until
+    /// floatlb closes it.
+    fn exchange(&self, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(self.lb.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s.write_all(request).unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    /// The access log has `line`, the timeout counter of `side` and `phase`
+    /// is 1, and the backend's slot is free again.
+    fn ended(&self, line: &str, side: &str, phase: &str) {
+        log_line(&self.log, line);
+        assert_eq!(timeouts(&self.lb, side, phase), 1.0);
+        slot_released(&self.lb);
+    }
+}
+
 /// floatlb with the misbehaving backend, `timeouts` in `[timeouts]`, an
 /// access log of `{target} {status} {termination}` lines, and `extra` tables.
 fn start(web: &Misbehaving, timeouts: &str, log: &Path, extra: &str) -> Floatlb {
@@ -115,68 +158,42 @@ fn slot_released(lb: &Floatlb) {
 
 #[test]
 fn a_backend_that_stalls_inside_its_body_is_cut_at_the_server_timeout() {
-    let web = Misbehaving::start();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let lb = start(&web, "server = \"300ms\"", &log, "");
-    let mut s = TcpStream::connect(lb.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    s.write_all(b"GET /stall HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-    let mut got = Vec::new();
-    s.read_to_end(&mut got).expect("floatlb closes the connection");
-    let got = String::from_utf8_lossy(&got);
+    let case = Case::start("server = \"300ms\"", |_| String::new());
+    let got = case.exchange(b"GET /stall HTTP/1.1\r\nHost: a\r\n\r\n");
     // RFC 9112 §8: the client sees an answer cut short of its length.
     assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
     assert!(got.ends_with("\r\n\r\n0123456789"), "{got}");
-    log_line(&log, "/stall 200 sD");
-    assert_eq!(timeouts(&lb, "backend", "data"), 1.0);
-    slot_released(&lb);
+    case.ended("/stall 200 sD", "backend", "data");
 }
 
 #[test]
 fn a_client_that_stops_reading_is_dropped_at_the_client_timeout() {
-    let web = Misbehaving::start();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let lb = start(&web, "client = \"300ms\"", &log, "");
-    let mut s = TcpStream::connect(lb.addr).unwrap();
-    s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let case = Case::start("client = \"300ms\"", |_| String::new());
+    let mut s = TcpStream::connect(case.lb.addr).unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     // Nothing is read until floatlb has logged giving up on this client.
-    log_line(&log, "/big 200 cD");
-    assert_eq!(timeouts(&lb, "client", "data"), 1.0);
-    slot_released(&lb);
+    case.ended("/big 200 cD", "client", "data");
     drop(s);
 }
 
 #[test]
 fn a_slow_post_body_is_a_408() {
-    let web = Misbehaving::start();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let lb = start(&web, "server = \"300ms\"", &log, "");
-    let mut s = TcpStream::connect(lb.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let case = Case::start("server = \"300ms\"", |_| String::new());
     // 10 of 100 bytes, then nothing.
-    s.write_all(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789")
-        .unwrap();
-    let mut got = Vec::new();
-    let _ = s.read_to_end(&mut got);
-    let got = String::from_utf8_lossy(&got);
+    let got =
+        case.exchange(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789");
     assert!(got.starts_with("HTTP/1.1 408 "), "{got}");
-    log_line(&log, "/up 408 cD");
-    assert_eq!(timeouts(&lb, "client", "data"), 1.0);
-    slot_released(&lb);
+    case.ended("/up 408 cD", "client", "data");
 }
 
 #[test]
 fn a_slowloris_head_is_a_408_at_client_header() {
-    let web = Misbehaving::start();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let lb = start(&web, "client-header = \"300ms\"", &log, "");
-    let mut s = TcpStream::connect(lb.addr).unwrap();
+    let case = Case::start("client-header = \"300ms\"", |_| String::new());
+    let mut s = TcpStream::connect(case.lb.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n").unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n")
+        .unwrap();
     // A header line now and then, never the blank line.
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
@@ -191,22 +208,20 @@ fn a_slowloris_head_is_a_408_at_client_header() {
     }
     let got = String::from_utf8_lossy(&got);
     assert!(got.starts_with("HTTP/1.1 408 "), "{got}");
-    assert_eq!(timeouts(&lb, "client", "request"), 1.0);
+    assert_eq!(timeouts(&case.lb, "client", "request"), 1.0);
 }
 
 #[test]
 fn an_http2_stream_whose_backend_stalls_is_reset_at_the_server_timeout() {
-    let web = Misbehaving::start();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let (cert, key) = support::make_cert(dir.path(), "a", &["a.test"], 2);
     let port = support::free_port();
-    let tls = format!(
-        "[tls]\naddress = \"127.0.0.1:{port}\"\n[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
-        cert.display(),
-        key.display()
-    );
-    let lb = start(&web, "server = \"300ms\"", &log, &tls);
+    let case = Case::start("server = \"300ms\"", |dir| {
+        let (cert, key) = support::make_cert(dir, "a", &["a.test"], 2);
+        format!(
+            "[tls]\naddress = \"127.0.0.1:{port}\"\n[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        )
+    });
     let resolve = format!("a.test:{port}:127.0.0.1");
     let out = Command::new("curl")
         .args(["-sk", "--http2", "--max-time", "10", "--resolve", &resolve])
@@ -218,11 +233,9 @@ fn an_http2_stream_whose_backend_stalls_is_reset_at_the_server_timeout() {
     assert!(
         matches!(out.status.code(), Some(92 | 18)),
         "curl: {out:?}\n{}",
-        lb.log()
+        case.lb.log()
     );
     assert_eq!(out.stdout, b"0123456789");
     // Recorded once the stream has ended, with what ended it.
-    log_line(&log, "/stall 200 sD");
-    assert_eq!(timeouts(&lb, "backend", "data"), 1.0);
-    slot_released(&lb);
+    case.ended("/stall 200 sD", "backend", "data");
 }
