@@ -457,3 +457,140 @@ impl AsyncWrite for Deferred {
         Pin::new(&mut *self.lock()).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl is missing: run vm-lab/install-deps");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    }
+
+    /// A test CA and a leaf for `a.test` it signed; the server config with
+    /// the leaf and `alpn`, and a client config that trusts the CA and
+    /// offers `offer`.
+    fn configs(
+        dir: &Path,
+        alpn: &[&str],
+        offer: &[&str],
+    ) -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=test-ca"];
+        ca.extend(ec);
+        ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+        openssl(dir, &ca);
+        let mut csr = vec!["req", "-subj", "/CN=a.test", "-keyout", "leaf.key"];
+        csr.extend(ec);
+        csr.extend(["-out", "leaf.csr"]);
+        openssl(dir, &csr);
+        std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:a.test\n").unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+                "-out",
+                "leaf.pem",
+            ],
+        );
+        let loaded =
+            crate::tls::load_pair(&dir.join("leaf.pem"), &dir.join("leaf.key"), &[]).unwrap();
+        let alpn: Vec<String> = alpn.iter().map(|p| p.to_string()).collect();
+        let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().unwrap();
+        let server = crate::tls::server_config(&[loaded], &alpn, ticketer).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap();
+        roots.add(ca).unwrap();
+        let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        client.alpn_protocols = offer.iter().map(|p| p.as_bytes().to_vec()).collect();
+        (server, Arc::new(client))
+    }
+
+    #[tokio::test]
+    async fn a_session_carries_plaintext_both_ways_and_ends_with_close_notify() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, client) = configs(dir.path(), &["h2", "http/1.1"], &["http/1.1"]);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A request of 200 KiB: more than the 64 KiB of plaintext a write
+        // may hold before it must send.
+        let request: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
+        let sent = request.clone();
+        let peer = tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let connector = tokio_rustls::TlsConnector::from(client);
+            let name = ServerName::try_from("a.test").unwrap();
+            let mut tls = connector.connect(name, tcp).await.unwrap();
+            tls.write_all(&sent).await.unwrap();
+            tls.flush().await.unwrap();
+            let mut answer = Vec::new();
+            // A clean end: the server's close_notify, not a cut connection.
+            tls.read_to_end(&mut answer).await.unwrap();
+            answer
+        });
+        let (sock, _) = listener.accept().await.unwrap();
+        let mut conn = TlsConn::accept(sock, server).await.unwrap();
+        // RFC 7301 §3.2: the server's first protocol the client offered.
+        assert_eq!(conn.session().alpn_protocol(), Some(&b"http/1.1"[..]));
+        let mut got = vec![0u8; request.len()];
+        conn.read_exact(&mut got).await.unwrap();
+        assert!(got == request, "the request arrived whole and in order");
+        conn.write_all(b"pong").await.unwrap();
+        conn.flush().await.unwrap();
+        conn.shutdown().await.unwrap();
+        assert_eq!(peer.await.unwrap(), b"pong");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_leaves_during_the_handshake_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, _) = configs(dir.path(), &["http/1.1"], &[]);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = tokio::spawn(async move {
+            let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            // Half a ClientHello's record header, then gone.
+            tcp.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+        });
+        let (sock, _) = listener.accept().await.unwrap();
+        peer.await.unwrap();
+        let e = TlsConn::accept(sock, server).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+    }
+}
