@@ -300,6 +300,50 @@ impl IpText {
     }
 }
 
+/// The lines of a received head that are already in the `name: value\r\n`
+/// form they would be written in, copied to the head being written as runs
+/// of bytes: one copy per run of such lines instead of four per line. Shared
+/// by the request's writer and the relayed answer's.
+pub(crate) struct LineRuns(std::ops::Range<usize>);
+
+impl LineRuns {
+    /// Starting with `first` of `raw` (a start line kept as it is), or `0..0`.
+    #[inline]
+    pub fn starting(first: std::ops::Range<usize>) -> Self {
+        LineRuns(first)
+    }
+
+    /// Takes the field at these offsets of `raw` (name `ns..ne`, value
+    /// `vs..ve`) into the current run if its line is as it would be written;
+    /// false if not (then [`Self::flush`] and write it).
+    #[inline]
+    pub fn take(
+        &mut self,
+        out: &mut Vec<u8>,
+        raw: &[u8],
+        name: (usize, usize),
+        value: (usize, usize),
+    ) -> bool {
+        let ((ns, ne), (vs, ve)) = (name, value);
+        if vs != ne + 2 || raw.get(ne..vs) != Some(b": ") || raw.get(ve..ve + 2) != Some(b"\r\n") {
+            return false;
+        }
+        if self.0.end == ns && !self.0.is_empty() {
+            self.0.end = ve + 2;
+        } else {
+            self.flush(out, raw);
+            self.0 = ns..ve + 2;
+        }
+        true
+    }
+
+    /// Copies the current run.
+    #[inline]
+    pub fn flush(&mut self, out: &mut Vec<u8>, raw: &[u8]) {
+        out.extend_from_slice(&raw[std::mem::replace(&mut self.0, 0..0)]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,49 +451,5 @@ mod tests {
         // RFC 6265 §4.2.2: cookie names are case-sensitive.
         assert_eq!(cookie(head, "srv"), None);
         assert_eq!(cookie(b"GET / HTTP/1.1\r\n\r\n", "a"), None);
-    }
-}
-
-/// The lines of a received head that are already in the `name: value\r\n`
-/// form they would be written in, copied to the head being written as runs
-/// of bytes: one copy per run of such lines instead of four per line. Shared
-/// by the request's writer and the relayed answer's.
-pub(crate) struct LineRuns(std::ops::Range<usize>);
-
-impl LineRuns {
-    /// Starting with `first` of `raw` (a start line kept as it is), or `0..0`.
-    #[inline]
-    pub fn starting(first: std::ops::Range<usize>) -> Self {
-        LineRuns(first)
-    }
-
-    /// Takes the field at these offsets of `raw` (name `ns..ne`, value
-    /// `vs..ve`) into the current run if its line is as it would be written;
-    /// false if not (then [`Self::flush`] and write it).
-    #[inline]
-    pub fn take(
-        &mut self,
-        out: &mut Vec<u8>,
-        raw: &[u8],
-        name: (usize, usize),
-        value: (usize, usize),
-    ) -> bool {
-        let ((ns, ne), (vs, ve)) = (name, value);
-        if vs != ne + 2 || raw.get(ne..vs) != Some(b": ") || raw.get(ve..ve + 2) != Some(b"\r\n") {
-            return false;
-        }
-        if self.0.end == ns && !self.0.is_empty() {
-            self.0.end = ve + 2;
-        } else {
-            self.flush(out, raw);
-            self.0 = ns..ve + 2;
-        }
-        true
-    }
-
-    /// Copies the current run.
-    #[inline]
-    pub fn flush(&mut self, out: &mut Vec<u8>, raw: &[u8]) {
-        out.extend_from_slice(&raw[std::mem::replace(&mut self.0, 0..0)]);
     }
 }
