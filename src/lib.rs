@@ -3,9 +3,10 @@
 //! The modules form layers, lowest first; an import points down, never up
 //! (`tests/layers.rs` checks it, `docs/architecture.md` draws it):
 //!
-//! 1. [`http1`], [`balance`], [`tls`], [`error`]: sans-IO cores (HTTP/1 rules;
+//! 1. [`http1`], [`balance`], [`tls`], [`error`], [`peers`]: sans-IO cores (HTTP/1 rules;
 //!    scheduling algorithms; certificates, SNI and ticket keys for the TLS
-//!    listener; the typed error of a request that failed).
+//!    listener; the typed error of a request that failed; the pair's shared
+//!    per-client counts on the wire).
 //! 2. [`route`], [`access`], [`net`]: route matching (which `[[route]]` a
 //!    request takes); who may use a listener or route (address lists, basic
 //!    auth); sockets (listener, client I/O).
@@ -36,6 +37,7 @@ pub mod frontend;
 pub mod http1;
 pub mod net;
 pub mod observe;
+pub mod peers;
 pub mod proxy;
 pub mod route;
 pub mod runtime;

@@ -11,6 +11,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("balance", 0),
     ("tls", 0),
     ("error", 0),
+    ("peers", 0),
     ("route", 1),
     ("access", 1),
     ("net", 1),
