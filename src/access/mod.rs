@@ -6,6 +6,7 @@
 
 pub mod basic;
 pub mod cidr;
+pub mod track;
 
 use std::fmt;
 use std::net::IpAddr;
