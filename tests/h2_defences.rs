@@ -72,7 +72,7 @@ fn lab() -> &'static Lab {
         let (cert, key) = make_cert(dir.path(), "a", &["a.test"], 30);
         let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let lb = Floatlb::start(&format!(
-            "{}\n[tls]\naddress = \"{tls}\"\n[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+            "{}\n[tls]\naddress = \"{tls}\"\n[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\n[timeouts]\nclient = \"2s\"\n",
             backend_tables(&[(&backend, 1)]),
             cert.display(),
             key.display()
@@ -303,9 +303,13 @@ struct Seen {
     closed: bool,
 }
 
-/// Reads the server's frames until it closes the connection or `within`
-/// has passed.
-async fn watch(rd: &mut ReadHalf<TlsStream<TcpStream>>, within: Duration) -> Seen {
+/// Reads the server's frames until it closes the connection, `enough`
+/// says so, or `within` has passed.
+async fn watch(
+    rd: &mut ReadHalf<TlsStream<TcpStream>>,
+    within: Duration,
+    enough: fn(&Seen) -> bool,
+) -> Seen {
     let mut seen = Seen::default();
     let mut buf = Vec::new();
     let end = tokio::time::Instant::now() + within;
@@ -332,6 +336,9 @@ async fn watch(rd: &mut ReadHalf<TlsStream<TcpStream>>, within: Duration) -> See
                 _ => {}
             }
             buf.drain(..9 + len);
+        }
+        if enough(&seen) {
+            return seen;
         }
         match tokio::time::timeout_at(end, rd.read(&mut chunk)).await {
             Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
@@ -363,7 +370,7 @@ async fn attack(lab: &Lab, own: &[(u16, u32)], writes: Vec<Vec<u8>>, within: Dur
         }
         wr
     };
-    let (seen, _wr) = tokio::join!(watch(&mut rd, within), send);
+    let (seen, _wr) = tokio::join!(watch(&mut rd, within, |_| false), send);
     seen
 }
 
@@ -587,11 +594,11 @@ fn a_frame_over_max_frame_size_ends_the_connection() {
 /// asks for 256 MiB and never opens its window (SETTINGS_INITIAL_WINDOW_SIZE
 /// 0, no WINDOW_UPDATE). floatlb sends the answer's head and no byte of its
 /// body, reads no more of the backend's body than one piece and
-/// `max-send-buffer` (400 KiB), and serves others meanwhile. Not ended by
-/// floatlb while the client stays (no deadline covers a stream waiting for
-/// its window yet); its memory is what is bounded.
+/// `max-send-buffer` (400 KiB), serves others meanwhile, and resets the
+/// stream, RST_STREAM(CANCEL), once the client has taken nothing for
+/// `timeouts.client` (2 s here), which lets the backend go.
 #[test]
-fn a_zero_window_holds_only_a_bounded_amount() {
+fn a_zero_window_is_bounded_and_its_stream_reset_at_the_client_timeout() {
     let lab = lab();
     let writes = vec![frame(
         HEADERS,
@@ -600,22 +607,24 @@ fn a_zero_window_holds_only_a_bounded_amount() {
         &request(false, "/download?bytes=268435456"),
     )];
     run(async {
-        let (seen, ()) = tokio::join!(
-            attack(
-                lab,
-                &[(INITIAL_WINDOW_SIZE, 0)],
-                writes,
-                Duration::from_secs(2)
-            ),
-            served_meanwhile(lab)
-        );
+        let (mut rd, mut wr) = tokio::io::split(connect(lab).await);
+        let opening = [
+            PREFACE,
+            &settings(&[(INITIAL_WINDOW_SIZE, 0)]),
+            &frame(SETTINGS, ACK, 0, &[]),
+            &writes[0],
+        ]
+        .concat();
+        wr.write_all(&opening).await.unwrap();
+        let watched = watch(&mut rd, Duration::from_secs(10), |s| !s.resets.is_empty());
+        let (seen, ()) = tokio::join!(watched, served_meanwhile(lab));
         assert_eq!(seen.answered, [1], "{seen:?}");
         assert_eq!(seen.data, 0, "{seen:?}");
-        assert!(!seen.closed && seen.goaway.is_none(), "{seen:?}");
+        assert_eq!(seen.resets, [(1, CANCEL)], "{seen:?}");
+        assert!(!seen.closed, "{seen:?}");
+        drop(wr);
     });
     assert_memory_bounded(lab);
-    // The worker is still there for the next test (the shared one).
-    assert!(lab.lb.status_json().contains("worker_pid"));
 }
 
 /// Frames a well-behaved client sends stay within every budget: a few
