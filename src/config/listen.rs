@@ -50,6 +50,21 @@ pub struct Listen {
     /// A file of refused addresses or networks, as `allow-from-file`.
     #[serde(default)]
     pub deny_from_file: Option<PathBuf>,
+    /// The `[[limit]]` table this listener's clients are counted in.
+    #[serde(default)]
+    pub track: Option<String>,
+    /// Most requests per client (a token bucket in the `track` table).
+    #[serde(default)]
+    pub rate_limit: Option<super::RateLimitConfig>,
+    /// Most connections open at once per client address; more are closed at accept.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    /// Most error answers (status 400 and over) per client over the table's period.
+    #[serde(default)]
+    pub error_limit: Option<u32>,
+    /// What a client over a limit gets: "429" (default) or "tarpit".
+    #[serde(default)]
+    pub over_limit: super::OverLimit,
 }
 
 // `address` is required, so the table has no `Default`: its defaults are

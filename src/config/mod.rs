@@ -9,8 +9,8 @@
 //! table's `Default` read by `#[serde(default)]`, or, where the table has
 //! required keys, one function per defaulted key) and its checks:
 //! `listen.rs`, `tls.rs`, `log.rs`, `balance.rs`, `backend.rs`, `health.rs`,
-//! `timeouts.rs`, `proxy.rs`, `http2.rs`, `admin.rs`, `vrrp.rs`, `anycast.rs`, and
-//! `pools.rs` (`[[pool]]`, `[[route]]` and what they resolve to); `values.rs`
+//! `timeouts.rs`, `proxy.rs`, `http2.rs`, `admin.rs`, `vrrp.rs`, `anycast.rs`,
+//! `limit.rs` (`[[limit]]` and the keys that use it), and `pools.rs` (`[[pool]]`, `[[route]]` and what they resolve to); `values.rs`
 //! holds the value forms they share. None of them imports this file (only
 //! their tests load text through it).
 
@@ -25,6 +25,7 @@ mod backend;
 mod balance;
 mod health;
 mod http2;
+mod limit;
 mod listen;
 mod log;
 mod pools;
@@ -42,6 +43,7 @@ pub use backend::*;
 pub use balance::*;
 pub use health::*;
 pub use http2::*;
+pub use limit::*;
 pub use listen::*;
 pub use log::*;
 pub use pools::*;
@@ -89,6 +91,9 @@ pub struct Config {
     /// order. Emptied once loaded: see `resolved`.
     #[serde(rename = "route", default)]
     pub routes: Vec<Route>,
+    /// `[[limit]]`: per-client tables that listeners and routes `track`.
+    #[serde(rename = "limit", default)]
+    pub limits: Vec<LimitTable>,
     /// What the pools and routes come to (set when the file is loaded).
     #[serde(skip)]
     pub resolved: std::sync::Arc<Resolved>,
@@ -298,6 +303,7 @@ impl Config {
             routes: &self.routes,
             listeners: self.listener_names(),
             listen: &self.listen.all,
+            limits: &self.limits,
         }
     }
 }

@@ -21,6 +21,10 @@ use serde::Deserialize;
 use super::backend::{backend_problems, Backend};
 use super::balance::{balance_problems, Balance};
 use super::health::{health_problems, Health};
+use super::limit::{
+    limit_rule, limit_tables, shared_table_problems, LimitKeys, LimitRule, LimitSpec, LimitTable,
+    OverLimit, RateLimitConfig,
+};
 use super::listen::Listen;
 use super::proxy::ProxyOptions;
 use super::timeouts::Timeouts;
@@ -156,6 +160,14 @@ pub struct Route {
     pub deny_from_file: Option<PathBuf>,
     /// Ask for a user and password from an htpasswd file (401 without).
     pub auth_basic: Option<AuthBasicConfig>,
+    /// The `[[limit]]` table this route's clients are counted in.
+    pub track: Option<String>,
+    /// Most requests per client (a token bucket in the `track` table).
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Most error answers (status 400 and over) per client over the table's period.
+    pub error_limit: Option<u32>,
+    /// What a client over a limit gets: "429" (default) or "tarpit".
+    pub over_limit: OverLimit,
 }
 
 /// A route's `auth-basic = { realm = "staff", users = "/etc/floatlb/htpasswd" }`.
@@ -338,6 +350,8 @@ pub struct RouteSpec {
     pub addresses: Option<AddressRule>,
     /// Its `auth-basic` users (shared by the snapshot's clones: one cache).
     pub auth: Option<Arc<BasicAuth>>,
+    /// Its per-client limits, if it tracks a table.
+    pub limit: Option<LimitRule>,
 }
 
 impl RouteSpec {
@@ -392,6 +406,10 @@ pub struct Resolved {
     pub fallback: Option<usize>,
     /// Each listener's address lists, by listener id (None: it has none).
     pub listeners: Vec<Option<AddressRule>>,
+    /// The `[[limit]]` tables, in file order.
+    pub limits: Vec<LimitSpec>,
+    /// Each listener's per-client limits, by listener id (None: it tracks no table).
+    pub listener_limits: Vec<Option<LimitRule>>,
 }
 
 impl Resolved {
@@ -430,6 +448,8 @@ pub(super) struct Tables<'a> {
     pub listeners: Vec<String>,
     /// The `[[listen]]` entries (their ids come first, in order).
     pub listen: &'a [Listen],
+    /// The `[[limit]]` tables.
+    pub limits: &'a [LimitTable],
 }
 
 /// Settles the file's pools and routes; (key path, message) for what is wrong.
@@ -553,6 +573,7 @@ pub(super) fn resolve(c: &Tables<'_>) -> (Resolved, Problems) {
             ),
         ));
     }
+    let limits = limit_tables(c.limits, &mut out);
     let listeners = &c.listeners;
     let mut routes = Vec::new();
     let mut matchers = Vec::new();
@@ -565,7 +586,15 @@ pub(super) fn resolve(c: &Tables<'_>) -> (Resolved, Problems) {
                 format!("route names must be unique and not empty: {name:?}"),
             ));
         }
-        let (spec, m) = route_spec(r, i, name, &pools, listeners, &mut out);
+        let (mut spec, m) = route_spec(r, i, name, &pools, listeners, &mut out);
+        let keys = LimitKeys {
+            track: r.track.as_deref(),
+            rate_limit: r.rate_limit.as_ref(),
+            max_connections: None,
+            error_limit: r.error_limit,
+            over_limit: r.over_limit,
+        };
+        spec.limit = limit_rule(&keys, &limits, &|k| format!("route[{i}].{k}"), &mut out);
         routes.push(spec);
         matchers.push(m);
     }
@@ -603,12 +632,50 @@ pub(super) fn resolve(c: &Tables<'_>) -> (Resolved, Problems) {
             address_rule(&keys, &at, &mut out)
         })
         .collect();
+    let listener_limits: Vec<Option<LimitRule>> = c
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            let l = c.listen.get(i)?;
+            let at = |k: &str| match c.listen.len() {
+                1 => format!("listen.{k}"),
+                _ => format!("listen[{i}].{k}"),
+            };
+            let keys = LimitKeys {
+                track: l.track.as_deref(),
+                rate_limit: l.rate_limit.as_ref(),
+                max_connections: l.max_connections,
+                error_limit: l.error_limit,
+                over_limit: l.over_limit,
+            };
+            limit_rule(&keys, &limits, &at, &mut out)
+        })
+        .collect();
+    let mut rules = Vec::new();
+    for (i, r) in listener_limits.iter().enumerate() {
+        if let Some(r) = r {
+            let at = match c.listen.len() {
+                1 => "listen".to_string(),
+                _ => format!("listen[{i}]"),
+            };
+            rules.push((at, *r, true));
+        }
+    }
+    for (i, r) in routes.iter().enumerate() {
+        if let Some(l) = r.limit {
+            rules.push((format!("route[{i}]"), l, false));
+        }
+    }
+    shared_table_problems(&rules, &limits, &mut out);
     let resolved = Resolved {
         pools,
         routes,
         table,
         fallback,
         listeners,
+        limits,
+        listener_limits,
     };
     (resolved, out)
 }
@@ -834,6 +901,7 @@ fn route_spec(
             .auth_basic
             .as_ref()
             .and_then(|a| auth_basic(a, &at("auth-basic"), out)),
+        limit: None,
     };
     (spec, m)
 }
@@ -1137,6 +1205,7 @@ mod tests {
             error_pages: Vec::new(),
             addresses: None,
             auth: None,
+            limit: None,
         }
     }
 
