@@ -35,6 +35,7 @@ const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
 const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
+const WINDOW_UPDATE: u8 = 0x8;
 const CONTINUATION: u8 = 0x9;
 const END_STREAM: u8 = 0x1;
 const ACK: u8 = 0x1;
@@ -67,12 +68,36 @@ static LAB: OnceLock<Lab> = OnceLock::new();
 /// The floatlb every test here shares; killed when the test binary exits.
 fn lab() -> &'static Lab {
     LAB.get_or_init(|| {
+        let lab = Lab::start("client = \"2s\"");
+        extern "C" fn stop() {
+            if let Some(lab) = LAB.get() {
+                // SAFETY: signals to the processes this binary started.
+                unsafe {
+                    libc::kill(lab.lb.child.id() as i32, libc::SIGKILL);
+                    libc::kill(lab.worker as i32, libc::SIGKILL);
+                }
+                // Never dropped: their temporary directories go here.
+                let _ = std::fs::remove_dir_all(lab._dir.path());
+                if let Some(dir) = lab.lb.config_path.parent() {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+        }
+        // SAFETY: `stop` only reads a static that is set by then.
+        unsafe { libc::atexit(stop) };
+        lab
+    })
+}
+
+impl Lab {
+    /// floatlb with a `[tls]` listener, one backend, and `timeouts` keys.
+    fn start(timeouts: &str) -> Lab {
         let backend = TestBackend::start("b1");
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = make_cert(dir.path(), "a", &["a.test"], 30);
         let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let lb = Floatlb::start(&format!(
-            "{}\n[tls]\naddress = \"{tls}\"\n[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\n[timeouts]\nclient = \"2s\"\n",
+            "{}\n[tls]\naddress = \"{tls}\"\n[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\n[timeouts]\n{timeouts}\n",
             backend_tables(&[(&backend, 1)]),
             cert.display(),
             key.display()
@@ -91,22 +116,6 @@ fn lab() -> &'static Lab {
         client.alpn_protocols = vec![b"h2".to_vec()];
         let worker = lb.worker_pid();
         let rss_at_start = proc_status_kib(worker, "VmRSS:");
-        extern "C" fn stop() {
-            if let Some(lab) = LAB.get() {
-                // SAFETY: signals to the processes this binary started.
-                unsafe {
-                    libc::kill(lab.lb.child.id() as i32, libc::SIGKILL);
-                    libc::kill(lab.worker as i32, libc::SIGKILL);
-                }
-                // Never dropped: their temporary directories go here.
-                let _ = std::fs::remove_dir_all(lab._dir.path());
-                if let Some(dir) = lab.lb.config_path.parent() {
-                    let _ = std::fs::remove_dir_all(dir);
-                }
-            }
-        }
-        // SAFETY: `stop` only reads a static that is set by then.
-        unsafe { libc::atexit(stop) };
         Lab {
             lb,
             _backend: backend,
@@ -116,7 +125,7 @@ fn lab() -> &'static Lab {
             worker,
             rss_at_start,
         }
-    })
+    }
 }
 
 /// Trusts the lab's one certificate, which `openssl req -x509` makes a CA
@@ -625,6 +634,67 @@ fn a_zero_window_is_bounded_and_its_stream_reset_at_the_client_timeout() {
         drop(wr);
     });
     assert_memory_bounded(lab);
+}
+
+/// A client that asks for answers and reads nothing: its streams are
+/// reset at `timeouts.client`, but the resets and the GOAWAY sent after an
+/// idle period cannot leave a full socket. Another idle period later the
+/// connection is dropped (floatlb's own bound, in `serve`): the server's
+/// socket for it stops being ESTABLISHED while the client still reads
+/// nothing.
+#[test]
+fn a_client_that_reads_nothing_is_dropped_after_its_goaway() {
+    let lab = Lab::start("client = \"1s\"\nidle = \"1s\"");
+    run(async {
+        let tls = connect(&lab).await;
+        let port = tls.get_ref().0.local_addr().unwrap().port();
+        let (_rd, mut wr) = tokio::io::split(tls);
+        // The largest windows (RFC 9113 §6.9.1), so the answers fill the socket.
+        let mut opening = [
+            PREFACE,
+            &settings(&[(INITIAL_WINDOW_SIZE, (1 << 31) - 1)]),
+            &frame(SETTINGS, ACK, 0, &[]),
+            &frame(
+                WINDOW_UPDATE,
+                0,
+                0,
+                &((1u32 << 31) - 1 - 65_535).to_be_bytes(),
+            ),
+        ]
+        .concat();
+        for i in 0..20 {
+            let get = request(false, "/download?bytes=50000000");
+            opening.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1 + 2 * i, &get));
+        }
+        wr.write_all(&opening).await.unwrap();
+        let established = || server_socket_established(lab.tls.port(), port);
+        assert!(established(), "no ESTABLISHED socket of floatlb's for port {port}");
+        // Up once the answers have filled the socket, then gone within 20 s.
+        let mut gone = false;
+        for _ in 0..400 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if !established() {
+                gone = true;
+                break;
+            }
+        }
+        assert!(
+            gone,
+            "floatlb still holds the connection of a client that reads nothing"
+        );
+        drop(wr);
+    });
+}
+
+/// Whether floatlb's socket from `local` to the client's `remote` port is
+/// ESTABLISHED (state 01 in /proc/net/tcp).
+fn server_socket_established(local: u16, remote: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap_or(""), 16).ok();
+    table.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 3 && port(f[1]) == Some(local) && port(f[2]) == Some(remote) && f[3] == "01"
+    })
 }
 
 /// Frames a well-behaved client sends stay within every budget: a few

@@ -132,9 +132,23 @@ pub(crate) async fn serve(
                 tracing::debug!(client = %peer, "HTTP/2: over the control frame budget");
                 conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
                 (calmed, going_away) = (true, true);
+                let idle_for = shared.live.load().config.timeouts.idle;
+                idle.as_mut().reset((Instant::now() + idle_for).into());
                 continue;
             }
             if going_away {
+                // A client that takes nothing leaves the GOAWAY unsent: once
+                // its streams are gone it has an idle period to take it, then
+                // the connection is dropped.
+                if idle.as_mut().poll(cx).is_ready() {
+                    if streams.len() == 0 {
+                        tracing::debug!(client = %peer, "HTTP/2: GOAWAY not taken, connection dropped");
+                        break Poll::Ready(Ok(()));
+                    }
+                    let idle_for = shared.live.load().config.timeouts.idle;
+                    idle.as_mut().reset((Instant::now() + idle_for).into());
+                    continue;
+                }
                 break Poll::Pending;
             }
             let mut check = false;
@@ -155,6 +169,7 @@ pub(crate) async fn serve(
                 // GOAWAY: streams under way finish, the client opens no new one here.
                 conn.graceful_shutdown();
                 going_away = true;
+                idle.as_mut().reset((Instant::now() + idle_for).into());
                 continue;
             }
             // While a stream is answered, look again an idle period later.
@@ -375,9 +390,14 @@ async fn handle(
     let started = std::time::Instant::now();
     let routed = dispatch(&snap, shared, (peer, listener), &mut prepared, true);
     let (route, pool) = (routed.route, routed.pool());
+    let tracked = routed.tracked;
     let pool_index = match routed.to {
         Ok(p) => p,
         Err(f) => {
+            if let Some(hold) = f.hold {
+                // A tarpit: the client over its limit waits for its 429.
+                tokio::time::sleep(hold).await;
+            }
             // The route answers: the request's body (if any) is not read; the
             // stream's end resets what the client still sends.
             let (response, reply) = local(&f, prepared.head_request);
@@ -392,6 +412,7 @@ async fn handle(
                 pool,
                 backend: None,
                 termination: f.termination,
+                tracked,
             };
             return (response, reply, Some(Record { snap, done }));
         }
@@ -522,6 +543,7 @@ async fn handle(
         pool,
         backend: served_by,
         termination,
+        tracked,
     };
     (response, reply, Some(Record { snap, done }))
 }
@@ -550,6 +572,9 @@ fn local(f: &Failure, head_request: bool) -> (Response<()>, Reply) {
         .and_then(|c| HeaderValue::from_str(c).ok())
     {
         headers.insert(http::header::WWW_AUTHENTICATE, v);
+    }
+    if let Some(secs) = f.retry_after {
+        headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
     }
     headers.insert(
         http::header::CACHE_CONTROL,
