@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch, Semaphore, TryAcquireError};
 
 use super::h1;
 use crate::net::{accept_one, is_resource_exhaustion, poll_listener, ClientIo};
+use crate::proxy::dispatch::{connected, Connection};
 use crate::proxy::state::Shared;
 
 /// Serves one client connection until it closes, times out or is drained.
@@ -24,8 +25,13 @@ use crate::proxy::state::Shared;
 /// block keeps each captured value once, where an `async fn` would also copy
 /// its arguments into locals, in every connection's task.
 #[allow(clippy::manual_async_fn)] // on purpose: see above
-fn serve_connection(stream: std::net::TcpStream, conn: h1::Conn) -> impl Future<Output = ()> {
+fn serve_connection(
+    stream: std::net::TcpStream,
+    conn: h1::Conn,
+    counted: Option<Connection>,
+) -> impl Future<Output = ()> {
     async move {
+        let _counted = counted;
         let _active = conn.shared.stats.connection_opened();
         let _epoch = conn.shared.handover.connection_opened();
         let mut io = ClientIo::Direct(stream);
@@ -145,16 +151,35 @@ pub async fn accept_loop(
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
                 shared.stats.set_accepting(true);
+                // A client at its listener's max-connections is closed here,
+                // before a TLS handshake or a request costs anything.
+                let Ok(counted) = connected(&shared, kind.id, peer.ip()) else {
+                    drop(stream);
+                    continue;
+                };
                 let (shared, shutdown) = (shared.clone(), shutdown.clone());
-                if kind.tls {
-                    tokio::spawn(super::handshake::serve_connection(
-                        stream, peer, shared, shutdown, permit, kind.id,
-                    ));
-                } else {
-                    tokio::spawn(serve_connection(
-                        stream,
-                        h1::Conn::new(peer, shared, shutdown, permit, kind.id),
-                    ));
+                match (kind.tls, counted) {
+                    (true, None) => {
+                        tokio::spawn(super::handshake::serve_connection(
+                            stream, peer, shared, shutdown, permit, kind.id,
+                        ));
+                    }
+                    (true, Some(counted)) => {
+                        let serve = super::handshake::serve_connection(
+                            stream, peer, shared, shutdown, permit, kind.id,
+                        );
+                        tokio::spawn(async move {
+                            let _counted = counted;
+                            serve.await
+                        });
+                    }
+                    (false, counted) => {
+                        tokio::spawn(serve_connection(
+                            stream,
+                            h1::Conn::new(peer, shared, shutdown, permit, kind.id),
+                            counted,
+                        ));
+                    }
                 }
             }
             Err(e) => {

@@ -309,6 +309,7 @@ async fn answer(
     let routed = dispatch(&snap, shared, (peer, conn.listener), &mut req, io.is_tls());
     let (route, pool) = (routed.route, routed.pool());
     let sticky = routed.sticky;
+    let tracked = routed.tracked;
     let (mut answer, body_read) = match routed.to {
         // An answer of the route's own: a body is not read, and the
         // connection ends after the answer.
@@ -355,6 +356,10 @@ async fn answer(
     let (status, bytes, reusable) = match answer {
         Answer::Local(f) => {
             termination = f.termination;
+            if let Some(hold) = f.hold {
+                // A tarpit: the client over its limit waits for its 429.
+                tokio::time::sleep(hold).await;
+            }
             write_local(io, &f, req.http10, keep_alive, req.head_request).await
         }
         Answer::ClientFailed(e) => {
@@ -438,6 +443,7 @@ async fn answer(
             pool,
             backend: served_by,
             termination,
+            tracked,
         },
     );
     if let Some((stream, _in_flight)) = tunnel {
@@ -676,6 +682,13 @@ async fn write_local(
     if let Some(c) = &f.challenge {
         crate::http1::edit::FieldEdits {
             add: vec![("www-authenticate".into(), c.clone())],
+            ..Default::default()
+        }
+        .apply(&mut out);
+    }
+    if let Some(secs) = f.retry_after {
+        crate::http1::edit::FieldEdits {
+            add: vec![("retry-after".into(), secs.to_string())],
             ..Default::default()
         }
         .apply(&mut out);

@@ -1,18 +1,24 @@
 //! A request's route acted on, the same for HTTP/1 and HTTP/2: the pool it
 //! goes to (its request edited as the route says), or the answer floatlb
-//! gives itself (a redirect, a page, a refusal, or a 404 when no route
-//! matches); and the error pages of a route or a pool for floatlb's own errors.
+//! gives itself (a redirect, a page, a refusal, a 429 for a client over its
+//! limits, or a 404 when no route matches); and the error pages of a route
+//! or a pool for floatlb's own errors. Also the per-client tables' I/O edge:
+//! their clock, a listener's connection count, a request's answer counted.
 //! Not for: which route matches (`route`), the exchange with a backend (`exchange`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::StatusCode;
 
 use crate::access::basic::Verdict;
+use crate::access::track::{self, Key, Limit, Micros, Table};
 use crate::access::Refusal;
 use crate::backend::BackendState;
-use crate::config::{Action, CookieMode, PoolSpec, RouteSpec, StickyCookie};
+use crate::config::{
+    Action, CookieMode, LimitRule, OverLimit, PoolSpec, RouteSpec, StickyCookie, TrackKey,
+};
 use crate::error::{Error, Kind, Phase, Side};
 use crate::http1::edit::{map_cookie, FieldEdits};
 use crate::http1::request::{Prepared, NO_ROUTE};
@@ -27,6 +33,8 @@ pub struct Dispatch {
     pub to: Result<usize, Failure>,
     /// The backend the client's sticky cookie names (its cookie id).
     pub sticky: Option<String>,
+    /// The tables the request was counted in.
+    pub tracked: Tracked,
 }
 
 impl Dispatch {
@@ -56,7 +64,23 @@ pub fn dispatch(
             route: None,
             to: Err(refuse(shared, peer, why, "this listener")),
             sticky: None,
+            tracked: Tracked::default(),
         };
+    }
+    let mut tracked = Tracked::default();
+    let listener_limit = resolved
+        .listener_limits
+        .get(usize::from(listener))
+        .and_then(Option::as_ref);
+    if let Some(rule) = listener_limit {
+        if let Some(f) = limited(snap, shared, peer, rule, req, &mut tracked, "this listener") {
+            return Dispatch {
+                route: None,
+                to: Err(f),
+                sticky: None,
+                tracked,
+            };
+        }
     }
     let Some(spec) = (req.route != NO_ROUTE)
         .then(|| resolved.routes.get(req.route as usize))
@@ -84,18 +108,20 @@ pub fn dispatch(
             route: None,
             to,
             sticky,
+            tracked,
         };
     };
     let route = Some(req.route as usize);
     if let Some(hits) = snap.route_hits.get(req.route as usize) {
         hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    if let Some(mut f) = guard(shared, peer, spec, req) {
+    if let Some(mut f) = guard(snap, shared, peer, spec, req, &mut tracked) {
         error_page(snap, route, None, &mut f);
         return Dispatch {
             route,
             to: Err(f),
             sticky: None,
+            tracked,
         };
     }
     let to = match &spec.action {
@@ -134,18 +160,37 @@ pub fn dispatch(
         .as_ref()
         .ok()
         .and_then(|&p| sticky_of(&resolved.pools[p], req));
-    let mut d = Dispatch { route, to, sticky };
+    let mut d = Dispatch {
+        route,
+        to,
+        sticky,
+        tracked,
+    };
     if let Err(f) = &mut d.to {
         error_page(snap, route, None, f);
     }
     d
 }
 
-/// The route's address lists, then its basic auth: the answer to a client
-/// they refuse (403; 401 with a challenge for missing or wrong credentials).
-fn guard(shared: &Shared, peer: SocketAddr, spec: &RouteSpec, req: &Prepared) -> Option<Failure> {
+/// The route's address lists, its per-client limits (before bcrypt, which
+/// they also guard), then its basic auth: the answer to a client they refuse
+/// (403; 429 over a limit; 401 with a challenge for missing or wrong credentials).
+fn guard(
+    snap: &Snapshot,
+    shared: &Shared,
+    peer: SocketAddr,
+    spec: &RouteSpec,
+    req: &Prepared,
+    tracked: &mut Tracked,
+) -> Option<Failure> {
     if let Some(Err(why)) = spec.addresses.as_ref().map(|rule| rule.check(peer.ip())) {
         return Some(refuse(shared, peer, why, &format!("route {}", spec.name)));
+    }
+    if let Some(rule) = &spec.limit {
+        let whom = format!("route {}", spec.name);
+        if let Some(f) = limited(snap, shared, peer, rule, req, tracked, &whom) {
+            return Some(f);
+        }
     }
     let auth = spec.auth.as_ref()?;
     let field = crate::http1::fields::head_field(&req.out, "authorization");
@@ -187,6 +232,142 @@ fn refuse(shared: &Shared, peer: SocketAddr, why: Refusal, whom: &str) -> Failur
     };
     let e = Error::new(Side::Proxy, Phase::Request, Kind::Denied, status, reason);
     fail(shared, peer, e)
+}
+
+/// The per-client tables' clock: microseconds since the process first read
+/// it (monotonic, so a wall-clock step neither frees nor locks out clients).
+pub fn clock() -> Micros {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as Micros
+}
+
+/// The client a table tells `req` apart by: its address, or the value of the
+/// table's header or cookie (None when the request has none: not tracked).
+fn client_key(table: &Table, key: &TrackKey, peer: IpAddr, req: &Prepared) -> Option<Key> {
+    match key {
+        TrackKey::Address => Some(table.address(peer)),
+        TrackKey::Header(h) => crate::http1::fields::head_field(&req.out, h).map(|v| table.text(v)),
+        TrackKey::Cookie(c) => crate::http1::fields::cookie(&req.out, c).map(|v| table.text(v)),
+    }
+}
+
+/// Counts `req` in `rule`'s table and holds it to the rule: the 429 (with
+/// Retry-After, RFC 6585 §4) of a client over a limit, termination `PR`.
+fn limited(
+    snap: &Snapshot,
+    shared: &Shared,
+    peer: SocketAddr,
+    rule: &LimitRule,
+    req: &Prepared,
+    tracked: &mut Tracked,
+    whom: &str,
+) -> Option<Failure> {
+    let table = snap.limits.get(rule.table)?;
+    let spec = snap.config.resolved.limits.get(rule.table)?;
+    let key = client_key(table, &spec.key, peer.ip(), req)?;
+    tracked.add(rule.table, key);
+    let track::Verdict::Limited { limit, retry_after } = table.request(key, clock(), &rule.rules)
+    else {
+        return None;
+    };
+    let what = match limit {
+        Limit::Rate => "request rate",
+        Limit::Errors => "error rate",
+        Limit::Connections => "connections",
+    };
+    let reason = format!(
+        "client {} is over the {what} {whom} allows (limit {})",
+        peer.ip(),
+        spec.name
+    );
+    let e = Error::new(
+        Side::Proxy,
+        Phase::Request,
+        Kind::Denied,
+        StatusCode::TOO_MANY_REQUESTS,
+        reason,
+    );
+    let mut f = fail(shared, peer, e);
+    f.retry_after = Some(track::retry_after_secs(retry_after));
+    if rule.over == OverLimit::Tarpit {
+        f.hold = Some(spec.tarpit);
+    }
+    Some(f)
+}
+
+/// The tables a request was counted in (a listener's, a route's), so that
+/// its answer can count as an error there.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tracked([Option<(usize, Key)>; 2]);
+
+impl Tracked {
+    fn add(&mut self, table: usize, key: Key) {
+        if let Some(slot) = self.0.iter_mut().find(|s| s.is_none()) {
+            *slot = Some((table, key));
+        }
+    }
+
+    /// The request was answered `status`: 400 and over counts as an error
+    /// (HAProxy's `http_err_rate` counts the 4xx; a 5xx is an error too).
+    pub fn answered(&self, snap: &Snapshot, status: u16) {
+        if status < 400 {
+            return;
+        }
+        for (table, key) in self.0.iter().flatten() {
+            if let Some(t) = snap.limits.get(*table) {
+                t.error(*key, clock());
+            }
+        }
+    }
+}
+
+/// A client connection counted in its listener's table, until dropped.
+pub struct Connection {
+    table: Arc<Table>,
+    key: Key,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.table.close(self.key, clock());
+    }
+}
+
+/// A connection from `peer` accepted on listener `listener`: counted in the
+/// listener's address-keyed table, if it tracks one (`Ok(None)` if not);
+/// `Err` when the client has its `max-connections` open already.
+pub fn connected(shared: &Shared, listener: u16, peer: IpAddr) -> Result<Option<Connection>, ()> {
+    let snap = shared.live.load();
+    let resolved = &snap.config.resolved;
+    let Some(rule) = resolved
+        .listener_limits
+        .get(usize::from(listener))
+        .and_then(Option::as_ref)
+    else {
+        return Ok(None);
+    };
+    let (Some(table), Some(spec)) = (snap.limits.get(rule.table), resolved.limits.get(rule.table))
+    else {
+        return Ok(None);
+    };
+    if spec.key != TrackKey::Address {
+        return Ok(None);
+    }
+    let key = table.address(peer);
+    match table.connect(key, clock(), rule.max_connections) {
+        track::Verdict::Pass => Ok(Some(Connection {
+            table: table.clone(),
+            key,
+        })),
+        track::Verdict::Untracked => Ok(None),
+        track::Verdict::Limited { .. } => {
+            tracing::debug!(client = %peer, limit = %spec.name, "connection refused: max-connections");
+            Err(())
+        }
+    }
 }
 
 /// Runs `f`, which holds the thread for milliseconds (bcrypt), letting the

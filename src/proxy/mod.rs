@@ -538,6 +538,10 @@ pub struct Failure {
     pub location: Option<String>,
     /// The `WWW-Authenticate` of a 401 (RFC 9110 §11.6.1).
     pub challenge: Option<String>,
+    /// The `Retry-After` of a 429, in seconds (RFC 6585 §4, RFC 9110 §10.2.3).
+    pub retry_after: Option<u64>,
+    /// How long the answer is held back first (a tarpit).
+    pub hold: Option<Duration>,
     /// What the access log says ended the request.
     pub termination: Termination,
 }
@@ -552,6 +556,8 @@ impl Failure {
             content_type: crate::http1::answers::ERROR_CONTENT_TYPE.into(),
             location: None,
             challenge: None,
+            retry_after: None,
+            hold: None,
             termination: e.termination(),
         }
     }
@@ -565,6 +571,8 @@ impl Failure {
             content_type: content_type.into(),
             location: None,
             challenge: None,
+            retry_after: None,
+            hold: None,
             termination: e.termination(),
         }
     }
@@ -627,12 +635,16 @@ pub struct Finished {
     pub backend: Option<String>,
     /// What ended the request ([`Termination::NORMAL`]: its answer).
     pub termination: Termination,
+    /// The per-client tables it was counted in (its status may be an error there).
+    pub tracked: dispatch::Tracked,
 }
 
 /// The one place a finished request is recorded, for HTTP/1 and HTTP/2
-/// alike: its duration in the histogram, its access-log record.
+/// alike: its duration in the histogram, an error answer in the per-client
+/// tables it was counted in, its access-log record.
 pub fn finished(shared: &Shared, snap: &Snapshot, f: Finished) {
     shared.metrics.duration.observe(f.took.as_secs_f64());
+    f.tracked.answered(snap, f.status);
     if let (Some(log), Some(fields)) = (&shared.access_log, f.log) {
         let resolved = &snap.config.resolved;
         log.log(crate::observe::access_log::Record {

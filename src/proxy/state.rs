@@ -27,6 +27,9 @@ pub struct Snapshot {
     /// Requests each route matched (same order as the routes), kept across
     /// reloads by route name.
     pub route_hits: Vec<Arc<AtomicU64>>,
+    /// The `[[limit]]` tables (same order as `config.resolved.limits`), kept
+    /// across reloads by name while their definition is the same.
+    pub limits: Vec<Arc<crate::access::track::Table>>,
 }
 
 /// One pool's live backends and scheduler.
@@ -37,8 +40,8 @@ pub struct PoolLive {
 }
 
 impl Snapshot {
-    /// The snapshot of `config`; backend state and route counters carry over
-    /// from `previous` by name.
+    /// The snapshot of `config`; backend state, route counters and
+    /// per-client tables carry over from `previous` by name.
     pub fn build(config: Config, previous: Option<&Snapshot>) -> Self {
         let old_backends = previous.map_or(&[][..], |p| &p.backends[..]);
         let settings = backend::PoolSettings::from_config(&config);
@@ -82,11 +85,31 @@ impl Snapshot {
                     .map_or_else(Arc::default, |h| Arc::clone(h))
             })
             .collect();
+        let limits = config
+            .resolved
+            .limits
+            .iter()
+            .map(|spec| {
+                let kept = previous.and_then(|p| {
+                    let old = &p.config.resolved.limits;
+                    let i = old.iter().position(|o| o.same_table(spec))?;
+                    p.limits.get(i).cloned()
+                });
+                kept.unwrap_or_else(|| {
+                    Arc::new(crate::access::track::Table::new(
+                        spec.size,
+                        spec.expire,
+                        spec.period,
+                    ))
+                })
+            })
+            .collect();
         Snapshot {
             config: Arc::new(config),
             pools,
             backends,
             route_hits,
+            limits,
         }
     }
 

@@ -276,6 +276,50 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
             .map(|(r, n)| (vec![r.name.as_str()], load(n)))
             .collect::<Vec<_>>(),
     );
+    let tables: Vec<_> = snap
+        .config
+        .resolved
+        .limits
+        .iter()
+        .map(|spec| spec.name.as_str())
+        .zip(&snap.limits)
+        .collect();
+    let mut limited = Vec::new();
+    for (name, t) in &tables {
+        for l in crate::access::track::Limit::ALL {
+            limited.push((vec![*name, l.label()], load(&t.stats.limited[l.index()])));
+        }
+    }
+    f.counter_vec(
+        "floatlb_limited_total",
+        "Requests answered 429 (and connections closed at accept) for a client over a limit, by [[limit]] table and rule.",
+        &["table", "rule"],
+        limited,
+    );
+    f.gauge_vec(
+        "floatlb_limit_entries",
+        "Clients a [[limit]] table tracks now (at most its size).",
+        &["table"],
+        tables.iter().map(|(n, t)| (vec![*n], t.len() as i64)),
+    );
+    f.counter_vec(
+        "floatlb_limit_evicted_total",
+        "Idle clients a full [[limit]] table dropped before their expiry to make room.",
+        &["table"],
+        tables
+            .iter()
+            .map(|(n, t)| (vec![*n], load(&t.stats.evicted)))
+            .collect::<Vec<_>>(),
+    );
+    f.counter_vec(
+        "floatlb_limit_untracked_total",
+        "Requests and connections a full [[limit]] table could not track (every entry had a connection open): let through uncounted.",
+        &["table"],
+        tables
+            .iter()
+            .map(|(n, t)| (vec![*n], load(&t.stats.untracked)))
+            .collect::<Vec<_>>(),
+    );
     let pools: Vec<_> = snap
         .config
         .resolved

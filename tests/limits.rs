@@ -1,0 +1,279 @@
+//! Per-client limits (`[[limit]]` tables, `track`, `rate-limit`,
+//! `max-connections`, `error-limit`, `over-limit`) with the real binary and
+//! real clients: curl over HTTP/1.1 and HTTP/2 from two loopback addresses
+//! (127.0.0.1 and 127.0.0.2, `--interface`), and raw connections held open.
+//! One floatlb serves every check, in order; no check reads a clock.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{free_port, header, http_get, make_cert, parse_response, Floatlb, TestBackend};
+
+/// `curl -sik` with `args` to `url`: (status, headers, body, the raw output).
+fn curl(url: &str, args: &[&str]) -> (u16, Vec<(String, String)>, String, String) {
+    let out = Command::new("curl")
+        .args(["-sik", "--max-time", "10"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl (vm-lab/install-deps installs it)");
+    assert!(out.status.success(), "curl {args:?} {url}: {out:?}");
+    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (status, headers, body) = parse_response(&raw);
+    (status, headers, body, raw)
+}
+
+/// The status of a GET of `path` on `lb` from `from`, with `more` curl arguments.
+fn status_from(lb: SocketAddr, from: &str, path: &str, more: &[&str]) -> u16 {
+    let mut args = vec!["--interface", from];
+    args.extend(more);
+    curl(&format!("http://{lb}{path}"), &args).0
+}
+
+fn metric(lb: &Floatlb, series: &str) -> f64 {
+    let text = http_get(lb.admin, "/metrics").2;
+    support::netns::metric(&text, series).unwrap_or_else(|| {
+        let family = series.split('{').next().unwrap_or(series);
+        let shown: Vec<&str> = text.lines().filter(|l| l.contains(family)).collect();
+        panic!("no {series} in /metrics: {shown:#?}")
+    })
+}
+
+fn wait_for(what: &str, lb: &Floatlb, ok: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}; log:\n{}",
+            lb.log()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A keep-alive connection from 127.0.0.1 that has had one answer (so
+/// floatlb has accepted and counted it).
+fn held_connection(to: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(to).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let answer = support::read_answer_to(&mut s, "GET").expect("an answer");
+    assert_eq!(answer.parts().0, 200);
+    s
+}
+
+/// The config (without the first `[[listen]]` and `[admin]`), with the
+/// `per-ip` table's `size`: a reload with another size starts it over.
+fn config(b: &TestBackend, dir: &std::path::Path, tls_port: u16, size: u32) -> String {
+    format!(
+        "[log]\naccess = \"custom\"\naccess-path = \"{log}\"\nformat = \"{{client}} {{status}} {{termination}} {{target}}\"\n\n\
+         [tls]\naddress = \"127.0.0.1:{tls_port}\"\n[[tls.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n\n\
+         [[limit]]\nname = \"per-ip\"\nsize = {size}\nexpire = \"120s\"\n\n\
+         [[limit]]\nname = \"conns\"\n\n\
+         [[limit]]\nname = \"h2\"\nexpire = \"120s\"\n\n\
+         [[limit]]\nname = \"per-key\"\nkey = \"header:X-Api-Key\"\nexpire = \"120s\"\n\n\
+         [[limit]]\nname = \"errs\"\n\n\
+         [[limit]]\nname = \"slow\"\nexpire = \"120s\"\ntarpit = \"200ms\"\n\n\
+         [[pool]]\nname = \"web\"\nbackends = [\"{backend}\"]\n\n\
+         [[route]]\nname = \"api\"\npath-prefix = \"/api/\"\ntrack = \"per-key\"\nrate-limit = {{ requests = 3, per = \"60s\" }}\npool = \"web\"\n\n\
+         [[route]]\nname = \"missing\"\npath-prefix = \"/missing/\"\ntrack = \"errs\"\nerror-limit = 2\nrespond = {{ status = 404, body = \"none here\" }}\n\n\
+         [[route]]\nname = \"tarpit\"\npath-prefix = \"/tarpit/\"\ntrack = \"slow\"\nrate-limit = {{ requests = 1, per = \"60s\" }}\nover-limit = \"tarpit\"\npool = \"web\"\n\n\
+         [[route]]\nname = \"rest\"\npool = \"web\"\n",
+        log = dir.join("access.log").display(),
+        cert = dir.join("a.pem").display(),
+        key = dir.join("a.key").display(),
+        backend = b.addr,
+    )
+}
+
+#[test]
+fn clients_over_their_limits_get_429_with_retry_after_and_others_are_served() {
+    let b = TestBackend::start("b");
+    let dir = tempfile::tempdir().unwrap();
+    make_cert(dir.path(), "a", &["a.test"], 90);
+    let limited: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let conns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let h2_port = free_port();
+    let listeners = format!(
+        "[[listen]]\nname = \"limited\"\naddress = \"{limited}\"\ntrack = \"per-ip\"\nrate-limit = {{ requests = 5, per = \"60s\" }}\n\n\
+         [[listen]]\nname = \"conns\"\naddress = \"{conns}\"\ntrack = \"conns\"\nmax-connections = 3\n\n\
+         [[listen]]\nname = \"h2\"\naddress = \"127.0.0.1:{h2_port}\"\ntls = true\ntrack = \"h2\"\nrate-limit = {{ requests = 2, per = \"60s\" }}\n"
+    );
+    let tls_port = free_port();
+    let lb = Floatlb::start_with_listeners(&config(&b, dir.path(), tls_port, 1000), &listeners);
+
+    // Five requests a minute from 127.0.0.1: the sixth is refused, with
+    // the seconds until its next one (RFC 6585 §4).
+    for _ in 0..5 {
+        assert_eq!(status_from(limited, "127.0.0.1", "/", &[]), 200);
+    }
+    let (status, h, text, _) = curl(&format!("http://{limited}/"), &["--interface", "127.0.0.1"]);
+    assert_eq!(status, 429, "{text}");
+    let wait: u64 = header(&h, "retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!((1..=12).contains(&wait), "Retry-After: {wait}");
+    assert!(
+        text.contains(
+            "client 127.0.0.1 is over the request rate this listener allows (limit per-ip)"
+        ),
+        "{text}"
+    );
+    // Another client is counted apart, and the first listener has no limit.
+    for _ in 0..5 {
+        assert_eq!(status_from(limited, "127.0.0.2", "/", &[]), 200);
+    }
+    assert_eq!(status_from(limited, "127.0.0.2", "/", &[]), 429);
+    assert_eq!(status_from(lb.addr, "127.0.0.1", "/", &[]), 200);
+    assert_eq!(
+        metric(
+            &lb,
+            "floatlb_limited_total{rule=\"rate-limit\",table=\"per-ip\"}"
+        ),
+        2.0
+    );
+    assert_eq!(metric(&lb, "floatlb_limit_entries{table=\"per-ip\"}"), 2.0);
+
+    // Keyed by a header: one key's requests, whatever the address; a request
+    // without the header is not tracked.
+    for from in ["127.0.0.1", "127.0.0.2", "127.0.0.1"] {
+        assert_eq!(
+            status_from(lb.addr, from, "/api/x", &["-H", "X-Api-Key: k1"]),
+            200
+        );
+    }
+    assert_eq!(
+        status_from(lb.addr, "127.0.0.2", "/api/x", &["-H", "X-Api-Key: k1"]),
+        429
+    );
+    assert_eq!(
+        status_from(lb.addr, "127.0.0.1", "/api/x", &["-H", "X-Api-Key: k2"]),
+        200
+    );
+    for _ in 0..5 {
+        assert_eq!(status_from(lb.addr, "127.0.0.1", "/api/x", &[]), 200);
+    }
+    assert_eq!(metric(&lb, "floatlb_limit_entries{table=\"per-key\"}"), 2.0);
+
+    // An error limit: two error answers in the window are allowed, the
+    // third one puts the client over.
+    for _ in 0..3 {
+        assert_eq!(status_from(lb.addr, "127.0.0.1", "/missing/x", &[]), 404);
+    }
+    let (status, h, text, _) = curl(&format!("http://{}/missing/x", lb.addr), &[]);
+    assert_eq!(status, 429, "{text}");
+    assert!(header(&h, "retry-after").is_some());
+    assert!(
+        text.contains("over the error rate route missing allows"),
+        "{text}"
+    );
+    assert_eq!(status_from(lb.addr, "127.0.0.2", "/missing/x", &[]), 404);
+
+    // A tarpit: the same 429, once the table's tarpit delay has passed.
+    assert_eq!(status_from(lb.addr, "127.0.0.1", "/tarpit/x", &[]), 200);
+    let (status, h, _, _) = curl(&format!("http://{}/tarpit/x", lb.addr), &[]);
+    assert_eq!(status, 429);
+    assert!(header(&h, "retry-after").is_some());
+
+    // At most three connections per client address: the fourth is closed at
+    // accept, while another address is served; one closing frees a place.
+    let mut held: Vec<TcpStream> = (0..3).map(|_| held_connection(conns)).collect();
+    let mut fourth = TcpStream::connect(conns).unwrap();
+    fourth
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = fourth.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n");
+    let mut buf = [0u8; 64];
+    let got = fourth.read(&mut buf).unwrap_or(0);
+    assert_eq!(got, 0, "{:?}", String::from_utf8_lossy(&buf[..got]));
+    assert_eq!(status_from(conns, "127.0.0.2", "/", &[]), 200);
+    assert_eq!(
+        metric(
+            &lb,
+            "floatlb_limited_total{rule=\"max-connections\",table=\"conns\"}"
+        ),
+        1.0
+    );
+    held.pop();
+    wait_for("a freed place", &lb, || {
+        let mut s = TcpStream::connect(conns).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        support::read_answer_to(&mut s, "GET").is_ok_and(|a| a.parts().0 == 200)
+    });
+    drop(held);
+
+    // HTTP/2 is held to the same rules: two requests a minute on the TLS listener.
+    let h2 = |from: &str| {
+        let resolve = format!("a.test:{h2_port}:127.0.0.1");
+        let args = ["--http2", "--resolve", &resolve, "--interface", from];
+        let (status, h, text, raw) = curl(&format!("https://a.test:{h2_port}/"), &args);
+        assert!(raw.starts_with("HTTP/2 "), "{raw}");
+        (status, h, text)
+    };
+    assert_eq!(h2("127.0.0.1").0, 200);
+    assert_eq!(h2("127.0.0.1").0, 200);
+    let (status, h, text) = h2("127.0.0.1");
+    assert_eq!(status, 429, "{text}");
+    let wait: u64 = header(&h, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=30).contains(&wait), "Retry-After: {wait}");
+    assert_eq!(h2("127.0.0.2").0, 200);
+
+    // A reload that keeps the table's definition keeps its counts...
+    let mut body = config(&b, dir.path(), tls_port, 1000);
+    body.push_str("\n[[route]]\nname = \"later\"\npath = \"/later\"\npool = \"web\"\n");
+    // (the new route must come before `rest`, which matches everything)
+    let body = body.replacen(
+        "[[route]]\nname = \"rest\"\npool = \"web\"\n\n[[route]]\nname = \"later\"\npath = \"/later\"\npool = \"web\"\n",
+        "[[route]]\nname = \"later\"\npath = \"/later\"\npool = \"web\"\n\n[[route]]\nname = \"rest\"\npool = \"web\"\n",
+        1,
+    );
+    lb.reload(&body);
+    wait_for("the reload", &lb, || {
+        metric(&lb, "floatlb_config_reloads_total{result=\"success\"}") >= 1.0
+    });
+    assert_eq!(status_from(limited, "127.0.0.1", "/", &[]), 429);
+    assert_eq!(metric(&lb, "floatlb_limit_entries{table=\"per-ip\"}"), 2.0);
+    // ...and one that changes it starts it over.
+    lb.reload(&config(&b, dir.path(), tls_port, 2000));
+    wait_for("the second reload", &lb, || {
+        metric(&lb, "floatlb_config_reloads_total{result=\"success\"}") >= 2.0
+    });
+    assert_eq!(status_from(limited, "127.0.0.1", "/", &[]), 200);
+    assert_eq!(metric(&lb, "floatlb_limit_entries{table=\"per-ip\"}"), 1.0);
+
+    // The access log: each 429 with termination PR.
+    let log = dir.path().join("access.log");
+    let start = Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().filter(|l| l.contains(" 429 ")).count() >= 7 {
+            break text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the access log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    for line in [
+        "127.0.0.1 429 PR /",
+        "127.0.0.2 429 PR /",
+        "127.0.0.2 429 PR /api/x",
+        "127.0.0.1 429 PR /missing/x",
+        "127.0.0.1 429 PR /tarpit/x",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    assert!(
+        text.lines()
+            .all(|l| !l.contains(" 429 ") || l.contains(" PR ")),
+        "{text}"
+    );
+}
