@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch, Semaphore, TryAcquireError};
 
 use super::h1;
 use crate::net::{accept_one, is_resource_exhaustion, poll_listener, ClientIo};
-use crate::proxy::dispatch::{connected, Connection};
+use crate::proxy::dispatch::{connected, Admitted, Connection};
 use crate::proxy::state::Shared;
 
 /// Serves one client connection until it closes, times out or is drained.
@@ -153,9 +153,13 @@ pub async fn accept_loop(
                 shared.stats.set_accepting(true);
                 // A client at its listener's max-connections is closed here,
                 // before a TLS handshake or a request costs anything.
-                let Ok(counted) = connected(&shared, kind.id, peer.ip()) else {
-                    drop(stream);
-                    continue;
+                let counted = match connected(&shared, kind.id, peer.ip()) {
+                    Admitted::Counted(c) => Some(c),
+                    Admitted::Uncounted => None,
+                    Admitted::Refused => {
+                        drop(stream);
+                        continue;
+                    }
                 };
                 let (shared, shutdown) = (shared.clone(), shutdown.clone());
                 match (kind.tls, counted) {

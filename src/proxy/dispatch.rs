@@ -336,10 +336,20 @@ impl Drop for Connection {
     }
 }
 
+/// What becomes of a connection a listener accepted.
+pub enum Admitted {
+    /// Served, and counted in the listener's table until dropped.
+    Counted(Connection),
+    /// Served: its listener tracks no address-keyed table, or the table is full.
+    Uncounted,
+    /// Closed: the client has its `max-connections` open already.
+    Refused,
+}
+
 /// A connection from `peer` accepted on listener `listener`: counted in the
-/// listener's address-keyed table, if it tracks one (`Ok(None)` if not);
-/// `Err` when the client has its `max-connections` open already.
-pub fn connected(shared: &Shared, listener: u16, peer: IpAddr) -> Result<Option<Connection>, ()> {
+/// listener's address-keyed table, if it tracks one, and held to its
+/// `max-connections`.
+pub fn connected(shared: &Shared, listener: u16, peer: IpAddr) -> Admitted {
     let snap = shared.live.load();
     let resolved = &snap.config.resolved;
     let Some(rule) = resolved
@@ -347,25 +357,25 @@ pub fn connected(shared: &Shared, listener: u16, peer: IpAddr) -> Result<Option<
         .get(usize::from(listener))
         .and_then(Option::as_ref)
     else {
-        return Ok(None);
+        return Admitted::Uncounted;
     };
     let (Some(table), Some(spec)) = (snap.limits.get(rule.table), resolved.limits.get(rule.table))
     else {
-        return Ok(None);
+        return Admitted::Uncounted;
     };
     if spec.key != TrackKey::Address {
-        return Ok(None);
+        return Admitted::Uncounted;
     }
     let key = table.address(peer);
     match table.connect(key, clock(), rule.max_connections) {
-        track::Verdict::Pass => Ok(Some(Connection {
+        track::Verdict::Pass => Admitted::Counted(Connection {
             table: table.clone(),
             key,
-        })),
-        track::Verdict::Untracked => Ok(None),
+        }),
+        track::Verdict::Untracked => Admitted::Uncounted,
         track::Verdict::Limited { .. } => {
             tracing::debug!(client = %peer, limit = %spec.name, "connection refused: max-connections");
-            Err(())
+            Admitted::Refused
         }
     }
 }
