@@ -638,7 +638,7 @@ fn a_zero_window_is_bounded_and_its_stream_reset_at_the_client_timeout() {
 
 /// A client that asks for answers and reads nothing: its streams are
 /// reset at `timeouts.client`, but the resets and the GOAWAY sent after an
-/// idle period cannot leave a full socket. Another idle period later the
+/// idle period cannot leave a full socket. `timeouts.client` later the
 /// connection is dropped (floatlb's own bound, in `serve`): the server's
 /// socket for it stops being ESTABLISHED while the client still reads
 /// nothing.

@@ -132,21 +132,21 @@ pub(crate) async fn serve(
                 tracing::debug!(client = %peer, "HTTP/2: over the control frame budget");
                 conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
                 (calmed, going_away) = (true, true);
-                let idle_for = shared.live.load().config.timeouts.idle;
-                idle.as_mut().reset((Instant::now() + idle_for).into());
+                let take = shared.live.load().config.timeouts.client;
+                idle.as_mut().reset((Instant::now() + take).into());
                 continue;
             }
             if going_away {
                 // A client that takes nothing leaves the GOAWAY unsent: once
-                // its streams are gone it has an idle period to take it, then
-                // the connection is dropped.
+                // its streams are gone it has `timeouts.client` to take it (as
+                // a stream has for its answer), then the connection is dropped.
                 if idle.as_mut().poll(cx).is_ready() {
                     if streams.len() == 0 {
                         tracing::debug!(client = %peer, "HTTP/2: GOAWAY not taken, connection dropped");
                         break Poll::Ready(Ok(()));
                     }
-                    let idle_for = shared.live.load().config.timeouts.idle;
-                    idle.as_mut().reset((Instant::now() + idle_for).into());
+                    let take = shared.live.load().config.timeouts.client;
+                    idle.as_mut().reset((Instant::now() + take).into());
                     continue;
                 }
                 break Poll::Pending;
@@ -169,7 +169,8 @@ pub(crate) async fn serve(
                 // GOAWAY: streams under way finish, the client opens no new one here.
                 conn.graceful_shutdown();
                 going_away = true;
-                idle.as_mut().reset((Instant::now() + idle_for).into());
+                let take = shared.live.load().config.timeouts.client;
+                idle.as_mut().reset((Instant::now() + take).into());
                 continue;
             }
             // While a stream is answered, look again an idle period later.
