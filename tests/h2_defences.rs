@@ -609,19 +609,19 @@ fn a_frame_over_max_frame_size_ends_the_connection() {
 #[test]
 fn a_zero_window_is_bounded_and_its_stream_reset_at_the_client_timeout() {
     let lab = lab();
-    let writes = vec![frame(
+    let get = frame(
         HEADERS,
         END_STREAM | END_HEADERS,
         1,
         &request(false, "/download?bytes=268435456"),
-    )];
+    );
     run(async {
         let (mut rd, mut wr) = tokio::io::split(connect(lab).await);
         let opening = [
             PREFACE,
             &settings(&[(INITIAL_WINDOW_SIZE, 0)]),
             &frame(SETTINGS, ACK, 0, &[]),
-            &writes[0],
+            &get,
         ]
         .concat();
         wr.write_all(&opening).await.unwrap();
@@ -668,7 +668,10 @@ fn a_client_that_reads_nothing_is_dropped_after_its_goaway() {
         }
         wr.write_all(&opening).await.unwrap();
         let established = || server_socket_established(lab.tls.port(), port);
-        assert!(established(), "no ESTABLISHED socket of floatlb's for port {port}");
+        assert!(
+            established(),
+            "no ESTABLISHED socket of floatlb's for port {port}"
+        );
         // Up once the answers have filled the socket, then gone within 20 s.
         let mut gone = false;
         for _ in 0..400 {
