@@ -112,14 +112,16 @@ impl Entry {
     pub fn request_rate(&self, now: Micros, period: Micros) -> u64 {
         let mut e = *self;
         e.roll(now, period);
-        e.requests.over_window(now - e.period_start, period)
+        e.requests
+            .over_window(now.saturating_sub(e.period_start), period)
     }
 
     /// Its error rate: error answers over the last `period` at `now`.
     pub fn error_rate(&self, now: Micros, period: Micros) -> u64 {
         let mut e = *self;
         e.roll(now, period);
-        e.errors.over_window(now - e.period_start, period)
+        e.errors
+            .over_window(now.saturating_sub(e.period_start), period)
     }
 
     /// Folds in another node's entry for the same client (times on the same
@@ -245,8 +247,9 @@ pub struct Table {
     len: AtomicUsize,
     expire: Micros,
     period: Micros,
-    /// Keyed per table: clients cannot choose keys that collide.
-    hasher: RandomState,
+    /// Random per table: clients cannot choose keys that share a shard or
+    /// a probe sequence without knowing them.
+    seeds: [u64; 3],
     digest: (RandomState, RandomState),
     pub stats: TableStats,
 }
@@ -271,7 +274,10 @@ impl Table {
             len: AtomicUsize::new(0),
             expire: micros(expire),
             period: micros(period),
-            hasher: RandomState::new(),
+            seeds: {
+                let s = RandomState::new();
+                [s.hash_one(1u8), s.hash_one(2u8), s.hash_one(3u8) | 1]
+            },
             digest: (RandomState::new(), RandomState::new()),
             stats: TableStats::default(),
         }
@@ -300,7 +306,10 @@ impl Table {
     fn key(&self, id: [u64; 2]) -> Key {
         Key {
             id,
-            hash: self.hasher.hash_one(id),
+            hash: fold(
+                fold(id[0] ^ self.seeds[0], id[1] ^ self.seeds[1]),
+                self.seeds[2],
+            ),
         }
     }
 
@@ -470,6 +479,15 @@ impl Table {
     }
 }
 
+/// The folded multiply of foldhash and ahash's fallback: keyed with random
+/// seeds, a few instructions where SipHash takes a couple of hundred (this
+/// runs once per request that a rule counts).
+fn fold(a: u64, b: u64) -> u64 {
+    // Exact: distinct `b` give distinct products for any `a` but 0.
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
 /// Bytes per bucket of a shard's map: key, entry, hashbrown's control byte.
 pub const BUCKET_BYTES: usize = std::mem::size_of::<(Key, Entry)>() + 1;
 
@@ -482,13 +500,13 @@ fn idle(e: &Entry, now: Micros, expire: Micros) -> bool {
 /// sliding period, then the bucket.
 fn check(e: &mut Entry, now: Micros, period: Micros, rules: &Rules) -> Verdict {
     if let Some(max) = rules.errors {
-        let into = now - e.period_start;
+        let into = now.saturating_sub(e.period_start);
         if e.errors.over_window(into, period) > u64::from(max) {
             // Under the limit by the next period's start at the latest when
             // this period's errors alone are not over it.
             return Verdict::Limited {
                 limit: Limit::Errors,
-                retry_after: period - into,
+                retry_after: period.saturating_sub(into),
             };
         }
     }
@@ -739,6 +757,30 @@ mod tests {
         let per_key = t.bytes() / t.len();
         // Buckets come in powers of two, at most 7/8 full.
         assert!((83..=170).contains(&per_key), "{per_key} bytes per key");
+    }
+
+    #[test]
+    fn neighbouring_addresses_spread_over_the_shards() {
+        let t = Table::new(
+            64 * PER_SHARD,
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+        );
+        assert_eq!(t.shards.len(), 64);
+        let v6 = |i: u32| {
+            IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                0x2001_0002 << 96 | u128::from(i),
+            ))
+        };
+        for addr in [v4, v6] {
+            let mut per = [0u32; 64];
+            for i in 0..64_000u32 {
+                let k = t.address(addr(0xC612_0000 + i));
+                per[(k.hash >> 58) as usize] += 1;
+            }
+            // 1000 each on average.
+            assert!(per.iter().all(|&n| (850..1150).contains(&n)), "{per:?}");
+        }
     }
 
     #[test]
