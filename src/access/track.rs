@@ -33,6 +33,15 @@ pub struct Key {
     hash: u64,
 }
 
+impl Key {
+    /// What identifies the client across nodes: an address as its 16 bytes
+    /// (IPv4 as IPv4-mapped IPv6), or a header's or cookie's digest (the
+    /// same on two nodes only if their tables' digest seeds are).
+    pub fn id(&self) -> [u8; 16] {
+        ((u128::from(self.id[0]) << 64) | u128::from(self.id[1])).to_be_bytes()
+    }
+}
+
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(self.hash);
@@ -386,6 +395,33 @@ impl Table {
     /// What the table holds for `key` now.
     pub fn get(&self, key: Key) -> Option<Entry> {
         self.lock(&key).map.get(&key).copied()
+    }
+
+    /// The key whose [`Key::id`] is `id` (one a peer sent).
+    pub fn key_of(&self, id: [u8; 16]) -> Key {
+        let bits = u128::from_be_bytes(id);
+        self.key([(bits >> 64) as u64, bits as u64])
+    }
+
+    /// Folds a peer's entry for `key` in ([`Entry::merge`]), making the entry
+    /// if new (as a request would; not when the table is full of open
+    /// connections). `theirs` is on this table's clock.
+    pub fn merge(&self, key: Key, theirs: &Entry, now: Micros) {
+        let mut shard = self.lock(&key);
+        if let Some(e) = self.entry(&mut shard, key, now) {
+            e.merge(theirs, self.period);
+        }
+    }
+
+    /// Calls `f` with each entry, shard by shard (each shard locked while it
+    /// is read): what a peer is sent.
+    pub fn each(&self, mut f: impl FnMut(Key, &Entry)) {
+        for s in self.shards.iter() {
+            let s = s.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (k, e) in &s.map {
+                f(*k, e);
+            }
+        }
     }
 
     /// Entries held now.
@@ -814,5 +850,28 @@ mod tests {
         let again = mine;
         mine.merge(&theirs, p);
         assert_eq!(mine, again);
+    }
+
+    #[test]
+    fn a_peers_client_over_its_rate_is_over_it_here() {
+        // Node A limits a client; its entries, sent by id, put node B's
+        // copy of the client over the same limit.
+        let (a, b) = (table(100), table(100));
+        let r = rate(5, 60, 0);
+        let ka = a.address(ip("198.18.0.7"));
+        assert_eq!(passed(&a, ka, 10 * S, &r, 10), 5);
+        let mut sent = Vec::new();
+        a.each(|k, e| sent.push((k.id(), *e)));
+        assert_eq!(sent.len(), 1);
+        let mapped = std::net::Ipv4Addr::new(198, 18, 0, 7).to_ipv6_mapped();
+        assert_eq!(sent[0].0, mapped.octets());
+        for (id, e) in &sent {
+            b.merge(b.key_of(*id), e, 10 * S);
+        }
+        let kb = b.address(ip("198.18.0.7"));
+        assert_eq!(b.key_of(sent[0].0), kb);
+        assert_eq!(passed(&b, kb, 10 * S, &r, 3), 0);
+        assert_eq!(b.get(kb).unwrap().requests.curr, 13);
+        assert_eq!(passed(&b, b.address(ip("198.18.0.8")), 10 * S, &r, 3), 3);
     }
 }
