@@ -11,7 +11,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{free_port, header, http_get, make_cert, parse_response, Floatlb, TestBackend};
+use support::{
+    floatlb_cmd, free_port, header, http_get, make_cert, parse_response, Floatlb, TestBackend,
+};
 
 /// `curl -sik` with `args` to `url`: (status, headers, body, the raw output).
 fn curl(url: &str, args: &[&str]) -> (u16, Vec<(String, String)>, String, String) {
@@ -275,5 +277,44 @@ fn clients_over_their_limits_get_429_with_retry_after_and_others_are_served() {
         text.lines()
             .all(|l| !l.contains(" 429 ") || l.contains(" PR ")),
         "{text}"
+    );
+}
+
+/// `floatlb route` names the tables a request is counted in and the rules;
+/// `floatlb check` refuses a rule that cannot hold, at its key.
+#[test]
+fn route_names_the_limits_and_check_refuses_what_cannot_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.toml");
+    let write = |route_keys: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "[listen]\naddress = \"127.0.0.1:8080\"\ntrack = \"per-ip\"\nmax-connections = 50\n\
+                 rate-limit = {{ requests = 100, per = \"10s\", burst = 20 }}\n\n\
+                 [[limit]]\nname = \"per-ip\"\n\n\
+                 [[limit]]\nname = \"per-key\"\nkey = \"header:X-Api-Key\"\nexpire = \"5m\"\n\n\
+                 [[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n\n\
+                 [[route]]\nname = \"api\"\npath-prefix = \"/api/\"\n{route_keys}\npool = \"default\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("track = \"per-key\"\nerror-limit = 50\nover-limit = \"tarpit\"");
+    let (code, out, err) = floatlb_cmd("route", &file, &["GET", "http://x/api/a"]);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "limits: the listener tracks [[limit]] \"per-ip\" by address (rate-limit, max-connections 50, closed at accept); a request over a limit: 429",
+        "limits: the route tracks [[limit]] \"per-key\" by header:x-api-key (error-limit 50); a request over a limit: 429 after a tarpit",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+    }
+    // The route's bucket would refill in 2 minutes; the table forgets after 1.
+    write("track = \"per-key\"\nrate-limit = { requests = 1, per = \"10m\" }");
+    let (code, _, err) = floatlb_cmd("check", &file, &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("route[0].rate-limit: limit \"per-key\" forgets a client after 300s, before its bucket fills again (600s): raise its expire"),
+        "{err}"
     );
 }

@@ -380,6 +380,39 @@ pub fn connected(shared: &Shared, listener: u16, peer: IpAddr) -> Admitted {
     }
 }
 
+/// `floatlb route`'s line for the limits `whom` holds its clients to (the
+/// counts live in the running process: a 429 depends on them).
+fn limits_line(whom: &str, rule: &LimitRule, snap: &Snapshot) -> String {
+    let spec = &snap.config.resolved.limits[rule.table];
+    let mut rules = Vec::new();
+    if rule.rules.rate.is_some() {
+        rules.push("rate-limit".to_string());
+    }
+    if rule.max_connections > 0 {
+        rules.push(format!(
+            "max-connections {}, closed at accept",
+            rule.max_connections
+        ));
+    }
+    if let Some(n) = rule.rules.errors {
+        rules.push(format!("error-limit {n}"));
+    }
+    let over = match rule.over {
+        OverLimit::Refuse => "429",
+        OverLimit::Tarpit => "429 after a tarpit",
+    };
+    format!(
+        "limits: {whom} tracks [[limit]] {:?} by {} ({}); a request over a limit: {over}",
+        spec.name,
+        crate::config::key_text(&spec.key),
+        if rules.is_empty() {
+            "counted only".to_string()
+        } else {
+            rules.join(", ")
+        }
+    )
+}
+
 /// Runs `f`, which holds the thread for milliseconds (bcrypt), letting the
 /// runtime move this worker's other tasks to another thread meanwhile.
 fn off_the_reactor<T>(f: impl FnOnce() -> T) -> T {
@@ -620,6 +653,13 @@ pub fn explain(
         ));
         return Ok(out);
     }
+    let listener_limit = resolved
+        .listener_limits
+        .get(usize::from(listener))
+        .and_then(Option::as_ref);
+    if let Some(rule) = listener_limit {
+        out.push(limits_line("the listener", rule, snap));
+    }
     let trace = resolved.table.trace(&crate::route::Request {
         seen: &seen,
         peer,
@@ -643,6 +683,9 @@ pub fn explain(
                 why.label()
             ));
             return Ok(out);
+        }
+        if let Some(rule) = &r.limit {
+            out.push(limits_line("the route", rule, snap));
         }
         if let Some(a) = &r.auth {
             out.push(format!(
