@@ -27,7 +27,7 @@ const PER_SHARD: usize = 256;
 /// A tracked client within one table: its address, or a 128-bit keyed digest
 /// of a header's or cookie's value (no value is kept, so every key is the same
 /// size), with the table's hash of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Key {
     id: [u64; 2],
     hash: u64,

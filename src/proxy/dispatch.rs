@@ -73,7 +73,7 @@ pub fn dispatch(
         .get(usize::from(listener))
         .and_then(Option::as_ref);
     if let Some(rule) = listener_limit {
-        if let Some(f) = limited(snap, shared, peer, rule, req, &mut tracked, "this listener") {
+        if let Some(f) = limited(snap, shared, peer, rule, req, &mut tracked, None) {
             return Dispatch {
                 route: None,
                 to: Err(f),
@@ -187,8 +187,7 @@ fn guard(
         return Some(refuse(shared, peer, why, &format!("route {}", spec.name)));
     }
     if let Some(rule) = &spec.limit {
-        let whom = format!("route {}", spec.name);
-        if let Some(f) = limited(snap, shared, peer, rule, req, tracked, &whom) {
+        if let Some(f) = limited(snap, shared, peer, rule, req, tracked, Some(&spec.name)) {
             return Some(f);
         }
     }
@@ -256,6 +255,7 @@ fn client_key(table: &Table, key: &TrackKey, peer: IpAddr, req: &Prepared) -> Op
 
 /// Counts `req` in `rule`'s table and holds it to the rule: the 429 (with
 /// Retry-After, RFC 6585 §4) of a client over a limit, termination `PR`.
+/// `route`: the rule's route (None: its listener's).
 fn limited(
     snap: &Snapshot,
     shared: &Shared,
@@ -263,7 +263,7 @@ fn limited(
     rule: &LimitRule,
     req: &Prepared,
     tracked: &mut Tracked,
-    whom: &str,
+    route: Option<&str>,
 ) -> Option<Failure> {
     let table = snap.limits.get(rule.table)?;
     let spec = snap.config.resolved.limits.get(rule.table)?;
@@ -277,6 +277,10 @@ fn limited(
         Limit::Rate => "request rate",
         Limit::Errors => "error rate",
         Limit::Connections => "connections",
+    };
+    let whom = match route {
+        Some(name) => format!("route {name}"),
+        None => "this listener".into(),
     };
     let reason = format!(
         "client {} is over the {what} {whom} allows (limit {})",
@@ -299,14 +303,31 @@ fn limited(
 }
 
 /// The tables a request was counted in (a listener's, a route's), so that
-/// its answer can count as an error there.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Tracked([Option<(usize, Key)>; 2]);
+/// its answer can count as an error there. Packed (56 bytes): every
+/// connection's task holds one while its request is answered.
+#[derive(Debug, Clone, Copy)]
+pub struct Tracked {
+    /// Table indexes; `NONE` for an empty slot.
+    tables: [u16; 2],
+    keys: [Key; 2],
+}
+
+impl Default for Tracked {
+    fn default() -> Self {
+        Tracked {
+            tables: [Tracked::NONE; 2],
+            keys: [Key::default(); 2],
+        }
+    }
+}
 
 impl Tracked {
+    const NONE: u16 = u16::MAX;
+
     fn add(&mut self, table: usize, key: Key) {
-        if let Some(slot) = self.0.iter_mut().find(|s| s.is_none()) {
-            *slot = Some((table, key));
+        if let Some(i) = self.tables.iter().position(|&t| t == Tracked::NONE) {
+            self.tables[i] = u16::try_from(table).unwrap_or(Tracked::NONE);
+            self.keys[i] = key;
         }
     }
 
@@ -316,9 +337,9 @@ impl Tracked {
         if status < 400 {
             return;
         }
-        for (table, key) in self.0.iter().flatten() {
-            if let Some(t) = snap.limits.get(*table) {
-                t.error(*key, clock());
+        for (&table, &key) in self.tables.iter().zip(&self.keys) {
+            if let Some(t) = snap.limits.get(usize::from(table)) {
+                t.error(key, clock());
             }
         }
     }
