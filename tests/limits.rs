@@ -318,3 +318,82 @@ fn route_names_the_limits_and_check_refuses_what_cannot_hold() {
         "{err}"
     );
 }
+
+/// Issue 29 item 3: two nodes share a `[[limit]]` table over `[peers]`. A
+/// client limited on one is limited on the other at its first request (as
+/// after a failover); another client is not; a datagram under another key is
+/// dropped, counted, and changes nothing.
+#[test]
+fn peers_share_a_table_and_refuse_what_another_key_signed() {
+    let web = TestBackend::start("web");
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("peers.key");
+    std::fs::write(&key_file, "4q0V2yqgGGbW1nUpR6rjyGgOTmZ8H6fvl2nOf5xHCg4=\n").unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let node = |name: &str, me: u16, peer: u16| {
+        format!(
+            "[peers]\naddress = \"127.0.0.1:{me}\"\npeers = [\"127.0.0.1:{peer}\"]\nkey-file = \"{}\"\nname = \"{name}\"\ninterval = \"20ms\"\n\n\
+             [[limit]]\nname = \"per-ip\"\nexpire = \"120s\"\n\n\
+             [[pool]]\nname = \"web\"\nbackends = [\"{}\"]\n\n\
+             [[route]]\nname = \"all\"\ntrack = \"per-ip\"\nrate-limit = {{ requests = 3, per = \"60s\" }}\npool = \"web\"\n",
+            key_file.display(),
+            web.addr
+        )
+    };
+    let a = Floatlb::start(&node("a", pa, pb));
+    let b = Floatlb::start(&node("b", pb, pa));
+    for _ in 0..3 {
+        assert_eq!(status_from(a.addr, "127.0.0.1", "/", &[]), 200);
+    }
+    // Any send a makes after this has the client's bucket as three
+    // requests left it; the fourth request (refused, it draws nothing)
+    // makes sure one comes.
+    let (sent, received) = (
+        "floatlb_peer_updates_total{direction=\"sent\"}",
+        "floatlb_peer_updates_total{direction=\"received\"}",
+    );
+    let before = metric(&a, sent);
+    assert_eq!(status_from(a.addr, "127.0.0.1", "/", &[]), 429);
+    wait_for("a to send the client's entry", &a, || {
+        metric(&a, sent) > before
+    });
+    wait_for("b to fold in all a sent", &b, || {
+        metric(&b, received) >= metric(&a, sent)
+    });
+    // The client's first request to the other node: its bucket came along.
+    let (status, headers, _, raw) = curl(
+        &format!("http://{}/", b.addr),
+        &["--interface", "127.0.0.1"],
+    );
+    assert_eq!(status, 429, "{raw}");
+    assert!(header(&headers, "retry-after").is_some(), "{raw}");
+    assert_eq!(status_from(b.addr, "127.0.0.2", "/", &[]), 200);
+
+    // A forged update under another key, claiming 127.0.0.2 is over its
+    // limit: dropped unread, counted, and 127.0.0.2 is still served.
+    let forged = floatlb::peers::Key::from_text("not the shared key, but long enough").unwrap();
+    let mut id = [0u8; 16];
+    id[10..].copy_from_slice(&[0xff, 0xff, 127, 0, 0, 2]);
+    let update = floatlb::peers::Update {
+        table: "per-ip".into(),
+        id,
+        requests: (1000, 1000),
+        errors: (0, 0),
+        period_age: 0,
+        bucket_ahead: 3_600_000_000,
+        seen_age: 0,
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let datagrams =
+        floatlb::peers::Sender::new("mallory", now_ms * 1000).seal(&forged, now_ms, &[update]);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(&datagrams[0], ("127.0.0.1", pb)).unwrap();
+    let bad = "floatlb_peer_datagrams_dropped_total{reason=\"bad_tag\"}";
+    wait_for("b to drop the forged datagram", &b, || {
+        metric(&b, bad) >= 1.0
+    });
+    assert_eq!(status_from(b.addr, "127.0.0.2", "/", &[]), 200);
+}

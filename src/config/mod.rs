@@ -9,7 +9,7 @@
 //! table's `Default` read by `#[serde(default)]`, or, where the table has
 //! required keys, one function per defaulted key) and its checks:
 //! `listen.rs`, `tls.rs`, `log.rs`, `balance.rs`, `backend.rs`, `health.rs`,
-//! `timeouts.rs`, `proxy.rs`, `http2.rs`, `admin.rs`, `vrrp.rs`, `anycast.rs`,
+//! `timeouts.rs`, `proxy.rs`, `http2.rs`, `admin.rs`, `peers.rs`, `vrrp.rs`, `anycast.rs`,
 //! `limit.rs` (`[[limit]]` and the keys that use it), and `pools.rs` (`[[pool]]`, `[[route]]` and what they resolve to); `values.rs`
 //! holds the value forms they share. None of them imports this file (only
 //! their tests load text through it).
@@ -28,6 +28,7 @@ mod http2;
 mod limit;
 mod listen;
 mod log;
+mod peers;
 mod pools;
 mod proxy;
 mod timeouts;
@@ -46,6 +47,7 @@ pub use http2::*;
 pub use limit::*;
 pub use listen::*;
 pub use log::*;
+pub use peers::*;
 pub use pools::*;
 pub use proxy::*;
 pub use timeouts::*;
@@ -76,6 +78,9 @@ pub struct Config {
     pub admin: Option<Admin>,
     #[serde(rename = "vrrp", default)]
     pub vrrp: Vec<Vrrp>,
+    /// `[peers]`: the nodes this one shares its `[[limit]]` tables with.
+    #[serde(default)]
+    pub peers: Option<Peers>,
     /// `[[anycast]]`: VIPs announced by every healthy node (route health injection).
     #[serde(rename = "anycast", default)]
     pub anycast: Vec<Anycast>,
@@ -281,6 +286,9 @@ impl Config {
         out.extend(self.http2.problems());
         if let Some(a) = &self.admin {
             out.extend(a.problems());
+        }
+        if let Some(p) = &self.peers {
+            out.extend(p.problems());
         }
         out.extend(vrrp_problems(&self.vrrp));
         out.extend(anycast_problems(

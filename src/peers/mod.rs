@@ -3,8 +3,9 @@
 //! limit is still over it (HAProxy's `peers` section does this for stick
 //! tables). Sans-IO: batches of updates in, datagrams out, and back.
 //!
-//! A datagram carries updates (table, key, the sender's counts over the
-//! table's window) and ends with an HMAC-SHA256 tag under the key both nodes
+//! A datagram carries updates (table, client, the sender's entry for it with
+//! its times as ages, so that the two nodes' clocks need not agree) and ends
+//! with an HMAC-SHA256 tag under the key both nodes
 //! read from `[peers] key-file`. A receiver drops, and counts by reason, what
 //! is not authentic (wrong tag), not for it (another protocol or version),
 //! replayed (a sequence number already seen from that sender), stale (sent
@@ -13,8 +14,10 @@
 //!
 //! ```text
 //! "FLBP" | version 1 | sender len | sender | seq u64 | sent unix ms u64 |
-//! count u16 | count × (table len u8 | table | key len u8 | key |
-//! requests u32 | errors u32) | HMAC-SHA256 tag (32)
+//! count u16 | count × (table len u8 | table | client id (16) |
+//! requests now, before | errors now, before (4 × u32) |
+//! period age | bucket ahead | last seen age (3 × u64 µs)) |
+//! HMAC-SHA256 tag (32)
 //! ```
 //! Big-endian. A batch too large for one datagram is split.
 
@@ -32,17 +35,26 @@ pub const MIN_KEY_LEN: usize = 32;
 /// How far a datagram's send time may be from the receiver's clock.
 pub const MAX_SKEW_MS: u64 = 30_000;
 
-/// One client's counts in one table, as the sender has them now.
+/// One client's entry in one table, as the sender has it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
     pub table: String,
-    /// The tracking key: an address's bytes, or a header's or cookie's value.
-    pub key: Vec<u8>,
-    /// Requests over the table's window.
-    pub requests: u32,
-    /// Error answers over the table's window.
-    pub errors: u32,
+    /// The client: its address as 16 bytes (IPv4 mapped into IPv6).
+    pub id: [u8; 16],
+    /// Requests in the current period and the one before.
+    pub requests: (u32, u32),
+    /// Error answers in the current period and the one before.
+    pub errors: (u32, u32),
+    /// Microseconds since the current period began.
+    pub period_age: u64,
+    /// Microseconds the token bucket runs ahead of now (0: full).
+    pub bucket_ahead: u64,
+    /// Microseconds since the client was last seen.
+    pub seen_age: u64,
 }
+
+/// Bytes of an update after its table name.
+const UPDATE_LEN: usize = 16 + 4 * 4 + 3 * 8;
 
 /// What a receiver made of a datagram it dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,8 +128,7 @@ impl Sender {
     }
 
     /// The datagrams that carry `updates`, each at most [`MAX_DATAGRAM`]
-    /// bytes; an update too large for a datagram of its own (a key over
-    /// 255 bytes, a table name over 255) is left out.
+    /// bytes; an update whose table name is over 255 bytes is left out.
     pub fn seal(&mut self, key: &Key, now_ms: u64, updates: &[Update]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut i = 0;
@@ -135,21 +146,23 @@ impl Sender {
             let mut count: u16 = 0;
             while i < updates.len() && count < u16::MAX {
                 let u = &updates[i];
-                let (Ok(t), Ok(k)) = (u8::try_from(u.table.len()), u8::try_from(u.key.len()))
-                else {
+                let Ok(t) = u8::try_from(u.table.len()) else {
                     i += 1;
                     continue;
                 };
-                let size = 2 + usize::from(t) + usize::from(k) + 8;
+                let size = 1 + usize::from(t) + UPDATE_LEN;
                 if d.len() + size + TAG_LEN > MAX_DATAGRAM {
                     break;
                 }
                 d.push(t);
                 d.extend_from_slice(u.table.as_bytes());
-                d.push(k);
-                d.extend_from_slice(&u.key);
-                d.extend_from_slice(&u.requests.to_be_bytes());
-                d.extend_from_slice(&u.errors.to_be_bytes());
+                d.extend_from_slice(&u.id);
+                for n in [u.requests.0, u.requests.1, u.errors.0, u.errors.1] {
+                    d.extend_from_slice(&n.to_be_bytes());
+                }
+                for n in [u.period_age, u.bucket_ahead, u.seen_age] {
+                    d.extend_from_slice(&n.to_be_bytes());
+                }
                 count += 1;
                 i += 1;
             }
@@ -206,15 +219,18 @@ impl Receiver {
         for _ in 0..count {
             let t = usize::from(r.u8()?);
             let table = String::from_utf8(r.bytes(t)?.to_vec()).map_err(|_| Drop::Malformed)?;
-            let k = usize::from(r.u8()?);
-            let key = r.bytes(k)?.to_vec();
-            let requests = r.u32()?;
-            let errors = r.u32()?;
+            let mut id = [0u8; 16];
+            id.copy_from_slice(r.bytes(16)?);
+            let requests = (r.u32()?, r.u32()?);
+            let errors = (r.u32()?, r.u32()?);
             updates.push(Update {
                 table,
-                key,
+                id,
                 requests,
                 errors,
+                period_age: r.u64()?,
+                bucket_ahead: r.u64()?,
+                seen_age: r.u64()?,
             });
         }
         if r.at != body.len() {
@@ -281,11 +297,16 @@ mod tests {
     const K: &str = "0123456789abcdef0123456789abcdef";
 
     fn update(i: u32) -> Update {
+        let mut id = [0u8; 16];
+        id[10..].copy_from_slice(&[0xff, 0xff, 198, 18, (i >> 8) as u8, i as u8]);
         Update {
             table: "per-ip".into(),
-            key: vec![198, 18, (i >> 8) as u8, i as u8],
-            requests: i * 3,
-            errors: i,
+            id,
+            requests: (i * 3, i),
+            errors: (i, 0),
+            period_age: u64::from(i) * 1000,
+            bucket_ahead: 5,
+            seen_age: 7,
         }
     }
 
@@ -356,7 +377,7 @@ mod tests {
     #[test]
     fn oversized_updates_are_left_out_not_sent_broken() {
         let mut big = update(1);
-        big.key = vec![0; 300];
+        big.table = "t".repeat(300);
         let mut tx = Sender::new("lb1", 0);
         let out = tx.seal(&key(K), 1, &[big, update(2)]);
         assert_eq!(out.len(), 1);

@@ -169,6 +169,12 @@ pub struct ProxyStats {
     pub client_timeouts: AtomicU64,
     /// Every timeout, by side and phase (`crate::error::timeout_slot`).
     pub timeouts: [AtomicU64; crate::error::TIMEOUT_SLOTS],
+    /// `[peers]`: client entries sent to the peers, and a peer's folded in.
+    pub peer_updates_sent: AtomicU64,
+    pub peer_updates_received: AtomicU64,
+    pub peer_send_errors: AtomicU64,
+    /// Peer datagrams dropped, by `crate::peers::Drop::ALL` index.
+    pub peer_dropped: [AtomicU64; crate::peers::Drop::ALL.len()],
     /// Upgraded connections (WebSocket) relaying bytes now, and ever.
     pub tunnels_active: AtomicI64,
     pub tunnels_total: AtomicU64,

@@ -58,6 +58,29 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
         load(&s.client_timeouts),
     );
     f.counter_vec(
+        "floatlb_peer_updates_total",
+        "[peers]: per-client entries sent to the peers, and received from them and folded into a [[limit]] table.",
+        &["direction"],
+        [
+            (vec!["sent"], load(&s.peer_updates_sent)),
+            (vec!["received"], load(&s.peer_updates_received)),
+        ],
+    );
+    f.counter_vec(
+        "floatlb_peer_datagrams_dropped_total",
+        "[peers]: datagrams dropped unread: malformed, bad_tag (another key, or altered), replayed, stale (over 30 s of clock skew), own.",
+        &["reason"],
+        crate::peers::Drop::ALL
+            .iter()
+            .zip(&s.peer_dropped)
+            .map(|(d, n)| (vec![d.as_str()], load(n))),
+    );
+    f.counter(
+        "floatlb_peer_send_errors_total",
+        "[peers]: datagrams that could not be sent to a peer.",
+        load(&s.peer_send_errors),
+    );
+    f.counter_vec(
         "floatlb_timeouts_total",
         "Waits that ran out, by the side waited on (client or backend) and the phase: request (head, TLS handshake), queue, connect, headers (the answer's head), data (a body, either way).",
         &["side", "phase"],

@@ -10,6 +10,7 @@
 //! accepting (the new worker accepts on the same sockets) and drains.
 
 pub mod anycast;
+pub mod peers;
 pub mod health;
 pub mod reload;
 pub mod systemd;
@@ -218,6 +219,7 @@ async fn serve(
         report_health(shared.clone(), sup.clone());
     }
     let anycast = Anycast::start(&config, shared.clone())?;
+    peers::start(&shared)?;
     // `POST /admin/reload` asks this loop, which reloads as on SIGHUP.
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
     let hooks: Arc<dyn AdminHooks> = Arc::new(WorkerHooks {
