@@ -510,3 +510,81 @@ fn sync_group_follows_a_member_that_yields() {
         n2.log()
     );
 }
+
+/// Issue 29 item 3 through the VIP: both nodes share their per-client table
+/// over `[peers]`. A client sends twice its allowance to the master (half
+/// refused, 429), the master's link goes, and the same client's requests to
+/// the new master are still refused: its count came along, where a fresh
+/// table would let another allowance through.
+fn a_client_over_its_limit_stays_over_it_after_a_failover(f: Family) {
+    let (lab, web) = f.lab();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("peers.key");
+    std::fs::write(&key, "4q0V2yqgGGbW1nUpR6rjyGgOTmZ8H6fvl2nOf5xHCg4=\n").unwrap();
+    let shared = |me: &str, peer: &str| {
+        let (me, peer) = (f.host_ip(me), f.host_ip(peer));
+        format!(
+            "[peers]\naddress = \"{}\"\npeers = [\"{}\"]\nkey-file = \"{}\"\ninterval = \"20ms\"\n\n\
+             [[limit]]\nname = \"per-ip\"\nexpire = \"10m\"\n\n\
+             [[route]]\nname = \"all\"\ntrack = \"per-ip\"\nrate-limit = {{ requests = 10, per = \"10m\" }}\npool = \"default\"\n\n",
+            SocketAddr::new(me, 7480),
+            SocketAddr::new(peer, 7480),
+            key.display()
+        )
+    };
+    let n1 = f.start_node(
+        &lab,
+        "lb1",
+        &[web.addr],
+        &(shared("lb1", "lb2") + &f.table(150, 100, "")),
+    );
+    let n2 = f.start_node(
+        &lab,
+        "lb2",
+        &[web.addr],
+        &(shared("lb2", "lb1") + &f.table(100, 100, "")),
+    );
+    lab.wait_for("lb1 holds the VIP", Duration::from_secs(6), || {
+        f.holders(&lab) == (true, false)
+    });
+    let refused = |n: usize| {
+        (0..n)
+            .filter(|_| {
+                let (status, _) = http_from(&lab, "client", f.vip_addr(), "/");
+                assert!(matches!(status, 200 | 429), "{status}");
+                status == 429
+            })
+            .count()
+    };
+    // Twice the allowance: the second half refused.
+    assert_eq!(refused(20), 10, "lb1: {}", n1.log());
+    let received = "floatlb_peer_updates_total{direction=\"received\"}";
+    lab.wait_for("lb2 to hear of the client", Duration::from_secs(5), || {
+        support::netns::metric(&admin_metrics(&lab, "lb2"), received).unwrap_or(0.0) >= 1.0
+    });
+    // Every update lb1 sent has reached lb2 (one client, loopback-quiet lab).
+    let sent = "floatlb_peer_updates_total{direction=\"sent\"}";
+    lab.wait_for(
+        "lb2 to fold in all lb1 sent",
+        Duration::from_secs(5),
+        || {
+            let a = support::netns::metric(&admin_metrics(&lab, "lb1"), sent).unwrap_or(0.0);
+            let b = support::netns::metric(&admin_metrics(&lab, "lb2"), received).unwrap_or(0.0);
+            b >= a
+        },
+    );
+    lab.link("lb1", false);
+    lab.wait_for("lb2 takes the VIP", Duration::from_secs(6), || {
+        f.has_vip(&lab, "lb2")
+    });
+    // A fresh table would let ten through; lb2 refuses them all (the bucket
+    // refills one request a minute).
+    let after = refused(10);
+    assert!(
+        after >= 9,
+        "{after} of 10 refused after the failover\nlb2: {}",
+        n2.log()
+    );
+    lab.link("lb1", true);
+}
+both_families!(a_client_over_its_limit_stays_over_it_after_a_failover);

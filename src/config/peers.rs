@@ -24,7 +24,9 @@ pub struct Peers {
     /// A file holding the key both nodes share: at least 32 bytes of text
     /// (`openssl rand -base64 32`).
     pub key_file: PathBuf,
-    /// This node's name to its peers (default: the host name).
+    /// This node's name to its peers (default: its `address`, which no
+    /// other node has; a host name may be shared, by containers or network
+    /// namespaces of one host).
     #[serde(default)]
     pub name: Option<String>,
     /// How often the clients seen since the last send are sent.
@@ -69,13 +71,9 @@ impl Peers {
 
     /// This node's name to its peers.
     pub fn node_name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| self.address.to_string())
-        })
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.address.to_string())
     }
 }
 
