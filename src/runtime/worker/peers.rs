@@ -3,7 +3,9 @@
 //! `peers` section does this for stick tables).
 //!
 //! Every `interval`, the clients seen since the last send go to each peer as
-//! authenticated datagrams (`crate::peers`); what a peer sends is folded into
+//! authenticated datagrams (`crate::peers`), and once a second those seen in
+//! the last [`RECENT`] again, so that a datagram lost (UDP; an IPv6 address
+//! still in duplicate address detection) costs at most a second; what a peer sends is folded into
 //! the table of the same name (`access::track::Entry::merge`: the later
 //! period, the larger counts, the later bucket state; open connections stay
 //! each node's own). Times travel as ages, so the nodes' clocks need not
@@ -52,6 +54,11 @@ fn bind(addr: SocketAddr) -> anyhow::Result<UdpSocket> {
     Ok(UdpSocket::from_std(s.into())?)
 }
 
+/// How often the recently seen clients are sent again.
+const REFRESH: Micros = 1_000_000;
+/// Which clients count as recently seen.
+pub const RECENT: Micros = 10_000_000;
+
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -69,7 +76,7 @@ async fn run(socket: UdpSocket, shared: Arc<Shared>, first: Peers) {
     let mut snap = shared.live.load_full();
     let mut tick = tokio::time::interval(cfg.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut since: Micros = 0;
+    let (mut since, mut refreshed): (Micros, Micros) = (0, 0);
     let mut buf = vec![0u8; 2048];
     loop {
         tokio::select! {
@@ -90,7 +97,13 @@ async fn run(socket: UdpSocket, shared: Arc<Shared>, first: Peers) {
                 }
                 let Some(key) = &key else { continue };
                 let now = clock();
-                let updates = collect(&snap, since, now);
+                let from = if now.saturating_sub(refreshed) >= REFRESH {
+                    refreshed = now;
+                    since.min(now.saturating_sub(RECENT))
+                } else {
+                    since
+                };
+                let updates = collect(&snap, from, now);
                 since = now;
                 if updates.is_empty() {
                     continue;
