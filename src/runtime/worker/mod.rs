@@ -10,8 +10,8 @@
 //! accepting (the new worker accepts on the same sockets) and drains.
 
 pub mod anycast;
-pub mod peers;
 pub mod health;
+pub mod peers;
 pub mod reload;
 pub mod systemd;
 
