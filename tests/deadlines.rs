@@ -17,7 +17,8 @@ use support::Floatlb;
 
 /// A backend that misbehaves by path, on a thread per connection:
 /// `/stall` sends its head and 10 of 100 body bytes, then nothing until the
-/// connection is closed; `/big` sends a 32 MiB body as fast as it is taken;
+/// connection is closed; `/never` answers nothing; `/drip` sends its head and
+/// then a body byte every 100 ms; `/big` sends a 32 MiB body as fast as it is taken;
 /// anything else reads the head (and, for `/up`, waits for a body that may
 /// never come) and answers 200 with `ok`.
 struct Misbehaving {
@@ -54,6 +55,20 @@ impl Misbehaving {
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
                 // Until floatlb closes it.
                 let _ = s.read_to_end(&mut Vec::new());
+            }
+            "/never" => {
+                // No answer at all, until floatlb closes the connection.
+                let _ = s.read_to_end(&mut Vec::new());
+            }
+            "/drip" => {
+                // A byte every 100 ms: each wait short, the whole long.
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+                for _ in 0..100 {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if s.write_all(b"x").is_err() {
+                        return;
+                    }
+                }
             }
             "/big" => {
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 33554432\r\n\r\n");
@@ -238,4 +253,22 @@ fn an_http2_stream_whose_backend_stalls_is_reset_at_the_server_timeout() {
     assert_eq!(out.stdout, b"0123456789");
     // Recorded once the stream has ended, with what ended it.
     case.ended("/stall 200 sD", "backend", "data");
+}
+
+#[test]
+fn the_request_deadline_bounds_the_whole_exchange() {
+    // `[timeouts] request`: no answer head within it is a 504 ...
+    let case = Case::start("request = \"400ms\"", |_| String::new());
+    let got = case.exchange(b"GET /never HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    assert!(got.starts_with("HTTP/1.1 504 "), "{got}");
+    assert!(got.contains("request's deadline"), "{got}");
+    case.ended("/never 504 sH", "backend", "headers");
+    // ... and an answer whose every piece comes in time, but not the whole,
+    // is cut there.
+    let got = case.exchange(b"GET /drip HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    let body = got.split("\r\n\r\n").nth(1).unwrap_or("");
+    assert!(body.len() < 100, "the whole body came: {got}");
+    log_line(&case.log, "/drip 200 sD");
+    slot_released(&case.lb);
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::values::{duration, Problems};
+use super::values::{duration, opt_duration, Problems};
 
 /// `[timeouts]`, named as in HAProxy. A key the file leaves out takes its
 /// value from `Timeouts::default()`, the one statement of the defaults.
@@ -29,6 +29,10 @@ pub struct Timeouts {
     /// `timeout client`, for the sending side).
     #[serde(deserialize_with = "duration")]
     pub client: Duration,
+    /// The whole request, from its head having arrived to its answer's
+    /// end; none by default.
+    #[serde(deserialize_with = "opt_duration")]
+    pub request: Option<Duration>,
     /// Longest a shutdown waits for in-flight requests.
     #[serde(deserialize_with = "duration")]
     pub drain: Duration,
@@ -58,6 +62,7 @@ impl Default for Timeouts {
             idle: Duration::from_secs(60),
             server: Duration::from_secs(30),
             client: Duration::from_secs(30),
+            request: None,
             drain: Duration::from_secs(10),
             handover: Duration::from_secs(1),
             vip_linger: Duration::from_millis(500),
@@ -82,6 +87,9 @@ impl Timeouts {
             if d.is_zero() {
                 out.push((format!("timeouts.{name}"), "must be greater than 0".into()));
             }
+        }
+        if self.request.is_some_and(|d| d.is_zero()) {
+            out.push(("timeouts.request".into(), "must be greater than 0".into()));
         }
         out
     }

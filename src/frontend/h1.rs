@@ -305,6 +305,7 @@ async fn answer(
     };
 
     let started = std::time::Instant::now();
+    let deadline = snap.config.timeouts.request.map(|d| Instant::now() + d);
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     let routed = dispatch(&snap, shared, (peer, conn.listener), &mut req, io.is_tls());
     let (route, pool) = (routed.route, routed.pool());
@@ -318,16 +319,18 @@ async fn answer(
             let mut outgoing = Outgoing::of(&req, Body::None, sticky.as_deref());
             // The connection's timer, idle while its request is answered.
             outgoing.timer = Some(timer.as_mut());
-            (
-                proxy::exchange(&mut outgoing, shared, peer, &snap, pool).await,
-                true,
-            )
+            let exchange = proxy::exchange(&mut outgoing, shared, peer, &snap, pool);
+            let answer = proxy::by_deadline(deadline, shared, peer, exchange, |a| a).await;
+            (answer, true)
         }
         Ok(pool) => {
             // Boxed: a body's state is large and rare; every connection's task
             // would otherwise carry room for it while it idles.
             let to = (pool, sticky.as_deref());
-            match Box::pin(exchange_with_body(io, buf, &req, shared, peer, &snap, to)).await {
+            let exchange = Box::pin(exchange_with_body(io, buf, &req, shared, peer, &snap, to));
+            // Cut at the deadline, the body is not whole: the connection ends.
+            let cut = |a| Ok((a, false));
+            match proxy::by_deadline(deadline, shared, peer, exchange, cut).await {
                 Ok(answered) => answered,
                 Err(status) => {
                     let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -409,6 +412,7 @@ async fn answer(
                         timer: timer.as_mut(),
                         client: snap.config.timeouts.client,
                         server,
+                        end: deadline,
                         stats: &shared.stats,
                     },
                 };
@@ -822,6 +826,9 @@ struct Deadlines<'a> {
     timer: Pin<&'a mut Sleep>,
     client: Duration,
     server: Duration,
+    /// The request's own deadline (`[timeouts] request`), if any: no wait
+    /// runs past it.
+    end: Option<Instant>,
     stats: &'a crate::proxy::state::ProxyStats,
 }
 
@@ -832,13 +839,15 @@ impl Deadlines<'_> {
     async fn within<F: Future>(&mut self, limit: Duration, op: F) -> Option<F::Output> {
         let mut op = std::pin::pin!(op);
         let mut armed = false;
+        let end = self.end;
         let timer = &mut self.timer;
         poll_fn(|cx| {
             if let Poll::Ready(v) = op.as_mut().poll(cx) {
                 return Poll::Ready(Some(v));
             }
             if !armed {
-                timer.as_mut().reset(Instant::now() + limit);
+                let at = Instant::now() + limit;
+                timer.as_mut().reset(end.map_or(at, |end| end.min(at)));
                 armed = true;
             }
             timer.as_mut().poll(cx).map(|()| None)

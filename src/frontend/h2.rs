@@ -271,7 +271,12 @@ async fn stream(
     (peer, listener): (SocketAddr, u16),
     shared: &Shared,
 ) {
-    let work = handle(req, (peer, listener), shared);
+    // `[timeouts] request`: the whole stream, from its HEADERS to its end.
+    let deadline = {
+        let t = shared.live.load().config.timeouts.request;
+        t.map(|d| tokio::time::Instant::now() + d)
+    };
+    let work = handle(req, (peer, listener), shared, deadline);
     tokio::pin!(work);
     let answered = std::future::poll_fn(|cx| match work.as_mut().poll(cx) {
         Poll::Ready(a) => Poll::Ready(Some(a)),
@@ -326,7 +331,8 @@ async fn stream(
         if moved != seen {
             seen = moved;
             let limit = if waiting.is_some() { client } else { server };
-            stall.as_mut().reset(tokio::time::Instant::now() + limit);
+            let at = tokio::time::Instant::now() + limit;
+            stall.as_mut().reset(deadline.map_or(at, |end| end.min(at)));
         }
         stall.as_mut().poll(cx).map(|()| None)
     });
@@ -360,6 +366,7 @@ async fn handle(
     req: Request<RecvStream>,
     (peer, listener): (SocketAddr, u16),
     shared: &Shared,
+    deadline: Option<tokio::time::Instant>,
 ) -> (Response<()>, Reply, Option<Record>) {
     let snap = shared.live.load_full();
     let cfg = &snap.config;
@@ -437,7 +444,8 @@ async fn handle(
     };
     // HTTP/2 has no Upgrade (RFC 9113 §8.6): `prepared.upgrade` is false.
     let mut outgoing = Outgoing::of(&prepared, body, routed.sticky.as_deref());
-    let mut answer = proxy::exchange(&mut outgoing, shared, peer, &snap, pool_index).await;
+    let exchange = proxy::exchange(&mut outgoing, shared, peer, &snap, pool_index);
+    let mut answer = proxy::by_deadline(deadline, shared, peer, exchange, |a| a).await;
     if let Answer::Local(f) = &mut answer {
         error_page(&snap, route, pool, f);
     }

@@ -599,6 +599,34 @@ pub fn fail(shared: &Shared, peer: SocketAddr, e: Error) -> Failure {
     Failure::of(&e)
 }
 
+/// `exchange` (or any wait for an answer), ended at the request's deadline
+/// (`[timeouts] request`) if it has one: 504, the backend's slot let go.
+pub async fn by_deadline<T>(
+    deadline: Option<tokio::time::Instant>,
+    shared: &Shared,
+    peer: SocketAddr,
+    exchange: impl Future<Output = T>,
+    answered: impl FnOnce(Answer) -> T,
+) -> T {
+    let Some(at) = deadline else {
+        return exchange.await;
+    };
+    match tokio::time::timeout_at(at, exchange).await {
+        Ok(out) => out,
+        Err(_) => {
+            let e = Error::new(
+                Side::Backend,
+                Phase::Headers,
+                Kind::Timeout,
+                StatusCode::GATEWAY_TIMEOUT,
+                "no answer within the request's deadline (timeouts.request)",
+            );
+            shared.stats.timed_out(e.side, e.phase);
+            answered(Answer::Local(fail(shared, peer, e)))
+        }
+    }
+}
+
 /// A request body the client broke or left (`Answer::ClientFailed`), as an
 /// error: its chunk framing broken (400), over max-body-size (413), or the
 /// client gone.
