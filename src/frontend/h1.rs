@@ -319,7 +319,8 @@ async fn answer(
             let mut outgoing = Outgoing::of(&req, Body::None, sticky.as_deref());
             // The connection's timer, idle while its request is answered.
             outgoing.timer = Some(timer.as_mut());
-            let exchange = proxy::exchange(&mut outgoing, shared, peer, &snap, pool);
+            let exchange =
+                std::pin::pin!(proxy::exchange(&mut outgoing, shared, peer, &snap, pool));
             let answer = proxy::by_deadline(deadline, shared, peer, exchange, |a| a).await;
             (answer, true)
         }
@@ -327,10 +328,14 @@ async fn answer(
             // Boxed: a body's state is large and rare; every connection's task
             // would otherwise carry room for it while it idles.
             let to = (pool, sticky.as_deref());
-            let exchange = Box::pin(exchange_with_body(io, buf, &req, shared, peer, &snap, to));
-            // Cut at the deadline, the body is not whole: the connection ends.
-            let cut = |a| Ok((a, false));
-            match proxy::by_deadline(deadline, shared, peer, exchange, cut).await {
+            let answered = {
+                let mut exchange =
+                    Box::pin(exchange_with_body(io, buf, &req, shared, peer, &snap, to));
+                // Cut at the deadline, the body is not whole: the connection ends.
+                let cut = |a| Ok((a, false));
+                proxy::by_deadline(deadline, shared, peer, exchange.as_mut(), cut).await
+            };
+            match answered {
                 Ok(answered) => answered,
                 Err(status) => {
                     let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -752,34 +757,31 @@ async fn write_answer(
     // Each write must finish within `client`, each wait for the body's next
     // piece within `server`: a client that does not read, a backend that
     // stalls, ends the answer and its connection (HAProxy's `cD`, `sD`).
-    let written = deadlines
-        .within(
-            deadlines.client,
-            write_piece(io, &out, &first, chunked, end, flush(end)),
-        )
-        .await;
+    let written = {
+        let write = std::pin::pin!(write_piece(io, &out, &first, chunked, end, flush(end)));
+        deadlines.within(deadlines.client, write).await
+    };
     match written {
         Some(Ok(())) => {}
         Some(Err(_)) => return (status, length, false, client_left()),
         None => return (status, length, false, deadlines.expired(Side::Client)),
     }
     while !body.is_end_stream() {
-        let piece = deadlines
-            .within(deadlines.server, poll_fn(|cx| body.poll_data(cx)))
-            .await;
+        let read = std::pin::pin!(poll_fn(|cx| body.poll_data(cx)));
+        let piece = deadlines.within(deadlines.server, read).await;
         let Some(piece) = piece else {
             return (status, length, false, deadlines.expired(Side::Backend));
         };
         let written = match piece {
             Ok(Some(data)) => {
                 let end = body.is_end_stream();
-                let write = write_piece(io, b"", &data, chunked, end, flush(end));
+                let write = std::pin::pin!(write_piece(io, b"", &data, chunked, end, flush(end)));
                 deadlines.within(deadlines.client, write).await
             }
             Ok(None) => {
                 // The body ended with the backend's close.
                 if chunked {
-                    let write = write_piece(io, b"", b"", true, true, true);
+                    let write = std::pin::pin!(write_piece(io, b"", b"", true, true, true));
                     match deadlines.within(deadlines.client, write).await {
                         Some(Ok(())) => {}
                         Some(Err(_)) => return (status, length, false, client_left()),
@@ -836,8 +838,11 @@ impl Deadlines<'_> {
     /// Waits for `op`, at most `limit` once it has to wait: the timer is
     /// moved only when `op` is not ready at once, so an answer that flows
     /// costs no timer operation.
-    async fn within<F: Future>(&mut self, limit: Duration, op: F) -> Option<F::Output> {
-        let mut op = std::pin::pin!(op);
+    async fn within<F: Future>(
+        &mut self,
+        limit: Duration,
+        mut op: Pin<&mut F>,
+    ) -> Option<F::Output> {
         let mut armed = false;
         let end = self.end;
         let timer = &mut self.timer;

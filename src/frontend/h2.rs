@@ -444,8 +444,16 @@ async fn handle(
     };
     // HTTP/2 has no Upgrade (RFC 9113 §8.6): `prepared.upgrade` is false.
     let mut outgoing = Outgoing::of(&prepared, body, routed.sticky.as_deref());
-    let exchange = proxy::exchange(&mut outgoing, shared, peer, &snap, pool_index);
-    let mut answer = proxy::by_deadline(deadline, shared, peer, exchange, |a| a).await;
+    let mut answer = {
+        let exchange = std::pin::pin!(proxy::exchange(
+            &mut outgoing,
+            shared,
+            peer,
+            &snap,
+            pool_index
+        ));
+        proxy::by_deadline(deadline, shared, peer, exchange, |a| a).await
+    };
     if let Answer::Local(f) = &mut answer {
         error_page(&snap, route, pool, f);
     }

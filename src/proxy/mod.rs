@@ -601,30 +601,36 @@ pub fn fail(shared: &Shared, peer: SocketAddr, e: Error) -> Failure {
 
 /// `exchange` (or any wait for an answer), ended at the request's deadline
 /// (`[timeouts] request`) if it has one: 504, the backend's slot let go.
-pub async fn by_deadline<T>(
+/// The exchange is polled where it is pinned (not moved), and the timer is
+/// made only for a request with a deadline.
+pub async fn by_deadline<F: Future>(
     deadline: Option<tokio::time::Instant>,
     shared: &Shared,
     peer: SocketAddr,
-    exchange: impl Future<Output = T>,
-    answered: impl FnOnce(Answer) -> T,
-) -> T {
+    mut exchange: Pin<&mut F>,
+    answered: impl FnOnce(Answer) -> F::Output,
+) -> F::Output {
     let Some(at) = deadline else {
         return exchange.await;
     };
-    match tokio::time::timeout_at(at, exchange).await {
-        Ok(out) => out,
-        Err(_) => {
-            let e = Error::new(
-                Side::Backend,
-                Phase::Headers,
-                Kind::Timeout,
-                StatusCode::GATEWAY_TIMEOUT,
-                "no answer within the request's deadline (timeouts.request)",
-            );
-            shared.stats.timed_out(e.side, e.phase);
-            answered(Answer::Local(fail(shared, peer, e)))
-        }
+    let mut timer = Box::pin(tokio::time::sleep_until(at));
+    let done = std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
+        Poll::Ready(out) => Poll::Ready(Some(out)),
+        Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+    })
+    .await;
+    if let Some(out) = done {
+        return out;
     }
+    let e = Error::new(
+        Side::Backend,
+        Phase::Headers,
+        Kind::Timeout,
+        StatusCode::GATEWAY_TIMEOUT,
+        "no answer within the request's deadline (timeouts.request)",
+    );
+    shared.stats.timed_out(e.side, e.phase);
+    answered(Answer::Local(fail(shared, peer, e)))
 }
 
 /// A request body the client broke or left (`Answer::ClientFailed`), as an
