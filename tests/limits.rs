@@ -334,7 +334,9 @@ fn peers_share_a_table_and_refuse_what_another_key_signed() {
         format!(
             "[peers]\naddress = \"127.0.0.1:{me}\"\npeers = [\"127.0.0.1:{peer}\"]\nkey-file = \"{}\"\nname = \"{name}\"\ninterval = \"20ms\"\n\n\
              [[limit]]\nname = \"per-ip\"\nexpire = \"120s\"\n\n\
+             [[limit]]\nname = \"per-key\"\nkey = \"header:X-Api-Key\"\nexpire = \"120s\"\n\n\
              [[pool]]\nname = \"web\"\nbackends = [\"{}\"]\n\n\
+             [[route]]\nname = \"api\"\npath-prefix = \"/api/\"\ntrack = \"per-key\"\nrate-limit = {{ requests = 2, per = \"60s\" }}\npool = \"web\"\n\n\
              [[route]]\nname = \"all\"\ntrack = \"per-ip\"\nrate-limit = {{ requests = 3, per = \"60s\" }}\npool = \"web\"\n",
             key_file.display(),
             web.addr
@@ -342,6 +344,12 @@ fn peers_share_a_table_and_refuse_what_another_key_signed() {
     };
     let a = Floatlb::start(&node("a", pa, pb));
     let b = Floatlb::start(&node("b", pb, pa));
+    // An API key used up on a, from 127.0.0.2.
+    let key = ["-H", "X-Api-Key: k1"];
+    for _ in 0..2 {
+        assert_eq!(status_from(a.addr, "127.0.0.2", "/api/x", &key), 200);
+    }
+    assert_eq!(status_from(a.addr, "127.0.0.2", "/api/x", &key), 429);
     for _ in 0..3 {
         assert_eq!(status_from(a.addr, "127.0.0.1", "/", &[]), 200);
     }
@@ -361,6 +369,13 @@ fn peers_share_a_table_and_refuse_what_another_key_signed() {
     );
     assert_eq!(status, 429, "{raw}");
     assert!(header(&headers, "retry-after").is_some(), "{raw}");
+    // The API key too, whatever the address: a header's digest is the same
+    // on both nodes (its seeds come from the shared key).
+    assert_eq!(status_from(b.addr, "127.0.0.1", "/api/x", &key), 429);
+    assert_eq!(
+        status_from(b.addr, "127.0.0.1", "/api/x", &["-H", "X-Api-Key: k2"]),
+        200
+    );
     assert_eq!(status_from(b.addr, "127.0.0.2", "/", &[]), 200);
 
     // A forged update under another key, claiming 127.0.0.2 is over its

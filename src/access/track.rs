@@ -247,6 +247,27 @@ struct Shard {
     next_sweep: Micros,
 }
 
+/// How a header's or cookie's value becomes a key.
+enum Digest {
+    /// Under seeds of this process's own: no client can aim at a shard.
+    Random(RandomState, RandomState),
+    /// Under seeds every node of a `[peers]` set derives from its shared
+    /// key, so that a value is the same client on each (and still
+    /// unguessable to one who lacks the key).
+    Shared([u64; 4]),
+}
+
+/// A value's 128-bit digest under `seed` (two SipHash-2-4 passes).
+#[allow(deprecated)] // std's SipHasher: SipHash-2-4 with chosen keys, no dependency
+fn shared_digest(seed: &[u64; 4], value: &[u8]) -> [u64; 2] {
+    use std::hash::{Hasher as _, SipHasher};
+    let mut a = SipHasher::new_with_keys(seed[0], seed[1]);
+    a.write(value);
+    let mut b = SipHasher::new_with_keys(seed[2], seed[3]);
+    b.write(value);
+    [a.finish(), b.finish()]
+}
+
 /// One `[[limit]]` table; see the module header.
 pub struct Table {
     shards: Box<[Mutex<Shard>]>,
@@ -259,7 +280,7 @@ pub struct Table {
     /// Random per table: clients cannot choose keys that share a shard or
     /// a probe sequence without knowing them.
     seeds: [u64; 3],
-    digest: (RandomState, RandomState),
+    digest: Digest,
     pub stats: TableStats,
 }
 
@@ -287,8 +308,23 @@ impl Table {
                 let s = RandomState::new();
                 [s.hash_one(1u8), s.hash_one(2u8), s.hash_one(3u8) | 1]
             },
-            digest: (RandomState::new(), RandomState::new()),
+            digest: Digest::Random(RandomState::new(), RandomState::new()),
             stats: TableStats::default(),
+        }
+    }
+
+    /// Header and cookie values digested under `seed` (from `[peers]`'s
+    /// key), the same on every node that has it.
+    pub fn with_shared_digest(mut self, seed: [u64; 4]) -> Table {
+        self.digest = Digest::Shared(seed);
+        self
+    }
+
+    /// The shared seed its values are digested under, if any.
+    pub fn shared_digest(&self) -> Option<[u64; 4]> {
+        match self.digest {
+            Digest::Shared(seed) => Some(seed),
+            Digest::Random(..) => None,
         }
     }
 
@@ -309,7 +345,10 @@ impl Table {
 
     /// The key of a header's or cookie's value.
     pub fn text(&self, value: &[u8]) -> Key {
-        self.key([self.digest.0.hash_one(value), self.digest.1.hash_one(value)])
+        match &self.digest {
+            Digest::Random(a, b) => self.key([a.hash_one(value), b.hash_one(value)]),
+            Digest::Shared(seed) => self.key(shared_digest(seed, value)),
+        }
     }
 
     fn key(&self, id: [u64; 2]) -> Key {
@@ -595,6 +634,19 @@ mod tests {
         (0..n)
             .filter(|_| t.request(k, now, r) == Verdict::Pass)
             .count()
+    }
+
+    #[test]
+    fn a_shared_seed_makes_a_value_the_same_client_on_two_tables() {
+        let t = || Table::new(100, Duration::from_secs(60), Duration::from_secs(10));
+        let seed = [1, 2, 3, 4];
+        let (a, b) = (t().with_shared_digest(seed), t().with_shared_digest(seed));
+        assert_eq!(a.text(b"k1").id(), b.text(b"k1").id());
+        assert_ne!(a.text(b"k1").id(), a.text(b"k2").id());
+        // Without it, each table digests under seeds of its own.
+        assert_ne!(t().text(b"k1").id(), t().text(b"k1").id());
+        let other = t().with_shared_digest([1, 2, 3, 5]);
+        assert_ne!(other.text(b"k1").id(), a.text(b"k1").id());
     }
 
     #[test]

@@ -109,6 +109,21 @@ impl Key {
     }
 }
 
+impl Key {
+    /// Four 64-bit seeds for `purpose`, the same on every node with this
+    /// key (HMAC-SHA256 of the purpose).
+    pub fn seeds(&self, purpose: &[u8]) -> [u64; 4] {
+        let tag = hmac::sign(&self.0, purpose);
+        let b = tag.as_ref();
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_be_bytes(w)
+        };
+        [word(0), word(1), word(2), word(3)]
+    }
+}
+
 /// The sending side: this node's name and the sequence of its datagrams.
 pub struct Sender {
     name: String,

@@ -85,6 +85,13 @@ impl Snapshot {
                     .map_or_else(Arc::default, |h| Arc::clone(h))
             })
             .collect();
+        // With `[peers]`, header and cookie values are digested under seeds
+        // both nodes derive from their shared key, so the tables agree.
+        let seed = config
+            .peers
+            .as_ref()
+            .and_then(|p| crate::config::read_key(&p.key_file).ok())
+            .map(|k| k.seeds(b"floatlb [[limit]] header and cookie digest"));
         let limits = config
             .resolved
             .limits
@@ -93,14 +100,17 @@ impl Snapshot {
                 let kept = previous.and_then(|p| {
                     let old = &p.config.resolved.limits;
                     let i = old.iter().position(|o| o.same_table(spec))?;
-                    p.limits.get(i).cloned()
+                    p.limits
+                        .get(i)
+                        .filter(|t| t.shared_digest() == seed)
+                        .cloned()
                 });
                 kept.unwrap_or_else(|| {
-                    Arc::new(crate::access::track::Table::new(
-                        spec.size,
-                        spec.expire,
-                        spec.period,
-                    ))
+                    let t = crate::access::track::Table::new(spec.size, spec.expire, spec.period);
+                    Arc::new(match seed {
+                        Some(s) => t.with_shared_digest(s),
+                        None => t,
+                    })
                 })
             })
             .collect();

@@ -9,8 +9,8 @@
 //! the table of the same name (`access::track::Entry::merge`: the later
 //! period, the larger counts, the later bucket state; open connections stay
 //! each node's own). Times travel as ages, so the nodes' clocks need not
-//! agree. Address-keyed tables only: a header's or cookie's key is a digest
-//! under a seed of each process's own.
+//! agree. A header's or cookie's value travels as its digest, under seeds
+//! both nodes derive from the shared key (`proxy::state::Snapshot::build`).
 //!
 //! The socket is bound once, at start (`SO_REUSEPORT`, so an upgrade's new
 //! worker binds beside the old one); a reload may change the peers, the key
@@ -143,7 +143,7 @@ async fn run(socket: UdpSocket, shared: Arc<Shared>, first: Peers) {
 fn collect(snap: &Snapshot, since: Micros, now: Micros) -> Vec<Update> {
     let mut out = Vec::new();
     for (spec, table) in snap.config.resolved.limits.iter().zip(&snap.limits) {
-        if spec.key != TrackKey::Address {
+        if spec.key != TrackKey::Address && table.shared_digest().is_none() {
             continue;
         }
         table.each(|k, e| {
@@ -173,11 +173,16 @@ fn merge(snap: &Snapshot, updates: &[Update], now: Micros) -> u64 {
             .resolved
             .limits
             .iter()
-            .position(|s| s.name == u.table && s.key == TrackKey::Address)
+            .position(|s| s.name == u.table)
         else {
             continue;
         };
         let table = &snap.limits[i];
+        if snap.config.resolved.limits[i].key != TrackKey::Address
+            && table.shared_digest().is_none()
+        {
+            continue;
+        }
         let period = table.period();
         // On this node's clock, and its grid of periods.
         let began = now.saturating_sub(u.period_age);
