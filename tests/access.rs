@@ -11,22 +11,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{floatlb_cmd, free_port, header, http_get, make_cert, parse_response, Floatlb};
+use support::{floatlb_cmd, free_port, header, http_get, make_cert, Floatlb};
 use support::{netns, TestBackend};
 
-/// `curl -sik` with `args` to `url`: (status, headers, body, the raw output).
-fn curl(url: &str, args: &[&str]) -> (u16, Vec<(String, String)>, String, String) {
-    let out = Command::new("curl")
-        .args(["-sik", "--max-time", "10"])
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("curl (vm-lab/install-deps installs it)");
-    assert!(out.status.success(), "curl {args:?} {url}: {out:?}");
-    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (status, headers, body) = parse_response(&raw);
-    (status, headers, body, raw)
-}
+use support::curl_sik as curl;
 
 /// The status of a plain GET of `path` on `lb` from `from`.
 fn status_from(lb: SocketAddr, from: &str, path: &str) -> u16 {

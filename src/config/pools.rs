@@ -613,45 +613,38 @@ pub(super) fn resolve(c: &Tables<'_>) -> (Resolved, Problems) {
     } else {
         None
     };
-    let listeners = c
-        .listeners
-        .iter()
-        .enumerate()
-        .map(|(i, _)| {
-            let l = c.listen.get(i)?;
+    // Each listener's address lists and limits, checked at its own keys
+    // (the lists' problems reported before the limits', as each in turn).
+    let mut limit_problems = Problems::new();
+    let (listeners, listener_limits): (Vec<_>, Vec<Option<LimitRule>>) = (0..c.listeners.len())
+        .map(|i| {
+            let Some(l) = c.listen.get(i) else {
+                return (None, None);
+            };
             let at = |k: &str| match c.listen.len() {
                 1 => format!("listen.{k}"),
                 _ => format!("listen[{i}].{k}"),
             };
-            let keys = ListKeys {
+            let lists = ListKeys {
                 allow: &l.allow_from,
                 deny: &l.deny_from,
                 allow_file: l.allow_from_file.as_deref(),
                 deny_file: l.deny_from_file.as_deref(),
             };
-            address_rule(&keys, &at, &mut out)
-        })
-        .collect();
-    let listener_limits: Vec<Option<LimitRule>> = c
-        .listeners
-        .iter()
-        .enumerate()
-        .map(|(i, _)| {
-            let l = c.listen.get(i)?;
-            let at = |k: &str| match c.listen.len() {
-                1 => format!("listen.{k}"),
-                _ => format!("listen[{i}].{k}"),
-            };
-            let keys = LimitKeys {
+            let limit = LimitKeys {
                 track: l.track.as_deref(),
                 rate_limit: l.rate_limit.as_ref(),
                 max_connections: l.max_connections,
                 error_limit: l.error_limit,
                 over_limit: l.over_limit,
             };
-            limit_rule(&keys, &limits, &at, &mut out)
+            (
+                address_rule(&lists, &at, &mut out),
+                limit_rule(&limit, &limits, &at, &mut limit_problems),
+            )
         })
-        .collect();
+        .unzip();
+    out.extend(limit_problems);
     let mut rules = Vec::new();
     for (i, r) in listener_limits.iter().enumerate() {
         if let Some(r) = r {

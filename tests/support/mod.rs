@@ -762,6 +762,20 @@ pub fn make_cert(
     (cert, key)
 }
 
+/// `curl -sik` with `args` to `url`: (status, headers, body, the raw output).
+pub fn curl_sik(url: &str, args: &[&str]) -> (u16, Vec<(String, String)>, String, String) {
+    let out = Command::new("curl")
+        .args(["-sik", "--max-time", "10"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl (vm-lab/install-deps installs it)");
+    assert!(out.status.success(), "curl {args:?} {url}: {out:?}");
+    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (status, headers, body) = parse_response(&raw);
+    (status, headers, body, raw)
+}
+
 /// `curl -sk -i` over HTTPS to `host` (resolved to 127.0.0.1) on `port`,
 /// with `args` (e.g. `--http2`): (status, headers, body).
 pub fn https_get(
