@@ -65,6 +65,9 @@ pub enum Input<'a> {
     Link {
         up: bool,
     },
+    /// keepalived-style trackers (scripts, other links) changed: the
+    /// priority offset and whether one forces FAULT (see `track::Tracking`).
+    Tracking(crate::track::Tracking),
 }
 
 /// Why a received advert was not used. `as_str` is a metrics label.
@@ -169,6 +172,7 @@ pub struct Fsm {
     healthy: bool,
     link_up: bool,
     forced_fault: bool,
+    tracking: crate::track::Tracking,
     started: Option<Instant>,
     hold_until: Option<Instant>,
     /// When the Adver timer is due; the next one is scheduled from this, not
@@ -194,6 +198,7 @@ impl Fsm {
             healthy: true,
             link_up: true,
             forced_fault: false,
+            tracking: crate::track::Tracking::default(),
             started: None,
             hold_until: None,
             adver_at: None,
@@ -210,12 +215,15 @@ impl Fsm {
         &self.cfg
     }
 
-    /// Priority we advertise now (tracking applied).
+    /// Priority we advertise now (tracking applied): the proxy's own
+    /// track-weight, then keepalived's arithmetic for the trackers
+    /// (`track::effective_priority`: 1..=254, an owner's 255 untouched).
     pub fn priority(&self) -> u8 {
-        match (self.healthy, self.cfg.track_weight) {
+        let base = match (self.healthy, self.cfg.track_weight) {
             (false, Some(w)) => self.cfg.priority.saturating_sub(w).clamp(1, 254),
             _ => self.cfg.priority,
-        }
+        };
+        crate::track::effective_priority(base, self.tracking.delta)
     }
 
     /// Interval learned from the current master (§6.1 Master_Adver_Interval).
@@ -258,6 +266,7 @@ impl Fsm {
             Input::Link { up } => self.on_link(now, up, &mut out),
             Input::StepDown => self.on_step_down(now, &mut out),
             Input::Fault { on } => self.on_forced_fault(now, on, &mut out),
+            Input::Tracking(t) => self.on_tracking(now, t, &mut out),
         }
         out
     }
@@ -451,7 +460,28 @@ impl Fsm {
     /// FAULT: the link is down, or the tracked service is unhealthy and no
     /// track-weight says to merely lower the priority.
     fn faulted(&self) -> bool {
-        !self.link_up || self.forced_fault || (!self.healthy && self.cfg.track_weight.is_none())
+        !self.link_up
+            || self.forced_fault
+            || self.tracking.fault
+            || (!self.healthy && self.cfg.track_weight.is_none())
+    }
+
+    fn on_tracking(&mut self, now: Instant, t: crate::track::Tracking, out: &mut Vec<Action>) {
+        if t == self.tracking {
+            return;
+        }
+        let was = self.faulted();
+        let before = self.priority();
+        self.tracking = t;
+        if self.state == State::Master && !self.faulted() && self.priority() != before {
+            // §6.4.3: a master's adverts carry its priority; backups learn a
+            // lower one now, so (with preemption, §6.4.2) one that outranks
+            // it takes over when its Master_Down_Timer fires.
+            out.push(Action::SendAdvert {
+                priority: self.priority(),
+            });
+        }
+        self.update_fault(now, was, out);
     }
 
     fn on_forced_fault(&mut self, now: Instant, on: bool, out: &mut Vec<Action>) {
@@ -1430,5 +1460,84 @@ mod tests {
             },
         );
         assert_eq!(a, vec![Action::Drop(DropReason::OwnAdvert)]);
+    }
+
+    fn tracking(delta: i32, fault: bool) -> Input<'static> {
+        Input::Tracking(crate::track::Tracking { delta, fault })
+    }
+
+    /// §6.4.3: a master's adverts carry its priority. A track script with
+    /// weight -60 failing on a priority-150 master lowers it to 90 and the
+    /// next advert says so at once; passing again restores 150.
+    #[test]
+    fn tracking_delta_changes_the_advertised_priority() {
+        let t0 = Instant::now();
+        let mut f = master(150, t0);
+        let a = f.handle(t0, tracking(-60, false));
+        assert_eq!(a, vec![Action::SendAdvert { priority: 90 }]);
+        assert_eq!(f.state(), State::Master, "a weight lowers, never faults");
+        let a = f.handle(t0, Input::Timer(Timer::Adver));
+        assert_eq!(a[0], Action::SendAdvert { priority: 90 });
+        let a = f.handle(t0, tracking(0, false));
+        assert_eq!(a, vec![Action::SendAdvert { priority: 150 }]);
+        assert!(
+            f.handle(t0, tracking(0, false)).is_empty(),
+            "no change, no advert"
+        );
+    }
+
+    /// §6.4.2: with preemption, a backup whose tracking lifts it above the
+    /// master discards the master's adverts and takes over when
+    /// Master_Down_Timer fires.
+    #[test]
+    fn tracking_lifts_a_backup_above_the_master() {
+        let t0 = Instant::now();
+        let mut f = backup(100, t0);
+        f.handle(t0, tracking(60, false));
+        assert_eq!(f.priority(), 160);
+        let advert = adv(150, 10);
+        let a = f.handle(
+            t0,
+            Input::Advert {
+                ip: from(HIGHER_IP),
+                advert: &advert,
+            },
+        );
+        assert!(
+            matches!(a[..], [Action::Discarded { priority: 150, .. }]),
+            "{a:?}"
+        );
+        f.handle(t0, Input::Timer(Timer::MasterDown));
+        assert_eq!(f.state(), State::Master);
+    }
+
+    /// A tracker without weight failing is FAULT (keepalived's semantics on
+    /// top of §6.4.3's shutdown path: a priority-0 advert so a backup takes
+    /// over within Skew_Time, VIPs removed); recovering goes to BACKUP.
+    #[test]
+    fn tracking_fault_leaves_master_and_comes_back_as_backup() {
+        let t0 = Instant::now();
+        let mut f = master(150, t0);
+        let a = f.handle(t0, tracking(0, true));
+        assert!(a.contains(&Action::SendAdvert { priority: 0 }), "{a:?}");
+        assert!(a.contains(&Action::RemoveVips));
+        assert_eq!(f.state(), State::Fault);
+        f.handle(t0, tracking(-10, true));
+        assert_eq!(f.state(), State::Fault);
+        f.handle(t0, tracking(-10, false));
+        assert_eq!(f.state(), State::Backup);
+        assert_eq!(f.priority(), 140);
+    }
+
+    /// §6.4.1: priority 255 is the address owner; keepalived never changes
+    /// an owner's priority by tracking.
+    #[test]
+    fn tracking_leaves_the_owner_at_255() {
+        let t0 = Instant::now();
+        let mut f = Fsm::new(cfg(255));
+        f.handle(t0, Input::Startup);
+        let a = f.handle(t0, tracking(-100, false));
+        assert!(a.is_empty(), "{a:?}");
+        assert_eq!(f.priority(), 255);
     }
 }
