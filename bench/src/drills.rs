@@ -1,5 +1,7 @@
 //! The drills CSV as a markdown table: one line per stack, drill and load, with the median and
-//! the worst run of each figure (the worst is what a drill's target is about).
+//! the worst run of each figure (the worst is what a drill's target is about). The slowest
+//! connection attempt and the attempts over 200 ms stand beside the failed requests: a SYN
+//! lost during a failover fails nothing but stalls a client for its initial RTO (1 s).
 //!
 //! Not for a single session's figures: `bench summarize` prints those.
 
@@ -28,7 +30,7 @@ pub fn table(csv: &str) -> String {
         }
     }
     let mut out = String::from(
-        "| stack | drill | load | runs | HTTP downtime ms, median / worst | failed requests, median / worst | slowest probe ms, median / worst | VIP moved (runs) | ICMP downtime ms, median |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| stack | drill | load | runs | HTTP downtime ms, median / worst | failed requests, median / worst | slowest probe ms, median / worst | slowest connect ms, median / worst | connects > 200 ms, median / worst | VIP moved (runs) | ICMP downtime ms, median |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (s, k, l) in &groups {
         let mine: Vec<&Vec<&str>> = rows
@@ -69,10 +71,12 @@ pub fn table(csv: &str) -> String {
         let icmp = stats::summarize(&values("icmp_downtime_ms"))
             .map_or("—".to_string(), |x| format!("{:.1}", x.median));
         out += &format!(
-            "| {s} | {k} | {l} | {} | {} | {failed} | {} | {moved} | {icmp} |\n",
+            "| {s} | {k} | {l} | {} | {} | {failed} | {} | {} | {} | {moved} | {icmp} |\n",
             mine.len(),
             cell("http_downtime_ms", 1),
             cell("slowest_probe_ms", 1),
+            cell("slowest_connect_ms", 1),
+            cell("slow_connects", 0),
         );
     }
     out
@@ -84,28 +88,30 @@ mod tests {
 
     #[test]
     fn groups_medians_worst_and_runs_that_gave_up() {
-        let csv = "session,stack,kind,advert,load,run,icmp_downtime_ms,http_downtime_ms,failed_probes,probes,requests,failed_requests,vip_holder,slowest_probe_ms,vip_moved
-s1,floatlb,upgrade,10ms,wrk,1,10.0,12.0,0,800,100,0,lb1,30.0,0
-s2,floatlb,upgrade,10ms,wrk,1,20.0,14.0,0,800,100,0,lb1,50.0,0
-s3,floatlb,upgrade,10ms,wrk,1,30.0,40.0,0,800,100,2,lb1,90.0,1
-s1,haproxy-keepalived,crash-worker,10ms,ab,1,10.0,2950.0,590,800,0,-1,lb1,50.0,0
-s2,haproxy-keepalived,crash-worker,10ms,ab,1,10.0,2900.0,590,800,700,900,lb1,60.0,0
+        let csv = "session,stack,kind,advert,load,run,icmp_downtime_ms,http_downtime_ms,failed_probes,probes,requests,failed_requests,vip_holder,slowest_probe_ms,vip_moved,slowest_connect_ms,slow_connects
+s1,floatlb,upgrade,10ms,wrk,1,10.0,12.0,0,800,100,0,lb1,30.0,0,1.0,0
+s2,floatlb,upgrade,10ms,wrk,1,20.0,14.0,0,800,100,0,lb1,50.0,0,2.0,0
+s3,floatlb,upgrade,10ms,wrk,1,30.0,40.0,0,800,100,2,lb1,90.0,1,1003.0,4
+s1,haproxy-keepalived,crash-worker,10ms,ab,1,10.0,2950.0,590,800,0,-1,lb1,50.0,0,1001.0,7
+s2,haproxy-keepalived,crash-worker,10ms,ab,1,10.0,2900.0,590,800,700,900,lb1,60.0,0,,
 ";
         let t = table(csv);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4, "{t}");
         assert_eq!(
             lines[2],
-            "| floatlb | upgrade | wrk | 3 | 14.0 / 40.0 | 0 / 2 | 50.0 / 90.0 | 1 of 3 | 20.0 |"
+            "| floatlb | upgrade | wrk | 3 | 14.0 / 40.0 | 0 / 2 | 50.0 / 90.0 | 2.0 / 1003.0 | 0 / 4 | 1 of 3 | 20.0 |"
         );
         assert_eq!(
             lines[3],
-            "| haproxy-keepalived | crash-worker | ab | 2 | 2925.0 / 2950.0 | 900 / 900 (1 runs: ab gave up) | 55.0 / 60.0 | 0 of 2 | 10.0 |"
+            "| haproxy-keepalived | crash-worker | ab | 2 | 2925.0 / 2950.0 | 900 / 900 (1 runs: ab gave up) | 55.0 / 60.0 | 1001.0 / 1001.0 | 7 / 7 | 0 of 2 | 10.0 |"
         );
         // An older CSV without the columns still gives a table.
         let old = "session,stack,kind,advert,load,run,icmp_downtime_ms,http_downtime_ms,failed_probes,probes,requests,failed_requests,vip_holder\ns,floatlb,crash,10ms,wrk,1,1.0,2.0,0,1,1,3,lb2\n";
         assert!(
-            table(old).contains("| floatlb | crash | wrk | 1 | 2.0 / 2.0 | 3 / 3 | — | — | 1.0 |"),
+            table(old).contains(
+                "| floatlb | crash | wrk | 1 | 2.0 / 2.0 | 3 / 3 | — | — | — | — | 1.0 |"
+            ),
             "{}",
             table(old)
         );

@@ -95,7 +95,7 @@ fn main() -> Result<()> {
                 Duration::from_secs_f64(get(&f, "duration-s", Some(4.0))?),
                 Duration::from_millis(get(&f, "timeout-ms", Some(1000))?),
             );
-            let mut out = String::from("start,end,status,error\n");
+            let mut out = String::from("start,end,status,error,connect_ms\n");
             for p in &probes {
                 out.push_str(&p.to_csv());
                 out.push('\n');
@@ -138,8 +138,9 @@ fn main() -> Result<()> {
             let tail_ok = probes.iter().rev().take_while(|p| p.ok()).count();
             let mut line = format!("icmp_downtime_ms={icmp:.1}");
             if !probes.is_empty() {
+                let (slowest_connect, slow) = parse::slow_connects(&probes, 200.0);
                 line += &format!(
-                    " http_downtime_ms={http:.1} failed_probes={failed} probes={} tail_ok={tail_ok} slowest_probe_ms={:.1}",
+                    " http_downtime_ms={http:.1} failed_probes={failed} probes={} tail_ok={tail_ok} slowest_probe_ms={:.1} slowest_connect_ms={slowest_connect:.1} slow_connects={slow}",
                     probes.len(),
                     parse::slowest_probe_ms(&probes)
                 );

@@ -200,6 +200,8 @@ pub struct Probe {
     /// HTTP status, 0 if no response.
     pub status: u16,
     pub error: String,
+    /// How long its connection attempt took, in ms (`None` in files from before the column).
+    pub connect_ms: Option<f64>,
 }
 
 impl Probe {
@@ -207,8 +209,9 @@ impl Probe {
         (200..400).contains(&self.status)
     }
     pub fn to_csv(&self) -> String {
+        let connect = self.connect_ms.map_or(String::new(), |c| format!("{c:.3}"));
         format!(
-            "{:.6},{:.6},{},{}",
+            "{:.6},{:.6},{},{},{connect}",
             self.start,
             self.end,
             self.status,
@@ -221,12 +224,14 @@ pub fn probes(csv: &str) -> Vec<Probe> {
     csv.lines()
         .filter(|l| !l.starts_with("start"))
         .filter_map(|l| {
-            let mut f = l.splitn(4, ',');
+            // The error has its commas replaced, so the connect time can follow it.
+            let mut f = l.splitn(5, ',');
             Some(Probe {
                 start: f.next()?.parse().ok()?,
                 end: f.next()?.parse().ok()?,
                 status: f.next()?.parse().ok()?,
                 error: f.next().unwrap_or("").to_string(),
+                connect_ms: f.next().and_then(|c| c.parse().ok()),
             })
         })
         .collect()
@@ -239,6 +244,18 @@ pub fn slowest_probe_ms(probes: &[Probe]) -> f64 {
         .iter()
         .map(|p| (p.end - p.start) * 1000.0)
         .fold(0.0, f64::max)
+}
+
+/// The slowest connection attempt in ms (a probe without its own connect time counts its whole
+/// time), and how many attempts took longer than `over_ms`: a SYN lost on the way costs the
+/// client its initial RTO (1 s).
+pub fn slow_connects(probes: &[Probe], over_ms: f64) -> (f64, usize) {
+    let times = probes
+        .iter()
+        .map(|p| p.connect_ms.unwrap_or((p.end - p.start) * 1000.0));
+    times.fold((0.0, 0), |(worst, n), t| {
+        (f64::max(worst, t), n + usize::from(t > over_ms))
+    })
 }
 
 /// Longest gap between consecutive times, in ms; also counting the edges of
@@ -510,18 +527,30 @@ mod tests {
     }
 
     #[test]
+    fn slow_connects_counts_attempts_over_the_bound() {
+        // Old files (no connect column) count the whole probe.
+        let p = probes("start,end,status,error,connect_ms\n10.0,11.01,200,,1003.5\n10.005,10.3,200,,0.4\n10.01,10.25,0,read: reset\n10.02,10.021,200,,0.2\n");
+        let (worst, n) = slow_connects(&p, 200.0);
+        assert!((worst - 1003.5).abs() < 1e-6, "{worst}");
+        assert_eq!(n, 2, "the 1003.5 ms attempt and the old-style 240 ms probe");
+        assert_eq!(slow_connects(&[], 200.0), (0.0, 0));
+    }
+
+    #[test]
     fn probe_csv_round_trip() {
         let p = Probe {
             start: 1.5,
             end: 1.6,
             status: 200,
             error: String::new(),
+            connect_ms: Some(0.25),
         };
         let q = Probe {
             start: 2.0,
             end: 3.0,
             status: 0,
             error: "connect: refused, twice".into(),
+            connect_ms: None,
         };
         let csv = format!("start,end,status,error\n{}\n{}\n", p.to_csv(), q.to_csv());
         let back = probes(&csv);

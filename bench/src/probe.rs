@@ -1,6 +1,9 @@
 //! HTTP availability probe: a GET on a fresh connection every `interval`,
 //! each on its own thread with its own timeout, so a hung probe never delays
-//! the next one. Bounded by duration and count.
+//! the next one. Bounded by duration and count. Each probe also records how long
+//! its connection attempt took (`connect()` start to established or failed): a SYN
+//! lost on the way shows as an attempt of about the client's initial RTO (1 s,
+//! RFC 6298 §2.1) even when the request then succeeds.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,13 +22,16 @@ fn unix_now() -> f64 {
 fn one(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Probe {
     let start = unix_now();
     let began = Instant::now();
+    let connected = TcpStream::connect_timeout(&addr, timeout);
+    let connect_ms = Some(began.elapsed().as_secs_f64() * 1e3);
     let finish = |status: u16, error: String| Probe {
         start,
         end: start + began.elapsed().as_secs_f64(),
         status,
         error,
+        connect_ms,
     };
-    let mut s = match TcpStream::connect_timeout(&addr, timeout) {
+    let mut s = match connected {
         Ok(s) => s,
         Err(e) => return finish(0, format!("connect: {e}")),
     };
