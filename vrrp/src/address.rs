@@ -92,6 +92,26 @@ pub fn interface_addresses(name: &str) -> io::Result<Vec<IpAddr>> {
     Ok(out)
 }
 
+/// Whether `name` is up with carrier (IFF_UP and IFF_RUNNING), asked with
+/// SIOCGIFFLAGS on `fd` (any socket of the namespace). An error (no such
+/// interface) counts as down.
+pub fn link_up(fd: std::os::fd::RawFd, name: &str) -> bool {
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return false;
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: req is a valid ifreq for SIOCGIFFLAGS, which only writes ifr_flags.
+    if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        return false;
+    }
+    let flags = unsafe { req.ifr_ifru.ifru_flags } as libc::c_int;
+    flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0
+}
+
 /// The interface's primary IPv4 address: the first one that is not a VIP.
 pub fn primary_ipv4(name: &str, vips: &[IpAddr]) -> io::Result<Ipv4Addr> {
     interface_addresses(name)?
@@ -256,7 +276,7 @@ impl Netlink {
     }
 
     /// Sends one request and waits for its ACK (or error).
-    fn request(&self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+    pub(crate) fn request(&self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         self.socket.send(&request_bytes(msg, flags, seq), 0)?;
         let mut buf = vec![0u8; 4096];

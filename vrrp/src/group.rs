@@ -7,17 +7,33 @@
 //! - its own fault (its interface lost its link): the others enter FAULT too,
 //!   and leave it when no member has a fault of its own any more;
 //! - that it gave up MASTER to a higher-priority router: the others that are
-//!   master step down, so both families move to the same node.
+//!   master step down, so both families move to the same node;
+//! - the state it is in, so the member whose transition puts the whole group
+//!   in one state sends keepalived's `GROUP` notification, once.
 //!
 //! Not for: the protocol (the state machine knows nothing of groups; the
 //! instance feeds it the same inputs a link change or a step-down gives).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-#[derive(Default)]
+use crate::fsm::State;
+
 struct Slot {
     own_fault: AtomicBool,
+    /// The member's state (`state_code`), or NO_STATE before its first.
+    state: AtomicU8,
+}
+
+const NO_STATE: u8 = u8::MAX;
+
+fn state_code(s: State) -> u8 {
+    match s {
+        State::Initialize => 0,
+        State::Backup => 1,
+        State::Master => 2,
+        State::Fault => 3,
+    }
 }
 
 #[derive(Default)]
@@ -26,6 +42,8 @@ struct Shared {
     slots: Mutex<Vec<Arc<Slot>>>,
     /// Bumped each time a member yields MASTER to another router.
     yields: AtomicU64,
+    /// The state the whole group was last seen in together.
+    group_state: Mutex<Option<u8>>,
 }
 
 /// A named sync group; clone it into every member's config.
@@ -56,7 +74,10 @@ impl SyncGroup {
 
     /// A member's handle; one per instance.
     pub fn join(&self) -> Member {
-        let slot = Arc::new(Slot::default());
+        let slot = Arc::new(Slot {
+            own_fault: AtomicBool::new(false),
+            state: AtomicU8::new(NO_STATE),
+        });
         self.shared
             .slots
             .lock()
@@ -96,6 +117,34 @@ impl Member {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .any(|s| !Arc::ptr_eq(s, &self.slot) && s.own_fault.load(Ordering::Acquire))
+    }
+
+    /// Records that this member entered `state`; true when that puts every
+    /// member of the group in `state` and the group was not already there
+    /// (the caller then sends the group's notification).
+    pub fn entered(&self, state: State) -> bool {
+        let code = state_code(state);
+        self.slot.state.store(code, Ordering::Release);
+        let slots = self
+            .group
+            .shared
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let all = slots
+            .iter()
+            .all(|s| s.state.load(Ordering::Acquire) == code);
+        let mut group = self
+            .group
+            .shared
+            .group_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if all && *group != Some(code) {
+            *group = Some(code);
+            return true;
+        }
+        false
     }
 
     /// Tells the others that this member gave MASTER up to another router.
@@ -151,5 +200,19 @@ mod tests {
         assert!(b.take_others_yielded());
         assert!(!b.take_others_yielded());
         assert!(c.take_others_yielded());
+    }
+
+    /// keepalived's GROUP notification fires once, from the member whose
+    /// transition puts the whole group in one state.
+    #[test]
+    fn the_group_state_is_announced_once_when_all_agree() {
+        let g = SyncGroup::new("web");
+        let a = g.join();
+        let b = g.join();
+        assert!(!a.entered(State::Backup), "b has no state yet");
+        assert!(b.entered(State::Backup));
+        assert!(!a.entered(State::Master));
+        assert!(b.entered(State::Master));
+        assert!(!b.entered(State::Master), "already announced");
     }
 }

@@ -4,7 +4,8 @@
 //! eventfd (commands from other threads) until the nearest deadline, feeds what
 //! happened to the state machine and carries out the actions — adverts, VIPs
 //! over netlink, gratuitous ARP (IPv4) or unsolicited neighbour advertisement
-//! (IPv6) bursts, notify commands. One instance is one address family. Deadlines are absolute
+//! (IPv6) bursts, notify commands, track scripts, the VMAC interface. One
+//! instance is one address family. Deadlines are absolute
 //! and the next advert is scheduled from the previous one, so adverts do not
 //! drift; with `realtime` the thread runs `SCHED_FIFO` so a busy proxy on the
 //! same machine cannot delay them.
@@ -23,10 +24,11 @@ use crate::address::{self, LinkEvents, Netlink};
 use crate::arp::ArpSender;
 use crate::fsm::{Action, Fsm, FsmConfig, Input, State, Timer};
 use crate::group::{Member, SyncGroup};
-use crate::notify::Notifier;
+use crate::notify::{Notifier, NotifyCommands};
 use crate::packet::{self, Advert, ChecksumMode};
 use crate::socket::{Peers, Received, VrrpSocket};
-use crate::track::TrackHandle;
+use crate::track::{TrackHandle, TrackInterface, TrackScript, Tracker};
+use crate::vmac::Vmac;
 use crate::Error;
 
 /// Everything one `[[vrrp]]` instance needs.
@@ -45,7 +47,16 @@ pub struct InstanceConfig {
     /// Empty = multicast to 224.0.0.18 or ff02::12.
     pub unicast_peers: Vec<IpAddr>,
     pub track_weight: Option<u8>,
+    /// keepalived's `track_script`s (see `track::Tracker`).
+    pub track_scripts: Vec<TrackScript>,
+    /// keepalived's `track_interface`s: other links.
+    pub track_interfaces: Vec<TrackInterface>,
     pub notify: Option<PathBuf>,
+    /// keepalived's notify hooks and calling convention.
+    pub notify_commands: NotifyCommands,
+    /// Some(name): VIPs, adverts and announcements on a macvlan with the
+    /// virtual MAC (RFC 5798 §7.3, see `vmac`) of that name.
+    pub vmac: Option<String>,
     /// Gratuitous ARPs (IPv4) or unsolicited NAs (IPv6) per VIP on becoming
     /// master (keepalived: 5).
     pub garp_count: u32,
@@ -92,7 +103,11 @@ impl InstanceConfig {
             preempt_delay: Duration::ZERO,
             unicast_peers: Vec::new(),
             track_weight: None,
+            track_scripts: Vec::new(),
+            track_interfaces: Vec::new(),
             notify: None,
+            notify_commands: NotifyCommands::default(),
+            vmac: None,
             garp_count: 5,
             garp_interval: Duration::from_millis(1),
             garp_refresh: None,
@@ -122,6 +137,21 @@ impl InstanceConfig {
         }
         for &peer in &self.unicast_peers {
             rules::unicast_peer(first, peer).map_err(bad)?;
+        }
+        let msg = |msg: String| Error::Config {
+            name: self.name.clone(),
+            msg,
+        };
+        for s in &self.track_scripts {
+            if s.argv.first().is_none_or(|p| p.is_empty()) {
+                return Err(msg(format!("track script {}: empty command", s.name)));
+            }
+            if s.interval.is_zero() || s.timeout.is_zero() {
+                return Err(msg(format!(
+                    "track script {}: interval and timeout must be above zero",
+                    s.name
+                )));
+            }
         }
         Ok(())
     }
@@ -361,11 +391,28 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
             tracing::info!(instance = %cfg.name, "the first IPv6 virtual address is not link-local (RFC 5798 §5.2.9 asks for it; peers only compare lists)");
         }
     }
-    let peers = peers_of(&cfg);
-    let socket = open_socket(&cfg.interface, ifindex, primary, peers)
-        .map_err(io_err("opening VRRP socket"))?;
-    let arp = ArpSender::open(ifindex, mac).map_err(io_err("opening ARP socket"))?;
     let netlink = Netlink::open().map_err(io_err("opening netlink socket"))?;
+    let vmac = match &cfg.vmac {
+        Some(name) => {
+            let ll = primary.is_ipv6().then_some(primary);
+            Some(
+                Vmac::create(&netlink, &cfg.interface, name, cfg.vrid, ll)
+                    .map_err(io_err("creating the VMAC interface"))?,
+            )
+        }
+        None => None,
+    };
+    let peers = peers_of(&cfg);
+    let socket = open_socket(
+        &cfg.interface,
+        ifindex,
+        primary,
+        peers,
+        advert_via(vmac.as_ref(), &cfg),
+    )
+    .map_err(io_err("opening VRRP socket"))?;
+    let (vip_ifindex, announce_mac) = vmac.as_ref().map_or((ifindex, mac), |v| (v.ifindex, v.mac));
+    let arp = ArpSender::open(vip_ifindex, announce_mac).map_err(io_err("opening ARP socket"))?;
     // Without it, link changes are still seen at the next poll (TRACK_POLL).
     let link_events = LinkEvents::open()
         .inspect_err(|e| tracing::warn!(error = %e, "no netlink link events; polling the link"))
@@ -396,11 +443,20 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
     tracing::info!(instance = %cfg.name, interface = %cfg.interface, vrid = cfg.vrid, priority = cfg.priority,
         primary = %primary, advert_interval = ?cfg.advert_interval, "VRRP instance starting");
     let member = cfg.sync_group.as_ref().map(SyncGroup::join);
+    let tracker = Tracker::new(
+        &cfg.name,
+        &cfg.track_scripts,
+        &cfg.track_interfaces,
+        Instant::now(),
+    );
     let runner = Runner {
         member,
         link_events,
         fsm: Fsm::new(fsm_cfg),
-        notifier: Notifier::new(cfg.notify.clone()),
+        notifier: Notifier::new(cfg.notify.clone(), cfg.notify_commands.clone()),
+        tracker,
+        vmac,
+        vip_ifindex,
         cfg,
         ifindex,
         primary,
@@ -466,6 +522,14 @@ fn fsm_config(cfg: &InstanceConfig, primary: IpAddr) -> FsmConfig {
     }
 }
 
+/// The VMAC adverts leave from: with multicast only. Unicast adverts are
+/// routed, and the macvlan has no address of its own to route from, so they
+/// leave from the interface (keepalived requires `vmac_xmit_base` there).
+fn advert_via<'a>(vmac: Option<&'a Vmac>, cfg: &InstanceConfig) -> Option<(&'a str, u32)> {
+    vmac.filter(|_| cfg.unicast_peers.is_empty())
+        .map(|v| (v.name.as_str(), v.ifindex))
+}
+
 fn peers_of(cfg: &InstanceConfig) -> Peers {
     if cfg.unicast_peers.is_empty() {
         Peers::Multicast
@@ -501,10 +565,11 @@ fn open_socket(
     ifindex: u32,
     primary: IpAddr,
     peers: Peers,
+    via: Option<(&str, u32)>,
 ) -> io::Result<VrrpSocket> {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        match VrrpSocket::open(interface, ifindex, primary, peers.clone()) {
+        match VrrpSocket::open(interface, ifindex, primary, peers.clone(), via) {
             Err(e)
                 if e.raw_os_error() == Some(libc::EADDRNOTAVAIL)
                     && primary.is_ipv6()
@@ -523,6 +588,11 @@ struct Runner {
     link_events: Option<LinkEvents>,
     fsm: Fsm,
     notifier: Notifier,
+    tracker: Tracker,
+    /// Our VMAC interface, if `use-vmac`: removed when the runner ends.
+    vmac: Option<Vmac>,
+    /// Where the VIPs go: the interface, or the VMAC.
+    vip_ifindex: u32,
     ifindex: u32,
     primary: IpAddr,
     socket: VrrpSocket,
@@ -575,17 +645,37 @@ impl Runner {
             let a = self.fsm.handle(now, Input::Link { up: false });
             self.apply(now, a);
         }
-        let a = self.fsm.handle(now, Input::Startup);
-        self.apply(now, a);
+        // Startup waits for every track script's first result (keepalived
+        // keeps an instance in INIT until then), so a failing script never
+        // makes a node master for a moment.
+        let mut started = false;
+        let mut tracking = crate::track::Tracking::default();
         let mut buf = vec![0u8; 2048];
         loop {
             let now = Instant::now();
+            let fd = self.socket.rx_fd();
+            let tracker_changed = self.tracker.poll(now, |name| address::link_up(fd, name));
+            if tracker_changed || !started {
+                let t = self.tracker.tracking();
+                if t != tracking && self.tracker.ready() {
+                    tracking = t;
+                    tracing::info!(instance = %self.cfg.name, delta = t.delta, fault = t.fault, "tracking changed");
+                    let a = self.fsm.handle(now, Input::Tracking(t));
+                    self.apply(now, a);
+                }
+            }
+            if !started && self.tracker.ready() {
+                started = true;
+                let a = self.fsm.handle(now, Input::Startup);
+                self.apply(now, a);
+            }
             let next = [
                 self.timers[0],
                 self.timers[1],
                 self.garp_at,
                 self.refresh_at,
                 self.vips_remove_at,
+                self.tracker.next_deadline(),
                 Some(now + TRACK_POLL),
             ]
             .into_iter()
@@ -609,10 +699,14 @@ impl Runner {
                             let _ = done.send(());
                         }
                         Command::Shutdown(done) => {
+                            self.tracker.stop();
                             let a = self.fsm.handle(now, Input::Shutdown);
                             self.apply(now, a);
                             if self.vips_remove_at.is_some() {
                                 self.remove_vips();
+                            }
+                            if let Some(mut v) = self.vmac.take() {
+                                v.remove();
                             }
                             tracing::info!(instance = %self.cfg.name, "VRRP instance stopped");
                             let _ = done.send(());
@@ -699,9 +793,23 @@ impl Runner {
                 ),
             });
         }
+        if new.vmac != self.cfg.vmac {
+            return Err(Error::Config {
+                name: self.cfg.name.clone(),
+                msg: "use-vmac and vmac-interface cannot change on reload; restart to change them"
+                    .into(),
+            });
+        }
         if new.unicast_peers != self.cfg.unicast_peers {
-            self.socket = open_socket(&new.interface, self.ifindex, self.primary, peers_of(&new))
-                .map_err(|source| Error::Io {
+            let via = advert_via(self.vmac.as_ref(), &new);
+            self.socket = open_socket(
+                &new.interface,
+                self.ifindex,
+                self.primary,
+                peers_of(&new),
+                via,
+            )
+            .map_err(|source| Error::Io {
                 vrid: new.vrid,
                 interface: new.interface.clone(),
                 what: "reopening VRRP socket for new peers",
@@ -711,16 +819,23 @@ impl Runner {
         if self.fsm.state() == State::Master {
             for (vip, prefix) in &self.cfg.virtual_addresses {
                 if !new.virtual_addresses.iter().any(|(a, _)| a == vip) {
-                    if let Err(e) = self.netlink.remove(self.ifindex, *vip, *prefix) {
+                    if let Err(e) = self.netlink.remove(self.vip_ifindex, *vip, *prefix) {
                         tracing::error!(instance = %self.cfg.name, %vip, error = %e, "could not remove VIP");
                     }
                 }
             }
         }
+        if new.track_scripts != self.cfg.track_scripts
+            || new.track_interfaces != self.cfg.track_interfaces
+        {
+            // Counting starts over; until a new script reports it counts for nothing.
+            self.tracker = Tracker::new(&new.name, &new.track_scripts, &new.track_interfaces, now);
+        }
         if new.realtime != self.cfg.realtime {
             set_realtime(&new.name, new.realtime);
         }
-        self.notifier.set_command(new.notify.clone());
+        self.notifier
+            .set_commands(new.notify.clone(), new.notify_commands.clone());
         if new.garp_refresh != self.cfg.garp_refresh && self.fsm.state() == State::Master {
             self.refresh_at = new.garp_refresh.map(|r| now + r);
         }
@@ -745,19 +860,7 @@ impl Runner {
     /// SIOCGIFFLAGS on our own socket so the answer is for this thread's namespace.
     /// An error (interface gone) counts as down.
     fn link_up(&self) -> bool {
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        let name = self.cfg.interface.as_bytes();
-        if name.len() >= req.ifr_name.len() {
-            return false;
-        }
-        for (d, s) in req.ifr_name.iter_mut().zip(name) {
-            *d = *s as libc::c_char;
-        }
-        if unsafe { libc::ioctl(self.socket.rx_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
-            return false;
-        }
-        let flags = unsafe { req.ifr_ifru.ifru_flags } as libc::c_int;
-        flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0
+        address::link_up(self.socket.rx_fd(), &self.cfg.interface)
     }
 
     /// ppoll on the socket and the eventfd with nanosecond timeout.
@@ -911,7 +1014,7 @@ impl Runner {
     fn remove_vips(&mut self) {
         self.vips_remove_at = None;
         for (vip, prefix) in self.cfg.virtual_addresses.clone() {
-            if let Err(e) = self.netlink.remove(self.ifindex, vip, prefix) {
+            if let Err(e) = self.netlink.remove(self.vip_ifindex, vip, prefix) {
                 tracing::error!(instance = %self.cfg.name, %vip, error = %e, "could not remove VIP");
             }
         }
@@ -940,7 +1043,7 @@ impl Runner {
                 Action::AddVips => {
                     self.vips_remove_at = None;
                     for (vip, prefix) in self.cfg.virtual_addresses.clone() {
-                        if let Err(e) = self.netlink.add(self.ifindex, vip, prefix) {
+                        if let Err(e) = self.netlink.add(self.vip_ifindex, vip, prefix) {
                             tracing::error!(instance = %self.cfg.name, %vip, error = %e, "could not add VIP");
                         }
                     }
@@ -972,7 +1075,14 @@ impl Runner {
                     if let Some(hook) = &self.cfg.on_transition {
                         (hook.0)(from, to);
                     }
-                    self.notifier.notify(&self.cfg.name, to);
+                    let priority = self.fsm.priority();
+                    self.notifier.notify(&self.cfg.name, to, priority);
+                    if let Some(m) = &self.member {
+                        if m.entered(to) {
+                            let group = m.group_name().to_string();
+                            self.notifier.notify_group(&group, to);
+                        }
+                    }
                 }
                 Action::Drop(reason) => self.shared.stats.count_drop(reason.as_str()),
                 Action::AdvertGap(gap) => self.shared.stats.advert_gaps.observe(gap),

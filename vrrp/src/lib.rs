@@ -7,7 +7,7 @@
 //! (gratuitous ARP, unsolicited neighbour advertisements), [`address`]
 //! (interfaces and VIPs over netlink), [`track`] (health of the local
 //! service), [`group`] (sync groups that fail over together), [`notify`]
-//! (transition commands), [`rules`] (RFC 5798's limits on the settings, once), [`histogram`] (advert gaps as a backup sees them)
+//! (transition commands), [`vmac`] (the virtual MAC's macvlan, §7.3), [`rules`] (RFC 5798's limits on the settings, once), [`histogram`] (advert gaps as a backup sees them)
 //! and [`instance`] (the thread that ties them together).
 
 pub mod address;
@@ -21,14 +21,16 @@ pub mod packet;
 pub mod rules;
 pub mod socket;
 pub mod track;
+pub mod vmac;
 
 pub use fsm::State;
 pub use group::SyncGroup;
 pub use instance::{
     spawn, Instance, InstanceConfig, PeerAdvert, Stats, TransitionHook, DROP_REASONS,
 };
+pub use notify::NotifyCommands;
 pub use packet::ChecksumMode;
-pub use track::TrackHandle;
+pub use track::{TrackHandle, TrackInterface, TrackScript};
 
 /// Why a VRRP instance could not start.
 #[derive(Debug, thiserror::Error)]

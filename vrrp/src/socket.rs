@@ -12,6 +12,10 @@
 //! IPV6_PKTINFO and IPV6_HOPLIMIT control messages; and the kernel leaves the
 //! VRRP checksum alone (IPV6_CHECKSUM is not set), so the codec computes and
 //! checks it like for IPv4 — which also lets a bad checksum be counted.
+//!
+//! With a VMAC (RFC 5798 §7.3, see `vmac`) the sender is bound to the
+//! macvlan instead, so adverts leave with the virtual MAC as source; the
+//! receiver stays on the interface.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -43,7 +47,8 @@ pub struct VrrpSocket {
     tx: Socket,
     peers: Peers,
     primary: IpAddr,
-    ifindex: u32,
+    /// Where adverts leave: the interface, or its VMAC.
+    tx_ifindex: u32,
 }
 
 fn set_int(fd: RawFd, level: i32, name: i32, v: i32) -> io::Result<()> {
@@ -64,8 +69,16 @@ fn set_int(fd: RawFd, level: i32, name: i32, v: i32) -> io::Result<()> {
 
 impl VrrpSocket {
     /// Opens the pair for `primary`'s family: an IPv4 address of the
-    /// interface, or its IPv6 link-local address.
-    pub fn open(interface: &str, ifindex: u32, primary: IpAddr, peers: Peers) -> io::Result<Self> {
+    /// interface, or its IPv6 link-local address. `via`: the VMAC interface
+    /// (name, index) adverts leave from, if any.
+    pub fn open(
+        interface: &str,
+        ifindex: u32,
+        primary: IpAddr,
+        peers: Peers,
+        via: Option<(&str, u32)>,
+    ) -> io::Result<Self> {
+        let (tx_name, tx_ifindex) = via.unwrap_or((interface, ifindex));
         let proto = Some(Protocol::from(IPPROTO_VRRP as i32));
         let multicast = peers == Peers::Multicast;
         let (rx, tx) = match primary {
@@ -80,9 +93,14 @@ impl VrrpSocket {
                     )?;
                 }
                 let tx = Socket::new(Domain::IPV4, Type::RAW, proto)?;
-                tx.bind_device(Some(interface.as_bytes()))?;
+                tx.bind_device(Some(tx_name.as_bytes()))?;
                 tx.bind(&SockAddr::from(SocketAddrV4::new(primary, 0)))?;
-                tx.set_multicast_if_v4(&primary)?;
+                if via.is_some() {
+                    // The primary address is on the parent: name the VMAC by index.
+                    multicast_if_index_v4(tx.as_raw_fd(), tx_ifindex)?;
+                } else {
+                    tx.set_multicast_if_v4(&primary)?;
+                }
                 tx.set_multicast_ttl_v4(VRRP_TTL as u32)?;
                 tx.set_multicast_loop_v4(false)?;
                 tx.set_ttl_v4(VRRP_TTL as u32)?;
@@ -103,9 +121,11 @@ impl VrrpSocket {
                     1,
                 )?;
                 let tx = Socket::new(Domain::IPV6, Type::RAW, proto)?;
-                tx.bind_device(Some(interface.as_bytes()))?;
-                tx.bind(&SockAddr::from(SocketAddrV6::new(primary, 0, 0, ifindex)))?;
-                tx.set_multicast_if_v6(ifindex)?;
+                tx.bind_device(Some(tx_name.as_bytes()))?;
+                tx.bind(&SockAddr::from(SocketAddrV6::new(
+                    primary, 0, 0, tx_ifindex,
+                )))?;
+                tx.set_multicast_if_v6(tx_ifindex)?;
                 tx.set_multicast_hops_v6(VRRP_TTL as u32)?;
                 tx.set_multicast_loop_v6(false)?;
                 tx.set_unicast_hops_v6(VRRP_TTL as u32)?;
@@ -121,7 +141,7 @@ impl VrrpSocket {
             tx,
             peers,
             primary,
-            ifindex,
+            tx_ifindex,
         })
     }
 
@@ -133,7 +153,7 @@ impl VrrpSocket {
         match to {
             IpAddr::V4(a) => SockAddr::from(SocketAddrV4::new(a, 0)),
             // Link-local and multicast destinations need the interface.
-            IpAddr::V6(a) => SockAddr::from(SocketAddrV6::new(a, 0, 0, self.ifindex)),
+            IpAddr::V6(a) => SockAddr::from(SocketAddrV6::new(a, 0, 0, self.tx_ifindex)),
         }
     }
 
@@ -173,6 +193,29 @@ impl VrrpSocket {
     pub fn rx_fd(&self) -> RawFd {
         self.rx.as_raw_fd()
     }
+}
+
+/// IP_MULTICAST_IF with an interface index (struct ip_mreqn).
+fn multicast_if_index_v4(fd: RawFd, ifindex: u32) -> io::Result<()> {
+    let mreqn = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr { s_addr: 0 },
+        imr_address: libc::in_addr { s_addr: 0 },
+        imr_ifindex: ifindex as i32,
+    };
+    // SAFETY: mreqn lives across the call and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_IF,
+            (&mreqn as *const libc::ip_mreqn).cast(),
+            std::mem::size_of::<libc::ip_mreqn>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// recvmsg on a raw IPv6 socket: the message, its sender, and the destination

@@ -74,7 +74,10 @@ fn instance_config(
     sync_group: Option<vrrp::SyncGroup>,
 ) -> vrrp::InstanceConfig {
     vrrp::InstanceConfig {
-        name: format!("vrrp{}-{}", i, v.vrid),
+        name: v
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("vrrp{}-{}", i, v.vrid)),
         interface: v.interface.clone(),
         vrid: v.vrid as u8,
         priority: v.priority as u8,
@@ -84,7 +87,11 @@ fn instance_config(
         preempt_delay: v.preempt_delay,
         unicast_peers: v.unicast_peers.clone(),
         track_weight: v.track_weight.map(|w| w as u8),
+        track_scripts: v.track_scripts(),
+        track_interfaces: v.track_interfaces(),
         notify: v.notify.clone(),
+        notify_commands: v.notify_commands(),
+        vmac: v.vmac(),
         garp_count: v.garp_count,
         garp_interval: v.garp_interval,
         garp_refresh: (!v.garp_refresh.is_zero()).then_some(v.garp_refresh),
@@ -106,16 +113,21 @@ pub fn release(cfg: &Config) -> anyhow::Result<Vec<String>> {
     let netlink = vrrp::address::Netlink::open().context("opening netlink")?;
     let mut removed = Vec::new();
     for v in &cfg.vrrp {
-        let ifindex = vrrp::address::interface_index(&v.interface)
-            .with_context(|| format!("interface {}", v.interface))?;
-        let present = vrrp::address::interface_addresses(&v.interface)
-            .with_context(|| format!("addresses of {}", v.interface))?;
+        // With use-vmac the VIPs live on the VMAC interface, if it is there.
+        let vmac = v
+            .vmac()
+            .filter(|n| vrrp::address::interface_index(n).is_ok());
+        let interface = vmac.as_deref().unwrap_or(&v.interface);
+        let ifindex = vrrp::address::interface_index(interface)
+            .with_context(|| format!("interface {interface}"))?;
+        let present = vrrp::address::interface_addresses(interface)
+            .with_context(|| format!("addresses of {interface}"))?;
         for (vip, prefix) in v.vips() {
             if present.contains(&vip) {
                 netlink
                     .remove(ifindex, vip, prefix)
-                    .with_context(|| format!("removing {vip}/{prefix} from {}", v.interface))?;
-                removed.push(format!("{vip}/{prefix} on {}", v.interface));
+                    .with_context(|| format!("removing {vip}/{prefix} from {interface}"))?;
+                removed.push(format!("{vip}/{prefix} on {interface}"));
             }
         }
     }
