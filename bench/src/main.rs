@@ -15,7 +15,9 @@
 //! - `bench report`: the markdown summary and plots again from a sweep's `runs.csv` (or the
 //!   lab's former `tls-runs.csv`).
 //! - `bench hold`: keeps many idle keep-alive connections open (memory per connection);
-//!   `--tls 1`: TLS ones.
+//!   `--tls 1`: TLS ones, `--h2 1` too: HTTP/2 ones.
+//! - `bench idle`: KB per idle connection (cleartext, TLS + HTTP/1.1, TLS + HTTP/2) of
+//!   floatlb, nginx and HAProxy on loopback, each balancer fresh per kind and count.
 //! - `bench flows`: many busy keep-alive connections; per connection its port and how it ended.
 //! - `bench soak`: each LB node's RSS over a soak (first and last 5 minutes, slopes) from the
 //!   soak drill's sampler CSV.
@@ -74,7 +76,7 @@ fn get<T: std::str::FromStr>(
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        bail!("usage: bench probe|analyze|summarize|sweep|report|hold|flows|soak|anycast [--flag value]...");
+        bail!("usage: bench probe|analyze|summarize|sweep|report|hold|idle|flows|soak|anycast [--flag value]...");
     };
     let f = flags(&args[1..])?;
     match cmd.as_str() {
@@ -279,12 +281,45 @@ fn main() -> Result<()> {
             let addr: std::net::SocketAddr = get(&f, "addr", None)?;
             let conns: u64 = get(&f, "conns", Some(10_000))?;
             let secs: f64 = get(&f, "hold-s", Some(4.0))?;
+            let h2 = f.get("h2").is_some_and(|v| v == "1");
             let tls = match f.get("tls").map(String::as_str) {
-                Some("1") => Some(hold::tls_config()?),
+                Some("1") => Some(hold::tls_config(h2)?),
                 None | Some("0") => None,
                 Some(v) => bail!("--tls: 1 or 0, not {v:?}"),
             };
-            hold::run(addr, conns, Duration::from_secs_f64(secs), tls);
+            hold::run(addr, conns, Duration::from_secs_f64(secs), tls, h2);
+        }
+        "idle" => {
+            let list = |k: &str, default: &str| -> Vec<String> {
+                let v = f.get(k).map(String::as_str).unwrap_or(default);
+                v.split(',').map(str::to_string).collect()
+            };
+            let kinds = list("kinds", "cleartext,tls-http1,tls-h2")
+                .iter()
+                .map(|k| hold::Kind::parse(k).with_context(|| format!("--kinds: {k:?}?")))
+                .collect::<Result<_>>()?;
+            let counts = list("conns", "2000")
+                .iter()
+                .map(|n| n.parse().with_context(|| format!("--conns: {n:?}?")))
+                .collect::<Result<_>>()?;
+            let rows = hold::idle(&hold::Idle {
+                floatlb: get(&f, "floatlb", Some("target/release/floatlb".into()))?,
+                balancers: list("balancers", "floatlb,nginx,haproxy"),
+                kinds,
+                counts,
+            })?;
+            let md = hold::idle_markdown(&rows);
+            print!("{md}");
+            if let Some(out) = f.get("out") {
+                let out = std::path::Path::new(out);
+                std::fs::create_dir_all(out)?;
+                let mut csv = format!("{}\n", hold::IdleRow::CSV_HEAD);
+                for r in &rows {
+                    csv += &format!("{}\n", r.to_csv());
+                }
+                std::fs::write(out.join("idle-kinds.csv"), csv)?;
+                std::fs::write(out.join("idle-kinds.md"), md)?;
+            }
         }
         "flows" => {
             let addr: std::net::SocketAddr = get(&f, "addr", None)?;
@@ -343,7 +378,7 @@ fn main() -> Result<()> {
             );
         }
         other => {
-            bail!("unknown command {other:?}: use probe, analyze, summarize, sweep, report, hold, flows, soak or anycast")
+            bail!("unknown command {other:?}: use probe, analyze, summarize, sweep, report, hold, idle, flows, soak or anycast")
         }
     }
     Ok(())
