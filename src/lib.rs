@@ -3,10 +3,10 @@
 //! The modules form layers, lowest first; an import points down, never up
 //! (`tests/layers.rs` checks it, `docs/architecture.md` draws it):
 //!
-//! 1. [`http1`], [`balance`], [`tls`], [`error`], [`peers`]: sans-IO cores (HTTP/1 rules;
+//! 1. [`http1`], [`balance`], [`tls`], [`error`], [`peers`], [`import`]: sans-IO cores (HTTP/1 rules;
 //!    scheduling algorithms; certificates, SNI and ticket keys for the TLS
 //!    listener; the typed error of a request that failed; the pair's shared
-//!    per-client counts on the wire).
+//!    per-client counts on the wire; `floatlb import`'s HAProxy and keepalived readers).
 //! 2. [`route`], [`access`], [`net`]: route matching (which `[[route]]` a
 //!    request takes); who may use a listener or route (address lists, basic
 //!    auth); sockets (listener, client I/O).
@@ -35,6 +35,7 @@ pub mod config;
 pub mod error;
 pub mod frontend;
 pub mod http1;
+pub mod import;
 pub mod net;
 pub mod observe;
 pub mod peers;

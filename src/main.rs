@@ -79,6 +79,22 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a proxy.toml from HAProxy and keepalived configuration files. Each
+    /// directive that cannot be carried over is printed on standard error as
+    /// `file:line: directive: reason` and left as a comment in the output.
+    /// Exit codes: 0 all imported, 1 a file could not be read, 2 written with
+    /// directives not imported (see docs/migrating.md).
+    Import {
+        /// haproxy.cfg, or a folder of *.cfg files as `haproxy -f DIR` (repeatable).
+        #[arg(long)]
+        haproxy: Vec<PathBuf>,
+        /// keepalived.conf; its `include`s are followed.
+        #[arg(long)]
+        keepalived: Option<PathBuf>,
+        /// Where to write proxy.toml (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Talk to a running floatlb through its admin listener's runtime API.
     /// Exit codes: 0 done, 1 refused by floatlb, 2 usage or configuration,
     /// 3 floatlb not reachable.
@@ -246,6 +262,11 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Import {
+            haproxy,
+            keepalived,
+            output,
+        } => import(&haproxy, keepalived.as_deref(), output.as_deref()),
         Command::Generate { out } => match generate(&out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -326,6 +347,58 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `floatlb import`: 0 all imported, 1 unreadable input, 2 written with problems.
+fn import(
+    haproxy: &[PathBuf],
+    keepalived: Option<&std::path::Path>,
+    output: Option<&std::path::Path>,
+) -> ExitCode {
+    use floatlb::import::{self as imp, files};
+    if haproxy.is_empty() && keepalived.is_none() {
+        eprintln!("floatlb import: give --haproxy FILE and/or --keepalived FILE");
+        return ExitCode::FAILURE;
+    }
+    let read = || -> Result<(Vec<imp::Source>, Option<imp::Source>), String> {
+        let mut h = Vec::new();
+        for p in haproxy {
+            h.extend(files::haproxy(p)?);
+        }
+        Ok((h, keepalived.map(files::one).transpose()?))
+    };
+    let (h, k) = match read() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("floatlb import: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let out = imp::import(&h, k.as_ref(), &mut files::include, imp::Keys::CURRENT);
+    for p in &out.problems {
+        eprintln!("{p}");
+    }
+    let written = match output {
+        Some(o) => std::fs::write(o, &out.toml).map_err(|e| format!("{}: {e}", o.display())),
+        None => {
+            print!("{}", out.toml);
+            Ok(())
+        }
+    };
+    if let Err(e) = written {
+        eprintln!("floatlb import: {e}");
+        return ExitCode::FAILURE;
+    }
+    eprintln!(
+        "floatlb import: {} directives imported, {} not imported",
+        out.mapped,
+        out.problems.len()
+    );
+    if out.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
     }
 }
 

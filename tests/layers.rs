@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("tls", 0),
     ("error", 0),
     ("peers", 0),
+    ("import", 0),
     ("route", 1),
     ("access", 1),
     ("net", 1),
