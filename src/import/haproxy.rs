@@ -1921,6 +1921,9 @@ fn frontend(
         f.notes.append(&mut notes);
     }
     f.errorfiles = f.settings.errorfiles.clone();
+    if !f.errorfiles.is_empty() {
+        f.notes.push("errorfile: HAProxy's files hold a whole answer (status line and head); floatlb sends the file as the body: keep only the body in them".into());
+    }
     f.routes.append(&mut early);
     f.routes.append(&mut late);
     if let Some(b) = default_backend {
@@ -2589,10 +2592,10 @@ mod tests {
             .iter()
             .map(|p| format!("{}:{}", p.line, p.directive))
             .collect();
-        assert_eq!(got, ["3:daemon", "20:server w2 backup"], "{toml}");
+        assert_eq!(got, ["3:daemon", "19:server w2 backup"], "{toml}");
         assert!(
             toml.contains(
-                "# not imported: h.cfg:20: server w2 backup: floatlb has no backup servers"
+                "# not imported: h.cfg:19: server w2 backup: floatlb has no backup servers"
             ),
             "{toml}"
         );

@@ -174,6 +174,14 @@ impl Ctx<'_, '_> {
                 }
                 continue;
             }
+            if n.key().starts_with('@') {
+                self.skip(
+                    &n,
+                    "conditional configuration (@name) is not evaluated",
+                    notes,
+                );
+                continue;
+            }
             if let Some(b) = n.block.take() {
                 n.block = Some(self.expand(b, depth, notes));
             }
@@ -422,10 +430,9 @@ fn instance(
                             } else {
                                 ctx.ok();
                             }
-                            if ip.is_ipv4() {
-                                v4.push(addr.to_string());
-                            } else {
-                                v6.push(addr.to_string());
+                            let family = if ip.is_ipv4() { &mut v4 } else { &mut v6 };
+                            if !family.iter().any(|x| x == addr) {
+                                family.push(addr.to_string());
                             }
                         }
                         Err(_) => ctx.skip(a, "not an IP address", &mut t.comments),
@@ -558,6 +565,7 @@ fn instance(
                 }
             },
             "native_ipv6" => {}
+            "version" if v == "3" => {}
             _ => {
                 mapped = false;
                 let why = match c.key() {
@@ -627,9 +635,11 @@ fn instance(
     let mut out = Vec::new();
     if !v6.is_empty() {
         let mut t6 = t.clone();
-        t6.comments = vec![format!(
-            "vrrp_instance {name}: its IPv6 addresses (VRRPv3 runs one virtual router per family)"
-        )];
+        if both {
+            t6.comments = vec![format!(
+                "vrrp_instance {name}: its IPv6 addresses (VRRPv3 runs one virtual router per family)"
+            )];
+        }
         t6.set("virtual-addresses", list(&v6));
         if let Some(p) = t6.get("unicast-peers").map(String::from) {
             if p.contains('.') {

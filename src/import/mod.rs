@@ -137,6 +137,9 @@ pub fn import(
         .map(|s| s.name.as_str())
         .collect();
     head.push_str(&format!(" from {}.\n", names.join(", ")));
+    if haproxy.is_empty() {
+        head.push_str("# keepalived.conf holds no proxy: add [listen] and a [[pool]], or import with --haproxy too.\n");
+    }
     if problems.is_empty() {
         head.push_str("# Every directive was imported.\n");
     } else {
