@@ -32,9 +32,33 @@ pub struct Tls {
     /// Session-ticket keys shared by the pair (HAProxy's tls-ticket-keys format).
     #[serde(default)]
     pub ticket_keys: Option<PathBuf>,
+    /// A PEM bundle of the CAs client certificates must chain to; with it,
+    /// the TLS listeners ask clients for a certificate.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// `optional` or `required` (the default with `client-ca`).
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+    /// The field a verified client certificate's subject reaches backends in.
+    #[serde(default)]
+    pub client_subject_header: Option<String>,
+    /// The field its SHA-256 fingerprint (hex) reaches backends in.
+    #[serde(default)]
+    pub client_fingerprint_header: Option<String>,
+    /// Staple OCSP responses fetched from each certificate's AIA responder.
+    #[serde(default)]
+    pub ocsp: bool,
     /// What the files held when this config was loaded.
     #[serde(skip)]
     pub material: Option<std::sync::Arc<crate::tls::Material>>,
+}
+
+/// `[tls] client-auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAuth {
+    Optional,
+    Required,
 }
 
 /// One `[[tls.certificate]]`.
@@ -79,10 +103,21 @@ impl Tls {
         let mut loaded = Vec::new();
         for (i, c) in self.certificates.iter().enumerate() {
             match crate::tls::load_pair(&c.cert, &c.key, &c.names) {
+                Ok(mut l) if self.ocsp => match crate::tls::ocsp::slot_for(&l.key) {
+                    Ok(slot) => {
+                        l.stapled = Some(slot);
+                        loaded.push(l)
+                    }
+                    Err(e) => out.push((
+                        format!("tls.certificate[{i}]"),
+                        format!("{}: cannot staple OCSP: {e}", c.cert.display()),
+                    )),
+                },
                 Ok(l) => loaded.push(l),
                 Err(e) => out.push((format!("tls.certificate[{i}]"), e)),
             }
         }
+        let (client, headers) = self.client_auth(&mut out);
         let ticketer = match &self.ticket_keys {
             Some(f) => crate::tls::tickets::load(f),
             None => crate::tls::tickets::per_process(),
@@ -96,12 +131,70 @@ impl Tls {
         };
         if let (true, Some(t)) = (out.is_empty(), ticketer) {
             let now = crate::tls::unix_now();
-            match crate::tls::Material::new(&loaded, &self.alpn, t, now) {
-                Ok(m) => self.material = Some(std::sync::Arc::new(m)),
+            match crate::tls::Material::new(&loaded, &self.alpn, t, now, client) {
+                Ok(mut m) => {
+                    m.client_headers = headers;
+                    self.material = Some(std::sync::Arc::new(m))
+                }
                 Err(e) => out.push(("tls".into(), e)),
             }
         }
         out
+    }
+
+    /// The client-certificate verifier and the fields backends learn the
+    /// identity in; problems go to `out`.
+    fn client_auth(
+        &self,
+        out: &mut Problems,
+    ) -> (
+        Option<std::sync::Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+        crate::tls::client_auth::Headers,
+    ) {
+        use crate::tls::client_auth::{self, Headers, Mode};
+        let mut headers = Headers::default();
+        for (key, name, slot) in [
+            (
+                "client-subject-header",
+                &self.client_subject_header,
+                &mut headers.subject,
+            ),
+            (
+                "client-fingerprint-header",
+                &self.client_fingerprint_header,
+                &mut headers.fingerprint,
+            ),
+        ] {
+            if let Some(n) = name {
+                match crate::http1::edit::editable(n) {
+                    Ok(()) => *slot = Some(n.to_ascii_lowercase()),
+                    Err(why) => out.push((format!("tls.{key}"), why)),
+                }
+            }
+        }
+        let Some(ca) = &self.client_ca else {
+            for (key, set) in [
+                ("client-auth", self.client_auth.is_some()),
+                ("client-subject-header", headers.subject.is_some()),
+                ("client-fingerprint-header", headers.fingerprint.is_some()),
+            ] {
+                if set {
+                    out.push((format!("tls.{key}"), "needs tls.client-ca".into()));
+                }
+            }
+            return (None, Headers::default());
+        };
+        let mode = match self.client_auth {
+            Some(ClientAuth::Optional) => Mode::Optional,
+            Some(ClientAuth::Required) | None => Mode::Required,
+        };
+        match client_auth::verifier(ca, mode, crate::tls::provider()) {
+            Ok(v) => (Some(v), headers),
+            Err(e) => {
+                out.push(("tls.client-ca".into(), e));
+                (None, headers)
+            }
+        }
     }
 
     /// The loaded TLS server config (present once the config was loaded).

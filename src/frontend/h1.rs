@@ -68,6 +68,8 @@ pub(crate) struct Conn {
     pub _permit: OwnedSemaphorePermit,
     /// The listener it came in on (its id, as routes name it).
     pub listener: u16,
+    /// The client certificate the TLS handshake verified, if any.
+    pub client_cert: Option<Arc<crate::tls::client_auth::Identity>>,
 }
 
 impl Conn {
@@ -84,6 +86,7 @@ impl Conn {
             shutdown,
             _permit: permit,
             listener,
+            client_cert: None,
         }
     }
 
@@ -307,6 +310,13 @@ async fn answer(
     let started = std::time::Instant::now();
     let deadline = snap.config.timeouts.request.map(|d| Instant::now() + d);
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(m) = snap.config.tls.as_ref().and_then(|t| t.material()) {
+        // The client's own fields of these names never reach a backend.
+        if !m.client_headers.is_empty() {
+            let id = conn.client_cert.as_deref();
+            m.client_headers.edits(id).apply(&mut req.out);
+        }
+    }
     let routed = dispatch(&snap, shared, (peer, conn.listener), &mut req, io.is_tls());
     let (route, pool) = (routed.route, routed.pool());
     let sticky = routed.sticky;

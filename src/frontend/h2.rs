@@ -79,6 +79,8 @@ pub(crate) async fn serve(
     shutdown: &watch::Receiver<bool>,
     listener: u16,
 ) {
+    let client_cert = crate::tls::client_auth::Identity::of(tls.session().peer_certificates())
+        .map(Arc::new);
     let tls = Deferred::new(tls);
     let (idle_for, builder, rate) = {
         let snap = shared.live.load();
@@ -120,7 +122,10 @@ pub(crate) async fn serve(
             }
             // Writes the frames the streams left, reads the client's.
             match conn.poll_accept(cx) {
-                Poll::Ready(Some(Ok((req, respond)))) => {
+                Poll::Ready(Some(Ok((mut req, respond)))) => {
+                    if let Some(id) = &client_cert {
+                        req.extensions_mut().insert(id.clone());
+                    }
                     streams.push(stream(req, respond, (peer, listener), shared));
                     continue;
                 }
@@ -395,6 +400,13 @@ async fn handle(
             return (response, reply, None);
         }
     };
+    if let Some(m) = cfg.tls.as_ref().and_then(|t| t.material()) {
+        // The client's own fields of these names never reach a backend.
+        if !m.client_headers.is_empty() {
+            let id = parts.extensions.get::<Arc<crate::tls::client_auth::Identity>>();
+            m.client_headers.edits(id.map(|i| &**i)).apply(&mut prepared.out);
+        }
+    }
     let started = std::time::Instant::now();
     let routed = dispatch(&snap, shared, (peer, listener), &mut prepared, true);
     let (route, pool) = (routed.route, routed.pool());

@@ -36,7 +36,7 @@ pub(crate) async fn serve_connection(
     let Some(server_config) = server_config else {
         return;
     };
-    let conn = h1::Conn::new(peer, shared, shutdown, permit, listener);
+    let mut conn = h1::Conn::new(peer, shared, shutdown, permit, listener);
     let shared = &conn.shared;
     let _active = shared.stats.connection_opened();
     let _epoch = shared.handover.connection_opened();
@@ -73,6 +73,8 @@ pub(crate) async fn serve_connection(
             conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
         )
     };
+    conn.client_cert =
+        crate::tls::client_auth::Identity::of(tls.session().peer_certificates()).map(Arc::new);
     shared.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
     if resumed {
         shared.stats.tls_resumed.fetch_add(1, Ordering::Relaxed);

@@ -1,6 +1,8 @@
-//! The two things read from a leaf certificate's DER (RFC 5280 §4.1): its
-//! notAfter and its subjectAltName DNS names. A minimal, bounds-checked DER
-//! walk; anything unexpected is `None`, never a panic.
+//! What floatlb reads from a certificate's DER (RFC 5280 §4.1): a leaf's
+//! notAfter and subjectAltName DNS names, a client certificate's subject
+//! (RFC 4514 text), and what an OCSP request names (serial, issuer, issuer's
+//! key, the AIA responder). A minimal, bounds-checked DER walk; anything
+//! unexpected is `None`, never a panic. DER writing helpers for OCSP requests.
 
 pub struct LeafInfo {
     pub not_after: i64,
@@ -8,7 +10,7 @@ pub struct LeafInfo {
 }
 
 /// One DER element: (tag, contents, rest).
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+pub(crate) fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = if first < 0x80 {
@@ -135,6 +137,233 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146097 + doe - 719468
+}
+
+/// The parts of a certificate's TBSCertificate other modules need.
+pub struct Tbs<'a> {
+    /// serialNumber's content octets.
+    pub serial: &'a [u8],
+    /// The issuer Name, whole (tag and length included).
+    pub issuer: &'a [u8],
+    /// The subject Name's contents (its RDNSequence).
+    pub subject: &'a [u8],
+    /// subjectPublicKey: the BIT STRING's bits (the unused-bits octet left out).
+    pub public_key: &'a [u8],
+    /// Each extension: (OID contents, extnValue contents).
+    pub extensions: Vec<(&'a [u8], &'a [u8])>,
+}
+
+/// Length of the element at the head of `input`, tag and length included.
+fn whole(input: &[u8]) -> Option<&[u8]> {
+    let (_, _, rest) = element(input)?;
+    Some(&input[..input.len() - rest.len()])
+}
+
+/// Splits a certificate's TBSCertificate into the parts of [`Tbs`].
+pub fn tbs(cert: &[u8]) -> Option<Tbs<'_>> {
+    let (SEQUENCE, cert, _) = element(cert)? else {
+        return None;
+    };
+    let (SEQUENCE, tbs, _) = element(cert)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    if rest.first() == Some(&0xa0) {
+        rest = element(rest)?.2;
+    }
+    let (INTEGER, serial, r) = element(rest)? else {
+        return None;
+    };
+    let r = element(r)?.2; // signature
+    let issuer = whole(r)?;
+    let r = element(r)?.2;
+    let r = element(r)?.2; // validity
+    let (SEQUENCE, subject, r) = element(r)? else {
+        return None;
+    };
+    let (SEQUENCE, spki, mut r) = element(r)? else {
+        return None;
+    };
+    let (_, _, spki) = element(spki)?;
+    let (BIT_STRING, bits, _) = element(spki)? else {
+        return None;
+    };
+    let public_key = bits.get(1..)?;
+    let mut extensions = Vec::new();
+    while !r.is_empty() {
+        let (tag, body, next) = element(r)?;
+        r = next;
+        if tag != 0xa3 {
+            continue;
+        }
+        let (SEQUENCE, mut exts, _) = element(body)? else {
+            return None;
+        };
+        while !exts.is_empty() {
+            let (_, ext, next) = element(exts)?;
+            exts = next;
+            let (_, oid, mut fields) = element(ext)?;
+            let (mut tag, mut value, after) = element(fields)?;
+            if tag == 0x01 {
+                fields = after;
+                (tag, value, _) = element(fields)?;
+            }
+            if tag != 0x04 {
+                return None;
+            }
+            extensions.push((oid, value));
+        }
+    }
+    Some(Tbs {
+        serial,
+        issuer,
+        subject,
+        public_key,
+        extensions,
+    })
+}
+
+const INTEGER: u8 = 0x02;
+const BIT_STRING: u8 = 0x03;
+/// id-pe-authorityInfoAccess, 1.3.6.1.5.5.7.1.1.
+const AIA_OID: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x01];
+/// id-ad-ocsp, 1.3.6.1.5.5.7.48.1.
+pub(crate) const OCSP_OID: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01];
+
+/// The first OCSP responder URI in the certificate's Authority Information
+/// Access extension (RFC 5280 §4.2.2.1).
+pub fn ocsp_url(t: &Tbs<'_>) -> Option<String> {
+    let (_, aia) = t.extensions.iter().find(|(oid, _)| *oid == AIA_OID)?;
+    let (SEQUENCE, mut list, _) = element(aia)? else {
+        return None;
+    };
+    while !list.is_empty() {
+        let (_, desc, next) = element(list)?;
+        list = next;
+        let (_, method, loc) = element(desc)?;
+        let (tag, uri, _) = element(loc)?;
+        // uniformResourceIdentifier [6] IA5String.
+        if method == OCSP_OID && tag == 0x86 {
+            return std::str::from_utf8(uri).ok().map(str::to_string);
+        }
+    }
+    None
+}
+
+/// The short names RFC 4514 §3 gives, plus emailAddress as OpenSSL writes it.
+fn attribute_name(oid: &[u8]) -> Option<&'static str> {
+    Some(match oid {
+        [0x55, 0x04, 0x03] => "CN",
+        [0x55, 0x04, 0x06] => "C",
+        [0x55, 0x04, 0x07] => "L",
+        [0x55, 0x04, 0x08] => "ST",
+        [0x55, 0x04, 0x09] => "STREET",
+        [0x55, 0x04, 0x0a] => "O",
+        [0x55, 0x04, 0x0b] => "OU",
+        [0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19] => "DC",
+        [0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x01] => "UID",
+        [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01] => "emailAddress",
+        _ => return None,
+    })
+}
+
+/// A dotted OID from its content octets.
+fn dotted(oid: &[u8]) -> String {
+    let mut out = String::new();
+    let mut v: u64 = 0;
+    for &b in oid {
+        v = (v << 7).wrapping_add(u64::from(b & 0x7f));
+        if b & 0x80 == 0 {
+            if out.is_empty() {
+                let (a, b) = if v < 80 {
+                    (v / 40, v % 40)
+                } else {
+                    (2, v - 80)
+                };
+                out = format!("{a}.{b}");
+            } else {
+                out.push_str(&format!(".{v}"));
+            }
+            v = 0;
+        }
+    }
+    out
+}
+
+/// The subject as RFC 4514 text: RDNs last first, comma-separated, with
+/// `\`-escapes; bytes outside printable ASCII are written `\XX`, so the
+/// text is always a valid header field value.
+pub fn subject_text(rdns: &[u8]) -> Option<String> {
+    let mut parts = Vec::new();
+    let mut rest = rdns;
+    while !rest.is_empty() {
+        let (0x31, mut set, next) = element(rest)? else {
+            return None;
+        };
+        rest = next;
+        let mut rdn = Vec::new();
+        while !set.is_empty() {
+            let (SEQUENCE, atv, next) = element(set)? else {
+                return None;
+            };
+            set = next;
+            let (0x06, oid, encoded) = element(atv)? else {
+                return None;
+            };
+            let (tag, value, _) = element(encoded)?;
+            let mut text = match attribute_name(oid) {
+                Some(n) => format!("{n}="),
+                None => format!("{}=", dotted(oid)),
+            };
+            // String types are written as text; anything else as #hex (§2.4).
+            if matches!(tag, 0x0c | 0x13 | 0x14 | 0x16 | 0x1a | 0x1e) {
+                let last = value.len().saturating_sub(1);
+                for (i, &b) in value.iter().enumerate() {
+                    let special = matches!(b, b'"' | b'+' | b',' | b';' | b'<' | b'>' | b'\\')
+                        || (i == 0 && matches!(b, b'#' | b' '))
+                        || (i == last && b == b' ');
+                    if !(0x20..0x7f).contains(&b) {
+                        text.push_str(&format!("\\{b:02X}"));
+                    } else {
+                        if special {
+                            text.push('\\');
+                        }
+                        text.push(b as char);
+                    }
+                }
+            } else {
+                text.push('#');
+                for b in whole(encoded)? {
+                    text.push_str(&format!("{b:02x}"));
+                }
+            }
+            rdn.push(text);
+        }
+        parts.push(rdn.join("+"));
+    }
+    parts.reverse();
+    Some(parts.join(","))
+}
+
+/// Writes a DER element: `tag`, the length, then `contents`.
+pub fn write(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let n = contents.len();
+    if n < 0x80 {
+        out.push(n as u8);
+    } else {
+        let bytes = n.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(contents);
+    out
+}
+
+/// UTCTime or GeneralizedTime contents at the head of an element, as Unix seconds.
+pub(crate) fn time(tag: u8, s: &[u8]) -> Option<i64> {
+    parse_time(tag, s)
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! rustls server config built from them. Sans-IO apart from reading files.
 //! Not for: handshakes or what is spoken after them (`frontend::handshake`).
 
+pub mod client_auth;
 mod der;
+pub mod ocsp;
 pub mod tickets;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +28,8 @@ pub struct Loaded {
     /// notAfter of the leaf, Unix seconds.
     pub not_after: i64,
     pub cert_file: PathBuf,
+    /// With `[tls] ocsp`: the key with its stapled OCSP response.
+    pub stapled: Option<Arc<ocsp::Slot>>,
 }
 
 /// Reads `cert` (PEM chain, leaf first) and `key` (PEM private key) and checks
@@ -84,6 +88,7 @@ pub fn load_pair(cert: &Path, key: &Path, names: &[String]) -> Result<Loaded, St
         names,
         not_after: info.not_after,
         cert_file: cert.to_owned(),
+        stapled: None,
     })
 }
 
@@ -106,7 +111,23 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
 /// default (no SNI, or a name none covers).
 #[derive(Debug)]
 pub struct SniResolver {
-    certs: Vec<(Vec<String>, Arc<CertifiedKey>)>,
+    certs: Vec<(Vec<String>, Key)>,
+}
+
+/// A certificate as the resolver holds it: fixed, or with a staple that changes.
+#[derive(Debug)]
+enum Key {
+    Fixed(Arc<CertifiedKey>),
+    Stapled(Arc<ocsp::Slot>),
+}
+
+impl Key {
+    fn get(&self) -> Arc<CertifiedKey> {
+        match self {
+            Key::Fixed(k) => k.clone(),
+            Key::Stapled(s) => s.key(),
+        }
+    }
 }
 
 impl SniResolver {
@@ -114,7 +135,13 @@ impl SniResolver {
         SniResolver {
             certs: loaded
                 .iter()
-                .map(|l| (l.names.clone(), l.key.clone()))
+                .map(|l| {
+                    let key = match &l.stapled {
+                        Some(s) => Key::Stapled(s.clone()),
+                        None => Key::Fixed(l.key.clone()),
+                    };
+                    (l.names.clone(), key)
+                })
                 .collect(),
         }
     }
@@ -133,12 +160,12 @@ impl SniResolver {
                         }
                     });
                     if hit {
-                        return Some(key.clone());
+                        return Some(key.get());
                     }
                 }
             }
         }
-        self.certs.first().map(|(_, k)| k.clone())
+        self.certs.first().map(|(_, k)| k.get())
     }
 }
 
@@ -170,6 +197,14 @@ fn cipher_suites() -> Vec<rustls::SupportedCipherSuite> {
     ]
 }
 
+/// The provider the listeners' configs use: aws-lc-rs with [`cipher_suites`].
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::CryptoProvider {
+        cipher_suites: cipher_suites(),
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    })
+}
+
 /// The rustls server config: TLS 1.3 and 1.2 with [`cipher_suites`] in the
 /// server's order, the SNI resolver, `alpn` in order, and session tickets
 /// from `ticketer`.
@@ -178,15 +213,24 @@ pub fn server_config(
     alpn: &[String],
     ticketer: Arc<dyn rustls::server::ProducesTickets>,
 ) -> Result<Arc<ServerConfig>, String> {
-    let provider = Arc::new(rustls::crypto::CryptoProvider {
-        cipher_suites: cipher_suites(),
-        ..rustls::crypto::aws_lc_rs::default_provider()
-    });
-    let mut cfg = ServerConfig::builder_with_provider(provider)
+    server_config_with(loaded, alpn, ticketer, None)
+}
+
+/// [`server_config`], with client certificates checked by `client` if given.
+pub fn server_config_with(
+    loaded: &[Loaded],
+    alpn: &[String],
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
+    client: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, String> {
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS versions: {e}"))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver::new(loaded)));
+        .map_err(|e| format!("TLS versions: {e}"))?;
+    let builder = match client {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_cert_resolver(Arc::new(SniResolver::new(loaded)));
     cfg.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     // Every suite offered is strong; the cheapest one wins.
     cfg.ignore_client_order = true;
@@ -203,6 +247,9 @@ pub struct Material {
     pub expiry: Vec<(String, PathBuf, i64)>,
     /// Things `floatlb check` should say but that do not stop a load.
     pub warnings: Vec<String>,
+    /// The fields a client certificate's identity is passed in (`[tls]
+    /// client-subject-header`, `client-fingerprint-header`).
+    pub client_headers: client_auth::Headers,
 }
 
 impl std::fmt::Debug for Material {
@@ -232,8 +279,9 @@ impl Material {
         alpn: &[String],
         ticketer: Arc<dyn rustls::server::ProducesTickets>,
         now: i64,
+        client: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     ) -> Result<Material, String> {
-        let server_config = server_config(loaded, alpn, ticketer)?;
+        let server_config = server_config_with(loaded, alpn, ticketer, client)?;
         let mut warnings = Vec::new();
         let mut expiry = Vec::new();
         for l in loaded {
@@ -261,6 +309,7 @@ impl Material {
             server_config,
             expiry,
             warnings,
+            client_headers: client_auth::Headers::default(),
         })
     }
 }

@@ -1,0 +1,285 @@
+//! Client certificates on the `[tls]` listener (`client-ca`, `client-auth`,
+//! `client-subject-header`, `client-fingerprint-header`) with real clients:
+//! curl over HTTP/1.1 and HTTP/2 and `openssl s_client`. A CA, a client
+//! certificate it signs and one from a stranger CA are made with `openssl`.
+
+mod support;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{backend_tables, floatlb_cmd, free_port, make_cert, Floatlb, TestBackend};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl (vm-lab/install-deps installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA `ca` and a client certificate `client` (subject `subject`) it signs.
+fn ca_and_client(dir: &Path, ca: &str, client: &str, subject: &str) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    let mut a = vec!["req", "-x509", "-days", "2", "-subj"];
+    let ca_subj = format!("/CN={ca} test CA");
+    a.extend([ca_subj.as_str(), "-keyout", &ca_key, "-out", &ca_pem]);
+    a.extend(ec);
+    openssl(dir, &a);
+    let (csr, key, pem) = (
+        format!("{client}.csr"),
+        format!("{client}.key"),
+        format!("{client}.pem"),
+    );
+    let mut r = vec![
+        "req", "-new", "-subj", subject, "-keyout", &key, "-out", &csr,
+    ];
+    r.extend(ec);
+    openssl(dir, &r);
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+            "-out",
+            &pem,
+        ],
+    );
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+    tls: SocketAddr,
+    _backend: TestBackend,
+    lb: Floatlb,
+}
+
+impl Site {
+    /// floatlb with `[tls]` asking for client certificates in `mode`.
+    fn start(mode: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        make_cert(dir.path(), "server", &["a.test"], 2);
+        ca_and_client(dir.path(), "ca", "alice", "/O=Example, Inc/CN=alice");
+        ca_and_client(dir.path(), "stranger", "mallory", "/CN=mallory");
+        let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let b = TestBackend::start("b1");
+        let p = |f: &str| dir.path().join(f).display().to_string();
+        let lb = Floatlb::start(&format!(
+            "{}\n[tls]\naddress = \"{tls}\"\nclient-ca = \"{}\"\nclient-auth = \"{mode}\"\n\
+             client-subject-header = \"X-Client-Subject\"\n\
+             client-fingerprint-header = \"X-Client-Fingerprint\"\n\
+             [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+            backend_tables(&[(&b, 1)]),
+            p("ca.pem"),
+            p("server.pem"),
+            p("server.key"),
+        ));
+        Site {
+            dir,
+            tls,
+            _backend: b,
+            lb,
+        }
+    }
+
+    fn path(&self, f: &str) -> String {
+        self.dir.path().join(f).display().to_string()
+    }
+
+    /// curl to /headers as `who` (a client certificate's file stem, or none):
+    /// Ok(what the backend saw) or Err(curl's exit code and message).
+    fn curl(&self, who: Option<&str>, args: &[&str]) -> Result<String, String> {
+        let resolve = format!("a.test:{}:127.0.0.1", self.tls.port());
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--max-time", "10", "--resolve", &resolve])
+            .args(["--cacert", &self.path("server.pem")])
+            .args(args);
+        if let Some(who) = who {
+            c.args(["--cert", &self.path(&format!("{who}.pem"))])
+                .args(["--key", &self.path(&format!("{who}.key"))]);
+        }
+        let out = c
+            .arg(format!("https://a.test:{}/headers", self.tls.port()))
+            .output()
+            .expect("curl (vm-lab/install-deps installs it)");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).to_lowercase())
+        } else {
+            Err(format!(
+                "exit {:?}: {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// `openssl s_client` without a client certificate, sending one request.
+    fn s_client(&self, args: &[&str]) -> String {
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-connect", &self.tls.to_string(), "-quiet"])
+            .args(["-servername", "a.test"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("openssl (vm-lab/install-deps installs it)");
+        let mut stdin = child.stdin.take().unwrap();
+        let _ =
+            stdin.write_all(b"GET /headers HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(500));
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// The SHA-256 fingerprint `openssl x509` gives, as floatlb writes it.
+    fn fingerprint(&self, who: &str) -> String {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(self.path(&format!("{who}.pem")))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let hex = text.trim().split('=').nth(1).unwrap_or_default();
+        hex.replace(':', "").to_lowercase()
+    }
+}
+
+/// RFC 8446 §4.4.2.4: a server that requires a certificate aborts a
+/// handshake without one with `certificate_required`, and one that does not
+/// chain to its CAs with `unknown_ca` (RFC 8446 §6.2); a verified client's
+/// subject (RFC 4514) and SHA-256 fingerprint reach the backend in the
+/// configured fields, replacing the ones the client forged.
+#[test]
+fn required_mode_refuses_without_a_valid_certificate_and_names_the_client() {
+    let s = Site::start("required");
+    let e = s.curl(None, &[]).unwrap_err();
+    assert!(!e.is_empty(), "served without a certificate");
+    let out = s.s_client(&[]);
+    assert!(
+        out.contains("alert certificate required"),
+        "no certificate_required alert: {out}"
+    );
+    let out = s.s_client(&[
+        "-cert",
+        &s.path("mallory.pem"),
+        "-key",
+        &s.path("mallory.key"),
+    ]);
+    assert!(
+        out.contains("alert unknown ca"),
+        "no unknown_ca alert: {out}"
+    );
+    assert!(s.curl(Some("mallory"), &[]).is_err());
+
+    let forged = [
+        "-H",
+        "X-Client-Subject: CN=admin",
+        "-H",
+        "X-Client-Fingerprint: 00",
+    ];
+    for version in ["--http1.1", "--http2"] {
+        let mut args = vec![version];
+        args.extend(forged);
+        let seen = s.curl(Some("alice"), &args).unwrap();
+        assert!(
+            seen.contains("x-client-subject: cn=alice,o=example\\, inc"),
+            "{version}: {seen}"
+        );
+        let fp = format!("x-client-fingerprint: {}", s.fingerprint("alice"));
+        assert!(seen.contains(&fp), "{version}: {seen}");
+        assert!(
+            !seen.contains("cn=admin"),
+            "{version}: forged subject passed: {seen}"
+        );
+        assert_eq!(seen.matches("x-client-fingerprint").count(), 1, "{seen}");
+    }
+    drop(s.lb);
+}
+
+/// `optional`: a client without a certificate is served, and a subject it
+/// forges never reaches the backend; one with a certificate is named; one
+/// with a certificate from another CA is still refused (RFC 8446 §6.2
+/// `unknown_ca`).
+#[test]
+fn optional_mode_serves_without_a_certificate_and_strips_forged_fields() {
+    let s = Site::start("optional");
+    for version in ["--http1.1", "--http2"] {
+        let seen = s
+            .curl(None, &[version, "-H", "X-Client-Subject: CN=admin"])
+            .unwrap();
+        assert!(!seen.contains("x-client-subject"), "{version}: {seen}");
+        let seen = s.curl(Some("alice"), &[version]).unwrap();
+        assert!(
+            seen.contains("x-client-subject: cn=alice"),
+            "{version}: {seen}"
+        );
+    }
+    let out = s.s_client(&[]);
+    assert!(out.contains("HTTP/1.1 200"), "{out}");
+    assert!(s.curl(Some("mallory"), &[]).is_err());
+}
+
+/// `floatlb check` names the key of a client-certificate setting that
+/// cannot work.
+#[test]
+fn check_refuses_client_settings_without_a_ca_and_a_bad_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = make_cert(dir.path(), "server", &["a.test"], 2);
+    let file = dir.path().join("proxy.toml");
+    let write = |extra: &str| {
+        let text = format!(
+            "[listen]\naddress = \"127.0.0.1:{}\"\n[[backend]]\nname = \"b\"\naddress = \"127.0.0.1:9\"\n\
+             [tls]\naddress = \"127.0.0.1:{}\"\n{extra}\n[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+            free_port(),
+            free_port(),
+            cert.display(),
+            key.display()
+        );
+        std::fs::write(&file, text).unwrap();
+    };
+    write("client-auth = \"optional\"\nclient-subject-header = \"Connection\"");
+    let (code, out, err) = floatlb_cmd("check", &file, &[]);
+    let all = format!("{out}{err}");
+    assert_ne!(code, 0, "{all}");
+    assert!(all.contains("tls.client-auth"), "{all}");
+    assert!(all.contains("needs tls.client-ca"), "{all}");
+    assert!(all.contains("tls.client-subject-header"), "{all}");
+    write(&format!("client-ca = \"{}\"", key.display()));
+    let (code, out, err) = floatlb_cmd("check", &file, &[]);
+    let all = format!("{out}{err}");
+    assert_ne!(code, 0, "{all}");
+    assert!(all.contains("tls.client-ca"), "{all}");
+    assert!(all.contains("holds no certificate"), "{all}");
+}
