@@ -476,3 +476,25 @@ macro_rules! family_test {
         }
     };
 }
+
+/// Whether `host` has `ip` on interface `dev` (a VMAC interface, say).
+pub fn holds_on(lab: &Lab, host: &str, dev: &str, ip: &str) -> bool {
+    let out = lab
+        .exec(host)
+        .args(["ip", "-o", "addr", "show", "dev", dev])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.split_whitespace()
+        .any(|w| w.split('/').next() == Some(ip))
+}
+
+/// Whether interface `dev` exists in `host`.
+pub fn has_link(lab: &Lab, host: &str, dev: &str) -> bool {
+    lab.exec(host)
+        .args(["ip", "link", "show", "dev", dev])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

@@ -13,9 +13,11 @@
 //! VRRP checksum alone (IPV6_CHECKSUM is not set), so the codec computes and
 //! checks it like for IPv4 — which also lets a bad checksum be counted.
 //!
-//! With a VMAC (RFC 5798 §7.3, see `vmac`) the sender is bound to the
-//! macvlan instead, so adverts leave with the virtual MAC as source; the
-//! receiver stays on the interface.
+//! With a VMAC (RFC 5798 §7.3, see `vmac`) both are bound to the macvlan
+//! instead, so adverts leave with the virtual MAC as source. Receiving there
+//! is not a choice: a multicast frame whose source MAC is a local private
+//! macvlan's (a peer's advert from the same virtual MAC) is handed to that
+//! macvlan only, never to the parent (keepalived receives there too).
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -70,7 +72,7 @@ fn set_int(fd: RawFd, level: i32, name: i32, v: i32) -> io::Result<()> {
 impl VrrpSocket {
     /// Opens the pair for `primary`'s family: an IPv4 address of the
     /// interface, or its IPv6 link-local address. `via`: the VMAC interface
-    /// (name, index) adverts leave from, if any.
+    /// (name, index) adverts leave from and arrive on, if any.
     pub fn open(
         interface: &str,
         ifindex: u32,
@@ -84,12 +86,12 @@ impl VrrpSocket {
         let (rx, tx) = match primary {
             IpAddr::V4(primary) => {
                 let rx = Socket::new(Domain::IPV4, Type::RAW, proto)?;
-                rx.bind_device(Some(interface.as_bytes()))?;
+                rx.bind_device(Some(tx_name.as_bytes()))?;
                 rx.set_multicast_all_v4(false)?;
                 if multicast {
                     rx.join_multicast_v4_n(
                         &VRRP_GROUP,
-                        &socket2::InterfaceIndexOrAddress::Index(ifindex),
+                        &socket2::InterfaceIndexOrAddress::Index(tx_ifindex),
                     )?;
                 }
                 let tx = Socket::new(Domain::IPV4, Type::RAW, proto)?;
@@ -108,10 +110,10 @@ impl VrrpSocket {
             }
             IpAddr::V6(primary) => {
                 let rx = Socket::new(Domain::IPV6, Type::RAW, proto)?;
-                rx.bind_device(Some(interface.as_bytes()))?;
+                rx.bind_device(Some(tx_name.as_bytes()))?;
                 rx.set_multicast_all_v6(false)?;
                 if multicast {
-                    rx.join_multicast_v6(&VRRP_GROUP_V6, ifindex)?;
+                    rx.join_multicast_v6(&VRRP_GROUP_V6, tx_ifindex)?;
                 }
                 rx.set_recv_hoplimit_v6(true)?;
                 set_int(

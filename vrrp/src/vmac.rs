@@ -12,7 +12,11 @@
 //! keepalived's sysctls (keepalived/vrrp/vrrp_if_config.c) are set too: on
 //! the parent `arp_ignore=1` and `arp_filter=1`, so the parent does not
 //! answer ARP for the VIP with its own MAC (restored at stop); on the
-//! macvlan `arp_ignore=1`, `accept_local=1`, `rp_filter=0`.
+//! macvlan `arp_ignore=1`, `accept_local=1`, `rp_filter=0`. And one more on
+//! the parent, `arp_announce=2`: replies to clients leave through the
+//! parent's route, and without it the parent's ARP requests for a client
+//! would say "tell <VIP>" from the parent's MAC, which moves the client's
+//! entry for the VIP off the virtual MAC.
 //! Not for: deciding when addresses move (the instance and `fsm`).
 
 use std::io;
@@ -135,10 +139,10 @@ impl Vmac {
         ] {
             set_sysctl("ipv4", name, key, value)?;
         }
-        for key in ["arp_ignore", "arp_filter"] {
+        for (key, want) in [("arp_ignore", "1"), ("arp_filter", "1"), ("arp_announce", "2")] {
             let old = std::fs::read_to_string(sysctl_path("ipv4", parent, key))?;
-            if old.trim() != "1" {
-                set_sysctl("ipv4", parent, key, "1")?;
+            if old.trim() != want {
+                set_sysctl("ipv4", parent, key, want)?;
                 vmac.restore.push((key, old.trim().to_string()));
             }
         }
