@@ -267,7 +267,16 @@ pub(crate) fn import(
             "vrrp_sync_group" => {
                 let mut members = Vec::new();
                 for c in n.block.iter().flatten() {
-                    if c.key() == "group" {
+                    let bare_member = c.block.is_none()
+                        && c.words.len() == 1
+                        && !c.key().starts_with("notify")
+                        && !c.key().starts_with("smtp")
+                        && !c.key().starts_with("global");
+                    if bare_member {
+                        // The old form: member names right in the group's block.
+                        members.push(c.key().to_string());
+                        ctx.ok();
+                    } else if c.key() == "group" {
                         for m in c.block.iter().flatten() {
                             members.extend(m.words.iter().cloned());
                         }
