@@ -510,7 +510,7 @@ fn common(s: &mut Settings, l: &Line, ctx: &mut Ctx<'_>, notes: &mut Vec<String>
             let a = if neg { &w[3..] } else { &w[2..] };
             match (neg, a) {
                 (false, ["status", code]) => {
-                    set_kv(&mut s.health, "expect-status", quote(&code.replace('-', "-")));
+                    set_kv(&mut s.health, "expect-status", quote(code));
                     ctx.ok();
                 }
                 (false, ["string", text]) => {
