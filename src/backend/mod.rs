@@ -6,6 +6,7 @@
 //! and a failed connect leaves the request untouched so the proxy can
 //! redispatch it to another server.
 
+pub mod resolve;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -233,6 +234,14 @@ impl BackendState {
 
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    /// Holds a new backend (an address a name newly resolved to) out of
+    /// traffic until it passes a check: down, and up on its next passing one.
+    pub fn start_down(&self, rise: u32) {
+        self.up.store(false, Ordering::Relaxed);
+        self.check_ok
+            .store(rise.saturating_sub(1), Ordering::Relaxed);
     }
 
     /// The scheduler's view: weight after slow start, load, health.

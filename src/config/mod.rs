@@ -64,7 +64,10 @@ pub struct Config {
     #[serde(default)]
     pub balance: Balance,
     #[serde(rename = "backend", default)]
-    pub backends: Vec<Backend>,
+    pub backends: Vec<BackendTable>,
+    /// `[resolver]`: how backends given by name are resolved.
+    #[serde(default)]
+    pub resolver: Resolver,
     #[serde(default)]
     pub health: Health,
     #[serde(default)]
@@ -279,6 +282,7 @@ impl Config {
         let mut out = self.listen.problems(self.tls.is_some());
         out.extend(self.log.problems());
         out.extend(backend_problems(&self.backends));
+        out.extend(self.resolver.problems());
         out.extend(balance_problems(&self.balance, "balance"));
         out.extend(health_problems(&self.health, "health"));
         out.extend(self.timeouts.problems());
@@ -461,7 +465,8 @@ weight = 3
             Some(match section {
                 "[listen]" => format!("{listen}{{}}{backend}"),
                 "[[backend]]" => format!("{listen}{backend}{{}}"),
-                "[balance]" | "[health]" | "[timeouts]" | "[proxy]" | "[http2]" | "[log]" => {
+                "[balance]" | "[health]" | "[timeouts]" | "[proxy]" | "[http2]" | "[log]"
+                | "[resolver]" => {
                     format!("{listen}{backend}{section}\n{{}}")
                 }
                 "[tls]" => format!(
@@ -492,7 +497,8 @@ weight = 3
                     &c.tls,
                     &c.log,
                     &c.vrrp,
-                    &c.anycast
+                    &c.anycast,
+                    &c.resolver
                 )
             )
         };

@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +17,7 @@ use regex::Regex;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::backend::{backend_problems, Backend};
+use super::backend::{backend_problems, Address, Backend, BackendTable, NamedBackend};
 use super::balance::{balance_problems, Balance};
 use super::health::{health_problems, Health};
 use super::limit::{
@@ -41,12 +40,13 @@ pub const DEFAULT_POOL: &str = "default";
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Pool {
     pub name: String,
-    /// Short form: `"address:port"` strings, each named by its address.
+    /// Short form: `"address:port"` or `"name:port"` strings, each named by
+    /// what it says.
     #[serde(default)]
     pub backends: Vec<String>,
     /// `[[pool.backend]]` tables: name, address, weight, maxconn.
     #[serde(rename = "backend", default)]
-    pub backend: Vec<Backend>,
+    pub backend: Vec<BackendTable>,
     /// Absent: the top-level `[balance]`.
     #[serde(default)]
     pub balance: Option<Balance>,
@@ -410,6 +410,9 @@ pub struct Resolved {
     pub limits: Vec<LimitSpec>,
     /// Each listener's per-client limits, by listener id (None: it tracks no table).
     pub listener_limits: Vec<Option<LimitRule>>,
+    /// Backends given by name, pool after pool: the pools' `backends` hold
+    /// their addresses once resolved (`crate::backend::resolve::expand`).
+    pub names: Vec<NamedBackend>,
 }
 
 impl Resolved {
@@ -437,7 +440,7 @@ impl Resolved {
 /// What the pools and routes are settled against: the rest of the file.
 pub(super) struct Tables<'a> {
     /// The top-level `[[backend]]` list (the pool `default`).
-    pub backends: &'a [Backend],
+    pub backends: &'a [BackendTable],
     pub balance: &'a Balance,
     pub health: &'a Health,
     pub timeouts: &'a Timeouts,
@@ -456,10 +459,13 @@ pub(super) struct Tables<'a> {
 pub(super) fn resolve(c: &Tables<'_>) -> (Resolved, Problems) {
     let mut out = Problems::new();
     let mut pools = Vec::new();
+    let mut named_backends = Vec::new();
     if !c.backends.is_empty() {
+        let (backends, named) = BackendTable::split(c.backends, 0);
+        named_backends.extend(named);
         pools.push(PoolSpec {
             name: DEFAULT_POOL.into(),
-            backends: c.backends.to_vec(),
+            backends,
             balance: c.balance.clone(),
             health: c.health.clone(),
             connect: c.timeouts.connect,
@@ -485,38 +491,42 @@ pub(super) fn resolve(c: &Tables<'_>) -> (Resolved, Problems) {
             };
             out.push((at("name"), why));
         }
-        let mut backends = Vec::new();
+        // The list as written, short forms first; `short_at`: where each
+        // short form that reads stands in `backends`.
+        let (mut tables, mut short_at) = (Vec::new(), Vec::new());
         for (j, a) in p.backends.iter().enumerate() {
-            match a.parse::<SocketAddr>() {
-                Ok(address) => backends.push(Backend::at(a.clone(), address)),
-                Err(_) => out.push((
-                    format!("pool[{i}].backends[{j}]"),
-                    format!("{a:?} is not an address and port (e.g. 198.18.0.11:80)"),
-                )),
+            match Address::parse(a) {
+                Ok(address) => {
+                    tables.push(BackendTable::short(a, address));
+                    short_at.push(j);
+                }
+                Err(e) => out.push((format!("pool[{i}].backends[{j}]"), e)),
             }
         }
-        backends.extend(p.backend.iter().cloned());
-        if backends.is_empty() {
+        tables.extend(p.backend.iter().cloned());
+        if tables.is_empty() {
             out.push((
                 at("backends"),
                 "a pool needs at least one backend (backends = [\"address:port\"] or [[pool.backend]])".into(),
             ));
         }
-        for (path, msg) in backend_problems(&backends) {
+        for (path, msg) in backend_problems(&tables) {
             let path = match path
                 .strip_prefix("backend[")
                 .and_then(|r| r.split_once(']'))
             {
                 // Numbered within the pool's whole list: short forms first.
                 Some((n, rest)) => match n.parse::<usize>() {
-                    Ok(n) if n < p.backends.len() => format!("pool[{i}].backends[{n}]"),
-                    Ok(n) => format!("pool[{i}].backend[{}]{rest}", n - p.backends.len()),
+                    Ok(n) if n < short_at.len() => format!("pool[{i}].backends[{}]", short_at[n]),
+                    Ok(n) => format!("pool[{i}].backend[{}]{rest}", n - short_at.len()),
                     Err(_) => format!("pool[{i}].{path}"),
                 },
                 None => format!("pool[{i}].{path}"),
             };
             out.push((path, msg));
         }
+        let (backends, named) = BackendTable::split(&tables, pools.len());
+        named_backends.extend(named);
         let balance = p.balance.clone().unwrap_or_else(|| c.balance.clone());
         if p.balance.is_some() {
             out.extend(balance_problems(&balance, &at("balance")));
@@ -669,6 +679,7 @@ pub(super) fn resolve(c: &Tables<'_>) -> (Resolved, Problems) {
         listeners,
         limits,
         listener_limits,
+        names: named_backends,
     };
     (resolved, out)
 }

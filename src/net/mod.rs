@@ -2,6 +2,7 @@
 //! a client connection read and written directly until it would block, or
 //! through a TLS session ([`tls_stream`]). What is said on a connection is `h1.rs`'s.
 
+pub mod dns;
 pub mod listener;
 #[cfg(test)]
 pub(crate) mod script;

@@ -13,9 +13,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::backend::resolve::Answers;
 use crate::backend::{self, BackendState};
 use crate::balance::{self, BackendMeta, Selection};
-use crate::config::{Config, PoolSpec};
+use crate::config::{Config, PoolSpec, Resolved};
 
 /// Everything a request needs, consistent within itself.
 pub struct Snapshot {
@@ -30,6 +31,11 @@ pub struct Snapshot {
     /// The `[[limit]]` tables (same order as `config.resolved.limits`), kept
     /// across reloads by name while their definition is the same.
     pub limits: Vec<Arc<crate::access::track::Table>>,
+    /// The addresses each backend name stands for (`config.resolved`'s
+    /// pools hold one backend per address: `backend::resolve::expand`).
+    pub answers: Arc<Answers>,
+    /// The pools as the file gives them, names unresolved.
+    pub file: Arc<Resolved>,
 }
 
 /// One pool's live backends and scheduler.
@@ -40,16 +46,55 @@ pub struct PoolLive {
 }
 
 impl Snapshot {
-    /// The snapshot of `config`; backend state, route counters and
-    /// per-client tables carry over from `previous` by name.
+    /// The snapshot of `config`; backend state, route counters,
+    /// per-client tables and the addresses of backend names carry over from
+    /// `previous` by name.
     pub fn build(config: Config, previous: Option<&Snapshot>) -> Self {
+        let answers = previous.map(|p| p.answers.clone()).unwrap_or_default();
+        Self::build_with(config, previous, answers, previous.is_some())
+    }
+
+    /// `previous` with its backend names standing for `answers`: a backend
+    /// at an address new to a pool with health checks starts down when
+    /// `start_down` (it takes requests once it passes a check); the others
+    /// keep their state.
+    pub fn with_answers(previous: &Snapshot, answers: Arc<Answers>, start_down: bool) -> Self {
+        let mut config = (*previous.config).clone();
+        config.resolved = previous.file.clone();
+        Self::build_with(config, Some(previous), answers, start_down)
+    }
+
+    fn build_with(
+        mut config: Config,
+        previous: Option<&Snapshot>,
+        answers: Arc<Answers>,
+        start_down: bool,
+    ) -> Self {
+        let file = config.resolved.clone();
+        // The backends the names stand for, by pool, to tell new ones.
+        let mut from_names = std::collections::HashSet::new();
+        if !file.names.is_empty() {
+            config.resolved = Arc::new(backend::resolve::expand(&file, &answers));
+            for n in &file.names {
+                for ip in answers.get(&n.host).into_iter().flatten() {
+                    from_names
+                        .insert((n.pool, backend::resolve::backend_at(&n.template, *ip).name));
+                }
+            }
+        }
         let old_backends = previous.map_or(&[][..], |p| &p.backends[..]);
+        let old_ptrs: std::collections::HashSet<*const BackendState> = if from_names.is_empty() {
+            Default::default()
+        } else {
+            old_backends.iter().map(Arc::as_ptr).collect()
+        };
         let settings = backend::PoolSettings::from_config(&config);
         let pools: Vec<PoolLive> = config
             .resolved
             .pools
             .iter()
-            .map(|spec| {
+            .enumerate()
+            .map(|(p, spec)| {
                 let metas: Vec<BackendMeta> = spec
                     .backends
                     .iter()
@@ -58,8 +103,17 @@ impl Snapshot {
                         weight: b.weight,
                     })
                     .collect();
+                let backends = backend::reconcile(old_backends, spec, settings);
+                if start_down && spec.health.enabled {
+                    for (live, cfg) in backends.iter().zip(&spec.backends) {
+                        let new = !old_ptrs.contains(&Arc::as_ptr(live));
+                        if new && from_names.contains(&(p, cfg.name.clone())) {
+                            live.start_down(spec.health.rise);
+                        }
+                    }
+                }
                 PoolLive {
-                    backends: backend::reconcile(old_backends, spec, settings),
+                    backends,
                     selection: balance::build(&spec.balance.options(), &metas),
                 }
             })
@@ -120,6 +174,8 @@ impl Snapshot {
             backends,
             route_hits,
             limits,
+            answers,
+            file,
         }
     }
 
@@ -255,6 +311,8 @@ pub struct Shared {
     pub access_log: Option<crate::observe::access_log::AccessLog>,
     /// Why the last reload failed (cleared by a successful one), for the runtime API.
     pub last_reload_error: std::sync::Mutex<Option<String>>,
+    /// Counters of the backend names' resolutions.
+    pub resolver: crate::backend::resolve::Stats,
 }
 
 impl Shared {
@@ -281,6 +339,7 @@ impl Shared {
             metrics: Default::default(),
             access_log: None,
             last_reload_error: Default::default(),
+            resolver: Default::default(),
         }
     }
 

@@ -400,6 +400,50 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
         &["backend", "pool"],
         per(&|st| load(&st.went_down)),
     );
+    // Each (pool, name) of a backend given by name, once.
+    let mut names: Vec<(&str, &str)> = snap
+        .file
+        .names
+        .iter()
+        .filter_map(|n| Some((snap.file.pools.get(n.pool)?.name.as_str(), &*n.host)))
+        .collect();
+    names.sort();
+    names.dedup();
+    if !names.is_empty() {
+        let counts: Vec<(u64, u64)> = names
+            .iter()
+            .map(|(_, h)| shared.resolver.counts(h))
+            .collect();
+        f.counter_vec(
+            "floatlb_resolver_changes_total",
+            "Answers that changed the addresses of a backend name (the first answer included).",
+            &["pool", "name"],
+            names
+                .iter()
+                .zip(&counts)
+                .map(|((p, h), c)| (vec![*p, *h], c.0))
+                .collect::<Vec<_>>(),
+        );
+        f.counter_vec(
+            "floatlb_resolver_failures_total",
+            "Resolutions of a backend name that got no answer (timeout, SERVFAIL, REFUSED, malformed); the last addresses stay.",
+            &["pool", "name"],
+            names
+                .iter()
+                .zip(&counts)
+                .map(|((p, h), c)| (vec![*p, *h], c.1))
+                .collect::<Vec<_>>(),
+        );
+        f.gauge_vec(
+            "floatlb_resolver_addresses",
+            "Addresses a backend name stands for in its pool now (leaving ones included).",
+            &["pool", "name"],
+            names.iter().map(|(p, h)| {
+                let n = snap.answers.get(*h).map_or(0, |v| v.len());
+                (vec![*p, *h], n as i64)
+            }),
+        );
+    }
     process_fds(&f);
     extra.metrics(&f);
     let mut text = f.encode();

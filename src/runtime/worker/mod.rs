@@ -13,6 +13,7 @@ pub mod anycast;
 pub mod health;
 pub mod peers;
 pub mod reload;
+pub mod resolve;
 pub mod systemd;
 
 use std::net::SocketAddr;
@@ -156,9 +157,15 @@ async fn serve(
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (generation_tx, generation_rx) = watch::channel(0u64);
+    // Bumped by reloads and by the resolver's new snapshots (the health
+    // checks follow the backends of each).
+    let generation_tx = Arc::new(generation_tx);
     let (rebind_tx, rebind_rx) = mpsc::channel(1);
     let limit = Arc::new(Semaphore::new(maxconn));
 
+    // Backend names resolved before the first request (bounded by
+    // [resolver] timeout per server), then on their TTL.
+    resolve::start(shared.clone(), generation_tx.clone()).await;
     tokio::spawn(health::supervise(shared.clone(), generation_rx));
     // jemalloc hands freed pages back by itself (its dirty-page decay).
     #[cfg(not(feature = "jemalloc"))]
