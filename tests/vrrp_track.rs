@@ -122,7 +122,14 @@ fn keepalived_parity() {
     );
     std::thread::sleep(Duration::from_millis(300));
     let n1 = V4.start_node(&lab, "lb1", &[web.addr], &table("lb1", 150, &trackers));
+    // lb2 starts once lb1 is master: started together, their Master_Down
+    // timers (RFC 5798 §6.4.2) can fire within a few ms of each other and
+    // lb2 would be master for a moment, an extra line in its notify file.
+    lab.wait_for("lb1 master alone", Duration::from_secs(6), || {
+        holds_on(&lab, "lb1", "vrrp.51", VIP)
+    });
     let n2 = V4.start_node(&lab, "lb2", &[web.addr], &table("lb2", 100, ""));
+    std::thread::sleep(Duration::from_millis(500));
     let logs = || format!("lb1:\n{}\nlb2:\n{}", n1.log(), n2.log());
     let start = std::time::Instant::now();
     while holders(&lab) != (true, false) {
