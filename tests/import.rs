@@ -159,11 +159,14 @@ fn haproxy_and_keepalived_files_import_into_a_file_check_accepts() {
         "request-headers = { set = { X-Site = \"www\" }, remove = [\"X-Debug\"] }",
         "response-headers = { set = { X-Frame-Options = \"DENY\", Cache-Control = \"max-age=3600\" } }",
         "error-pages = { 503 = \"errors/503.http\" }",
-        // keepalived: instances, sync group, the included file's instance split by family
-        "vrid = 51\npriority = 150\nadvert-interval = \"100ms\"\npreempt-delay = \"5s\"\nunicast-peers = [\"198.18.0.2\"]\ngarp-count = 3\ngroup = \"web\"\nvirtual-addresses = [\"198.18.0.100/24\", \"198.18.0.101/24\"]",
-        "vrid = 52\npriority = 150\nadvert-interval = \"1s\"\npreempt = false\ngroup = \"web\"\nvirtual-addresses = [\"2001:2::100/64\"]",
-        "vrid = 61\npriority = 100\ngroup = \"API\"\nvirtual-addresses = [\"198.18.0.110/24\"]",
-        "vrid = 61\npriority = 100\ngroup = \"API\"\nvirtual-addresses = [\"2001:2::110/64\"]",
+        // keepalived: instances, sync group, tracking, notify, the included file's
+        // instance split by family (two VMACs)
+        "name = \"WEB_4\"\ninterface = \"lo\"\nvrid = 51\npriority = 150\nadvert-interval = \"100ms\"\npreempt-delay = \"5s\"\nunicast-peers = [\"198.18.0.2\"]\nnotify-master = \"/usr/bin/logger -t keepalived became master\"\nnotify-keepalived = \"/usr/bin/logger -t keepalived\"\ngarp-count = 3\ngroup = \"web\"\nvirtual-addresses = [\"198.18.0.100/24\", \"198.18.0.101/24\"]",
+        "[[vrrp.track-script]]\nname = \"chk_proxy\"\ncommand = \"/usr/bin/curl -sf http://127.0.0.1/healthz\"\ninterval = \"2s\"\ntimeout = \"1s\"\nrise = 2\nfall = 3\nweight = -30",
+        "[[vrrp.track-interface]]\nname = \"lo\"\nweight = 20",
+        "vrid = 52\npriority = 150\nadvert-interval = \"1s\"\npreempt = false\nnotify-backup = \"/usr/bin/logger -t keepalived became backup\"\ngroup = \"web\"\nvirtual-addresses = [\"2001:2::100/64\"]",
+        "name = \"API\"\ninterface = \"lo\"\nvrid = 61\npriority = 100\nuse-vmac = true\ngroup = \"API\"\nvirtual-addresses = [\"198.18.0.110/24\"]",
+        "name = \"API-v6\"\ninterface = \"lo\"\nvrid = 61\npriority = 100\nuse-vmac = true\ngroup = \"API\"\nvirtual-addresses = [\"2001:2::110/64\"]\nvmac-interface = \"vrrp6.61\"",
     ] {
         assert!(toml.contains(want), "missing {want:?} in\n{toml}");
     }
@@ -181,12 +184,13 @@ fn haproxy_and_keepalived_files_import_into_a_file_check_accepts() {
             "keepalived.conf:3: router_id lb1:",
             "keepalived.conf:31: authentication { ... }: VRRPv3 (RFC 5798) has no authentication",
             "keepalived.conf:40: 198.18.0.101/24 label lo:1:",
-            "keepalived.conf:67: virtual_server 198.18.0.100 80 { ... }: LVS",
+            "keepalived.conf:64: smtp_alert:",
+            "keepalived.conf:69: virtual_server 198.18.0.100 80 { ... }: LVS",
         ],
     );
     // Problems from the included file carry its name.
     assert!(
-        stderr.contains("keepalived.d/api.conf:10: use_vmac:"),
+        stderr.contains("keepalived.d/api.conf:11: unicast_src_ip 198.18.0.1:"),
         "{stderr}"
     );
     // Every problem line is file:line: directive: reason, and the count adds up.

@@ -2424,7 +2424,7 @@ mod tests {
             name: "h.cfg".into(),
             text: cfg.into(),
         }];
-        let (p, _) = import(&src, Keys::CURRENT, &mut d);
+        let (p, _) = import(&src, Keys::NONE, &mut d);
         (d.render(""), p)
     }
 
@@ -2635,7 +2635,7 @@ mod tests {
         let cfg = "frontend f\n bind :80\n default_backend b\nbackend b\n server s 198.18.0.1:443 ssl verify required ca-file /ca.pem sni str(api.example) send-proxy-v2\n";
         let (_, p) = run(cfg);
         assert_eq!(p.len(), 5, "{p:?}");
-        let mut keys = Keys::CURRENT;
+        let mut keys = Keys::NONE;
         keys.pool_tls = true;
         keys.pool_send_proxy = true;
         let mut d = Doc::default();

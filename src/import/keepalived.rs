@@ -233,7 +233,10 @@ pub(crate) fn import(
                 for c in n.block.iter().flatten() {
                     let v = c.arg(1);
                     let e = match c.key() {
-                        "script" => Some(("command", quote(&c.words[1..].join(" ")))),
+                        // keepalived splits the command itself; floatlb at spaces only.
+                        "script" if !c.words[1..].iter().any(|w| w.contains(['\'', '"'])) => {
+                            Some(("command", quote(&c.words[1..].join(" "))))
+                        }
                         "interval" => secs(v).map(|d| ("interval", quote(&d))),
                         "timeout" => secs(v).map(|d| ("timeout", quote(&d))),
                         "rise" | "fall" => v.parse::<u32>().ok().map(|x| (c.key(), x.to_string())),
@@ -252,6 +255,7 @@ pub(crate) fn import(
                         None => {
                             let why = match c.key() {
                                 "user" => "the script runs as floatlb's user",
+                                "script" => "quotes inside the command: floatlb splits a command at spaces only; write it as an argv list",
                                 "init_fail" => "floatlb starts a script as passing",
                                 "weight" => "`weight N reverse` is not supported",
                                 _ => "not a track-script key floatlb has",
@@ -259,6 +263,10 @@ pub(crate) fn import(
                             ctx.skip(c, why, &mut notes);
                         }
                     }
+                }
+                if !s.entries.iter().any(|(k, _)| k == "interval") {
+                    // keepalived's default; floatlb's is 2s.
+                    s.entries.push(("interval".into(), quote("1s")));
                 }
                 ctx.ok();
                 top.append(&mut notes);
@@ -540,16 +548,14 @@ fn instance(
                 }
             }
             "use_vmac" => {
-                if ctx.keys.vrrp_use_vmac && c.words.len() == 1 {
+                if ctx.keys.vrrp_use_vmac {
                     t.set("use-vmac", "true".into());
+                    if c.words.len() > 1 {
+                        t.set("vmac-interface", quote(v));
+                    }
                 } else {
                     mapped = false;
-                    let why = if ctx.keys.vrrp_use_vmac {
-                        "floatlb names the macvlan itself"
-                    } else {
-                        NOT_YET
-                    };
-                    ctx.skip(c, why, &mut t.comments);
+                    ctx.skip(c, NOT_YET, &mut t.comments);
                 }
             }
             "garp_master_repeat" => match v.parse::<u32>() {
@@ -636,6 +642,9 @@ fn instance(
         t.commented_out = true;
         return vec![t];
     }
+    if ctx.keys.vrrp_name {
+        t.entries.insert(0, ("name".into(), quote(&name)));
+    }
     let both = !v4.is_empty() && !v6.is_empty();
     let group = group.or_else(|| both.then(|| name.clone()));
     if let Some(g) = &group {
@@ -650,6 +659,20 @@ fn instance(
             )];
         }
         t6.set("virtual-addresses", list(&v6));
+        if both && ctx.keys.vrrp_name {
+            t6.set("name", quote(&format!("{name}-v6")));
+        }
+        if both && t6.get("use-vmac").is_some() {
+            // Each family has its own virtual MAC, so its own macvlan.
+            let v = match t6.get("vmac-interface") {
+                Some(n) => {
+                    let n = n.trim_matches('"');
+                    format!("{}6", &n[..n.len().min(14)])
+                }
+                None => format!("vrrp6.{}", vrid.as_deref().unwrap_or("")),
+            };
+            t6.set("vmac-interface", quote(&v));
+        }
         if let Some(p) = t6.get("unicast-peers").map(String::from) {
             if p.contains('.') {
                 t6.entries.retain(|(k, _)| k != "unicast-peers");
@@ -698,7 +721,7 @@ mod tests {
                 text: text.into(),
             },
             &mut load,
-            Keys::CURRENT,
+            Keys::NONE,
             &mut d,
         );
         (d.render(""), p)
@@ -771,7 +794,7 @@ mod tests {
             vrrp_track_interface: true,
             vrrp_notify_keepalived: true,
             vrrp_use_vmac: true,
-            ..Keys::CURRENT
+            ..Keys::NONE
         };
         let mut d = Doc::default();
         let mut load = |_: &str, _: &str| Err("none".to_string());

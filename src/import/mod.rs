@@ -86,8 +86,10 @@ pub struct Keys {
     pub vrrp_notify_states: bool,
     /// `notify-keepalived` (keepalived's `notify`, called as TYPE NAME STATE PRIORITY).
     pub vrrp_notify_keepalived: bool,
-    /// `use-vmac = true`.
+    /// `use-vmac = true` (and `vmac-interface`).
     pub vrrp_use_vmac: bool,
+    /// `[[vrrp]] name` (keepalived's instance name, for logs and notify arguments).
+    pub vrrp_name: bool,
 }
 
 impl Keys {
@@ -98,11 +100,28 @@ impl Keys {
         pool_send_proxy: false,
         listen_accept_proxy: false,
         listen_mode_tcp: false,
+        vrrp_track_script: true,
+        vrrp_track_interface: true,
+        vrrp_notify_states: true,
+        vrrp_notify_keepalived: true,
+        vrrp_use_vmac: true,
+        vrrp_name: true,
+    };
+
+    /// None of the keys above: what a unit test of the "not supported yet" reports uses.
+    #[cfg(test)]
+    pub(crate) const NONE: Keys = Keys {
+        pool_tls: false,
+        pool_protocol: false,
+        pool_send_proxy: false,
+        listen_accept_proxy: false,
+        listen_mode_tcp: false,
         vrrp_track_script: false,
         vrrp_track_interface: false,
         vrrp_notify_states: false,
         vrrp_notify_keepalived: false,
         vrrp_use_vmac: false,
+        vrrp_name: false,
     };
 }
 
