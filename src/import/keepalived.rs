@@ -507,6 +507,14 @@ fn instance(
                             ctx.skip(e, "no vrrp_script of that name", &mut t.comments);
                             continue;
                         };
+                        if !s.entries.iter().any(|(k, _)| k == "command") {
+                            ctx.skip(
+                                e,
+                                "its vrrp_script has no `script` line that could be imported",
+                                &mut t.comments,
+                            );
+                            continue;
+                        }
                         let mut st = Table::new(Kind::Vrrp, "[[vrrp.track-script]]");
                         st.set("name", quote(what));
                         for (k, v) in &s.entries {
