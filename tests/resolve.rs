@@ -309,3 +309,61 @@ fn a_new_address_takes_no_request_before_its_check_passes() {
     });
     assert!(web2.seen.health_checks.load(Ordering::SeqCst) > 0);
 }
+
+/// A reload keeps the addresses a name resolved to and their backends'
+/// state (here their request counters), and resolves a new name at once.
+#[test]
+fn a_reload_keeps_resolved_backends_and_resolves_new_names() {
+    let port = free_port();
+    let web1 = TestBackend::start_on("web1", &format!("127.0.0.2:{port}"));
+    let api = TestBackend::start_on("api", &format!("127.0.0.3:{port}"));
+    let dns = Dnsmasq::start("127.0.0.2 web.lab\n127.0.0.3 api.lab\n", 0);
+    let lb = Floatlb::start(&config(dns.addr, port));
+    for _ in 0..5 {
+        assert_eq!(http_get(lb.addr, "/").0, 200);
+    }
+    let requests = format!(
+        "floatlb_backend_requests_total{{backend=\"web.lab:{port}/127.0.0.2\",pool=\"byname\"}}"
+    );
+    assert_eq!(metric(&lb, &requests), Some(5.0));
+    let more = format!(
+        "{}\n[[pool]]\nname = \"api\"\nbackends = [\"api.lab:{port}\"]\n\n\
+         [[route]]\npath-prefix = \"/api/\"\npool = \"api\"\n\n[[route]]\npool = \"byname\"\n",
+        config(dns.addr, port)
+    );
+    lb.reload(&more);
+    let reloaded = "floatlb_config_reloads_total{result=\"success\"}";
+    wait_for("the reload", &lb, || metric(&lb, reloaded) == Some(1.0));
+    let (status, headers, _) = http_get(lb.addr, "/");
+    assert_eq!(
+        (status, support::header(&headers, "x-backend")),
+        (200, Some("web1"))
+    );
+    assert_eq!(
+        metric(&lb, &requests),
+        Some(6.0),
+        "the backend's state was not kept"
+    );
+    wait_for("the new name's backend", &lb, || {
+        http_get(lb.addr, "/api/x").0 == 200 && api.requests() > 0
+    });
+    assert!(web1.requests() >= 6);
+}
+
+/// RFC 1035 §4.2.1 and §4.2.2: an answer too long for a UDP message comes
+/// truncated (TC) and is asked again over TCP. dnsmasq puts 30 of these 40
+/// addresses in its UDP answer; floatlb must use all 40.
+#[test]
+fn a_truncated_answer_is_asked_again_over_tcp() {
+    let records: String = (1..=40)
+        .map(|i| format!("127.0.1.{i} many.lab\n"))
+        .collect();
+    let dns = Dnsmasq::start(&records, 0);
+    let lb = Floatlb::start(&format!(
+        "[resolver]\nnameservers = [\"{}\"]\nfamily = \"ipv4\"\n\n\
+         [[pool]]\nname = \"many\"\nbackends = [\"many.lab:9\"]\n",
+        dns.addr
+    ));
+    let series = "floatlb_resolver_addresses{name=\"many.lab\",pool=\"many\"}";
+    assert_eq!(metric(&lb, series), Some(40.0), "{}", lb.log());
+}
