@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use support::netns::{http_from, netns_available, Lab};
-use support::vrrp_lab::{has_link, holds_on, serial, KillOnDrop, Node, V4};
+use support::vrrp_lab::{has_link, holds_on, serial, KillOnDrop, V4};
 
 const VMAC: &str = "00:00:5e:00:01:33";
 const VIP: &str = "198.18.0.100";

@@ -161,7 +161,7 @@ mod tests {
             ..NotifyCommands::default()
         };
         let mut n = Notifier::new(None, hooks);
-        let mut wait = |n: &mut Notifier| {
+        let wait = |n: &mut Notifier| {
             for c in n.running.iter_mut() {
                 c.wait().unwrap();
             }
