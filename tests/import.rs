@@ -3,9 +3,18 @@
 //! `floatlb check`, carry the pools, routes and VRRP instances the files describe, and every
 //! directive that was not imported must be reported with its file and line, on standard
 //! error and as a comment in the output. Exit codes: 0 all imported, 1 unreadable, 2 partial.
+//! Then the lab's own anchor pair (the HAProxy and keepalived files `vm-lab/lab` writes)
+//! is run, imported, and the floatlb pair started in its place must give the same answers.
+
+mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::Duration;
+
+use support::netns::{get_status_from, netns_available, Lab};
+use support::vrrp_lab::{serial, V4};
+use support::TestBackend;
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/import")
@@ -258,4 +267,242 @@ fn an_unreadable_file_exits_1() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("nonexistent.conf"), "{}", text(&o));
     assert!(!dir.path().join("out.toml").exists());
+}
+
+/// The anchor pair's files for `lb` as `vm-lab/lab` writes them (`haproxy_config`,
+/// `keepalived_config`; `--webs 2 --workers 1 --advert 100ms`, the lab's 198.18.0.0/24).
+fn lab_anchor_files(lb: &str, priority: u8) -> (String, String) {
+    let mut h =
+        String::from("global\n    maxconn 8000\n    nbthread 1\n\ndefaults\n    mode http\n");
+    h += "    timeout connect 2s\n    timeout client 60s\n    timeout server 30s\n";
+    h += "    timeout http-request 10s\n    timeout http-keep-alive 60s\n";
+    h += "    option http-keep-alive\n    option forwardfor\n    retries 3\n    option redispatch\n\n";
+    h += "frontend fe\n    bind 0.0.0.0:80\n    default_backend be\n\nbackend be\n    balance roundrobin\n    option httpchk GET /\n";
+    for i in 1..=2 {
+        h += &format!(
+            "    server web{i} 198.18.0.{}:80 check inter 1s fall 3 rise 2\n",
+            10 + i
+        );
+    }
+    let k = format!(
+        "global_defs {{\n    vrrp_version 3\n    router_id {lb}\n}}\nvrrp_instance VI_51 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    priority {priority}\n    advert_int 0.1\n    virtual_ipaddress {{\n        198.18.0.100/24\n    }}\n}}\n"
+    );
+    (h, k)
+}
+
+/// A process in a lab host, stopped with SIGTERM on drop (keepalived and floatlb take
+/// their VIP away on the way out), then killed if it lingers.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SAFETY: a signal to a process this test started.
+        unsafe {
+            libc::kill(self.0.id() as i32, libc::SIGTERM);
+        }
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_in(lab: &Lab, host: &str, args: &[&str], log: &Path) -> Proc {
+    let child = lab
+        .exec(host)
+        .args(args)
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e} (vm-lab/install-deps installs it)", args[0]));
+    Proc(child)
+}
+
+/// What the client sees of a pair: which lb holds the VIP, the backends of 20 requests
+/// through it, and the same after lb1's link is cut (the node-down drill).
+#[derive(Debug, PartialEq)]
+struct Seen {
+    holder: (bool, bool),
+    answers: Vec<(u16, String)>,
+    holder_after_drill: (bool, bool),
+    answers_after_drill: Vec<(u16, String)>,
+}
+
+fn observe(lab: &Lab, what: &str) -> Seen {
+    let vip = V4.vip_addr();
+    let requests = || -> Vec<(u16, String)> {
+        let mut a: Vec<(u16, String)> = (0..20)
+            .map(|_| get_status_from(lab, "client", vip, "/"))
+            .collect();
+        a.sort();
+        a
+    };
+    lab.wait_for(
+        &format!("{what}: lb1 holds the VIP"),
+        Duration::from_secs(10),
+        || V4.holders(lab) == (true, false),
+    );
+    lab.wait_for(
+        &format!("{what}: both backends answer through the VIP"),
+        Duration::from_secs(10),
+        || {
+            let a = requests();
+            a.iter().all(|(s, _)| *s == 200) && a.iter().any(|(_, b)| b == "web2")
+        },
+    );
+    let holder = V4.holders(lab);
+    let answers = requests();
+    lab.link("lb1", false);
+    lab.wait_for(
+        &format!("{what}: lb2 takes the VIP"),
+        Duration::from_secs(10),
+        || V4.has_vip(lab, "lb2"),
+    );
+    lab.wait_for(
+        &format!("{what}: answers through lb2"),
+        Duration::from_secs(10),
+        || get_status_from(lab, "client", vip, "/").0 == 200,
+    );
+    let holder_after_drill = (false, V4.has_vip(lab, "lb2"));
+    let answers_after_drill = requests();
+    lab.link("lb1", true);
+    Seen {
+        holder,
+        answers,
+        holder_after_drill,
+        answers_after_drill,
+    }
+}
+
+/// The lab's anchor pair (HAProxy 2.6 + keepalived 2.2.7, lb1 priority 150, lb2 100) is
+/// run and watched; its files are imported, and floatlb started in its place with the
+/// imported files must show the same: lb1 holding the VIP, the same round-robin answers
+/// over both web servers, and after lb1's link is cut, lb2 holding the VIP and answering
+/// the same way. RFC 5798 §6.4.2: the backup with the highest priority takes over once the
+/// master's adverts stop. What the import cannot map is known and reported.
+#[test]
+fn the_lab_anchor_pair_imported_behaves_the_same() {
+    if !netns_available("the_lab_anchor_pair_imported_behaves_the_same") {
+        return;
+    }
+    let _serial = serial();
+    let (lab, _web1) = V4.lab();
+    lab.add_addr("web", "198.18.0.12/24");
+    let _web2 = lab.in_host("web", || TestBackend::start_on("web2", "198.18.0.12:80"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (lb, prio) in [("lb1", 150), ("lb2", 100)] {
+        let (h, k) = lab_anchor_files(lb, prio);
+        std::fs::write(d.join(format!("{lb}-haproxy.cfg")), h).unwrap();
+        std::fs::write(d.join(format!("{lb}-keepalived.conf")), k).unwrap();
+    }
+    let anchors = {
+        let mut procs = Vec::new();
+        for lb in ["lb1", "lb2"] {
+            let cfg = d.join(format!("{lb}-haproxy.cfg"));
+            let conf = d.join(format!("{lb}-keepalived.conf"));
+            procs.push(spawn_in(
+                &lab,
+                lb,
+                &["haproxy", "-db", "-f", cfg.to_str().unwrap()],
+                &d.join(format!("{lb}-haproxy.log")),
+            ));
+            let pid = |n: &str| {
+                d.join(format!("{lb}-{n}.pid"))
+                    .to_string_lossy()
+                    .to_string()
+            };
+            procs.push(spawn_in(
+                &lab,
+                lb,
+                &[
+                    "keepalived",
+                    "-n",
+                    "-l",
+                    "-D",
+                    "-f",
+                    conf.to_str().unwrap(),
+                    "-p",
+                    &pid("k"),
+                    "-r",
+                    &pid("v"),
+                    "-c",
+                    &pid("c"),
+                ],
+                &d.join(format!("{lb}-keepalived.log")),
+            ));
+        }
+        let seen = observe(&lab, "HAProxy + keepalived");
+        drop(procs);
+        seen
+    };
+    lab.wait_for(
+        "the anchors let the VIP go",
+        Duration::from_secs(10),
+        || V4.holders(&lab) == (false, false),
+    );
+    let mut nodes = Vec::new();
+    for lb in ["lb1", "lb2"] {
+        let toml = format!("{lb}.toml");
+        let o = floatlb(
+            d,
+            &[
+                "import",
+                "--haproxy",
+                &format!("{lb}-haproxy.cfg"),
+                "--keepalived",
+                &format!("{lb}-keepalived.conf"),
+                "-o",
+                &toml,
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        let problems: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.starts_with("floatlb import:"))
+            .map(|l| l.split(": ").nth(1).unwrap_or(l))
+            .collect();
+        assert_eq!(
+            problems,
+            ["option http-keep-alive", &format!("router_id {lb}")],
+            "{stderr}"
+        );
+        let check = lab
+            .exec(lb)
+            .arg(env!("CARGO_BIN_EXE_floatlb"))
+            .args(["check", "-c"])
+            .arg(d.join(&toml))
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{}", text(&check));
+        let toml = d.join(&toml);
+        nodes.push(spawn_in(
+            &lab,
+            lb,
+            &[
+                env!("CARGO_BIN_EXE_floatlb"),
+                "run",
+                "-c",
+                toml.to_str().unwrap(),
+            ],
+            &d.join(format!("{lb}-floatlb.log")),
+        ));
+    }
+    let imported = observe(&lab, "floatlb from the imported files");
+    drop(nodes);
+    assert_eq!(
+        imported, anchors,
+        "the imported pair differs from the anchors"
+    );
+    // Round-robin over both web servers, through either node.
+    for a in [&anchors.answers, &anchors.answers_after_drill] {
+        assert_eq!(a.iter().filter(|(_, b)| b == "web1").count(), 10, "{a:?}");
+        assert_eq!(a.iter().filter(|(_, b)| b == "web2").count(), 10, "{a:?}");
+    }
 }
