@@ -203,7 +203,8 @@ fn main() -> ExitCode {
                 println!(
                     "{}: configuration is valid ({} backends in {} pools, {} routes, {} VRRP instances)",
                     config.display(),
-                    r.pools.iter().map(|p| p.backends.len()).sum::<usize>(),
+                    // A backend given by name counts once, unresolved.
+                    r.pools.iter().map(|p| p.backends.len()).sum::<usize>() + r.names.len(),
                     r.pools.len(),
                     r.routes.len(),
                     c.vrrp.len()

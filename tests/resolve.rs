@@ -367,3 +367,33 @@ fn a_truncated_answer_is_asked_again_over_tcp() {
     let series = "floatlb_resolver_addresses{name=\"many.lab\",pool=\"many\"}";
     assert_eq!(metric(&lb, series), Some(40.0), "{}", lb.log());
 }
+
+/// `floatlb check` takes a name without resolving it (this one resolves
+/// nowhere) and refuses a bad name or port at its key, with its line.
+#[test]
+fn check_accepts_names_unresolved_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.toml");
+    let text = "[listen]\naddress = \"127.0.0.1:8080\"\n\n[[pool]]\nname = \"p\"\n\
+                backends = [\"198.18.0.11:80\", \"web3.invalid:80\"]\n";
+    std::fs::write(&file, text).unwrap();
+    let (code, out, err) = support::floatlb_cmd("check", &file, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("(2 backends in 1 pools"), "{out}");
+    std::fs::write(&file, text.replace("web3.invalid:80", "web3..invalid:80")).unwrap();
+    let (code, _, err) = support::floatlb_cmd("check", &file, &[]);
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains(":6:")
+            && err.contains("pool[0].backends[1]: \"web3..invalid:80\" is not an address and port"),
+        "{err}"
+    );
+    std::fs::write(&file, text.replace("web3.invalid:80", "web3.invalid:http")).unwrap();
+    let (_, _, err) = support::floatlb_cmd("check", &file, &[]);
+    assert!(
+        err.contains(
+            "pool[0].backends[1]: \"web3.invalid:http\": the port \"http\" is not a number"
+        ),
+        "{err}"
+    );
+}

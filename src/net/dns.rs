@@ -102,8 +102,11 @@ pub fn check_name(name: &str) -> Result<(), String> {
         return Err(format!("{} characters, more than 253", bare.len()));
     }
     for label in bare.split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err(format!("label {label:?} is not 1 to 63 characters"));
+        if label.is_empty() {
+            return Err("an empty label (a leading dot, or two in a row)".into());
+        }
+        if label.len() > 63 {
+            return Err(format!("label {label:?} is longer than 63 characters"));
         }
         if !label
             .bytes()
