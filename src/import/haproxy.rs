@@ -1123,6 +1123,9 @@ struct PoolOut {
     edits_resp: Edits,
     /// Written as comments: it has no backend floatlb can reach.
     empty: bool,
+    /// `option forwardfor` / `option forwarded` held for it.
+    forwardfor: bool,
+    forwarded: bool,
 }
 
 /// A listener made from a `bind` line.
@@ -1738,6 +1741,8 @@ fn pool(
         edits_req,
         edits_resp,
         empty: empty || s.mode_tcp,
+        forwardfor: s.forwardfor,
+        forwarded: s.forwarded,
     }
 }
 
@@ -2302,13 +2307,20 @@ pub(crate) fn import(files: &[Source], keys: Keys, doc: &mut Doc) -> (Vec<Proble
     }
     let mut proxy = Table::new(Kind::Proxy, "[proxy]");
     let any = |f: &dyn Fn(&Settings) -> bool| fronts.iter().any(|x| f(&x.settings)) || f(&current);
+    // A backend's `option forwardfor` adds the field to what goes to it; floatlb's key
+    // holds for every pool.
+    let pool_ff = pools.iter().any(|(_, p)| p.forwardfor && !p.empty);
+    let pool_fwd = pools.iter().any(|(_, p)| p.forwarded && !p.empty);
     proxy.note(
         "HAProxy adds X-Forwarded-For only with option forwardfor and X-Forwarded-Proto never"
             .into(),
     );
-    proxy.set("x-forwarded-for", any(&|s| s.forwardfor).to_string());
+    proxy.set(
+        "x-forwarded-for",
+        (any(&|s| s.forwardfor) || pool_ff).to_string(),
+    );
     proxy.set("x-forwarded-proto", "false".into());
-    if any(&|s| s.forwarded) {
+    if any(&|s| s.forwarded) || pool_fwd {
         proxy.set("forwarded", "true".into());
     }
     if !fronts.is_empty() {
@@ -2339,10 +2351,20 @@ pub(crate) fn import(files: &[Source], keys: Keys, doc: &mut Doc) -> (Vec<Proble
             doc.notes.append(&mut notes);
             continue;
         }
+        let mut catch_all: Option<&str> = None;
         for r in &f.routes {
             let mut t = Table::new(Kind::Route, "[[route]]");
             t.comments = r.notes.clone();
             t.set("name", quote(&r.name));
+            if let Some(first) = catch_all {
+                // HAProxy never reaches it either; floatlb check would refuse it.
+                t.note(format!(
+                    "never reached: route {first} before it takes every request of this frontend"
+                ));
+                t.commented_out = true;
+            } else if r.m == Match::default() {
+                catch_all = Some(&r.name);
+            }
             r.m.write(&mut t);
             if several {
                 t.set("listener", list(&names));
@@ -2628,6 +2650,24 @@ mod tests {
             "a pool without reachable servers is commented out: {toml}"
         );
         assert!(toml.contains("# [[route]]"), "{toml}");
+    }
+
+    #[test]
+    fn an_unconditional_redirect_leaves_the_rest_unreached_and_backends_forward() {
+        let (toml, problems) = run(
+            "frontend f\n bind :80\n redirect prefix https://new.example code 301\n default_backend b\nbackend b\n option forwardfor\n server s 198.18.0.1:80\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(
+            toml.contains("redirect = { location = \"https://new.example{uri}\", status = 301 }"),
+            "{toml}"
+        );
+        assert!(
+            toml.contains("# never reached: route f-1 before it takes every request"),
+            "{toml}"
+        );
+        assert!(toml.contains("# pool = \"b\""), "{toml}");
+        assert!(toml.contains("x-forwarded-for = true"), "{toml}");
     }
 
     #[test]
