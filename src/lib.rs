@@ -29,6 +29,7 @@
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 pub mod access;
+pub mod acme;
 pub mod backend;
 pub mod balance;
 pub mod config;

@@ -45,12 +45,130 @@ pub struct Tls {
     /// The field its SHA-256 fingerprint (hex) reaches backends in.
     #[serde(default)]
     pub client_fingerprint_header: Option<String>,
+    /// Certificates floatlb obtains and renews itself (RFC 8555).
+    #[serde(default)]
+    pub acme: Vec<Acme>,
+    /// Where the ACME account key and certificates are kept (mode 0700).
+    #[serde(default = "default_acme_state")]
+    pub acme_state: PathBuf,
     /// Staple OCSP responses fetched from each certificate's AIA responder.
     #[serde(default)]
     pub ocsp: bool,
     /// What the files held when this config was loaded.
     #[serde(skip)]
     pub material: Option<std::sync::Arc<crate::tls::Material>>,
+}
+
+/// One `[[tls.acme]]`: a certificate obtained from an ACME server.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Acme {
+    /// The server's directory URL (https).
+    pub directory: String,
+    /// `mailto:` addresses for the account.
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// The names the certificate covers (DNS names, no wildcards).
+    pub names: Vec<String>,
+    /// `ecdsa-p256` or `ecdsa-p384`.
+    #[serde(default = "default_key_type")]
+    pub key_type: String,
+    /// `http-01` and/or `tls-alpn-01`, in order of preference.
+    #[serde(default = "default_challenges")]
+    pub challenges: Vec<String>,
+    /// PEM roots for the ACME server's own HTTPS certificate (default: the system's).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_key_type() -> String {
+    "ecdsa-p256".into()
+}
+
+fn default_challenges() -> Vec<String> {
+    vec!["http-01".into()]
+}
+
+fn default_acme_state() -> PathBuf {
+    PathBuf::from("/var/lib/floatlb/acme")
+}
+
+impl Acme {
+    /// The key type, if known.
+    pub fn key(&self) -> Option<crate::acme::x509::KeyType> {
+        match self.key_type.as_str() {
+            "ecdsa-p256" => Some(crate::acme::x509::KeyType::P256),
+            "ecdsa-p384" => Some(crate::acme::x509::KeyType::P384),
+            _ => None,
+        }
+    }
+
+    /// The challenge types, those known.
+    pub fn challenge_types(&self) -> Vec<crate::acme::order::Challenge> {
+        use crate::acme::order::Challenge;
+        self.challenges
+            .iter()
+            .filter_map(|c| match c.as_str() {
+                "http-01" => Some(Challenge::Http01),
+                "tls-alpn-01" => Some(Challenge::TlsAlpn01),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn problems(&self, at: &str, out: &mut Problems) {
+        if !self.directory.starts_with("https://") {
+            out.push((format!("{at}.directory"), "must be an https:// URL".into()));
+        }
+        if self.names.is_empty() {
+            out.push((format!("{at}.names"), "names no certificate name".into()));
+        }
+        for (i, n) in self.names.iter().enumerate() {
+            let ok = !n.is_empty()
+                && n.len() <= 253
+                && n.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !ok {
+                out.push((
+                    format!("{at}.names[{i}]"),
+                    format!("{n:?} is not a DNS name (no wildcards: HTTP-01 and TLS-ALPN-01 cannot prove them)"),
+                ));
+            }
+        }
+        if self.key().is_none() {
+            out.push((
+                format!("{at}.key-type"),
+                format!(
+                    "unknown key type {:?} (ecdsa-p256 or ecdsa-p384)",
+                    self.key_type
+                ),
+            ));
+        }
+        if self.challenges.is_empty() {
+            out.push((format!("{at}.challenges"), "names no challenge type".into()));
+        }
+        for (i, c) in self.challenges.iter().enumerate() {
+            if !matches!(c.as_str(), "http-01" | "tls-alpn-01") {
+                out.push((
+                    format!("{at}.challenges[{i}]"),
+                    format!("unknown challenge type {c:?} (http-01 or tls-alpn-01)"),
+                ));
+            }
+        }
+        for (i, c) in self.contact.iter().enumerate() {
+            if !c.starts_with("mailto:") {
+                out.push((format!("{at}.contact[{i}]"), "must be a mailto: URL".into()));
+            }
+        }
+        if let Some(f) = &self.ca_file {
+            if let Err(e) = crate::acme::http::Client::new(Some(f)) {
+                out.push((format!("{at}.ca-file"), e));
+            }
+        }
+    }
 }
 
 /// `[tls] client-auth`.
@@ -86,10 +204,16 @@ impl Tls {
     /// TLS server config; (key path, message) pairs for what is wrong.
     pub(super) fn load(&mut self) -> Problems {
         let mut out = Vec::new();
-        if self.certificates.is_empty() {
+        for (i, a) in self.acme.iter().enumerate() {
+            a.problems(&format!("tls.acme[{i}]"), &mut out);
+        }
+        if !self.acme_state.is_absolute() {
+            out.push(("tls.acme-state".into(), "must be an absolute path".into()));
+        }
+        if self.certificates.is_empty() && self.acme.is_empty() {
             out.push((
                 "tls".into(),
-                "at least one [[tls.certificate]] is required".into(),
+                "at least one [[tls.certificate]] (or [[tls.acme]]) is required".into(),
             ));
         }
         for (i, p) in self.alpn.iter().enumerate() {
@@ -131,7 +255,16 @@ impl Tls {
         };
         if let (true, Some(t)) = (out.is_empty(), ticketer) {
             let now = crate::tls::unix_now();
-            match crate::tls::Material::new(&loaded, &self.alpn, t, now, client) {
+            // RFC 8737 §6.2: TLS-ALPN-01 validations negotiate acme-tls/1.
+            let mut alpn = self.alpn.clone();
+            if self
+                .acme
+                .iter()
+                .any(|a| a.challenges.iter().any(|c| c == "tls-alpn-01"))
+            {
+                alpn.push("acme-tls/1".into());
+            }
+            match crate::tls::Material::new(&loaded, &alpn, t, now, client) {
                 Ok(mut m) => {
                     m.client_headers = headers;
                     self.material = Some(std::sync::Arc::new(m))

@@ -286,6 +286,12 @@ async fn answer(
 ) -> After {
     let (peer, shared, shutdown) = (conn.peer, &conn.shared, &conn.shutdown);
     if !io.is_tls() {
+        // RFC 8555 §8.3: an ACME HTTP-01 validation, before redirects and routes.
+        if let Some(answer) = crate::tls::managed::http01_answer(req.target()) {
+            let out = answers::local(StatusCode::OK, &answer, req.http10, false);
+            let _ = write_all(io, &mut [IoSlice::new(&out)]).await;
+            return After::Close;
+        }
         if let Some(tls) = snap.config.tls.as_ref().filter(|t| t.redirect_http) {
             // A body is not read: the connection ends after the redirect.
             let keep_alive = req.keep_alive && req.body == BodyFraming::None;

@@ -73,6 +73,10 @@ pub(crate) async fn serve_connection(
             conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
         )
     };
+    // RFC 8737 §3: a TLS-ALPN-01 validation ends with the handshake.
+    if tls.session().alpn_protocol() == Some(crate::tls::managed::ACME_TLS_ALPN) {
+        return;
+    }
     conn.client_cert =
         crate::tls::client_auth::Identity::of(tls.session().peer_certificates()).map(Arc::new);
     shared.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);

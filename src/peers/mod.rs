@@ -301,6 +301,93 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The bulk message (a certificate and its key, `crate::acme::pair`): too
+/// large for a datagram, so it goes over a short TCP connection, sealed
+/// with AES-256-GCM under a key both nodes derive from the shared key
+/// (confidential, for the private key it carries, and authentic):
+///
+/// ```text
+/// "FLBA" | version 1 | sender len | sender | sent unix ms u64 |
+/// nonce (12) | AES-256-GCM(payload) with the bytes before the nonce as AAD
+/// ```
+const BULK_MAGIC: &[u8; 4] = b"FLBA";
+/// The largest bulk message accepted.
+pub const MAX_BULK: usize = 256 * 1024;
+
+fn bulk_key(key: &Key) -> aws_lc_rs::aead::LessSafeKey {
+    let seeds = key.seeds(b"floatlb bulk transfer v1");
+    let mut raw = [0u8; 32];
+    for (i, w) in seeds.iter().enumerate() {
+        raw[i * 8..i * 8 + 8].copy_from_slice(&w.to_be_bytes());
+    }
+    let unbound = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &raw)
+        .expect("a 32-byte AES-256 key");
+    aws_lc_rs::aead::LessSafeKey::new(unbound)
+}
+
+/// Seals `payload` from `sender` at `now_ms` as a bulk message.
+pub fn seal_bulk(key: &Key, sender: &str, now_ms: u64, payload: &[u8]) -> Result<Vec<u8>, String> {
+    use aws_lc_rs::rand::SecureRandom;
+    let name = &sender.as_bytes()[..sender.len().min(255)];
+    let mut out = Vec::with_capacity(payload.len() + 64);
+    out.extend_from_slice(BULK_MAGIC);
+    out.push(VERSION);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(&now_ms.to_be_bytes());
+    let mut nonce = [0u8; 12];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| "no randomness")?;
+    let aad = aws_lc_rs::aead::Aad::from(out.clone());
+    let mut sealed = payload.to_vec();
+    bulk_key(key)
+        .seal_in_place_append_tag(
+            aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+            aad,
+            &mut sealed,
+        )
+        .map_err(|_| "sealing failed")?;
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Opens a bulk message at `now_ms` for node `me`: the sender and the payload.
+pub fn open_bulk(key: &Key, me: &str, now_ms: u64, msg: &[u8]) -> Result<(String, Vec<u8>), Drop> {
+    if msg.len() > MAX_BULK || msg.len() < 4 + 2 || &msg[..4] != BULK_MAGIC || msg[4] != VERSION {
+        return Err(Drop::Malformed);
+    }
+    let n = msg[5] as usize;
+    let head_len = 6 + n + 8;
+    if msg.len() < head_len + 12 + 16 {
+        return Err(Drop::Malformed);
+    }
+    let sender = String::from_utf8_lossy(&msg[6..6 + n]).into_owned();
+    let mut sent = [0u8; 8];
+    sent.copy_from_slice(&msg[6 + n..head_len]);
+    let sent = u64::from_be_bytes(sent);
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(&msg[head_len..head_len + 12]);
+    let aad = aws_lc_rs::aead::Aad::from(&msg[..head_len]);
+    let mut body = msg[head_len + 12..].to_vec();
+    let plain = bulk_key(key)
+        .open_in_place(
+            aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+            aad,
+            &mut body,
+        )
+        .map_err(|_| Drop::BadTag)?;
+    let plain = plain.to_vec();
+    if sender == me {
+        return Err(Drop::OwnEcho);
+    }
+    if sent.abs_diff(now_ms) > MAX_SKEW_MS {
+        return Err(Drop::Stale);
+    }
+    Ok((sender, plain))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,5 +486,34 @@ mod tests {
         let (_, got) = Receiver::new("lb2").open(&key(K), 1, &out[0]).unwrap();
         assert_eq!(got, vec![update(2)]);
         assert!(tx.seal(&key(K), 1, &[]).is_empty());
+    }
+
+    #[test]
+    fn bulk_messages_are_sealed_and_checked() {
+        let k = Key::from_text("0123456789abcdef0123456789abcdef").unwrap();
+        let other = Key::from_text("x123456789abcdef0123456789abcdef").unwrap();
+        let msg = seal_bulk(&k, "lb1", 1_000_000, b"secret key").unwrap();
+        assert!(
+            !msg.windows(6).any(|w| w == b"secret"),
+            "the payload travels sealed"
+        );
+        assert_eq!(
+            open_bulk(&k, "lb2", 1_000_000, &msg).unwrap(),
+            ("lb1".into(), b"secret key".to_vec())
+        );
+        assert_eq!(open_bulk(&other, "lb2", 1_000_000, &msg), Err(Drop::BadTag));
+        assert_eq!(open_bulk(&k, "lb1", 1_000_000, &msg), Err(Drop::OwnEcho));
+        assert_eq!(
+            open_bulk(&k, "lb2", 1_000_000 + MAX_SKEW_MS + 1, &msg),
+            Err(Drop::Stale)
+        );
+        let mut bad = msg.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(open_bulk(&k, "lb2", 1_000_000, &bad), Err(Drop::BadTag));
+        assert_eq!(
+            open_bulk(&k, "lb2", 1_000_000, &msg[..10]),
+            Err(Drop::Malformed)
+        );
     }
 }

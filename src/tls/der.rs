@@ -5,6 +5,7 @@
 //! unexpected is `None`, never a panic. DER writing helpers for OCSP requests.
 
 pub struct LeafInfo {
+    pub not_before: i64,
     pub not_after: i64,
     pub dns_names: Vec<String>,
 }
@@ -54,7 +55,8 @@ pub fn leaf_info(cert: &[u8]) -> Option<LeafInfo> {
     let (SEQUENCE, validity, after_validity) = element(rest)? else {
         return None;
     };
-    let (_, _, validity) = element(validity)?;
+    let (tag, not_before, validity) = element(validity)?;
+    let not_before = parse_time(tag, not_before)?;
     let (tag, not_after, _) = element(validity)?;
     let not_after = parse_time(tag, not_after)?;
     // subject, subjectPublicKeyInfo, then optional [1], [2], [3] extensions.
@@ -101,6 +103,7 @@ pub fn leaf_info(cert: &[u8]) -> Option<LeafInfo> {
         }
     }
     Some(LeafInfo {
+        not_before,
         not_after,
         dns_names,
     })

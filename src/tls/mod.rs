@@ -5,7 +5,8 @@
 //! Not for: handshakes or what is spoken after them (`frontend::handshake`).
 
 pub mod client_auth;
-mod der;
+pub(crate) mod der;
+pub mod managed;
 pub mod ocsp;
 pub mod tickets;
 
@@ -171,7 +172,16 @@ impl SniResolver {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.pick(hello.server_name())
+        // RFC 8737 §3: a TLS-ALPN-01 validation gets its challenge certificate.
+        if let Some(mut offered) = hello.alpn() {
+            if offered.any(|p| p == managed::ACME_TLS_ALPN) {
+                return managed::alpn_answer(hello.server_name());
+            }
+        }
+        if let Some(k) = hello.server_name().and_then(managed::pick) {
+            return Some(k);
+        }
+        self.pick(hello.server_name()).or_else(managed::first)
     }
 }
 

@@ -1,0 +1,405 @@
+//! `[[tls.acme]]` against pebble, RFC 8555's test server (Debian package
+//! `pebble`), with `pebble-challtestsrv` as its DNS (every name is
+//! 127.0.0.1): floatlb orders certificates through HTTP-01 and TLS-ALPN-01,
+//! serves them, renews them, and curl verifies them with pebble's root.
+//! pebble's own HTTPS certificate is made here with `openssl`.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{backend_tables, floatlb_cmd, free_port, Floatlb, TestBackend};
+
+fn tool(name: &str) -> Command {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(found, "{name} is missing: run vm-lab/install-deps");
+    Command::new(name)
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = tool("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// pebble and pebble-challtestsrv, killed on drop.
+struct Pebble {
+    children: Vec<Child>,
+    dir: PathBuf,
+    pub directory: String,
+    management: SocketAddr,
+    ports: (u16, u16),
+}
+
+impl Pebble {
+    /// pebble validating HTTP-01 on `http_port` and TLS-ALPN-01 on
+    /// `tls_port` of 127.0.0.1, issuing certificates valid `validity`
+    /// seconds, refusing orders for `blocked` names.
+    fn start(dir: &Path, http_port: u16, tls_port: u16, validity: u64, blocked: &[&str]) -> Pebble {
+        Self::start_on(
+            dir,
+            (free_port(), free_port()),
+            http_port,
+            tls_port,
+            validity,
+            blocked,
+        )
+    }
+
+    /// [`Pebble::start`] on given directory and management ports.
+    fn start_on(
+        dir: &Path,
+        (listen, management): (u16, u16),
+        http_port: u16,
+        tls_port: u16,
+        validity: u64,
+        blocked: &[&str],
+    ) -> Pebble {
+        // pebble's HTTPS certificate, from a CA of the test's.
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        let mut a = vec!["req", "-x509", "-days", "2", "-subj", "/CN=pebble test CA"];
+        a.extend(["-keyout", "pebble-ca.key", "-out", "pebble-ca.pem"]);
+        a.extend(ec);
+        openssl(dir, &a);
+        let mut r = vec![
+            "req",
+            "-new",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "pebble.key",
+        ];
+        r.extend(["-out", "pebble.csr"]);
+        r.extend(ec);
+        openssl(dir, &r);
+        std::fs::write(
+            dir.join("pebble.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "pebble.csr",
+                "-CA",
+                "pebble-ca.pem",
+                "-CAkey",
+                "pebble-ca.key",
+                "-days",
+                "2",
+                "-extfile",
+                "pebble.ext",
+                "-out",
+                "pebble.pem",
+            ],
+        );
+        let dns = free_port();
+        let blocked: Vec<String> = blocked.iter().map(|b| format!("\"{b}\"")).collect();
+        let config = format!(
+            r#"{{"pebble": {{"listenAddress": "127.0.0.1:{listen}", "managementListenAddress": "127.0.0.1:{management}",
+"certificate": "{d}/pebble.pem", "privateKey": "{d}/pebble.key", "httpPort": {http_port}, "tlsPort": {tls_port},
+"ocspResponderURL": "", "externalAccountBindingRequired": false, "certificateValidityPeriod": {validity},
+"domainBlocklist": [{}]}}}}"#,
+            blocked.join(","),
+            d = dir.display()
+        );
+        std::fs::write(dir.join("pebble.json"), config).unwrap();
+        let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+        let dns_addr = format!("127.0.0.1:{dns}");
+        let challtest = tool("pebble-challtestsrv")
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .args([
+                "-dns01",
+                &dns_addr,
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+            ])
+            .args(["-management", &format!("127.0.0.1:{}", free_port())])
+            .stdout(log("challtestsrv.log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut cmd = tool("pebble");
+        cmd.args(["-config", "pebble.json", "-dnsserver", &dns_addr])
+            .current_dir(dir)
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(log("pebble.log"))
+            .stderr(Stdio::null());
+        let pebble = cmd.spawn().unwrap();
+        let p = Pebble {
+            children: vec![challtest, pebble],
+            dir: dir.to_path_buf(),
+            directory: format!("https://127.0.0.1:{listen}/dir"),
+            management: format!("127.0.0.1:{management}").parse().unwrap(),
+            ports: (listen, management),
+        };
+        let start = Instant::now();
+        while !p.log().contains("Listening on") {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "pebble did not start: {}",
+                p.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        p
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pebble.log")).unwrap_or_default()
+    }
+
+    /// pebble's issuing root, for curl.
+    fn root(&self) -> PathBuf {
+        let path = self.dir.join("pebble-root.pem");
+        let out = tool("curl")
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(self.dir.join("pebble-ca.pem"))
+            .arg(format!("https://{}/roots/0", self.management))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pebble's root: {out:?}");
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
+    }
+
+    /// How many orders pebble has logged.
+    fn orders(&self) -> usize {
+        self.log().matches("Added order").count()
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// curl to `name` on the TLS port, verifying with `root`: Ok(body) or Err.
+fn curl_verified(tls_port: u16, name: &str, root: &Path) -> Result<String, String> {
+    let out = tool("curl")
+        .args(["-sS", "--max-time", "10", "--resolve"])
+        .arg(format!("{name}:{tls_port}:127.0.0.1"))
+        .arg("--cacert")
+        .arg(root)
+        .arg(format!("https://{name}:{tls_port}/"))
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The notAfter of what `name` is served with.
+fn served_not_after(tls_port: u16, name: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{tls_port} -servername {name} </dev/null 2>/dev/null | openssl x509 -noout -enddate -serial"
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool, log: impl Fn() -> String) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < within,
+            "{what} within {within:?}:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// RFC 8555 §7 with pebble: a certificate for a.test through HTTP-01
+/// (§8.3, answered on the cleartext listener) and one for b.test through
+/// TLS-ALPN-01 (RFC 8737, on the TLS listener), both served and verified
+/// by curl with pebble's root; the state directory is 0700 with 0600
+/// files; with a 30-second lifetime, each is renewed at two thirds of it.
+#[test]
+fn http01_and_tls_alpn01_certificates_are_obtained_served_and_renewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http_port, tls_port) = (free_port(), free_port());
+    let pebble = Pebble::start(dir.path(), http_port, tls_port, 30, &[]);
+    let b = TestBackend::start("b1");
+    let state = dir.path().join("acme");
+    let entry = |name: &str, challenge: &str| {
+        format!(
+            "[[tls.acme]]\ndirectory = \"{}\"\nca-file = \"{}\"\ncontact = [\"mailto:ops@example.test\"]\n\
+             names = [\"{name}\"]\nchallenges = [\"{challenge}\"]\n",
+            pebble.directory,
+            dir.path().join("pebble-ca.pem").display()
+        )
+    };
+    let body = format!(
+        "{}\n[tls]\naddress = \"127.0.0.1:{tls_port}\"\nacme-state = \"{}\"\n{}{}",
+        backend_tables(&[(&b, 1)]),
+        state.display(),
+        entry("a.test", "http-01"),
+        entry("b.test", "tls-alpn-01"),
+    );
+    let lb = Floatlb::start_with_listeners(
+        &body,
+        &format!("[[listen]]\naddress = \"127.0.0.1:{http_port}\"\n"),
+    );
+    let root = pebble.root();
+    let log = || format!("{}\n--- pebble ---\n{}", lb.log(), pebble.log());
+    for name in ["a.test", "b.test"] {
+        wait_for(
+            &format!("a verified certificate for {name}"),
+            Duration::from_secs(40),
+            || curl_verified(tls_port, name, &root).is_ok(),
+            log,
+        );
+    }
+    assert_eq!(curl_verified(tls_port, "a.test", &root).unwrap(), "b1");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    for f in ["a.test.pem", "a.test.key", "b.test.key"] {
+        assert_eq!(mode(&state.join(f)), 0o600, "{f}");
+    }
+    // Renewal at two thirds of 30 s: a new certificate, with no failure seen by clients.
+    let first = served_not_after(tls_port, "a.test");
+    let orders = pebble.orders();
+    wait_for(
+        "a renewed certificate",
+        Duration::from_secs(40),
+        || pebble.orders() >= orders + 2 && served_not_after(tls_port, "a.test") != first,
+        log,
+    );
+    let mut failed = 0;
+    for _ in 0..20 {
+        if curl_verified(tls_port, "a.test", &root).is_err() {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 0, "{}", log());
+}
+
+/// pebble refusing (its `domainBlocklist`: a rejectedIdentifier problem,
+/// RFC 8555 §6.7): floatlb logs why, keeps serving the certificate it has,
+/// backs off, and obtains a new one once pebble accepts again.
+#[test]
+fn a_refusing_server_keeps_the_old_certificate_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http_port, tls_port) = (free_port(), free_port());
+    let pebble = Pebble::start(dir.path(), http_port, tls_port, 24, &[]);
+    let ports = pebble.ports;
+    let b = TestBackend::start("b1");
+    let body = format!(
+        "{}\n[tls]\naddress = \"127.0.0.1:{tls_port}\"\nacme-state = \"{}\"\n\
+         [[tls.acme]]\ndirectory = \"{}\"\nca-file = \"{}\"\nnames = [\"a.test\"]\n",
+        backend_tables(&[(&b, 1)]),
+        dir.path().join("acme").display(),
+        pebble.directory,
+        dir.path().join("pebble-ca.pem").display()
+    );
+    let lb = Floatlb::start_with_listeners(
+        &body,
+        &format!("[[listen]]\naddress = \"127.0.0.1:{http_port}\"\n"),
+    );
+    let root = pebble.root();
+    wait_for(
+        "a first certificate",
+        Duration::from_secs(30),
+        || curl_verified(tls_port, "a.test", &root).is_ok(),
+        || lb.log(),
+    );
+    let first = served_not_after(tls_port, "a.test");
+    // pebble now refuses a.test: the renewal (at 16 s) fails and is retried later.
+    drop(pebble);
+    let pebble = Pebble::start_on(dir.path(), ports, http_port, tls_port, 24, &["a.test"]);
+    wait_for(
+        "a refused order logged",
+        Duration::from_secs(30),
+        || {
+            lb.log()
+                .contains("ACME: order failed; keeping the certificate served")
+        },
+        || lb.log(),
+    );
+    assert!(lb.log().contains("rejectedIdentifier"), "{}", lb.log());
+    assert_eq!(
+        served_not_after(tls_port, "a.test"),
+        first,
+        "the old certificate stays"
+    );
+    assert!(lb.log().contains("retry_in_s="), "{}", lb.log());
+    // pebble accepts again: a retry gets a new certificate.
+    drop(pebble);
+    let pebble = Pebble::start_on(dir.path(), ports, http_port, tls_port, 24, &[]);
+    wait_for(
+        "a new certificate after pebble accepts again",
+        Duration::from_secs(60),
+        || served_not_after(tls_port, "a.test") != first,
+        || format!("{}\n{}", lb.log(), pebble.log()),
+    );
+}
+
+/// `floatlb check` names the key of each bad `[[tls.acme]]` setting.
+#[test]
+fn check_refuses_bad_acme_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[listen]\naddress = \"127.0.0.1:{}\"\n[[backend]]\nname = \"b\"\naddress = \"127.0.0.1:9\"\n\
+             [tls]\naddress = \"127.0.0.1:{}\"\nacme-state = \"relative\"\n\
+             [[tls.acme]]\ndirectory = \"http://ca.test/dir\"\nnames = [\"*.a.test\"]\nkey-type = \"rsa\"\n\
+             challenges = [\"dns-01\"]\ncontact = [\"ops@example.test\"]\n",
+            free_port(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = floatlb_cmd("check", &file, &[]);
+    let all = format!("{out}{err}");
+    assert_ne!(code, 0, "{all}");
+    for key in [
+        "tls.acme[0].directory",
+        "tls.acme[0].names[0]",
+        "tls.acme[0].key-type",
+        "tls.acme[0].challenges[0]",
+        "tls.acme[0].contact[0]",
+        "tls.acme-state",
+    ] {
+        assert!(all.contains(key), "{key}: {all}");
+    }
+}
