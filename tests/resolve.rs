@@ -174,8 +174,11 @@ fn a_name_moves_to_another_server_under_load_without_a_failed_request() {
     let stop = Arc::new(AtomicBool::new(false));
     let load = support::load(lb.addr, 4, 200_000, Duration::from_secs(30), stop.clone());
     wait_for("load on web1", &lb, || web1.requests() > 200);
+    let changed = Instant::now();
     dns.set("127.0.0.3 web.lab\n");
     wait_for("requests on web2", &lb, || web2.requests() > 0);
+    // Shown, not asserted: how long the move took with a 1 s TTL.
+    let moved_after = changed.elapsed();
     assert!(
         web2.seen.health_checks.load(Ordering::SeqCst) > 0,
         "web2 took a request before its check"
@@ -206,6 +209,13 @@ fn a_name_moves_to_another_server_under_load_without_a_failed_request() {
         "web1 still gets requests after it left the answer"
     );
     assert!(r.ok > 1000, "{r:?}");
+    eprintln!(
+        "moved under load: {} requests, {} failed; web1 {}, web2 {}; web2's first request {moved_after:?} after the answer changed",
+        r.ok,
+        r.failures.len(),
+        web1.requests(),
+        web2.requests()
+    );
     assert_eq!(
         metric(&lb, &series("floatlb_resolver_changes_total")),
         Some(2.0)
