@@ -1,10 +1,14 @@
-//! The client side: accepting connections and speaking HTTP/1 on them, or,
-//! on the TLS listener, HTTP/1 or HTTP/2 after the handshake.
+//! The client side: accepting connections (a PROXY protocol header first on
+//! `accept-proxy` listeners) and speaking HTTP/1 on them, or, on the TLS
+//! listener, HTTP/1 or HTTP/2 after the handshake; or, on a `mode = "tcp"`
+//! listener, relaying bytes to a backend (`tcp`).
 
 pub mod accept;
+mod grpc;
 pub mod h1;
 pub mod h2;
 mod h2_guard;
 pub mod handshake;
 mod streams;
+pub mod tcp;
 pub mod tunnel;

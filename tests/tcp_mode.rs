@@ -1,0 +1,332 @@
+//! `[[listen]] mode = "tcp"` with real peers: a TCP echo service (a server
+//! that speaks first, as SSH and SMTP do) relayed both ways with its
+//! half-close, source hashing, connect retries, connect-only health checks
+//! and a drain that closes open connections with a FIN; and TLS passthrough
+//! to two nginx TLS servers chosen by the ClientHello's server name (RFC 6066
+//! §3), told apart by the certificate `openssl s_client` receives.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{free_port, http_get, make_cert, Floatlb};
+
+/// Kills the child on drop, also when a test fails.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An echo server that greets each connection with `hello from {name}\n`,
+/// then sends back what it gets until the client's FIN, then closes.
+fn echo_server(name: &'static str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                let _ = writeln!(s, "hello from {name}");
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+fn greeting(s: &TcpStream) -> String {
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    line.trim().to_string()
+}
+
+fn wait_log(path: &Path, what: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(what) {
+            return text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no {what:?} in the access log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Backends of pools named starting with `pool` that are down now.
+fn backends_down(lb: &Floatlb, pool: &str) -> usize {
+    let label = format!("pool=\"{pool}");
+    http_get(lb.admin, "/metrics")
+        .2
+        .lines()
+        .filter(|l| l.starts_with("floatlb_backend_up") && l.contains(&label))
+        .filter(|l| l.ends_with(" 0"))
+        .count()
+}
+
+/// Bytes both ways with the backend speaking first, a 1 MiB round trip,
+/// the client's half-close passed on (the backend's answer still arrives,
+/// then its close); `source` hashing keeps a client on one backend; a dead
+/// backend's failed connect is retried on another; the echo servers pass the
+/// pool's connect-only checks (an HTTP check would fail them); one access
+/// log line per connection with bytes both ways and its termination code;
+/// and a drain closes an open connection with a FIN, not a reset.
+#[test]
+fn echo_through_a_tcp_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e1, e2) = (echo_server("e1"), echo_server("e2"));
+    let dead = format!("127.0.0.1:{}", free_port());
+    let (hashed, retried) = (free_port(), free_port());
+    let log = dir.path().join("access.log");
+    let body = format!(
+        "[health]\nenabled = false\n\n\
+         [log]\naccess = \"custom\"\naccess-path = \"{}\"\nformat = \"{{method}} {{target}} {{bytes}} {{pool}} {{termination}}\"\n\n\
+         [[pool]]\nname = \"echo\"\nbackends = [\"{e1}\", \"{e2}\"]\nbalance = {{ algorithm = \"source\" }}\nhealth = {{ interval = \"200ms\" }}\n\n\
+         [[pool]]\nname = \"flaky\"\nbackends = [\"{dead}\", \"{e1}\"]\nretries = 2\nhealth = {{ enabled = false }}\n\n\
+         [[backend]]\nname = \"http\"\naddress = \"{e2}\"\n",
+        log.display()
+    );
+    let listeners = format!(
+        "[[listen]]\nname = \"echo\"\naddress = \"127.0.0.1:{hashed}\"\nmode = \"tcp\"\npool = \"echo\"\n\n\
+         [[listen]]\nname = \"flaky\"\naddress = \"127.0.0.1:{retried}\"\nmode = \"tcp\"\npool = \"flaky\"\n"
+    );
+    let lb = Floatlb::start_with_listeners(&body, &listeners);
+    let echo: SocketAddr = format!("127.0.0.1:{hashed}").parse().unwrap();
+
+    let mut s = connect(echo);
+    let first = greeting(&s);
+    assert!(first.starts_with("hello from e"), "{first}");
+    let payload: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    let writer = {
+        let mut w = s.try_clone().unwrap();
+        let p = payload.clone();
+        std::thread::spawn(move || {
+            w.write_all(&p).unwrap();
+            w.shutdown(std::net::Shutdown::Write).unwrap();
+        })
+    };
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).unwrap();
+    writer.join().unwrap();
+    assert_eq!(back.len(), payload.len(), "echoed bytes");
+    assert!(back == payload, "the echo differs");
+    for _ in 0..3 {
+        assert_eq!(
+            greeting(&connect(echo)),
+            first,
+            "source hashing moved the client"
+        );
+    }
+    let text = wait_log(&log, &format!("in={}", payload.len()));
+    let line = text.lines().find(|l| l.contains("in=1048576")).unwrap();
+    let to_client = first.len() + 1 + payload.len();
+    assert_eq!(
+        line,
+        format!("TCP - in=1048576 {to_client} echo --"),
+        "{text}"
+    );
+
+    let flaky: SocketAddr = format!("127.0.0.1:{retried}").parse().unwrap();
+    for _ in 0..4 {
+        assert_eq!(greeting(&connect(flaky)), "hello from e1");
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        backends_down(&lb, "echo"),
+        0,
+        "echo servers failed their checks:\n{}",
+        lb.log()
+    );
+
+    // A drain: the open connection gets a FIN (EOF), not a reset.
+    let mut open = connect(echo);
+    assert_eq!(greeting(&open), first);
+    lb.signal(libc::SIGTERM);
+    let mut rest = Vec::new();
+    match open.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) => panic!("the drain reset the connection: {e}\n{}", lb.log()),
+    }
+}
+
+/// nginx with `servers` (server blocks) in its own prefix `dir`.
+fn nginx(dir: &Path, servers: &str) -> Killed {
+    let user = if unsafe { libc::geteuid() } == 0 {
+        "user root;\n"
+    } else {
+        ""
+    };
+    let d = dir.display();
+    let conf = format!(
+        "{user}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n\
+         fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n{servers}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = Command::new("nginx")
+        .args(["-p", &d.to_string(), "-c", path.to_str().unwrap()])
+        .args(["-g", "daemon off;"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx (vm-lab/install-deps installs it)");
+    Killed(child)
+}
+
+fn wait_port(port: u16) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The subject of the certificate `openssl s_client` gets from `port` when
+/// it asks for `name` (None: no SNI).
+fn subject(port: u16, name: Option<&str>) -> String {
+    let mut c = Command::new("openssl");
+    c.args(["s_client", "-connect", &format!("127.0.0.1:{port}")]);
+    match name {
+        Some(n) => c.args(["-servername", n]),
+        None => c.arg("-noservername"),
+    };
+    let out = c
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl (vm-lab/install-deps installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("subject="))
+        .unwrap_or_else(|| panic!("no certificate for {name:?}: {text}"))
+        .trim()
+        .to_string()
+}
+
+/// RFC 6066 §3 read without terminating TLS (RFC 8446 §4.1.2): a TCP
+/// listener with `sni` entries sends each ClientHello to the nginx of the
+/// pool its server name picks (exact name, `*.suffix` at any depth, else the
+/// default `pool`, also for a hello without a name); the certificate the
+/// client receives is that nginx's own, and a request goes through end to
+/// end. A client that is not TLS is closed (PR in the access log).
+#[test]
+fn tls_passthrough_by_server_name() {
+    let dir = tempfile::tempdir().unwrap();
+    make_cert(dir.path(), "a", &["a.example"], 30);
+    make_cert(dir.path(), "b", &["b.example", "*.b.example"], 30);
+    let (pa, pb, front) = (free_port(), free_port(), free_port());
+    let server = |port: u16, site: &str| {
+        format!(
+            "server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/{site}.pem; ssl_certificate_key {d}/{site}.key; return 200 \"site {site}\\n\"; }}\n",
+            d = dir.path().display()
+        )
+    };
+    let _nginx = nginx(
+        dir.path(),
+        &format!("{}{}", server(pa, "a"), server(pb, "b")),
+    );
+    wait_port(pa);
+    wait_port(pb);
+    let log = dir.path().join("access.log");
+    let body = format!(
+        "[health]\nenabled = false\n\n\
+         [log]\naccess = \"custom\"\naccess-path = \"{}\"\nformat = \"{{method}} {{target}} {{pool}} {{termination}}\"\n\n\
+         [[pool]]\nname = \"site-a\"\nbackends = [\"127.0.0.1:{pa}\"]\nhealth = {{ interval = \"200ms\" }}\n\n\
+         [[pool]]\nname = \"site-b\"\nbackends = [\"127.0.0.1:{pb}\"]\nhealth = {{ interval = \"200ms\" }}\n\n\
+         [[backend]]\nname = \"unused\"\naddress = \"127.0.0.1:{pa}\"\n",
+        log.display()
+    );
+    let listeners = format!(
+        "[[listen]]\nname = \"passthrough\"\naddress = \"127.0.0.1:{front}\"\nmode = \"tcp\"\n\
+         sni = {{ \"a.example\" = \"site-a\", \"*.b.example\" = \"site-b\" }}\npool = \"site-a\"\n"
+    );
+    let lb = Floatlb::start_with_listeners(&body, &listeners);
+    for (name, cn) in [
+        (Some("a.example"), "a.example"),
+        (Some("x.b.example"), "b.example"),
+        (Some("deep.x.B.example"), "b.example"),
+        (Some("other.example"), "a.example"),
+        (None, "a.example"),
+    ] {
+        let got = subject(front, name);
+        assert!(got.ends_with(cn), "{name:?}: got {got}\n{}", lb.log());
+    }
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "10", "--resolve"])
+        .arg(format!("www.b.example:{front}:127.0.0.1"))
+        .arg(format!("https://www.b.example:{front}/"))
+        .output()
+        .expect("curl (vm-lab/install-deps installs it)");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "site b\n");
+    wait_log(&log, "TCP www.b.example in=");
+
+    let mut plain = connect(format!("127.0.0.1:{front}").parse().unwrap());
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(plain.read(&mut buf), Ok(0) | Err(_)),
+        "plain text relayed"
+    );
+    wait_log(&log, "TCP - in=0 - PR");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        backends_down(&lb, "site-"),
+        0,
+        "TLS backends failed their checks"
+    );
+}
+
+/// `floatlb check` names an unknown pool of a TCP listener, and `pool` on
+/// an HTTP listener, at their keys.
+#[test]
+fn check_points_at_unknown_pools() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[listen]]\naddress = \"127.0.0.1:8080\"\npool = \"web\"\n\n\
+         [[listen]]\naddress = \"127.0.0.1:8443\"\nmode = \"tcp\"\n\
+         sni = { \"a.example\" = \"nope\" }\npool = \"missing\"\n\n\
+         [[pool]]\nname = \"web\"\nbackends = [\"127.0.0.1:9000\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = support::floatlb_cmd("check", &path, &[]);
+    let text = format!("{out}{err}");
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains("listen[1].pool: no pool named \"missing\" (pools: web)"),
+        "{text}"
+    );
+    assert!(text.contains("no pool named \"nope\""), "{text}");
+    assert!(
+        text.contains("listen[0].pool: pool and sni are for mode = \"tcp\""),
+        "{text}"
+    );
+}
