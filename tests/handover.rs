@@ -8,13 +8,13 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::netns::{get_status_from, http_from, netns_available, Lab};
 use support::vrrp_lab::{
-    admin_metrics, admin_status, serial, start_node_with, transitions, worker_pid_of, Family,
-    KillOnDrop, ADMIN, V4,
+    admin_metrics, admin_status, serial, start_node_listening, start_node_with, transitions,
+    worker_pid_of, Family, KillOnDrop, Node, ADMIN, FAST_HEALTH, V4,
 };
 
 /// RFC 5798 §6.4.2: lb1 leaves with a priority-0 advert, so the backup waits
@@ -349,3 +349,310 @@ fn requests_in_pieces_are_acknowledged_at_once() {
         );
     }
 }
+
+// ---- issue 35: a planned handover that drops no SYN (src/net/steer.rs) -----------------------
+
+/// The steering's figures on `host`: (packets passed on, packets guarded, the `prev`
+/// entries), from its nftables table.
+fn steering(lab: &Lab, host: &str, f: Family) -> (u64, u64, String) {
+    let nft = |args: &[&str]| {
+        let out = lab.exec(host).arg("nft").args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let packets = |name: &str| {
+        let text = nft(&["list", "counter", "netdev", "floatlb_handover", name]);
+        let mut w = text.split_whitespace();
+        w.find(|w| *w == "packets");
+        w.next().and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    let map = if f == V4 { "prev4" } else { "prev6" };
+    let entries = nft(&["list", "map", "netdev", "floatlb_handover", map]);
+    let entries = entries
+        .split_once("elements = {")
+        .map_or(String::new(), |(_, e)| {
+            e.split('}').next().unwrap_or("").trim().to_string()
+        });
+    (packets("forwarded"), packets("guarded"), entries)
+}
+
+/// Whether `nft` is here; the tests below need it (vm-lab/install-deps installs it).
+fn nft_available(test: &str) -> bool {
+    let ok = Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("FLOATLB_REQUIRE_NETNS").as_deref() != Ok("1"),
+            "{test}: nft (Debian nftables) is missing"
+        );
+        eprintln!("skipping {test}: nft (Debian nftables) is missing");
+    }
+    ok
+}
+
+/// A pair with the steering installed and a 3 s `vip-linger` (the window in which the new
+/// master passes the old master's flows back): lb1 master, lb2's entry naming lb1.
+fn steered_pair(f: Family, lab: &Lab, web: &support::TestBackend) -> (Node, Node) {
+    let health = format!("{FAST_HEALTH}[timeouts]\nvip-linger = \"3s\"\n");
+    let listen = if f == V4 { "0.0.0.0:80" } else { "[::]:80" };
+    let n1 = start_node_listening(
+        lab,
+        "lb1",
+        listen,
+        &health,
+        &[web.addr],
+        &f.table(150, 100, ""),
+    );
+    let n2 = start_node_listening(
+        lab,
+        "lb2",
+        listen,
+        &health,
+        &[web.addr],
+        &f.table(100, 100, ""),
+    );
+    lab.wait_for("lb1 holds the VIP", Duration::from_secs(6), || {
+        f.holders(lab) == (true, false)
+    });
+    let lb1 = f.advert_source(lab, "lb1").to_string();
+    lab.wait_for("lb2's steering names lb1", Duration::from_secs(3), || {
+        steering(lab, "lb2", f).2.contains(&lb1)
+    });
+    assert!(n1.log().contains("handover steering ready"), "{}", n1.log());
+    (n1, n2)
+}
+
+/// A client connection driven step by step from a thread in the client's namespace.
+struct Flow {
+    go: std::sync::mpsc::Sender<()>,
+    done: std::thread::JoinHandle<Result<String, String>>,
+}
+
+/// Connects to the VIP and sends the first half of a request; the second half and the read
+/// wait for [`Flow::finish`].
+fn open_flow(lab: &Lab, f: Family) -> Flow {
+    use std::io::{Read, Write};
+    let path = format!("/run/netns/{}", lab.ns("client"));
+    let addr = f.vip_addr();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready) = std::sync::mpsc::channel::<Result<(), String>>();
+    let done = std::thread::spawn(move || {
+        support::netns::enter(&path);
+        let mut s = match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ready_tx.send(Err(format!("connect: {e}")));
+                return Err(format!("connect: {e}"));
+            }
+        };
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let sent = s.write_all(b"GET / HTTP/1.1\r\nHost: steer.test\r\n");
+        let _ = ready_tx.send(sent.map_err(|e| e.to_string()));
+        let _ = wait.recv();
+        s.write_all(b"Connection: close\r\n\r\n")
+            .map_err(|e| format!("write: {e}"))?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer)
+            .map_err(|e| format!("read: {e}"))?;
+        Ok(answer)
+    });
+    ready
+        .recv()
+        .unwrap()
+        .expect("the first half of the request");
+    Flow { go, done }
+}
+
+impl Flow {
+    fn finish(self) -> Result<String, String> {
+        let _ = self.go.send(());
+        self.done.join().unwrap()
+    }
+}
+
+/// Points the client's neighbour entry for the VIP at `host`: a client that has (or has not
+/// yet) seen the new master's gratuitous ARP.
+fn client_sends_to(lab: &Lab, f: Family, host: &str) {
+    let st = lab
+        .exec("client")
+        .args(["ip", "neigh", "replace", f.vip(), "lladdr", &lab.mac(host)])
+        .args(["dev", "eth0", "nud", "permanent"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// SYNs (without ACK) from the client to the VIP's port 80 in a capture.
+fn syns_in(capture: &str) -> usize {
+    capture.lines().filter(|l| l.contains("Flags [S]")).count()
+}
+
+/// Issue 35, a planned handover with the steering (`POST /admin/handover`): a client that
+/// has not seen the gratuitous ARP yet sends its SYN to the old master after the step-down;
+/// the old master answers it (no SYN dropped: tcpdump sees one SYN, no retransmission).
+/// Then the client's ARP moves and the rest of its request reaches the new master, which
+/// has no socket for the flow and passes it to the old one: the answer comes back whole.
+/// Once `vip-linger` has passed, the new master's entry is gone and nothing more is passed
+/// on.
+fn a_late_syn_is_served_by_the_old_master_and_its_flow_completes(f: Family) {
+    if !nft_available("a_late_syn_is_served_by_the_old_master_and_its_flow_completes") {
+        return;
+    }
+    let (lab, web) = f.lab();
+    let (n1, _n2) = steered_pair(f, &lab, &web);
+    client_sends_to(&lab, f, "lb1");
+    let mut capture = KillOnDrop(
+        lab.exec("client")
+            .args(["tcpdump", "-l", "-n", "-i", "eth0", "tcp", "port", "80"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let out = lab
+        .exec("lb1")
+        .args(["curl", "-s", "-m", "10", "-X", "POST"])
+        .arg(format!("http://{ADMIN}/admin/handover"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains("new SYNs served"), "{said}\n{}", n1.log());
+    lab.wait_for("lb2 takes over", Duration::from_secs(3), || {
+        f.has_vip(&lab, "lb2")
+    });
+    // The SYN goes to the old master, which still holds the VIP for vip-linger.
+    let flow = open_flow(&lab, f);
+    client_sends_to(&lab, f, "lb2");
+    lab.wait_for(
+        "lb2 passes lb1's flows back for a while",
+        Duration::from_secs(2),
+        || {
+            let entry = steering(&lab, "lb2", f).2;
+            entry.contains("timeout") && entry.contains(&f.advert_source(&lab, "lb1").to_string())
+        },
+    );
+    let (before, _, _) = steering(&lab, "lb2", f);
+    let answer = flow.finish().expect("the late flow completes");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("web1"), "{answer}");
+    let (after, _, _) = steering(&lab, "lb2", f);
+    assert!(
+        after > before,
+        "lb2 passed the flow's packets to lb1 ({before} -> {after})"
+    );
+    // A new connection now goes to lb2 and is served there.
+    assert_eq!(http_from(&lab, "client", f.vip_addr(), "/").0, 200);
+    // The forwarding ends by itself (the kernel removes the entry after vip-linger + margin).
+    lab.wait_for("lb2's entry expires", Duration::from_secs(6), || {
+        steering(&lab, "lb2", f).2.is_empty()
+    });
+    let _ = capture.0.kill();
+    let mut text = String::new();
+    use std::io::Read;
+    capture
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(
+        syns_in(&text),
+        2,
+        "one SYN per connection, none sent again:\n{text}"
+    );
+}
+ipv4_only!(a_late_syn_is_served_by_the_old_master_and_its_flow_completes);
+
+/// Issue 35: a packet is passed on at most once. With both nodes' entries pointing at each
+/// other (set by hand: no VRRP state gives that), stray ACKs for no flow reach lb2, which
+/// passes them to lb1 with TTL 1; lb1 never passes a TTL-1 packet on (its guard counts them)
+/// and answers them itself (a reset): no loop.
+fn a_packet_is_passed_on_at_most_once(f: Family) {
+    if !nft_available("a_packet_is_passed_on_at_most_once") {
+        return;
+    }
+    let (lab, web) = f.lab();
+    let (_n1, _n2) = steered_pair(f, &lab, &web);
+    let map = if f == V4 { "prev4" } else { "prev6" };
+    // lb2 is not master here, but its table is the same: point it at lb1 and lb1 at lb2.
+    for (host, to) in [("lb1", "lb2"), ("lb2", "lb1")] {
+        let to = f.advert_source(&lab, to);
+        let st = lab
+            .exec(host)
+            .args(["nft", "add", "element", "netdev", "floatlb_handover", map])
+            .arg(format!("{{ {} : {to} }}", f.vip()))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    client_sends_to(&lab, f, "lb2");
+    let st = lab
+        .exec("client")
+        .args([
+            "hping3",
+            "-q",
+            "-c",
+            "3",
+            "-i",
+            "u20000",
+            "-A",
+            "-p",
+            "80",
+            f.vip(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    assert!(st.is_ok_and(|s| s.success()), "hping3");
+    std::thread::sleep(Duration::from_millis(300));
+    let (fwd2, _, _) = steering(&lab, "lb2", f);
+    let (fwd1, guarded1, _) = steering(&lab, "lb1", f);
+    assert_eq!(fwd2, 3, "lb2 passed each stray ACK on once");
+    assert_eq!(guarded1, 3, "lb1 kept each one");
+    assert_eq!(fwd1, 0, "lb1 passed nothing back");
+}
+ipv4_only!(a_packet_is_passed_on_at_most_once);
+
+/// Issue 35: the new master dies in the middle of a planned handover (SIGKILL while it
+/// passes lb1's flows back). lb1 takes the VIP again after Master_Down_Interval, as after
+/// any death: one master, and it passes nothing on (a takeover after silence arms no
+/// entry), so no packet goes round.
+fn a_crash_mid_handover_leaves_one_master_and_no_forwarding(f: Family) {
+    if !nft_available("a_crash_mid_handover_leaves_one_master_and_no_forwarding") {
+        return;
+    }
+    let (lab, web) = f.lab();
+    let (n1, n2) = steered_pair(f, &lab, &web);
+    let out = lab
+        .exec("lb1")
+        .args(["curl", "-s", "-m", "10", "-X", "POST"])
+        .arg(format!("http://{ADMIN}/admin/handover"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    lab.wait_for("lb2 takes over", Duration::from_secs(3), || {
+        f.has_vip(&lab, "lb2")
+    });
+    lab.wait_for(
+        "lb2 passes lb1's flows back",
+        Duration::from_secs(2),
+        || steering(&lab, "lb2", f).2.contains("timeout"),
+    );
+    drop(n2);
+    lab.wait_for("lb1 is master again", Duration::from_secs(5), || {
+        f.has_vip(&lab, "lb1") && admin_status(&lab, "lb1").contains("\"state\":\"MASTER\"")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (fwd, _, entry) = steering(&lab, "lb1", f);
+    assert!(entry.is_empty(), "lb1 passes nothing on: {entry:?}");
+    assert_eq!(fwd, 0);
+    // A client that took lb1's gratuitous ARP (one that took lb2's within the last second
+    // keeps lb2's MAC for its neighbour locktime: that is ARP's, with or without steering).
+    client_sends_to(&lab, f, "lb1");
+    let answer = http_from(&lab, "client", f.vip_addr(), "/");
+    assert_eq!(answer.0, 200, "{answer:?}\n{}", n1.log());
+}
+ipv4_only!(a_crash_mid_handover_leaves_one_master_and_no_forwarding);

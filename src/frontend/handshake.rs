@@ -44,8 +44,13 @@ pub(crate) async fn serve_connection(
         return;
     };
     // The handshake is due as a request head is: within client-header.
+    // Boxed, as the HTTP/2 serve below: the task is sized for its largest
+    // state and kept that size for the connection's life, so futures that
+    // are large (a session inline, h2's connection) but not what an idle
+    // connection waits in are allocated only while they run.
     let handshake = TlsConn::accept(tcp, server_config);
-    let tls = match tokio::time::timeout(conn.limits().client_header, handshake).await {
+    let handshake = Box::pin(tokio::time::timeout(conn.limits().client_header, handshake));
+    let tls = match handshake.await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             shared
@@ -79,12 +84,26 @@ pub(crate) async fn serve_connection(
     }
     conn.client_cert =
         crate::tls::client_auth::Identity::of(tls.session().peer_certificates()).map(Arc::new);
+    // For a `send-proxy = "v2"` pool's TLVs, when the task carries the facts.
+    let _ = crate::net::proxy_protocol::CLIENT.try_with(|c| {
+        let session = tls.session();
+        c.borrow_mut().tls = Some(crate::net::proxy_protocol::TlsFacts {
+            version: session.protocol_version().map(|v| match v {
+                rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+                rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+                _ => "TLS",
+            }),
+            alpn: session.alpn_protocol().map(<[u8]>::to_vec),
+            server_name: session.server_name().map(str::to_string),
+        });
+    });
     shared.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
     if resumed {
         shared.stats.tls_resumed.fetch_add(1, Ordering::Relaxed);
     }
     if h2 {
-        super::h2::serve(tls, peer, shared, &conn.shutdown, listener).await;
+        let serve = super::h2::serve(tls, peer, shared, &conn.shutdown, listener);
+        Box::pin(serve).await;
     } else {
         let mut io = ClientIo::Tls(Box::new(tls));
         h1::serve(&mut io, &conn).await;

@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod listener;
+pub mod steer;
 #[cfg(test)]
 pub(crate) mod script;
 pub(crate) mod tls_stream;
@@ -17,7 +18,6 @@ use bytes::BytesMut;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::io::ReadBuf;
 use tokio::net::TcpListener;
 
 pub(crate) use tls_stream::TlsConn;
@@ -175,14 +175,7 @@ impl ClientIo {
         want: usize,
     ) -> Poll<std::io::Result<usize>> {
         if let ClientIo::Tls(t) = self {
-            buf.reserve(want);
-            let spare = buf.spare_capacity_mut();
-            let mut rb = ReadBuf::uninit(spare);
-            ready!(t.poll_read_plain(cx, &mut rb))?;
-            let n = rb.filled().len();
-            // SAFETY: poll_read initialised the first n bytes of the spare capacity.
-            unsafe { buf.set_len(buf.len() + n) };
-            return Poll::Ready(Ok(n));
+            return t.poll_recv(cx, buf, want);
         }
         self.poll_op(cx, false, |fd| {
             buf.reserve(want);

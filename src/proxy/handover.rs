@@ -30,6 +30,13 @@
 //!    update reached them still find the host that holds their connection.
 //! 5. **Drain** what is still in flight; then (SIGTERM) exit, or (admin
 //!    handover) release the VIP, lift the SYN filter and serve as a backup.
+//!
+//! With the packet steering (`net::steer`, set by [`Handover::set_steered`] when the
+//! supervisor installed it) step 3 goes: no SYN is dropped and nothing waits for the
+//! connections opened since step 1. The old master steps down after step 2 and keeps
+//! serving whatever reaches it (late SYNs from clients that have not seen the gratuitous
+//! ARP yet, one request each); the new master takes every new SYN and passes the packets of
+//! the old master's flows back to it at L2 until `vip-linger` has passed.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
@@ -63,6 +70,8 @@ pub struct Handover {
     /// Further `[[listen]]` entries' sockets, held back alike.
     extra_listener_fds: std::sync::Mutex<Vec<RawFd>>,
     running: AtomicBool,
+    /// The new master passes this node's late flows back to it (`net::steer`): no SYN filter.
+    steered: AtomicBool,
 }
 
 impl Default for Handover {
@@ -77,6 +86,7 @@ impl Default for Handover {
             tls_listener_fd: AtomicI32::new(-1),
             extra_listener_fds: Default::default(),
             running: AtomicBool::new(false),
+            steered: AtomicBool::new(false),
         }
     }
 }
@@ -152,6 +162,12 @@ impl Handover {
             .push(fd);
     }
 
+    /// Whether the pair steers packets for the handover (`net::steer`): then step 3 drops
+    /// no SYN and the node steps down as soon as its keep-alive connections are closed.
+    pub fn set_steered(&self, on: bool) {
+        self.steered.store(on, Ordering::Release);
+    }
+
     /// Runs steps 1–4 of the sequence above, calling `step_down` for step 4
     /// (it must send the priority-0 adverts and return). Blocking; returns a
     /// report for logs and the admin response, or an error if a handover is
@@ -175,6 +191,21 @@ impl Handover {
         }
         let left = self.by_epoch[old].load(Ordering::Acquire);
         let waited = t0.elapsed();
+        if self.steered.load(Ordering::Acquire) {
+            // 3 and 4: the new master takes the new SYNs, and passes the packets of the
+            // connections still open here back to this node: step down now, serve on.
+            let open = self.open();
+            let vrrp = step_down();
+            let msg = format!(
+                "handover: keep-alive connections closed in {:.1} ms ({left} still open), new SYNs served \
+                 (steered: the new master passes this node's flows back), {open} connections open at \
+                 step-down after {:.1} ms, {vrrp}",
+                waited.as_secs_f64() * 1e3,
+                t0.elapsed().as_secs_f64() * 1e3,
+            );
+            tracing::info!("{msg}");
+            return Ok(msg);
+        }
         // 3. Drop new SYNs; let handshakes already under way complete.
         let fd = self.listener_fd.load(Ordering::Acquire);
         let filtered = fd >= 0 && set_syn_filter(fd, true).is_ok();

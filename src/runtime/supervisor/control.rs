@@ -139,6 +139,12 @@ impl Supervisor {
         self.call("master").is_ok_and(|a| a == "1")
     }
 
+    /// Whether this node's supervisor steers packets for the planned handover
+    /// (`net::steer`): then the old master serves late SYNs instead of dropping them.
+    pub fn steering(&self) -> bool {
+        self.call("steering").is_ok_and(|a| a == "1")
+    }
+
     /// Priority-0 adverts from every master instance; VIPs kept for `linger`.
     pub fn step_down(&self, linger: Duration) -> String {
         self.call(&format!("step-down {}", linger.as_millis()))

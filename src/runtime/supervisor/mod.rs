@@ -21,6 +21,7 @@
 //! child exits.
 
 pub mod control;
+mod steer;
 pub mod vrrp;
 
 use std::collections::VecDeque;
@@ -68,6 +69,9 @@ struct Process {
 
 struct State {
     ha: Option<Ha>,
+    /// The planned handover's packet steering (`net::steer`), when the kernel and `nft`
+    /// offer it.
+    steering: Option<Arc<crate::net::steer::Steering>>,
     sockets: Mutex<Sockets>,
     /// The `[[vrrp]]` tables the instances run with.
     vrrp: Mutex<Vec<config::Vrrp>>,
@@ -196,9 +200,15 @@ async fn supervise(config: Config, path: &Path, log: Option<String>) -> anyhow::
     // the upgrade must start the new one.
     let exe = std::env::current_exe().context("cannot find floatlb's own binary")?;
     let ha = Ha::start(&config)?;
+    // Before the instances can take over: a backup is ready when it announces.
+    let steering = ha
+        .as_ref()
+        .and_then(|_| install_steering(&config))
+        .map(Arc::new);
     let (events, mut rx) = mpsc::unbounded_channel();
     let state = Arc::new(State {
         ha,
+        steering: steering.clone(),
         sockets: Mutex::new(sockets),
         vrrp: Mutex::new(config.vrrp.clone()),
         path: path.to_path_buf(),
@@ -238,6 +248,11 @@ async fn supervise(config: Config, path: &Path, log: Option<String>) -> anyhow::
             + config.timeouts.drain
             + Duration::from_secs(5),
     };
+    if let Some(s) = steering {
+        let t = &config.timeouts;
+        steer::spawn(state.clone(), s, &config.vrrp, t.vip_linger, t.handover)
+            .context("cannot start the handover steering thread")?;
+    }
     let first = sup.spawner.spawn().context("cannot start the worker")?;
     sup.set_current(first);
     let far = || Instant::now() + Duration::from_secs(86400);
@@ -283,8 +298,51 @@ async fn supervise(config: Config, path: &Path, log: Option<String>) -> anyhow::
     if let Some(ha) = &state.ha {
         ha.shutdown();
     }
+    if let Some(s) = &state.steering {
+        s.remove();
+    }
     tracing::info!("supervisor stopped");
     result
+}
+
+/// The steering table for every `[[vrrp]]` interface, its VIPs and the listeners' ports; None
+/// (with the reason logged) where the kernel or `nft` cannot do it: planned handovers then hold
+/// back new SYNs as before.
+fn install_steering(config: &Config) -> Option<crate::net::steer::Steering> {
+    use crate::net::steer::{Spec, Steering};
+    let mut ports: Vec<u16> = std::iter::once(config.listen.address.port())
+        .chain(config.tls.iter().map(|t| t.address.port()))
+        .chain(config.listen.all.iter().map(|l| l.address.port()))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let mut specs: Vec<Spec> = Vec::new();
+    for v in &config.vrrp {
+        let vips = v.vips().into_iter().map(|(a, _)| a);
+        match specs.iter_mut().find(|s| s.interface == v.interface) {
+            Some(s) => s.vips.extend(vips),
+            None => specs.push(Spec {
+                interface: v.interface.clone(),
+                vips: vips.collect(),
+                ports: ports.clone(),
+            }),
+        }
+    }
+    // Remembered flows outlast the forwarding window that follows a takeover.
+    let remember = config.timeouts.vip_linger + steer::MARGIN + Duration::from_secs(1);
+    match Steering::install(specs, remember) {
+        Ok(s) => {
+            tracing::info!(
+                "handover steering ready (nftables table {}): a planned handover drops no SYN",
+                crate::net::steer::TABLE
+            );
+            Some(s)
+        }
+        Err(e) => {
+            tracing::warn!("handover steering unavailable ({e}): a planned handover holds back new SYNs, and clients whose SYN it drops wait 1 s");
+            None
+        }
+    }
 }
 
 fn kill(pid: u32, sig: libc::c_int) {
@@ -669,6 +727,7 @@ fn answer(request: &str, id: u64, state: &State) -> Result<String, String> {
         } else {
             "0".into()
         }),
+        "steering" => Ok(if state.steering.is_some() { "1" } else { "0" }.into()),
         "step-down" => {
             let ms: u64 = args.parse().map_err(|_| "step-down: milliseconds")?;
             let ha = state.ha.as_ref().ok_or_else(no_vrrp)?;

@@ -420,6 +420,7 @@ fn hand_over(shared: &Shared, sup: &Supervisor) -> Result<String, String> {
         return Err("not master: nothing to hand over".into());
     }
     let t = shared.live.load().config.timeouts.clone();
+    shared.handover.set_steered(sup.steering());
     shared
         .handover
         .hand_over(t.handover, || sup.step_down(t.vip_linger))
