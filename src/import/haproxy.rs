@@ -1138,6 +1138,8 @@ struct Bind {
     alpn: Option<Vec<String>>,
     accept_proxy: bool,
     notes: Vec<String>,
+    /// A `mode tcp` frontend's bind: the pool and the SNI entries its connections go to.
+    tcp: Option<(Option<String>, Vec<(String, String)>)>,
 }
 
 fn parse_addr(a: &str, default_port: Option<u16>) -> Result<SocketAddr, String> {
@@ -1297,6 +1299,7 @@ fn bind(l: &Line, frontend: &str, ctx: &mut Ctx<'_>, notes: &mut Vec<String>) ->
                 alpn: alpn.clone(),
                 accept_proxy: accept_proxy && ctx.keys.listen_accept_proxy,
                 notes: std::mem::take(&mut b_notes),
+                tcp: None,
             }),
             Err(e) => {
                 ctx.skip_part(l, &format!("bind {a}"), &e, notes);
@@ -1659,7 +1662,14 @@ fn pool(
                 h.push((k.clone(), v.clone()));
             }
         }
-        if !httpchk {
+        if s.mode_tcp {
+            h.retain(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "method" | "path" | "host" | "expect-status" | "expect-body"
+                )
+            });
+        } else if !httpchk {
             t.note("HAProxy checked TCP connects (no option httpchk); floatlb checks by HTTP: any status passes".into());
             set_kv(&mut h, "expect-status", quote("100-599"));
         }
@@ -1732,7 +1742,7 @@ fn pool(
         t.note(format!("pool {name}: no server floatlb can reach (ip:port), so it is left out, with the routes to it"));
         t.commented_out = true;
     }
-    if s.mode_tcp {
+    if s.mode_tcp && !ctx.keys.listen_mode_tcp {
         // Reported by the caller; kept out of the file.
         t.commented_out = true;
     }
@@ -1740,7 +1750,7 @@ fn pool(
         table: t,
         edits_req,
         edits_resp,
-        empty: empty || s.mode_tcp,
+        empty: empty || s.mode_tcp && !ctx.keys.listen_mode_tcp,
         forwardfor: s.forwardfor,
         forwarded: s.forwarded,
     }
@@ -1943,6 +1953,146 @@ fn frontend(
     f
 }
 
+/// A `mode tcp` frontend (or listen section): its binds become `mode = "tcp"` listeners
+/// whose `pool` is the default backend and whose `sni` entries come from
+/// `use_backend X if { req.ssl_sni ... }`.
+fn tcp_frontend(
+    name: &str,
+    s: &Settings,
+    lines: &[Line],
+    own_backend: Option<&str>,
+    ctx: &mut Ctx<'_>,
+) -> FrontOut {
+    let mut f = FrontOut {
+        name: name.to_string(),
+        binds: Vec::new(),
+        routes: Vec::new(),
+        edits_req: Edits::default(),
+        edits_resp: Edits::default(),
+        errorfiles: Vec::new(),
+        redirect_https: None,
+        settings: s.clone(),
+        notes: Vec::new(),
+    };
+    let mut pool = own_backend.map(String::from);
+    let mut sni: Vec<(String, String)> = Vec::new();
+    let mut sni_acls: HashMap<String, Vec<String>> = HashMap::new();
+    // `req.ssl_sni [-i] [-m end] names`: the names as floatlb's sni keys.
+    let sni_names = |w: &[String]| -> Option<Vec<String>> {
+        if !matches!(
+            w.first().map(|x| x.as_str()),
+            Some("req.ssl_sni" | "req_ssl_sni")
+        ) {
+            return None;
+        }
+        let mut end = false;
+        let mut out = Vec::new();
+        let mut i = 1;
+        while i < w.len() {
+            match w[i].as_str() {
+                "-i" => {}
+                "-m" if w.get(i + 1).map(|x| x.as_str()) == Some("end") => {
+                    end = true;
+                    i += 1;
+                }
+                "-m" if w.get(i + 1).map(|x| x.as_str()) == Some("str") => i += 1,
+                v if v.starts_with('-') => return None,
+                v if end && v.starts_with('.') => out.push(format!("*{v}")),
+                _ if end => return None,
+                v => out.push(v.to_lowercase()),
+            }
+            i += 1;
+        }
+        (!out.is_empty()).then_some(out)
+    };
+    for l in lines {
+        if own_backend.is_some() && backend_line(l) {
+            continue;
+        }
+        let mut notes = Vec::new();
+        if common(&mut f.settings, l, ctx, &mut notes) {
+            f.notes.append(&mut notes);
+            continue;
+        }
+        match l.w(0) {
+            "bind" => {
+                if l.words.iter().any(|w| w == "ssl") {
+                    ctx.skip_part(
+                        l,
+                        &format!("bind {} ssl", l.w(1)),
+                        "floatlb does not terminate TLS on a TCP listener (it passes TLS through)",
+                        &mut notes,
+                    );
+                }
+                let mut b = bind(l, name, ctx, &mut notes);
+                for x in b.iter_mut() {
+                    x.tls = false;
+                    x.crt.clear();
+                }
+                f.binds.append(&mut b);
+            }
+            "default_backend" => {
+                pool = Some(l.w(1).to_string());
+                ctx.ok();
+            }
+            "acl" => match sni_names(&l.words[2..]) {
+                Some(n) => {
+                    sni_acls.entry(l.w(1).to_string()).or_default().extend(n);
+                    ctx.ok();
+                }
+                None => ctx.skip(
+                    l,
+                    "in mode tcp, floatlb routes by the TLS server name only (req.ssl_sni)",
+                    &mut notes,
+                ),
+            },
+            "use_backend" => {
+                let cond = &l.words[2..];
+                let names = match cond {
+                    [kw, name] if kw == "if" => sni_acls.get(name).cloned(),
+                    [kw, open, rest @ ..]
+                        if kw == "if"
+                            && open == "{"
+                            && rest.last().map(|x| x.as_str()) == Some("}") =>
+                    {
+                        sni_names(&rest[..rest.len() - 1])
+                    }
+                    _ => None,
+                };
+                match names {
+                    Some(n) => {
+                        for name in n {
+                            if !sni.iter().any(|(k, _)| *k == name) {
+                                sni.push((name, l.w(1).to_string()));
+                            }
+                        }
+                        ctx.ok();
+                    }
+                    None => ctx.skip(l, "in mode tcp, floatlb routes by the TLS server name only: `if { req.ssl_sni -i NAME }`", &mut notes),
+                }
+            }
+            "tcp-request"
+                if matches!(l.w(1), "inspect-delay")
+                    || l.text().contains("req_ssl_hello_type")
+                    || l.text().contains("req.ssl_hello_type") =>
+            {
+                // floatlb waits for the whole ClientHello itself (within client-header).
+                ctx.ok();
+            }
+            "option" if l.w(1) == "tcplog" => {
+                f.settings.httplog = true;
+                ctx.ok();
+            }
+            _ => ctx.skip(l, &reason_for(&l.words), &mut notes),
+        }
+        f.notes.append(&mut notes);
+    }
+    for b in f.binds.iter_mut() {
+        b.tcp = Some((pool.clone(), sni.clone()));
+    }
+    f
+}
+
 /// `redirect ...` (also as `http-request redirect ...`) or `http-request deny ...`.
 #[allow(clippy::too_many_arguments)]
 fn redirect_or_deny(
@@ -2130,6 +2280,7 @@ pub(crate) fn import(files: &[Source], keys: Keys, doc: &mut Doc) -> (Vec<Proble
     let mut pools: Vec<(String, PoolOut)> = Vec::new();
     let mut fronts: Vec<FrontOut> = Vec::new();
     let mut tcp_proxies = Vec::new();
+    let mut tcp_fronts: Vec<FrontOut> = Vec::new();
     for (s, inh) in secs.iter().zip(&inherited) {
         let Some(st) = inh else { continue };
         let mut acls = Acls::new();
@@ -2138,13 +2289,27 @@ pub(crate) fn import(files: &[Source], keys: Keys, doc: &mut Doc) -> (Vec<Proble
         if let Some(m) = s.body.iter().find(|l| l.w(0) == "mode") {
             st.mode_tcp = m.w(1) == "tcp";
         }
+        if st.mode_tcp && ctx.keys.listen_mode_tcp {
+            if matches!(s.kind(), "backend" | "listen") {
+                let p = pool(
+                    s.name(),
+                    &st,
+                    &s.body,
+                    s.kind() == "listen",
+                    &mut acls,
+                    &mut ctx,
+                );
+                pools.push((s.name().to_string(), p));
+            }
+            if matches!(s.kind(), "frontend" | "listen") {
+                let own = (s.kind() == "listen").then(|| s.name());
+                tcp_fronts.push(tcp_frontend(s.name(), &st, &s.body, own, &mut ctx));
+            }
+            continue;
+        }
         if st.mode_tcp {
             let mut notes = Vec::new();
-            let why = if ctx.keys.listen_mode_tcp {
-                "mode tcp: not imported yet by floatlb import (write a listener with mode = \"tcp\")"
-            } else {
-                "mode tcp: floatlb proxies HTTP only (not supported yet)"
-            };
+            let why = "mode tcp: floatlb proxies HTTP only (not supported yet)";
             ctx.skip(&s.head, why, &mut notes);
             for l in &s.body {
                 ctx.skip(l, "in a mode tcp section", &mut notes);
@@ -2176,7 +2341,7 @@ pub(crate) fn import(files: &[Source], keys: Keys, doc: &mut Doc) -> (Vec<Proble
     let mut certs: Vec<String> = Vec::new();
     let mut alpn: Option<Vec<String>> = None;
     let mut count: HashMap<String, usize> = HashMap::new();
-    for f in &fronts {
+    for f in fronts.iter().chain(&tcp_fronts) {
         for b in &f.binds {
             for c in &b.crt {
                 if !certs.contains(c) {
@@ -2214,6 +2379,17 @@ pub(crate) fn import(files: &[Source], keys: Keys, doc: &mut Doc) -> (Vec<Proble
             }
             if b.accept_proxy {
                 t.set("accept-proxy", list(&["0.0.0.0/0", "::/0"]));
+            }
+            if let Some((pool, sni)) = &b.tcp {
+                t.set("mode", quote("tcp"));
+                if let Some(p) = pool {
+                    t.set("pool", quote(p));
+                }
+                if !sni.is_empty() {
+                    let e: Vec<(String, String)> =
+                        sni.iter().map(|(k, v)| (k.clone(), quote(v))).collect();
+                    t.set("sni", inline(&e));
+                }
             }
             listeners.push(t);
         }
@@ -2401,6 +2577,9 @@ pub(crate) fn import(files: &[Source], keys: Keys, doc: &mut Doc) -> (Vec<Proble
             }
             route_tables.push(t);
         }
+    }
+    for f in &tcp_fronts {
+        doc.notes.extend(f.notes.iter().cloned());
     }
     // Notes of frontends go above their first route, or the top of the file.
     for f in &fronts {
@@ -2668,6 +2847,43 @@ mod tests {
         );
         assert!(toml.contains("# pool = \"b\""), "{toml}");
         assert!(toml.contains("x-forwarded-for = true"), "{toml}");
+    }
+
+    #[test]
+    fn tcp_sections_become_tcp_listeners_when_the_key_exists() {
+        let cfg = "frontend tls-in\n mode tcp\n bind :443\n tcp-request inspect-delay 5s\n tcp-request content accept if { req_ssl_hello_type 1 }\n acl a req.ssl_sni -i a.example\n use_backend site-a if a\n use_backend site-b if { req.ssl_sni -m end .b.example }\n default_backend site-a\nbackend site-a\n mode tcp\n server a1 198.18.0.21:443 check\nbackend site-b\n mode tcp\n server b1 198.18.0.22:443\nlisten ssh\n mode tcp\n bind 198.18.0.1:22\n balance source\n server s1 198.18.0.31:22 check\n";
+        let (_, p) = run(cfg);
+        assert_eq!(p.len(), 20, "reported whole without the key: {p:?}");
+        let keys = Keys {
+            listen_mode_tcp: true,
+            ..Keys::NONE
+        };
+        let mut d = Doc::default();
+        let (p, _) = import(
+            &[Source {
+                name: "h".into(),
+                text: cfg.into(),
+            }],
+            keys,
+            &mut d,
+        );
+        assert!(p.is_empty(), "{p:?}");
+        let t = d.render("");
+        assert!(
+            t.contains("name = \"tls-in\"\naddress = \"0.0.0.0:443\"\nmode = \"tcp\"\npool = \"site-a\"\nsni = { \"a.example\" = \"site-a\", \"*.b.example\" = \"site-b\" }"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "name = \"ssh\"\naddress = \"198.18.0.1:22\"\nmode = \"tcp\"\npool = \"ssh\""
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("name = \"site-a\"\nhealth = { fall = 3, interval = \"2s\", rise = 2 }"),
+            "{t}"
+        );
+        assert!(!t.contains("[[route]]"), "{t}");
     }
 
     #[test]
