@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod listener;
+pub mod proxy_protocol;
 pub mod steer;
 #[cfg(test)]
 pub(crate) mod script;

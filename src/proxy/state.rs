@@ -70,7 +70,12 @@ impl Snapshot {
         answers: Arc<Answers>,
         start_down: bool,
     ) -> Self {
-        let file = config.resolved.clone();
+        // A config taken from a snapshot holds its resolved addresses: start
+        // again from the file's pools.
+        let file = match previous {
+            Some(p) if Arc::ptr_eq(&config.resolved, &p.config.resolved) => p.file.clone(),
+            _ => config.resolved.clone(),
+        };
         // The backends the names stand for, by pool, to tell new ones.
         let mut from_names = std::collections::HashSet::new();
         if !file.names.is_empty() {
@@ -268,6 +273,9 @@ pub struct ProxyStats {
 }
 
 /// Decrements the active connection gauge when dropped.
+    /// PROXY protocol headers on `accept-proxy` listeners, by
+    /// `frontend::accept::PROXY_*` slot: taken, untrusted source, invalid.
+    pub proxy_protocol: [AtomicU64; 3],
 pub struct ActiveConn<'a>(&'a ProxyStats);
 
 impl Drop for ActiveConn<'_> {
@@ -354,4 +362,57 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(health: bool) -> Snapshot {
+        let text = format!(
+            "[listen]\naddress = \"127.0.0.1:8080\"\n[health]\nenabled = {health}\n\
+             [[pool]]\nname = \"p\"\nbackends = [\"198.18.0.11:80\", \"web.lab:80\"]\n"
+        );
+        let config = crate::config::parse(Path::new("t.toml"), &text).unwrap();
+        Snapshot::build(config, None)
+    }
+
+    fn answers(ips: &[&str]) -> Arc<Answers> {
+        let ips = ips.iter().map(|i| i.parse().unwrap()).collect();
+        Arc::new([(Arc::<str>::from("web.lab"), ips)].into_iter().collect())
+    }
+
+    /// A name's new addresses become backends of its pool: DOWN until a
+    /// check passes when the pool has checks; an address that stays keeps its
+    /// state; the literal backend is untouched; a reload keeps them all.
+    #[test]
+    fn a_names_addresses_are_backends_that_keep_their_state() {
+        let first = snapshot(true);
+        assert_eq!(
+            first.backends.len(),
+            1,
+            "unresolved: the literal backend only"
+        );
+        let one = Snapshot::with_answers(&first, answers(&["198.18.0.13"]), true);
+        let names: Vec<&str> = one.backends.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["198.18.0.11:80", "web.lab:80/198.18.0.13"]);
+        assert!(Arc::ptr_eq(&one.backends[0], &first.backends[0]));
+        assert!(!one.backends[1].is_up(), "a new address starts DOWN");
+        assert_eq!(one.backends[1].record_check(true, 2, 3), Some(true));
+        let two = Snapshot::with_answers(&one, answers(&["198.18.0.13", "198.18.0.14"]), true);
+        assert!(Arc::ptr_eq(&two.backends[1], &one.backends[1]));
+        assert!(two.backends[1].is_up() && !two.backends[2].is_up());
+        let reloaded = Snapshot::build((*two.config).clone(), Some(&two));
+        assert_eq!(reloaded.backends.len(), 3);
+        assert!(reloaded
+            .backends
+            .iter()
+            .zip(&two.backends)
+            .all(|(a, b)| Arc::ptr_eq(a, b)));
+        // Without checks, or at start, a new address is UP at once.
+        let unchecked = Snapshot::with_answers(&snapshot(false), answers(&["198.18.0.13"]), true);
+        assert!(unchecked.backends[1].is_up());
+        let at_start = Snapshot::with_answers(&snapshot(true), answers(&["198.18.0.13"]), false);
+        assert!(at_start.backends[1].is_up());
+    }
 }

@@ -134,6 +134,16 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
             (vec!["failed"], load(&s.tls_handshake_errors)),
         ],
     );
+    f.counter_vec(
+        "floatlb_proxy_protocol_total",
+        "Connections on accept-proxy listeners by PROXY header result: ok, untrusted (source not listed, closed), invalid (missing, broken or late, closed).",
+        &["result"],
+        [
+            (vec!["ok"], load(&s.proxy_protocol[0])),
+            (vec!["untrusted"], load(&s.proxy_protocol[1])),
+            (vec!["invalid"], load(&s.proxy_protocol[2])),
+        ],
+    );
     f.counter(
         "floatlb_http2_requests_total",
         "Client requests that came as HTTP/2 streams (also in floatlb_requests_total).",
