@@ -22,6 +22,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 
+use bytes::BytesMut;
 use rustls::ServerConnection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -276,6 +277,39 @@ impl TlsConn {
                     if self.eof {
                         // rustls reports a close without close_notify itself;
                         // this only guards against reading the socket again.
+                        return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            ready!(self.poll_fill(cx))?;
+        }
+    }
+
+    /// Decrypted bytes appended to `buf`, `want` bytes reserved only once
+    /// there are some: a connection waiting for its next request holds no
+    /// read buffer. 0 at the client's close_notify.
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        want: usize,
+    ) -> Poll<io::Result<usize>> {
+        if let Some(kind) = self.failed {
+            return Poll::Ready(Err(kind.into()));
+        }
+        loop {
+            let mut reader = self.session.reader();
+            match reader.fill_buf() {
+                Ok(data) => {
+                    buf.reserve(want);
+                    let n = data.len().min(buf.capacity() - buf.len());
+                    buf.extend_from_slice(&data[..n]);
+                    reader.consume(n);
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.eof {
                         return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
                     }
                 }
