@@ -109,6 +109,10 @@ impl Snapshot {
                     })
                     .collect();
                 let backends = backend::reconcile(old_backends, spec, settings);
+                let send_proxy = config.resolved.send_proxy.get(p).copied().flatten();
+                for b in &backends {
+                    b.pool.set_send_proxy(send_proxy);
+                }
                 if start_down && spec.health.enabled {
                     for (live, cfg) in backends.iter().zip(&spec.backends) {
                         let new = !old_ptrs.contains(&Arc::as_ptr(live));
@@ -269,13 +273,13 @@ pub struct ProxyStats {
     pub tls_handshake_errors: AtomicU64,
     /// HTTP/2 requests (streams), also counted in `requests`.
     pub h2_requests: AtomicU64,
+    /// PROXY protocol headers on `accept-proxy` listeners, by
+    /// `frontend::accept::PROXY_*` slot: taken, untrusted source, invalid.
+    pub proxy_protocol: [AtomicU64; 3],
     accepting: AtomicBool,
 }
 
 /// Decrements the active connection gauge when dropped.
-    /// PROXY protocol headers on `accept-proxy` listeners, by
-    /// `frontend::accept::PROXY_*` slot: taken, untrusted source, invalid.
-    pub proxy_protocol: [AtomicU64; 3],
 pub struct ActiveConn<'a>(&'a ProxyStats);
 
 impl Drop for ActiveConn<'_> {
