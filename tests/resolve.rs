@@ -225,7 +225,7 @@ fn a_name_moves_to_another_server_under_load_without_a_failed_request() {
         log.contains("backend name resolved to a new set of addresses"),
         "{log}"
     );
-    let b = format!("floatlb_backend_up{{backend=\"web.lab:{port}/127.0.0.3\",pool=\"byname\"}}");
+    let b = format!("floatlb_backend_up{{backend=\"web.lab:{port}@127.0.0.3\",pool=\"byname\"}}");
     assert_eq!(metric(&lb, &b), Some(1.0));
 }
 
@@ -288,7 +288,7 @@ fn a_new_address_takes_no_request_before_its_check_passes() {
     let lb = Floatlb::start(&config(dns.addr, port));
     assert_eq!(http_get(lb.addr, "/").0, 200);
     dns.set("127.0.0.2 web.lab\n127.0.0.3 web.lab\n");
-    let up = format!("floatlb_backend_up{{backend=\"web.lab:{port}/127.0.0.3\",pool=\"byname\"}}");
+    let up = format!("floatlb_backend_up{{backend=\"web.lab:{port}@127.0.0.3\",pool=\"byname\"}}");
     wait_for("the new address in the pool", &lb, || {
         metric(&lb, &up).is_some()
     });
@@ -302,7 +302,7 @@ fn a_new_address_takes_no_request_before_its_check_passes() {
         );
     }
     assert_eq!(web1.requests(), before + 30);
-    let tried = format!("floatlb_backend_errors_total{{backend=\"web.lab:{port}/127.0.0.3\",kind=\"connect\",pool=\"byname\"}}");
+    let tried = format!("floatlb_backend_errors_total{{backend=\"web.lab:{port}@127.0.0.3\",kind=\"connect\",pool=\"byname\"}}");
     assert_eq!(
         metric(&lb, &tried).unwrap_or(0.0),
         0.0,
@@ -333,7 +333,7 @@ fn a_reload_keeps_resolved_backends_and_resolves_new_names() {
         assert_eq!(http_get(lb.addr, "/").0, 200);
     }
     let requests = format!(
-        "floatlb_backend_requests_total{{backend=\"web.lab:{port}/127.0.0.2\",pool=\"byname\"}}"
+        "floatlb_backend_requests_total{{backend=\"web.lab:{port}@127.0.0.2\",pool=\"byname\"}}"
     );
     assert_eq!(metric(&lb, &requests), Some(5.0));
     let more = format!(
@@ -358,6 +358,27 @@ fn a_reload_keeps_resolved_backends_and_resolves_new_names() {
         http_get(lb.addr, "/api/x").0 == 200 && api.requests() > 0
     });
     assert!(web1.requests() >= 6);
+
+    // The runtime API takes the address's backend by its name; what it
+    // sets stays when the name's answer changes around it.
+    let name = format!("web.lab:{port}@127.0.0.2");
+    let (code, out, err) =
+        support::floatlb_cmd("ctl", &lb.config_path, &["backend", "drain", &name]);
+    assert_eq!(code, 0, "{out}{err}");
+    let drained = format!(
+        "floatlb_backend_admin_state{{backend=\"{name}\",pool=\"byname\",state=\"drain\"}}"
+    );
+    assert_eq!(metric(&lb, &drained), Some(1.0));
+    dns.set("127.0.0.4 web.lab\n127.0.0.2 web.lab\n127.0.0.3 api.lab\n");
+    let addresses = "floatlb_resolver_addresses{name=\"web.lab\",pool=\"byname\"}";
+    wait_for("the name's second address", &lb, || {
+        metric(&lb, addresses) == Some(2.0)
+    });
+    assert_eq!(
+        metric(&lb, &drained),
+        Some(1.0),
+        "the drained address lost its state"
+    );
 }
 
 /// RFC 1035 §4.2.1 and §4.2.2: an answer too long for a UDP message comes

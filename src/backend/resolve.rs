@@ -129,15 +129,15 @@ fn diff(a: &[IpAddr], b: &[IpAddr]) -> Vec<IpAddr> {
 }
 
 /// The backend one address of a named backend becomes: named
-/// `<name>/<ip>`, its cookie (if set) `<cookie>/<ip>`, every other key the
+/// `<name>@<ip>`, its cookie (if set) `<cookie>@<ip>`, every other key the
 /// named one's.
 pub fn backend_at(template: &Backend, ip: IpAddr) -> Backend {
     Backend {
-        name: format!("{}/{ip}", template.name),
+        name: format!("{}@{ip}", template.name),
         address: SocketAddr::new(ip, template.address.port()),
         weight: template.weight,
         maxconn: template.maxconn,
-        cookie: template.cookie.as_ref().map(|c| format!("{c}/{ip}")),
+        cookie: template.cookie.as_ref().map(|c| format!("{c}@{ip}")),
     }
 }
 
@@ -296,8 +296,8 @@ mod tests {
             names,
             [
                 ("198.18.0.11:80", "198.18.0.11:80".into()),
-                ("web.lab:8080/198.18.0.21", "198.18.0.21:8080".into()),
-                ("web.lab:8080/2001:2::21", "[2001:2::21]:8080".into()),
+                ("web.lab:8080@198.18.0.21", "198.18.0.21:8080".into()),
+                ("web.lab:8080@2001:2::21", "[2001:2::21]:8080".into()),
                 ("last", "198.18.0.12:80".into()),
             ]
         );
@@ -306,7 +306,7 @@ mod tests {
         let b = e.pools[0].backends.last().unwrap();
         assert_eq!(
             (b.name.as_str(), b.cookie.as_deref(), b.weight),
-            ("b/198.18.0.31", Some("s/198.18.0.31"), 3)
+            ("b@198.18.0.31", Some("s@198.18.0.31"), 3)
         );
     }
 

@@ -399,7 +399,7 @@ mod tests {
         );
         let one = Snapshot::with_answers(&first, answers(&["198.18.0.13"]), true);
         let names: Vec<&str> = one.backends.iter().map(|b| b.name.as_str()).collect();
-        assert_eq!(names, ["198.18.0.11:80", "web.lab:80/198.18.0.13"]);
+        assert_eq!(names, ["198.18.0.11:80", "web.lab:80@198.18.0.13"]);
         assert!(Arc::ptr_eq(&one.backends[0], &first.backends[0]));
         assert!(!one.backends[1].is_up(), "a new address starts DOWN");
         assert_eq!(one.backends[1].record_check(true, 2, 3), Some(true));
