@@ -15,11 +15,21 @@ use std::time::{Duration, Instant};
 
 use support::{free_port, http_get, make_cert, Floatlb};
 
-/// Kills the child on drop, also when a test fails.
+/// Stops the child on drop, also when a test fails: SIGTERM first (nginx's
+/// master then stops its workers; SIGKILL would leave them running), SIGKILL
+/// after 5 s.
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -190,6 +200,7 @@ fn nginx(dir: &Path, servers: &str) -> Killed {
     let child = Command::new("nginx")
         .args(["-p", &d.to_string(), "-c", path.to_str().unwrap()])
         .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("nginx (vm-lab/install-deps installs it)");
