@@ -294,6 +294,46 @@ pub fn parse_nameserver(s: &str) -> Result<SocketAddr, String> {
 mod tests {
     use crate::config::tests::parse_str;
 
+    /// `[resolver]`'s checks, each at its key and line.
+    #[test]
+    fn resolver_values_are_checked() {
+        let text = "[listen]\naddress = \"127.0.0.1:8080\"\n[[backend]]\nname = \"w\"\naddress = \"web.lab:80\"\n\
+                    [resolver]\nnameservers = [\"198.18.0.53\", \"[2001:2::53]:5353\", \"ns.lab\"]\n\
+                    ttl-min = \"10s\"\nttl-max = \"5s\"\ntimeout = \"0s\"\n";
+        let err = parse_str(text).unwrap_err();
+        let got: Vec<(&str, usize)> = err
+            .problems()
+            .iter()
+            .map(|p| (p.path.as_str(), p.line))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("resolver.nameservers[2]", 7),
+                ("resolver.timeout", 10),
+                ("resolver.ttl-max", 9)
+            ],
+            "{err}"
+        );
+        let good = text
+            .replace(", \"ns.lab\"", "")
+            .replace("\"5s\"", "\"60s\"")
+            .replace("\"0s\"", "\"1s\"");
+        let c = parse_str(&good).unwrap();
+        assert_eq!(
+            c.resolver.servers(),
+            [
+                "198.18.0.53:53".parse::<std::net::SocketAddr>().unwrap(),
+                "[2001:2::53]:5353".parse().unwrap()
+            ]
+        );
+        let family = good.replace("ttl-min", "family = \"ipv4\"\nttl-min");
+        assert_eq!(
+            parse_str(&family).unwrap().resolver.family,
+            super::ResolveFamily::Ipv4
+        );
+    }
+
     /// A pool's short form `"address:port"` gets what a `[[pool.backend]]`
     /// table without those keys gets.
     #[test]
