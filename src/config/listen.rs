@@ -260,7 +260,7 @@ pub(super) fn tcp_and_proxy(
                 route.exact.push((bare.to_string(), p));
             }
         }
-        route.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        route.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         tcp.push(Some(route));
     }
     (tcp, proxy)
