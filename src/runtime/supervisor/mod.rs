@@ -199,12 +199,13 @@ async fn supervise(config: Config, path: &Path, log: Option<String>) -> anyhow::
     // The path, not /proc/self/exe: a package upgrade replaces the file, and
     // the upgrade must start the new one.
     let exe = std::env::current_exe().context("cannot find floatlb's own binary")?;
-    let ha = Ha::start(&config)?;
-    // Before the instances can take over: a backup is ready when it announces.
-    let steering = ha
-        .as_ref()
-        .and_then(|_| install_steering(&config))
+    // Before the instances start: a node is ready (listeners bound, steering in place)
+    // before it can announce itself as master.
+    let steering = (!config.vrrp.is_empty())
+        .then(|| install_steering(&config))
+        .flatten()
         .map(Arc::new);
+    let ha = Ha::start(&config)?;
     let (events, mut rx) = mpsc::unbounded_channel();
     let state = Arc::new(State {
         ha,
