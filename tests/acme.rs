@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::netns::{netns_available, Lab};
+use support::vrrp_lab::{self, V4};
 use support::{backend_tables, floatlb_cmd, free_port, Floatlb, TestBackend};
 
 fn tool(name: &str) -> Command {
@@ -35,6 +37,14 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// Where pebble runs: its address, the address its DNS gives every name,
+/// and the namespace host it runs in (none: this one).
+struct Where<'a> {
+    ip: &'a str,
+    names_to: &'a str,
+    lab: Option<(&'a Lab, &'a str)>,
+}
+
 /// pebble and pebble-challtestsrv, killed on drop.
 struct Pebble {
     children: Vec<Child>,
@@ -42,6 +52,8 @@ struct Pebble {
     pub directory: String,
     management: SocketAddr,
     ports: (u16, u16),
+    /// The namespace pebble runs in, if any.
+    ns: Option<String>,
 }
 
 impl Pebble {
@@ -62,12 +74,40 @@ impl Pebble {
     /// [`Pebble::start`] on given directory and management ports.
     fn start_on(
         dir: &Path,
+        ports: (u16, u16),
+        http_port: u16,
+        tls_port: u16,
+        validity: u64,
+        blocked: &[&str],
+    ) -> Pebble {
+        let local = Where {
+            ip: "127.0.0.1",
+            names_to: "127.0.0.1",
+            lab: None,
+        };
+        Self::start_in(&local, dir, ports, http_port, tls_port, validity, blocked)
+    }
+
+    /// pebble listening on `at.ip`, its DNS answering `at.names_to` for
+    /// every name, run inside `at.lab`'s host if given.
+    fn start_in(
+        at: &Where<'_>,
+        dir: &Path,
         (listen, management): (u16, u16),
         http_port: u16,
         tls_port: u16,
         validity: u64,
         blocked: &[&str],
     ) -> Pebble {
+        let ip = at.ip;
+        let run = |name: &str| match at.lab {
+            Some((lab, host)) => {
+                let mut c = lab.exec(host);
+                c.arg(name);
+                c
+            }
+            None => tool(name),
+        };
         // pebble's HTTPS certificate, from a CA of the test's.
         let ec = [
             "-newkey",
@@ -91,11 +131,7 @@ impl Pebble {
         r.extend(["-out", "pebble.csr"]);
         r.extend(ec);
         openssl(dir, &r);
-        std::fs::write(
-            dir.join("pebble.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .unwrap();
+        std::fs::write(dir.join("pebble.ext"), format!("subjectAltName=IP:{ip}\n")).unwrap();
         openssl(
             dir,
             &[
@@ -118,7 +154,7 @@ impl Pebble {
         let dns = free_port();
         let blocked: Vec<String> = blocked.iter().map(|b| format!("\"{b}\"")).collect();
         let config = format!(
-            r#"{{"pebble": {{"listenAddress": "127.0.0.1:{listen}", "managementListenAddress": "127.0.0.1:{management}",
+            r#"{{"pebble": {{"listenAddress": "{ip}:{listen}", "managementListenAddress": "{ip}:{management}",
 "certificate": "{d}/pebble.pem", "privateKey": "{d}/pebble.key", "httpPort": {http_port}, "tlsPort": {tls_port},
 "ocspResponderURL": "", "externalAccountBindingRequired": false, "certificateValidityPeriod": {validity},
 "domainBlocklist": [{}]}}}}"#,
@@ -127,9 +163,9 @@ impl Pebble {
         );
         std::fs::write(dir.join("pebble.json"), config).unwrap();
         let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
-        let dns_addr = format!("127.0.0.1:{dns}");
-        let challtest = tool("pebble-challtestsrv")
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+        let dns_addr = format!("{ip}:{dns}");
+        let challtest = run("pebble-challtestsrv")
+            .args(["-defaultIPv4", at.names_to, "-defaultIPv6", ""])
             .args([
                 "-dns01",
                 &dns_addr,
@@ -140,12 +176,12 @@ impl Pebble {
                 "-tlsalpn01",
                 "",
             ])
-            .args(["-management", &format!("127.0.0.1:{}", free_port())])
+            .args(["-management", &format!("{ip}:{}", free_port())])
             .stdout(log("challtestsrv.log"))
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut cmd = tool("pebble");
+        let mut cmd = run("pebble");
         cmd.args(["-config", "pebble.json", "-dnsserver", &dns_addr])
             .current_dir(dir)
             .env("PEBBLE_VA_NOSLEEP", "1")
@@ -156,9 +192,10 @@ impl Pebble {
         let p = Pebble {
             children: vec![challtest, pebble],
             dir: dir.to_path_buf(),
-            directory: format!("https://127.0.0.1:{listen}/dir"),
-            management: format!("127.0.0.1:{management}").parse().unwrap(),
+            directory: format!("https://{ip}:{listen}/dir"),
+            management: format!("{ip}:{management}").parse().unwrap(),
             ports: (listen, management),
+            ns: at.lab.map(|(lab, host)| lab.ns(host)),
         };
         let start = Instant::now();
         while !p.log().contains("Listening on") {
@@ -179,7 +216,15 @@ impl Pebble {
     /// pebble's issuing root, for curl.
     fn root(&self) -> PathBuf {
         let path = self.dir.join("pebble-root.pem");
-        let out = tool("curl")
+        let mut curl = match &self.ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "curl"]);
+                c
+            }
+            None => tool("curl"),
+        };
+        let out = curl
             .args(["-sS", "--max-time", "10", "--cacert"])
             .arg(self.dir.join("pebble-ca.pem"))
             .arg(format!("https://{}/roots/0", self.management))
@@ -402,4 +447,121 @@ fn check_refuses_bad_acme_tables() {
     ] {
         assert!(all.contains(key), "{key}: {all}");
     }
+}
+
+/// The pair (★): lb1 holds the VIP and orders through HTTP-01 on it; the
+/// certificate and key reach lb2 over `[peers]`, which never orders while
+/// lb1 is master. lb1's link goes: lb2 takes the VIP and serves a valid
+/// certificate at once, and pebble sees no order from it; when the
+/// certificate is due (two thirds of 30 s), lb2, now master, renews it
+/// under wrk -c50 with no failed request.
+#[test]
+fn the_master_orders_and_the_backup_serves_its_certificate_after_a_failover() {
+    if !netns_available("the_master_orders_and_the_backup_serves_its_certificate_after_a_failover")
+    {
+        return;
+    }
+    let _serial = vrrp_lab::serial();
+    let f = V4;
+    let (lab, web) = f.lab();
+    let dir = tempfile::tempdir().unwrap();
+    let at = Where {
+        ip: "198.18.0.2",
+        names_to: f.vip(),
+        lab: Some((&lab, "client")),
+    };
+    let pebble = Pebble::start_in(&at, dir.path(), (14000, 15000), 80, 443, 30, &[]);
+    let key = dir.path().join("peers.key");
+    std::fs::write(&key, "4q0V2yqgGGbW1nUpR6rjyGgOTmZ8H6fvl2nOf5xHCg4=\n").unwrap();
+    let tables = |me: &str, peer: &str, priority: u8| {
+        format!(
+            "[tls]\naddress = \"0.0.0.0:443\"\nacme-state = \"{}\"\n\
+             [[tls.acme]]\ndirectory = \"{}\"\nca-file = \"{}\"\nnames = [\"vip.test\"]\n\n\
+             [peers]\naddress = \"{}:7480\"\npeers = [\"{}:7480\"]\nkey-file = \"{}\"\n\n{}",
+            dir.path().join(format!("state-{me}")).display(),
+            pebble.directory,
+            dir.path().join("pebble-ca.pem").display(),
+            f.host_ip(me),
+            f.host_ip(peer),
+            key.display(),
+            f.table(priority, 100, "")
+        )
+    };
+    let n1 = f.start_node(&lab, "lb1", &[web.addr], &tables("lb1", "lb2", 150));
+    let n2 = f.start_node(&lab, "lb2", &[web.addr], &tables("lb2", "lb1", 100));
+    let logs = || {
+        format!(
+            "lb1:\n{}\nlb2:\n{}\npebble:\n{}",
+            n1.log(),
+            n2.log(),
+            pebble.log()
+        )
+    };
+    lab.wait_for("lb1 holds the VIP", Duration::from_secs(6), || {
+        f.holders(&lab) == (true, false)
+    });
+    wait_for(
+        "lb2 to serve the certificate lb1 obtained",
+        Duration::from_secs(30),
+        || n2.log().contains("source=\"peer\"") || n2.log().contains("source=peer"),
+        logs,
+    );
+    let root = pebble.root();
+    let curl = |host: &str| {
+        let out = lab
+            .exec(host)
+            .args(["curl", "-sS", "--max-time", "5", "--resolve"])
+            .arg(format!("vip.test:443:{}", f.vip()))
+            .arg("--cacert")
+            .arg(&root)
+            .arg("https://vip.test/")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(curl("client"), (true, "web1".to_string()), "{}", logs());
+    let orders = pebble.orders();
+    assert!(
+        !n2.log().contains("ACME: ordering"),
+        "the backup ordered: {}",
+        logs()
+    );
+
+    lab.link("lb1", false);
+    lab.wait_for("lb2 takes the VIP", Duration::from_secs(6), || {
+        f.has_vip(&lab, "lb2")
+    });
+    assert_eq!(curl("client"), (true, "web1".to_string()), "{}", logs());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        pebble.orders(),
+        orders,
+        "a new order after the failover: {}",
+        logs()
+    );
+    assert!(!n2.log().contains("ACME: ordering"), "{}", logs());
+
+    // lb2, master now, renews at two thirds of the lifetime, under load.
+    let wrk = lab
+        .exec("client")
+        .args(["wrk", "-t2", "-c50", "-d25s", "--timeout", "5s"])
+        .arg(format!("https://{}/", f.vip()))
+        .output()
+        .expect("wrk (vm-lab/install-deps installs it)");
+    let report = String::from_utf8_lossy(&wrk.stdout).into_owned();
+    eprintln!("wrk -c50 across lb2's renewal:\n{report}");
+    assert!(
+        n2.log().contains("ACME: certificate obtained"),
+        "no renewal by lb2: {}",
+        logs()
+    );
+    assert!(pebble.orders() > orders, "{}", logs());
+    assert!(report.contains("requests in"), "{report}");
+    assert!(!report.contains("Non-2xx"), "{report}");
+    assert!(!report.contains("Socket errors"), "{report}");
+    assert_eq!(curl("client"), (true, "web1".to_string()), "{}", logs());
+    lab.link("lb1", true);
 }
