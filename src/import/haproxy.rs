@@ -417,6 +417,10 @@ fn common(s: &mut Settings, l: &Line, ctx: &mut Ctx<'_>, notes: &mut Vec<String>
             }
             Err(_) => ctx.skip(l, "not a number", notes),
         },
+        ("option", "tcp-check") if s.mode_tcp => {
+            // floatlb checks a pool only TCP listeners use by a TCP connect.
+            ctx.ok();
+        }
         ("option", "redispatch") if w.len() == 2 => {
             s.redispatch = true;
             ctx.ok();
@@ -1374,6 +1378,7 @@ const SERVER_ARGS: &[&str] = &[
     "client-sigalgs",
     "npn",
     "usesrc",
+    "socks4",
     "hash-key",
     "guid",
     "log-bufsize",
@@ -1467,8 +1472,9 @@ fn pool(
     let mut health_opts: BTreeMap<&'static str, String> = BTreeMap::new();
     let mut checked = 0;
     let mut any_maxconn = false;
-    let mut pool_level: BTreeMap<&'static str, (String, usize)> = BTreeMap::new();
-    let mut tls_opts: Vec<(String, String)> = Vec::new();
+    // Per server: (TLS on, its tls keys, send-proxy version, h2): pool keys in floatlb.
+    type Transport = (bool, Vec<(String, String)>, Option<String>, bool);
+    let mut transports: Vec<(Line, Transport)> = Vec::new();
     let mut backends = Vec::new();
     for l in &servers {
         let sname = l.w(1).to_string();
@@ -1479,6 +1485,9 @@ fn pool(
         let mut ok = true;
         let mut check = false;
         let mut ssl = false;
+        let mut tls_opts: Vec<(String, String)> = Vec::new();
+        let mut send_proxy: Option<String> = None;
+        let mut h2 = false;
         let mut i = 0;
         let mut part_notes = Vec::new();
         while i < words.len() {
@@ -1537,7 +1546,9 @@ fn pool(
                             "ca-file" => ("ca", quote(&arg)),
                             _ => ("cert", quote(&arg)),
                         };
-                        if o == "sni" && !arg.starts_with("str(") {
+                        if o == "sni" && arg == "req.hdr(host)" {
+                            // floatlb's default server name is the request's Host.
+                        } else if o == "sni" && !arg.starts_with("str(") {
                             unmapped = Some("sni from a sample fetch: floatlb takes a fixed server-name".into());
                         } else {
                             set_kv(&mut tls_opts, k, v);
@@ -1552,17 +1563,17 @@ fn pool(
                 "send-proxy" | "send-proxy-v2" => {
                     let v = if o == "send-proxy" { "v1" } else { "v2" };
                     if ctx.keys.pool_send_proxy {
-                        pool_level.entry("send-proxy").or_insert((quote(v), l.line));
+                        send_proxy = Some(quote(v));
                     } else {
                         unmapped = Some(format!("PROXY protocol to backends: {NOT_YET}"));
                     }
                 }
                 "proto" | "alpn" => {
-                    let h2 = arg.split(',').next() == Some("h2");
+                    h2 = arg.split(',').next() == Some("h2");
                     if !h2 {
                         unmapped = Some("only h2 has a floatlb counterpart (pool protocol)".into());
                     } else if ctx.keys.pool_protocol {
-                        pool_level.entry("protocol").or_insert((String::new(), l.line));
+                        // Written per pool below.
                     } else {
                         unmapped = Some(format!("HTTP/2 to backends: {NOT_YET}"));
                     }
@@ -1596,8 +1607,11 @@ fn pool(
             }
             i += 1;
         }
+        if !ctx.keys.pool_protocol {
+            h2 = false;
+        }
         if ssl && ctx.keys.pool_tls {
-            tls_opts.push(("_ssl".into(), String::new()));
+            // Kept for the pool-level decision below.
         } else if ssl {
             ctx.skip_part(
                 l,
@@ -1615,6 +1629,9 @@ fn pool(
                 b.set("address", quote(&a.to_string()));
                 b.comments = part_notes;
                 backends.push((b, check, l.clone()));
+                let ssl = ssl && ctx.keys.pool_tls;
+                let tls = if ssl { tls_opts } else { Vec::new() };
+                transports.push((l.clone(), (ssl, tls, send_proxy, h2)));
             }
             Err(e) => {
                 t.comments.append(&mut part_notes);
@@ -1720,19 +1737,39 @@ fn pool(
         t.set("error-pages", error_pages(&s.errorfiles));
         t.note("errorfile: HAProxy's files hold a whole answer (status line and head); floatlb sends the file as the body: keep only the body in them".into());
     }
-    if let Some((v, _)) = pool_level.get("send-proxy") {
-        t.set("send-proxy", v.clone());
-    }
-    let ssl = tls_opts.iter().any(|(k, _)| k == "_ssl");
-    if pool_level.contains_key("protocol") {
-        t.set("protocol", quote(if ssl { "h2" } else { "h2c" }));
-    }
-    if ssl {
-        let e: Vec<(String, String)> = tls_opts
-            .into_iter()
-            .filter(|(k, _)| !k.starts_with('_'))
-            .collect();
-        t.set("tls", inline(&e));
+    // TLS, PROXY protocol and HTTP/2 are a pool's in floatlb: written when every server
+    // of the pool agrees, else reported on the servers that have them.
+    let plain: Transport = (false, Vec::new(), None, false);
+    match transports.first() {
+        Some((_, first)) if transports.iter().all(|(_, x)| x == first) => {
+            let (ssl, tls, send_proxy, h2) = first;
+            if let Some(v) = send_proxy {
+                t.set("send-proxy", v.clone());
+            }
+            if *h2 {
+                t.set("protocol", quote(if *ssl { "h2" } else { "h2c" }));
+            }
+            if *ssl {
+                t.set("tls", inline(tls));
+            }
+        }
+        _ => {
+            for (l, x) in &transports {
+                if *x != plain {
+                    let at = backends
+                        .iter_mut()
+                        .find(|(_, _, bl)| bl.line == l.line && bl.file == l.file)
+                        .map(|(b, _, _)| &mut b.comments);
+                    let mut sink = Vec::new();
+                    ctx.skip_part(
+                        l,
+                        &format!("server {} (ssl, send-proxy, proto h2)", l.w(1)),
+                        "floatlb sets TLS, PROXY protocol and HTTP/2 per pool and this pool's servers differ: put them in pools of their own",
+                        at.unwrap_or(&mut sink),
+                    );
+                }
+            }
+        }
     }
     let empty = backends.is_empty();
     for (b, _, _) in backends {
