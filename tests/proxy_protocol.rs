@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{backend_tables, free_port, http_get, read_answer, Floatlb, TestBackend};
+use support::{backend_tables, free_port, http_get, make_cert, read_answer, Floatlb, TestBackend};
 
 /// Kills the child on drop, also when a test fails.
 struct Killed(Child);
@@ -222,4 +222,53 @@ fn floatlb_sends_the_client_to_haproxy_accept_proxy() {
         .filter(|l| l.starts_with("floatlb_backend_up") && l.ends_with(" 0"))
         .count();
     assert_eq!(down, 0, "a backend failed its checks:\n{}", lb.log());
+}
+
+/// §2.2.2 (PP2_TYPE_AUTHORITY) as sent: a client of floatlb's TLS listener
+/// asking for `a.example` reaches an HAProxy `accept-proxy` frontend through
+/// a `send-proxy = "v2"` pool, and HAProxy reads the client's address and the
+/// server name from the header (HAProxy 2.6 has no fetch for the ALPN and
+/// SSL TLVs; the unit tests check their bytes).
+#[test]
+fn v2_carries_the_clients_tls_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    make_cert(dir.path(), "a", &["a.example"], 30);
+    let hp = free_port();
+    let _h = haproxy(
+        dir.path(),
+        &format!(
+            "defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
+             frontend pp2\n  bind 127.0.0.1:{hp} accept-proxy\n  http-request return status 200 content-type text/plain \
+             lf-string \"client=%ci authority=%[fc_pp_authority]\"\n"
+        ),
+    );
+    wait_port(hp);
+    let tls = free_port();
+    let d = dir.path().display();
+    let body = format!(
+        "[tls]\naddress = \"127.0.0.1:{tls}\"\n[[tls.certificate]]\ncert = \"{d}/a.pem\"\nkey = \"{d}/a.key\"\n\n\
+         [[pool]]\nname = \"pp2\"\nbackends = [\"127.0.0.1:{hp}\"]\nsend-proxy = \"v2\"\n"
+    );
+    let lb = Floatlb::start(&body);
+    wait_port(tls);
+    let out = Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "10",
+            "--interface",
+            "127.0.0.5",
+            "--resolve",
+        ])
+        .arg(format!("a.example:{tls}:127.0.0.1"))
+        .arg(format!("https://a.example:{tls}/"))
+        .output()
+        .expect("curl (vm-lab/install-deps installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.trim(),
+        "client=127.0.0.5 authority=a.example",
+        "{}",
+        lb.log()
+    );
 }
