@@ -96,8 +96,10 @@ impl Task {
         let servers = servers(&cfg);
         let now = Instant::now();
         let mut asks = JoinSet::new();
-        for (host, state) in &self.names {
+        for (host, state) in &mut self.names {
             if state.due <= now {
+                // Asked again after ttl-min at the latest, whatever comes of it.
+                state.due = now + cfg.ttl_min;
                 let (host, servers, timeout) = (host.clone(), servers.clone(), cfg.timeout);
                 let family = cfg.family;
                 asks.spawn(async move {
@@ -106,8 +108,10 @@ impl Task {
                 });
             }
         }
-        while let Some(Ok((host, result))) = asks.join_next().await {
-            self.take(&host, result, &cfg);
+        while let Some(done) = asks.join_next().await {
+            if let Ok((host, result)) = done {
+                self.take(&host, result, &cfg);
+            }
         }
         self.settle(&cfg);
         self.publish(start_down);
