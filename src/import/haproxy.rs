@@ -23,6 +23,10 @@ impl Line {
     fn text(&self) -> String {
         self.words.join(" ")
     }
+    /// The words from the `i`th on (none past the end).
+    fn rest(&self, i: usize) -> &[String] {
+        self.words.get(i..).unwrap_or_default()
+    }
     fn w(&self, i: usize) -> &str {
         self.words.get(i).map(|s| s.as_str()).unwrap_or("")
     }
@@ -251,16 +255,15 @@ struct Settings {
 fn parse_time(s: &str) -> Option<u64> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let n: u64 = s[..split].parse().ok()?;
-    let ms = match &s[split..] {
-        "" | "ms" => n,
-        "us" => n / 1000,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        "d" => n * 86_400_000,
-        _ => return None,
-    };
-    Some(ms)
+    match &s[split..] {
+        "" | "ms" => Some(n),
+        "us" => Some(n / 1000),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        _ => None,
+    }
 }
 
 /// The reason given for an option or directive floatlb has no counterpart for.
@@ -457,7 +460,7 @@ fn common(s: &mut Settings, l: &Line, ctx: &mut Ctx<'_>, notes: &mut Vec<String>
         ("option", "httpchk") => {
             s.health.retain(|(k, _)| k != "method" && k != "path");
             // option httpchk [<method>] <uri> [<version>]
-            let args: Vec<&str> = w[2..].to_vec();
+            let args: Vec<&str> = w.get(2..).unwrap_or_default().to_vec();
             match args.as_slice() {
                 [] => {}
                 [uri] => s.health.push(("path".into(), quote(uri))),
@@ -511,7 +514,7 @@ fn common(s: &mut Settings, l: &Line, ctx: &mut Ctx<'_>, notes: &mut Vec<String>
         }
         ("http-check", "expect") => {
             let neg = w.get(2) == Some(&"!");
-            let a = if neg { &w[3..] } else { &w[2..] };
+            let a = w.get(if neg { 3 } else { 2 }..).unwrap_or_default();
             match (neg, a) {
                 (false, ["status", code]) => {
                     set_kv(&mut s.health, "expect-status", quote(code));
@@ -534,7 +537,12 @@ fn common(s: &mut Settings, l: &Line, ctx: &mut Ctx<'_>, notes: &mut Vec<String>
             notes,
         ),
         ("default-server", _) => {
-            s.default_server = w[1..].iter().map(|x| x.to_string()).collect();
+            s.default_server = w
+                .get(1..)
+                .unwrap_or_default()
+                .iter()
+                .map(|x| x.to_string())
+                .collect();
             ctx.ok();
         }
         ("errorfile", code) => match (code.parse::<u16>(), w.get(2)) {
@@ -881,7 +889,7 @@ type Acls = HashMap<String, Vec<Result<Term, String>>>;
 
 fn acl_defined(acls: &mut Acls, l: &Line) -> Result<(), String> {
     let name = l.w(1).to_string();
-    let t = acl_term(&l.words[2..]);
+    let t = acl_term(l.rest(2));
     let err = t.as_ref().err().cloned();
     acls.entry(name).or_default().push(t);
     match err {
@@ -1881,7 +1889,7 @@ fn frontend(
                 Ok(()) => ctx.ok(),
                 Err(e) => ctx.skip(l, &e, &mut notes),
             },
-            "use_backend" => match condition(&l.words[2..], acls) {
+            "use_backend" => match condition(l.rest(2), acls) {
                 Ok(ms) if !l.w(1).contains('%') => {
                     ctx.ok();
                     for m in ms {
@@ -1948,7 +1956,7 @@ fn frontend(
             "http-request" if matches!(l.w(1), "redirect" | "deny") => {
                 redirect_or_deny(
                     l,
-                    &l.words[1..],
+                    l.rest(1),
                     acls,
                     ctx,
                     &mut notes,
@@ -2072,7 +2080,7 @@ fn tcp_frontend(
                 pool = Some(l.w(1).to_string());
                 ctx.ok();
             }
-            "acl" => match sni_names(&l.words[2..]) {
+            "acl" => match sni_names(l.rest(2)) {
                 Some(n) => {
                     sni_acls.entry(l.w(1).to_string()).or_default().extend(n);
                     ctx.ok();
@@ -2084,7 +2092,7 @@ fn tcp_frontend(
                 ),
             },
             "use_backend" => {
-                let cond = &l.words[2..];
+                let cond = l.rest(2);
                 let names = match cond {
                     [kw, name] if kw == "if" => sni_acls.get(name).cloned(),
                     [kw, open, rest @ ..]
@@ -2666,6 +2674,110 @@ mod tests {
         (d.render(""), p)
     }
 
+    /// Lines of HAProxy words and stray characters in any order: never a panic, and every
+    /// output is text.
+    #[test]
+    fn any_input_imports_without_panicking() {
+        let words = [
+            "global",
+            "defaults",
+            "frontend f",
+            "backend b",
+            "listen l",
+            "bind",
+            ":80",
+            "ssl",
+            "crt",
+            "mode",
+            "tcp",
+            "http",
+            "acl",
+            "a",
+            "path_beg",
+            "hdr(host)",
+            "-i",
+            "-m",
+            "{",
+            "}",
+            "!",
+            "||",
+            "if",
+            "unless",
+            "use_backend",
+            "default_backend",
+            "server",
+            "s",
+            "198.18.0.1:80",
+            "check",
+            "weight",
+            "999",
+            "maxconn",
+            "inter",
+            "99999999999999999d",
+            "balance",
+            "hdr(",
+            "random(0)",
+            "http-request",
+            "set-header",
+            "deny",
+            "redirect",
+            "location",
+            "code",
+            "timeout",
+            "client",
+            "cookie",
+            "errorfile",
+            "option",
+            "httpchk",
+            "http-check",
+            "expect",
+            "send",
+            ".if",
+            ".endif",
+            "\"",
+            "'",
+            "\\",
+            "#",
+            "req.ssl_sni",
+            "sni",
+            "str(",
+            "hash",
+            "req.cook(",
+            "tcp-request",
+        ];
+        let mut rand = crate::test_util::xorshift(7);
+        for round in 0..300 {
+            let mut text = String::new();
+            for _ in 0..rand(30) {
+                for _ in 0..rand(8) {
+                    text.push_str(words[rand(words.len() as u64) as usize]);
+                    text.push(' ');
+                }
+                text.push('\n');
+            }
+            for keys in [
+                Keys::NONE,
+                Keys::CURRENT,
+                Keys {
+                    listen_mode_tcp: true,
+                    pool_tls: true,
+                    pool_protocol: true,
+                    pool_send_proxy: true,
+                    listen_accept_proxy: true,
+                    ..Keys::NONE
+                },
+            ] {
+                let mut d = Doc::default();
+                let src = [Source {
+                    name: format!("r{round}"),
+                    text: text.clone(),
+                }];
+                let _ = import(&src, keys, &mut d);
+                let _ = d.render("");
+            }
+        }
+    }
+
     #[test]
     fn tokens_follow_haproxy_quoting() {
         assert_eq!(words("  bind :80   # comment"), ["bind", ":80"]);
@@ -2687,6 +2799,7 @@ mod tests {
         assert_eq!(parse_time("1m"), Some(60_000));
         assert_eq!(parse_time("2d"), Some(172_800_000));
         assert_eq!(parse_time("5x"), None);
+        assert_eq!(parse_time("99999999999999999d"), None);
     }
 
     #[test]

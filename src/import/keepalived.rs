@@ -234,8 +234,18 @@ pub(crate) fn import(
                     let v = c.arg(1);
                     let e = match c.key() {
                         // keepalived splits the command itself; floatlb at spaces only.
-                        "script" if !c.words[1..].iter().any(|w| w.contains(['\'', '"'])) => {
-                            Some(("command", quote(&c.words[1..].join(" "))))
+                        "script"
+                            if !c
+                                .words
+                                .get(1..)
+                                .unwrap_or_default()
+                                .iter()
+                                .any(|w| w.contains(['\'', '"'])) =>
+                        {
+                            Some((
+                                "command",
+                                quote(&c.words.get(1..).unwrap_or_default().join(" ")),
+                            ))
                         }
                         "interval" => secs(v).map(|d| ("interval", quote(&d))),
                         "timeout" => secs(v).map(|d| ("timeout", quote(&d))),
@@ -398,7 +408,7 @@ fn instance(
             "state" => t.note(format!(
                 "state {v}: floatlb starts as backup and elects by priority"
             )),
-            "advert_int" => match num(v).map(|s| (s * 100.0).round() as u64 * 10) {
+            "advert_int" => match num(v).map(|s| ((s * 100.0).round() as u64).saturating_mul(10)) {
                 Some(ms) if (10..=40950).contains(&ms) => {
                     t.set("advert-interval", quote(&super::ms_to_duration(ms)))
                 }
@@ -429,8 +439,13 @@ fn instance(
                     let ip = addr.split('/').next().unwrap_or("");
                     match ip.parse::<IpAddr>() {
                         Ok(ip) => {
-                            let mut extra: Vec<&str> =
-                                a.words[1..].iter().map(|s| s.as_str()).collect();
+                            let mut extra: Vec<&str> = a
+                                .words
+                                .get(1..)
+                                .unwrap_or_default()
+                                .iter()
+                                .map(|s| s.as_str())
+                                .collect();
                             // `dev <interface>` naming the instance's own interface is the default.
                             if let Some(i) = extra.iter().position(|x| *x == "dev") {
                                 if extra.get(i + 1).copied() == interface.as_deref() {
@@ -534,7 +549,7 @@ fn instance(
                 }
             }
             k @ ("notify" | "notify_master" | "notify_backup" | "notify_fault" | "notify_stop") => {
-                let cmd = c.words[1..].join(" ");
+                let cmd = c.words.get(1..).unwrap_or_default().join(" ");
                 let (on, key) = if k == "notify" {
                     (
                         ctx.keys.vrrp_notify_keepalived,
@@ -733,6 +748,78 @@ mod tests {
             &mut d,
         );
         (d.render(""), p)
+    }
+
+    /// Statements, braces and stray characters in any order: never a panic.
+    #[test]
+    fn any_input_imports_without_panicking() {
+        let words = [
+            "vrrp_instance V",
+            "vrrp_script s",
+            "vrrp_sync_group g",
+            "group",
+            "{",
+            "}",
+            "interface",
+            "lo",
+            "virtual_router_id",
+            "999",
+            "priority",
+            "advert_int",
+            "1e300",
+            "-1",
+            "virtual_ipaddress",
+            "198.18.0.1/24",
+            "2001:2::1/64",
+            "dev",
+            "label",
+            "track_script",
+            "s",
+            "weight",
+            "track_interface",
+            "notify",
+            "notify_master",
+            "\"",
+            "!",
+            "#",
+            "include",
+            "x.conf",
+            "@a",
+            "use_vmac",
+            "script",
+            "'q'",
+            "unicast_peer",
+            "global_defs",
+            "virtual_server",
+            "preempt_delay",
+            "nopreempt",
+        ];
+        let mut rand = crate::test_util::xorshift(11);
+        for round in 0..300 {
+            let mut text = String::new();
+            for _ in 0..rand(30) {
+                for _ in 0..rand(6) {
+                    text.push_str(words[rand(words.len() as u64) as usize]);
+                    text.push(' ');
+                }
+                text.push('\n');
+            }
+            let mut d = Doc::default();
+            // An include that includes itself stops at the depth bound.
+            let again = text.clone();
+            let mut load = move |p: &str, _: &str| {
+                Ok(vec![Source {
+                    name: p.into(),
+                    text: again.clone(),
+                }])
+            };
+            let src = Source {
+                name: format!("r{round}"),
+                text,
+            };
+            let _ = import(&src, &mut load, Keys::CURRENT, &mut d);
+            let _ = d.render("");
+        }
     }
 
     #[test]
