@@ -129,7 +129,10 @@ fn keepalived_parity() {
         holds_on(&lab, "lb1", "vrrp.51", VIP)
     });
     let n2 = V4.start_node(&lab, "lb2", &[web.addr], &table("lb2", 100, ""));
-    std::thread::sleep(Duration::from_millis(500));
+    // lb2's VMAC sends IGMP reports for 224.0.0.18 as it starts (see
+    // `vrrp::vmac`), which moves the virtual MAC on the switch until lb1's
+    // next advert: wait those out (IGMPv3 repeats within 1 s).
+    std::thread::sleep(Duration::from_millis(1500));
     let logs = || format!("lb1:\n{}\nlb2:\n{}", n1.log(), n2.log());
     let start = std::time::Instant::now();
     while holders(&lab) != (true, false) {
@@ -253,5 +256,89 @@ fn adverts_and_garps_come_from_the_virtual_mac(lab: &Lab, capture: &Path) {
             .iter()
             .all(|l| l.split_whitespace().nth(1) == Some(VMAC)),
         "{garps:#?}"
+    );
+}
+
+/// RFC 5798 §7.3 for IPv6: the VMAC is 00-00-5E-00-02-{VRID}; the client's
+/// neighbour entry for the VIP stays that MAC when the master stops and the
+/// backup takes over, and adverts come from it.
+#[test]
+fn vmac_ipv6() {
+    if !netns_available("vmac_ipv6") {
+        return;
+    }
+    let _serial = serial();
+    let f = support::vrrp_lab::V6;
+    let vmac6 = "00:00:5e:00:02:3d";
+    let (lab, web) = f.lab();
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture.txt");
+    let tcpdump = KillOnDrop(
+        lab.exec("client")
+            .args([
+                "tcpdump",
+                "--immediate-mode",
+                "-i",
+                "eth0",
+                "-e",
+                "-n",
+                "-l",
+                "ip6",
+            ])
+            .stdout(std::fs::File::create(&capture).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump (apt-get install tcpdump)"),
+    );
+    let holds = |host: &str| holds_on(&lab, host, "vrrp.61", f.vip());
+    let n1 = f.start_node(
+        &lab,
+        "lb1",
+        &[web.addr],
+        &f.table(150, 100, "use-vmac = true\n"),
+    );
+    lab.wait_for("lb1 master", Duration::from_secs(6), || holds("lb1"));
+    let n2 = f.start_node(
+        &lab,
+        "lb2",
+        &[web.addr],
+        &f.table(100, 100, "use-vmac = true\n"),
+    );
+    // A backup's VMAC sends MLD reports for ff02::12 when it starts (see
+    // `vrrp::vmac`): a switch moves the virtual MAC to lb2's port until
+    // lb1's next advert. Wait those out (MLDv2 repeats within 1 s).
+    std::thread::sleep(Duration::from_millis(1500));
+    let logs = || format!("lb1:\n{}\nlb2:\n{}", n1.log(), n2.log());
+    let (status, _) = http_from(&lab, "client", f.vip_addr(), "/");
+    assert_eq!(
+        status,
+        200,
+        "{}\n{}",
+        logs(),
+        std::fs::read_to_string(&capture).unwrap()
+    );
+    assert_eq!(
+        lab.neigh_mac("client", f.vip()).as_deref(),
+        Some(vmac6),
+        "{}",
+        logs()
+    );
+    n1.stop();
+    lab.wait_for("lb2 takes over", Duration::from_secs(5), || holds("lb2"));
+    let (status, _) = http_from(&lab, "client", f.vip_addr(), "/");
+    assert_eq!(status, 200, "{}", n2.log());
+    assert_eq!(lab.neigh_mac("client", f.vip()).as_deref(), Some(vmac6));
+    drop(tcpdump);
+    let text = std::fs::read_to_string(&capture).unwrap();
+    let sources: std::collections::BTreeSet<_> = text
+        .lines()
+        .filter(|l| l.contains("ff02::12"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(sources.into_iter().collect::<Vec<_>>(), [vmac6], "{text}");
+    n2.stop();
+    assert!(
+        !has_link(&lab, "lb2", "vrrp.61"),
+        "VMAC left behind at stop"
     );
 }

@@ -394,9 +394,8 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
     let netlink = Netlink::open().map_err(io_err("opening netlink socket"))?;
     let vmac = match &cfg.vmac {
         Some(name) => {
-            let ll = primary.is_ipv6().then_some(primary);
             Some(
-                Vmac::create(&netlink, &cfg.interface, name, cfg.vrid, ll)
+                Vmac::create(&netlink, &cfg.interface, name, cfg.vrid, primary.is_ipv6())
                     .map_err(io_err("creating the VMAC interface"))?,
             )
         }
@@ -1018,6 +1017,16 @@ impl Runner {
                 tracing::error!(instance = %self.cfg.name, %vip, error = %e, "could not remove VIP");
             }
         }
+        self.vmac_link_local(false);
+    }
+
+    /// An IPv6 VMAC carries the advert source only while master (see `vmac`).
+    fn vmac_link_local(&self, on: bool) {
+        if let (Some(v), IpAddr::V6(_)) = (&self.vmac, self.primary) {
+            if let Err(e) = v.link_local(&self.netlink, self.primary, on) {
+                tracing::error!(instance = %self.cfg.name, error = %e, "could not move the link-local address on the VMAC");
+            }
+        }
     }
 
     fn garps(&mut self, now: Instant) {
@@ -1042,6 +1051,7 @@ impl Runner {
                 Action::CancelTimer(timer) => self.timers[timer_index(timer)] = None,
                 Action::AddVips => {
                     self.vips_remove_at = None;
+                    self.vmac_link_local(true);
                     for (vip, prefix) in self.cfg.virtual_addresses.clone() {
                         if let Err(e) = self.netlink.add(self.vip_ifindex, vip, prefix) {
                             tracing::error!(instance = %self.cfg.name, %vip, error = %e, "could not add VIP");

@@ -124,6 +124,11 @@ impl VrrpSocket {
                 )?;
                 let tx = Socket::new(Domain::IPV6, Type::RAW, proto)?;
                 tx.bind_device(Some(tx_name.as_bytes()))?;
+                if via.is_some() {
+                    // A backup's VMAC has no address; the link-local source
+                    // is put on it when it becomes master (see `vmac`).
+                    tx.set_freebind_v6(true)?;
+                }
                 tx.bind(&SockAddr::from(SocketAddrV6::new(
                     primary, 0, 0, tx_ifindex,
                 )))?;

@@ -6,8 +6,11 @@
 //! gratuitous ARP / unsolicited NA leave from it, so every master answers
 //! with the same MAC and clients' neighbour caches never change on failover.
 //! The macvlan exists from start to stop, on backups too (without addresses
-//! it says nothing); it gets no SLAAC link-local address
-//! (IN6_ADDR_GEN_MODE_NONE), an IPv4 one has IPv6 off altogether.
+//! it has no address); it gets no SLAAC link-local address
+//! (IN6_ADDR_GEN_MODE_NONE) and sends no router solicitations; an IPv4
+//! one has IPv6 off altogether. What a backup's VMAC still sends: the
+//! IGMP/MLD reports of the VRRP group it listens on, which a learning
+//! switch sees (the master's next advert moves the MAC back).
 //!
 //! keepalived's sysctls (keepalived/vrrp/vrrp_if_config.c) are set too: on
 //! the parent `arp_ignore=1` and `arp_filter=1`, so the parent does not
@@ -75,17 +78,16 @@ impl Vmac {
     /// Creates `name` on `parent` with the virtual MAC of `vrid` and brings
     /// it up. A macvlan of that name with that MAC, left by a crash, is
     /// replaced; any other interface of that name is an error.
-    /// `link_local`: for IPv6, the parent's link-local address, put on the
-    /// macvlan too so adverts can leave from it with the same source
-    /// (RFC 5798 §5.1.2.1).
+    /// `ipv6`: an IPv6 instance's VMAC (00-00-5E-00-02-{VRID}); the
+    /// instance puts the parent's link-local address on it while master
+    /// ([`Vmac::link_local`]).
     pub fn create(
         netlink: &Netlink,
         parent: &str,
         name: &str,
         vrid: u8,
-        link_local: Option<IpAddr>,
+        ipv6: bool,
     ) -> io::Result<Vmac> {
-        let ipv6 = link_local.is_some();
         let mac = virtual_mac(vrid, ipv6);
         let parent_index = address::interface_index(parent)?;
         if let Ok(old) = address::interface_index(name) {
@@ -129,7 +131,11 @@ impl Vmac {
             vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
         )])];
         netlink.request(RouteNetlinkMessage::SetLink(gen), 0)?;
-        if !ipv6 {
+        if ipv6 {
+            // A backup's VMAC must stay silent: no router solicitations.
+            set_sysctl("ipv6", name, "accept_ra", "0")?;
+            set_sysctl("ipv6", name, "router_solicitations", "0")?;
+        } else {
             set_sysctl("ipv6", name, "disable_ipv6", "1")?;
         }
         for (key, value) in [
@@ -150,11 +156,21 @@ impl Vmac {
         up.header.flags = LinkFlags::Up;
         up.header.change_mask = LinkFlags::Up;
         netlink.request(RouteNetlinkMessage::SetLink(up), 0)?;
-        if let Some(ll) = link_local {
-            netlink.add(ifindex, ll, 64)?;
-        }
         tracing::info!(interface = name, parent, mac = %format_mac(mac), "VMAC interface created");
         Ok(vmac)
+    }
+
+    /// Puts the parent's link-local address `ll` on the VMAC (`on`) or takes
+    /// it off: an IPv6 master's adverts leave from the VMAC with that source
+    /// (RFC 5798 §5.1.2.1), while a backup's VMAC has no address, so it
+    /// joins no solicited-node group and says nothing a switch would learn
+    /// the virtual MAC from.
+    pub fn link_local(&self, netlink: &Netlink, ll: IpAddr, on: bool) -> io::Result<()> {
+        if on {
+            netlink.add(self.ifindex, ll, 64)
+        } else {
+            netlink.remove(self.ifindex, ll, 64)
+        }
     }
 
     /// Deletes the macvlan (its addresses go with it) and puts the
