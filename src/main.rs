@@ -125,6 +125,12 @@ enum CtlCall {
     /// Start the binary floatlb was started from as a new worker on the same
     /// sockets; the old worker finishes its connections. The VIP stays.
     Upgrade,
+    /// The [[tls.acme]] certificates and OCSP staples: state, expiry, errors.
+    Certificates {
+        /// Renew every [[tls.acme]] certificate now (a node that may order).
+        #[arg(long)]
+        renew: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -290,6 +296,10 @@ fn main() -> ExitCode {
                 CtlCall::Reload => ("POST", "/admin/reload".to_string()),
                 CtlCall::Resume => ("POST", "/admin/resume".to_string()),
                 CtlCall::Upgrade => ("POST", "/admin/upgrade".to_string()),
+                CtlCall::Certificates { renew: false } => ("GET", "/certificates".to_string()),
+                CtlCall::Certificates { renew: true } => {
+                    ("POST", "/admin/certificates/renew".to_string())
+                }
                 CtlCall::Backend { action } => (
                     "POST",
                     match action {

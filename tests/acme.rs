@@ -339,6 +339,21 @@ fn http01_and_tls_alpn01_certificates_are_obtained_served_and_renewed() {
     for f in ["a.test.pem", "a.test.key", "b.test.key"] {
         assert_eq!(mode(&state.join(f)), 0o600, "{f}");
     }
+    // `floatlb ctl certificates` and the expiry metric cover them.
+    let (code, out, err) = floatlb_cmd("ctl", &lb.config_path, &["certificates"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for name in ["a.test", "b.test"] {
+        assert!(out.contains(&format!("acme {name}: expires in")), "{out}");
+    }
+    assert!(
+        out.contains("from ordered, 1 order(s) by this node"),
+        "{out}"
+    );
+    let metrics = support::http_get(lb.admin, "/metrics").2;
+    assert!(
+        metrics.contains("b.test.pem\",name=\"b.test\"} "),
+        "{metrics}"
+    );
     // Renewal at two thirds of 30 s: a new certificate, with no failure seen by clients.
     let first = served_not_after(tls_port, "a.test");
     let orders = pebble.orders();
@@ -355,6 +370,16 @@ fn http01_and_tls_alpn01_certificates_are_obtained_served_and_renewed() {
         }
     }
     assert_eq!(failed, 0, "{}", log());
+    // `floatlb ctl certificates --renew`: orders at once.
+    let (orders, now) = (pebble.orders(), served_not_after(tls_port, "a.test"));
+    let (code, out, err) = floatlb_cmd("ctl", &lb.config_path, &["certificates", "--renew"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for(
+        "a renewal asked for by ctl",
+        Duration::from_secs(10),
+        || pebble.orders() >= orders + 2 && served_not_after(tls_port, "a.test") != now,
+        log,
+    );
 }
 
 /// pebble refusing (its `domainBlocklist`: a rejectedIdentifier problem,

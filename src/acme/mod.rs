@@ -72,6 +72,87 @@ pub fn status() -> Vec<Status> {
     v
 }
 
+/// (first name, file in the state directory, notAfter) of each managed
+/// certificate served, for `floatlb_tls_certificate_expiry_seconds`.
+pub fn expiry(tls: Option<&crate::config::Tls>) -> Vec<(String, PathBuf, i64)> {
+    let Some(tls) = tls else {
+        return Vec::new();
+    };
+    status()
+        .into_iter()
+        .filter(|s| s.not_after > 0)
+        .map(|s| {
+            let file = paths(&tls.acme_state, &s.names).0;
+            (
+                s.names.first().cloned().unwrap_or_default(),
+                file,
+                s.not_after,
+            )
+        })
+        .collect()
+}
+
+/// Seconds as a short duration: `59s`, `12m`, `5h`, `30d`.
+fn span(secs: i64) -> String {
+    let (n, unit) = match secs.abs() {
+        s if s < 120 => (s, "s"),
+        s if s < 7200 => (s / 60, "m"),
+        s if s < 172_800 => (s / 3600, "h"),
+        s => (s / 86400, "d"),
+    };
+    if secs < 0 {
+        format!("{n}{unit} ago")
+    } else {
+        format!("in {n}{unit}")
+    }
+}
+
+/// What `floatlb ctl certificates` prints: each `[[tls.acme]]` certificate
+/// and each stapled OCSP response, one line each.
+pub fn report() -> String {
+    let now = crate::tls::unix_now();
+    let mut out = String::new();
+    for s in status() {
+        let expires = match s.not_after {
+            0 => "none yet".to_string(),
+            t => format!("expires {} ({t})", span(t - now)),
+        };
+        let renews = match (s.not_after, s.renew_at) {
+            (0, _) => "to be ordered".to_string(),
+            (_, t) if t <= now => "renewal due".to_string(),
+            (_, t) => format!("renews {}", span(t - now)),
+        };
+        out.push_str(&format!(
+            "acme {}: {expires}, {renews}, from {}, {} order(s) by this node",
+            s.names.join(","),
+            if s.source.is_empty() { "-" } else { &s.source },
+            s.orders
+        ));
+        if let Some(e) = &s.last_error {
+            out.push_str(&format!(
+                ", {} failure(s), next try {}: {e}",
+                s.failures,
+                span(s.next_try - now)
+            ));
+        }
+        out.push('\n');
+    }
+    for (url, stapled, error) in crate::tls::ocsp::states() {
+        out.push_str(&format!(
+            "ocsp {url}: {}",
+            if stapled { "stapled" } else { "not stapled" }
+        ));
+        if let Some(e) = error {
+            out.push_str(&format!(", last fetch failed: {e}"));
+        }
+        out.push('\n');
+    }
+    if out.is_empty() {
+        out.push_str("no [[tls.acme]] certificate and no OCSP stapling\n");
+    }
+    out
+}
+
 /// Asks for a renewal of every managed certificate now (`floatlb ctl`).
 pub fn renew_now() {
     if let Ok(mut m) = statuses().lock() {

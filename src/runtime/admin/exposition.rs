@@ -151,8 +151,10 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
     );
     let live = shared.live.load_full();
     if let Some(m) = live.config.tls.as_ref().and_then(|t| t.material()) {
-        let files: Vec<String> = m
-            .expiry
+        // ACME certificates too, as files in the state directory.
+        let acme = crate::acme::expiry(live.config.tls.as_ref());
+        let expiry: Vec<_> = m.expiry.iter().cloned().chain(acme).collect();
+        let files: Vec<String> = expiry
             .iter()
             .map(|(_, f, _)| f.display().to_string())
             .collect();
@@ -160,11 +162,21 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
             "floatlb_tls_certificate_expiry_seconds",
             "Unix time at which each loaded certificate (its leaf) expires.",
             &["name", "file"],
-            m.expiry
+            expiry
                 .iter()
                 .zip(&files)
                 .map(|((name, _, at), file)| (vec![name.as_str(), file.as_str()], *at)),
         );
+        let acme = crate::acme::status();
+        if !acme.is_empty() {
+            f.gauge_vec(
+                "floatlb_acme_failures",
+                "Failed ACME orders in a row for each [[tls.acme]] certificate (0: the last one succeeded).",
+                &["name"],
+                acme.iter()
+                    .map(|a| (vec![a.names.first().map_or("", String::as_str)], i64::from(a.failures))),
+            );
+        }
     }
     if let Some(log) = &shared.access_log {
         f.counter(

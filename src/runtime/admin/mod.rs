@@ -129,6 +129,9 @@ async fn route(
             "application/json",
             status_json(shared, extra),
         ),
+        (&Method::GET, "/certificates") => {
+            local_response(StatusCode::OK, "text/plain", crate::acme::report())
+        }
         (&Method::GET, "/metrics") => local_response(
             StatusCode::OK,
             "text/plain; version=0.0.4",
@@ -161,6 +164,13 @@ async fn route(
                 "handover" => blocking(hooks, "handover", |h| h.handover()).await,
                 "reload" => api::reload(hooks).await,
                 "upgrade" => blocking(hooks, "upgrade", |h| h.upgrade()).await,
+                "certificates/renew" => {
+                    crate::acme::renew_now();
+                    api::reply(
+                        StatusCode::OK,
+                        "renewal of every [[tls.acme]] certificate asked for",
+                    )
+                }
                 "resume" => match hooks.resume() {
                     Ok(m) => api::reply(StatusCode::OK, m),
                     Err(m) => api::reply(StatusCode::CONFLICT, m),
