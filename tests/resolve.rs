@@ -428,3 +428,37 @@ fn check_accepts_names_unresolved_and_refuses_bad_ones() {
         "{err}"
     );
 }
+
+/// A name that stops existing (NXDOMAIN) is an answer, not a failure: its
+/// addresses stay for `hold`, then leave the pool (503 after that).
+#[test]
+fn a_name_that_goes_away_leaves_after_hold() {
+    let port = free_port();
+    let web1 = TestBackend::start_on("web1", &format!("127.0.0.2:{port}"));
+    let dns = Dnsmasq::start("127.0.0.2 web.lab\n", 0);
+    let lb = Floatlb::start(
+        &config(dns.addr, port).replace("[resolver]\n", "[resolver]\nhold = \"2s\"\n"),
+    );
+    assert_eq!(http_get(lb.addr, "/").0, 200);
+    let changes = "floatlb_resolver_changes_total{name=\"web.lab\",pool=\"byname\"}";
+    assert_eq!(metric(&lb, changes), Some(1.0));
+    dns.set("127.0.0.9 other.lab\n");
+    wait_for("the empty answer", &lb, || {
+        metric(&lb, changes) == Some(2.0)
+    });
+    let (status, headers, _) = http_get(lb.addr, "/");
+    assert_eq!(
+        (status, support::header(&headers, "x-backend")),
+        (200, Some("web1")),
+        "held"
+    );
+    wait_for("hold to pass", &lb, || http_get(lb.addr, "/").0 == 503);
+    let failures = "floatlb_resolver_failures_total{name=\"web.lab\",pool=\"byname\"}";
+    assert_eq!(metric(&lb, failures), Some(0.0), "NXDOMAIN is an answer");
+    assert!(
+        lb.log().contains("backend name has no addresses"),
+        "{}",
+        lb.log()
+    );
+    assert!(web1.requests() >= 2);
+}
