@@ -140,6 +140,17 @@ fn fam(ip: &IpAddr) -> &'static str {
     }
 }
 
+/// Removes `vip`'s entry in one transaction whether or not it is there: adding an entry that
+/// exists with the same target succeeds, so the delete always finds one (adding one with
+/// another target would fail: hence the caller's `now`).
+fn clear(vip: IpAddr, now: IpAddr) -> String {
+    let f = fam(&vip);
+    format!(
+        "add element netdev {TABLE} prev{f} {{ {vip} : {now} }}\n\
+         delete element netdev {TABLE} prev{f} {{ {vip} }}\n"
+    )
+}
+
 impl Steering {
     /// Installs the table (replacing one a previous run left). An error says why (no `nft`
     /// program, or a kernel without nftables' netdev family, `fwd` or dynamic sets): the
@@ -151,32 +162,33 @@ impl Steering {
 
     /// Sends the packets of flows this node has no part in, for `vip`, to `to` (the old
     /// master), for `timeout` (the kernel removes the entry then) or until [`Self::disarm`].
-    /// Addresses of another family than the VIP's are refused.
-    pub fn arm(&self, vip: IpAddr, to: IpAddr, timeout: Option<Duration>) -> Result<(), String> {
+    /// `now` is the entry's target as the caller last set it (the kernel may have let a timed
+    /// one expire since). Addresses of another family than the VIP's are refused.
+    pub fn arm(
+        &self,
+        vip: IpAddr,
+        to: IpAddr,
+        timeout: Option<Duration>,
+        now: Option<IpAddr>,
+    ) -> Result<(), String> {
         if vip.is_ipv4() != to.is_ipv4() {
             return Err(format!(
                 "cannot steer {vip} to {to}: another address family"
             ));
         }
-        let f = fam(&vip);
         let t = timeout.map_or(String::new(), |t| {
             format!(" timeout {}ms", t.as_millis().max(1))
         });
-        // One transaction: replace whatever entry there was (`add` succeeds if it exists).
         nft(&format!(
-            "add element netdev {TABLE} prev{f} {{ {vip} : {to} }}\n\
-             delete element netdev {TABLE} prev{f} {{ {vip} }}\n\
-             add element netdev {TABLE} prev{f} {{ {vip}{t} : {to} }}\n"
+            "{}add element netdev {TABLE} prev{} {{ {vip}{t} : {to} }}\n",
+            clear(vip, now.unwrap_or(to)),
+            fam(&vip)
         ))
     }
 
-    /// Stops passing packets for `vip` on.
-    pub fn disarm(&self, vip: IpAddr) -> Result<(), String> {
-        let f = fam(&vip);
-        nft(&format!(
-            "add element netdev {TABLE} prev{f} {{ {vip} : {vip} }}\n\
-             delete element netdev {TABLE} prev{f} {{ {vip} }}\n"
-        ))
+    /// Stops passing packets for `vip` on; `now` as for [`Self::arm`].
+    pub fn disarm(&self, vip: IpAddr, now: IpAddr) -> Result<(), String> {
+        nft(&clear(vip, now))
     }
 
     /// What the table covers.

@@ -126,11 +126,16 @@ fn apply(steering: &Steering, slot: &mut Slot, want: Entry, linger: Duration) {
     if want == slot.entry {
         return;
     }
+    let now = match slot.entry {
+        Entry::None => None,
+        Entry::Standing(to) | Entry::Timed(to) => Some(to),
+    };
     for &vip in &slot.vips {
-        let done = match want {
-            Entry::None => steering.disarm(vip),
-            Entry::Standing(to) => steering.arm(vip, to, None),
-            Entry::Timed(to) => steering.arm(vip, to, Some(linger + MARGIN)),
+        let done = match (want, now) {
+            (Entry::None, None) => Ok(()),
+            (Entry::None, Some(now)) => steering.disarm(vip, now),
+            (Entry::Standing(to), _) => steering.arm(vip, to, None, now),
+            (Entry::Timed(to), _) => steering.arm(vip, to, Some(linger + MARGIN), now),
         };
         match done {
             Ok(()) => tracing::debug!(%vip, entry = ?want, "handover steering"),
