@@ -51,7 +51,9 @@ pub(crate) async fn serve_connection(
     let handshake = TlsConn::accept(tcp, server_config);
     let handshake = Box::pin(tokio::time::timeout(conn.limits().client_header, handshake));
     let tls = match handshake.await {
-        Ok(Ok(tls)) => tls,
+        // Boxed at once: a session held inline would take room in every
+        // later state of this task, moved out or not.
+        Ok(Ok(tls)) => Box::new(tls),
         Ok(Err(e)) => {
             shared
                 .stats
@@ -102,10 +104,10 @@ pub(crate) async fn serve_connection(
         shared.stats.tls_resumed.fetch_add(1, Ordering::Relaxed);
     }
     if h2 {
-        let serve = super::h2::serve(tls, peer, shared, &conn.shutdown, listener);
+        let serve = super::h2::serve(*tls, peer, shared, &conn.shutdown, listener);
         Box::pin(serve).await;
     } else {
-        let mut io = ClientIo::Tls(Box::new(tls));
+        let mut io = ClientIo::Tls(tls);
         h1::serve(&mut io, &conn).await;
         // A client that takes nothing for an idle period is gone.
         let finish = std::future::poll_fn(|cx| io.poll_finish(cx));
