@@ -590,3 +590,62 @@ fn the_master_orders_and_the_backup_serves_its_certificate_after_a_failover() {
     assert_eq!(curl("client"), (true, "web1".to_string()), "{}", logs());
     lab.link("lb1", true);
 }
+
+/// docs/certificates.md: its `proxy.toml` passes `floatlb check` and its
+/// Caddyfile `caddy adapt` (Debian's caddy, the comparison's anchor), with
+/// the CA file both name made here.
+#[test]
+fn the_caddy_comparison_in_the_docs_is_accepted_by_both() {
+    let dir = tempfile::tempdir().unwrap();
+    openssl(
+        dir.path(),
+        &[
+            "req",
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=staff CA",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/certificates.md"))
+        .unwrap();
+    let block = |lang: &str| {
+        let start = doc.find(&format!("```{lang}\n")).expect(lang) + lang.len() + 4;
+        doc[start..start + doc[start..].find("```").unwrap()].to_string()
+    };
+    let toml = dir.path().join("proxy.toml");
+    std::fs::write(
+        &toml,
+        block("toml").replace("/etc/floatlb/staff-ca.pem", &ca),
+    )
+    .unwrap();
+    let (code, out, err) = floatlb_cmd("check", &toml, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let caddyfile = dir.path().join("Caddyfile");
+    std::fs::write(
+        &caddyfile,
+        block("caddyfile").replace("/etc/caddy/staff-ca.pem", &ca),
+    )
+    .unwrap();
+    let out = tool("caddy")
+        .args(["adapt", "--adapter", "caddyfile", "--config"])
+        .arg(&caddyfile)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
