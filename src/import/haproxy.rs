@@ -1151,8 +1151,11 @@ struct Bind {
     accept_proxy: bool,
     notes: Vec<String>,
     /// A `mode tcp` frontend's bind: the pool and the SNI entries its connections go to.
-    tcp: Option<(Option<String>, Vec<(String, String)>)>,
+    tcp: Option<TcpTarget>,
 }
+
+/// Where a TCP listener's connections go: its `pool`, and `sni` name to pool.
+type TcpTarget = (Option<String>, Vec<(String, String)>);
 
 fn parse_addr(a: &str, default_port: Option<u16>) -> Result<SocketAddr, String> {
     let a = a
