@@ -130,7 +130,7 @@ impl Task {
         let now = Instant::now();
         match result {
             Ok((addresses, ttl)) => {
-                let failed_before = state.failures;
+                let (failed_before, first) = (state.failures, !state.answered);
                 let next = clamp_ttl(ttl, cfg.ttl_min, cfg.ttl_max);
                 let change = state.answer(now, addresses, next);
                 if failed_before > 0 {
@@ -148,6 +148,8 @@ impl Task {
                     if state.current().is_empty() {
                         tracing::warn!(name = %host, hold = ?cfg.hold, "backend name has no addresses: its backends leave their pools after hold");
                     }
+                } else if first && state.current().is_empty() {
+                    tracing::warn!(name = %host, "backend name has no addresses (NXDOMAIN or no records): its pools have no backend for it yet, asking again on its TTL");
                 }
             }
             Err(why) => {
