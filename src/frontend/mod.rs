@@ -9,6 +9,7 @@ pub mod h1;
 pub mod h2;
 mod h2_guard;
 pub mod handshake;
+mod splice;
 mod streams;
 pub mod tcp;
 pub mod tunnel;

@@ -109,16 +109,34 @@ pub(crate) async fn serve(
             return line.log(&shared, start);
         }
     };
-    let end = tunnel::relay_counted(
-        &mut io,
-        first,
-        stream,
-        &shared,
-        &shutdown,
-        tunnel,
-        &mut line.moved,
-    )
-    .await;
+    let end = match super::splice::Pipes::take() {
+        Some(pipes) => {
+            spliced(
+                io,
+                first,
+                stream,
+                pipes,
+                &shared,
+                &shutdown,
+                tunnel,
+                &mut line.moved,
+            )
+            .await
+        }
+        // The pipe budget is spent: copied through user space.
+        None => {
+            tunnel::relay_counted(
+                &mut io,
+                first,
+                stream,
+                &shared,
+                &shutdown,
+                tunnel,
+                &mut line.moved,
+            )
+            .await
+        }
+    };
     backend.give_slot();
     line.termination = match end {
         End::Closed => Termination::NORMAL,
@@ -130,6 +148,35 @@ pub(crate) async fn serve(
         End::Failed => ended(Side::Client, Kind::Closed, "a side failed").termination(),
     };
     line.log(&shared, start);
+}
+
+/// The relay through the kernel ([`super::splice`]): the bytes already
+/// read from the client (a ClientHello) go to the backend first.
+#[allow(clippy::too_many_arguments)] // one call site; the relay's own arguments
+async fn spliced(
+    io: ClientIo,
+    first: BytesMut,
+    mut backend: TcpStream,
+    pipes: super::splice::Pipes,
+    shared: &Shared,
+    shutdown: &watch::Receiver<bool>,
+    idle: Duration,
+    moved: &mut Moved,
+) -> End {
+    let client = match io {
+        ClientIo::Direct(s) => TcpStream::from_std(s),
+        ClientIo::Polled(a) => TcpStream::from_std(a.into_inner()),
+        _ => return End::Failed,
+    };
+    let Ok(client) = client else {
+        return End::Failed;
+    };
+    if !first.is_empty() && backend.write_all(&first).await.is_err() {
+        return End::Failed;
+    }
+    let end = super::splice::relay(&client, &backend, pipes, shared, shutdown, idle, moved).await;
+    moved.from_client += first.len() as u64;
+    end
 }
 
 /// Reads until the ClientHello is whole: its server name, if it has one.

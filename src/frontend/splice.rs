@@ -1,0 +1,353 @@
+//! A TCP listener's relay through the kernel: bytes move socket → pipe →
+//! socket with `splice(2)`, never copied into user space. One pipe per
+//! direction, taken from a process-wide budget ([`PIPES_MAX`]) so the
+//! descriptors stay inside the process's limit; a connection that finds the
+//! budget spent is relayed by copying ([`super::tunnel`]) instead. The rules
+//! are the tunnel's: each side's close passed on as a half-close, an idle
+//! limit, and under a drain or planned handover the connection is closed
+//! after every other one, with a FIN to both sides. Not for: TLS or HTTP.
+
+use std::future::poll_fn;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::tunnel::{End, Moved};
+use crate::proxy::state::Shared;
+
+/// Most pipes open at once (two descriptors each, two pipes per connection):
+/// 2048 descriptors, a tenth of the 20000 the process may hold.
+pub const PIPES_MAX: usize = 1024;
+/// How much one splice moves at most (a pipe's default capacity).
+const CHUNK: usize = 64 * 1024;
+/// How often a draining relay looks whether it is the last kind of connection left.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// How long a relay closed by a drain waits for both sides to close in turn.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+static PIPES_OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// A pipe counted in the budget, closed and given back when dropped.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    /// Bytes in it, not yet moved on.
+    held: usize,
+}
+
+impl Pipe {
+    /// A pipe, if the budget has room and the kernel gives one.
+    fn take() -> Option<Pipe> {
+        if PIPES_OPEN.fetch_add(1, Ordering::Relaxed) >= PIPES_MAX {
+            PIPES_OPEN.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: pipe2 writes two descriptors into `fds`.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if rc != 0 {
+            PIPES_OPEN.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        // SAFETY: pipe2 succeeded: both descriptors are new and ours.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Some(Pipe {
+            read,
+            write,
+            held: 0,
+        })
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        PIPES_OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Two pipes for a connection, or None when the budget is spent.
+pub(crate) struct Pipes(Pipe, Pipe);
+
+impl Pipes {
+    pub(crate) fn take() -> Option<Pipes> {
+        let up = Pipe::take()?;
+        let down = Pipe::take()?;
+        Some(Pipes(up, down))
+    }
+}
+
+/// One `splice` between two descriptors, non-blocking.
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    loop {
+        // SAFETY: splice only reads and writes the kernel objects behind the
+        // descriptors; null offsets are for pipes and sockets.
+        let n = unsafe {
+            libc::splice(
+                from,
+                std::ptr::null_mut(),
+                to,
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// One direction's state.
+struct Half {
+    pipe: Pipe,
+    eof: bool,
+    shut: bool,
+    moved: u64,
+}
+
+/// Moves what it can from `src` to `dst` through the pipe without waiting;
+/// Ok(true) if anything moved.
+fn pump_one(
+    cx: &mut Context<'_>,
+    src: &TcpStream,
+    dst: &TcpStream,
+    h: &mut Half,
+) -> Poll<io::Result<bool>> {
+    let mut moved = false;
+    loop {
+        if h.pipe.held > 0 {
+            if let Poll::Pending = dst.poll_write_ready(cx)? {
+                break;
+            }
+            let (pipe, held) = (h.pipe.read.as_raw_fd(), h.pipe.held);
+            match dst.try_io(Interest::WRITABLE, || splice(pipe, dst.as_raw_fd(), held)) {
+                Ok(n) => {
+                    h.pipe.held -= n;
+                    h.moved += n as u64;
+                    moved = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            continue;
+        }
+        if h.eof {
+            if !h.shut {
+                let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+                h.shut = true;
+                moved = true;
+            }
+            break;
+        }
+        if let Poll::Pending = src.poll_read_ready(cx)? {
+            break;
+        }
+        let pipe = h.pipe.write.as_raw_fd();
+        match src.try_io(Interest::READABLE, || splice(src.as_raw_fd(), pipe, CHUNK)) {
+            Ok(0) => h.eof = true,
+            Ok(n) => h.pipe.held += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+        moved = true;
+    }
+    Poll::Ready(Ok(moved))
+}
+
+/// Relays `client` ⇄ `backend` through `pipes` until the relay ends, as
+/// [`super::tunnel::relay_counted`] does by copying; counts into `moved`.
+pub(crate) async fn relay(
+    client: &TcpStream,
+    backend: &TcpStream,
+    pipes: Pipes,
+    shared: &Shared,
+    shutdown: &watch::Receiver<bool>,
+    idle: Duration,
+    moved: &mut Moved,
+) -> End {
+    shared.stats.tunnels_total.fetch_add(1, Ordering::Relaxed);
+    shared.stats.tunnels_active.fetch_add(1, Ordering::Relaxed);
+    let _active = Active(shared);
+    let Pipes(up_pipe, down_pipe) = pipes;
+    let mut up = Half {
+        pipe: up_pipe,
+        eof: false,
+        shut: false,
+        moved: 0,
+    };
+    let mut down = Half {
+        pipe: down_pipe,
+        eof: false,
+        shut: false,
+        moved: 0,
+    };
+    let timer = tokio::time::sleep(idle);
+    tokio::pin!(timer);
+    let woken = shared.handover.woken();
+    tokio::pin!(woken);
+    let mut draining = *shutdown.borrow() || shared.handover.closing();
+    let end = loop {
+        let pump = poll_fn(|cx| {
+            let a = ready_or(pump_one(cx, client, backend, &mut up))?;
+            let b = ready_or(pump_one(cx, backend, client, &mut down))?;
+            if up.shut && down.shut {
+                Poll::Ready(Ok::<bool, io::Error>(true))
+            } else if a || b {
+                Poll::Ready(Ok(false))
+            } else {
+                Poll::Pending
+            }
+        });
+        tokio::select! {
+            biased;
+            step = pump => match step {
+                Ok(true) => break End::Closed,
+                Ok(false) => timer.as_mut().reset(Instant::now() + idle),
+                Err(e) => {
+                    tracing::debug!(error = %e, "TCP relay failed");
+                    break End::Failed;
+                }
+            },
+            () = &mut timer => break End::Idle,
+            () = &mut woken => {
+                woken.set(shared.handover.woken());
+                draining = *shutdown.borrow() || shared.handover.closing();
+            }
+            () = tokio::time::sleep(DRAIN_POLL), if draining => {
+                let others = shared.stats.connections_active.load(Ordering::Relaxed)
+                    - shared.stats.tunnels_active.load(Ordering::Relaxed);
+                if others <= 0 {
+                    shared.stats.tunnels_closed_by_drain.fetch_add(1, Ordering::Relaxed);
+                    close_in_order(client, backend).await;
+                    break End::Drained;
+                }
+            }
+        }
+    };
+    moved.from_client = up.moved;
+    moved.to_client = down.moved;
+    end
+}
+
+/// A pump's result: an error ends the relay; Pending counts as nothing moved.
+fn ready_or(p: Poll<io::Result<bool>>) -> Result<bool, io::Error> {
+    match p {
+        Poll::Ready(r) => r,
+        Poll::Pending => Ok(false),
+    }
+}
+
+/// A FIN to both sides, then their closes (what they still send is
+/// dropped), bounded by [`CLOSE_GRACE`]: closing with unread bytes would
+/// send a reset.
+async fn close_in_order(client: &TcpStream, backend: &TcpStream) {
+    for s in [client, backend] {
+        let _ = socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write);
+    }
+    let mut sink = vec![0u8; 16 * 1024];
+    let (mut client_open, mut backend_open) = (true, true);
+    let _ = tokio::time::timeout(
+        CLOSE_GRACE,
+        poll_fn(|cx| {
+            for (s, open) in [(client, &mut client_open), (backend, &mut backend_open)] {
+                while *open {
+                    match s.poll_read_ready(cx) {
+                        Poll::Pending => break,
+                        Poll::Ready(Err(_)) => *open = false,
+                        // A would-block read clears the readiness: the next
+                        // look registers for the next arrival.
+                        Poll::Ready(Ok(())) => match s.try_read(&mut sink) {
+                            Ok(0) => *open = false,
+                            Ok(_) => {}
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(_) => *open = false,
+                        },
+                    }
+                }
+            }
+            if client_open || backend_open {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        }),
+    )
+    .await;
+}
+
+struct Active<'a>(&'a Shared);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.stats.tunnels_active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The budget holds: past PIPES_MAX no pipe is given, and a dropped one
+    /// is given back.
+    #[test]
+    fn pipe_budget() {
+        let before = PIPES_OPEN.load(Ordering::Relaxed);
+        let p = Pipe::take().expect("a pipe");
+        assert_eq!(PIPES_OPEN.load(Ordering::Relaxed), before + 1);
+        drop(p);
+        assert_eq!(PIPES_OPEN.load(Ordering::Relaxed), before);
+    }
+
+    /// Bytes spliced socket → pipe → socket arrive whole.
+    #[tokio::test]
+    async fn splices_between_sockets() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l2.local_addr().unwrap()).await.unwrap();
+        let (mut d, _) = l2.accept().await.unwrap();
+        let payload: Vec<u8> = (0..300_000).map(|i| (i % 253) as u8).collect();
+        let p = payload.clone();
+        let writer = tokio::spawn(async move {
+            a.write_all(&p).await.unwrap();
+            a.shutdown().await.unwrap();
+        });
+        let mut h = Half {
+            pipe: Pipe::take().unwrap(),
+            eof: false,
+            shut: false,
+            moved: 0,
+        };
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            d.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        poll_fn(|cx| match pump_one(cx, &b, &c, &mut h) {
+            Poll::Ready(Ok(_)) if h.shut => Poll::Ready(()),
+            Poll::Ready(Ok(_)) => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Ready(Err(e)) => panic!("{e}"),
+            Poll::Pending => Poll::Pending,
+        })
+        .await;
+        writer.await.unwrap();
+        assert_eq!(reader.await.unwrap(), payload);
+        assert_eq!(h.moved, payload.len() as u64);
+    }
+}
