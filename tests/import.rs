@@ -290,6 +290,102 @@ fn a_folder_is_read_in_name_order_and_a_full_import_exits_0() {
     assert!(!toml.contains("# not imported"), "{toml}");
 }
 
+/// The pool `floatlb route`'s reasoning ends on for one request to the file's snapshot.
+fn pool_for(
+    snap: &floatlb::proxy::state::Snapshot,
+    method: &str,
+    host: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> String {
+    let mut fields = vec![("Host".to_string(), host.to_string())];
+    fields.extend(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    let lines = floatlb::proxy::dispatch::explain(
+        snap,
+        method,
+        target,
+        &fields,
+        "198.18.0.9".parse().unwrap(),
+        0,
+    )
+    .unwrap();
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("pool: "))
+        .unwrap_or_else(|| panic!("no pool for {method} {host}{target}: {lines:?}"))
+        .to_string()
+}
+
+/// The site list `tests/routes_peers.rs` sends through HAProxy, nginx and floatlb (its
+/// HAProxy form, `routes.cfg`) is imported and must route every request of a grid of
+/// hosts (ports, capitals, subdomains, look-alikes), paths, methods, queries and headers
+/// to the pool floatlb's hand-written form (`routes.toml`) does: ACL host, path, regex,
+/// method, query and header matchers, ANDed conditions and first-match order.
+#[test]
+fn the_routes_test_site_list_imported_routes_as_written_by_hand() {
+    let dir = workdir();
+    let d = dir.path();
+    let o = floatlb(
+        d,
+        &["import", "--haproxy", "routes.cfg", "-o", "imported.toml"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let load = |f: &str| {
+        let cfg = floatlb::config::load_without_tls_files(&d.join(f)).unwrap();
+        floatlb::proxy::state::Snapshot::build(cfg, None)
+    };
+    let (imported, by_hand) = (load("imported.toml"), load("routes.toml"));
+    let hosts = [
+        "api.example",
+        "API.Example:8080",
+        "xapi.example",
+        "shop.example",
+        "store.example:80",
+        "www.shop.example",
+        "a.b.example",
+        "example",
+        "other.test",
+    ];
+    let targets = [
+        "/",
+        "/login",
+        "/login/",
+        "/orders",
+        "/orders/7",
+        "/orders/7?v=2",
+        "/orders?x=1&v=2",
+        "/cart",
+        "/cart/item?v=20",
+        "/cart/style.css",
+        "/img/logo.png?v=2",
+        "/v2/items",
+        "/v10",
+        "/vx/items",
+    ];
+    let variants: [(&str, &[(&str, &str)]); 7] = [
+        ("GET", &[]),
+        ("HEAD", &[]),
+        ("POST", &[]),
+        ("PUT", &[("x-env", "beta")]),
+        ("DELETE", &[("X-Debug", "1")]),
+        ("GET", &[("X-ENV", "beta")]),
+        ("GET", &[("x-env", "Beta"), ("x-debug", "yes")]),
+    ];
+    let mut pools = std::collections::BTreeMap::new();
+    for host in hosts {
+        for target in targets {
+            for (method, headers) in variants {
+                let want = pool_for(&by_hand, method, host, target, headers);
+                let got = pool_for(&imported, method, host, target, headers);
+                assert_eq!(got, want, "{method} {host}{target} {headers:?}");
+                *pools.entry(want).or_insert(0) += 1;
+            }
+        }
+    }
+    // Every pool is reached: the grid tells the rules apart.
+    assert_eq!(pools.len(), 6, "{pools:?}");
+}
+
 /// A file that cannot be read: exit 1, nothing written.
 #[test]
 fn an_unreadable_file_exits_1() {
