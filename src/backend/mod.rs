@@ -6,7 +6,9 @@
 //! and a failed connect leaves the request untouched so the proxy can
 //! redispatch it to another server.
 
+pub mod h2;
 pub mod resolve;
+pub mod stream;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::backend::stream::Stream;
 use crate::backend::upstream::Upstream;
 use crate::balance::Candidate;
 use crate::config;
@@ -348,6 +351,20 @@ pub struct Pool {
     address: SocketAddr,
     idle_upstream: Mutex<Vec<IdleUpstream>>,
     settings: Mutex<PoolSettings>,
+    /// TLS and the protocol: the pool's `tls` and `protocol` keys.
+    transport: Mutex<config::Transport>,
+    /// HTTP/2 sessions (`protocol = "h2"` or `"h2c"`).
+    sessions: Mutex<Vec<h2::Session>>,
+    /// `send-proxy`: 0 none, 1 v1, 2 v2 (a header per connection, which is
+    /// then never pooled: it names one client).
+    send_proxy: AtomicU8,
+}
+
+/// A connection (or a stream of one) for one request.
+#[derive(Debug)]
+pub enum Conn {
+    H1(Upstream),
+    H2(h2::Lease),
 }
 
 #[derive(Debug)]
@@ -363,6 +380,10 @@ pub enum ConnectError {
     Timeout(SocketAddr),
     #[error("connect to {0} failed: {1}")]
     Io(SocketAddr, std::io::Error),
+    /// The TLS handshake (a certificate that does not verify, typically) or
+    /// the HTTP/2 one failed.
+    #[error("handshake with {0} failed: {1}")]
+    Handshake(SocketAddr, String),
 }
 
 impl ConnectError {
@@ -372,6 +393,7 @@ impl ConnectError {
         let (kind, status) = match self {
             ConnectError::Timeout(_) => (Kind::Timeout, StatusCode::GATEWAY_TIMEOUT),
             ConnectError::Io(..) => (Kind::Closed, StatusCode::BAD_GATEWAY),
+            ConnectError::Handshake(..) => (Kind::Malformed, StatusCode::BAD_GATEWAY),
         };
         Error::new(
             Side::Backend,
@@ -390,7 +412,47 @@ impl Pool {
             address,
             idle_upstream: Mutex::new(Vec::new()),
             settings: Mutex::new(settings),
+            transport: Mutex::new(config::Transport::default()),
+            sessions: Mutex::new(Vec::new()),
+            send_proxy: AtomicU8::new(0),
         }
+    }
+
+    /// The pool's `send-proxy` (set at each load and reload).
+    pub fn set_send_proxy(&self, v: Option<crate::net::proxy_protocol::Version>) {
+        use crate::net::proxy_protocol::Version;
+        let n = match v {
+            None => 0,
+            Some(Version::V1) => 1,
+            Some(Version::V2) => 2,
+        };
+        self.send_proxy.store(n, Ordering::Relaxed);
+    }
+
+    /// The pool's transport (a reload may change it: then no pooled
+    /// connection or session of the old one is used again).
+    pub fn set_transport(&self, t: &config::Transport) {
+        let mut cur = self.transport.lock().unwrap_or_else(|e| e.into_inner());
+        let same_tls = match (&cur.tls, &t.tls) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if !(same_tls && cur.protocol == t.protocol) {
+            self.clear();
+            self.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+        *cur = t.clone();
+    }
+
+    pub fn transport(&self) -> config::Transport {
+        self.transport
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn set_settings(&self, s: PoolSettings) {
@@ -415,31 +477,148 @@ impl Pool {
         drop(drained);
     }
 
-    /// A connection for a request: a pooled one the backend has not closed,
-    /// else a new one. The flag says whether it came from the pool.
-    pub async fn checkout_upstream(
+    /// The server name a request's TLS session uses: the pool's
+    /// `server-name`, else the request's Host (`host`, without its port),
+    /// else none (the backend's address is verified).
+    pub fn sni_for(&self, transport: &config::Transport, host: Option<&[u8]>) -> Option<Arc<str>> {
+        let tls = transport.tls.as_ref()?;
+        if let Some(n) = &tls.server_name {
+            return Some(Arc::from(n.to_str().as_ref()));
+        }
+        let host = std::str::from_utf8(host?).ok()?.trim();
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => host.split(':').next().unwrap_or_default(),
+        };
+        (!name.is_empty()).then(|| Arc::from(name.to_ascii_lowercase()))
+    }
+
+    /// A connection (or HTTP/2 stream) for a request whose TLS session uses
+    /// `sni` ([`Self::sni_for`]): pooled if one is usable, else new. The flag
+    /// says whether it was pooled.
+    pub async fn checkout(
         &self,
         stats: &BackendStats,
+        sni: Option<Arc<str>>,
+    ) -> Result<(Conn, bool), ConnectError> {
+        let transport = self.transport();
+        if !transport.multiplexed() {
+            return self
+                .checkout_upstream(stats, &transport, sni)
+                .await
+                .map(|(c, reused)| (Conn::H1(c), reused));
+        }
+        {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            sessions.retain(|s| s.is_alive());
+            if let Some(s) = sessions
+                .iter()
+                .filter(|s| s.usable(sni.as_deref(), transport.max_streams))
+                .min_by_key(|s| s.open_streams())
+            {
+                return Ok((Conn::H2(s.lease()), true));
+            }
+        }
+        let settings = self.settings();
+        let stream = self
+            .connect(&transport, sni.clone(), settings.connect_timeout)
+            .await?;
+        stats.connections_opened.fetch_add(1, Ordering::Relaxed);
+        // Over TLS, ALPN decides: a backend that chose HTTP/1.1 is spoken to in it.
+        if transport.tls.is_some() && stream.alpn() != Some(b"h2") {
+            let mut up = Upstream::new(stream);
+            up.sni = sni;
+            return Ok((Conn::H1(up), false));
+        }
+        let session = tokio::time::timeout(
+            settings.connect_timeout,
+            h2::Session::handshake(stream, sni),
+        )
+        .await
+        .map_err(|_| ConnectError::Timeout(self.address))?
+        .map_err(|e| ConnectError::Handshake(self.address, e))?;
+        let lease = session.lease();
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(session);
+        Ok((Conn::H2(lease), false))
+    }
+
+    /// A new connection as the pool's transport says: TCP, then TLS (with
+    /// `sni`, the h2 ALPN offer for HTTP/2 pools), within `timeout` in all.
+    pub async fn connect(
+        &self,
+        transport: &config::Transport,
+        sni: Option<Arc<str>>,
+        timeout: Duration,
+    ) -> Result<Stream, ConnectError> {
+        let addr = self.address;
+        let started = tokio::time::Instant::now();
+        let tcp = self.connect_stream(timeout).await?;
+        let Some(tls) = transport.tls.as_ref() else {
+            return Ok(Stream::Plain(tcp));
+        };
+        let config = if transport.multiplexed() {
+            tls.h2.clone()
+        } else {
+            tls.http1.clone()
+        };
+        let name = match sni.as_deref() {
+            Some(n) => rustls::pki_types::ServerName::try_from(n.to_string()).map_err(|_| {
+                ConnectError::Handshake(addr, format!("{n:?} is not a server name"))
+            })?,
+            None => rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
+        };
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let left = timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, connector.connect(name, tcp)).await {
+            Err(_) => Err(ConnectError::Timeout(addr)),
+            Ok(Err(e)) => Err(ConnectError::Handshake(addr, e.to_string())),
+            Ok(Ok(s)) => Ok(Stream::Tls(Box::new(s))),
+        }
+    }
+
+    /// A connection for a request: a pooled one the backend has not closed,
+    /// else a new one. The flag says whether it came from the pool.
+    async fn checkout_upstream(
+        &self,
+        stats: &BackendStats,
+        transport: &config::Transport,
+        sni: Option<Arc<str>>,
     ) -> Result<(Upstream, bool), ConnectError> {
         let settings = self.settings();
         loop {
-            let idle = self
-                .idle_upstream
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop();
+            let idle = {
+                let mut list = self.idle_upstream.lock().unwrap_or_else(|e| e.into_inner());
+                // Most recently used first, among those made for the same name.
+                match list.iter().rposition(|c| c.conn.sni == sni) {
+                    Some(i) => Some(list.remove(i)),
+                    None => None,
+                }
+            };
             let Some(idle) = idle else { break };
             if idle.since.elapsed() < settings.idle_timeout && idle.conn.looks_usable() {
                 return Ok((idle.conn, true));
             }
         }
-        let stream = self.connect_stream(settings.connect_timeout).await?;
+        let stream = if transport.tls.is_some() {
+            self.connect(transport, sni.clone(), settings.connect_timeout)
+                .await?
+        } else {
+            Stream::Plain(self.connect_stream(settings.connect_timeout).await?)
+        };
         stats.connections_opened.fetch_add(1, Ordering::Relaxed);
-        Ok((Upstream::new(stream), false))
+        let mut up = Upstream::new(stream);
+        up.sni = sni;
+        Ok((up, false))
     }
 
     /// Returns a connection whose answer was read exactly to its end.
     pub fn checkin_upstream(&self, conn: Upstream) {
+        if self.send_proxy.load(Ordering::Relaxed) != 0 {
+            return;
+        }
         let max = self.settings().max_idle;
         let mut idle = self.idle_upstream.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < max {
@@ -461,11 +640,26 @@ impl Pool {
         socket
             .set_nodelay(true)
             .map_err(|e| ConnectError::Io(addr, e))?;
-        match tokio::time::timeout(timeout, socket.connect(addr)).await {
-            Err(_) => Err(ConnectError::Timeout(addr)),
-            Ok(Err(e)) => Err(ConnectError::Io(addr, e)),
-            Ok(Ok(s)) => Ok(s),
+        let mut s = match tokio::time::timeout(timeout, socket.connect(addr)).await {
+            Err(_) => return Err(ConnectError::Timeout(addr)),
+            Ok(Err(e)) => return Err(ConnectError::Io(addr, e)),
+            Ok(Ok(s)) => s,
+        };
+        // `send-proxy`: the client of the task this connection is made in.
+        use crate::net::proxy_protocol::{header_for_this_client, Version};
+        let version = match self.send_proxy.load(Ordering::Relaxed) {
+            1 => Some(Version::V1),
+            2 => Some(Version::V2),
+            _ => None,
+        };
+        if let Some(v) = version {
+            use tokio::io::AsyncWriteExt;
+            let header = header_for_this_client(v);
+            s.write_all(&header)
+                .await
+                .map_err(|e| ConnectError::Io(addr, e))?;
         }
+        Ok(s)
     }
 
     /// Drops idle connections past their lifetime; run periodically.
@@ -501,14 +695,14 @@ pub fn reconcile(
             {
                 Some(o) => {
                     o.pool.set_settings(settings);
+                    o.pool.set_transport(&pool.transport);
                     o.clone()
                 }
-                None => Arc::new(BackendState::in_queue(
-                    b,
-                    &pool.name,
-                    settings,
-                    queue.clone(),
-                )),
+                None => {
+                    let state = BackendState::in_queue(b, &pool.name, settings, queue.clone());
+                    state.pool.set_transport(&pool.transport);
+                    Arc::new(state)
+                }
             }
         })
         .collect()
@@ -563,6 +757,7 @@ mod tests {
             queue_timeout: Some(Duration::from_secs(1)),
             max_queue: 0,
             cookie: None,
+            transport: config::Transport::default(),
         };
         let settings = PoolSettings {
             max_idle: 1,

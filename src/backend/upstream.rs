@@ -18,7 +18,8 @@ use std::task::{ready, Context, Poll, RawWaker, RawWakerVTable, Waker};
 use bytes::{Buf, Bytes, BytesMut};
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
-use tokio::net::TcpStream;
+
+use crate::backend::stream::Stream;
 
 use crate::error::{Error, Kind, Phase, Retry, Side};
 use crate::http1::body::{decode, Framing, Step};
@@ -31,8 +32,11 @@ const MAX_HEAD: usize = 64 * 1024;
 /// One keep-alive connection to a backend.
 #[derive(Debug)]
 pub struct Upstream {
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
+    /// The server name its TLS session was made for: pooled connections are
+    /// reused only for requests that would use the same.
+    pub(crate) sni: Option<std::sync::Arc<str>>,
 }
 
 /// Why an exchange failed.
@@ -104,10 +108,11 @@ impl SendError {
 }
 
 impl Upstream {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: impl Into<Stream>) -> Self {
         Upstream {
-            stream,
+            stream: stream.into(),
             buf: BytesMut::new(),
+            sni: None,
         }
     }
 
@@ -119,7 +124,7 @@ impl Upstream {
         }
         let waker = noop_waker();
         let mut cx = Context::from_waker(&waker);
-        let ready = self.stream.ready(Interest::READABLE);
+        let ready = self.stream.tcp().ready(Interest::READABLE);
         let mut ready = std::pin::pin!(ready);
         match ready.as_mut().poll(&mut cx) {
             Poll::Ready(Ok(r)) => !r.is_read_closed() && !r.is_error(),
@@ -141,6 +146,10 @@ impl Upstream {
         upgrade: bool,
     ) -> Result<(Head, UpstreamBody), SendError> {
         if let Err(error) = self.write_head(request_head, body).await {
+            return Err(SendError::NoResponse(error));
+        }
+        // A TLS session may hold the last record until flushed.
+        if let Err(error) = self.stream.flush().await {
             return Err(SendError::NoResponse(error));
         }
         loop {
@@ -206,13 +215,18 @@ impl Upstream {
                             continue;
                         }
                         if body_done {
+                            let _ = Pin::new(&mut self.stream).poll_flush(cx);
                             break;
                         }
                         match source.poll_piece(cx) {
                             Poll::Ready(Ok(Some(piece))) => out = piece,
                             Poll::Ready(Ok(None)) => body_done = true,
                             Poll::Ready(Err(e)) => return Poll::Ready(Err(SendError::Client(e))),
-                            Poll::Pending => break,
+                            Poll::Pending => {
+                                // What a TLS session holds goes out while the client is awaited.
+                                let _ = Pin::new(&mut self.stream).poll_flush(cx);
+                                break;
+                            }
                         }
                         moved = true;
                     }
@@ -322,6 +336,7 @@ impl Upstream {
             // body to read here.
             done: matches!(framing, Framing::Length(0) | Framing::Tunnel),
             failed: None,
+            h2: None,
         };
         (head, body)
     }
@@ -333,10 +348,18 @@ pub trait BodySource {
     /// The next piece, already framed for the backend; Ok(None) once the body
     /// is whole. An error is the client's (it left, or sent a broken body).
     fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>>;
+
+    /// The rest of the body as a source of its own, if it can outlive the
+    /// request's borrow (an HTTP/2 client's stream): an HTTP/2 backend that
+    /// answers before the body is whole keeps receiving it, as a streaming
+    /// call (gRPC) needs. None: the body stops at the answer.
+    fn detach(&mut self) -> Option<Box<dyn BodySource + Send>> {
+        None
+    }
 }
 
-pub(crate) fn poll_read_more(
-    stream: &mut TcpStream,
+pub(crate) fn poll_read_more<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut BytesMut,
     want: usize,
     cx: &mut Context<'_>,
@@ -355,6 +378,8 @@ pub(crate) fn poll_read_more(
 #[derive(Debug)]
 pub struct UpstreamBody {
     conn: Option<Upstream>,
+    /// An answer from an HTTP/2 backend (`conn` is then None).
+    h2: Option<Box<crate::backend::h2::Incoming>>,
     framing: Framing,
     keep_alive: bool,
     done: bool,
@@ -382,6 +407,14 @@ impl UpstreamBody {
     pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
         if let Some(e) = self.failed.take() {
             return Poll::Ready(Err(e));
+        }
+        if let Some(h2) = self.h2.as_mut() {
+            if self.done {
+                return Poll::Ready(Ok(None));
+            }
+            let piece = ready!(h2.poll_data(cx));
+            self.done = matches!(piece, Ok(None));
+            return Poll::Ready(piece);
         }
         loop {
             if self.done {
@@ -466,12 +499,38 @@ impl UpstreamBody {
 
     /// After a 101 to an upgrade request: the backend connection and the bytes
     /// of the new protocol that came with the head.
-    pub fn into_tunnel(&mut self) -> Option<(TcpStream, BytesMut)> {
+    pub fn into_tunnel(&mut self) -> Option<(Stream, BytesMut)> {
         if self.framing != Framing::Tunnel {
             return None;
         }
         let conn = self.conn.take()?;
         Some((conn.stream, conn.buf))
+    }
+
+    /// An HTTP/2 backend's answer, framed by `framing` (its Content-Length,
+    /// or [`Framing::Close`] when it has none).
+    pub(crate) fn from_h2(incoming: crate::backend::h2::Incoming, framing: Framing) -> Self {
+        UpstreamBody {
+            conn: None,
+            // A HEADERS frame that ended the stream (gRPC's trailers-only
+            // answer) has no body to wait for.
+            done: matches!(framing, Framing::Length(0)) || incoming.is_end_stream(),
+            framing,
+            keep_alive: false,
+            failed: None,
+            h2: Some(Box::new(incoming)),
+        }
+    }
+
+    /// The trailer fields that ended the body (an HTTP/2 backend's, e.g.
+    /// gRPC's `grpc-status`), once it has ended.
+    pub fn take_trailers(&mut self) -> Option<http::HeaderMap> {
+        self.h2.as_mut().and_then(|h| h.trailers.take())
+    }
+
+    /// Whether the answer came from an HTTP/2 backend (it may end in trailers).
+    pub fn is_h2(&self) -> bool {
+        self.h2.is_some()
     }
 
     /// The exact length when Content-Length (or the lack of a body) gives it.

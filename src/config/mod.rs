@@ -33,6 +33,7 @@ mod pools;
 mod proxy;
 mod timeouts;
 mod tls;
+mod transport;
 mod values;
 mod vrrp;
 
@@ -52,6 +53,7 @@ pub use pools::*;
 pub use proxy::*;
 pub use timeouts::*;
 pub use tls::*;
+pub use transport::{BackendTls, Protocol, Transport};
 pub use values::*;
 
 /// The whole configuration file.

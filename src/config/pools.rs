@@ -27,6 +27,7 @@ use super::limit::{
 use super::listen::Listen;
 use super::proxy::ProxyOptions;
 use super::timeouts::Timeouts;
+use super::transport::{default_max_streams, transport, BackendTls, Protocol, Transport};
 use super::values::{opt_duration, parse_cidr, Problems};
 use crate::access::{self, AddressRule, BasicAuth, CidrSet};
 use crate::http1::edit::{self, FieldEdits};
@@ -75,6 +76,19 @@ pub struct Pool {
     /// Status → a file whose content answers floatlb's own errors of that status.
     #[serde(default)]
     pub error_pages: BTreeMap<String, PathBuf>,
+    /// A PROXY protocol header ("v1" or "v2") at the start of each
+    /// connection to a backend; such connections are not pooled.
+    #[serde(default)]
+    pub send_proxy: Option<crate::net::proxy_protocol::Version>,
+    /// TLS to the backends: `tls = { ca = "...", server-name = "..." }`.
+    #[serde(default)]
+    pub tls: Option<BackendTls>,
+    /// "http1" (default), "h2" (over tls) or "h2c".
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// HTTP/2: streams open at once on one connection to a backend.
+    #[serde(default = "default_max_streams")]
+    pub max_streams: u32,
 }
 
 /// `cookie = { name = "SRV", mode = "insert" }`: a client's later requests go
@@ -315,6 +329,8 @@ pub struct PoolSpec {
     pub queue_timeout: Option<Duration>,
     pub max_queue: u32,
     pub cookie: Option<StickyCookie>,
+    /// TLS and the protocol spoken to the backends.
+    pub transport: Transport,
 }
 
 /// What a route does with the requests it matches.
@@ -410,6 +426,15 @@ pub struct Resolved {
     pub limits: Vec<LimitSpec>,
     /// Each listener's per-client limits, by listener id (None: it tracks no table).
     pub listener_limits: Vec<Option<LimitRule>>,
+    /// Each `mode = "tcp"` listener's pools, by listener id (None: HTTP).
+    pub tcp: Vec<Option<super::listen::TcpRoute>>,
+    /// Each listener's `accept-proxy` sources, by listener id (None: none).
+    pub accept_proxy: Vec<Option<CidrSet>>,
+    /// Each pool's `send-proxy`, by pool index.
+    pub send_proxy: Vec<Option<crate::net::proxy_protocol::Version>>,
+    /// Each pool's use, by pool index: only TCP listeners send to it (its
+    /// health check is then a connect).
+    pub tcp_only: Vec<bool>,
     /// Backends given by name, pool after pool: the pools' `backends` hold
     /// their addresses once resolved (`crate::backend::resolve::expand`).
     pub names: Vec<NamedBackend>,
@@ -476,6 +501,7 @@ pub(super) fn resolve(c: &Tables<'_>) -> (Resolved, Problems) {
             queue_timeout: None,
             max_queue: 0,
             cookie: None,
+            transport: Transport::default(),
         });
     }
     let mut names: HashSet<&str> = pools.iter().map(|_| DEFAULT_POOL).collect();
@@ -541,6 +567,12 @@ pub(super) fn resolve(c: &Tables<'_>) -> (Resolved, Problems) {
         if let Some(c) = &p.cookie {
             out.extend(cookie_problems(c, &backends, i));
         }
+        if p.send_proxy.is_some() && p.protocol != Protocol::Http1 {
+            out.push((
+                at("send-proxy"),
+                "an HTTP/2 connection carries many clients' requests; send-proxy needs protocol = \"http1\"".into(),
+            ));
+        }
         for (k, d) in [
             ("connect", p.timeouts.connect),
             ("server", p.timeouts.server),
@@ -565,6 +597,7 @@ pub(super) fn resolve(c: &Tables<'_>) -> (Resolved, Problems) {
             queue_timeout: p.queue_timeout,
             max_queue: p.max_queue,
             cookie: p.cookie.clone(),
+            transport: transport(p.tls.as_ref(), p.protocol, p.max_streams, &at, &mut out),
         });
     }
     if pools.is_empty() {
@@ -573,7 +606,19 @@ pub(super) fn resolve(c: &Tables<'_>) -> (Resolved, Problems) {
             "at least one [[backend]] or [[pool]] is required".into(),
         ));
     }
-    if c.routes.is_empty() && pools.len() > 1 {
+    // Pools TCP listeners name take no HTTP requests.
+    let for_tcp: HashSet<&str> = c
+        .listen
+        .iter()
+        .filter(|l| l.mode == super::listen::Mode::Tcp)
+        .flat_map(|l| l.pool.iter().chain(l.sni.values()))
+        .map(String::as_str)
+        .collect();
+    let http_pools = pools
+        .iter()
+        .filter(|p| !for_tcp.contains(p.name.as_str()))
+        .count();
+    if c.routes.is_empty() && http_pools > 1 {
         out.push((
             "pool".into(),
             format!(
@@ -671,7 +716,41 @@ pub(super) fn resolve(c: &Tables<'_>) -> (Resolved, Problems) {
         }
     }
     shared_table_problems(&rules, &limits, &mut out);
+    let pool_names = pools
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pool_index = |n: &str| pools.iter().position(|p| p.name == n);
+    let (tcp, accept_proxy) =
+        super::listen::tcp_and_proxy(c.listen, &pool_index, &pool_names, &mut out);
+    let mut send_proxy = vec![None; pools.len()];
+    for p in c.pools {
+        if let Some(i) = pool_index(&p.name) {
+            send_proxy[i] = p.send_proxy;
+        }
+    }
+    let mut tcp_only = vec![false; pools.len()];
+    for t in tcp.iter().flatten() {
+        let named = t.exact.iter().chain(&t.wildcard).map(|e| &e.1);
+        for &i in t.default.iter().chain(named) {
+            tcp_only[i] = true;
+        }
+    }
+    for r in &routes {
+        if let Action::Pool(i) = r.action {
+            tcp_only[i] = false;
+        }
+    }
+    let http_listener = c.listen.iter().any(|l| l.mode == super::listen::Mode::Http);
+    if let Some(i) = fallback.filter(|_| http_listener) {
+        tcp_only[i] = false;
+    }
     let resolved = Resolved {
+        tcp_only,
+        tcp,
+        accept_proxy,
+        send_proxy,
         pools,
         routes,
         table,

@@ -27,6 +27,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use tokio::sync::watch;
 
+use super::grpc;
 use super::h2_guard::Guarded;
 use super::streams::StreamSet;
 use crate::backend::upstream::{BodySource, UpstreamBody};
@@ -79,8 +80,8 @@ pub(crate) async fn serve(
     shutdown: &watch::Receiver<bool>,
     listener: u16,
 ) {
-    let client_cert = crate::tls::client_auth::Identity::of(tls.session().peer_certificates())
-        .map(Arc::new);
+    let client_cert =
+        crate::tls::client_auth::Identity::of(tls.session().peer_certificates()).map(Arc::new);
     let tls = Deferred::new(tls);
     let (idle_for, builder, rate) = {
         let snap = shared.live.load();
@@ -277,9 +278,13 @@ async fn stream(
     shared: &Shared,
 ) {
     // `[timeouts] request`: the whole stream, from its HEADERS to its end.
+    // A gRPC call's own deadline (`grpc-timeout`) too, the sooner of the two.
     let deadline = {
         let t = shared.live.load().config.timeouts.request;
-        t.map(|d| tokio::time::Instant::now() + d)
+        let now = tokio::time::Instant::now();
+        let call = grpc::timeout_of(req.headers()).map(|d| now + d);
+        let request = t.map(|d| now + d);
+        request.into_iter().chain(call).min()
     };
     let work = handle(req, (peer, listener), shared, deadline);
     tokio::pin!(work);
@@ -353,7 +358,15 @@ async fn stream(
             };
             shared.stats.timed_out(side, Phase::Body);
             tracing::debug!(client = %peer, side = side.as_str(), "HTTP/2 answer body timed out");
-            tx.send_reset(Reason::CANCEL);
+            let past_deadline = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+            let code = match past_deadline {
+                true => grpc::DEADLINE_EXCEEDED,
+                false => grpc::UNAVAILABLE,
+            };
+            let status = grpc::status_fields(code, "the answer stalled past a timeout");
+            if !(reply.is_grpc() && waiting.is_none() && tx.send_trailers(status).is_ok()) {
+                tx.send_reset(Reason::CANCEL);
+            }
             finish(Some((side, Kind::Timeout)));
         }
     }
@@ -377,6 +390,12 @@ async fn handle(
     let cfg = &snap.config;
     let (parts, incoming) = req.into_parts();
     let has_body = !incoming.is_end_stream();
+    // A gRPC call gets floatlb's own failures as gRPC statuses.
+    let grpc = grpc::is_call(&parts.headers);
+    let local = |f: &Failure, head_request: bool| match grpc {
+        true => grpc_local(f),
+        false => local(f, head_request),
+    };
     let mut cookie = Vec::new();
     let fields = fields(&parts.headers, &mut cookie);
     let head = request_head(&parts, &fields, has_body);
@@ -392,7 +411,17 @@ async fn handle(
     };
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     shared.stats.h2_requests.fetch_add(1, Ordering::Relaxed);
-    let mut prepared = match prepare_head(&head, &fwd, router(&snap, peer, listener)) {
+    let route = router(&snap, peer, listener);
+    let named = cfg.tls.as_ref().and_then(|t| t.material());
+    let id = parts
+        .extensions
+        .get::<Arc<crate::tls::client_auth::Identity>>();
+    let route = crate::tls::client_auth::route_as_sent(
+        named.map(|m| &m.client_headers),
+        id.map(|i| &**i),
+        route,
+    );
+    let mut prepared = match prepare_head(&head, &fwd, route) {
         Ok(p) => p,
         Err((status, reason)) => {
             shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
@@ -403,8 +432,12 @@ async fn handle(
     if let Some(m) = cfg.tls.as_ref().and_then(|t| t.material()) {
         // The client's own fields of these names never reach a backend.
         if !m.client_headers.is_empty() {
-            let id = parts.extensions.get::<Arc<crate::tls::client_auth::Identity>>();
-            m.client_headers.edits(id.map(|i| &**i)).apply(&mut prepared.out);
+            let id = parts
+                .extensions
+                .get::<Arc<crate::tls::client_auth::Identity>>();
+            m.client_headers
+                .edits(id.map(|i| &**i))
+                .apply(&mut prepared.out);
         }
     }
     let started = std::time::Instant::now();
@@ -438,7 +471,7 @@ async fn handle(
         }
     };
     let mut source = StreamBody {
-        incoming,
+        incoming: Some(incoming),
         chunked: prepared.body == BodyFraming::Chunked,
         budget: match cfg.proxy.max_body_size {
             0 => u64::MAX,
@@ -546,6 +579,7 @@ async fn handle(
                 body,
                 backend: Some(backend),
                 server: cfg.resolved.pools[pool_index].server,
+                grpc,
             };
             ((resp, reply), len)
         }
@@ -618,9 +652,25 @@ fn local(f: &Failure, head_request: bool) -> (Response<()>, Reply) {
     (resp, Reply::Full(body))
 }
 
+/// A gRPC call's failure found here, as gRPC reports it: a trailers-only
+/// answer (status 200, `grpc-status`, `grpc-message`), so that the client
+/// sees a status rather than an HTTP error (gRPC's PROTOCOL-HTTP2.md).
+fn grpc_local(f: &Failure) -> (Response<()>, Reply) {
+    let mut resp = Response::new(());
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    let text = String::from_utf8_lossy(&f.body);
+    h.extend(grpc::status_fields(grpc::code_of(f.status), text.trim()));
+    (resp, Reply::Full(None))
+}
+
 /// A stream's request body as the backend takes it.
 struct StreamBody {
-    incoming: RecvStream,
+    /// None once handed over ([`BodySource::detach`]).
+    incoming: Option<RecvStream>,
     chunked: bool,
     /// Body bytes still allowed (max-body-size).
     budget: u64,
@@ -638,10 +688,13 @@ impl BodySource for StreamBody {
                 }
                 return Poll::Ready(Ok(None));
             }
-            match ready!(self.incoming.poll_data(cx)) {
+            let Some(incoming) = self.incoming.as_mut() else {
+                return Poll::Ready(Ok(None));
+            };
+            match ready!(incoming.poll_data(cx)) {
                 Some(Ok(data)) => {
                     // The client may send more as soon as this is taken.
-                    let _ = self.incoming.flow_control().release_capacity(data.len());
+                    let _ = incoming.flow_control().release_capacity(data.len());
                     if data.is_empty() {
                         continue;
                     }
@@ -656,6 +709,16 @@ impl BodySource for StreamBody {
             }
         }
     }
+
+    fn detach(&mut self) -> Option<Box<dyn BodySource + Send>> {
+        let incoming = self.incoming.take()?;
+        Some(Box::new(StreamBody {
+            incoming: Some(incoming),
+            chunked: self.chunked,
+            budget: self.budget,
+            ended: self.ended,
+        }))
+    }
 }
 
 /// A stream's answer body: a local text, or a backend's body as it arrives.
@@ -668,6 +731,8 @@ enum Reply {
         backend: Option<InFlight>,
         /// The pool's `server` timeout, for each wait on the body.
         server: std::time::Duration,
+        /// A gRPC call: a failure in the body ends it with a gRPC status.
+        grpc: bool,
     },
 }
 
@@ -695,6 +760,18 @@ impl Reply {
                 first.as_ref().is_none_or(|b| b.is_empty()) && body.is_end_stream()
             }
         }
+    }
+
+    /// The trailers that ended a backend's body, if it sent any.
+    fn take_trailers(&mut self) -> Option<http::HeaderMap> {
+        match self {
+            Reply::Upstream { body, .. } => body.take_trailers(),
+            Reply::Full(_) => None,
+        }
+    }
+
+    fn is_grpc(&self) -> bool {
+        matches!(self, Reply::Upstream { grpc: true, .. })
     }
 
     /// The next piece of the body, and whether it is the last.
@@ -762,7 +839,15 @@ impl Reply {
             }
             match ready!(self.poll_piece(cx)) {
                 Ok((data, true)) => {
-                    return Poll::Ready(tx.send_data(data, true).map_err(client_gone))
+                    // An HTTP/2 backend's trailers (gRPC's status) end the stream.
+                    let sent = match self.take_trailers() {
+                        Some(t) => (!data.is_empty())
+                            .then(|| tx.send_data(data, false))
+                            .unwrap_or(Ok(()))
+                            .and_then(|()| tx.send_trailers(t)),
+                        None => tx.send_data(data, true),
+                    };
+                    return Poll::Ready(sent.map_err(client_gone));
                 }
                 Ok((data, false)) if data.is_empty() => {}
                 Ok((data, false)) => {
@@ -772,6 +857,14 @@ impl Reply {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "HTTP/2: the backend's body failed");
+                    if self.is_grpc() {
+                        // The call ends with a status the client can act on.
+                        let why = format!("backend failed inside the answer: {e}");
+                        let status = grpc::status_fields(grpc::UNAVAILABLE, &why);
+                        if tx.send_trailers(status).is_ok() {
+                            return Poll::Ready(Err(Side::Backend));
+                        }
+                    }
                     tx.send_reset(Reason::INTERNAL_ERROR);
                     return Poll::Ready(Err(Side::Backend));
                 }

@@ -17,11 +17,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::backend::stream::Stream;
 use crate::backend::upstream::poll_read_more;
 use crate::net::ClientIo;
 use crate::proxy::state::Shared;
@@ -50,6 +51,8 @@ pub(crate) enum End {
 #[derive(Default)]
 struct Half {
     buf: BytesMut,
+    /// Bytes written to the other side so far.
+    moved: u64,
     /// The reading side closed.
     eof: bool,
     /// Its close was passed on (the writing side got a FIN).
@@ -66,10 +69,54 @@ enum Step {
 pub(crate) async fn relay(
     io: &mut ClientIo,
     from_client: BytesMut,
+    mut backend: Stream,
+    shared: &Shared,
+    shutdown: &watch::Receiver<bool>,
+    idle: Duration,
+) -> End {
+    let mut moved = Moved::default();
+    relay_inner(
+        io,
+        from_client,
+        &mut backend,
+        shared,
+        shutdown,
+        idle,
+        &mut moved,
+    )
+    .await
+}
+
+/// Bytes a tunnel moved each way (for a TCP listener's access log).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Moved {
+    /// Written to the backend.
+    pub from_client: u64,
+    /// Written to the client.
+    pub to_client: u64,
+}
+
+/// [`relay`], counting into `moved` the bytes each way.
+pub(crate) async fn relay_counted(
+    io: &mut ClientIo,
+    from_client: BytesMut,
     mut backend: TcpStream,
     shared: &Shared,
     shutdown: &watch::Receiver<bool>,
     idle: Duration,
+    moved: &mut Moved,
+) -> End {
+    relay_inner(io, from_client, &mut backend, shared, shutdown, idle, moved).await
+}
+
+async fn relay_inner<B: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut ClientIo,
+    from_client: BytesMut,
+    backend: &mut B,
+    shared: &Shared,
+    shutdown: &watch::Receiver<bool>,
+    idle: Duration,
+    moved: &mut Moved,
 ) -> End {
     shared.stats.tunnels_total.fetch_add(1, Ordering::Relaxed);
     shared.stats.tunnels_active.fetch_add(1, Ordering::Relaxed);
@@ -84,19 +131,19 @@ pub(crate) async fn relay(
     let woken = shared.handover.woken();
     tokio::pin!(woken);
     let mut draining = *shutdown.borrow() || shared.handover.closing();
-    loop {
-        let pump = poll_fn(|cx| pump(cx, io, &mut backend, &mut up, &mut down));
+    let end = loop {
+        let pump = poll_fn(|cx| pump(cx, io, backend, &mut up, &mut down));
         tokio::select! {
             biased;
             step = pump => match step {
-                Ok(Step::Done) => return End::Closed,
+                Ok(Step::Done) => break End::Closed,
                 Ok(Step::Moved) => timer.as_mut().reset(Instant::now() + idle),
                 Err(e) => {
                     tracing::debug!(error = %e, "tunnel failed");
-                    return End::Failed;
+                    break End::Failed;
                 }
             },
-            () = &mut timer => return End::Idle,
+            () = &mut timer => break End::Idle,
             () = &mut woken => {
                 woken.set(shared.handover.woken());
                 draining = *shutdown.borrow() || shared.handover.closing();
@@ -106,19 +153,22 @@ pub(crate) async fn relay(
                     - shared.stats.tunnels_active.load(Ordering::Relaxed);
                 if others <= 0 {
                     shared.stats.tunnels_closed_by_drain.fetch_add(1, Ordering::Relaxed);
-                    close_in_order(io, &mut backend).await;
-                    return End::Drained;
+                    close_in_order(io, backend).await;
+                    break End::Drained;
                 }
             }
         }
-    }
+    };
+    moved.from_client = up.moved;
+    moved.to_client = down.moved;
+    end
 }
 
 /// Moves what it can both ways without waiting; Done once both closes were passed on.
-fn pump(
+fn pump<B: AsyncRead + AsyncWrite + Unpin>(
     cx: &mut Context<'_>,
     io: &mut ClientIo,
-    backend: &mut TcpStream,
+    backend: &mut B,
     up: &mut Half,
     down: &mut Half,
 ) -> Poll<io::Result<Step>> {
@@ -130,6 +180,7 @@ fn pump(
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => {
                     up.buf.advance(n);
+                    up.moved += n as u64;
                     moved = true;
                     continue;
                 }
@@ -153,7 +204,13 @@ fn pump(
             Poll::Ready(Ok(0)) => up.eof = true,
             Poll::Ready(Ok(_)) => {}
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => break,
+            Poll::Pending => {
+                // What a TLS session to the backend holds goes out meanwhile.
+                if let Poll::Ready(Err(e)) = Pin::new(&mut *backend).poll_flush(cx) {
+                    return Poll::Ready(Err(e));
+                }
+                break;
+            }
         }
         moved = true;
     }
@@ -164,6 +221,7 @@ fn pump(
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => {
                     down.buf.advance(n);
+                    down.moved += n as u64;
                     moved = true;
                     continue;
                 }
@@ -202,7 +260,7 @@ fn pump(
 
 /// A FIN to both sides, then their closes (what they still send is dropped),
 /// bounded by [`CLOSE_GRACE`]: closing with unread bytes would send a reset.
-async fn close_in_order(io: &mut ClientIo, backend: &mut TcpStream) {
+async fn close_in_order<B: AsyncRead + AsyncWrite + Unpin>(io: &mut ClientIo, backend: &mut B) {
     let _ = io.shutdown_write();
     let _ = poll_fn(|cx| Pin::new(&mut *backend).poll_shutdown(cx)).await;
     let (mut client_open, mut backend_open) = (true, true);

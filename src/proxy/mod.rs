@@ -27,7 +27,7 @@ use http::StatusCode;
 use tokio::time::Sleep;
 
 use crate::backend::upstream::{BodySource, Head, SendError, UpstreamBody};
-use crate::backend::{BackendState, ConnectError};
+use crate::backend::{h2, BackendState, Conn, ConnectError};
 use crate::balance::{Candidate, RequestKey};
 use crate::config::PoolSpec;
 use crate::error::{Error, Kind, Phase, Retry, Side, Termination};
@@ -199,7 +199,15 @@ pub async fn exchange(
             // Another request took the last slot first.
             continue;
         };
-        let (conn, reused) = match backend.pool.checkout_upstream(&backend.stats).await {
+        let transport = backend.pool.transport();
+        let sni = match transport.tls {
+            Some(_) => backend.pool.sni_for(
+                &transport,
+                crate::http1::fields::head_field(req.head, "host"),
+            ),
+            None => None,
+        };
+        let (conn, reused) = match backend.pool.checkout(&backend.stats, sni).await {
             Ok(c) => c,
             Err(e) => {
                 drop(in_flight);
@@ -230,6 +238,63 @@ pub async fn exchange(
         };
         backend.stats.requests.fetch_add(1, Ordering::Relaxed);
         let server = spec.server;
+        let conn = match conn {
+            Conn::H1(c) => c,
+            Conn::H2(lease) => {
+                let scheme = if transport.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                let authority = backend.address.to_string();
+                let payload = match &mut req.body {
+                    Body::Streamed { first, rest } => h2::Payload::Streamed {
+                        first,
+                        rest: &mut **rest,
+                    },
+                    Body::Whole(b) => h2::Payload::Whole(b),
+                    Body::None => h2::Payload::Whole(&[]),
+                };
+                let send = h2::send(
+                    lease,
+                    head,
+                    scheme,
+                    &authority,
+                    payload,
+                    req.head_request,
+                    server,
+                );
+                // Boxed: HTTP/2 to backends is the rarer path. `server` bounds
+                // each wait in it (no progress either way).
+                match Box::pin(send).await {
+                    Ok(answer) => {
+                        let (head, body, whole) = answer;
+                        backend.stats.count_status(head.status.as_u16());
+                        return Answer::Backend {
+                            head,
+                            body,
+                            backend: in_flight,
+                            whole,
+                        };
+                    }
+                    Err(SendError::Client(e)) => return Answer::ClientFailed(e),
+                    Err(e) => {
+                        let error = e.error(&backend.name, server);
+                        if error.retry == Retry::IfIdempotent
+                            && req.idempotent
+                            && !matches!(req.body, Body::Streamed { .. })
+                            && !replayed
+                        {
+                            replayed = true;
+                            backend.stats.retries.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(backend = %backend.name, error = %e, "replaying idempotent request");
+                            continue;
+                        }
+                        return Answer::Local(failed(shared, peer, backend, error));
+                    }
+                }
+            }
+        };
         let sent = match &mut req.body {
             Body::Streamed { first, rest } => {
                 // Boxed: its state is large and rare; every connection's task would

@@ -4,6 +4,8 @@
 //! rustls server config built from them. Sans-IO apart from reading files.
 //! Not for: handshakes or what is spoken after them (`frontend::handshake`).
 
+pub mod client;
+pub mod client_hello;
 pub mod client_auth;
 pub(crate) mod der;
 pub mod managed;

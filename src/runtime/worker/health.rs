@@ -54,6 +54,12 @@ pub struct Probe {
     pub statuses: Vec<(u16, u16)>,
     /// Text the body must hold (in its first [`BODY_MAX`] bytes).
     pub body: Option<String>,
+    /// A pool only TCP listeners use: a connect passes (HAProxy's `check`
+    /// in `mode tcp`), nothing is sent but a PROXY header.
+    pub connect_only: bool,
+    /// The pool's `send-proxy`: a header naming no client (v1 UNKNOWN, v2
+    /// LOCAL, which §2.2 of the PROXY protocol meant for health checks) first.
+    pub send_proxy: Option<crate::net::proxy_protocol::Version>,
 }
 
 /// How much of an answer a check reads when it looks at the body.
@@ -68,6 +74,8 @@ impl Probe {
             host: h.host.clone(),
             statuses: h.expected_statuses().unwrap_or_else(|_| vec![(200, 399)]),
             body: h.expect_body.clone(),
+            connect_only: false,
+            send_proxy: None,
         }
     }
 }
@@ -84,6 +92,85 @@ async fn check_inner(addr: SocketAddr, probe: &Probe) -> Result<u16, CheckError>
         .await
         .map_err(|e| CheckError::Connect(e.to_string()))?;
     let _ = s.set_nodelay(true);
+    if let Some(v) = probe.send_proxy {
+        s.write_all(&crate::net::proxy_protocol::unknown(v))
+            .await
+            .map_err(|e| CheckError::Io(e.to_string()))?;
+    }
+    if probe.connect_only {
+        return Ok(0);
+    }
+    probe_over(s, addr, probe).await
+}
+
+/// One check of `backend` over its pool's transport. A cleartext HTTP/1.1
+/// pool is checked as [`check`] does; over TLS the probe goes in the TLS
+/// session (SNI: the pool's `server-name`, else the probe's Host); an
+/// HTTP/2 pool gets the probe as an HTTP/2 request.
+pub async fn check_backend(
+    backend: &BackendState,
+    probe: &Probe,
+    timeout: Duration,
+) -> Result<u16, CheckError> {
+    let t = backend.pool.transport();
+    if (t.tls.is_none() && !t.multiplexed()) || probe.connect_only {
+        return check(backend.address, probe, timeout).await;
+    }
+    let addr = backend.address;
+    let checked = async {
+        let sni = backend
+            .pool
+            .sni_for(&t, probe.host.as_deref().map(str::as_bytes));
+        let s = backend
+            .pool
+            .connect(&t, sni.clone(), timeout)
+            .await
+            .map_err(|e| CheckError::Connect(e.to_string()))?;
+        if !t.multiplexed() || (t.tls.is_some() && s.alpn() != Some(b"h2")) {
+            return probe_over(s, addr, probe).await;
+        }
+        let session = crate::backend::h2::Session::handshake(s, sni)
+            .await
+            .map_err(CheckError::Io)?;
+        let host = probe.host.clone().unwrap_or_else(|| addr.to_string());
+        let head = format!(
+            "{} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: floatlb-health\r\n\r\n",
+            probe.method, probe.path
+        );
+        let scheme = if t.tls.is_some() { "https" } else { "http" };
+        let (head, mut body, _) = crate::backend::h2::send(
+            session.lease(),
+            head.as_bytes(),
+            scheme,
+            &host,
+            crate::backend::h2::Payload::Whole(&[]),
+            probe.method.eq_ignore_ascii_case("HEAD"),
+            timeout,
+        )
+        .await
+        .map_err(|e| CheckError::Io(e.to_string()))?;
+        let mut text = Vec::new();
+        if probe.body.is_some() {
+            while text.len() < BODY_MAX {
+                match std::future::poll_fn(|cx| body.poll_data(cx)).await {
+                    Ok(Some(d)) => text.extend_from_slice(&d),
+                    Ok(None) => break,
+                    Err(e) => return Err(CheckError::Io(e.to_string())),
+                }
+            }
+        }
+        judge(head.status.as_u16(), &text, probe)
+    };
+    tokio::time::timeout(timeout, checked)
+        .await
+        .unwrap_or(Err(CheckError::Timeout))
+}
+
+/// The probe's HTTP/1.1 request over a connection made for it.
+async fn probe_over<S>(mut s: S, addr: SocketAddr, probe: &Probe) -> Result<u16, CheckError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let host = probe.host.clone().unwrap_or_else(|| addr.to_string());
     let req = format!(
         "{} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: floatlb-health\r\nConnection: close\r\n\r\n",
@@ -107,6 +194,15 @@ async fn check_inner(addr: SocketAddr, probe: &Probe) -> Result<u16, CheckError>
         n += r;
     }
     let status = parse_status_line(&buf[..n]).ok_or(CheckError::BadResponse)?;
+    let body_at = buf[..n]
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(n, |i| i + 4);
+    judge(status, &buf[body_at..n], probe)
+}
+
+/// Whether an answer's status (and the start of its body) pass the probe.
+fn judge(status: u16, body: &[u8], probe: &Probe) -> Result<u16, CheckError> {
     if !probe
         .statuses
         .iter()
@@ -115,11 +211,7 @@ async fn check_inner(addr: SocketAddr, probe: &Probe) -> Result<u16, CheckError>
         return Err(CheckError::Status(status));
     }
     if let Some(text) = &probe.body {
-        let body_at = buf[..n]
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(n, |i| i + 4);
-        let found = buf[body_at..n]
+        let found = body
             .windows(text.len().max(1))
             .any(|w| w == text.as_bytes());
         if !found {
@@ -139,21 +231,30 @@ fn parse_status_line(b: &[u8]) -> Option<u16> {
 
 async fn run_checks(shared: Arc<Shared>, backend: Arc<BackendState>) {
     loop {
-        let h = {
+        let (h, connect_only, send_proxy) = {
             // The backend's pool's checks, as the config current now says.
             let snap = shared.live.load();
-            let pools = &snap.config.resolved.pools;
-            pools
-                .iter()
-                .find(|p| p.name == backend.pool_name)
-                .map_or_else(|| snap.config.health.clone(), |p| p.health.clone())
+            let r = &snap.config.resolved;
+            match r.pools.iter().position(|p| p.name == backend.pool_name) {
+                Some(i) => (
+                    r.pools[i].health.clone(),
+                    r.tcp_only.get(i).copied().unwrap_or(false),
+                    r.send_proxy.get(i).copied().flatten(),
+                ),
+                None => (snap.config.health.clone(), false, None),
+            }
         };
         // A backend in maintenance is not checked (HAProxy's MAINT).
         if !h.enabled || backend.admin_state() == crate::backend::AdminState::Maint {
             tokio::time::sleep(h.interval).await;
             continue;
         }
-        let result = check(backend.address, &Probe::of(&h), h.timeout).await;
+        let probe = Probe {
+            connect_only,
+            send_proxy,
+            ..Probe::of(&h)
+        };
+        let result = check_backend(&backend, &probe, h.timeout).await;
         let ok = result.is_ok();
         match backend.record_check(ok, h.rise, h.fall) {
             Some(true) => {

@@ -1,0 +1,388 @@
+//! Backends as they are in production (issue 30): TLS to nginx (verified,
+//! with and without a required client certificate), HTTP/2 to nginx over TLS
+//! and as h2c, and gRPC calls (unary, bidirectional streaming, a backend
+//! killed mid-stream) from Python's grpcio through floatlb to a grpcio server.
+//! Real peers on loopback; certificates made with `openssl`.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{curl_sik, free_port, Floatlb};
+
+/// Kills the child on drop, also when a test fails.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl (vm-lab/install-deps installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`{ca}.pem`, `{ca}.key`) in `dir`, made once per name.
+fn make_ca(dir: &Path, ca: &str) {
+    let (cert, key) = (dir.join(format!("{ca}.pem")), dir.join(format!("{ca}.key")));
+    if cert.exists() {
+        return;
+    }
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        &format!("/CN={ca}"),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+}
+
+/// A certificate for `name` signed by CA `ca`: (cert, key) paths.
+fn make_leaf(dir: &Path, ca: &str, name: &str, usage: &str) -> (PathBuf, PathBuf) {
+    make_ca(dir, ca);
+    let base = dir.join(name);
+    let (cert, key, csr, ext) = (
+        base.with_extension("pem"),
+        base.with_extension("key"),
+        base.with_extension("csr"),
+        base.with_extension("ext"),
+    );
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        &format!("/CN={name}"),
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+    std::fs::write(
+        &ext,
+        format!("subjectAltName=DNS:{name}\nextendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n"),
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        csr.to_str().unwrap(),
+        "-days",
+        "30",
+        "-CA",
+        dir.join(format!("{ca}.pem")).to_str().unwrap(),
+        "-CAkey",
+        dir.join(format!("{ca}.key")).to_str().unwrap(),
+        "-CAcreateserial",
+        "-extfile",
+        ext.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    (cert, key)
+}
+
+/// nginx with `servers` (server blocks) in its own prefix `dir`.
+fn nginx(dir: &Path, servers: &str) -> Killed {
+    let user = if unsafe { libc::geteuid() } == 0 {
+        "user root;\n"
+    } else {
+        ""
+    };
+    let d = dir.display();
+    let conf = format!(
+        "{user}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n\
+         fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n{servers}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = Command::new("nginx")
+        .args(["-p", &d.to_string(), "-c", path.to_str().unwrap()])
+        .args(["-g", "daemon off;"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx (vm-lab/install-deps installs it)");
+    Killed(child)
+}
+
+fn wait_port(port: u16) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn python() -> Command {
+    // Debian's python3 sees python3-grpcio; a pyenv shim on PATH may not.
+    let mut c = Command::new("/usr/bin/python3");
+    c.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/grpc_echo.py"
+    ));
+    c
+}
+
+/// A gRPC echo server on loopback; returns it with its port.
+fn grpc_server() -> (Killed, u16) {
+    let port = free_port();
+    let mut child = python()
+        .args(["server", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 with python3-grpcio (vm-lab/install-deps)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "listening", "grpc server did not start");
+    (Killed(child), port)
+}
+
+/// TLS to backends: verified against the pool's CA under its `server-name`
+/// (RFC 8446 §4.4.2, RFC 6125), a client certificate sent for mTLS, and a
+/// backend whose certificate does not verify refused with a reason.
+#[test]
+fn tls_backends_are_verified_and_get_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (web_cert, web_key) = make_leaf(d, "backend-ca", "web1.lab", "serverAuth");
+    let (client_cert, client_key) = make_leaf(d, "client-ca", "floatlb-client", "clientAuth");
+    make_ca(d, "other-ca");
+    let (open_port, mtls_port) = (free_port(), free_port());
+    let servers = format!(
+        "server {{ listen 127.0.0.1:{open_port} ssl; ssl_certificate {wc}; ssl_certificate_key {wk};\n\
+           location / {{ return 200 \"web1 sni=$ssl_server_name proto=$ssl_protocol\\n\"; }} }}\n\
+         server {{ listen 127.0.0.1:{mtls_port} ssl; ssl_certificate {wc}; ssl_certificate_key {wk};\n\
+           ssl_client_certificate {cca}; ssl_verify_client on;\n\
+           location / {{ return 200 \"mtls client=$ssl_client_s_dn\\n\"; }} }}\n",
+        wc = web_cert.display(),
+        wk = web_key.display(),
+        cca = d.join("client-ca.pem").display(),
+    );
+    let _nginx = nginx(d, &servers);
+    wait_port(open_port);
+    wait_port(mtls_port);
+    let ca = d.join("backend-ca.pem");
+    let other = d.join("other-ca.pem");
+    let pool = |name: &str, port: u16, tls: &str| {
+        format!("[[pool]]\nname = \"{name}\"\nbackends = [\"127.0.0.1:{port}\"]\ntls = {{ {tls} }}\nhealth = {{ enabled = false }}\n")
+    };
+    let route = |prefix: &str, pool: &str| {
+        format!("[[route]]\npath-prefix = \"/{prefix}\"\npool = \"{pool}\"\n")
+    };
+    let named = format!("ca = \"{}\", server-name = \"web1.lab\"", ca.display());
+    let body = [
+        pool("secure", open_port, &named),
+        pool(
+            "mtls",
+            mtls_port,
+            &format!(
+                "{named}, cert = \"{}\", key = \"{}\"",
+                client_cert.display(),
+                client_key.display()
+            ),
+        ),
+        pool("nocert", mtls_port, &named),
+        pool(
+            "wrongca",
+            open_port,
+            &format!("ca = \"{}\", server-name = \"web1.lab\"", other.display()),
+        ),
+        pool("noverify", open_port, "verify = false"),
+        route("secure", "secure"),
+        route("mtls", "mtls"),
+        route("nocert", "nocert"),
+        route("wrongca", "wrongca"),
+        route("noverify", "noverify"),
+    ]
+    .concat();
+    let lb = Floatlb::start(&body);
+    let url = |p: &str| format!("http://{}/{p}", lb.addr);
+    let (status, _, text, _) = curl_sik(&url("secure"), &[]);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.starts_with("web1 sni=web1.lab proto=TLSv1."), "{text}");
+    // Keep-alive to the backend: a second request reuses the pooled session.
+    let (status, _, _, _) = curl_sik(&url("secure"), &[]);
+    assert_eq!(status, 200);
+    let (status, _, text, _) = curl_sik(&url("mtls"), &[]);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("client=CN=floatlb-client"), "{text}");
+    // Without a certificate, nginx refuses the request itself (400).
+    let (status, _, text, _) = curl_sik(&url("nocert"), &[]);
+    assert_eq!(status, 400, "{text}");
+    // A certificate no configured CA signed: 502, and why.
+    let (status, _, text, _) = curl_sik(&url("wrongca"), &[]);
+    assert_eq!(status, 502, "{text}");
+    assert!(
+        text.contains("handshake") && text.contains("certificate"),
+        "{text}"
+    );
+    // verify = false (HAProxy's `verify none`) takes it; no SNI for an address.
+    let (status, _, text, _) = curl_sik(&url("noverify"), &[]);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.starts_with("web1 sni= "), "{text}");
+}
+
+/// `floatlb check` names a pool's TLS file problem and an h2 pool without TLS.
+#[test]
+fn check_names_backend_tls_problems() {
+    let text = "[listen]\naddress = \"127.0.0.1:8080\"\n[[pool]]\nname = \"secure\"\nbackends = [\"198.18.0.11:8443\"]\ntls = { ca = \"/nonexistent/backend-ca.pem\", server-name = \"web1.lab\" }\n[[pool]]\nname = \"grpc\"\nbackends = [\"198.18.0.12:50051\"]\nprotocol = \"h2\"\n[[route]]\npool = \"secure\"\n[[route]]\npath-prefix = \"/g\"\npool = \"grpc\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_floatlb"))
+        .args(["check", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("pool[0].tls") && err.contains("cannot read /nonexistent/backend-ca.pem"),
+        "{err}"
+    );
+    assert!(
+        err.contains("pool[1].protocol") && err.contains("HTTP/2 over TLS"),
+        "{err}"
+    );
+}
+
+/// HTTP/2 to backends: nginx over TLS chosen by ALPN (RFC 9113 §3.2) and as
+/// h2c with prior knowledge (§3.3), from an HTTP/1.1 client.
+#[test]
+fn http1_clients_reach_http2_backends_over_tls_and_h2c() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (web_cert, web_key) = make_leaf(d, "backend-ca", "web2.lab", "serverAuth");
+    let (tls_port, h2c_port) = (free_port(), free_port());
+    let servers = format!(
+        "server {{ listen 127.0.0.1:{tls_port} ssl http2; ssl_certificate {wc}; ssl_certificate_key {wk};\n\
+           location / {{ return 200 \"proto=$server_protocol host=$host\\n\"; }} }}\n\
+         server {{ listen 127.0.0.1:{h2c_port} http2;\n\
+           location / {{ return 200 \"proto=$server_protocol host=$host\\n\"; }} }}\n",
+        wc = web_cert.display(),
+        wk = web_key.display(),
+    );
+    let _nginx = nginx(d, &servers);
+    wait_port(tls_port);
+    wait_port(h2c_port);
+    let body = format!(
+        "[[pool]]\nname = \"h2\"\nbackends = [\"127.0.0.1:{tls_port}\"]\nprotocol = \"h2\"\n\
+         tls = {{ ca = \"{ca}\", server-name = \"web2.lab\" }}\n\
+         [[pool]]\nname = \"h2c\"\nbackends = [\"127.0.0.1:{h2c_port}\"]\nprotocol = \"h2c\"\n\
+         [[route]]\npath-prefix = \"/tls\"\npool = \"h2\"\n[[route]]\npool = \"h2c\"\n",
+        ca = d.join("backend-ca.pem").display()
+    );
+    let lb = Floatlb::start(&body);
+    for (path, n) in [("tls", 3), ("plain", 3)] {
+        for _ in 0..n {
+            let (status, _, text, _) = curl_sik(
+                &format!("http://{}/{path}", lb.addr),
+                &["-H", "Host: app.example"],
+            );
+            assert_eq!(status, 200, "{path}: {text}");
+            assert_eq!(text.trim(), "proto=HTTP/2.0 host=app.example", "{path}");
+        }
+    }
+    // A POST body (sent chunked by curl) arrives whole as DATA.
+    let (status, _, _, _) = curl_sik(
+        &format!("http://{}/plain", lb.addr),
+        &["-H", "Transfer-Encoding: chunked", "--data-binary", "hello"],
+    );
+    assert_eq!(status, 200);
+}
+
+/// gRPC end to end (gRPC's PROTOCOL-HTTP2.md over RFC 9113 §8.1): a unary
+/// call with its trailers, a bidirectional stream whose messages cross while
+/// both sides are open, floatlb's own failure as `grpc-status`, and a backend
+/// killed mid-stream ending the call with a status, not a hang.
+#[test]
+fn grpc_calls_stream_both_ways_and_end_with_a_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (cert, key) = make_leaf(d, "front-ca", "grpc.test", "serverAuth");
+    let (server, grpc_port) = grpc_server();
+    let tls = format!("127.0.0.1:{}", free_port());
+    let body = format!(
+        "[tls]\naddress = \"{tls}\"\n[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [[pool]]\nname = \"grpc\"\nbackends = [\"127.0.0.1:{grpc_port}\"]\nprotocol = \"h2c\"\n\
+         health = {{ enabled = false }}\n",
+        cert.display(),
+        key.display(),
+    );
+    let _lb = Floatlb::start(&body);
+    let ca = d.join("front-ca.pem");
+    let run = |mode: &str| {
+        let out = python()
+            .args([mode, &tls, ca.to_str().unwrap(), "grpc.test"])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let out = run("client");
+    assert!(
+        out.contains("unary echo:hi trailer=grpc-echo"),
+        "trailers pass: {out}"
+    );
+    assert!(out.contains("chat re:m0,re:m1,re:m2,re:m3,re:m4"), "{out}");
+    // A backend killed mid-stream: the client gets a status, not a hang.
+    let mut slow = python()
+        .args(["slow", &tls, ca.to_str().unwrap(), "grpc.test"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(slow.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ticks 3");
+    drop(server);
+    let ended = lines.next().unwrap().unwrap();
+    let _ = slow.wait();
+    assert!(ended.starts_with("status "), "{ended}");
+    assert!(
+        !ended.contains("DEADLINE_EXCEEDED") && !ended.contains(" OK"),
+        "the call must end when the backend goes: {ended}"
+    );
+    // floatlb's own failure (no backend answers): UNAVAILABLE with the reason.
+    let out = run("unary");
+    assert!(out.starts_with("status UNAVAILABLE"), "{out}");
+}
