@@ -462,3 +462,22 @@ fn a_name_that_goes_away_leaves_after_hold() {
     );
     assert!(web1.requests() >= 2);
 }
+
+/// RFC 3596 §2.1: a name's AAAA records are asked beside its A records, and
+/// an IPv6 address becomes a backend like any other.
+#[test]
+fn aaaa_records_give_ipv6_backends() {
+    let port = free_port();
+    let web6 = TestBackend::start_on("web6", &format!("[::1]:{port}"));
+    let web4 = TestBackend::start_on("web4", &format!("127.0.0.2:{port}"));
+    let dns = Dnsmasq::start("127.0.0.2 web.lab\n::1 web.lab\n", 0);
+    let lb = Floatlb::start(&config(dns.addr, port));
+    let series = "floatlb_resolver_addresses{name=\"web.lab\",pool=\"byname\"}";
+    assert_eq!(metric(&lb, series), Some(2.0), "{}", lb.log());
+    for _ in 0..10 {
+        assert_eq!(http_get(lb.addr, "/").0, 200);
+    }
+    assert!(web6.requests() > 0 && web4.requests() > 0);
+    let up = format!("floatlb_backend_up{{backend=\"web.lab:{port}@::1\",pool=\"byname\"}}");
+    assert_eq!(metric(&lb, &up), Some(1.0));
+}
