@@ -283,3 +283,51 @@ fn check_refuses_client_settings_without_a_ca_and_a_bad_ca_file() {
     assert!(all.contains("tls.client-ca"), "{all}");
     assert!(all.contains("holds no certificate"), "{all}");
 }
+
+/// A route that matches on the subject field sees the field as the backend
+/// gets it: a forged `X-Client-Subject` from a client without a certificate
+/// does not reach the route for that subject; alice's certificate does.
+#[test]
+fn routes_match_the_verified_subject_not_a_forged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    make_cert(dir.path(), "server", &["a.test"], 2);
+    ca_and_client(dir.path(), "ca", "alice", "/CN=alice");
+    let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (public, staff) = (TestBackend::start("public"), TestBackend::start("staff"));
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let _lb = Floatlb::start(&format!(
+        "[[backend]]\nname = \"public\"\naddress = \"{}\"\n\
+         [[pool]]\nname = \"staff\"\nbackends = [\"{}\"]\n\
+         [[route]]\nname = \"staff\"\nheaders = [{{ name = \"X-Client-Subject\", equals = \"CN=alice\" }}]\npool = \"staff\"\n\
+         [tls]\naddress = \"{tls}\"\nclient-ca = \"{}\"\nclient-auth = \"optional\"\n\
+         client-subject-header = \"X-Client-Subject\"\n\
+         [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+        public.addr,
+        staff.addr,
+        p("ca.pem"),
+        p("server.pem"),
+        p("server.key"),
+    ));
+    let site = |who: Option<&str>, args: &[&str]| {
+        let resolve = format!("a.test:{}:127.0.0.1", tls.port());
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--max-time", "10", "--resolve", &resolve])
+            .args(["--cacert", &p("server.pem")])
+            .args(args);
+        if let Some(who) = who {
+            c.args(["--cert", &p(&format!("{who}.pem"))])
+                .args(["--key", &p(&format!("{who}.key"))]);
+        }
+        let out = c
+            .arg(format!("https://a.test:{}/", tls.port()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for version in ["--http1.1", "--http2"] {
+        let forged = site(None, &[version, "-H", "X-Client-Subject: CN=alice"]);
+        assert_eq!(forged, "public", "{version}: a forged subject was routed");
+        assert_eq!(site(Some("alice"), &[version]), "staff", "{version}");
+    }
+}

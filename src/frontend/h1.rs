@@ -142,7 +142,12 @@ pub(crate) fn serve<'a>(io: &'a mut ClientIo, conn: &'a Conn) -> impl Future<Out
                             log: conn.shared.access_log.is_some(),
                             https: io.is_tls(),
                         };
-                        match prepare(&buf, &fwd, router(&snap, conn.peer, conn.listener)) {
+                        let route = router(&snap, conn.peer, conn.listener);
+                        let named = snap.config.tls.as_ref().and_then(|t| t.material());
+                        let named = named.map(|m| &m.client_headers);
+                        let id = conn.client_cert.as_deref();
+                        let route = crate::tls::client_auth::route_as_sent(named, id, route);
+                        match prepare(&buf, &fwd, route) {
                             Parse::Ready(req) => break (req, snap),
                             Parse::Partial if buf.len() < snap.config.proxy.max_header_size => {
                                 // The rest of the head is due: acknowledge at once,

@@ -16,6 +16,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
 use crate::http1::edit::FieldEdits;
+use crate::http1::request::Seen;
 
 /// Whether a client must present a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +121,53 @@ impl Headers {
     pub fn is_empty(&self) -> bool {
         self.subject.is_none() && self.fingerprint.is_none()
     }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.subject
+            .iter()
+            .chain(&self.fingerprint)
+            .map(String::as_str)
+    }
+}
+
+/// Wraps a router so that it sees the request's fields as the backend will:
+/// without the client's fields of `headers`' names, with the verified
+/// identity's (a route matching on them cannot be fooled by a forged one).
+pub fn route_as_sent<'h, R>(
+    headers: Option<&'h Headers>,
+    id: Option<&'h Identity>,
+    route: R,
+) -> impl FnOnce(&Seen<'_>) -> u32 + 'h
+where
+    R: FnOnce(&Seen<'_>) -> u32 + 'h,
+{
+    move |seen| {
+        let Some(h) = headers.filter(|h| !h.is_empty()) else {
+            return route(seen);
+        };
+        let mut fields: Vec<httparse::Header<'_>> = seen
+            .headers
+            .iter()
+            .filter(|f| !h.names().any(|n| f.name.eq_ignore_ascii_case(n)))
+            .copied()
+            .collect();
+        if let Some(id) = id {
+            for (name, value) in [(&h.subject, &id.subject), (&h.fingerprint, &id.fingerprint)] {
+                if let Some(name) = name {
+                    fields.push(httparse::Header {
+                        name,
+                        value: value.as_bytes(),
+                    });
+                }
+            }
+        }
+        route(&Seen {
+            method: seen.method,
+            host: seen.host,
+            target: seen.target,
+            headers: &fields,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -145,6 +193,38 @@ mod tests {
             head,
             b"GET / HTTP/1.1\r\nx-client-subject: CN=alice\r\n\r\n".to_vec()
         );
+    }
+
+    #[test]
+    fn routes_see_the_fields_as_the_backend_gets_them() {
+        let h = Headers {
+            subject: Some("x-client-subject".into()),
+            fingerprint: None,
+        };
+        let forged = [httparse::Header {
+            name: "X-Client-Subject",
+            value: b"CN=admin",
+        }];
+        let seen = Seen {
+            method: "GET",
+            host: None,
+            target: "/",
+            headers: &forged,
+        };
+        let values = |id: Option<&Identity>| {
+            let mut got = Vec::new();
+            route_as_sent(Some(&h), id, |s: &Seen<'_>| {
+                got = s.headers.iter().map(|f| f.value.to_vec()).collect();
+                0
+            })(&seen);
+            got
+        };
+        assert!(values(None).is_empty());
+        let id = Identity {
+            subject: "CN=alice".into(),
+            fingerprint: "00".into(),
+        };
+        assert_eq!(values(Some(&id)), vec![b"CN=alice".to_vec()]);
     }
 
     #[test]
