@@ -5,8 +5,10 @@
 //! without terminating TLS, to pick the pool by server name; the bytes read
 //! go to the backend first. The pool's balancing picks the backend with the
 //! client's address as the request key; a failed connect tries another
-//! backend up to the pool's `retries`; a backend's `maxconn` holds. One
-//! access log line per connection. Not for: HTTP (`h1`), TLS termination.
+//! backend up to the pool's `retries`; a backend's `maxconn` holds. The
+//! bytes go through the kernel ([`super::splice`]) while its pipe budget
+//! lasts, else through the copying tunnel. One access log line per
+//! connection. Not for: HTTP (`h1`), TLS termination.
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
