@@ -342,3 +342,89 @@ fn vmac_ipv6() {
         "VMAC left behind at stop"
     );
 }
+
+/// keepalived 2.2.7 as the peer, both with VMAC (its `use_vmac`): a floatlb
+/// track script without weight failing puts floatlb in FAULT (a priority-0
+/// advert, RFC 5798 §6.4.3's shutdown path, so keepalived takes over within
+/// Skew_Time), `notify-fault` runs, and the client's ARP entry for the VIP
+/// stays the virtual MAC (§7.3) while keepalived holds it; the script passing
+/// again brings floatlb back to BACKUP and, preempting, MASTER.
+#[test]
+fn fault_without_weight_hands_over_to_keepalived_with_vmac() {
+    if !netns_available("fault_without_weight_hands_over_to_keepalived_with_vmac") {
+        return;
+    }
+    let _serial = serial();
+    let (lab, web) = V4.lab();
+    let dir = tempfile::tempdir().unwrap();
+    let ok_file = dir.path().join("ok");
+    std::fs::write(&ok_file, "").unwrap();
+    let script = notify_script(dir.path());
+    let fault_out = dir.path().join("fault.out");
+    let lb1 = V4.table(
+        150,
+        100,
+        &format!(
+            "use-vmac = true\nnotify-fault = [\"{script}\", \"{}\", \"lb1 fault\"]\n[[vrrp.track-script]]\nname = \"chk\"\ncommand = [\"/usr/bin/test\", \"-e\", \"{}\"]\ninterval = \"100ms\"\n",
+            fault_out.display(),
+            ok_file.display()
+        ),
+    );
+    let n1 = V4.start_node(&lab, "lb1", &[web.addr], &lb1);
+    lab.wait_for("lb1 master", Duration::from_secs(6), || {
+        holds_on(&lab, "lb1", "vrrp.51", VIP)
+    });
+    // lb2 serves HTTP with a floatlb without [[vrrp]], keepalived moving its
+    // VIP (the setup floatlb replaces); keepalived names its VMAC
+    // vrrp.<VRID> too and puts the VIP on it.
+    let _lb2_proxy = V4.start_node(&lab, "lb2", &[web.addr], "");
+    // keepalived leaves arp_announce alone (floatlb sets 2 with use-vmac):
+    // without it lb2's own ARP requests for the client would say "tell
+    // <VIP>" from eth0's MAC and move the client's entry off the VMAC.
+    assert!(lab
+        .exec("lb2")
+        .args(["sysctl", "-qw", "net.ipv4.conf.eth0.arp_announce=2"])
+        .status()
+        .unwrap()
+        .success());
+    let k = support::vrrp_lab::KeepalivedPeer::start(
+        &lab,
+        "lb2",
+        &format!(
+            "global_defs {{\n  vrrp_version 3\n  router_id lb2\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  use_vmac\n  virtual_router_id 51\n  priority 100\n  advert_int 0.1\n  virtual_ipaddress {{\n    {}\n  }}\n}}\n",
+            V4.vip_cidr()
+        ),
+    );
+    let keepalived_holds = || holds_on(&lab, "lb2", "vrrp.51", VIP);
+    lab.wait_for("keepalived's VMAC", Duration::from_secs(5), || {
+        has_link(&lab, "lb2", "vrrp.51")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let logs = || format!("lb1:\n{}\nkeepalived:\n{}", n1.log(), k.log());
+    assert!(!keepalived_holds(), "{}", logs());
+    let (status, _) = http_from(&lab, "client", V4.vip_addr(), "/");
+    assert_eq!(status, 200, "{}", logs());
+    assert_eq!(
+        lab.neigh_mac("client", VIP).as_deref(),
+        Some(VMAC),
+        "{}",
+        logs()
+    );
+
+    std::fs::remove_file(&ok_file).unwrap();
+    wait_keeping_mac(&lab, "script fails: keepalived takes the VIP", || {
+        keepalived_holds() && !holds_on(&lab, "lb1", "vrrp.51", VIP)
+    });
+    assert!(n1.log().contains("VRRP MASTER -> FAULT"), "{}", logs());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        std::fs::read_to_string(&fault_out).unwrap_or_default(),
+        "lb1 fault\n",
+        "notify-fault"
+    );
+    std::fs::write(&ok_file, "").unwrap();
+    wait_keeping_mac(&lab, "script passes: floatlb takes it back", || {
+        holds_on(&lab, "lb1", "vrrp.51", VIP) && !keepalived_holds()
+    });
+    assert!(n1.log().contains("VRRP FAULT -> BACKUP"), "{}", logs());
+}

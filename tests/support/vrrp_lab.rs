@@ -498,3 +498,62 @@ pub fn has_link(lab: &Lab, host: &str, dev: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// keepalived in a lab host running `conf` (a whole keepalived.conf), as a
+/// VRRP peer; SIGTERM on drop (SIGKILL if it lingers).
+pub struct KeepalivedPeer {
+    child: Child,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl KeepalivedPeer {
+    pub fn start(lab: &Lab, host: &str, conf: &str) -> KeepalivedPeer {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keepalived.conf");
+        std::fs::write(&path, conf).unwrap();
+        let log = dir.path().join("keepalived.log");
+        let p = |f: &str| dir.path().join(f);
+        let child = lab
+            .exec(host)
+            .args(["keepalived", "-n", "-l", "-D", "-P", "-f"])
+            .arg(&path)
+            .arg("-p")
+            .arg(p("k.pid"))
+            .arg("-r")
+            .arg(p("v.pid"))
+            .arg("-c")
+            .arg(p("c.pid"))
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("keepalived (apt-get install keepalived)");
+        KeepalivedPeer {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for KeepalivedPeer {
+    fn drop(&mut self) {
+        // SAFETY: a signal to a keepalived this test started.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
