@@ -188,7 +188,6 @@ fn haproxy_and_keepalived_files_import_into_a_file_check_accepts() {
             "haproxy.cfg:34: http-request deny deny_status 403 if { path_beg /admin/ } !office: a negated ACL",
             "haproxy.cfg:40: http-request add-header X-Id %[uuid]:",
             "haproxy.cfg:57: server shop3 backup:",
-            "haproxy.cfg:76: server beta1 beta.internal:80:",
             "keepalived.conf:3: router_id lb1:",
             "keepalived.conf:31: authentication { ... }: VRRPv3 (RFC 5798) has no authentication",
             "keepalived.conf:40: 198.18.0.101/24 label lo:1:",
@@ -235,6 +234,18 @@ fn haproxy_and_keepalived_files_import_into_a_file_check_accepts() {
                 "haproxy.cfg:82: listen db: mode tcp",
                 "haproxy.cfg:91: frontend tls-passthrough: mode tcp",
             ],
+        );
+    }
+    if keys.backend_names {
+        assert!(
+            toml.contains("name = \"beta1\"\naddress = \"beta.internal:80\""),
+            "{toml}"
+        );
+    } else {
+        assert_reported(
+            &stderr,
+            &toml,
+            &["haproxy.cfg:76: server beta1 beta.internal:80:"],
         );
     }
     // Problems from the included file carry its name.

@@ -143,6 +143,8 @@ struct Ctx<'a> {
     keys: Keys,
     problems: Vec<(usize, usize, Problem)>,
     mapped: usize,
+    /// `resolve-prefer` of the servers: `[resolver] family`, one for the file.
+    resolver_family: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -1197,6 +1199,25 @@ fn parse_addr(a: &str, default_port: Option<u16>) -> Result<SocketAddr, String> 
     Ok(SocketAddr::new(ip, port))
 }
 
+/// `name:port` when `a` is a DNS name with a port (floatlb's backends by name).
+fn host_port(a: &str) -> Option<String> {
+    let a = a.trim_start_matches("ipv4@").trim_start_matches("ipv6@");
+    let (host, port) = a.rsplit_once(':')?;
+    port.parse::<u16>().ok().filter(|p| *p > 0)?;
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let host = host.trim_end_matches('.');
+    let ok = host.len() <= 253
+        && host.split('.').all(label_ok)
+        && host.chars().any(|c| c.is_ascii_alphabetic());
+    ok.then(|| format!("{host}:{port}"))
+}
+
 /// Options of a `bind` line that take an argument.
 const BIND_ARGS: &[&str] = &[
     "crt",
@@ -1445,6 +1466,7 @@ fn pool(
                 keys: ctx.keys,
                 problems: Vec::new(),
                 mapped: 0,
+                resolver_family: None,
             };
             common(&mut s, l, &mut scratch, &mut Vec::new());
             continue;
@@ -1596,6 +1618,20 @@ fn pool(
                 }
                 "minconn" => unmapped = Some("floatlb has no dynamic maxconn".into()),
                 "port" | "addr" => unmapped = Some("floatlb checks a backend at its own address and port".into()),
+                "resolvers" if ctx.keys.backend_names => {
+                    // floatlb asks again on every name's TTL, always.
+                }
+                "resolve-prefer" if ctx.keys.backend_names && (arg == "ipv4" || arg == "ipv6") => {
+                    match &ctx.resolver_family {
+                        Some(f) if *f != arg => {
+                            unmapped = Some(format!("floatlb's [resolver] family is one for the file: {f} of an earlier server is kept"))
+                        }
+                        _ => ctx.resolver_family = Some(arg.clone()),
+                    }
+                }
+                "init-addr" if ctx.keys.backend_names => {
+                    unmapped = Some("floatlb resolves names over DNS at start and keeps asking; no other start-up address".into())
+                }
                 "resolvers" | "resolve-prefer" | "init-addr" | "resolve-net" => unmapped = Some("floatlb resolves no names: backends are ip:port".into()),
                 "on-marked-down" | "on-marked-up" | "on-error" | "observe" | "error-limit" => {
                     unmapped = Some("floatlb's passive check is health passive-fall (failed connects)".into())
@@ -1638,6 +1674,18 @@ fn pool(
         match parse_addr(l.w(2), None) {
             Ok(a) => {
                 b.set("address", quote(&a.to_string()));
+                b.comments = part_notes;
+                backends.push((b, check, l.clone()));
+                let ssl = ssl && ctx.keys.pool_tls;
+                let tls = if ssl { tls_opts } else { Vec::new() };
+                transports.push((l.clone(), (ssl, tls, send_proxy, h2)));
+            }
+            Err(_) if ctx.keys.backend_names && host_port(l.w(2)).is_some() => {
+                let hp = host_port(l.w(2)).unwrap_or_default();
+                b.set("address", quote(&hp));
+                part_notes.push(format!(
+                    "{hp}: floatlb asks DNS for it (the [resolver] servers, no /etc/hosts) and again on its TTL; one backend per address"
+                ));
                 b.comments = part_notes;
                 backends.push((b, check, l.clone()));
                 let ssl = ssl && ctx.keys.pool_tls;
@@ -2256,6 +2304,7 @@ pub(crate) fn import(files: &[Source], keys: Keys, doc: &mut Doc) -> (Vec<Proble
         keys,
         problems: Vec::new(),
         mapped: 0,
+        resolver_family: None,
     };
     let mut top = Vec::new();
     let secs = sections(&mut ctx, &mut top);
@@ -2267,6 +2316,8 @@ pub(crate) fn import(files: &[Source], keys: Keys, doc: &mut Doc) -> (Vec<Proble
     let mut workers = None;
     // Which defaults each proxy section gets.
     let mut inherited: Vec<Option<Settings>> = Vec::new();
+    // The first `resolvers` section, as `[resolver]`.
+    let mut resolver: Option<Table> = None;
     for s in &secs {
         match s.kind() {
             "defaults" => {
@@ -2313,6 +2364,46 @@ pub(crate) fn import(files: &[Source], keys: Keys, doc: &mut Doc) -> (Vec<Proble
                     None => current.clone(),
                 };
                 inherited.push(Some(st));
+            }
+            "resolvers" if ctx.keys.backend_names && resolver.is_none() => {
+                let mut t = Table::new(Kind::Resolver, "[resolver]");
+                let mut servers = Vec::new();
+                ctx.ok();
+                for l in &s.body {
+                    match (l.w(0), l.w(1)) {
+                        ("nameserver", _) => match parse_addr(l.w(2), Some(53)) {
+                            Ok(a) => {
+                                servers.push(a.to_string());
+                                ctx.ok();
+                            }
+                            Err(e) => ctx.skip(l, &e, &mut t.comments),
+                        },
+                        ("parse-resolv-conf", _) => {
+                            // floatlb reads /etc/resolv.conf when it has no nameservers.
+                            ctx.ok();
+                        }
+                        ("timeout", "retry") | ("hold", "obsolete") => {
+                            match parse_time(l.w(2)).filter(|ms| *ms > 0) {
+                                Some(ms) => {
+                                    let key = if l.w(0) == "timeout" { "timeout" } else { "hold" };
+                                    t.set(key, quote(&ms_to_duration(ms)));
+                                    ctx.ok();
+                                }
+                                None => ctx.skip(l, "not a time", &mut t.comments),
+                            }
+                        }
+                        _ => ctx.skip(
+                            l,
+                            "floatlb's [resolver] has nameservers, ttl-min, ttl-max, timeout, hold and family",
+                            &mut t.comments,
+                        ),
+                    }
+                }
+                if !servers.is_empty() {
+                    t.entries.insert(0, ("nameservers".into(), list(&servers)));
+                }
+                resolver = Some(t);
+                inherited.push(None);
             }
             k => {
                 let why = format!("a `{k}` section: not imported (floatlb has no counterpart; see docs/migrating.md)");
@@ -2382,6 +2473,14 @@ pub(crate) fn import(files: &[Source], keys: Keys, doc: &mut Doc) -> (Vec<Proble
             fronts.push(frontend(s.name(), &st, &s.body, own, &mut acls, &mut ctx));
         }
     }
+    if let Some(f) = ctx.resolver_family.clone() {
+        resolver
+            .get_or_insert_with(|| Table::new(Kind::Resolver, "[resolver]"))
+            .set("family", quote(&f));
+    }
+    if let Some(t) = resolver.take() {
+        doc.push(t);
+    }
     // Listeners: cleartext first; the first TLS bind is [tls] address.
     let mut first_tls: Option<Bind> = None;
     let mut listen_names: HashMap<String, Vec<String>> = HashMap::new();
@@ -2426,6 +2525,7 @@ pub(crate) fn import(files: &[Source], keys: Keys, doc: &mut Doc) -> (Vec<Proble
                 t.set("tls", "true".into());
             }
             if b.accept_proxy {
+                t.note("accept-proxy: HAProxy takes the header from any client; narrow the list to the addresses of what sends it".into());
                 t.set("accept-proxy", list(&["0.0.0.0/0", "::/0"]));
             }
             if let Some((pool, sni)) = &b.tcp {
@@ -3037,6 +3137,50 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("[[route]]"), "{t}");
+    }
+
+    #[test]
+    fn names_are_backends_by_name_with_the_resolvers_section() {
+        assert_eq!(
+            host_port("app.internal:8080").as_deref(),
+            Some("app.internal:8080")
+        );
+        assert_eq!(
+            host_port("ipv4@db.lab.:5432").as_deref(),
+            Some("db.lab:5432")
+        );
+        assert_eq!(host_port("app.internal"), None);
+        assert_eq!(host_port("-bad.lab:80"), None);
+        assert_eq!(host_port("198.18.0.1:80"), None, "an address is no name");
+        let cfg = "resolvers dns\n nameserver ns1 198.18.0.53:53\n nameserver ns2 198.18.0.54\n parse-resolv-conf\n hold obsolete 30s\n timeout retry 1s\n resolve_retries 3\nfrontend f\n bind :80\n default_backend b\nbackend b\n server a app.lab:80 check resolvers dns resolve-prefer ipv4 init-addr none\n";
+        let keys = Keys {
+            backend_names: true,
+            ..Keys::NONE
+        };
+        let mut d = Doc::default();
+        let (p, _) = import(
+            &[Source {
+                name: "h".into(),
+                text: cfg.into(),
+            }],
+            keys,
+            &mut d,
+        );
+        let got: Vec<String> = p
+            .iter()
+            .map(|p| format!("{}:{}", p.line, p.directive))
+            .collect();
+        assert_eq!(
+            got,
+            ["7:resolve_retries 3", "12:server a init-addr none"],
+            "{p:?}"
+        );
+        let t = d.render("");
+        assert!(
+            t.contains("[resolver]\nnameservers = [\"198.18.0.53:53\", \"198.18.0.54:53\"]\nhold = \"30s\"\ntimeout = \"1s\"\nfamily = \"ipv4\""),
+            "{t}"
+        );
+        assert!(t.contains("name = \"a\"\naddress = \"app.lab:80\""), "{t}");
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub struct Keys {
     pub vrrp_use_vmac: bool,
     /// `[[vrrp]] name` (keepalived's instance name, for logs and notify arguments).
     pub vrrp_name: bool,
+    /// Backend addresses by name (`name:port`) and the `[resolver]` table.
+    pub backend_names: bool,
 }
 
 impl Keys {
@@ -98,14 +100,15 @@ impl Keys {
         pool_tls: false,
         pool_protocol: false,
         pool_send_proxy: false,
-        listen_accept_proxy: false,
-        listen_mode_tcp: false,
+        listen_accept_proxy: true,
+        listen_mode_tcp: true,
         vrrp_track_script: true,
         vrrp_track_interface: true,
         vrrp_notify_states: true,
         vrrp_notify_keepalived: true,
         vrrp_use_vmac: true,
         vrrp_name: true,
+        backend_names: true,
     };
 
     /// None of the keys above: what a unit test of the "not supported yet" reports uses.
@@ -122,6 +125,7 @@ impl Keys {
         vrrp_notify_keepalived: false,
         vrrp_use_vmac: false,
         vrrp_name: false,
+        backend_names: false,
     };
 }
 

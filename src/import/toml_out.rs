@@ -8,6 +8,7 @@ pub(crate) enum Kind {
     Tls,
     Timeouts,
     Proxy,
+    Resolver,
     Log,
     Pool,
     Route,
