@@ -16,7 +16,7 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -39,6 +39,8 @@ const MAX_FIELDS: usize = 256;
 pub struct Session {
     send: SendRequest<Bytes>,
     open: Arc<AtomicU32>,
+    /// When its last stream ended (ms since start, [`crate::backend::now_ms`]).
+    idle_since: Arc<AtomicU64>,
     alive: Arc<AtomicBool>,
     /// The server name its TLS session was made for.
     pub sni: Option<Arc<str>>,
@@ -66,6 +68,7 @@ impl Session {
         Ok(Session {
             send,
             open: Arc::default(),
+            idle_since: Arc::new(AtomicU64::new(crate::backend::now_ms())),
             alive,
             sni,
         })
@@ -82,6 +85,15 @@ impl Session {
         self.alive.load(Ordering::Acquire)
     }
 
+    /// How long it has had no stream open (zero while it has one).
+    pub fn idle_for(&self) -> Duration {
+        if self.open.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let since = self.idle_since.load(Ordering::Relaxed);
+        Duration::from_millis(crate::backend::now_ms().saturating_sub(since))
+    }
+
     /// Streams open on it now.
     pub fn open_streams(&self) -> u32 {
         self.open.load(Ordering::Relaxed)
@@ -93,6 +105,7 @@ impl Session {
         Lease {
             send: self.send.clone(),
             open: self.open.clone(),
+            idle_since: self.idle_since.clone(),
         }
     }
 }
@@ -102,11 +115,15 @@ impl Session {
 pub struct Lease {
     send: SendRequest<Bytes>,
     open: Arc<AtomicU32>,
+    idle_since: Arc<AtomicU64>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
+        if self.open.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.idle_since
+                .store(crate::backend::now_ms(), Ordering::Relaxed);
+        }
     }
 }
 

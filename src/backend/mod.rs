@@ -440,10 +440,6 @@ impl Pool {
         };
         if !(same_tls && cur.protocol == t.protocol) {
             self.clear();
-            self.sessions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
         }
         *cur = t.clone();
     }
@@ -471,10 +467,15 @@ impl Pool {
             .len()
     }
 
+    /// Drops the idle connections and the HTTP/2 sessions (their open
+    /// streams finish: each request holds its own handle).
     pub fn clear(&self) {
         let drained: Vec<IdleUpstream> =
             std::mem::take(&mut *self.idle_upstream.lock().unwrap_or_else(|e| e.into_inner()));
         drop(drained);
+        let sessions: Vec<h2::Session> =
+            std::mem::take(&mut *self.sessions.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(sessions);
     }
 
     /// The server name a request's TLS session uses: the pool's
@@ -496,15 +497,16 @@ impl Pool {
     /// A connection (or HTTP/2 stream) for a request whose TLS session uses
     /// `sni` ([`Self::sni_for`]): pooled if one is usable, else new. The flag
     /// says whether it was pooled.
+    /// `transport` is the pool's, as the request's config snapshot has it.
     pub async fn checkout(
         &self,
         stats: &BackendStats,
+        transport: &config::Transport,
         sni: Option<Arc<str>>,
     ) -> Result<(Conn, bool), ConnectError> {
-        let transport = self.transport();
         if !transport.multiplexed() {
             return self
-                .checkout_upstream(stats, &transport, sni)
+                .checkout_upstream(stats, transport, sni)
                 .await
                 .map(|(c, reused)| (Conn::H1(c), reused));
         }
@@ -521,7 +523,7 @@ impl Pool {
         }
         let settings = self.settings();
         let stream = self
-            .connect(&transport, sni.clone(), settings.connect_timeout)
+            .connect(transport, sni.clone(), settings.connect_timeout)
             .await?;
         stats.connections_opened.fetch_add(1, Ordering::Relaxed);
         // Over TLS, ALPN decides: a backend that chose HTTP/1.1 is spoken to in it.
@@ -667,6 +669,12 @@ impl Pool {
         let timeout = self.settings().idle_timeout;
         let mut idle = self.idle_upstream.lock().unwrap_or_else(|e| e.into_inner());
         idle.retain(|c| c.since.elapsed() < timeout && c.conn.looks_usable());
+        drop(idle);
+        // An HTTP/2 session with no stream open for as long goes too.
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| s.is_alive() && s.idle_for() < timeout);
     }
 }
 

@@ -199,15 +199,17 @@ pub async fn exchange(
             // Another request took the last slot first.
             continue;
         };
-        let transport = backend.pool.transport();
+        // The pool's transport as this request's config has it.
+        let transport = &spec.transport;
         let sni = match transport.tls {
             Some(_) => backend.pool.sni_for(
-                &transport,
+                transport,
                 crate::http1::fields::head_field(req.head, "host"),
             ),
             None => None,
         };
-        let (conn, reused) = match backend.pool.checkout(&backend.stats, sni).await {
+        let conn = backend.pool.checkout(&backend.stats, transport, sni);
+        let (conn, reused) = match conn.await {
             Ok(c) => c,
             Err(e) => {
                 drop(in_flight);
