@@ -127,7 +127,7 @@ fn pump_one(
     let mut moved = false;
     loop {
         if h.pipe.held > 0 {
-            if let Poll::Pending = dst.poll_write_ready(cx)? {
+            if dst.poll_write_ready(cx)?.is_pending() {
                 break;
             }
             let (pipe, held) = (h.pipe.read.as_raw_fd(), h.pipe.held);
@@ -150,7 +150,7 @@ fn pump_one(
             }
             break;
         }
-        if let Poll::Pending = src.poll_read_ready(cx)? {
+        if src.poll_read_ready(cx)?.is_pending() {
             break;
         }
         let pipe = h.pipe.write.as_raw_fd();
