@@ -393,12 +393,10 @@ pub fn spawn(cfg: InstanceConfig, track: TrackHandle) -> Result<Instance, Error>
     }
     let netlink = Netlink::open().map_err(io_err("opening netlink socket"))?;
     let vmac = match &cfg.vmac {
-        Some(name) => {
-            Some(
-                Vmac::create(&netlink, &cfg.interface, name, cfg.vrid, primary.is_ipv6())
-                    .map_err(io_err("creating the VMAC interface"))?,
-            )
-        }
+        Some(name) => Some(
+            Vmac::create(&netlink, &cfg.interface, name, cfg.vrid, primary.is_ipv6())
+                .map_err(io_err("creating the VMAC interface"))?,
+        ),
         None => None,
     };
     let peers = peers_of(&cfg);
@@ -542,7 +540,9 @@ fn peers_of(cfg: &InstanceConfig) -> Peers {
 /// failing that the thread stays as it is and says so.
 fn set_realtime(name: &str, on: bool) {
     let (policy, prio) = if on {
-        (libc::SCHED_FIFO, 50)
+        // Reset on fork: track scripts and notify commands started from this
+        // thread must not inherit real-time priority.
+        (libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, 50)
     } else {
         (libc::SCHED_OTHER, 0)
     };
@@ -1155,5 +1155,22 @@ mod tests {
         assert!(cfg(&[("2001:2::100", 128)]).validate().is_ok());
         assert!(cfg(&[("2001:2::100", 129)]).validate().is_err());
         assert!(cfg(&[("198.18.0.100", 33)]).validate().is_err());
+    }
+
+    /// A realtime VRRP thread's children (track scripts, notify commands) run
+    /// at normal priority: a busy script must not starve the machine.
+    #[test]
+    fn children_of_the_realtime_thread_are_not_realtime() {
+        let out = std::thread::spawn(|| {
+            set_realtime("t", true);
+            std::process::Command::new("sh")
+                .args(["-c", "chrt -p $$"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        })
+        .join()
+        .unwrap();
+        let Ok(out) = out else { return }; // no sh or chrt here: nothing to check
+        assert!(!out.contains("SCHED_FIFO"), "{out}");
     }
 }
