@@ -346,42 +346,12 @@ fn take(
     Ok(true)
 }
 
-/// Starts the ACME thread and the peers' listener if the config has `[[tls.acme]]`.
+/// Starts the ACME thread if the config has a `[tls]` table (a reload may
+/// add `[[tls.acme]]` later); it starts the peers' listener when it first
+/// sees a `[[tls.acme]]`.
 pub fn start(shared: &Arc<Shared>) {
-    let has = shared
-        .live
-        .load()
-        .config
-        .tls
-        .as_ref()
-        .is_some_and(|t| !t.acme.is_empty());
-    if !has {
+    if shared.live.load().config.tls.is_none() {
         return;
-    }
-    let dir_of = |s: &Shared| {
-        s.live
-            .load()
-            .config
-            .tls
-            .as_ref()
-            .map(|t| t.acme_state.clone())
-    };
-    {
-        let sh = shared.clone();
-        pair::listen(shared.clone(), move |names, chain, key| {
-            let Some(dir) = dir_of(&sh) else {
-                return;
-            };
-            match take(&dir, &names, &chain, &key, "peer") {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::debug!(names = ?names, "ACME: the peer's certificate is not newer")
-                }
-                Err(e) => {
-                    tracing::warn!(names = ?names, error = %e, "ACME: the peer's certificate was refused")
-                }
-            }
-        });
     }
     let shared = shared.clone();
     let spawned = std::thread::Builder::new()
@@ -392,15 +362,46 @@ pub fn start(shared: &Arc<Shared>) {
     }
 }
 
+/// Takes the certificates peers send, on a thread of its own.
+fn listen_to_peers(shared: &Arc<Shared>) {
+    let sh = shared.clone();
+    pair::listen(shared.clone(), move |names, chain, key| {
+        let dir = sh
+            .live
+            .load()
+            .config
+            .tls
+            .as_ref()
+            .map(|t| t.acme_state.clone());
+        let Some(dir) = dir else {
+            return;
+        };
+        match take(&dir, &names, &chain, &key, "peer") {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(names = ?names, "ACME: the peer's certificate is not newer")
+            }
+            Err(e) => {
+                tracing::warn!(names = ?names, error = %e, "ACME: the peer's certificate was refused")
+            }
+        }
+    });
+}
+
 fn run(shared: Arc<Shared>) {
     let mut loaded: std::collections::HashSet<String> = Default::default();
     let mut last_sent: HashMap<String, i64> = HashMap::new();
+    let mut listening = false;
     loop {
         let snap = shared.live.load_full();
         let Some(tls) = snap.config.tls.as_ref() else {
             std::thread::sleep(Duration::from_secs(1));
             continue;
         };
+        if !listening && !tls.acme.is_empty() {
+            listen_to_peers(&shared);
+            listening = true;
+        }
         let dir = tls.acme_state.clone();
         for entry in &tls.acme {
             let key = entry.names.join(",");
