@@ -242,14 +242,20 @@ impl Ha {
                         .as_deref()
                         .map(|g| format!(" group {g}"))
                         .unwrap_or_default();
-                    format!("{} VRID {}{family}{group}", v.interface, v.vrid)
+                    let name = v
+                        .name
+                        .as_deref()
+                        .map(|n| format!(" name {n}"))
+                        .unwrap_or_default();
+                    let vmac = v.vmac().map(|m| format!(" vmac {m}")).unwrap_or_default();
+                    format!("{} VRID {}{family}{group}{name}{vmac}", v.interface, v.vrid)
                 })
                 .collect::<Vec<_>>()
         };
         let (o, n) = (ids(old), ids(new));
         if o != n {
             return Err(format!(
-                "instances changed ([{}] -> [{}]): adding, removing or renaming one (interface, vrid, address family, group) needs a restart",
+                "instances changed ([{}] -> [{}]): adding, removing or renaming one (interface, vrid, address family, group, name, use-vmac) needs a restart",
                 o.join(", "),
                 n.join(", ")
             ));
