@@ -510,6 +510,18 @@ impl Pool {
                 .await
                 .map(|(c, reused)| (Conn::H1(c), reused));
         }
+        // Boxed: the HTTP/1 path's future stays as small as it was.
+        Box::pin(self.checkout_h2(stats, transport, sni)).await
+    }
+
+    /// [`Self::checkout`] for an HTTP/2 pool: a stream on a session with room,
+    /// else a new session (or an HTTP/1.1 connection, if ALPN chose it).
+    async fn checkout_h2(
+        &self,
+        stats: &BackendStats,
+        transport: &config::Transport,
+        sni: Option<Arc<str>>,
+    ) -> Result<(Conn, bool), ConnectError> {
         {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             sessions.retain(|s| s.is_alive());
@@ -605,8 +617,8 @@ impl Pool {
             }
         }
         let stream = if transport.tls.is_some() {
-            self.connect(transport, sni.clone(), settings.connect_timeout)
-                .await?
+            // Boxed: a handshake's state would make every request's future larger.
+            Box::pin(self.connect(transport, sni.clone(), settings.connect_timeout)).await?
         } else {
             Stream::Plain(self.connect_stream(settings.connect_timeout).await?)
         };
