@@ -145,7 +145,11 @@ impl Vmac {
         ] {
             set_sysctl("ipv4", name, key, value)?;
         }
-        for (key, want) in [("arp_ignore", "1"), ("arp_filter", "1"), ("arp_announce", "2")] {
+        for (key, want) in [
+            ("arp_ignore", "1"),
+            ("arp_filter", "1"),
+            ("arp_announce", "2"),
+        ] {
             let old = std::fs::read_to_string(sysctl_path("ipv4", parent, key))?;
             if old.trim() != want {
                 set_sysctl("ipv4", parent, key, want)?;
