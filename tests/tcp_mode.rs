@@ -341,3 +341,62 @@ fn check_points_at_unknown_pools() {
         "{text}"
     );
 }
+
+/// The PROXY protocol on a TCP listener, both ways (HAProxy's
+/// `doc/proxy-protocol.txt` §2.1 and §2.2): a client at 127.0.0.5 goes
+/// through HAProxy `send-proxy-v2` (connecting from 127.0.0.3) to a floatlb
+/// TCP listener with `accept-proxy`, whose pool sends a v1 header to an
+/// HAProxy `accept-proxy` frontend answering with the client it was told:
+/// the client's own address arrives at the end of the chain, and floatlb's
+/// access log names it.
+#[test]
+fn proxy_protocol_through_a_tcp_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let (front, l4, answer) = (free_port(), free_port(), free_port());
+    let cfg = format!(
+        "defaults\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
+         listen front\n  mode tcp\n  bind 127.0.0.1:{front}\n  server flb 127.0.0.1:{l4} send-proxy-v2 source 127.0.0.3\n\
+         frontend answer\n  mode http\n  bind 127.0.0.1:{answer} accept-proxy\n\
+         \x20 http-request return status 200 content-type text/plain lf-string \"client=%ci\"\n"
+    );
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let _h = Killed(
+        Command::new("haproxy")
+            .args(["-db", "-f", path.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy (vm-lab/install-deps installs it)"),
+    );
+    wait_port(front);
+    wait_port(answer);
+    let log = dir.path().join("access.log");
+    let body = format!(
+        "[health]\nenabled = false\n\n\
+         [log]\naccess = \"custom\"\naccess-path = \"{}\"\nformat = \"{{client}} {{method}} {{pool}} {{termination}}\"\n\n\
+         [[pool]]\nname = \"answer\"\nbackends = [\"127.0.0.1:{answer}\"]\nsend-proxy = \"v1\"\n\n\
+         [[backend]]\nname = \"unused\"\naddress = \"127.0.0.1:{answer}\"\n",
+        log.display()
+    );
+    let listeners = format!(
+        "[[listen]]\nname = \"l4\"\naddress = \"127.0.0.1:{l4}\"\nmode = \"tcp\"\npool = \"answer\"\n\
+         accept-proxy = [\"127.0.0.3\"]\n"
+    );
+    let lb = Floatlb::start_with_listeners(&body, &listeners);
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&"127.0.0.5:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    let to: SocketAddr = format!("127.0.0.1:{front}").parse().unwrap();
+    sock.connect(&to.into()).unwrap();
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    assert!(text.ends_with("client=127.0.0.5"), "{text}\n{}", lb.log());
+    // The line is written when both sides have closed.
+    drop(s);
+    wait_log(&log, "127.0.0.5 TCP answer --");
+}
