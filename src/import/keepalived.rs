@@ -357,7 +357,7 @@ pub(crate) fn import(
                 n,
                 &n.text(),
                 &format!(
-                    "LVS (a block of {} lines): floatlb is an HTTP proxy, not an LVS director; write the real servers as a [[pool]]",
+                    "LVS (a block of {} lines): floatlb is a proxy, not an LVS director (kernel IPVS); write the real servers as a [[pool]]",
                     n.size()
                 ),
                 &mut top,
