@@ -208,7 +208,18 @@ mod tests {
         let c = alpn_challenge_cert("a.test", "tok.thumb").unwrap();
         let info = crate::tls::der::leaf_info(&c.cert[0]).unwrap();
         assert_eq!(info.dns_names, vec!["a.test".to_string()]);
-        assert!(c.keys_match().is_ok());
+        // The acmeIdentifier extension (critical: webpki would refuse the
+        // certificate, which only the ACME server's validator reads) holds
+        // an OCTET STRING of SHA-256 of the key authorization.
+        let t = crate::tls::der::tbs(&c.cert[0]).unwrap();
+        let (_, value) = t
+            .extensions
+            .iter()
+            .find(|(oid, _)| *oid == [0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x1f])
+            .unwrap();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"tok.thumb");
+        assert_eq!(value[..2], [0x04, 0x20]);
+        assert_eq!(&value[2..], digest.as_ref());
         let k = CertKey::generate(KeyType::P384).unwrap();
         assert!(k.pem().starts_with("-----BEGIN PRIVATE KEY-----\n"));
     }
