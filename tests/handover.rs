@@ -416,7 +416,7 @@ fn steered_pair(f: Family, lab: &Lab, web: &support::TestBackend) -> (Node, Node
         f.holders(lab) == (true, false)
     });
     let lb1 = f.advert_source(lab, "lb1").to_string();
-    lab.wait_for("lb2's steering names lb1", Duration::from_secs(3), || {
+    lab.wait_for("lb2's steering names lb1", Duration::from_secs(5), || {
         steering(lab, "lb2", f).2.contains(&lb1)
     });
     assert!(n1.log().contains("handover steering ready"), "{}", n1.log());
@@ -656,3 +656,25 @@ fn a_crash_mid_handover_leaves_one_master_and_no_forwarding(f: Family) {
     assert_eq!(answer.0, 200, "{answer:?}\n{}", n1.log());
 }
 ipv4_only!(a_crash_mid_handover_leaves_one_master_and_no_forwarding);
+
+/// Issue 35: a takeover after silence (the master's link cut) arms nothing. lb2's entry
+/// named lb1 while it was backup; once lb2 is master without having heard a priority-0
+/// advert, the entry is gone, so lb1's flows get lb2's reset instead of going to a dead node.
+fn a_takeover_after_a_death_passes_nothing_on(f: Family) {
+    if !nft_available("a_takeover_after_a_death_passes_nothing_on") {
+        return;
+    }
+    let (lab, web) = f.lab();
+    let (_n1, _n2) = steered_pair(f, &lab, &web);
+    lab.link("lb1", false);
+    lab.wait_for("lb2 takes over", Duration::from_secs(3), || {
+        f.has_vip(&lab, "lb2")
+    });
+    lab.wait_for("lb2's entry is gone", Duration::from_secs(2), || {
+        steering(&lab, "lb2", f).2.is_empty()
+    });
+    client_sends_to(&lab, f, "lb2");
+    assert_eq!(http_from(&lab, "client", f.vip_addr(), "/").0, 200);
+    assert_eq!(steering(&lab, "lb2", f).0, 0, "lb2 passed nothing on");
+}
+ipv4_only!(a_takeover_after_a_death_passes_nothing_on);

@@ -3,7 +3,7 @@
 //! dropped SYN.
 //!
 //! - **Backup**, and not just handed over: every VIP's entry names the master it hears, with
-//!   no timeout. A backup gets no packets for the VIP, so the entry does nothing until the
+//!   no timeout (none once that master has missed two adverts: it may be dead). A backup gets no packets for the VIP, so the entry does nothing until the
 //!   node takes over; then it is already there when the gratuitous ARP leaves, and the old
 //!   master's flows are passed to it from the first packet (no gap while this loop wakes).
 //! - **Takeover after a priority-0 advert** (a planned handover): the entry gets a timeout
@@ -112,6 +112,9 @@ fn decide(
                 .left_master
                 .is_none_or(|t| t.elapsed() > linger + handover);
             match peer {
+                // A master that missed two adverts may be dead: this node may take over
+                // after silence, and must not pass its flows to it then.
+                Some(p) if p.at.elapsed() > 2 * p.interval => Entry::None,
                 Some(p) if settled && p.priority > 0 => Entry::Standing(p.src),
                 // The master is stepping down: the entry stays for the takeover to come.
                 Some(_) if settled => slot.entry,
@@ -188,6 +191,21 @@ mod tests {
         assert_eq!(decide(&mut s, Master, peer(0), L, L), Entry::Timed(old));
         s.entry = Entry::Timed(old);
         assert_eq!(decide(&mut s, Master, peer(0), L, L), Entry::Timed(old));
+    }
+
+    #[test]
+    fn a_silent_master_loses_its_entry_before_the_takeover() {
+        let mut s = slot();
+        let mut p = peer(150);
+        assert!(matches!(
+            decide(&mut s, Backup, p, L, L),
+            Entry::Standing(_)
+        ));
+        s.entry = decide(&mut s, Backup, p, L, L);
+        if let Some(p) = p.as_mut() {
+            p.at = Instant::now() - Duration::from_millis(25);
+        }
+        assert_eq!(decide(&mut s, Backup, p, L, L), Entry::None);
     }
 
     #[test]
