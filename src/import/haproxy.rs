@@ -244,6 +244,8 @@ struct Settings {
     redispatch: bool,
     forwardfor: bool,
     forwarded: bool,
+    /// An `X-Forwarded-Proto` edit: what `[proxy] x-forwarded-proto` does.
+    xfp: bool,
     httplog: bool,
     /// `option httpchk` / `http-check` as `[health]` keys.
     health: Vec<(String, String)>,
@@ -1071,6 +1073,26 @@ impl Edits {
     }
 }
 
+/// `http-request set-header|add-header X-Forwarded-Proto http|https [if|unless {ssl_fc}]`:
+/// what floatlb's own `x-forwarded-proto` writes.
+fn is_xfp_rule(w: &[String]) -> bool {
+    let ssl_cond = |c: &[String]| {
+        let c: Vec<&str> = c.iter().map(|x| x.as_str()).collect();
+        matches!(
+            c.as_slice(),
+            [] | ["if", "{", "ssl_fc", "}"]
+                | ["if", "!{", "ssl_fc", "}"]
+                | ["unless", "{", "ssl_fc", "}"]
+        )
+    };
+    w.len() >= 4
+        && w[0] == "http-request"
+        && matches!(w[1].as_str(), "set-header" | "add-header")
+        && w[2].eq_ignore_ascii_case("x-forwarded-proto")
+        && matches!(w[3].as_str(), "http" | "https")
+        && ssl_cond(&w[4..])
+}
+
 const FLOATLB_OWNS: &[&str] = &[
     "content-length",
     "transfer-encoding",
@@ -1140,6 +1162,7 @@ struct PoolOut {
     /// `option forwardfor` / `option forwarded` held for it.
     forwardfor: bool,
     forwarded: bool,
+    xfp: bool,
 }
 
 /// A listener made from a `bind` line.
@@ -1482,6 +1505,10 @@ fn pool(
                 } else {
                     ctx.ok();
                 }
+            }
+            "http-request" if is_xfp_rule(&l.words) => {
+                s.xfp = true;
+                ctx.ok();
             }
             "http-request" | "http-response" | "http-after-response"
                 if matches!(l.w(1), "set-header" | "add-header" | "del-header") =>
@@ -1849,6 +1876,7 @@ fn pool(
         empty: empty || s.mode_tcp && !ctx.keys.listen_mode_tcp,
         forwardfor: s.forwardfor,
         forwarded: s.forwarded,
+        xfp: s.xfp,
     }
 }
 
@@ -1904,6 +1932,7 @@ fn frontend(
         notes: Vec::new(),
     };
     let mut early = Vec::new();
+    let mut mid = Vec::new();
     let mut late = Vec::new();
     let mut default_backend = own_backend.map(String::from);
     let mut n = 0;
@@ -1983,6 +2012,15 @@ fn frontend(
                 ));
                 ctx.ok();
             }
+            "http-request" if is_xfp_rule(&l.words) => {
+                f.settings.xfp = true;
+                ctx.ok();
+            }
+            "http-request" if l.w(1) == "return" => {
+                respond_rule(l, acls, ctx, &mut notes, &mut |m, a| {
+                    early.push(route(m, a, None, Vec::new()))
+                });
+            }
             "http-request" | "http-response" | "http-after-response"
                 if matches!(l.w(1), "set-header" | "add-header" | "del-header") =>
             {
@@ -2023,7 +2061,7 @@ fn frontend(
                     ctx,
                     &mut notes,
                     &mut f.redirect_https,
-                    &mut |m, a| late.insert(0, route(m, a, None, Vec::new())),
+                    &mut |m, a| mid.push(route(m, a, None, Vec::new())),
                 );
             }
             "errorfile" => {}
@@ -2036,6 +2074,7 @@ fn frontend(
         f.notes.push("errorfile: HAProxy's files hold a whole answer (status line and head); floatlb sends the file as the body: keep only the body in them".into());
     }
     f.routes.append(&mut early);
+    f.routes.append(&mut mid);
     f.routes.append(&mut late);
     if let Some(b) = default_backend {
         let r = route(
@@ -2189,6 +2228,53 @@ fn tcp_frontend(
     f
 }
 
+/// `http-request return [status N] [content-type T] [string S | file F] [if ...]`.
+fn respond_rule(
+    l: &Line,
+    acls: &Acls,
+    ctx: &mut Ctx<'_>,
+    notes: &mut Vec<String>,
+    push: &mut dyn FnMut(Match, (String, String)),
+) {
+    let w = l.rest(2);
+    let cond_at = w
+        .iter()
+        .position(|x| x == "if" || x == "unless")
+        .unwrap_or(w.len());
+    let ms = match condition(&w[cond_at..], acls) {
+        Ok(ms) if ms.iter().all(|m| !m.cleartext) => ms,
+        Ok(_) => return ctx.skip(l, "`!{ ssl_fc }` only with redirect scheme https", notes),
+        Err(e) => return ctx.skip(l, &e, notes),
+    };
+    let mut e: Vec<(String, String)> = Vec::new();
+    let args = &w[..cond_at];
+    let mut i = 0;
+    while i < args.len() {
+        let v = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "status" => match v.parse::<u16>() {
+                Ok(s) if (200..=599).contains(&s) => e.push(("status".into(), s.to_string())),
+                _ => return ctx.skip(l, "floatlb answers itself with a status 200..=599", notes),
+            },
+            "content-type" => e.push(("content-type".into(), quote(&v))),
+            "string" => e.push(("body".into(), quote(&v))),
+            "file" => e.push(("file".into(), quote(&v))),
+            o => {
+                let why = format!("`{o}` not supported (floatlb's respond has status, content-type and a fixed body or file)");
+                return ctx.skip(l, &why, notes);
+            }
+        }
+        i += 2;
+    }
+    if !e.iter().any(|(k, _)| k == "status") {
+        e.insert(0, ("status".into(), "200".into()));
+    }
+    ctx.ok();
+    for m in ms {
+        push(m, ("respond".into(), inline(&e)));
+    }
+}
+
 /// `redirect ...` (also as `http-request redirect ...`) or `http-request deny ...`.
 #[allow(clippy::too_many_arguments)]
 fn redirect_or_deny(
@@ -2204,7 +2290,14 @@ fn redirect_or_deny(
         .iter()
         .position(|x| x == "if" || x == "unless")
         .unwrap_or(w.len());
-    let ms = match condition(&w[cond_at..], acls) {
+    // `unless { ssl_fc }` is `if !{ ssl_fc }`, the one negation floatlb has (redirect-http).
+    let cond: Vec<String> = match &w[cond_at..] {
+        [u, o, f, c] if u == "unless" && o == "{" && f == "ssl_fc" && c == "}" => {
+            ["if", "!{", "ssl_fc", "}"].map(String::from).to_vec()
+        }
+        c => c.to_vec(),
+    };
+    let ms = match condition(&cond, acls) {
         Ok(ms) => ms,
         Err(e) => return ctx.skip(l, &e, notes),
     };
@@ -2636,14 +2729,18 @@ pub(crate) fn import(files: &[Source], keys: Keys, doc: &mut Doc) -> (Vec<Proble
     let pool_ff = pools.iter().any(|(_, p)| p.forwardfor && !p.empty);
     let pool_fwd = pools.iter().any(|(_, p)| p.forwarded && !p.empty);
     proxy.note(
-        "HAProxy adds X-Forwarded-For only with option forwardfor and X-Forwarded-Proto never"
+        "HAProxy adds X-Forwarded-For only with option forwardfor, X-Forwarded-Proto only by http-request set-header"
             .into(),
     );
     proxy.set(
         "x-forwarded-for",
         (any(&|s| s.forwardfor) || pool_ff).to_string(),
     );
-    proxy.set("x-forwarded-proto", "false".into());
+    let pool_xfp = pools.iter().any(|(_, p)| p.xfp && !p.empty);
+    proxy.set(
+        "x-forwarded-proto",
+        (any(&|s| s.xfp) || pool_xfp).to_string(),
+    );
     if any(&|s| s.forwarded) || pool_fwd {
         proxy.set("forwarded", "true".into());
     }
@@ -3137,6 +3234,27 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("[[route]]"), "{t}");
+    }
+
+    #[test]
+    fn the_usual_https_lines_map_to_floatlb_own_keys() {
+        let (toml, problems) = run(
+            "frontend f\n bind :80\n bind :443 ssl crt /s.pem\n http-request redirect scheme https unless { ssl_fc }\n http-request set-header X-Forwarded-Proto https if { ssl_fc }\n http-request return status 200 content-type text/plain string ok if { path /ping }\n redirect location /a code 301 if { path /x }\n redirect location /b code 301 if { path /y }\n default_backend b\nbackend b\n server s 198.18.0.1:80\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(toml.contains("redirect-http = true"), "{toml}");
+        assert!(toml.contains("x-forwarded-proto = true"), "{toml}");
+        assert!(
+            toml.contains("path = [\"/ping\"]\nlistener = [\"f\", \"tls\"]\nrespond = { status = 200, content-type = \"text/plain\", body = \"ok\" }")
+                || toml.contains("path = [\"/ping\"]\nrespond = { status = 200, content-type = \"text/plain\", body = \"ok\" }"),
+            "{toml}"
+        );
+        // `redirect` lines keep their order.
+        let (x, y) = (
+            toml.find("location = \"/a\"").unwrap(),
+            toml.find("location = \"/b\"").unwrap(),
+        );
+        assert!(x < y, "{toml}");
     }
 
     #[test]
