@@ -314,8 +314,8 @@ fn tls_passthrough_by_server_name() {
     );
 }
 
-/// `floatlb check` names an unknown pool of a TCP listener, and `pool` on
-/// an HTTP listener, at their keys.
+/// `floatlb check` names an unknown pool of a TCP listener, `pool` on an
+/// HTTP listener, and a route that names a TCP listener, at their keys.
 #[test]
 fn check_points_at_unknown_pools() {
     let dir = tempfile::tempdir().unwrap();
@@ -325,7 +325,8 @@ fn check_points_at_unknown_pools() {
         "[[listen]]\naddress = \"127.0.0.1:8080\"\npool = \"web\"\n\n\
          [[listen]]\naddress = \"127.0.0.1:8443\"\nmode = \"tcp\"\n\
          sni = { \"a.example\" = \"nope\" }\npool = \"missing\"\n\n\
-         [[pool]]\nname = \"web\"\nbackends = [\"127.0.0.1:9000\"]\n",
+         [[pool]]\nname = \"web\"\nbackends = [\"127.0.0.1:9000\"]\n\n\
+         [[route]]\nlistener = \"127.0.0.1:8443\"\npool = \"web\"\n",
     )
     .unwrap();
     let (code, out, err) = support::floatlb_cmd("check", &path, &[]);
@@ -338,6 +339,10 @@ fn check_points_at_unknown_pools() {
     assert!(text.contains("no pool named \"nope\""), "{text}");
     assert!(
         text.contains("listen[0].pool: pool and sni are for mode = \"tcp\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("route[0].listener: listener \"127.0.0.1:8443\" is mode = \"tcp\""),
         "{text}"
     );
 }

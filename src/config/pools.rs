@@ -650,6 +650,15 @@ pub(super) fn resolve(c: &Tables<'_>) -> (Resolved, Problems) {
             over_limit: r.over_limit,
         };
         spec.limit = limit_rule(&keys, &limits, &|k| format!("route[{i}].{k}"), &mut out);
+        for (id, l) in &m.listeners {
+            let tcp = c.listen.get(usize::from(*id));
+            if tcp.is_some_and(|t| t.mode == super::listen::Mode::Tcp) {
+                out.push((
+                    format!("route[{i}].listener"),
+                    format!("listener {l:?} is mode = \"tcp\": no request comes through it"),
+                ));
+            }
+        }
         routes.push(spec);
         matchers.push(m);
     }
