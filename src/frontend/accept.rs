@@ -92,6 +92,12 @@ async fn serve_special(
     let Ok(mut local) = stream.local_addr() else {
         return;
     };
+    // On a dual-stack [::] listener, an IPv4 client's own family, as its peer's.
+    if let std::net::IpAddr::V6(v6) = local.ip() {
+        if let Some(v4) = v6.to_ipv4_mapped() {
+            local.set_ip(v4.into());
+        }
+    }
     let mut stream = stream;
     if special.proxied {
         let Some((s, header)) = proxy_header(stream, peer, &shared, kind.id).await else {
