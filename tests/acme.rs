@@ -42,6 +42,8 @@ fn openssl(dir: &Path, args: &[&str]) {
 struct Where<'a> {
     ip: &'a str,
     names_to: &'a str,
+    /// The OCSP responder pebble names in the certificates it issues.
+    ocsp: &'a str,
     lab: Option<(&'a Lab, &'a str)>,
 }
 
@@ -83,6 +85,7 @@ impl Pebble {
         let local = Where {
             ip: "127.0.0.1",
             names_to: "127.0.0.1",
+            ocsp: "",
             lab: None,
         };
         Self::start_in(&local, dir, ports, http_port, tls_port, validity, blocked)
@@ -156,9 +159,10 @@ impl Pebble {
         let config = format!(
             r#"{{"pebble": {{"listenAddress": "{ip}:{listen}", "managementListenAddress": "{ip}:{management}",
 "certificate": "{d}/pebble.pem", "privateKey": "{d}/pebble.key", "httpPort": {http_port}, "tlsPort": {tls_port},
-"ocspResponderURL": "", "externalAccountBindingRequired": false, "certificateValidityPeriod": {validity},
+"ocspResponderURL": "{ocsp}", "externalAccountBindingRequired": false, "certificateValidityPeriod": {validity},
 "domainBlocklist": [{}]}}}}"#,
             blocked.join(","),
+            ocsp = at.ocsp,
             d = dir.display()
         );
         std::fs::write(dir.join("pebble.json"), config).unwrap();
@@ -493,6 +497,7 @@ fn the_master_orders_and_the_backup_serves_its_certificate_after_a_failover() {
     let at = Where {
         ip: "198.18.0.2",
         names_to: f.vip(),
+        ocsp: "",
         lab: Some((&lab, "client")),
     };
     let pebble = Pebble::start_in(&at, dir.path(), (14000, 15000), 80, 443, 30, &[]);
@@ -648,4 +653,119 @@ fn the_caddy_comparison_in_the_docs_is_accepted_by_both() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// OCSP stapling (RFC 6066 §8) of an ACME certificate: pebble names a
+/// responder in what it issues, `openssl ocsp` answers for pebble's
+/// intermediate, and `openssl s_client -status` gets a good response
+/// stapled to the certificate floatlb obtained.
+#[test]
+fn an_acme_certificate_gets_its_ocsp_response_stapled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http_port, tls_port, ocsp_port) = (free_port(), free_port(), free_port());
+    let url = format!("http://127.0.0.1:{ocsp_port}/");
+    let at = Where {
+        ip: "127.0.0.1",
+        names_to: "127.0.0.1",
+        ocsp: &url,
+        lab: None,
+    };
+    let ports = (free_port(), free_port());
+    let pebble = Pebble::start_in(&at, dir.path(), ports, http_port, tls_port, 3600, &[]);
+    let b = TestBackend::start("b1");
+    let state = dir.path().join("acme");
+    let body = format!(
+        "{}\n[tls]\naddress = \"127.0.0.1:{tls_port}\"\nacme-state = \"{}\"\nocsp = true\n\
+         [[tls.acme]]\ndirectory = \"{}\"\nca-file = \"{}\"\nnames = [\"a.test\"]\n",
+        backend_tables(&[(&b, 1)]),
+        state.display(),
+        pebble.directory,
+        dir.path().join("pebble-ca.pem").display()
+    );
+    let lb = Floatlb::start_with_listeners(
+        &body,
+        &format!("[[listen]]\naddress = \"127.0.0.1:{http_port}\"\n"),
+    );
+    wait_for(
+        "a certificate",
+        Duration::from_secs(30),
+        || state.join("a.test.pem").exists(),
+        || lb.log(),
+    );
+    // The responder: pebble's intermediate signs for the issued serial.
+    let get = |path: &str, file: &str| {
+        let out = tool("curl")
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(dir.path().join("pebble-ca.pem"))
+            .arg(format!("https://{}{path}", pebble.management))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{path}: {out:?}");
+        std::fs::write(dir.path().join(file), &out.stdout).unwrap();
+    };
+    get("/intermediates/0", "inter.pem");
+    get("/intermediate-keys/0", "inter.key");
+    let serial = tool("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(state.join("a.test.pem"))
+        .output()
+        .unwrap();
+    let serial = String::from_utf8_lossy(&serial.stdout);
+    let serial = serial.trim().trim_start_matches("serial=");
+    std::fs::write(
+        dir.path().join("index.txt"),
+        format!("V\t301231235959Z\t\t{serial}\tunknown\t/CN=a.test\n"),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("ocsp.log")).unwrap();
+    let mut responder = tool("openssl")
+        .current_dir(dir.path())
+        .args([
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-port",
+            &ocsp_port.to_string(),
+        ])
+        .args([
+            "-rsigner",
+            "inter.pem",
+            "-rkey",
+            "inter.key",
+            "-CA",
+            "inter.pem",
+        ])
+        .args(["-ndays", "1", "-ignore_err"])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let stapled = || {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "openssl s_client -connect 127.0.0.1:{tls_port} -servername a.test -status </dev/null 2>&1"
+            ))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("OCSP Response Status: successful") && text.contains("Cert Status: good")
+    };
+    // The first handshake starts the fetching; the staple follows.
+    let start = Instant::now();
+    let mut ok = stapled();
+    while !ok && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(300));
+        ok = stapled();
+    }
+    let _ = responder.kill();
+    let _ = responder.wait();
+    assert!(
+        ok,
+        "no good response stapled:\n{}\n{}",
+        lb.log(),
+        std::fs::read_to_string(dir.path().join("ocsp.log")).unwrap_or_default()
+    );
+    let (_, out, _) = floatlb_cmd("ctl", &lb.config_path, &["certificates"]);
+    assert!(out.contains(&format!("ocsp {url}: stapled")), "{out}");
 }

@@ -307,6 +307,7 @@ pub fn parse(names: &[String], chain_pem: &str, key_pem: &str) -> Result<(Manage
             names: names.iter().map(|n| n.to_ascii_lowercase()).collect(),
             key: Arc::new(key),
             not_after: info.not_after,
+            stapled: None,
         },
         info.not_before,
     ))
@@ -315,13 +316,14 @@ pub fn parse(names: &[String], chain_pem: &str, key_pem: &str) -> Result<(Manage
 /// Serves a certificate, keeps it in the state directory and records its
 /// status; `false` if it is not newer than the one served.
 fn take(
-    dir: &Path,
+    tls: &crate::config::Tls,
     names: &[String],
     chain_pem: &str,
     key_pem: &str,
     source: &str,
 ) -> Result<bool, String> {
-    let (m, not_before) = parse(names, chain_pem, key_pem)?;
+    let dir = tls.acme_state.as_path();
+    let (mut m, not_before) = parse(names, chain_pem, key_pem)?;
     let key = names.join(",");
     let mut all = statuses().lock().map_err(|_| "status lock")?;
     let st = all.entry(key).or_insert_with(|| Status {
@@ -341,6 +343,12 @@ fn take(
     st.not_after = m.not_after;
     st.renew_at = renew_at(not_before, m.not_after);
     st.source = source.into();
+    if tls.ocsp {
+        match crate::tls::ocsp::slot_for(&m.key) {
+            Ok(slot) => m.stapled = Some(slot),
+            Err(e) => tracing::warn!(names = ?names, error = %e, "ACME: cannot staple OCSP"),
+        }
+    }
     managed::install(m);
     tracing::info!(names = ?names, not_after = st.not_after, renew_at = st.renew_at, source, "ACME: serving a certificate");
     Ok(true)
@@ -366,17 +374,11 @@ pub fn start(shared: &Arc<Shared>) {
 fn listen_to_peers(shared: &Arc<Shared>) {
     let sh = shared.clone();
     pair::listen(shared.clone(), move |names, chain, key| {
-        let dir = sh
-            .live
-            .load()
-            .config
-            .tls
-            .as_ref()
-            .map(|t| t.acme_state.clone());
-        let Some(dir) = dir else {
+        let snap = sh.live.load_full();
+        let Some(tls) = snap.config.tls.as_ref() else {
             return;
         };
-        match take(&dir, &names, &chain, &key, "peer") {
+        match take(tls, &names, &chain, &key, "peer") {
             Ok(true) => {}
             Ok(false) => {
                 tracing::debug!(names = ?names, "ACME: the peer's certificate is not newer")
@@ -406,7 +408,7 @@ fn run(shared: Arc<Shared>) {
         for entry in &tls.acme {
             let key = entry.names.join(",");
             if loaded.insert(key.clone()) {
-                load_from_state(&dir, entry);
+                load_from_state(tls, entry);
             }
             let now = crate::tls::unix_now();
             let (due, waiting) = statuses()
@@ -419,7 +421,7 @@ fn run(shared: Arc<Shared>) {
                 .unwrap_or((false, true));
             let master = may_order(&snap.config);
             if due && !waiting && master {
-                attempt(&shared, &dir, entry);
+                attempt(&shared, tls, entry);
                 last_sent.insert(key.clone(), now);
             } else if master && now - last_sent.get(&key).copied().unwrap_or(0) >= RESEND {
                 // A master tells the peers what it serves, now and then.
@@ -438,15 +440,15 @@ fn run(shared: Arc<Shared>) {
 }
 
 /// Serves what the state directory holds for `entry`, if anything.
-fn load_from_state(dir: &Path, entry: &Acme) {
-    let (cert_path, key_path) = paths(dir, &entry.names);
+fn load_from_state(tls: &crate::config::Tls, entry: &Acme) {
+    let (cert_path, key_path) = paths(&tls.acme_state, &entry.names);
     let (Ok(c), Ok(k)) = (
         std::fs::read_to_string(&cert_path),
         std::fs::read_to_string(&key_path),
     ) else {
         return;
     };
-    if let Err(e) = take(dir, &entry.names, &c, &k, "state") {
+    if let Err(e) = take(tls, &entry.names, &c, &k, "state") {
         tracing::warn!(file = %cert_path.display(), error = %e, "ACME: the kept certificate is not usable");
     }
 }
@@ -471,7 +473,8 @@ fn account_key(dir: &Path, directory: &str) -> Result<jws::AccountKey, String> {
 }
 
 /// One order for `entry`, and what follows from it.
-fn attempt(shared: &Shared, dir: &Path, entry: &Acme) {
+fn attempt(shared: &Shared, tls: &crate::config::Tls, entry: &Acme) {
+    let dir = tls.acme_state.as_path();
     let key = entry.names.join(",");
     let result = (|| -> Result<(String, String), order::Failure> {
         let http = http::Client::new(entry.ca_file.as_deref())?;
@@ -496,7 +499,7 @@ fn attempt(shared: &Shared, dir: &Path, entry: &Acme) {
     })();
     let now = crate::tls::unix_now();
     match result {
-        Ok((chain, key_pem)) => match take(dir, &entry.names, &chain, &key_pem, "ordered") {
+        Ok((chain, key_pem)) => match take(tls, &entry.names, &chain, &key_pem, "ordered") {
             Ok(_) => {
                 let n = pair::send(shared, &entry.names, &chain, &key_pem);
                 tracing::info!(names = ?entry.names, peers = n, "ACME: certificate obtained");

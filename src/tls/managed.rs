@@ -20,6 +20,18 @@ pub struct Managed {
     pub key: Arc<CertifiedKey>,
     /// notAfter of the leaf, Unix seconds.
     pub not_after: i64,
+    /// With `[tls] ocsp`: the key with its stapled OCSP response.
+    pub stapled: Option<Arc<super::ocsp::Slot>>,
+}
+
+impl Managed {
+    /// The key a handshake gets (with the staple, if any).
+    fn get(&self) -> Arc<CertifiedKey> {
+        match &self.stapled {
+            Some(s) => s.key(),
+            None => self.key.clone(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -68,7 +80,7 @@ pub fn pick(sni: &str) -> Option<Arc<CertifiedKey>> {
                 }
             });
             if hit {
-                return Some(m.key.clone());
+                return Some(m.get());
             }
         }
     }
@@ -77,7 +89,7 @@ pub fn pick(sni: &str) -> Option<Arc<CertifiedKey>> {
 
 /// Any managed certificate, for a handshake without SNI when there is no file one.
 pub fn first() -> Option<Arc<CertifiedKey>> {
-    store().certs.load().first().map(|m| m.key.clone())
+    store().certs.load().first().map(Managed::get)
 }
 
 fn reopen(s: &Store) {
