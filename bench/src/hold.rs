@@ -403,6 +403,8 @@ fn run_tool(cmd: &mut Command) -> Result<()> {
 
 /// A balancer's configuration in `dir`, listening on `plain` and `tls` (both kinds at once)
 /// in front of the web server on `web`, and the command that runs it in the foreground.
+/// Idle timeouts of 10 minutes: opening 9,000 TLS connections one after another can take
+/// longer than a minute, and the first ones must still be open when the memory is read.
 fn balancer(
     name: &str,
     floatlb: &Path,
@@ -423,7 +425,7 @@ fn balancer(
                 &conf,
                 format!(
                     "[listen]\naddress = \"127.0.0.1:{plain}\"\nworkers = 1\nmaxconn = 19000\n\n\
-                     [health]\nenabled = false\n\n[timeouts]\nidle = \"60s\"\n\n\
+                     [health]\nenabled = false\n\n[timeouts]\nidle = \"600s\"\n\n\
                      [[backend]]\nname = \"web\"\naddress = \"127.0.0.1:{web}\"\n\n\
                      [tls]\naddress = \"127.0.0.1:{tls}\"\n\n\
                      [[tls.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n"
@@ -442,7 +444,7 @@ fn balancer(
                      worker_rlimit_nofile 20000;\npid {d}/nginx-lb.pid;\n\
                      error_log {d}/nginx-lb.log;\nevents {{ worker_connections 40000; }}\n\
                      http {{\n    access_log off;\n    keepalive_requests 1000000;\n\
-                     keepalive_timeout 60s;\n\
+                     keepalive_timeout 600s;\n\
                      upstream be {{ server 127.0.0.1:{web}; keepalive 512; }}\n\
                      server {{\n        listen 127.0.0.1:{plain} backlog=16384;\n\
                      listen 127.0.0.1:{tls} ssl http2 backlog=16384;\n\
@@ -465,8 +467,8 @@ fn balancer(
                 format!(
                     "global\n    maxconn 9900\n    nbthread 1\n\n\
                      defaults\n    mode http\n    maxconn 9900\n    timeout connect 2s\n\
-                     timeout client 60s\n    timeout server 30s\n    timeout http-request 10s\n\
-                     timeout http-keep-alive 60s\n    option http-keep-alive\n\
+                     timeout client 600s\n    timeout server 30s\n    timeout http-request 10s\n\
+                     timeout http-keep-alive 600s\n    option http-keep-alive\n\
                      http-reuse always\n\n\
                      frontend fe\n    bind 127.0.0.1:{plain}\n\
                      bind 127.0.0.1:{tls} ssl crt {both} alpn h2,http/1.1\n\
