@@ -235,6 +235,14 @@ impl BackendState {
             .store(w.unwrap_or(u32::MAX), Ordering::Relaxed);
     }
 
+    /// The DNS name this backend's address was resolved from (its name is
+    /// `name:port@address`, `crate::backend::resolve`), if it was.
+    pub fn dns_name(&self) -> Option<&str> {
+        let (named, _) = self.name.split_once('@')?;
+        let host = named.rsplit_once(':').map_or(named, |(h, _)| h);
+        (host.parse::<std::net::IpAddr>().is_err() && !host.is_empty()).then_some(host)
+    }
+
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
     }
@@ -479,12 +487,21 @@ impl Pool {
     }
 
     /// The server name a request's TLS session uses: the pool's
-    /// `server-name`, else the request's Host (`host`, without its port),
-    /// else none (the backend's address is verified).
-    pub fn sni_for(&self, transport: &config::Transport, host: Option<&[u8]>) -> Option<Arc<str>> {
+    /// `server-name`, else the DNS name the backend was given by (`dns`),
+    /// else the request's Host (`host`, without its port), else none (the
+    /// backend's address is verified).
+    pub fn sni_for(
+        &self,
+        transport: &config::Transport,
+        dns: Option<&str>,
+        host: Option<&[u8]>,
+    ) -> Option<Arc<str>> {
         let tls = transport.tls.as_ref()?;
         if let Some(n) = &tls.server_name {
             return Some(Arc::from(n.to_str().as_ref()));
+        }
+        if let Some(name) = dns {
+            return Some(Arc::from(name));
         }
         let host = std::str::from_utf8(host?).ok()?.trim();
         let name = match host.strip_prefix('[') {
@@ -606,10 +623,9 @@ impl Pool {
             let idle = {
                 let mut list = self.idle_upstream.lock().unwrap_or_else(|e| e.into_inner());
                 // Most recently used first, among those made for the same name.
-                match list.iter().rposition(|c| c.conn.sni == sni) {
-                    Some(i) => Some(list.remove(i)),
-                    None => None,
-                }
+                list.iter()
+                    .rposition(|c| c.conn.sni == sni)
+                    .map(|i| list.remove(i))
             };
             let Some(idle) = idle else { break };
             if idle.since.elapsed() < settings.idle_timeout && idle.conn.looks_usable() {

@@ -841,10 +841,12 @@ impl Reply {
                 Ok((data, true)) => {
                     // An HTTP/2 backend's trailers (gRPC's status) end the stream.
                     let sent = match self.take_trailers() {
-                        Some(t) => (!data.is_empty())
-                            .then(|| tx.send_data(data, false))
-                            .unwrap_or(Ok(()))
-                            .and_then(|()| tx.send_trailers(t)),
+                        Some(t) => if data.is_empty() {
+                            Ok(())
+                        } else {
+                            tx.send_data(data, false)
+                        }
+                        .and_then(|()| tx.send_trailers(t)),
                         None => tx.send_data(data, true),
                     };
                     return Poll::Ready(sent.map_err(client_gone));

@@ -204,6 +204,7 @@ pub async fn exchange(
         let sni = match transport.tls {
             Some(_) => backend.pool.sni_for(
                 transport,
+                backend.dns_name(),
                 crate::http1::fields::head_field(req.head, "host"),
             ),
             None => None,

@@ -118,9 +118,11 @@ pub async fn check_backend(
     }
     let addr = backend.address;
     let checked = async {
-        let sni = backend
-            .pool
-            .sni_for(&t, probe.host.as_deref().map(str::as_bytes));
+        let sni = backend.pool.sni_for(
+            &t,
+            backend.dns_name(),
+            probe.host.as_deref().map(str::as_bytes),
+        );
         let s = backend
             .pool
             .connect(&t, sni.clone(), timeout)
