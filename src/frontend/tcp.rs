@@ -139,7 +139,7 @@ pub(crate) async fn serve(
             .await
         }
     };
-    backend.give_slot();
+    drop(backend);
     line.termination = match end {
         End::Closed => Termination::NORMAL,
         End::Idle => {
@@ -235,7 +235,7 @@ async fn connect(
     local: &SocketAddr,
     peer: SocketAddr,
     line: &mut Line,
-) -> Result<(Arc<BackendState>, TcpStream), Error> {
+) -> Result<(Slot, TcpStream), Error> {
     let mut tried: Vec<usize> = Vec::new();
     let mut failed = 0u32;
     loop {
@@ -298,17 +298,15 @@ async fn connect(
         let addr = backend.address;
         match connect_one(addr, connect_timeout).await {
             Ok(mut stream) => {
-                backend.record_connect(true, passive_fall);
-                backend
-                    .stats
-                    .connections_opened
-                    .fetch_add(1, Ordering::Relaxed);
-                backend.stats.requests.fetch_add(1, Ordering::Relaxed);
+                let backend = Slot(backend);
+                backend.0.record_connect(true, passive_fall);
+                let stats = &backend.0.stats;
+                stats.connections_opened.fetch_add(1, Ordering::Relaxed);
+                stats.requests.fetch_add(1, Ordering::Relaxed);
                 if let Some(v) = send_proxy {
                     // The client's TLS, if any, is not ours: no TLS TLVs.
                     let header = proxy_protocol::write(v, peer, *local, None);
                     if let Err(e) = stream.write_all(&header).await {
-                        backend.give_slot();
                         return Err(ConnectError::Io(addr, e).error());
                     }
                 }
@@ -348,6 +346,15 @@ async fn connect_one(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, C
         Err(_) => Err(ConnectError::Timeout(addr)),
         Ok(Err(e)) => Err(ConnectError::Io(addr, e)),
         Ok(Ok(s)) => Ok(s),
+    }
+}
+
+/// A connection's place under its backend's `maxconn`, given back when dropped.
+struct Slot(Arc<BackendState>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.give_slot();
     }
 }
 
