@@ -1829,8 +1829,19 @@ fn pool(
     match transports.first() {
         Some((_, first)) if transports.iter().all(|(_, x)| x == first) => {
             let (ssl, tls, send_proxy, h2) = first;
-            if let Some(v) = send_proxy {
-                t.set("send-proxy", v.clone());
+            match send_proxy {
+                Some(_) if *h2 => {
+                    for (l, _) in &transports {
+                        ctx.skip_part(
+                            l,
+                            &format!("server {} send-proxy", l.w(1)),
+                            "floatlb sends a PROXY header only to HTTP/1.1 backends (one HTTP/2 connection carries many clients)",
+                            &mut t.comments,
+                        );
+                    }
+                }
+                Some(v) => t.set("send-proxy", v.clone()),
+                None => {}
             }
             if *h2 {
                 t.set("protocol", quote(if *ssl { "h2" } else { "h2c" }));

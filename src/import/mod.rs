@@ -97,9 +97,9 @@ pub struct Keys {
 impl Keys {
     /// The keys this build's `floatlb check` takes.
     pub const CURRENT: Keys = Keys {
-        pool_tls: false,
-        pool_protocol: false,
-        pool_send_proxy: false,
+        pool_tls: true,
+        pool_protocol: true,
+        pool_send_proxy: true,
         listen_accept_proxy: true,
         listen_mode_tcp: true,
         vrrp_track_script: true,
