@@ -99,7 +99,8 @@ fn backends_down(lb: &Floatlb, pool: &str) -> usize {
 /// Bytes both ways with the backend speaking first, a 1 MiB round trip,
 /// the client's half-close passed on (the backend's answer still arrives,
 /// then its close); `source` hashing keeps a client on one backend; a dead
-/// backend's failed connect is retried on another; the echo servers pass the
+/// backend's failed connect is retried on another; a backend's `maxconn`
+/// holds (no queue); the echo servers pass the
 /// pool's connect-only checks (an HTTP check would fail them); one access
 /// log line per connection with bytes both ways and its termination code;
 /// and a drain closes an open connection with a FIN, not a reset.
@@ -108,19 +109,22 @@ fn echo_through_a_tcp_listener() {
     let dir = tempfile::tempdir().unwrap();
     let (e1, e2) = (echo_server("e1"), echo_server("e2"));
     let dead = format!("127.0.0.1:{}", free_port());
-    let (hashed, retried) = (free_port(), free_port());
+    let (hashed, retried, single) = (free_port(), free_port(), free_port());
     let log = dir.path().join("access.log");
     let body = format!(
         "[health]\nenabled = false\n\n\
          [log]\naccess = \"custom\"\naccess-path = \"{}\"\nformat = \"{{method}} {{target}} {{bytes}} {{pool}} {{termination}}\"\n\n\
          [[pool]]\nname = \"echo\"\nbackends = [\"{e1}\", \"{e2}\"]\nbalance = {{ algorithm = \"source\" }}\nhealth = {{ interval = \"200ms\" }}\n\n\
          [[pool]]\nname = \"flaky\"\nbackends = [\"{dead}\", \"{e1}\"]\nretries = 2\nhealth = {{ enabled = false }}\n\n\
+         [[pool]]\nname = \"single\"\nhealth = {{ enabled = false }}\n\
+         [[pool.backend]]\nname = \"e2\"\naddress = \"{e2}\"\nmaxconn = 1\n\n\
          [[backend]]\nname = \"http\"\naddress = \"{e2}\"\n",
         log.display()
     );
     let listeners = format!(
         "[[listen]]\nname = \"echo\"\naddress = \"127.0.0.1:{hashed}\"\nmode = \"tcp\"\npool = \"echo\"\n\n\
-         [[listen]]\nname = \"flaky\"\naddress = \"127.0.0.1:{retried}\"\nmode = \"tcp\"\npool = \"flaky\"\n"
+         [[listen]]\nname = \"flaky\"\naddress = \"127.0.0.1:{retried}\"\nmode = \"tcp\"\npool = \"flaky\"\n\n\
+         [[listen]]\nname = \"single\"\naddress = \"127.0.0.1:{single}\"\nmode = \"tcp\"\npool = \"single\"\n"
     );
     let lb = Floatlb::start_with_listeners(&body, &listeners);
     let echo: SocketAddr = format!("127.0.0.1:{hashed}").parse().unwrap();
@@ -161,6 +165,31 @@ fn echo_through_a_tcp_listener() {
     let flaky: SocketAddr = format!("127.0.0.1:{retried}").parse().unwrap();
     for _ in 0..4 {
         assert_eq!(greeting(&connect(flaky)), "hello from e1");
+    }
+    // maxconn = 1: a second connection is closed (no queue), and the slot
+    // is free again once the first has ended.
+    let single: SocketAddr = format!("127.0.0.1:{single}").parse().unwrap();
+    let held = connect(single);
+    assert_eq!(greeting(&held), "hello from e2");
+    let mut refused = connect(single);
+    assert!(
+        matches!(refused.read(&mut [0u8; 8]), Ok(0) | Err(_)),
+        "over maxconn, served"
+    );
+    drop(held);
+    let start = Instant::now();
+    loop {
+        let s = connect(single);
+        let mut line = String::new();
+        if BufReader::new(&s).read_line(&mut line).is_ok_and(|n| n > 0) {
+            assert_eq!(line.trim(), "hello from e2");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the slot was not given back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(
