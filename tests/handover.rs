@@ -678,3 +678,54 @@ fn a_takeover_after_a_death_passes_nothing_on(f: Family) {
     assert_eq!(steering(&lab, "lb2", f).0, 0, "lb2 passed nothing on");
 }
 ipv4_only!(a_takeover_after_a_death_passes_nothing_on);
+
+/// Issue 35: the old master dies in the middle of a planned handover (every process of
+/// lb1 killed while lb2 passes lb1's flows back). lb2 stays the one master, a packet it
+/// passes on goes nowhere (lb1 is gone) and never comes back (no loop: lb2 keeps no
+/// passed-on packet), its entry still expires by itself, and new connections are served.
+fn a_crash_of_the_old_master_mid_handover_leaves_one_master(f: Family) {
+    if !nft_available("a_crash_of_the_old_master_mid_handover_leaves_one_master") {
+        return;
+    }
+    let (lab, web) = f.lab();
+    let (_n1, _n2) = steered_pair(f, &lab, &web);
+    client_sends_to(&lab, f, "lb1");
+    let out = lab
+        .exec("lb1")
+        .args(["curl", "-s", "-m", "10", "-X", "POST"])
+        .arg(format!("http://{ADMIN}/admin/handover"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    lab.wait_for("lb2 takes over", Duration::from_secs(3), || {
+        f.has_vip(&lab, "lb2")
+    });
+    // A late flow on lb1, then lb1 dies with everything it runs.
+    let flow = open_flow(&lab, f);
+    let pids = Command::new("ip")
+        .args(["netns", "pids", &lab.ns("lb1")])
+        .output()
+        .unwrap();
+    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+        if let Ok(pid) = pid.parse::<i32>() {
+            // SAFETY: a signal to a process in this test's own lb1 namespace.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    client_sends_to(&lab, f, "lb2");
+    let answer = flow.finish();
+    assert!(
+        !matches!(&answer, Ok(a) if a.starts_with("HTTP/1.1 200")),
+        "a flow whose node died cannot complete: {answer:?}"
+    );
+    let (forwarded, guarded, _) = steering(&lab, "lb2", f);
+    assert!(forwarded > 0, "lb2 passed the late flow's packets to lb1");
+    assert_eq!(guarded, 0, "nothing came back to lb2");
+    assert_eq!(f.holders(&lab).1, true, "lb2 is still master");
+    assert!(admin_status(&lab, "lb2").contains("\"state\":\"MASTER\""));
+    lab.wait_for("lb2's entry expires", Duration::from_secs(6), || {
+        steering(&lab, "lb2", f).2.is_empty()
+    });
+    assert_eq!(http_from(&lab, "client", f.vip_addr(), "/").0, 200);
+}
+ipv4_only!(a_crash_of_the_old_master_mid_handover_leaves_one_master);
