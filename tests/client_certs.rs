@@ -286,7 +286,8 @@ fn check_refuses_client_settings_without_a_ca_and_a_bad_ca_file() {
 
 /// A route that matches on the subject field sees the field as the backend
 /// gets it: a forged `X-Client-Subject` from a client without a certificate
-/// does not reach the route for that subject; alice's certificate does.
+/// does not reach the route for that subject; alice's certificate does. So
+/// a route on the field, then a deny, require a certificate for one path.
 #[test]
 fn routes_match_the_verified_subject_not_a_forged_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -299,6 +300,7 @@ fn routes_match_the_verified_subject_not_a_forged_one() {
         "[[backend]]\nname = \"public\"\naddress = \"{}\"\n\
          [[pool]]\nname = \"staff\"\nbackends = [\"{}\"]\n\
          [[route]]\nname = \"staff\"\nheaders = [{{ name = \"X-Client-Subject\", equals = \"CN=alice\" }}]\npool = \"staff\"\n\
+         [[route]]\nname = \"staff-only\"\npath-prefix = \"/staff\"\ndeny = 403\n\
          [tls]\naddress = \"{tls}\"\nclient-ca = \"{}\"\nclient-auth = \"optional\"\n\
          client-subject-header = \"X-Client-Subject\"\n\
          [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
@@ -325,6 +327,37 @@ fn routes_match_the_verified_subject_not_a_forged_one() {
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // A site for certificate holders only: the route with the field first, then a deny.
+    let status = |who: Option<&str>| {
+        let resolve = format!("a.test:{}:127.0.0.1", tls.port());
+        let mut c = Command::new("curl");
+        c.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--resolve",
+            &resolve,
+        ])
+        .args([
+            "--cacert",
+            &p("server.pem"),
+            "-H",
+            "X-Client-Subject: CN=alice",
+        ]);
+        if let Some(who) = who {
+            c.args(["--cert", &p(&format!("{who}.pem"))])
+                .args(["--key", &p(&format!("{who}.key"))]);
+        }
+        let out = c
+            .arg(format!("https://a.test:{}/staff", tls.port()))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(status(None), "403");
+    assert_eq!(status(Some("alice")), "200");
     for version in ["--http1.1", "--http2"] {
         let forged = site(None, &[version, "-H", "X-Client-Subject: CN=alice"]);
         assert_eq!(forged, "public", "{version}: a forged subject was routed");
