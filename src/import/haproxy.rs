@@ -2989,6 +2989,29 @@ mod tests {
         }
     }
 
+    /// Nothing is dropped without a word: an unknown directive put after any line of the
+    /// test configuration, in any section, is reported at its own line.
+    #[test]
+    fn an_unknown_directive_anywhere_is_reported_at_its_line() {
+        let base = include_str!("../../tests/data/import/haproxy.cfg");
+        let lines: Vec<&str> = base.lines().collect();
+        for at in 0..lines.len() {
+            let mut text: Vec<&str> = lines.clone();
+            text.insert(at + 1, "    zzz-unknown-directive 1");
+            let src = [Source {
+                name: "h.cfg".into(),
+                text: text.join("\n"),
+            }];
+            let (p, _) = import(&src, Keys::CURRENT, &mut Doc::default());
+            assert!(
+                p.iter()
+                    .any(|p| p.line == at + 2 && p.directive.starts_with("zzz-unknown-directive")),
+                "after line {}: {p:?}",
+                at + 1
+            );
+        }
+    }
+
     #[test]
     fn tokens_follow_haproxy_quoting() {
         assert_eq!(words("  bind :80   # comment"), ["bind", ":80"]);

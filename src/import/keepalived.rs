@@ -224,6 +224,11 @@ pub(crate) fn import(
     let nodes = ctx.read(0, 0, &mut top);
     let mut scripts: Vec<(String, Script)> = Vec::new();
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    let instances: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.key() == "vrrp_instance")
+        .map(|n| n.arg(1))
+        .collect();
     // Scripts and groups first: instances name them, before or after.
     for n in &nodes {
         match n.key() {
@@ -292,11 +297,10 @@ pub(crate) fn import(
                         && !c.key().starts_with("global");
                     if bare_member {
                         // The old form: member names right in the group's block.
-                        members.push(c.key().to_string());
-                        ctx.ok();
+                        members.push((c.key().to_string(), c.clone()));
                     } else if c.key() == "group" {
                         for m in c.block.iter().flatten() {
-                            members.extend(m.words.iter().cloned());
+                            members.extend(m.words.iter().map(|w| (w.clone(), m.clone())));
                         }
                         ctx.ok();
                     } else {
@@ -309,7 +313,17 @@ pub(crate) fn import(
                     }
                 }
                 ctx.ok();
-                groups.push((n.arg(1).to_string(), members));
+                // A member is an instance of the file, else it is reported.
+                let mut names = Vec::new();
+                for (m, node) in members {
+                    if instances.contains(&m.as_str()) {
+                        ctx.ok();
+                        names.push(m);
+                    } else {
+                        ctx.skip_as(&node, &m, "no vrrp_instance of that name", &mut top);
+                    }
+                }
+                groups.push((n.arg(1).to_string(), names));
             }
             _ => {}
         }
@@ -819,6 +833,41 @@ mod tests {
             };
             let _ = import(&src, &mut load, Keys::CURRENT, &mut d);
             let _ = d.render("");
+        }
+    }
+
+    /// Nothing is dropped without a word: an unknown statement put after any line of the
+    /// test configuration, at any depth, is reported at its own line.
+    #[test]
+    fn an_unknown_statement_anywhere_is_reported_at_its_line() {
+        let base = include_str!("../../tests/data/import/keepalived.conf");
+        let lines: Vec<&str> = base.lines().collect();
+        for at in 0..lines.len() {
+            let mut text: Vec<&str> = lines.clone();
+            text.insert(at + 1, "zzz_unknown_statement 1");
+            let src = Source {
+                name: "k.conf".into(),
+                text: text.join("\n"),
+            };
+            let mut load = |_: &str, _: &str| Ok(Vec::new());
+            let (p, _) = import(&src, &mut load, Keys::CURRENT, &mut Doc::default());
+            // Reported at its line, or inside a block reported whole (`name { ... }`).
+            let whole_block = |p: &Problem| p.directive.ends_with("{ ... }") && p.line < at + 2;
+            assert!(
+                p.iter().any(|p| {
+                    p.line == at + 2 && p.directive.starts_with("zzz_unknown_statement")
+                        || whole_block(p)
+                            && lines[p.line - 1..=at]
+                                .iter()
+                                .map(|l| {
+                                    l.matches('{').count() as i64 - l.matches('}').count() as i64
+                                })
+                                .sum::<i64>()
+                                > 0
+                }),
+                "after line {}: {p:?}",
+                at + 1
+            );
         }
     }
 
