@@ -13,11 +13,20 @@ use std::time::{Duration, Instant};
 
 use support::{curl_sik, free_port, Floatlb};
 
-/// Kills the child on drop, also when a test fails.
+/// Stops the child on drop, also when a test fails: SIGTERM first, so that
+/// nginx's master takes its workers with it, then SIGKILL after 5 s.
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -557,9 +557,7 @@ impl Pool {
         stats.connections_opened.fetch_add(1, Ordering::Relaxed);
         // Over TLS, ALPN decides: a backend that chose HTTP/1.1 is spoken to in it.
         if transport.tls.is_some() && stream.alpn() != Some(b"h2") {
-            let mut up = Upstream::new(stream);
-            up.sni = sni;
-            return Ok((Conn::H1(up), false));
+            return Ok((Conn::H1(Upstream::new(stream)), false));
         }
         let session = tokio::time::timeout(
             settings.connect_timeout,
@@ -606,7 +604,7 @@ impl Pool {
         match tokio::time::timeout(left, connector.connect(name, tcp)).await {
             Err(_) => Err(ConnectError::Timeout(addr)),
             Ok(Err(e)) => Err(ConnectError::Handshake(addr, e.to_string())),
-            Ok(Ok(s)) => Ok(Stream::Tls(Box::new(s))),
+            Ok(Ok(session)) => Ok(Stream::Tls(Box::new(stream::Tls { session, sni }))),
         }
     }
 
@@ -624,7 +622,7 @@ impl Pool {
                 let mut list = self.idle_upstream.lock().unwrap_or_else(|e| e.into_inner());
                 // Most recently used first, among those made for the same name.
                 list.iter()
-                    .rposition(|c| c.conn.sni == sni)
+                    .rposition(|c| c.conn.sni() == sni.as_ref())
                     .map(|i| list.remove(i))
             };
             let Some(idle) = idle else { break };
@@ -639,8 +637,7 @@ impl Pool {
             Stream::Plain(self.connect_stream(settings.connect_timeout).await?)
         };
         stats.connections_opened.fetch_add(1, Ordering::Relaxed);
-        let mut up = Upstream::new(stream);
-        up.sni = sni;
+        let up = Upstream::new(stream);
         Ok((up, false))
     }
 

@@ -17,7 +17,15 @@ use tokio_rustls::client::TlsStream;
 pub enum Stream {
     Plain(TcpStream),
     /// Boxed: the session is large, and most pools speak cleartext.
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<Tls>),
+}
+
+/// A TLS session to a backend, with the server name it was made for:
+/// pooled connections are reused only for requests that would use the same.
+#[derive(Debug)]
+pub struct Tls {
+    pub session: TlsStream<TcpStream>,
+    pub sni: Option<std::sync::Arc<str>>,
 }
 
 impl Stream {
@@ -25,7 +33,7 @@ impl Stream {
     pub fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref().0,
+            Stream::Tls(s) => s.session.get_ref().0,
         }
     }
 
@@ -33,7 +41,16 @@ impl Stream {
     pub fn alpn(&self) -> Option<&[u8]> {
         match self {
             Stream::Plain(_) => None,
-            Stream::Tls(s) => s.get_ref().1.alpn_protocol(),
+            Stream::Tls(s) => s.session.get_ref().1.alpn_protocol(),
+        }
+    }
+
+    /// The server name its TLS session was made for (None: cleartext, or
+    /// no name).
+    pub fn sni(&self) -> Option<&std::sync::Arc<str>> {
+        match self {
+            Stream::Plain(_) => None,
+            Stream::Tls(s) => s.sni.as_ref(),
         }
     }
 }
@@ -46,7 +63,7 @@ impl AsyncRead for Stream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut s.session).poll_read(cx, buf),
         }
     }
 }
@@ -59,7 +76,7 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut s.session).poll_write(cx, buf),
         }
     }
 
@@ -70,28 +87,28 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(&mut s.session).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             Stream::Plain(s) => s.is_write_vectored(),
-            Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.session.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(&mut s.session).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(&mut s.session).poll_shutdown(cx),
         }
     }
 }

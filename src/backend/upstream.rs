@@ -34,9 +34,6 @@ const MAX_HEAD: usize = 64 * 1024;
 pub struct Upstream {
     stream: Stream,
     buf: BytesMut,
-    /// The server name its TLS session was made for: pooled connections are
-    /// reused only for requests that would use the same.
-    pub(crate) sni: Option<std::sync::Arc<str>>,
 }
 
 /// Why an exchange failed.
@@ -112,8 +109,12 @@ impl Upstream {
         Upstream {
             stream: stream.into(),
             buf: BytesMut::new(),
-            sni: None,
         }
+    }
+
+    /// The server name its TLS session was made for ([`Stream::sni`]).
+    pub fn sni(&self) -> Option<&std::sync::Arc<str>> {
+        self.stream.sni()
     }
 
     /// Whether an idle pooled connection may be used: the backend has not

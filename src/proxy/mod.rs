@@ -258,7 +258,9 @@ pub async fn exchange(
                     Body::Whole(b) => h2::Payload::Whole(b),
                     Body::None => h2::Payload::Whole(&[]),
                 };
-                let send = h2::send(
+                // Boxed (made in its box, never on this future's stack): HTTP/2 to
+                // backends is the rarer path. `server` bounds each wait in it.
+                let send = Box::pin(h2::send(
                     lease,
                     head,
                     scheme,
@@ -266,10 +268,8 @@ pub async fn exchange(
                     payload,
                     req.head_request,
                     server,
-                );
-                // Boxed: HTTP/2 to backends is the rarer path. `server` bounds
-                // each wait in it (no progress either way).
-                match Box::pin(send).await {
+                ));
+                match send.await {
                     Ok(answer) => {
                         let (head, body, whole) = answer;
                         backend.stats.count_status(head.status.as_u16());
