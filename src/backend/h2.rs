@@ -12,7 +12,7 @@
 //! hand it over ([`BodySource::detach`]): a streaming call is full duplex.
 //!
 //! Not for: pooling HTTP/1 connections (`crate::backend::Pool`) or the client
-//! side's HTTP/2 (`crate::frontend::h2`).
+//! side's HTTP/2 (the `frontend` layer's `h2.rs`).
 
 use std::future::Future;
 use std::io;
@@ -26,6 +26,7 @@ use h2::client::SendRequest;
 use h2::{RecvStream, SendStream};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::backend::h2_body::{h2_io, Incoming, Slot};
 use crate::backend::stream::Stream;
 use crate::backend::upstream::{BodySource, Head, SendError, UpstreamBody};
 use crate::http1::body::{decode, Chunk, Framing, Step};
@@ -104,8 +105,10 @@ impl Session {
         self.open.fetch_add(1, Ordering::Relaxed);
         Lease {
             send: self.send.clone(),
-            open: self.open.clone(),
-            idle_since: self.idle_since.clone(),
+            slot: Slot {
+                open: self.open.clone(),
+                idle_since: self.idle_since.clone(),
+            },
         }
     }
 }
@@ -114,17 +117,7 @@ impl Session {
 #[derive(Debug)]
 pub struct Lease {
     send: SendRequest<Bytes>,
-    open: Arc<AtomicU32>,
-    idle_since: Arc<AtomicU64>,
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if self.open.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.idle_since
-                .store(crate::backend::now_ms(), Ordering::Relaxed);
-        }
-    }
+    slot: Slot,
 }
 
 /// A request's body as handed to [`send`].
@@ -134,56 +127,6 @@ pub enum Payload<'a> {
         first: &'a [Bytes],
         rest: &'a mut (dyn BodySource + Send),
     },
-}
-
-/// An HTTP/2 backend's answer body: DATA as it arrives, then the trailers.
-#[derive(Debug)]
-pub struct Incoming {
-    recv: RecvStream,
-    data_done: bool,
-    pub(crate) trailers: Option<HeaderMap>,
-    _lease: Lease,
-}
-
-impl Incoming {
-    /// The answer ended with its head.
-    pub fn is_end_stream(&self) -> bool {
-        self.recv.is_end_stream()
-    }
-
-    /// The next DATA; Ok(None) once the stream ended (its trailers read).
-    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
-        while !self.data_done {
-            match ready!(self.recv.poll_data(cx)) {
-                Some(Ok(d)) => {
-                    // The backend may send more as soon as this is taken.
-                    let _ = self.recv.flow_control().release_capacity(d.len());
-                    if !d.is_empty() {
-                        return Poll::Ready(Ok(Some(d)));
-                    }
-                }
-                Some(Err(e)) => return Poll::Ready(Err(h2_io(e))),
-                None => self.data_done = true,
-            }
-        }
-        match ready!(self.recv.poll_trailers(cx)) {
-            Ok(t) => {
-                self.trailers = t;
-                Poll::Ready(Ok(None))
-            }
-            Err(e) => Poll::Ready(Err(h2_io(e))),
-        }
-    }
-}
-
-fn h2_io(e: h2::Error) -> io::Error {
-    if e.is_io() {
-        if let Some(io) = e.into_io() {
-            return io;
-        }
-        return io::Error::other("HTTP/2 connection failed");
-    }
-    io::Error::other(e)
 }
 
 /// A body framed for HTTP/1 (chunked, when the head says so) turned back
@@ -443,12 +386,7 @@ pub async fn send(
             tx.send_reset(h2::Reason::CANCEL);
         }
     }
-    let incoming = Incoming {
-        recv,
-        data_done: false,
-        trailers: None,
-        _lease: lease,
-    };
+    let incoming = Incoming::new(recv, lease.slot);
     Ok((head, UpstreamBody::from_h2(incoming, framing), whole))
 }
 

@@ -7,6 +7,7 @@
 //! redispatch it to another server.
 
 pub mod h2;
+pub mod h2_body;
 pub mod resolve;
 pub mod stream;
 pub mod upstream;

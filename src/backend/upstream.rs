@@ -380,7 +380,7 @@ pub(crate) fn poll_read_more<S: AsyncRead + Unpin>(
 pub struct UpstreamBody {
     conn: Option<Upstream>,
     /// An answer from an HTTP/2 backend (`conn` is then None).
-    h2: Option<Box<crate::backend::h2::Incoming>>,
+    h2: Option<Box<crate::backend::h2_body::Incoming>>,
     framing: Framing,
     keep_alive: bool,
     done: bool,
@@ -510,7 +510,7 @@ impl UpstreamBody {
 
     /// An HTTP/2 backend's answer, framed by `framing` (its Content-Length,
     /// or [`Framing::Close`] when it has none).
-    pub(crate) fn from_h2(incoming: crate::backend::h2::Incoming, framing: Framing) -> Self {
+    pub(crate) fn from_h2(incoming: crate::backend::h2_body::Incoming, framing: Framing) -> Self {
         UpstreamBody {
             conn: None,
             // A HEADERS frame that ended the stream (gRPC's trailers-only

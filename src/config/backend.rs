@@ -110,7 +110,7 @@ impl<'de> Deserialize<'de> for Address {
 
 /// A backend given by name: each address the name resolves to is a
 /// [`Backend`] of the pool, named `<name>@<ip>` (see
-/// `crate::backend::resolve::expand`).
+/// `backend::resolve::expand`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamedBackend {
     /// The pool's index in `Resolved::pools`.

@@ -436,7 +436,7 @@ pub struct Resolved {
     /// health check is then a connect).
     pub tcp_only: Vec<bool>,
     /// Backends given by name, pool after pool: the pools' `backends` hold
-    /// their addresses once resolved (`crate::backend::resolve::expand`).
+    /// their addresses once resolved (`backend::resolve::expand`).
     pub names: Vec<NamedBackend>,
 }
 

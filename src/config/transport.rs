@@ -3,8 +3,8 @@
 //! for HTTP/2. Read with the pool (`[[pool]]`); the TLS files are read when
 //! the config is loaded, so a reload with a broken file keeps the old config.
 //!
-//! Not for: connecting (`crate::backend`) or the rustls configs themselves
-//! (`crate::tls::client`).
+//! Not for: connecting (the `backend` layer) or the rustls configs
+//! themselves (`crate::tls::client`).
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! (the CA to verify against, or the system store; a client certificate for
 //! mTLS; session resumption), read once when the config is loaded.
 //!
-//! Not for: the connection itself (`crate::backend::stream`) or the listener's
+//! Not for: the connection itself (the `backend` layer's `stream.rs`) or the listener's
 //! server side (the rest of `crate::tls`).
 
 use std::path::Path;
