@@ -27,6 +27,7 @@
 //! The lab scripts in `vm-lab/` run these inside the client namespace.
 
 mod anycast;
+mod backends;
 mod drills;
 mod flows;
 mod hold;
@@ -531,6 +532,9 @@ fn cmd_sweep(f: &HashMap<String, String>) -> Result<()> {
     if let Some(v) = f.get("routes") {
         setup.push(("routes".into(), v.clone()));
     }
+    if let Some(v) = f.get("backends") {
+        setup.push(("backends".into(), v.clone()));
+    }
     setup.push(("LB limits".into(), "20000 descriptors each (prlimit), maxconn 9000 (floatlb, HAProxy), worker_connections 18000 (nginx: counts both sides)".into()));
     let sw = sweep::Sweep {
         prefix: get(f, "prefix", None)?,
@@ -625,12 +629,18 @@ fn write_report(
             read("routes-reload.tsv").as_deref(),
         );
     }
+    if backends::present(rows) {
+        md += &backends::markdown(rows);
+    }
     std::fs::write(dir.join("summary.md"), &md)?;
     if setup.iter().any(|(k, _)| k == report::BOUND_KEY) {
         print!("{}", report::bound_lines(rows));
     }
     if routes::present(rows) {
         print!("{}", routes::lines(rows));
+    }
+    if backends::present(rows) {
+        print!("{}", backends::lines(rows));
     }
     println!("{}", report::ratio_lines(rows));
     println!("bench: results in {}", dir.display());
