@@ -498,7 +498,7 @@ fn raise_nofile() -> u64 {
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// Runs `bench idle`: a web server (nginx, a 1.5 KB page) on loopback, then for every count,
