@@ -378,6 +378,11 @@ fn listen_to_peers(shared: &Arc<Shared>) {
         let Some(tls) = snap.config.tls.as_ref() else {
             return;
         };
+        // Only a certificate this node's own [[tls.acme]] asks for.
+        if !tls.acme.iter().any(|a| a.names == names) {
+            tracing::warn!(names = ?names, "ACME: the peer sent a certificate no [[tls.acme]] here names; ignored");
+            return;
+        }
         match take(tls, &names, &chain, &key, "peer") {
             Ok(true) => {}
             Ok(false) => {
