@@ -316,7 +316,9 @@ fn http1_clients_reach_http2_backends_over_tls_and_h2c() {
         "[[pool]]\nname = \"h2\"\nbackends = [\"127.0.0.1:{tls_port}\"]\nprotocol = \"h2\"\n\
          tls = {{ ca = \"{ca}\", server-name = \"web2.lab\" }}\n\
          [[pool]]\nname = \"h2c\"\nbackends = [\"127.0.0.1:{h2c_port}\"]\nprotocol = \"h2c\"\n\
-         [[route]]\npath-prefix = \"/tls\"\npool = \"h2\"\n[[route]]\npool = \"h2c\"\n",
+         [[pool]]\nname = \"burst\"\nbackends = [\"127.0.0.1:{h2c_port}\"]\nprotocol = \"h2c\"\n\
+         [[route]]\npath-prefix = \"/tls\"\npool = \"h2\"\n\
+         [[route]]\npath-prefix = \"/burst\"\npool = \"burst\"\n[[route]]\npool = \"h2c\"\n",
         ca = d.join("backend-ca.pem").display()
     );
     let lb = Floatlb::start(&body);
@@ -336,6 +338,32 @@ fn http1_clients_reach_http2_backends_over_tls_and_h2c() {
         &["-H", "Transfer-Encoding: chunked", "--data-binary", "hello"],
     );
     assert_eq!(status, 200);
+    // A burst of requests at once to a pool with no session yet shares the
+    // one the first opens (RFC 9113 §9.1: one connection per origin), rather
+    // than each request opening its own.
+    let url = format!("http://{}/burst", lb.addr);
+    let burst: Vec<_> = (0..16)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || curl_sik(&url, &[]).0)
+        })
+        .collect();
+    for t in burst {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    let metrics = support::http_get(lb.admin, "/metrics").2;
+    let opened = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("floatlb_backend_connections_total")
+                && l.contains(&format!("backend=\"127.0.0.1:{h2c_port}\""))
+                && l.contains("pool=\"burst\"")
+        })
+        .unwrap_or_else(|| panic!("no connection count for the h2c backend: {metrics}"));
+    assert!(
+        opened.ends_with(" 1"),
+        "one HTTP/2 connection for the burst: {opened}"
+    );
 }
 
 /// gRPC end to end (gRPC's PROTOCOL-HTTP2.md over RFC 9113 §8.1): a unary

@@ -367,6 +367,20 @@ pub struct Pool {
     /// `send-proxy`: 0 none, 1 v1, 2 v2 (a header per connection, which is
     /// then never pooled: it names one client).
     send_proxy: AtomicU8,
+    /// A new HTTP/2 session is being opened; requests that find no room
+    /// wait for it (`dialed`) rather than each opening its own.
+    dialing: AtomicBool,
+    dialed: tokio::sync::Notify,
+}
+
+/// Ends a session's opening, successful or not: the waiters look again.
+struct Dialing<'a>(&'a Pool);
+
+impl Drop for Dialing<'_> {
+    fn drop(&mut self) {
+        self.0.dialing.store(false, Ordering::Release);
+        self.0.dialed.notify_waiters();
+    }
 }
 
 /// A connection (or a stream of one) for one request.
@@ -423,6 +437,8 @@ impl Pool {
             settings: Mutex::new(settings),
             transport: Mutex::new(config::Transport::default()),
             sessions: Mutex::new(Vec::new()),
+            dialing: AtomicBool::new(false),
+            dialed: tokio::sync::Notify::new(),
             send_proxy: AtomicU8::new(0),
         }
     }
@@ -532,6 +548,17 @@ impl Pool {
         Box::pin(self.checkout_h2(stats, transport, sni)).await
     }
 
+    /// A stream on the least busy live session made for `sni` with room.
+    fn lease(&self, transport: &config::Transport, sni: Option<&str>) -> Option<h2::Lease> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|s| s.is_alive());
+        sessions
+            .iter()
+            .filter(|s| s.usable(sni, transport.max_streams))
+            .min_by_key(|s| s.open_streams())
+            .map(|s| s.lease())
+    }
+
     /// [`Self::checkout`] for an HTTP/2 pool: a stream on a session with room,
     /// else a new session (or an HTTP/1.1 connection, if ALPN chose it).
     async fn checkout_h2(
@@ -540,18 +567,28 @@ impl Pool {
         transport: &config::Transport,
         sni: Option<Arc<str>>,
     ) -> Result<(Conn, bool), ConnectError> {
-        {
-            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            sessions.retain(|s| s.is_alive());
-            if let Some(s) = sessions
-                .iter()
-                .filter(|s| s.usable(sni.as_deref(), transport.max_streams))
-                .min_by_key(|s| s.open_streams())
-            {
-                return Ok((Conn::H2(s.lease()), true));
-            }
+        if let Some(lease) = self.lease(transport, sni.as_deref()) {
+            return Ok((Conn::H2(lease), true));
         }
         let settings = self.settings();
+        // One session opened at a time per backend: a burst of requests shares
+        // it instead of each opening its own. A waiter that finds no room after
+        // one connect timeout opens its own.
+        let _dialing = if self.dialing.swap(true, Ordering::AcqRel) {
+            let dialed = self.dialed.notified();
+            tokio::pin!(dialed);
+            dialed.as_mut().enable();
+            if let Some(lease) = self.lease(transport, sni.as_deref()) {
+                return Ok((Conn::H2(lease), true));
+            }
+            let _ = tokio::time::timeout(settings.connect_timeout, dialed).await;
+            if let Some(lease) = self.lease(transport, sni.as_deref()) {
+                return Ok((Conn::H2(lease), true));
+            }
+            None
+        } else {
+            Some(Dialing(self))
+        };
         let stream = self
             .connect(transport, sni.clone(), settings.connect_timeout)
             .await?;
