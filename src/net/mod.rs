@@ -5,9 +5,9 @@
 pub mod dns;
 pub mod listener;
 pub mod proxy_protocol;
-pub mod steer;
 #[cfg(test)]
 pub(crate) mod script;
+pub mod steer;
 pub(crate) mod tls_stream;
 
 use std::io::IoSlice;

@@ -5,8 +5,8 @@
 //! Not for: handshakes or what is spoken after them (`frontend::handshake`).
 
 pub mod client;
-pub mod client_hello;
 pub mod client_auth;
+pub mod client_hello;
 pub(crate) mod der;
 pub mod managed;
 pub mod ocsp;
