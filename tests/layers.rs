@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("error", 0),
     ("peers", 0),
     ("import", 0),
+    ("acme", 1),
     ("route", 1),
     ("access", 1),
     ("net", 1),

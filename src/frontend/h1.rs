@@ -146,7 +146,7 @@ pub(crate) fn serve<'a>(io: &'a mut ClientIo, conn: &'a Conn) -> impl Future<Out
                         let named = snap.config.tls.as_ref().and_then(|t| t.material());
                         let named = named.map(|m| &m.client_headers);
                         let id = conn.client_cert.as_deref();
-                        let route = crate::tls::client_auth::route_as_sent(named, id, route);
+                        let route = super::client_cert::route_as_sent(named, id, route);
                         match prepare(&buf, &fwd, route) {
                             Parse::Ready(req) => break (req, snap),
                             Parse::Partial if buf.len() < snap.config.proxy.max_header_size => {
@@ -325,7 +325,7 @@ async fn answer(
         // The client's own fields of these names never reach a backend.
         if !m.client_headers.is_empty() {
             let id = conn.client_cert.as_deref();
-            m.client_headers.edits(id).apply(&mut req.out);
+            super::client_cert::edits(&m.client_headers, id).apply(&mut req.out);
         }
     }
     let routed = dispatch(&snap, shared, (peer, conn.listener), &mut req, io.is_tls());

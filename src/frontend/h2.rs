@@ -416,7 +416,7 @@ async fn handle(
     let id = parts
         .extensions
         .get::<Arc<crate::tls::client_auth::Identity>>();
-    let route = crate::tls::client_auth::route_as_sent(
+    let route = super::client_cert::route_as_sent(
         named.map(|m| &m.client_headers),
         id.map(|i| &**i),
         route,
@@ -435,9 +435,7 @@ async fn handle(
             let id = parts
                 .extensions
                 .get::<Arc<crate::tls::client_auth::Identity>>();
-            m.client_headers
-                .edits(id.map(|i| &**i))
-                .apply(&mut prepared.out);
+            super::client_cert::edits(&m.client_headers, id.map(|i| &**i)).apply(&mut prepared.out);
         }
     }
     let started = std::time::Instant::now();

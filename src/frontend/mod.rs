@@ -4,6 +4,7 @@
 //! listener, relaying bytes to a backend (`tcp`).
 
 pub mod accept;
+mod client_cert;
 mod grpc;
 pub mod h1;
 pub mod h2;

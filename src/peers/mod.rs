@@ -301,7 +301,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The bulk message (a certificate and its key, `crate::acme::pair`): too
+/// The bulk message (a certificate and its key, the runtime's `acme/pair.rs`): too
 /// large for a datagram, so it goes over a short TCP connection, sealed
 /// with AES-256-GCM under a key both nodes derive from the shared key
 /// (confidential, for the private key it carries, and authentic):

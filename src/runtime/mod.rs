@@ -9,6 +9,7 @@
 //!
 //! `floatlb ctl`, the client of the runtime API, sits beside `main.rs`.
 
+pub mod acme;
 pub mod admin;
 pub mod process;
 pub mod supervisor;

@@ -1,9 +1,9 @@
 //! Client certificates on the TLS listeners (`[tls] client-ca`,
 //! `client-auth`): the rustls verifier that checks them against the
 //! operator's CA file, the identity read from a verified one (its RFC 4514
-//! subject and SHA-256 fingerprint), and the field edits that pass that
-//! identity to backends under the header names the operator chose, after
-//! removing any such field the client sent.
+//! subject and SHA-256 fingerprint), and the header names the operator
+//! chose to pass that identity to backends under (the edits themselves are
+//! the client side's, `frontend/client_cert.rs`).
 //! Not for: the handshake itself (`frontend::handshake`) or routing.
 
 use std::path::Path;
@@ -14,9 +14,6 @@ use rustls::pki_types::CertificateDer;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
-
-use crate::http1::edit::FieldEdits;
-use crate::http1::request::Seen;
 
 /// Whether a client must present a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,28 +98,12 @@ pub struct Headers {
 }
 
 impl Headers {
-    /// The edits for a request from a client with `id` (or none): the
-    /// client's own fields of these names go, the verified values come.
-    pub fn edits(&self, id: Option<&Identity>) -> FieldEdits {
-        let mut e = FieldEdits::default();
-        for (name, value) in [
-            (&self.subject, id.map(|i| &i.subject)),
-            (&self.fingerprint, id.map(|i| &i.fingerprint)),
-        ] {
-            match (name, value) {
-                (Some(n), Some(v)) => e.set.push((n.clone(), v.clone())),
-                (Some(n), None) => e.remove.push(n.clone()),
-                (None, _) => {}
-            }
-        }
-        e
-    }
-
     pub fn is_empty(&self) -> bool {
         self.subject.is_none() && self.fingerprint.is_none()
     }
 
-    fn names(&self) -> impl Iterator<Item = &str> {
+    /// The header names, lower case.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
         self.subject
             .iter()
             .chain(&self.fingerprint)
@@ -130,102 +111,9 @@ impl Headers {
     }
 }
 
-/// Wraps a router so that it sees the request's fields as the backend will:
-/// without the client's fields of `headers`' names, with the verified
-/// identity's (a route matching on them cannot be fooled by a forged one).
-pub fn route_as_sent<'h, R>(
-    headers: Option<&'h Headers>,
-    id: Option<&'h Identity>,
-    route: R,
-) -> impl FnOnce(&Seen<'_>) -> u32 + 'h
-where
-    R: FnOnce(&Seen<'_>) -> u32 + 'h,
-{
-    move |seen| {
-        let Some(h) = headers.filter(|h| !h.is_empty()) else {
-            return route(seen);
-        };
-        let mut fields: Vec<httparse::Header<'_>> = seen
-            .headers
-            .iter()
-            .filter(|f| !h.names().any(|n| f.name.eq_ignore_ascii_case(n)))
-            .copied()
-            .collect();
-        if let Some(id) = id {
-            for (name, value) in [(&h.subject, &id.subject), (&h.fingerprint, &id.fingerprint)] {
-                if let Some(name) = name {
-                    fields.push(httparse::Header {
-                        name,
-                        value: value.as_bytes(),
-                    });
-                }
-            }
-        }
-        route(&Seen {
-            method: seen.method,
-            host: seen.host,
-            target: seen.target,
-            headers: &fields,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forged_fields_go_and_verified_ones_come() {
-        let h = Headers {
-            subject: Some("x-client-subject".into()),
-            fingerprint: None,
-        };
-        let mut head = b"GET / HTTP/1.1\r\nhost: a\r\nX-Client-Subject: CN=forged\r\n\r\n".to_vec();
-        h.edits(None).apply(&mut head);
-        assert_eq!(head, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n");
-        let id = Identity {
-            subject: "CN=alice".into(),
-            fingerprint: "00".into(),
-        };
-        let mut head = b"GET / HTTP/1.1\r\nX-Client-Subject: CN=forged\r\n\r\n".to_vec();
-        h.edits(Some(&id)).apply(&mut head);
-        assert_eq!(
-            head,
-            b"GET / HTTP/1.1\r\nx-client-subject: CN=alice\r\n\r\n".to_vec()
-        );
-    }
-
-    #[test]
-    fn routes_see_the_fields_as_the_backend_gets_them() {
-        let h = Headers {
-            subject: Some("x-client-subject".into()),
-            fingerprint: None,
-        };
-        let forged = [httparse::Header {
-            name: "X-Client-Subject",
-            value: b"CN=admin",
-        }];
-        let seen = Seen {
-            method: "GET",
-            host: None,
-            target: "/",
-            headers: &forged,
-        };
-        let values = |id: Option<&Identity>| {
-            let mut got = Vec::new();
-            route_as_sent(Some(&h), id, |s: &Seen<'_>| {
-                got = s.headers.iter().map(|f| f.value.to_vec()).collect();
-                0
-            })(&seen);
-            got
-        };
-        assert!(values(None).is_empty());
-        let id = Identity {
-            subject: "CN=alice".into(),
-            fingerprint: "00".into(),
-        };
-        assert_eq!(values(Some(&id)), vec![b"CN=alice".to_vec()]);
-    }
 
     #[test]
     fn subject_text_follows_rfc4514() {

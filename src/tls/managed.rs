@@ -1,9 +1,9 @@
-//! Certificates floatlb obtains itself (ACME, `crate::acme`) and the answers
+//! Certificates floatlb obtains itself (ACME, the runtime's `acme` service) and the answers
 //! to the ACME server's challenges, in one process-wide store the TLS
 //! listener reads: the SNI resolver asks it before the file certificates,
 //! a TLS-ALPN-01 handshake (RFC 8737) gets its challenge certificate, and
 //! the cleartext listener answers HTTP-01 (RFC 8555 §8.3) from it.
-//! Not for: obtaining certificates (`crate::acme`) or file certificates.
+//! Not for: obtaining certificates (the runtime's `acme` service) or file certificates.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

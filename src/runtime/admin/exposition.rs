@@ -152,7 +152,7 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
     let live = shared.live.load_full();
     if let Some(m) = live.config.tls.as_ref().and_then(|t| t.material()) {
         // ACME certificates too, as files in the state directory.
-        let acme = crate::acme::expiry(live.config.tls.as_ref());
+        let acme = crate::runtime::acme::expiry(live.config.tls.as_ref());
         let expiry: Vec<_> = m.expiry.iter().cloned().chain(acme).collect();
         let files: Vec<String> = expiry
             .iter()
@@ -167,7 +167,7 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
                 .zip(&files)
                 .map(|((name, _, at), file)| (vec![name.as_str(), file.as_str()], *at)),
         );
-        let acme = crate::acme::status();
+        let acme = crate::runtime::acme::status();
         if !acme.is_empty() {
             f.gauge_vec(
                 "floatlb_acme_failures",

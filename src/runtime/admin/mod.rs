@@ -130,7 +130,7 @@ async fn route(
             status_json(shared, extra),
         ),
         (&Method::GET, "/certificates") => {
-            local_response(StatusCode::OK, "text/plain", crate::acme::report())
+            local_response(StatusCode::OK, "text/plain", crate::runtime::acme::report())
         }
         (&Method::GET, "/metrics") => local_response(
             StatusCode::OK,
@@ -165,7 +165,7 @@ async fn route(
                 "reload" => api::reload(hooks).await,
                 "upgrade" => blocking(hooks, "upgrade", |h| h.upgrade()).await,
                 "certificates/renew" => {
-                    crate::acme::renew_now();
+                    crate::runtime::acme::renew_now();
                     api::reply(
                         StatusCode::OK,
                         "renewal of every [[tls.acme]] certificate asked for",

@@ -227,7 +227,7 @@ async fn serve(
     }
     let anycast = Anycast::start(&config, shared.clone())?;
     peers::start(&shared)?;
-    crate::acme::start(&shared);
+    crate::runtime::acme::start(&shared);
     // `POST /admin/reload` asks this loop, which reloads as on SIGHUP.
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
     let hooks: Arc<dyn AdminHooks> = Arc::new(WorkerHooks {
