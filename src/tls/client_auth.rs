@@ -113,8 +113,6 @@ impl Headers {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn subject_text_follows_rfc4514() {
         // RFC 4514 §2.1: the last RDN first; §2.4: `,` `+` `"` `\` `<` `>` `;`
