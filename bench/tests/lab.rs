@@ -184,10 +184,17 @@ fn node_down_and_graceful_move_the_vip_and_service_resumes() {
             num(&f, "tail_ok") >= 20.0,
             "{kind}: no steady 200s after: {f:?}"
         );
-        assert!(
-            num(&f, "probes") > num(&f, "tail_ok"),
-            "{kind}: no probe before the drill: {f:?}"
-        );
+        // The probes ran through the event: a node death loses some, so the
+        // steady tail is shorter than the run; a planned handover may lose none
+        // (issue 35: no SYN dropped), and then every probe is in the tail.
+        if kind == "node-down" {
+            assert!(
+                num(&f, "probes") > num(&f, "tail_ok"),
+                "{kind}: no probe before the drill: {f:?}"
+            );
+        } else {
+            assert!(num(&f, "probes") >= 100.0, "{kind}: too few probes: {f:?}");
+        }
         // Downtime is measured and reported; how long it is belongs to bench/, not here
         // (the VRRP timers are unit tests on a paused clock in vrrp::fsm).
         for k in ["icmp_downtime_ms", "http_downtime_ms"] {
