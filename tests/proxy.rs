@@ -923,7 +923,7 @@ fn check_gives_one_clear_message_per_broken_file() {
         (
             "bad-address.toml",
             "5:11: backend[0].address",
-            "invalid socket address",
+            "is not an address and port",
         ),
         ("syntax.toml", "2:26:", "invalid basic string"),
         (
