@@ -11,20 +11,11 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::peers::{wait_port, Killed};
 use support::{backend_tables, free_port, http_get, make_cert, read_answer, Floatlb, TestBackend};
-
-/// Kills the child on drop, also when a test fails.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn haproxy(dir: &Path, cfg: &str) -> Killed {
     let path = dir.join("haproxy.cfg");
@@ -36,17 +27,6 @@ fn haproxy(dir: &Path, cfg: &str) -> Killed {
         .spawn()
         .expect("haproxy (vm-lab/install-deps installs it)");
     Killed(child)
-}
-
-fn wait_port(port: u16) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "nothing listens on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A connection to `to` from the loopback address `from`.

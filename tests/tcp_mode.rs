@@ -10,30 +10,11 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::peers::{nginx, wait_port, Killed};
 use support::{free_port, http_get, make_cert, Floatlb};
-
-/// Stops the child on drop, also when a test fails: SIGTERM first (nginx's
-/// master then stops its workers; SIGKILL would leave them running), SIGKILL
-/// after 5 s.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// An echo server that greets each connection with `hello from {name}\n`,
 /// then sends back what it gets until the client's FIN, then closes.
@@ -207,43 +188,6 @@ fn echo_through_a_tcp_listener() {
     match open.read_to_end(&mut rest) {
         Ok(_) => {}
         Err(e) => panic!("the drain reset the connection: {e}\n{}", lb.log()),
-    }
-}
-
-/// nginx with `servers` (server blocks) in its own prefix `dir`.
-fn nginx(dir: &Path, servers: &str) -> Killed {
-    let user = if unsafe { libc::geteuid() } == 0 {
-        "user root;\n"
-    } else {
-        ""
-    };
-    let d = dir.display();
-    let conf = format!(
-        "{user}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n\
-         fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n{servers}\n}}\n"
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    let child = Command::new("nginx")
-        .args(["-p", &d.to_string(), "-c", path.to_str().unwrap()])
-        .args(["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx (vm-lab/install-deps installs it)");
-    Killed(child)
-}
-
-fn wait_port(port: u16) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "nothing listens on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -241,8 +241,7 @@ pub async fn exchange(
         };
         backend.stats.requests.fetch_add(1, Ordering::Relaxed);
         let server = spec.server;
-        let conn = match conn {
-            Conn::H1(c) => c,
+        let sent = match conn {
             Conn::H2(lease) => {
                 let scheme = if transport.tls.is_some() {
                     "https"
@@ -269,83 +268,70 @@ pub async fn exchange(
                     req.head_request,
                     server,
                 ));
-                match send.await {
-                    Ok(answer) => {
-                        let (head, body, whole) = answer;
-                        backend.stats.count_status(head.status.as_u16());
-                        return Answer::Backend {
-                            head,
-                            body,
-                            backend: in_flight,
-                            whole,
-                        };
-                    }
-                    Err(SendError::Client(e)) => return Answer::ClientFailed(e),
-                    Err(e) => {
-                        let error = e.error(&backend.name, server);
-                        if error.retry == Retry::IfIdempotent
-                            && req.idempotent
-                            && !matches!(req.body, Body::Streamed { .. })
-                            && !replayed
-                        {
-                            replayed = true;
-                            backend.stats.retries.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(backend = %backend.name, error = %e, "replaying idempotent request");
-                            continue;
-                        }
-                        return Answer::Local(failed(shared, peer, backend, error));
-                    }
-                }
+                // Answered, failed and retried as an HTTP/1.1 exchange is (a
+                // stream a pooled session's backend refused counts as a stale
+                // connection's).
+                send.await
             }
-        };
-        let sent = match &mut req.body {
-            Body::Streamed { first, rest } => {
-                // Boxed: its state is large and rare; every connection's task would
-                // otherwise carry room for it while it idles.
-                Box::pin(conn.send_streaming(head, first, &mut **rest, req.head_request, server))
+            Conn::H1(conn) => match &mut req.body {
+                Body::Streamed { first, rest } => {
+                    // Boxed: its state is large and rare; every connection's task would
+                    // otherwise carry room for it while it idles.
+                    Box::pin(conn.send_streaming(
+                        head,
+                        first,
+                        &mut **rest,
+                        req.head_request,
+                        server,
+                    ))
                     .await
-            }
-            body => {
-                let whole = match body {
-                    Body::Whole(b) => *b,
-                    _ => &[][..],
-                };
-                let sent = match req.timer.as_mut() {
-                    Some(timer) => {
-                        // `tokio::time::timeout` on a timer that already exists,
-                        // moved only to an earlier deadline (as the connection's
-                        // waits do): one that fires early is moved on then.
-                        let mut timer = timer.as_mut();
-                        let deadline = tokio::time::Instant::now() + server;
-                        if timer.is_elapsed() || deadline < timer.deadline() {
-                            timer.as_mut().reset(deadline);
-                        }
-                        let mut send =
-                            std::pin::pin!(conn.send(head, whole, req.head_request, req.upgrade));
-                        std::future::poll_fn(|cx| {
-                            if let Poll::Ready(out) = send.as_mut().poll(cx) {
-                                return Poll::Ready(Some(out));
-                            }
-                            loop {
-                                std::task::ready!(timer.as_mut().poll(cx));
-                                if timer.deadline() >= deadline {
-                                    return Poll::Ready(None);
-                                }
+                }
+                body => {
+                    let whole = match body {
+                        Body::Whole(b) => *b,
+                        _ => &[][..],
+                    };
+                    let sent = match req.timer.as_mut() {
+                        Some(timer) => {
+                            // `tokio::time::timeout` on a timer that already exists,
+                            // moved only to an earlier deadline (as the connection's
+                            // waits do): one that fires early is moved on then.
+                            let mut timer = timer.as_mut();
+                            let deadline = tokio::time::Instant::now() + server;
+                            if timer.is_elapsed() || deadline < timer.deadline() {
                                 timer.as_mut().reset(deadline);
                             }
-                        })
-                        .await
+                            let mut send = std::pin::pin!(conn.send(
+                                head,
+                                whole,
+                                req.head_request,
+                                req.upgrade
+                            ));
+                            std::future::poll_fn(|cx| {
+                                if let Poll::Ready(out) = send.as_mut().poll(cx) {
+                                    return Poll::Ready(Some(out));
+                                }
+                                loop {
+                                    std::task::ready!(timer.as_mut().poll(cx));
+                                    if timer.deadline() >= deadline {
+                                        return Poll::Ready(None);
+                                    }
+                                    timer.as_mut().reset(deadline);
+                                }
+                            })
+                            .await
+                        }
+                        None => {
+                            let send = conn.send(head, whole, req.head_request, req.upgrade);
+                            tokio::time::timeout(server, send).await.ok()
+                        }
+                    };
+                    match sent {
+                        Some(sent) => sent.map(|(head, body)| (head, body, true)),
+                        None => Err(SendError::Timeout),
                     }
-                    None => {
-                        let send = conn.send(head, whole, req.head_request, req.upgrade);
-                        tokio::time::timeout(server, send).await.ok()
-                    }
-                };
-                match sent {
-                    Some(sent) => sent.map(|(head, body)| (head, body, true)),
-                    None => Err(SendError::Timeout),
                 }
-            }
+            },
         };
         match sent {
             Ok((head, body, whole)) => {

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod netns;
+pub mod peers;
 pub mod vrrp_lab;
 
 pub use client::{parse_response, read_answer, read_answer_to, read_head, Answer};
