@@ -6,6 +6,7 @@
 pub mod client;
 pub mod netns;
 pub mod peers;
+pub mod tls_client;
 pub mod vrrp_lab;
 
 pub use client::{parse_response, read_answer, read_answer_to, read_head, Answer};
