@@ -70,6 +70,9 @@ fn promtool_checks_the_alert_rules() {
         "FloatlbHigh5xxRatio",
         "FloatlbFileDescriptorsNearLimit",
         "FloatlbCertificateExpiresSoon",
+        // Issue 30: backend names.
+        "FloatlbBackendNameUnresolvable",
+        "FloatlbBackendNameEmpty",
     ] {
         assert!(names.iter().any(|n| n == want), "no rule {want}");
     }
