@@ -64,6 +64,9 @@ pub struct Request<'a> {
     pub key_type: KeyType,
     /// In order of preference.
     pub challenges: &'a [Challenge],
+    /// The ARI CertID of the certificate this order replaces (RFC 9773
+    /// §5); sent only when the directory offers `renewalInfo`.
+    pub replaces: Option<&'a str>,
 }
 
 /// What a successful order gives.
@@ -170,6 +173,18 @@ impl Drop for Published {
     }
 }
 
+/// The newOrder payload (RFC 8555 §7.4), with RFC 9773 §5's `replaces`.
+fn new_order_payload(ids: &[String], replaces: Option<&str>) -> String {
+    match replaces {
+        Some(r) => format!(
+            r#"{{"identifiers":[{}],"replaces":{}}}"#,
+            ids.join(","),
+            json_str(r)
+        ),
+        None => format!(r#"{{"identifiers":[{}]}}"#, ids.join(",")),
+    }
+}
+
 /// Runs one order to its certificate.
 pub fn obtain(http: &Client, key: &AccountKey, req: &Request<'_>) -> Result<Issued, Failure> {
     let dir = http.request("GET", req.directory, None)?;
@@ -208,8 +223,26 @@ pub fn obtain(http: &Client, key: &AccountKey, req: &Request<'_>) -> Result<Issu
         .iter()
         .map(|n| format!(r#"{{"type":"dns","value":{}}}"#, json_str(n)))
         .collect();
-    let payload = format!(r#"{{"identifiers":[{}]}}"#, ids.join(","));
-    let a = s.post("newOrder", &url("newOrder")?, Some(&payload))?;
+    let new_order = url("newOrder")?;
+    let replaces = req
+        .replaces
+        .filter(|_| super::ari::renewal_info_url(&dir).is_some());
+    let a = match s.post(
+        "newOrder",
+        &new_order,
+        Some(&new_order_payload(&ids, replaces)),
+    ) {
+        // RFC 9773 §5: a predecessor already replaced (by another node's
+        // order, say) is no reason to stay without a certificate.
+        Err(f) if replaces.is_some() && f.message.contains(":alreadyReplaced") => {
+            tracing::info!(
+                replaces,
+                "ACME: the certificate was already replaced; ordering without `replaces`"
+            );
+            s.post("newOrder", &new_order, Some(&new_order_payload(&ids, None)))?
+        }
+        other => other?,
+    };
     let order_url = a
         .header("location")
         .ok_or_else(|| Failure::new("newOrder gave no Location"))?
@@ -310,4 +343,24 @@ pub fn obtain(http: &Client, key: &AccountKey, req: &Request<'_>) -> Result<Issu
         chain_pem,
         key: cert_key,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_order_names_the_certificate_it_replaces() {
+        // RFC 9773 §5's example: the predecessor's CertID in `replaces`.
+        let ids = vec![r#"{"type":"dns","value":"acme.example.com"}"#.to_string()];
+        let with: Value = serde_json::from_str(&new_order_payload(
+            &ids,
+            Some("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"),
+        ))
+        .unwrap();
+        assert_eq!(with["replaces"], "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+        assert_eq!(with["identifiers"][0]["value"], "acme.example.com");
+        let without: Value = serde_json::from_str(&new_order_payload(&ids, None)).unwrap();
+        assert!(without.get("replaces").is_none());
+    }
 }

@@ -1,6 +1,7 @@
 //! Certificates floatlb obtains and renews itself (`[[tls.acme]]`, RFC
 //! 8555), on both nodes of a pair: one thread per worker decides when each
-//! certificate is due (none yet, or two thirds of its lifetime gone), and
+//! certificate is due (none yet, a time the server's renewal information
+//! suggests, RFC 9773, or else two thirds of its lifetime gone), and
 //! orders it only while this node holds a VRRP virtual address (or has no
 //! `[[vrrp]]`): a backup never orders while a master is alive. A new
 //! certificate is served at once (`crate::tls::managed`), written to the
@@ -21,7 +22,7 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::acme::{http, jws, order, x509};
+use crate::acme::{ari, http, jws, order, x509};
 use crate::config::{Acme, Config};
 use crate::proxy::state::Shared;
 use crate::tls::managed::{self, Managed};
@@ -43,6 +44,19 @@ pub struct Status {
     pub not_after: i64,
     /// When it is due for renewal, Unix seconds.
     pub renew_at: i64,
+    /// Where `renew_at` came from: `ari` (a time in the server's suggested
+    /// window, RFC 9773) or `lifetime` (two thirds of it).
+    pub renew_from: &'static str,
+    /// Two thirds of the served certificate's lifetime, Unix seconds.
+    pub lifetime_at: i64,
+    /// The ARI CertID of the certificate served (RFC 9773 §4.1), if it has one.
+    pub cert_id: Option<String>,
+    /// The next RenewalInfo fetch, Unix seconds (0: at once).
+    pub ari_next: i64,
+    /// RenewalInfo fetches that failed in a row.
+    pub ari_failures: u32,
+    /// The last fetch's error, or the server's explanationURL.
+    pub ari_note: Option<String>,
     /// Where it came from: `ordered`, `peer`, `state` (the state directory).
     pub source: String,
     /// The last failure, if the last attempt failed.
@@ -117,8 +131,8 @@ pub fn report() -> String {
         };
         let renews = match (s.not_after, s.renew_at) {
             (0, _) => "to be ordered".to_string(),
-            (_, t) if t <= now => "renewal due".to_string(),
-            (_, t) => format!("renews {}", span(t - now)),
+            (_, t) if t <= now => format!("renewal due ({})", s.renew_from),
+            (_, t) => format!("renews {} ({})", span(t - now), s.renew_from),
         };
         out.push_str(&format!(
             "acme {}: {expires}, {renews}, from {}, {} order(s) by this node",
@@ -132,6 +146,9 @@ pub fn report() -> String {
                 s.failures,
                 span(s.next_try - now)
             ));
+        }
+        if let Some(n) = &s.ari_note {
+            out.push_str(&format!(", renewal info: {n}"));
         }
         out.push('\n');
     }
@@ -161,7 +178,8 @@ pub fn renew_now() {
     }
 }
 
-/// Renewal time: two thirds of the way from notBefore to notAfter.
+/// Renewal time without renewal information (RFC 9773): two thirds of the
+/// way from notBefore to notAfter.
 pub fn renew_at(not_before: i64, not_after: i64) -> i64 {
     not_before + (not_after - not_before) * 2 / 3
 }
@@ -178,6 +196,64 @@ pub fn backoff(failures: u32, random: u32, retry_after: Option<u64>, rate_limite
         wait = wait.max(r.min(7 * 86400) as i64);
     }
     wait
+}
+
+fn random_u64() -> u64 {
+    (u64::from(random_u32()) << 32) | u64::from(random_u32())
+}
+
+/// The first retry of a RenewalInfo fetch after a temporary error; it
+/// doubles for [`ARI_TRIES`] tries, then the error counts as long-term
+/// (RFC 9773 §4.3.3).
+const ARI_FIRST_RETRY: i64 = 60;
+const ARI_TRIES: u32 = 4;
+
+/// What one RenewalInfo fetch changes in a certificate's status (sans-IO:
+/// `now`, `random` for the pick in the window). A window replaces the
+/// renewal time unless the time already picked lies in it (so repeated
+/// fetches of an unchanged window do not move it); no ARI, or no window
+/// ever fetched, leaves two thirds of the lifetime (`lifetime_at`); a
+/// failure keeps the last window fetched.
+pub fn apply_ari(
+    st: &mut Status,
+    found: Result<ari::Found, ari::FetchError>,
+    lifetime_at: i64,
+    now: i64,
+    random: u64,
+) {
+    match found {
+        Ok(ari::Found::Window(w, recheck)) => {
+            let kept = st.renew_from == "ari" && (w.start..w.end).contains(&st.renew_at);
+            if !kept {
+                st.renew_at = ari::pick(&w, random);
+            }
+            st.renew_from = "ari";
+            st.ari_next = now + recheck;
+            st.ari_failures = 0;
+            st.ari_note = w.explanation.map(|u| format!("see {u}"));
+        }
+        Ok(ari::Found::Unsupported) => {
+            st.renew_at = lifetime_at;
+            st.renew_from = "lifetime";
+            st.ari_next = now + ari::LONG_TERM_RECHECK;
+            st.ari_failures = 0;
+            st.ari_note = None;
+        }
+        Err(e) => {
+            st.ari_failures += 1;
+            let wait = if e.temporary && st.ari_failures <= ARI_TRIES {
+                ARI_FIRST_RETRY << (st.ari_failures - 1)
+            } else {
+                ari::LONG_TERM_RECHECK
+            };
+            st.ari_next = now + wait;
+            st.ari_note = Some(format!("{} (next fetch {})", e.message, span(wait)));
+            if st.renew_from != "ari" {
+                st.renew_at = lifetime_at;
+                st.renew_from = "lifetime";
+            }
+        }
+    }
 }
 
 fn random_u32() -> u32 {
@@ -340,6 +416,13 @@ fn take(
     }
     st.not_after = m.not_after;
     st.renew_at = renew_at(not_before, m.not_after);
+    st.lifetime_at = st.renew_at;
+    st.renew_from = "lifetime";
+    // RFC 9773 §4.3: renewal information is fetched right after issuance.
+    st.cert_id = m.key.cert.first().and_then(|c| ari::cert_id(c).ok());
+    st.ari_next = 0;
+    st.ari_failures = 0;
+    st.ari_note = None;
     st.source = source.into();
     if tls.ocsp {
         match crate::tls::ocsp::slot_for(&m.key) {
@@ -426,6 +509,8 @@ fn run(shared: Arc<Shared>) {
             if due && !waiting && master {
                 attempt(&shared, tls, entry);
                 last_sent.insert(key.clone(), now);
+            } else if master && !due && ari_due(&key, now) {
+                check_renewal_info(entry, &key, now);
             } else if master && now - last_sent.get(&key).copied().unwrap_or(0) >= RESEND {
                 // A master tells the peers what it serves, now and then.
                 last_sent.insert(key.clone(), now);
@@ -439,6 +524,54 @@ fn run(shared: Arc<Shared>) {
             }
         }
         std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Whether the served certificate's RenewalInfo is to be fetched now: it has
+/// a CertID, has not expired (RFC 9773 §4.3: never after), and its next
+/// fetch is due.
+fn ari_due(key: &str, now: i64) -> bool {
+    statuses()
+        .lock()
+        .ok()
+        .and_then(|m| {
+            m.get(key)
+                .map(|s| s.cert_id.is_some() && now < s.not_after && now >= s.ari_next)
+        })
+        .unwrap_or(false)
+}
+
+/// Fetches the served certificate's RenewalInfo and sets its renewal time.
+fn check_renewal_info(entry: &Acme, key: &str, now: i64) {
+    let Some((cert_id, lifetime_at)) = statuses().lock().ok().and_then(|m| {
+        let s = m.get(key)?;
+        Some((s.cert_id.clone()?, s.lifetime_at))
+    }) else {
+        return;
+    };
+    let found = http::Client::new(entry.ca_file.as_deref())
+        .map_err(|message| ari::FetchError {
+            message,
+            temporary: false,
+        })
+        .and_then(|http| ari::fetch(&http, &entry.directory, &cert_id, now));
+    let Ok(mut m) = statuses().lock() else {
+        return;
+    };
+    let Some(st) = m.get_mut(key) else {
+        return;
+    };
+    // The certificate was replaced while we asked (§4.3: not after that).
+    if st.cert_id.as_deref() != Some(cert_id.as_str()) {
+        return;
+    }
+    if let Err(e) = &found {
+        tracing::warn!(names = ?entry.names, error = %e.message, "ACME: renewal information unavailable");
+    }
+    let was = (st.renew_at, st.renew_from);
+    apply_ari(st, found, lifetime_at, now, random_u64());
+    if (st.renew_at, st.renew_from) != was {
+        tracing::info!(names = ?entry.names, renew_at = st.renew_at, from = st.renew_from, cert_id = %cert_id, "ACME: renewal time set");
     }
 }
 
@@ -479,6 +612,11 @@ fn account_key(dir: &Path, directory: &str) -> Result<jws::AccountKey, String> {
 fn attempt(shared: &Shared, tls: &crate::config::Tls, entry: &Acme) {
     let dir = tls.acme_state.as_path();
     let key = entry.names.join(",");
+    // RFC 9773 §5: the order names the certificate it replaces.
+    let replaces = statuses()
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&key).and_then(|s| s.cert_id.clone()));
     let result = (|| -> Result<(String, String), order::Failure> {
         let http = http::Client::new(entry.ca_file.as_deref())?;
         let account = account_key(dir, &entry.directory)?;
@@ -488,6 +626,7 @@ fn attempt(shared: &Shared, tls: &crate::config::Tls, entry: &Acme) {
             names: &entry.names,
             key_type: entry.key().unwrap_or(x509::KeyType::P256),
             challenges: &entry.challenge_types(),
+            replaces: replaces.as_deref(),
         };
         if let Ok(mut m) = statuses().lock() {
             let st = m.entry(key.clone()).or_insert_with(|| Status {
@@ -558,6 +697,112 @@ mod tests {
         // RFC 8555 §6.6: Retry-After is honoured; a rate limit waits longer.
         assert_eq!(backoff(1, 0, Some(120), false), 120);
         assert_eq!(backoff(1, 0, None, true), RATE_LIMIT_WAIT);
+    }
+
+    fn window(start: i64, end: i64) -> ari::Window {
+        ari::Window {
+            start,
+            end,
+            explanation: None,
+        }
+    }
+
+    #[test]
+    fn renewal_time_follows_the_suggested_window() {
+        // RFC 9773 §4.2: a time in the window; §4.3.2: the next fetch after Retry-After.
+        let mut st = Status {
+            renew_at: 600,
+            renew_from: "lifetime",
+            ..Status::default()
+        };
+        apply_ari(
+            &mut st,
+            Ok(ari::Found::Window(window(400, 500), 3600)),
+            600,
+            100,
+            7,
+        );
+        assert_eq!(
+            (st.renew_at, st.renew_from, st.ari_next),
+            (407, "ari", 3700)
+        );
+        // The same window again keeps the time picked.
+        apply_ari(
+            &mut st,
+            Ok(ari::Found::Window(window(400, 500), 3600)),
+            600,
+            200,
+            99,
+        );
+        assert_eq!(st.renew_at, 407);
+        // A window moved earlier (a revocation coming) moves it.
+        apply_ari(
+            &mut st,
+            Ok(ari::Found::Window(window(250, 260), 60)),
+            600,
+            200,
+            3,
+        );
+        assert_eq!(st.renew_at, 253);
+        // §4.2 step 3: a window already in the past means renew now.
+        apply_ari(
+            &mut st,
+            Ok(ari::Found::Window(window(10, 20), 60)),
+            600,
+            300,
+            0,
+        );
+        assert!(st.renew_at <= 300);
+    }
+
+    #[test]
+    fn without_renewal_information_two_thirds_of_the_lifetime() {
+        let mut st = Status::default();
+        // The server has no renewalInfo (pebble 2.4): the lifetime rule,
+        // and the directory is asked again after six hours.
+        apply_ari(&mut st, Ok(ari::Found::Unsupported), 600, 100, 7);
+        assert_eq!((st.renew_at, st.renew_from), (600, "lifetime"));
+        assert_eq!(st.ari_next, 100 + ari::LONG_TERM_RECHECK);
+        // §4.3.3: temporary errors back off, then count as long-term.
+        let temporary = || {
+            Err(ari::FetchError {
+                message: "HTTP 503".into(),
+                temporary: true,
+            })
+        };
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            apply_ari(&mut st, temporary(), 600, 0, 0);
+            waits.push(st.ari_next);
+        }
+        assert_eq!(
+            waits,
+            [
+                60,
+                120,
+                240,
+                480,
+                ari::LONG_TERM_RECHECK,
+                ari::LONG_TERM_RECHECK
+            ]
+        );
+        assert_eq!((st.renew_at, st.renew_from), (600, "lifetime"));
+        // A failure after a window keeps the window's time.
+        apply_ari(
+            &mut st,
+            Ok(ari::Found::Window(window(400, 500), 60)),
+            600,
+            0,
+            0,
+        );
+        let long_term = Err(ari::FetchError {
+            message: "HTTP 404".into(),
+            temporary: false,
+        });
+        apply_ari(&mut st, long_term, 600, 0, 0);
+        assert_eq!((st.renew_at, st.renew_from), (400, "ari"));
+        assert_eq!(st.ari_next, ari::LONG_TERM_RECHECK);
+        assert!(st.ari_note.as_deref().unwrap().starts_with("HTTP 404"));
     }
 
     #[test]
