@@ -30,7 +30,8 @@ use crate::backend::h2_body::{h2_io, Incoming, Slot};
 use crate::backend::stream::Stream;
 use crate::backend::upstream::{BodySource, Head, SendError, UpstreamBody};
 use crate::http1::body::{decode, Chunk, Framing, Step};
-use crate::http1::response::{parse_response, Parsed};
+use crate::http1::fields::{is_hop_by_hop, is_name};
+use crate::http1::response::content_length;
 
 /// Most header fields read from a prepared request head.
 const MAX_FIELDS: usize = 256;
@@ -182,14 +183,25 @@ fn poll_flush_data(
 /// The request's head as HTTP/2 wants it: `:authority` from Host (else
 /// `authority`), connection-specific fields dropped (RFC 9113 §8.2.2).
 /// Also whether its body is chunked.
+///
+/// The prepared head is copied once into a shared buffer and every value,
+/// the authority and the path are views of it; field names go through
+/// `HeaderName`'s table of standard names, so a request's conversion
+/// allocates only that buffer, the map and any non-standard names.
 fn request_of(
     head: &[u8],
     scheme: &str,
-    authority: &str,
+    authority: &(dyn std::fmt::Display + Sync),
 ) -> Result<(http::Request<()>, bool), String> {
-    let mut fields = vec![httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut r = httparse::Request::new(&mut fields);
-    match r.parse(head) {
+    // Not initialised first: the parser writes the fields it finds.
+    let mut storage = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_FIELDS];
+    let mut r = httparse::Request::new(&mut []);
+    let shared = Bytes::copy_from_slice(head);
+    match httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut r,
+        &shared,
+        &mut storage,
+    ) {
         Ok(httparse::Status::Complete(_)) => {}
         _ => return Err("request head not parseable".into()),
     }
@@ -198,80 +210,120 @@ fn request_of(
     let path = r.path.unwrap_or("/");
     let mut host = None;
     let mut chunked = false;
-    let mut headers = HeaderMap::with_capacity(r.headers.len());
+    // One more for TE.
+    let mut headers = HeaderMap::with_capacity(r.headers.len() + 1);
     for f in r.headers.iter() {
-        let name = f.name.to_ascii_lowercase();
-        match name.as_str() {
-            "host" => {
-                host = std::str::from_utf8(f.value).ok();
+        let name = f.name.as_bytes();
+        match name.len() {
+            4 if is_name(name, b"host") => {
+                host = Some(f.value);
                 continue;
             }
-            "transfer-encoding" => {
-                chunked |= f.value.eq_ignore_ascii_case(b"chunked")
-                    || f.value.to_ascii_lowercase().ends_with(b"chunked");
+            17 if is_name(name, b"transfer-encoding") => {
+                // Only the last coding decides (RFC 9112 §6.1).
+                chunked |= f
+                    .value
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
                 continue;
             }
-            "connection" | "keep-alive" | "proxy-connection" | "upgrade" | "te" => continue,
+            // Connection-specific (RFC 9113 §8.2.2); TE is set below.
+            2 | 7 | 10 | 16 if is_connection_specific(name) => continue,
             _ => {}
         }
         let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(f.value),
+            HeaderName::from_bytes(name),
+            HeaderValue::from_maybe_shared(shared.slice_ref(f.value)),
         ) else {
             continue;
         };
         headers.append(n, v);
     }
     let uri = if path.starts_with('/') {
-        format!("{scheme}://{}{path}", host.unwrap_or(authority))
+        let authority = match host {
+            Some(h) if !h.is_empty() => {
+                http::uri::Authority::from_maybe_shared(shared.slice_ref(h))
+            }
+            _ => http::uri::Authority::try_from(authority.to_string()),
+        }
+        .map_err(|e| format!("authority: {e}"))?;
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(if scheme == "https" {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        });
+        parts.authority = Some(authority);
+        parts.path_and_query = Some(
+            http::uri::PathAndQuery::from_maybe_shared(shared.slice_ref(path.as_bytes()))
+                .map_err(|e| format!("path: {e}"))?,
+        );
+        http::Uri::from_parts(parts).map_err(|e| e.to_string())?
     } else {
-        path.to_string()
+        http::Uri::try_from(path).map_err(|e| e.to_string())?
     };
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(uri)
-        .version(http::Version::HTTP_2)
-        .body(())
-        .map_err(|e| e.to_string())?;
     // floatlb passes trailers on (gRPC servers refuse calls without this).
     headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    let mut req = http::Request::new(());
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = http::Version::HTTP_2;
     *req.headers_mut() = headers;
     Ok((req, chunked))
 }
 
-/// The answer's head in the form an HTTP/1 backend's takes.
+/// Connection, Keep-Alive, Proxy-Connection, Upgrade and TE: the fields
+/// HTTP/2 has no room for (RFC 9113 §8.2.2). Trailer is not among them.
+fn is_connection_specific(name: &[u8]) -> bool {
+    is_hop_by_hop(name) && !is_name(name, b"trailer")
+}
+
+/// The answer's head in the form an HTTP/1 backend's takes, written straight
+/// from the h2 crate's fields (which has refused connection-specific ones,
+/// RFC 9113 §8.2.2; any left are dropped here too), and how its body ends:
+/// its Content-Length, none for HEAD, 204 and 304, else the stream's end.
 fn head_of(resp: &http::response::Parts, head_request: bool) -> Result<(Head, Framing), String> {
-    let mut raw = Vec::with_capacity(64 + resp.headers.len() * 32);
-    raw.extend_from_slice(b"HTTP/1.1 ");
-    raw.extend_from_slice(resp.status.as_str().as_bytes());
-    raw.extend_from_slice(b" \r\n");
-    for (name, value) in &resp.headers {
-        raw.extend_from_slice(name.as_str().as_bytes());
-        raw.extend_from_slice(b": ");
-        raw.extend_from_slice(value.as_bytes());
-        raw.extend_from_slice(b"\r\n");
+    let status = resp.status;
+    if status.is_informational() {
+        return Err("backend sent an informational answer as its final one".into());
     }
-    raw.extend_from_slice(b"\r\n");
-    match parse_response(&raw, head_request, false)? {
-        Some(Parsed::Head(mut head, n, framing, _)) => {
-            let mut raw = Bytes::from(raw);
-            head.attach(raw.split_to(n));
-            Ok((head, framing))
+    let mut length = None;
+    for v in resp.headers.get_all(http::header::CONTENT_LENGTH) {
+        let n = content_length(v.as_bytes()).ok_or("invalid Content-Length")?;
+        if length.is_some_and(|l| l != n) {
+            return Err("conflicting Content-Length".into());
         }
-        _ => Err("backend sent an informational answer as its final one".into()),
+        length = Some(n);
     }
+    let fields = resp
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+        .filter(|(n, _)| !is_hop_by_hop(n));
+    let head = Head::from_fields(status, fields);
+    let no_body = head_request
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED;
+    let framing = match length {
+        _ if no_body => Framing::Length(0),
+        Some(n) => Framing::Length(n),
+        None => Framing::Close,
+    };
+    Ok((head, framing))
 }
 
 /// Sends one request on a leased stream and waits for the answer's head,
 /// sending the body meanwhile. No progress either way for `idle` ends it
 /// ([`SendError::ClientTimeout`] while the client's bytes were awaited).
 /// The flag says whether the request goes out whole (it may still be
-/// flowing, handed over to a task of its own).
+/// flowing, handed over to a task of its own). `authority` is written out
+/// only for a head without a Host field.
 pub async fn send(
     mut lease: Lease,
     head: &[u8],
     scheme: &str,
-    authority: &str,
+    authority: &(dyn std::fmt::Display + Sync),
     payload: Payload<'_>,
     head_request: bool,
     idle: Duration,
@@ -448,7 +500,7 @@ mod tests {
     #[test]
     fn a_prepared_head_becomes_an_http2_request() {
         let head = b"POST /svc/Echo HTTP/1.1\r\nHost: api.example\r\nConnection: keep-alive\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\nContent-Type: application/grpc\r\n\r\n";
-        let (req, chunked) = request_of(head, "http", "198.18.0.12:50051").unwrap();
+        let (req, chunked) = request_of(head, "http", &"198.18.0.12:50051").unwrap();
         assert!(chunked);
         assert_eq!(req.uri().to_string(), "http://api.example/svc/Echo");
         assert_eq!(req.method(), http::Method::POST);
@@ -462,12 +514,81 @@ mod tests {
         let (req, chunked) = request_of(
             b"GET /x HTTP/1.1\r\nTE: gzip\r\n\r\n",
             "https",
-            "198.18.0.12:443",
+            &"198.18.0.12:443",
         )
         .unwrap();
         assert!(!chunked);
         assert_eq!(req.uri().to_string(), "https://198.18.0.12:443/x");
         assert_eq!(req.headers().get("te").unwrap(), "trailers");
+    }
+
+    /// RFC 9113 §8.2.2 and §8.3.1 on a head with many fields in mixed case:
+    /// every other field arrives once, in order, lower-cased (§8.2.1), its
+    /// value as sent, including obs-text bytes (RFC 9110 §5.5); two Cookie
+    /// lines stay two fields with every crumb (§8.2.3 allows, but does not
+    /// require, splitting them further); Trailer is not connection-specific
+    /// and is kept; TE other than "trailers" is not sent (§8.2.2).
+    #[test]
+    fn a_head_with_many_fields_keeps_each_but_the_connection_specific() {
+        let mut head =
+            b"GET /a/b?c=d&e HTTP/1.1\r\nUser-Agent: t/1\r\nHOST: Api.Example:8443\r\n".to_vec();
+        for i in 0..60 {
+            head.extend_from_slice(format!("X-Field-{i}: value {i}\r\n").as_bytes());
+        }
+        head.extend_from_slice(
+            b"Cookie: a=1; b=2\r\nKeep-Alive: 5\r\nProxy-Connection: x\r\nUpgrade: h2c\r\n",
+        );
+        head.extend_from_slice(b"Cookie: c=3\r\nTE: gzip, trailers\r\nTrailer: grpc-status\r\n");
+        head.extend_from_slice(b"X-Name: caf\xe9 \x80\xff\r\nX-Forwarded-For: 198.18.0.1\r\n\r\n");
+        let (req, chunked) = request_of(&head, "https", &"198.18.0.12:443").unwrap();
+        assert!(!chunked);
+        assert_eq!(req.method(), http::Method::GET);
+        assert_eq!(req.version(), http::Version::HTTP_2);
+        assert_eq!(req.uri().scheme_str(), Some("https"));
+        assert_eq!(req.uri().authority().unwrap().as_str(), "Api.Example:8443");
+        assert_eq!(req.uri().path_and_query().unwrap().as_str(), "/a/b?c=d&e");
+        let h = req.headers();
+        let names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        for gone in [
+            "host",
+            "keep-alive",
+            "proxy-connection",
+            "upgrade",
+            "connection",
+        ] {
+            assert!(!names.contains(&gone), "{gone} sent");
+        }
+        for i in 0..60 {
+            let v = h.get(format!("x-field-{i}")).unwrap();
+            assert_eq!(v.as_bytes(), format!("value {i}").as_bytes());
+        }
+        let cookies: Vec<&[u8]> = h.get_all("cookie").iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(cookies, [&b"a=1; b=2"[..], b"c=3"]);
+        assert_eq!(h.get_all("te").iter().count(), 1);
+        assert_eq!(h.get("te").unwrap(), "trailers");
+        assert_eq!(h.get("trailer").unwrap(), "grpc-status");
+        assert_eq!(h.get("x-name").unwrap().as_bytes(), b"caf\xe9 \x80\xff");
+        assert_eq!(h.get("user-agent").unwrap(), "t/1");
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "198.18.0.1");
+        // 60 numbered fields, user-agent, two cookies, te, trailer, x-name, x-forwarded-for.
+        assert_eq!(h.len(), 60 + 7);
+        // An empty Host stands for none (RFC 9110 §7.2): the authority given is used.
+        let (req, _) = request_of(
+            b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+            "http",
+            &"198.18.0.12:80",
+        )
+        .unwrap();
+        assert_eq!(req.uri().to_string(), "http://198.18.0.12:80/");
+        // A chunked body's framing is read from the last coding (RFC 9112 §6.1).
+        let (_, chunked) = request_of(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n",
+            "http",
+            &"a",
+        )
+        .unwrap();
+        assert!(chunked);
+        assert!(request_of(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "http", &"a").is_err());
     }
 
     /// A chunked body (RFC 9112 §7.1) is sent as its data alone.
@@ -504,5 +625,56 @@ mod tests {
             .any(|(n, v)| n == b"content-type" && v == b"application/grpc"));
         let (_, framing) = head_of(&parts, true).unwrap();
         assert_eq!(framing, Framing::Length(0));
+    }
+
+    /// The head written from an HTTP/2 answer's fields: each field once, in
+    /// the map's order, values as sent (obs-text too), Date noticed, the
+    /// status line with no reason; written to an HTTP/1.1 client unchanged.
+    /// No Content-Length: the stream's end ends the body (RFC 9113 §8.1.1);
+    /// 204 and 304 have none (RFC 9110 §6.4.1).
+    #[test]
+    fn an_answer_head_is_written_from_the_fields() {
+        let resp = http::Response::builder()
+            .status(404)
+            .header("date", "Mon, 07 Dec 2026 06:00:00 GMT")
+            .header("set-cookie", "a=1")
+            .header("set-cookie", "b=2")
+            .header("x-name", HeaderValue::from_bytes(b"caf\xe9").unwrap())
+            .body(())
+            .unwrap();
+        let (parts, ()) = resp.into_parts();
+        let (head, framing) = head_of(&parts, false).unwrap();
+        assert_eq!(framing, Framing::Close);
+        assert!(head.has_date);
+        let fields: Vec<(&[u8], &[u8])> = head.fields().collect();
+        assert_eq!(
+            fields,
+            [
+                (&b"date"[..], &b"Mon, 07 Dec 2026 06:00:00 GMT"[..]),
+                (b"set-cookie", b"a=1"),
+                (b"set-cookie", b"b=2"),
+                (b"x-name", b"caf\xe9"),
+            ]
+        );
+        let mut out = Vec::new();
+        head.write_start(&mut out, false);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 404 \r\ndate: Mon, 07 Dec 2026 06:00:00 GMT\r\nset-cookie: a=1\r\nset-cookie: b=2\r\nx-name: caf\xe9\r\n"
+        );
+        for status in [204, 304] {
+            let resp = http::Response::builder().status(status).body(()).unwrap();
+            let (parts, ()) = resp.into_parts();
+            assert_eq!(head_of(&parts, false).unwrap().1, Framing::Length(0));
+        }
+        let resp = http::Response::builder()
+            .status(200)
+            .header("content-length", "5")
+            .header("content-length", "6")
+            .body(())
+            .unwrap();
+        assert!(head_of(&resp.into_parts().0, false).is_err());
+        let resp = http::Response::builder().status(103).body(()).unwrap();
+        assert!(head_of(&resp.into_parts().0, false).is_err());
     }
 }

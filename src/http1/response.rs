@@ -92,6 +92,42 @@ impl Head {
         runs.flush(out, raw);
     }
 
+    /// A head from fields already parsed (an HTTP/2 answer's), written out
+    /// as an HTTP/1.1 head with no reason phrase, every field kept as given:
+    /// the caller has left out what must not pass (RFC 9113 §8.2.2). Its
+    /// lines are in the form [`Self::write_start`] copies in one run.
+    pub fn from_fields<'a>(
+        status: StatusCode,
+        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Head {
+        let count = fields.size_hint().0;
+        // Room for a typical field each, so that it is seldom grown.
+        let mut raw = Vec::with_capacity(16 + 48 * count);
+        raw.extend_from_slice(b"HTTP/1.1 ");
+        raw.extend_from_slice(status.as_str().as_bytes());
+        raw.extend_from_slice(b" \r\n");
+        let mut spans = Vec::with_capacity(count);
+        let mut has_date = false;
+        for (name, value) in fields {
+            has_date |= is_name(name, b"date");
+            let ns = raw.len() as u32;
+            raw.extend_from_slice(name);
+            raw.extend_from_slice(b": ");
+            raw.extend_from_slice(value);
+            raw.extend_from_slice(b"\r\n");
+            let ne = ns + name.len() as u32;
+            spans.push([ns, ne, ne + 2, ne + 2 + value.len() as u32]);
+        }
+        Head {
+            raw: Bytes::from(raw),
+            status,
+            version: Version::HTTP_11,
+            has_date,
+            reason: (0, 0),
+            fields: spans,
+        }
+    }
+
     /// Attaches the head's bytes (what [`parse_response`] read, `len` bytes).
     pub fn attach(&mut self, raw: Bytes) {
         self.raw = raw;
@@ -277,7 +313,7 @@ pub fn parse_response(
 
 /// A Content-Length value: digits only (RFC 9112 §6.3), white space around
 /// them allowed, at most `u64::MAX`.
-fn content_length(value: &[u8]) -> Option<u64> {
+pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
     let v = value.trim_ascii();
     if v.is_empty() {
         return None;

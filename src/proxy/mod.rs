@@ -248,7 +248,8 @@ pub async fn exchange(
                 } else {
                     "http"
                 };
-                let authority = backend.address.to_string();
+                // Written out only if the head had no Host (it has one here).
+                let authority = backend.address;
                 let payload = match &mut req.body {
                     Body::Streamed { first, rest } => h2::Payload::Streamed {
                         first,
