@@ -197,6 +197,19 @@ impl Lifetime {
         }
     }
 
+    /// Valid for ever but preferred for none: `valid_lft forever preferred_lft 0`, which
+    /// the kernel shows as `deprecated`. An IPv6 address in that state still receives (its
+    /// sockets, its listeners) but is never picked as the source of a new connection
+    /// (RFC 6724 §5 rule 3, avoid deprecated addresses, before rule 8's longest prefix):
+    /// what a VIP lingering on the old master after a handover needs. Not a finite valid
+    /// lifetime: the kernel then gives the prefix route of the address an expiry, and a
+    /// prefix route the node's own address shares went unreachable with it (checked on
+    /// Linux 6.18).
+    pub const DEPRECATED: Lifetime = Lifetime {
+        valid: INFINITY_LIFE_TIME,
+        preferred: 0,
+    };
+
     fn cache_info(self) -> CacheInfo {
         let mut c = CacheInfo::default();
         c.ifa_preferred = self.preferred;
@@ -623,6 +636,61 @@ mod tests {
             nl.remove(lo, addr, prefix).unwrap();
             assert!(lifetime_shown(shown).is_none(), "{}", ip_addr_show());
         }
+        deprecated_ipv6_vip_is_never_a_source(&nl, lo);
+    }
+
+    /// The source `ip -6 route get dst` picks in this namespace.
+    fn source_for(dst: &str) -> String {
+        let out = std::process::Command::new("ip")
+            .args(["-6", "route", "get", dst])
+            .output()
+            .expect("running ip");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut w = text.split_whitespace();
+        w.find(|w| *w == "src");
+        w.next().unwrap_or_default().to_string()
+    }
+
+    /// RFC 6724 §5 rule 3 (avoid deprecated addresses) comes before rule 8 (longest matching
+    /// prefix): a VIP that would be the source for a destination near it (2001:2::100 for
+    /// 2001:2::150, beside the node's own 2001:2::1) is not once it lingers deprecated
+    /// (`preferred_lft 0`), still receives, and is preferred again at FOREVER.
+    fn deprecated_ipv6_vip_is_never_a_source(nl: &Netlink, lo: u32) {
+        let own: IpAddr = "2001:2::1".parse().unwrap();
+        let vip: IpAddr = "2001:2::100".parse().unwrap();
+        let up = std::process::Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status();
+        assert!(up.is_ok_and(|s| s.success()), "ip link set lo up");
+        nl.add(lo, own, 64).unwrap();
+        nl.add(lo, vip, 64).unwrap();
+        assert_eq!(
+            source_for("2001:2::150"),
+            "2001:2::100",
+            "{}",
+            ip_addr_show()
+        );
+        nl.replace(lo, vip, 64, Lifetime::DEPRECATED).unwrap();
+        assert_eq!(
+            lifetime_shown("2001:2::100/64").as_deref(),
+            Some("valid_lft forever preferred_lft 0sec")
+        );
+        assert!(ip_addr_show().contains("deprecated"), "{}", ip_addr_show());
+        assert_eq!(source_for("2001:2::150"), "2001:2::1", "{}", ip_addr_show());
+        // Still this node's: a connection to it is accepted here.
+        let l = std::net::TcpListener::bind("[2001:2::100]:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        assert_eq!(c.peer_addr().unwrap().ip(), vip);
+        nl.replace(lo, vip, 64, Lifetime::FOREVER).unwrap();
+        assert_eq!(
+            source_for("2001:2::150"),
+            "2001:2::100",
+            "{}",
+            ip_addr_show()
+        );
+        assert!(!ip_addr_show().contains("deprecated"), "{}", ip_addr_show());
+        nl.remove(lo, vip, 64).unwrap();
+        nl.remove(lo, own, 64).unwrap();
     }
 
     /// What goes to the kernel for an IPv6 VIP: family AF_INET6, the prefix,

@@ -1020,6 +1020,21 @@ impl Runner {
         self.vmac_link_local(false);
     }
 
+    /// While the VIPs linger after a step-down, the IPv6 ones stay to receive the clients'
+    /// late packets but are never picked as the source of a new connection (a backend
+    /// connection from the VIP would have its answers go to the new master):
+    /// `preferred_lft 0` (`address::Lifetime::DEPRECATED`).
+    fn deprecate_ipv6_vips(&self) {
+        let life = address::Lifetime::DEPRECATED;
+        for (vip, prefix) in self.cfg.virtual_addresses.clone() {
+            if vip.is_ipv6() {
+                if let Err(e) = self.netlink.replace(self.vip_ifindex, vip, prefix, life) {
+                    tracing::warn!(instance = %self.cfg.name, %vip, error = %e, "could not deprecate the lingering VIP");
+                }
+            }
+        }
+    }
+
     /// An IPv6 VMAC carries the advert source only while master (see `vmac`).
     fn vmac_link_local(&self, on: bool) {
         if let (Some(v), IpAddr::V6(_)) = (&self.vmac, self.primary) {
@@ -1053,14 +1068,27 @@ impl Runner {
                     self.vips_remove_at = None;
                     self.vmac_link_local(true);
                     for (vip, prefix) in self.cfg.virtual_addresses.clone() {
-                        if let Err(e) = self.netlink.add(self.vip_ifindex, vip, prefix) {
+                        // An IPv6 VIP still lingering here (deprecated) is made preferred again.
+                        let added = match vip {
+                            IpAddr::V6(_) => self.netlink.replace(
+                                self.vip_ifindex,
+                                vip,
+                                prefix,
+                                address::Lifetime::FOREVER,
+                            ),
+                            IpAddr::V4(_) => self.netlink.add(self.vip_ifindex, vip, prefix),
+                        };
+                        if let Err(e) = added {
                             tracing::error!(instance = %self.cfg.name, %vip, error = %e, "could not add VIP");
                         }
                     }
                 }
                 Action::RemoveVips => {
                     match self.linger {
-                        Some(l) if !l.is_zero() => self.vips_remove_at = Some(now + l),
+                        Some(l) if !l.is_zero() => {
+                            self.vips_remove_at = Some(now + l);
+                            self.deprecate_ipv6_vips();
+                        }
                         _ => self.remove_vips(),
                     }
                     self.garp_left = 0;
