@@ -1,5 +1,7 @@
-//! A TCP listener's relay through the kernel: bytes move socket → pipe →
-//! socket with `splice(2)`, never copied into user space. One pipe per
+//! A TCP listener's relay through the kernel: bulk bytes move socket → pipe
+//! → socket with `splice(2)`, never copied into user space; a read of at most
+//! [`SMALL`] bytes (a request, a short answer) is copied through the stack
+//! instead, which costs two syscalls where splicing costs three. One pipe per
 //! direction, taken from a process-wide budget ([`PIPES_MAX`]) so the
 //! descriptors stay inside the process's limit; a connection that finds the
 //! budget spent is relayed by copying ([`super::tunnel`]) instead. The rules
@@ -9,6 +11,7 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
@@ -27,6 +30,10 @@ use crate::proxy::state::Shared;
 pub const PIPES_MAX: usize = 1024;
 /// How much one splice moves at most (a pipe's default capacity).
 const CHUNK: usize = 64 * 1024;
+/// How much one copied read takes at most: a read this size or shorter
+/// costs one `recv` and one `send`, and a short one shows the socket
+/// drained, where a short splice does not (see [`pump_one`]).
+const SMALL: usize = 16 * 1024;
 /// How often a draining relay looks whether it is the last kind of connection left.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// How long a relay closed by a drain waits for both sides to close in turn.
@@ -35,16 +42,16 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 static PIPES_OPEN: AtomicUsize = AtomicUsize::new(0);
 
 /// A pipe counted in the budget, closed and given back when dropped.
-struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
+pub(crate) struct Pipe {
+    pub(crate) read: OwnedFd,
+    pub(crate) write: OwnedFd,
     /// Bytes in it, not yet moved on.
-    held: usize,
+    pub(crate) held: usize,
 }
 
 impl Pipe {
     /// A pipe, if the budget has room and the kernel gives one.
-    fn take() -> Option<Pipe> {
+    pub(crate) fn take() -> Option<Pipe> {
         if PIPES_OPEN.fetch_add(1, Ordering::Relaxed) >= PIPES_MAX {
             PIPES_OPEN.fetch_sub(1, Ordering::Relaxed);
             return None;
@@ -84,7 +91,7 @@ impl Pipes {
 }
 
 /// One `splice` between two descriptors, non-blocking.
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+pub(crate) fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     loop {
         // SAFETY: splice only reads and writes the kernel objects behind the
         // descriptors; null offsets are for pipes and sockets.
@@ -114,10 +121,27 @@ struct Half {
     eof: bool,
     shut: bool,
     moved: u64,
+    /// The last read filled its buffer: more is likely queued, so the next
+    /// read splices ([`CHUNK`]) rather than copies ([`SMALL`]).
+    bulk: bool,
 }
 
-/// Moves what it can from `src` to `dst` through the pipe without waiting;
-/// Ok(true) if anything moved.
+impl Half {
+    fn new(pipe: Pipe) -> Half {
+        Half {
+            pipe,
+            eof: false,
+            shut: false,
+            moved: 0,
+            bulk: false,
+        }
+    }
+}
+
+/// Moves what it can from `src` to `dst` without waiting; Ok(true) if
+/// anything moved. Small reads are copied through a buffer on the stack and
+/// sent at once (two syscalls); a read that fills it switches the direction
+/// to splicing until a read comes back short.
 fn pump_one(
     cx: &mut Context<'_>,
     src: &TcpStream,
@@ -153,16 +177,82 @@ fn pump_one(
         if src.poll_read_ready(cx)?.is_pending() {
             break;
         }
-        let pipe = h.pipe.write.as_raw_fd();
-        match src.try_io(Interest::READABLE, || splice(src.as_raw_fd(), pipe, CHUNK)) {
+        if h.bulk {
+            let pipe = h.pipe.write.as_raw_fd();
+            match src.try_io(Interest::READABLE, || splice(src.as_raw_fd(), pipe, CHUNK)) {
+                Ok(0) => h.eof = true,
+                Ok(n) => {
+                    h.pipe.held += n;
+                    // A short splice may only mean the pipe ran out of slots
+                    // (one per socket buffer), not that the socket is
+                    // drained: the next read tries again, copying.
+                    h.bulk = n == CHUNK;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    h.bulk = false;
+                    continue;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            moved = true;
+            continue;
+        }
+        let mut buf = [MaybeUninit::<u8>::uninit(); SMALL];
+        let mut got = 0;
+        let read = src.try_io(Interest::READABLE, || {
+            let n = socket2::SockRef::from(src).recv(&mut buf)?;
+            got = n;
+            if 0 < n && n < SMALL {
+                // A short read from a TCP socket drained it: reporting
+                // WouldBlock clears the readiness (only if no event came
+                // since), so the next read waits for the next arrival rather
+                // than failing with EAGAIN, as tokio's own reads do.
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        match read {
             Ok(0) => h.eof = true,
-            Ok(n) => h.pipe.held += n,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Poll::Ready(Err(e)),
+        }
+        if got > 0 {
+            // SAFETY: recv initialised the first `got` bytes of `buf`.
+            let data = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), got) };
+            forward(dst, data, h)?;
+            h.bulk = got == SMALL;
         }
         moved = true;
     }
     Poll::Ready(Ok(moved))
+}
+
+/// Sends `data` to `dst` now; what the socket does not take waits in the
+/// (empty) pipe, in order, for the pipe's next splice to `dst`.
+fn forward(dst: &TcpStream, data: &[u8], h: &mut Half) -> io::Result<()> {
+    let sent = match dst.try_write(data) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    h.moved += sent as u64;
+    let rest = &data[sent..];
+    if rest.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: write only reads `rest` and writes to the pipe we own.
+    let n = unsafe { libc::write(h.pipe.write.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    h.pipe.held += n as usize;
+    if n as usize != rest.len() {
+        // An empty pipe holds CHUNK bytes, more than SMALL: never short.
+        return Err(io::Error::other("the relay's pipe took part of a read"));
+    }
+    Ok(())
 }
 
 /// Relays `client` ⇄ `backend` through `pipes` until the relay ends, as
@@ -180,18 +270,8 @@ pub(crate) async fn relay(
     shared.stats.tunnels_active.fetch_add(1, Ordering::Relaxed);
     let _active = Active(shared);
     let Pipes(up_pipe, down_pipe) = pipes;
-    let mut up = Half {
-        pipe: up_pipe,
-        eof: false,
-        shut: false,
-        moved: 0,
-    };
-    let mut down = Half {
-        pipe: down_pipe,
-        eof: false,
-        shut: false,
-        moved: 0,
-    };
+    let mut up = Half::new(up_pipe);
+    let mut down = Half::new(down_pipe);
     let timer = tokio::time::sleep(idle);
     tokio::pin!(timer);
     let woken = shared.handover.woken();
@@ -325,12 +405,7 @@ mod tests {
             a.write_all(&p).await.unwrap();
             a.shutdown().await.unwrap();
         });
-        let mut h = Half {
-            pipe: Pipe::take().unwrap(),
-            eof: false,
-            shut: false,
-            moved: 0,
-        };
+        let mut h = Half::new(Pipe::take().unwrap());
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
             d.read_to_end(&mut got).await.unwrap();
@@ -348,6 +423,111 @@ mod tests {
         .await;
         writer.await.unwrap();
         assert_eq!(reader.await.unwrap(), payload);
+        assert_eq!(h.moved, payload.len() as u64);
+    }
+
+    /// Connected pairs: (a → b) and (c → d); the relay under test pumps b → c.
+    async fn pairs() -> (TcpStream, TcpStream, TcpStream, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l2.local_addr().unwrap()).await.unwrap();
+        let (d, _) = l2.accept().await.unwrap();
+        (a, b, c, d)
+    }
+
+    /// Pumps `src` → `dst` until the half is shut, parked (no self-wake)
+    /// whenever nothing moved: a readiness cleared while bytes were still
+    /// queued would hang here.
+    async fn pump_until_shut(src: TcpStream, dst: TcpStream, mut h: Half) -> Half {
+        loop {
+            let step = poll_fn(|cx| match pump_one(cx, &src, &dst, &mut h) {
+                Poll::Ready(Ok(true)) => Poll::Ready(Ok(())),
+                Poll::Ready(Ok(false)) => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            });
+            step.await.unwrap();
+            if h.shut {
+                return h;
+            }
+        }
+    }
+
+    /// Short messages, each answered before the next is sent (a request and
+    /// its answer): every one arrives, with the pump waiting on readiness
+    /// between them rather than polling.
+    #[tokio::test]
+    async fn small_reads_wait_for_readiness() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut a, b, c, mut d) = pairs().await;
+        let pump = tokio::spawn(pump_until_shut(b, c, Half::new(Pipe::take().unwrap())));
+        let mut got = [0u8; 64];
+        for i in 0..50u32 {
+            let msg = format!("line {i}\n");
+            a.write_all(msg.as_bytes()).await.unwrap();
+            let mut n = 0;
+            while n < msg.len() {
+                let r = tokio::time::timeout(Duration::from_secs(5), d.read(&mut got[n..]));
+                n += r.await.expect("the relay stalled").unwrap();
+            }
+            assert_eq!(&got[..n], msg.as_bytes());
+        }
+        a.shutdown().await.unwrap();
+        let h = tokio::time::timeout(Duration::from_secs(5), pump)
+            .await
+            .expect("EOF not passed on")
+            .unwrap();
+        assert!(!h.bulk);
+        assert_eq!(d.read(&mut got).await.unwrap(), 0, "FIN passed on");
+    }
+
+    /// Many reads, small and full, into a receiver that takes its time
+    /// behind small socket buffers: what a send does not take waits in the
+    /// pipe, and the bytes arrive whole and in order.
+    #[tokio::test]
+    async fn copied_and_spliced_reads_keep_order() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut a, b, c, mut d) = pairs().await;
+        // Fixed buffers (no autotuning) that fill while the reader waits.
+        socket2::SockRef::from(&c)
+            .set_send_buffer_size(32 * 1024)
+            .unwrap();
+        socket2::SockRef::from(&d)
+            .set_recv_buffer_size(32 * 1024)
+            .unwrap();
+        let payload: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+        let p = payload.clone();
+        let writer = tokio::spawn(async move {
+            // Small writes first (copied), then one large one (spliced).
+            for chunk in p[..600_000].chunks(700) {
+                a.write_all(chunk).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            a.write_all(&p[600_000..]).await.unwrap();
+            a.shutdown().await.unwrap();
+        });
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 3000];
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            loop {
+                let n = d.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return got;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        });
+        let pump = pump_until_shut(b, c, Half::new(Pipe::take().unwrap()));
+        let h = tokio::time::timeout(Duration::from_secs(20), pump)
+            .await
+            .expect("the relay stalled");
+        writer.await.unwrap();
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), payload.len());
+        assert!(got == payload, "bytes out of order");
         assert_eq!(h.moved, payload.len() as u64);
     }
 }
