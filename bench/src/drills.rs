@@ -3,6 +3,10 @@
 //! connection attempt and the attempts over 200 ms stand beside the failed requests: a SYN
 //! lost during a failover fails nothing but stalls a client for its initial RTO (1 s).
 //!
+//! Files with the `tcp_stream` and `grpc_stream` columns get two more: how each run's
+//! long-lived TCP connection and gRPC stream ended (survived, FIN, reset, a hang; the gRPC
+//! status), counted over the runs.
+//!
 //! Not for a single session's figures: `bench summarize` prints those.
 
 use crate::stats;
@@ -29,9 +33,15 @@ pub fn table(csv: &str) -> String {
             groups.push(key);
         }
     }
+    let streams = col("tcp_stream").zip(col("grpc_stream"));
     let mut out = String::from(
-        "| stack | drill | load | runs | HTTP downtime ms, median / worst | failed requests, median / worst | slowest probe ms, median / worst | slowest connect ms, median / worst | connects > 200 ms, median / worst | VIP moved (runs) | ICMP downtime ms, median |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| stack | drill | load | runs | HTTP downtime ms, median / worst | failed requests, median / worst | slowest probe ms, median / worst | slowest connect ms, median / worst | connects > 200 ms, median / worst | VIP moved (runs) | ICMP downtime ms, median |",
     );
+    if streams.is_some() {
+        out += " TCP connection held open (runs) | gRPC stream held open (runs) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    } else {
+        out += "\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+    }
     for (s, k, l) in &groups {
         let mine: Vec<&Vec<&str>> = rows
             .iter()
@@ -71,15 +81,42 @@ pub fn table(csv: &str) -> String {
         let icmp = stats::summarize(&values("icmp_downtime_ms"))
             .map_or("—".to_string(), |x| format!("{:.1}", x.median));
         out += &format!(
-            "| {s} | {k} | {l} | {} | {} | {failed} | {} | {} | {} | {moved} | {icmp} |\n",
+            "| {s} | {k} | {l} | {} | {} | {failed} | {} | {} | {} | {moved} | {icmp} |",
             mine.len(),
             cell("http_downtime_ms", 1),
             cell("slowest_probe_ms", 1),
             cell("slowest_connect_ms", 1),
             cell("slow_connects", 0),
         );
+        if let Some((tcp, grpc)) = streams {
+            out += &format!(" {} | {} |", outcomes(&mine, tcp), outcomes(&mine, grpc));
+        }
+        out += "\n";
     }
     out
+}
+
+/// The values of column `i` over `rows`, each with its count, in first-seen order
+/// (`fin 2, rst 1`); empty values (a stack that held no stream) are left out, "—" if all are.
+fn outcomes(rows: &[&Vec<&str>], i: usize) -> String {
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for v in rows
+        .iter()
+        .filter_map(|r| r.get(i))
+        .filter(|v| !v.is_empty())
+    {
+        match seen.iter_mut().find(|(s, _)| s == v) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((v, 1)),
+        }
+    }
+    if seen.is_empty() {
+        return "—".to_string();
+    }
+    seen.iter()
+        .map(|(v, n)| format!("{v} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -115,5 +152,33 @@ s2,haproxy-keepalived,crash-worker,10ms,ab,1,10.0,2900.0,590,800,700,900,lb1,60.
             "{}",
             table(old)
         );
+    }
+
+    /// The stream columns: each run's outcome counted; a stack without them shows "—"; an
+    /// older file (no such columns) keeps the table as it was.
+    #[test]
+    fn stream_outcomes_counted_per_group() {
+        let csv = "session,stack,kind,advert,load,run,icmp_downtime_ms,http_downtime_ms,failed_probes,probes,requests,failed_requests,vip_holder,slowest_probe_ms,vip_moved,slowest_connect_ms,slow_connects,tcp_stream,grpc_stream
+s1,floatlb,graceful,10ms,none,1,10.0,12.0,0,800,,,lb2,30.0,1,1.0,0,fin,OK
+s1,floatlb,graceful,10ms,none,2,10.0,12.0,0,800,,,lb2,30.0,1,1.0,0,fin,UNAVAILABLE
+s1,floatlb,graceful,10ms,none,3,10.0,12.0,0,800,,,lb2,30.0,1,1.0,0,survived,OK
+s2,haproxy-keepalived,graceful,10ms,none,1,10.0,12.0,0,800,,,lb2,30.0,1,1.0,0,,
+";
+        let t = table(csv);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert!(
+            lines[0]
+                .ends_with("| TCP connection held open (runs) | gRPC stream held open (runs) |"),
+            "{t}"
+        );
+        assert_eq!(lines[1].matches("---").count(), 13, "{t}");
+        assert!(
+            lines[2].ends_with("| fin 2, survived 1 | OK 2, UNAVAILABLE 1 |"),
+            "{t}"
+        );
+        assert!(lines[3].ends_with("| 10.0 | — | — |"), "{t}");
+        let old = "session,stack,kind,advert,load,run,icmp_downtime_ms,http_downtime_ms,failed_probes,probes,requests,failed_requests,vip_holder\ns,floatlb,crash,10ms,wrk,1,1.0,2.0,0,1,1,3,lb2\n";
+        assert!(!table(old).contains("TCP connection"));
     }
 }
