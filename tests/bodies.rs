@@ -2,7 +2,8 @@
 //! in-test backends on 127.0.0.1. Content-Length and chunked uploads arrive
 //! byte for byte, `Expect: 100-continue` is answered before the body is read,
 //! an early answer ends the upload, a streamed body is never sent twice, a
-//! client leaving mid-upload frees its backend connection, and requests whose
+//! client leaving mid-upload frees its backend connection, large answers arrive
+//! byte for byte over both kept connections, and requests whose
 //! framing or head breaks an RFC 9112 rule are refused before any backend.
 
 mod support;
@@ -557,7 +558,7 @@ fn raw_connection(mut s: TcpStream, conn: usize, log: &Mutex<Vec<RawSeen>>) {
         let head = String::from_utf8_lossy(&pending[..end]).to_string();
         pending.drain(..end + 4);
         let line = head.lines().next().unwrap_or_default().to_string();
-        let target = line.split(' ').nth(1).unwrap_or_default();
+        let target = line.split(' ').nth(1).unwrap_or_default().to_string();
         let path = target.split('?').next().unwrap_or_default().to_string();
         let length: usize = head
             .lines()
@@ -616,6 +617,32 @@ fn raw_connection(mut s: TcpStream, conn: usize, log: &Mutex<Vec<RawSeen>>) {
                 return drain(&mut s, &mut buf);
             }
             "/hold" => return drain(&mut s, &mut buf),
+            "/big" => {
+                // `bytes` of [`pattern`] under a Content-Length, the
+                // connection kept; with `cut`, closed after that many.
+                let query = |k: &str| -> Option<usize> {
+                    target.split(['?', '&']).find_map(|kv| {
+                        let (key, v) = kv.split_once('=')?;
+                        (key == k).then(|| v.parse().ok())?
+                    })
+                };
+                let size = query("bytes").unwrap_or(0);
+                let send = query("cut").unwrap_or(size).min(size);
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+                if s.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for at in (0..send).step_by(100_000) {
+                    let piece: Vec<u8> = (at..send.min(at + 100_000)).map(pattern).collect();
+                    if s.write_all(&piece).is_err() {
+                        return;
+                    }
+                }
+                if send < size {
+                    return;
+                }
+                continue;
+            }
             _ => {}
         }
         while pending.len() < length {
@@ -637,6 +664,88 @@ fn raw_connection(mut s: TcpStream, conn: usize, log: &Mutex<Vec<RawSeen>>) {
             return;
         }
     }
+}
+
+/// Byte `i` of a `/big` answer: a period of 251 (a prime), so a byte lost,
+/// doubled or moved anywhere in a body shows.
+fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+/// Reads one answer with a Content-Length body from `s`: (head, body, whether
+/// the connection ended before the body did).
+fn read_sized_answer(s: &mut TcpStream) -> (String, Vec<u8>, bool) {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return (String::from_utf8_lossy(&got).into(), Vec::new(), true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..end]).to_string();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .expect("a Content-Length");
+    let mut body = got.split_off(end);
+    while body.len() < length {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return (head, body, true),
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert_eq!(body.len(), length, "bytes past the answer's end: {head}");
+    (head, body, false)
+}
+
+/// Large answers (spliced from the backend's socket to the client's, past
+/// 128 KiB on cleartext) arrive byte for byte, the body's end is where its
+/// Content-Length says (RFC 9112 §6.3 item 6), so both the client's
+/// connection and the backend's are used again; a backend that closes inside
+/// such a body ends the client's connection short of the length, never a hang
+/// and never an answer that looks whole (RFC 9112 §8: incomplete messages).
+#[test]
+fn large_answers_arrive_whole_and_keep_both_connections() {
+    let backend = RawBackend::start();
+    let lb = Floatlb::start(&backend.table());
+    let mut s = connect(lb.addr, Duration::from_secs(10));
+    for (nth, size) in [(0, 3 * 1024 * 1024 + 7), (1, 200_001), (2, 1000)] {
+        let req = format!("GET /big?bytes={size} HTTP/1.1\r\nHost: t\r\n\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let (head, body, cut) = read_sized_answer(&mut s);
+        assert!(head.starts_with("HTTP/1.1 200"), "answer {nth}: {head}");
+        assert!(!cut, "answer {nth} ended early at {} of {size}", body.len());
+        let wrong = body.iter().enumerate().position(|(i, b)| *b != pattern(i));
+        assert_eq!(wrong, None, "answer {nth}: first wrong byte");
+    }
+    // All three on the backend's first connection, in order: the spliced
+    // bodies were counted to their end and the connection went back to the pool.
+    let seen: Vec<(usize, usize)> = backend
+        .seen_of("GET /big")
+        .iter()
+        .map(|r| (r.conn, r.nth))
+        .collect();
+    assert_eq!(seen, [(0, 0), (0, 1), (0, 2)]);
+
+    // A backend that closes 1 MB into a 2 MiB body: the client gets the head,
+    // at most what was sent, then its connection ends.
+    let mut s = connect(lb.addr, Duration::from_secs(10));
+    s.write_all(b"GET /big?bytes=2097152&cut=1000000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let (head, body, cut) = read_sized_answer(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(cut, "a cut body must not look whole");
+    assert!(body.len() <= 1_000_000, "{} bytes", body.len());
+    let wrong = body.iter().enumerate().position(|(i, b)| *b != pattern(i));
+    assert_eq!(wrong, None, "first wrong byte of the cut answer");
 }
 
 /// An answer that comes before the upload ends is relayed, and then the

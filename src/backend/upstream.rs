@@ -534,6 +534,70 @@ impl UpstreamBody {
         self.h2.is_some()
     }
 
+    /// The bytes of the body still to come, when they may be moved by the
+    /// caller straight off the socket ([`Self::poll_move`]): a cleartext
+    /// HTTP/1 answer framed by Content-Length with nothing of it buffered.
+    pub(crate) fn movable(&self) -> Option<u64> {
+        if self.done || self.failed.is_some() || self.h2.is_some() {
+            return None;
+        }
+        let conn = self.conn.as_ref()?;
+        match (&self.framing, &conn.stream) {
+            (Framing::Length(n), Stream::Plain(_)) if conn.buf.is_empty() => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// Moves body bytes off the backend's socket with `op` (given the socket
+    /// and the most it may take, it returns how many it took, 0 at the
+    /// socket's end), once the socket is readable; the bytes count against
+    /// the body's length. A close before the end is an error, and the
+    /// connection is not used again. Only while [`Self::movable`] says so.
+    pub(crate) fn poll_move(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(std::os::fd::RawFd, usize) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        use std::os::fd::AsRawFd;
+        let (Some(conn), Framing::Length(left)) = (self.conn.as_mut(), self.framing) else {
+            return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
+        };
+        let Stream::Plain(tcp) = &conn.stream else {
+            return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
+        };
+        let max = usize::try_from(left).unwrap_or(usize::MAX);
+        let moved = loop {
+            if let Err(e) = ready!(tcp.poll_read_ready(cx)) {
+                break Err(e);
+            }
+            match tcp.try_io(Interest::READABLE, || op(tcp.as_raw_fd(), max)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => break other,
+            }
+        };
+        match moved {
+            Ok(0) => {
+                self.conn = None;
+                self.keep_alive = false;
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "backend closed the connection inside the body",
+                )))
+            }
+            Ok(n) => {
+                let left = left - n as u64;
+                self.framing = Framing::Length(left);
+                self.done = left == 0;
+                Poll::Ready(Ok(n))
+            }
+            Err(e) => {
+                self.conn = None;
+                self.keep_alive = false;
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+
     /// The exact length when Content-Length (or the lack of a body) gives it.
     pub fn exact_len(&self) -> Option<u64> {
         match self.framing {

@@ -45,6 +45,12 @@ use crate::proxy::{self, Answer, Body, Failure, Outgoing};
 
 /// How much is read from a client at a time.
 const READ_SIZE: usize = 4096;
+/// The smallest answer body that is spliced (backend → pipe → client) rather
+/// than copied: below it, making and closing the pipe costs more than the
+/// copies it saves. Cleartext on both sides only.
+const SPLICE_MIN: u64 = 128 * 1024;
+/// How much one splice moves into the pipe (its default capacity).
+const SPLICE_CHUNK: usize = 64 * 1024;
 /// How much of a request body is read from a client at a time.
 const BODY_READ_SIZE: usize = 64 * 1024;
 /// A body up to this size that is all there when its head is read is sent
@@ -787,6 +793,19 @@ async fn write_answer(
         Some(Err(_)) => return (status, length, false, client_left()),
         None => return (status, length, false, deadlines.expired(Side::Client)),
     }
+    // A large cleartext body goes backend → pipe → client without being
+    // copied through user space.
+    let spliced = match body.movable() {
+        Some(n) if n >= SPLICE_MIN && !chunked && !io.is_tls() => {
+            super::splice::Pipe::take().map(|pipe| (pipe, n))
+        }
+        _ => None,
+    };
+    if let Some((mut pipe, _)) = spliced {
+        if let Err(t) = splice_body(io, body, &mut pipe, &mut deadlines).await {
+            return (status, length, false, t);
+        }
+    }
     while !body.is_end_stream() {
         let read = std::pin::pin!(poll_fn(|cx| body.poll_data(cx)));
         let piece = deadlines.within(deadlines.server, read).await;
@@ -830,6 +849,59 @@ async fn write_answer(
         }
     }
     (status, length, keep_alive, Termination::NORMAL)
+}
+
+/// Moves the rest of a Content-Length body from the backend's socket to the
+/// client's through `pipe` with `splice(2)`, under the same deadlines as
+/// [`write_answer`]'s copies: each wait for the backend within `server`,
+/// each for the client within `client`. Err is how the answer ended early.
+async fn splice_body(
+    io: &mut ClientIo,
+    body: &mut UpstreamBody,
+    pipe: &mut super::splice::Pipe,
+    deadlines: &mut Deadlines<'_>,
+) -> Result<(), Termination> {
+    use super::splice::splice;
+    use std::os::fd::AsRawFd;
+    let (pipe_in, pipe_out) = (pipe.write.as_raw_fd(), pipe.read.as_raw_fd());
+    loop {
+        if pipe.held == 0 {
+            if body.is_end_stream() {
+                return Ok(());
+            }
+            let fill = poll_fn(|cx| {
+                body.poll_move(cx, |fd, max| splice(fd, pipe_in, max.min(SPLICE_CHUNK)))
+            });
+            match deadlines
+                .within(deadlines.server, std::pin::pin!(fill))
+                .await
+            {
+                Some(Ok(n)) => pipe.held = n,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "backend failed inside the answer body");
+                    let broke = Error::new(
+                        Side::Backend,
+                        Phase::Body,
+                        Kind::Closed,
+                        StatusCode::BAD_GATEWAY,
+                        "",
+                    );
+                    return Err(broke.termination());
+                }
+                None => return Err(deadlines.expired(Side::Backend)),
+            }
+        }
+        let held = pipe.held;
+        let drain = poll_fn(|cx| io.poll_write_with(cx, |fd| splice(pipe_out, fd, held)));
+        match deadlines
+            .within(deadlines.client, std::pin::pin!(drain))
+            .await
+        {
+            Some(Ok(0)) | Some(Err(_)) => return Err(client_left()),
+            Some(Ok(n)) => pipe.held -= n,
+            None => return Err(deadlines.expired(Side::Client)),
+        }
+    }
 }
 
 /// The termination of an answer its client stopped taking (`CD`).

@@ -141,6 +141,17 @@ impl ClientIo {
         self.poll_op(cx, true, |fd| send_iov(fd, bufs).map(|n| (n, false)))
     }
 
+    /// Writes with `op` (given the socket, it returns how many bytes it
+    /// sent) once the socket is writable: for bytes that do not pass through
+    /// user space (`splice(2)` from a pipe). Cleartext connections only.
+    pub(crate) fn poll_write_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(RawFd) -> std::io::Result<usize>,
+    ) -> Poll<std::io::Result<usize>> {
+        self.poll_op(cx, true, |fd| op(fd).map(|n| (n, false)))
+    }
+
     /// Sends what a TLS session still holds; nothing to do on a plain socket,
     /// whose writes go straight to the kernel.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
