@@ -364,3 +364,138 @@ fn routes_match_the_verified_subject_not_a_forged_one() {
         assert_eq!(site(Some("alice"), &[version]), "staff", "{version}");
     }
 }
+
+/// `openssl s_client` to `addr` (SNI a.test) sending one request; `args`
+/// add a certificate or a session file. Its whole output, handshake
+/// details included.
+fn s_client_to(addr: SocketAddr, args: &[&str]) -> String {
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            "a.test",
+        ])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl (vm-lab/install-deps installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(b"GET /headers HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    // Long enough for the answer and TLS 1.3's tickets after it.
+    std::thread::sleep(Duration::from_millis(500));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Each TLS listener has its own client-certificate policy, as HAProxy's
+/// `verify` and `ca-file` on each `bind` and nginx's `ssl_verify_client`
+/// per `server`: `[tls] address` requires a certificate from one CA, a
+/// `[[listen]] tls = true` with `client-auth = "none"` asks for none
+/// (RFC 8446 §4.3.2: no CertificateRequest, so no CA names), and another
+/// with its own `client-ca` and `optional` serves clients without one and
+/// verifies against its own CA only. A TLS 1.3 ticket from the listener
+/// that asks for nothing does not resume a session without a certificate
+/// on the one that requires one (RFC 8446 §4.6.1: a server may refuse a
+/// ticket and fall back to a full handshake).
+#[test]
+fn each_tls_listener_has_its_own_client_certificate_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    make_cert(dir.path(), "server", &["a.test"], 2);
+    ca_and_client(dir.path(), "ca", "alice", "/CN=alice");
+    ca_and_client(dir.path(), "partners", "bob", "/CN=bob");
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let at = || -> SocketAddr { format!("127.0.0.1:{}", free_port()).parse().unwrap() };
+    let (strict, open, partners) = (at(), at(), at());
+    let b = TestBackend::start("b1");
+    let _lb = Floatlb::start_with_listeners(
+        &format!(
+            "{}\n[tls]\naddress = \"{strict}\"\nclient-ca = \"{}\"\nclient-auth = \"required\"\n\
+             client-subject-header = \"X-Client-Subject\"\n\
+             [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+            backend_tables(&[(&b, 1)]),
+            p("ca.pem"),
+            p("server.pem"),
+            p("server.key"),
+        ),
+        &format!(
+            "[[listen]]\nname = \"open\"\naddress = \"{open}\"\ntls = true\nclient-auth = \"none\"\n\
+             [[listen]]\nname = \"partners\"\naddress = \"{partners}\"\ntls = true\n\
+             client-ca = \"{}\"\nclient-auth = \"optional\"\n",
+            p("partners.pem"),
+        ),
+    );
+    let curl = |addr: SocketAddr, who: Option<&str>| -> Result<String, String> {
+        let resolve = format!("a.test:{}:127.0.0.1", addr.port());
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--max-time", "10", "--resolve", &resolve])
+            .args(["--cacert", &p("server.pem")]);
+        if let Some(who) = who {
+            c.args(["--cert", &p(&format!("{who}.pem"))])
+                .args(["--key", &p(&format!("{who}.key"))]);
+        }
+        let out = c
+            .arg(format!("https://a.test:{}/headers", addr.port()))
+            .output()
+            .expect("curl (vm-lab/install-deps installs it)");
+        match out.status.success() {
+            true => Ok(String::from_utf8_lossy(&out.stdout).to_lowercase()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
+    };
+    // [tls] address: required, against ca.pem.
+    let out = s_client_to(strict, &[]);
+    assert!(out.contains("alert certificate required"), "{out}");
+    assert!(
+        curl(strict, Some("bob")).is_err(),
+        "bob's CA is not trusted there"
+    );
+    let seen = curl(strict, Some("alice")).unwrap();
+    assert!(seen.contains("x-client-subject: cn=alice"), "{seen}");
+    // "open": no certificate asked for, so none is sent or named.
+    let out = s_client_to(open, &["-cert", &p("alice.pem"), "-key", &p("alice.key")]);
+    assert!(out.contains("No client certificate CA names sent"), "{out}");
+    assert!(out.contains("HTTP/1.1 200"), "{out}");
+    let seen = curl(open, Some("alice")).unwrap();
+    assert!(!seen.contains("x-client-subject"), "{seen}");
+    // "partners": optional, against its own CA.
+    let out = s_client_to(partners, &[]);
+    assert!(
+        out.contains("Acceptable client certificate CA names"),
+        "{out}"
+    );
+    assert!(out.contains("CN = partners test CA"), "{out}");
+    assert!(out.contains("HTTP/1.1 200"), "{out}");
+    let seen = curl(partners, Some("bob")).unwrap();
+    assert!(seen.contains("x-client-subject: cn=bob"), "{seen}");
+    assert!(
+        curl(partners, Some("alice")).is_err(),
+        "alice's CA is not trusted there"
+    );
+    // A ticket from "open" does not open the strict listener.
+    let sess = p("open.sess");
+    let out = s_client_to(open, &["-sess_out", &sess]);
+    assert!(out.contains("HTTP/1.1 200"), "{out}");
+    let out = s_client_to(strict, &["-sess_in", &sess]);
+    assert!(
+        !out.contains("HTTP/1.1 200"),
+        "resumed without a certificate: {out}"
+    );
+    assert!(out.contains("alert certificate required"), "{out}");
+    // While a ticket from the strict listener (alice's) resumes there.
+    let cert = ["-cert", &p("alice.pem"), "-key", &p("alice.key")];
+    let mut args = cert.to_vec();
+    args.extend(["-sess_out", &sess]);
+    assert!(s_client_to(strict, &args).contains("HTTP/1.1 200"));
+    let out = s_client_to(strict, &["-sess_in", &sess]);
+    assert!(out.contains("Reused, TLSv1.3"), "{out}");
+    assert!(out.contains("HTTP/1.1 200"), "{out}");
+}

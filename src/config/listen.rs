@@ -28,6 +28,12 @@ pub struct Listen {
     /// TLS with the `[tls]` certificates (HTTP/2 and HTTP/1.1 by ALPN).
     #[serde(default)]
     pub tls: bool,
+    /// With `tls`: the CAs client certificates must chain to here (default: `[tls] client-ca`).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// With `tls`: `none`, `optional` or `required` (default: `[tls] client-auth`).
+    #[serde(default)]
+    pub client_auth: Option<super::ClientAuth>,
     /// Runtime worker threads; default: number of cores. Read at start only.
     #[serde(default)]
     pub workers: Option<usize>,
@@ -295,6 +301,17 @@ impl Listeners {
                 p(
                     at("name"),
                     format!("two listeners are named {:?}", l.name()),
+                );
+            }
+            if !l.tls && (l.client_ca.is_some() || l.client_auth.is_some()) {
+                let key = if l.client_auth.is_some() {
+                    "client-auth"
+                } else {
+                    "client-ca"
+                };
+                p(
+                    at(key),
+                    "client certificates are asked for on a TLS listener only (tls = true)".into(),
                 );
             }
             if l.tls && !tls {

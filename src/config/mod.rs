@@ -234,7 +234,7 @@ fn parse_with(file: &Path, text: &str, tls_files: bool) -> Result<Config, Config
     config.pools = Vec::new();
     config.routes = Vec::new();
     if let Some(tls) = config.tls.as_mut().filter(|_| tls_files) {
-        found.extend(tls.load());
+        found.extend(tls.load(&config.listen.all));
     }
     let problems: Vec<Problem> = found
         .into_iter()

@@ -33,10 +33,12 @@ pub struct Tls {
     #[serde(default)]
     pub ticket_keys: Option<PathBuf>,
     /// A PEM bundle of the CAs client certificates must chain to; with it,
-    /// the TLS listeners ask clients for a certificate.
+    /// the TLS listeners ask clients for a certificate (a `[[listen]]` may
+    /// name its own, or set `client-auth = "none"`).
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
-    /// `optional` or `required` (the default with `client-ca`).
+    /// `none`, `optional` or `required` (the default with `client-ca`); each
+    /// TLS `[[listen]]`'s default.
     #[serde(default)]
     pub client_auth: Option<ClientAuth>,
     /// The field a verified client certificate's subject reaches backends in.
@@ -57,7 +59,13 @@ pub struct Tls {
     /// What the files held when this config was loaded.
     #[serde(skip)]
     pub material: Option<std::sync::Arc<crate::tls::Material>>,
+    /// The server configs of TLS `[[listen]]` entries whose client-certificate
+    /// policy differs from `[tls]`'s, by listener id.
+    #[serde(skip)]
+    pub listener_configs: Vec<(u16, std::sync::Arc<rustls::ServerConfig>)>,
 }
+
+type Verifier = std::sync::Arc<dyn rustls::server::danger::ClientCertVerifier>;
 
 /// One `[[tls.acme]]`: a certificate obtained from an ACME server.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -171,12 +179,29 @@ impl Acme {
     }
 }
 
-/// `[tls] client-auth`.
+/// `[tls] client-auth`, or a TLS `[[listen]]`'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ClientAuth {
+    /// No certificate is asked for, even with a `client-ca`.
+    None,
     Optional,
     Required,
+}
+
+/// The policy of a TLS listener from its `client-ca` and `client-auth`
+/// (each its own, else `[tls]`'s); `Err` when a mode needs a CA it lacks.
+pub fn client_policy<'a>(
+    ca: Option<&'a std::path::Path>,
+    auth: Option<ClientAuth>,
+) -> Result<crate::tls::client_auth::Policy<'a>, &'static str> {
+    use crate::tls::client_auth::Mode;
+    match (auth, ca) {
+        (Some(ClientAuth::None), _) | (None, None) => Ok(None),
+        (Some(_), None) => Err("needs a client-ca (on this listener or in [tls])"),
+        (Some(ClientAuth::Optional), Some(ca)) => Ok(Some((Mode::Optional, ca))),
+        (Some(ClientAuth::Required) | None, Some(ca)) => Ok(Some((Mode::Required, ca))),
+    }
 }
 
 /// One `[[tls.certificate]]`.
@@ -201,8 +226,10 @@ fn default_alpn() -> Vec<String> {
 
 impl Tls {
     /// Reads and checks the certificate and ticket-key files and builds the
-    /// TLS server config; (key path, message) pairs for what is wrong.
-    pub(super) fn load(&mut self) -> Problems {
+    /// TLS server configs (`[tls]`'s, and one per TLS `[[listen]]` whose
+    /// client-certificate policy differs); (key path, message) pairs for
+    /// what is wrong.
+    pub(super) fn load(&mut self, listeners: &[super::Listen]) -> Problems {
         let mut out = Vec::new();
         for (i, a) in self.acme.iter().enumerate() {
             a.problems(&format!("tls.acme[{i}]"), &mut out);
@@ -241,7 +268,7 @@ impl Tls {
                 Err(e) => out.push((format!("tls.certificate[{i}]"), e)),
             }
         }
-        let (client, headers) = self.client_auth(&mut out);
+        let (client, others, headers) = self.client_auth(listeners, &mut out);
         let ticketer = match &self.ticket_keys {
             Some(f) => crate::tls::tickets::load(f),
             None => crate::tls::tickets::per_process(),
@@ -264,7 +291,20 @@ impl Tls {
             {
                 alpn.push("acme-tls/1".into());
             }
-            match crate::tls::Material::new(&loaded, &alpn, t, now, client) {
+            // Each policy's tickets resume under it only (see BoundTickets).
+            let bound = |tag: Option<[u8; 8]>| match tag {
+                Some(tag) => crate::tls::client_auth::BoundTickets::new(t.clone(), tag) as _,
+                None => t.clone(),
+            };
+            let mut configs = Vec::new();
+            for (id, verifier, tag) in others {
+                match crate::tls::server_config_with(&loaded, &alpn, bound(tag), verifier) {
+                    Ok(c) => configs.push((id, c)),
+                    Err(e) => out.push(("tls".into(), e)),
+                }
+            }
+            self.listener_configs = configs;
+            match crate::tls::Material::new(&loaded, &alpn, bound(client.1), now, client.0) {
                 Ok(mut m) => {
                     m.client_headers = headers;
                     self.material = Some(std::sync::Arc::new(m))
@@ -275,16 +315,32 @@ impl Tls {
         out
     }
 
-    /// The client-certificate verifier and the fields backends learn the
-    /// identity in; problems go to `out`.
-    fn client_auth(
-        &self,
+    /// The server config a connection accepted on listener `id` gets: its
+    /// own (a `[[listen]]` with a client-certificate policy of its own),
+    /// else `[tls]`'s.
+    pub fn server_config_for(&self, id: u16) -> Option<std::sync::Arc<rustls::ServerConfig>> {
+        match self.listener_configs.iter().find(|(l, _)| *l == id) {
+            Some((_, c)) => Some(c.clone()),
+            None => self.material().map(|m| m.server_config.clone()),
+        }
+    }
+
+    /// The client-certificate verifiers: `[tls]`'s, and (listener id,
+    /// verifier) for each TLS `[[listen]]` whose policy differs, each with
+    /// the tag its tickets are bound to (`None`: no listener asks for a
+    /// certificate, tickets stay as they are); and the fields backends learn
+    /// the identity in. Problems go to `out`.
+    #[allow(clippy::type_complexity)]
+    fn client_auth<'a>(
+        &'a self,
+        listeners: &'a [super::Listen],
         out: &mut Problems,
     ) -> (
-        Option<std::sync::Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+        (Option<Verifier>, Option<[u8; 8]>),
+        Vec<(u16, Option<Verifier>, Option<[u8; 8]>)>,
         crate::tls::client_auth::Headers,
     ) {
-        use crate::tls::client_auth::{self, Headers, Mode};
+        use crate::tls::client_auth::{self, Headers};
         let mut headers = Headers::default();
         for (key, name, slot) in [
             (
@@ -305,9 +361,36 @@ impl Tls {
                 }
             }
         }
-        let Some(ca) = &self.client_ca else {
+        let own = match client_policy(self.client_ca.as_deref(), self.client_auth) {
+            Ok(p) => p,
+            Err(_) => {
+                out.push(("tls.client-auth".into(), "needs tls.client-ca".into()));
+                None
+            }
+        };
+        // Each TLS [[listen]]'s policy, where it differs from [tls]'s.
+        let mut others = Vec::new();
+        for (i, l) in listeners.iter().enumerate() {
+            if !l.tls {
+                continue;
+            }
+            let at = |k: &str| {
+                if listeners.len() == 1 {
+                    format!("listen.{k}")
+                } else {
+                    format!("listen[{i}].{k}")
+                }
+            };
+            let ca = l.client_ca.as_deref().or(self.client_ca.as_deref());
+            match client_policy(ca, l.client_auth.or(self.client_auth)) {
+                Ok(p) if p == own => {}
+                Ok(p) => others.push((i as u16, p, at("client-ca"))),
+                Err(e) => out.push((at("client-auth"), e.into())),
+            }
+        }
+        let any = own.is_some() || others.iter().any(|(_, p, _)| p.is_some());
+        if !any {
             for (key, set) in [
-                ("client-auth", self.client_auth.is_some()),
                 ("client-subject-header", headers.subject.is_some()),
                 ("client-fingerprint-header", headers.fingerprint.is_some()),
             ] {
@@ -315,19 +398,35 @@ impl Tls {
                     out.push((format!("tls.{key}"), "needs tls.client-ca".into()));
                 }
             }
-            return (None, Headers::default());
-        };
-        let mode = match self.client_auth {
-            Some(ClientAuth::Optional) => Mode::Optional,
-            Some(ClientAuth::Required) | None => Mode::Required,
-        };
-        match client_auth::verifier(ca, mode, crate::tls::provider()) {
-            Ok(v) => (Some(v), headers),
-            Err(e) => {
-                out.push(("tls.client-ca".into(), e));
-                (None, headers)
-            }
+            return ((None, None), Vec::new(), Headers::default());
         }
+        // One verifier per policy (a CA file read once however many
+        // listeners name it).
+        let mut made: Vec<(client_auth::Policy<'_>, Option<Verifier>)> = Vec::new();
+        let mut verifier = |p: client_auth::Policy<'a>, key: &str, out: &mut Problems| {
+            let (mode, ca) = p?;
+            if let Some((_, v)) = made.iter().find(|(q, _)| *q == p) {
+                return v.clone();
+            }
+            let v = match client_auth::verifier(ca, mode, crate::tls::provider()) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    out.push((key.to_string(), e));
+                    None
+                }
+            };
+            made.push((p, v.clone()));
+            v
+        };
+        let tls = (
+            verifier(own, "tls.client-ca", out),
+            Some(client_auth::policy_tag(own)),
+        );
+        let others = others
+            .into_iter()
+            .map(|(id, p, key)| (id, verifier(p, &key, out), Some(client_auth::policy_tag(p))))
+            .collect();
+        (tls, others, headers)
     }
 
     /// The loaded TLS server config (present once the config was loaded).
@@ -342,6 +441,57 @@ mod tests {
 
     use crate::config::parse_with;
     use crate::config::tests::{parse_str, GOOD};
+    use crate::tls::client_auth::Mode;
+
+    #[test]
+    fn a_listener_policy_falls_back_to_tls_and_none_turns_it_off() {
+        use super::{client_policy, ClientAuth};
+        let ca = Path::new("/etc/ca.pem");
+        assert_eq!(
+            client_policy(Some(ca), None),
+            Ok(Some((Mode::Required, ca)))
+        );
+        assert_eq!(
+            client_policy(Some(ca), Some(ClientAuth::Optional)),
+            Ok(Some((Mode::Optional, ca)))
+        );
+        assert_eq!(client_policy(Some(ca), Some(ClientAuth::None)), Ok(None));
+        assert_eq!(client_policy(None, None), Ok(None));
+        assert!(client_policy(None, Some(ClientAuth::Required)).is_err());
+    }
+
+    #[test]
+    fn listener_client_settings_are_checked_with_their_key() {
+        let listen = |extra: &str| {
+            format!(
+                "[[listen]]\naddress = \"127.0.0.1:8080\"\nclient-auth = \"optional\"\n\
+                 [[listen]]\naddress = \"127.0.0.1:8081\"\ntls = true\n{extra}\n\
+                 [[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n\
+                 [tls]\naddress = \"127.0.0.1:8443\"\n\
+                 [[tls.certificate]]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/c.key\"\n"
+            )
+        };
+        let e = parse_str(&listen("client-auth = \"required\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "listen[0].client-auth: client certificates are asked for on a TLS listener only"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains("listen[1].client-auth: needs a client-ca"),
+            "{e}"
+        );
+        let e = parse_str(&listen("client-ca = \"/nonexistent/ca.pem\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("listen[1].client-ca: cannot read /nonexistent/ca.pem"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn tls_files_are_checked_except_for_release() {

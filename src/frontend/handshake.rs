@@ -29,8 +29,7 @@ pub(crate) async fn serve_connection(
         snap.config
             .tls
             .as_ref()
-            .and_then(|t| t.material())
-            .map(|m| m.server_config.clone())
+            .and_then(|t| t.server_config_for(listener))
     };
     // A reload that removed [tls] leaves the listener without certificates.
     let Some(server_config) = server_config else {

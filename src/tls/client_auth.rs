@@ -1,9 +1,11 @@
 //! Client certificates on the TLS listeners (`[tls] client-ca`,
-//! `client-auth`): the rustls verifier that checks them against the
-//! operator's CA file, the identity read from a verified one (its RFC 4514
-//! subject and SHA-256 fingerprint), and the header names the operator
-//! chose to pass that identity to backends under (the edits themselves are
-//! the client side's, `frontend/client_cert.rs`).
+//! `client-auth`, and each `[[listen]]`'s own): the rustls verifier that
+//! checks them against the operator's CA file, session tickets bound to a
+//! listener's policy (so a session resumed on a listener that requires a
+//! certificate had one verified under that policy), the identity read from
+//! a verified one (its RFC 4514 subject and SHA-256 fingerprint), and the
+//! header names the operator chose to pass that identity to backends under
+//! (the edits themselves are the client side's, `frontend/client_cert.rs`).
 //! Not for: the handshake itself (`frontend::handshake`) or routing.
 
 use std::path::Path;
@@ -16,7 +18,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
 /// Whether a client must present a certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
     /// A certificate is asked for; a client without one is served, one with
     /// a bad one is refused in the handshake.
@@ -55,6 +57,70 @@ pub fn verifier(
     builder
         .build()
         .map_err(|e| format!("{}: {e}", ca.display()))
+}
+
+/// A listener's client-certificate policy: `None` asks for no certificate.
+pub type Policy<'a> = Option<(Mode, &'a Path)>;
+
+/// Eight bytes naming a policy: its mode, CA file name and contents.
+pub fn policy_tag(policy: Policy<'_>) -> [u8; 8] {
+    let mut input = Vec::new();
+    match policy {
+        None => input.extend_from_slice(b"none"),
+        Some((mode, ca)) => {
+            input.extend_from_slice(match mode {
+                Mode::Optional => b"optional\0",
+                Mode::Required => b"required\0",
+            });
+            input.extend_from_slice(ca.as_os_str().as_encoded_bytes());
+            input.push(0);
+            input.extend(std::fs::read(ca).unwrap_or_default());
+        }
+    }
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&d.as_ref()[..8]);
+    tag
+}
+
+/// Session tickets that resume only under the policy they were issued
+/// under. rustls restores a resumed session's client certificate from the
+/// ticket and asks for none: without this, a ticket from a listener that
+/// asks for no certificate would open a session, without one, on a listener
+/// that requires one (the listeners share the ticket keys, and the pair
+/// shares them too).
+#[derive(Debug)]
+pub struct BoundTickets {
+    inner: Arc<dyn rustls::server::ProducesTickets>,
+    tag: [u8; 8],
+}
+
+impl BoundTickets {
+    pub fn new(inner: Arc<dyn rustls::server::ProducesTickets>, tag: [u8; 8]) -> Arc<Self> {
+        Arc::new(BoundTickets { inner, tag })
+    }
+}
+
+impl rustls::server::ProducesTickets for BoundTickets {
+    fn enabled(&self) -> bool {
+        self.inner.enabled()
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.inner.lifetime()
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        let mut tagged = Vec::with_capacity(self.tag.len() + plain.len());
+        tagged.extend_from_slice(&self.tag);
+        tagged.extend_from_slice(plain);
+        self.inner.encrypt(&tagged)
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        let plain = self.inner.decrypt(cipher)?;
+        plain.strip_prefix(&self.tag[..]).map(<[u8]>::to_vec)
+    }
 }
 
 /// A verified client certificate, as backends are told of it.
@@ -113,6 +179,30 @@ impl Headers {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use rustls::server::ProducesTickets;
+
+    #[test]
+    fn tickets_resume_only_under_their_policy() {
+        let keys = crate::tls::tickets::per_process().unwrap();
+        let ca = std::path::Path::new("/nonexistent/ca.pem");
+        let open = super::BoundTickets::new(keys.clone(), super::policy_tag(None));
+        let strict = super::BoundTickets::new(
+            keys.clone(),
+            super::policy_tag(Some((super::Mode::Required, ca))),
+        );
+        let lax = super::policy_tag(Some((super::Mode::Optional, ca)));
+        assert_ne!(lax, super::policy_tag(Some((super::Mode::Required, ca))));
+        let t = open.encrypt(b"session").unwrap();
+        assert_eq!(open.decrypt(&t).as_deref(), Some(&b"session"[..]));
+        assert_eq!(strict.decrypt(&t), None);
+        let t = strict.encrypt(b"session").unwrap();
+        assert_eq!(strict.decrypt(&t).as_deref(), Some(&b"session"[..]));
+        assert_eq!(open.decrypt(&t), None);
+        let _: Arc<dyn ProducesTickets> = strict;
+    }
+
     #[test]
     fn subject_text_follows_rfc4514() {
         // RFC 4514 §2.1: the last RDN first; §2.4: `,` `+` `"` `\` `<` `>` `;`
