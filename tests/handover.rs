@@ -14,7 +14,7 @@ use std::time::Duration;
 use support::netns::{get_status_from, http_from, netns_available, Lab};
 use support::vrrp_lab::{
     admin_metrics, admin_status, serial, start_node_listening, start_node_with, transitions,
-    worker_pid_of, Family, KillOnDrop, Node, ADMIN, FAST_HEALTH, V4,
+    worker_pid_of, Family, KillOnDrop, Node, ADMIN, FAST_HEALTH, V4, V6,
 };
 
 /// RFC 5798 §6.4.2: lb1 leaves with a priority-0 advert, so the backup waits
@@ -394,13 +394,23 @@ fn nft_available(test: &str) -> bool {
 /// A pair with the steering installed and a 3 s `vip-linger` (the window in which the new
 /// master passes the old master's flows back): lb1 master, lb2's entry naming lb1.
 fn steered_pair(f: Family, lab: &Lab, web: &support::TestBackend) -> (Node, Node) {
-    let health = format!("{FAST_HEALTH}[timeouts]\nvip-linger = \"3s\"\n");
+    let tables = format!("{FAST_HEALTH}[timeouts]\nvip-linger = \"3s\"\n");
+    steered_pair_with(f, lab, web, [tables.clone(), tables])
+}
+
+/// [`steered_pair`] with lb1's and lb2's tables before `[[backend]]` given whole.
+fn steered_pair_with(
+    f: Family,
+    lab: &Lab,
+    web: &support::TestBackend,
+    tables: [String; 2],
+) -> (Node, Node) {
     let listen = if f == V4 { "0.0.0.0:80" } else { "[::]:80" };
     let n1 = start_node_listening(
         lab,
         "lb1",
         listen,
-        &health,
+        &tables[0],
         &[web.addr],
         &f.table(150, 100, ""),
     );
@@ -408,7 +418,7 @@ fn steered_pair(f: Family, lab: &Lab, web: &support::TestBackend) -> (Node, Node
         lab,
         "lb2",
         listen,
-        &health,
+        &tables[1],
         &[web.addr],
         &f.table(100, 100, ""),
     );
@@ -494,7 +504,8 @@ fn syns_in(capture: &str) -> usize {
 /// Then the client's ARP moves and the rest of its request reaches the new master, which
 /// has no socket for the flow and passes it to the old one: the answer comes back whole.
 /// Once `vip-linger` has passed, the new master's entry is gone and nothing more is passed
-/// on.
+/// on. IPv6 too: the VIP lingering on the old master is deprecated there (RFC 6724 §5 rule 3:
+/// never a new connection's source) and still receives the late flow.
 fn a_late_syn_is_served_by_the_old_master_and_its_flow_completes(f: Family) {
     if !nft_available("a_late_syn_is_served_by_the_old_master_and_its_flow_completes") {
         return;
@@ -524,6 +535,13 @@ fn a_late_syn_is_served_by_the_old_master_and_its_flow_completes(f: Family) {
     });
     // The SYN goes to the old master, which still holds the VIP for vip-linger.
     let flow = open_flow(&lab, f);
+    if f == V6 {
+        assert!(
+            vip_line(&lab, "lb1", f).contains("deprecated"),
+            "the lingering IPv6 VIP is deprecated: {}",
+            vip_line(&lab, "lb1", f)
+        );
+    }
     client_sends_to(&lab, f, "lb2");
     lab.wait_for(
         "lb2 passes lb1's flows back for a while",
@@ -564,7 +582,115 @@ fn a_late_syn_is_served_by_the_old_master_and_its_flow_completes(f: Family) {
         "one SYN per connection, none sent again:\n{text}"
     );
 }
-ipv4_only!(a_late_syn_is_served_by_the_old_master_and_its_flow_completes);
+both_families!(a_late_syn_is_served_by_the_old_master_and_its_flow_completes);
+
+/// `host`'s line for the VIP in `ip addr show dev eth0`, with its flags.
+fn vip_line(lab: &Lab, host: &str, f: Family) -> String {
+    let out = lab
+        .exec(host)
+        .args(["ip", "addr", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let at = format!(" {}/", f.vip());
+    text.lines()
+        .find(|l| l.contains(&at))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `[peers]` for `host` (port 7480 of its address, the other node its peer) with the pair's
+/// key file, and a 20 s `vip-linger`: far longer than the drain takes, so an entry that
+/// ends before it ended on the old master's message.
+fn drain_tables(f: Family, key: &std::path::Path) -> [String; 2] {
+    let table = |me: &str, other: &str| {
+        format!(
+            "{FAST_HEALTH}[timeouts]\nvip-linger = \"20s\"\n[peers]\naddress = \"{}\"\npeers = [\"{}\"]\nkey-file = \"{}\"\n",
+            SocketAddr::new(f.host_ip(me), 7480),
+            SocketAddr::new(f.host_ip(other), 7480),
+            key.display()
+        )
+    };
+    [table("lb1", "lb2"), table("lb2", "lb1")]
+}
+
+/// Issue 35: the forwarding stops when the old master has drained, not at its timeout.
+/// A late flow on lb1 completes through lb2's forwarding; once it is closed and no new
+/// connection came for a moment, lb1 says so over `[peers]` and lb2 removes its entry at
+/// once, while lb1 still holds the lingering VIP (20 s) and lb2's entry had 20.1 s to run.
+/// Then a stray packet for no flow that reaches lb2 is no longer passed on (nft counter).
+fn the_forwarding_stops_when_the_old_master_has_drained(f: Family) {
+    if !nft_available("the_forwarding_stops_when_the_old_master_has_drained") {
+        return;
+    }
+    let (lab, web) = f.lab();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("peers.key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef-handover-test\n").unwrap();
+    let (n1, n2) = steered_pair_with(f, &lab, &web, drain_tables(f, &key));
+    client_sends_to(&lab, f, "lb1");
+    let out = lab
+        .exec("lb1")
+        .args(["curl", "-s", "-m", "10", "-X", "POST"])
+        .arg(format!("http://{ADMIN}/admin/handover"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains("new SYNs served"), "{said}\n{}", n1.log());
+    lab.wait_for("lb2 takes over", Duration::from_secs(3), || {
+        f.has_vip(&lab, "lb2")
+    });
+    let flow = open_flow(&lab, f);
+    client_sends_to(&lab, f, "lb2");
+    lab.wait_for(
+        "lb2 passes lb1's flows back",
+        Duration::from_secs(2),
+        || steering(&lab, "lb2", f).2.contains("timeout"),
+    );
+    let answer = flow.finish().expect("the late flow completes");
+    assert!(answer.contains("web1"), "{answer}");
+    let (passed, _, _) = steering(&lab, "lb2", f);
+    assert!(passed > 0, "lb2 passed the late flow's packets to lb1");
+    lab.wait_for(
+        "lb2's entry ends on lb1's drained message",
+        Duration::from_secs(5),
+        || steering(&lab, "lb2", f).2.is_empty(),
+    );
+    assert!(
+        n2.log().contains("the old master has drained"),
+        "{}",
+        n2.log()
+    );
+    assert!(n1.log().contains("told the peers"), "{}", n1.log());
+    assert!(f.has_vip(&lab, "lb1"), "lb1 still lingers with the VIP");
+    // Stray ACKs for no flow reach lb2: it answers them itself now.
+    let st = lab
+        .exec("client")
+        .args([
+            "hping3",
+            "-q",
+            "-c",
+            "3",
+            "-i",
+            "u20000",
+            "-A",
+            "-p",
+            "80",
+            f.vip(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    assert!(st.is_ok_and(|s| s.success()), "hping3");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        steering(&lab, "lb2", f).0,
+        passed,
+        "nothing passed on after the drain"
+    );
+    assert_eq!(http_from(&lab, "client", f.vip_addr(), "/").0, 200);
+}
+ipv4_only!(the_forwarding_stops_when_the_old_master_has_drained);
 
 /// Issue 35: a packet is passed on at most once. With both nodes' entries pointing at each
 /// other (set by hand: no VRRP state gives that), stray ACKs for no flow reach lb2, which

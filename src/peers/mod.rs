@@ -21,9 +21,13 @@
 //! ```
 //! Big-endian. A batch too large for one datagram is split.
 
+mod drained;
+
 use std::collections::HashMap;
 
 use aws_lc_rs::hmac;
+
+pub use drained::{is_drained, seal_drained, Drained, DrainedReceiver};
 
 const MAGIC: &[u8; 4] = b"FLBP";
 const VERSION: u8 = 1;

@@ -36,7 +36,8 @@
 //! connections opened since step 1. The old master steps down after step 2 and keeps
 //! serving whatever reaches it (late SYNs from clients that have not seen the gratuitous
 //! ARP yet, one request each); the new master takes every new SYN and passes the packets of
-//! the old master's flows back to it at L2 until `vip-linger` has passed.
+//! the old master's flows back to it at L2 until the old master says it has drained
+//! ([`Handover::wait_drained`], then the `[peers]` channel) or `vip-linger` has passed.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
@@ -49,6 +50,11 @@ use crate::net::listener::{accept_queue, set_syn_filter};
 
 /// An idle keep-alive connection is closed after this long once a handover began.
 pub const IDLE_CLOSE: Duration = Duration::from_millis(100);
+
+/// After a steered step-down, how long no new connection may arrive before the node counts
+/// as drained: the new master's gratuitous ARP has reached the clients by then (it leaves a
+/// Skew_Time after the step-down), so no late SYN is on its way here.
+pub const DRAIN_QUIET: Duration = Duration::from_millis(250);
 
 /// Handover state shared by the listener, the connections and the daemon.
 pub struct Handover {
@@ -72,6 +78,9 @@ pub struct Handover {
     running: AtomicBool,
     /// The new master passes this node's late flows back to it (`net::steer`): no SYN filter.
     steered: AtomicBool,
+    /// When the last connection opened while closing (ms since `base`, plus one; 0: none).
+    last_opened: AtomicU64,
+    base: Instant,
 }
 
 impl Default for Handover {
@@ -87,6 +96,8 @@ impl Default for Handover {
             extra_listener_fds: Default::default(),
             running: AtomicBool::new(false),
             steered: AtomicBool::new(false),
+            last_opened: AtomicU64::new(0),
+            base: Instant::now(),
         }
     }
 }
@@ -134,6 +145,12 @@ impl Handover {
     pub fn connection_opened(&self) -> ConnGuard<'_> {
         let slot = (self.epoch.load(Ordering::Acquire) & 1) as usize;
         self.by_epoch[slot].fetch_add(1, Ordering::AcqRel);
+        if self.closing() {
+            self.last_opened.store(
+                self.base.elapsed().as_millis() as u64 + 1,
+                Ordering::Relaxed,
+            );
+        }
         ConnGuard { h: self, slot }
     }
 
@@ -249,6 +266,29 @@ impl Handover {
         Ok(msg)
     }
 
+    /// After a steered step-down: blocks until this node has drained (no client connection
+    /// open, and none opened for `quiet`: clients that had not seen the new master's
+    /// gratuitous ARP have, so no late SYN is still coming) or `bound` (`vip-linger`) has
+    /// passed since the call. Returns the connections still open (0: drained).
+    pub fn wait_drained(&self, quiet: Duration, bound: Duration) -> usize {
+        let t0 = Instant::now();
+        let deadline = t0 + bound;
+        loop {
+            let last = match self.last_opened.load(Ordering::Relaxed) {
+                0 => t0,
+                ms => (self.base + Duration::from_millis(ms - 1)).max(t0),
+            };
+            let open = self.open();
+            if open == 0 && last.elapsed() >= quiet {
+                return 0;
+            }
+            if Instant::now() >= deadline {
+                return open;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Step 1 alone, for a worker retiring after an upgrade: every
     /// connection closes after its current answer (GOAWAY on HTTP/2), an idle
     /// one after [`IDLE_CLOSE`]. The listening socket is the new worker's now,
@@ -284,13 +324,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn drained_means_no_connection_and_none_new_for_the_quiet_time() {
+        let h = Handover::default();
+        h.set_closing(true);
+        let quiet = Duration::from_millis(40);
+        let late = h.connection_opened();
+        let open = std::thread::scope(|s| {
+            let j = s.spawn(|| h.wait_drained(quiet, Duration::from_secs(5)));
+            std::thread::sleep(Duration::from_millis(60));
+            assert!(!j.is_finished(), "drained with a connection open");
+            drop(late);
+            // Another late SYN served just after: the quiet time starts again.
+            drop(h.connection_opened());
+            j.join().unwrap()
+        });
+        assert_eq!(open, 0);
+        // Bounded: a connection that stays open ends the wait at the bound, counted.
+        let _stuck = h.connection_opened();
+        assert_eq!(h.wait_drained(quiet, Duration::from_millis(20)), 1);
+    }
+
+    #[test]
     fn handover_waits_for_old_then_all_connections() {
         let h = Handover::default();
         let old = h.connection_opened();
         let stepped = AtomicBool::new(false);
+        // Taken before the thread starts: the sleeps below count from here.
+        let t0 = Instant::now();
         let t = std::thread::scope(|s| {
             let j = s.spawn(|| {
-                let t0 = Instant::now();
                 h.hand_over(Duration::from_secs(5), || {
                     stepped.store(true, Ordering::SeqCst);
                     "stepped down".into()

@@ -145,6 +145,13 @@ impl Supervisor {
         self.call("steering").is_ok_and(|a| a == "1")
     }
 
+    /// The old master of a planned handover says it has drained `vips` (the `[peers]`
+    /// channel): the steering stops passing their packets back to it.
+    pub fn peer_drained(&self, vips: &[std::net::IpAddr]) -> Result<String, String> {
+        let list: Vec<String> = vips.iter().map(|v| v.to_string()).collect();
+        self.call(&format!("drained {}", list.join(" ")))
+    }
+
     /// Priority-0 adverts from every master instance; VIPs kept for `linger`.
     pub fn step_down(&self, linger: Duration) -> String {
         self.call(&format!("step-down {}", linger.as_millis()))

@@ -72,6 +72,8 @@ struct State {
     /// The planned handover's packet steering (`net::steer`), when the kernel and `nft`
     /// offer it.
     steering: Option<Arc<crate::net::steer::Steering>>,
+    /// To the steering thread: VIPs whose old master has drained.
+    drained: Mutex<std::sync::mpsc::Sender<Vec<std::net::IpAddr>>>,
     sockets: Mutex<Sockets>,
     /// The `[[vrrp]]` tables the instances run with.
     vrrp: Mutex<Vec<config::Vrrp>>,
@@ -206,10 +208,12 @@ async fn supervise(config: Config, path: &Path, log: Option<String>) -> anyhow::
         .flatten()
         .map(Arc::new);
     let ha = Ha::start(&config)?;
+    let (drained, drained_rx) = std::sync::mpsc::channel();
     let (events, mut rx) = mpsc::unbounded_channel();
     let state = Arc::new(State {
         ha,
         steering: steering.clone(),
+        drained: Mutex::new(drained),
         sockets: Mutex::new(sockets),
         vrrp: Mutex::new(config.vrrp.clone()),
         path: path.to_path_buf(),
@@ -251,8 +255,15 @@ async fn supervise(config: Config, path: &Path, log: Option<String>) -> anyhow::
     };
     if let Some(s) = steering {
         let t = &config.timeouts;
-        steer::spawn(state.clone(), s, &config.vrrp, t.vip_linger, t.handover)
-            .context("cannot start the handover steering thread")?;
+        steer::spawn(
+            state.clone(),
+            s,
+            drained_rx,
+            &config.vrrp,
+            t.vip_linger,
+            t.handover,
+        )
+        .context("cannot start the handover steering thread")?;
     }
     let first = sup.spawner.spawn().context("cannot start the worker")?;
     sup.set_current(first);
@@ -729,6 +740,19 @@ fn answer(request: &str, id: u64, state: &State) -> Result<String, String> {
             "0".into()
         }),
         "steering" => Ok(if state.steering.is_some() { "1" } else { "0" }.into()),
+        "drained" => {
+            let vips = args
+                .split_whitespace()
+                .map(|a| {
+                    a.parse()
+                        .map_err(|_| format!("drained: {a:?} is not an address"))
+                })
+                .collect::<Result<Vec<std::net::IpAddr>, String>>()?;
+            let tx = state.drained.lock().unwrap_or_else(|e| e.into_inner());
+            tx.send(vips)
+                .map_err(|_| "no handover steering here".to_string())?;
+            Ok(String::new())
+        }
         "step-down" => {
             let ms: u64 = args.parse().map_err(|_| "step-down: milliseconds")?;
             let ha = state.ha.as_ref().ok_or_else(no_vrrp)?;

@@ -8,7 +8,8 @@
 //!   master's flows are passed to it from the first packet (no gap while this loop wakes).
 //! - **Takeover after a priority-0 advert** (a planned handover): the entry gets a timeout
 //!   of `vip-linger` plus [`MARGIN`], as long as the old master keeps the VIP; the kernel
-//!   removes it then.
+//!   removes it then, or this loop does as soon as the old master says it has drained (a
+//!   `[peers]` datagram, relayed by the worker: `crate::peers::Drained`).
 //! - **Takeover after silence** (the master died): the entry goes at once, so the dead
 //!   node's flows are reset by this node, as without steering, instead of being sent into
 //!   the void.
@@ -20,6 +21,7 @@
 //! (`proxy::handover`).
 
 use std::net::IpAddr;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,12 +52,15 @@ struct Slot {
     was: vrrp::State,
     left_master: Option<Instant>,
     entry: Entry,
+    /// When the current timed entry was armed.
+    armed_at: Option<Instant>,
 }
 
 /// Runs the loop on a thread of its own for the supervisor's life.
 pub(super) fn spawn(
     state: Arc<State>,
     steering: Arc<Steering>,
+    drained: Receiver<Vec<IpAddr>>,
     vrrp: &[config::Vrrp],
     linger: Duration,
     handover: Duration,
@@ -67,6 +72,7 @@ pub(super) fn spawn(
             was: vrrp::State::Initialize,
             left_master: None,
             entry: Entry::None,
+            armed_at: None,
         })
         .collect();
     std::thread::Builder::new()
@@ -83,9 +89,37 @@ pub(super) fn spawn(
                 );
                 apply(&steering, slot, want, linger);
             }
-            std::thread::sleep(POLL);
+            match drained.recv_timeout(POLL) {
+                Ok(vips) => {
+                    for slot in slots.iter_mut() {
+                        if let Some(took) = ends_on_drained(slot, &vips) {
+                            apply(&steering, slot, Entry::None, linger);
+                            tracing::info!(
+                                ?vips,
+                                "the old master has drained: no more passing its flows back ({:.0} ms after the takeover)",
+                                took.as_secs_f64() * 1e3
+                            );
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                // The supervisor's state (and the sender in it) is gone: so is the node.
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(POLL),
+            }
         })
         .map(drop)
+}
+
+/// Whether the old master's drained message for `vips` ends the slot's forwarding (a timed
+/// entry, after a planned takeover, for one of the slot's VIPs); how long it ran.
+fn ends_on_drained(slot: &Slot, vips: &[IpAddr]) -> Option<Duration> {
+    let Entry::Timed(_) = slot.entry else {
+        return None;
+    };
+    slot.vips
+        .iter()
+        .any(|v| vips.contains(v))
+        .then(|| slot.armed_at.map_or(Duration::ZERO, |t| t.elapsed()))
 }
 
 /// The entry an instance's VIPs should have now; updates the slot's memory of the state.
@@ -145,6 +179,7 @@ fn apply(steering: &Steering, slot: &mut Slot, want: Entry, linger: Duration) {
             Err(e) => tracing::warn!(%vip, "handover steering: {e}"),
         }
     }
+    slot.armed_at = matches!(want, Entry::Timed(_)).then(Instant::now);
     if matches!(want, Entry::Timed(_)) {
         tracing::info!(entry = ?want, "planned takeover: passing the old master's flows back to it for {:?}", linger + MARGIN);
     }
@@ -162,6 +197,7 @@ mod tests {
             was: vrrp::State::Initialize,
             left_master: None,
             entry: Entry::None,
+            armed_at: None,
         }
     }
 
@@ -191,6 +227,29 @@ mod tests {
         assert_eq!(decide(&mut s, Master, peer(0), L, L), Entry::Timed(old));
         s.entry = Entry::Timed(old);
         assert_eq!(decide(&mut s, Master, peer(0), L, L), Entry::Timed(old));
+    }
+
+    #[test]
+    fn the_old_masters_drained_message_ends_only_a_timed_entry_for_its_vips() {
+        let old: IpAddr = "198.18.0.3".parse().unwrap();
+        let vip: IpAddr = "198.18.0.100".parse().unwrap();
+        let other: IpAddr = "198.18.0.200".parse().unwrap();
+        let mut s = slot();
+        s.vips = vec![vip];
+        s.entry = Entry::Standing(old);
+        assert_eq!(
+            ends_on_drained(&s, &[vip]),
+            None,
+            "a backup keeps its entry"
+        );
+        s.entry = Entry::Timed(old);
+        s.armed_at = Some(Instant::now());
+        assert_eq!(ends_on_drained(&s, &[other]), None, "another VIP's");
+        assert!(ends_on_drained(&s, &[other, vip]).is_some());
+        // Once ended, the master keeps no entry: the takeover's decision is not made again.
+        s.was = Master;
+        s.entry = Entry::None;
+        assert_eq!(decide(&mut s, Master, peer(0), L, L), Entry::None);
     }
 
     #[test]

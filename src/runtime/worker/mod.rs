@@ -226,7 +226,14 @@ async fn serve(
         report_health(shared.clone(), sup.clone());
     }
     let anycast = Anycast::start(&config, shared.clone())?;
-    peers::start(&shared)?;
+    peers::start(&shared, {
+        let sup = sup.clone();
+        Arc::new(move |vips| {
+            if let Err(e) = sup.peer_drained(&vips) {
+                tracing::warn!("the peer's drained message: {e}");
+            }
+        })
+    })?;
     crate::runtime::acme::start(&shared);
     // `POST /admin/reload` asks this loop, which reloads as on SIGHUP.
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
@@ -415,15 +422,22 @@ fn report_health(shared: Arc<Shared>, sup: Arc<Supervisor>) {
 
 /// The planned handover (see `proxy::handover`): connections moved off, then
 /// the supervisor's VIPs handed over. Blocking; the caller finishes it.
-fn hand_over(shared: &Shared, sup: &Supervisor) -> Result<String, String> {
+fn hand_over(shared: &Arc<Shared>, sup: &Supervisor) -> Result<String, String> {
     if !sup.is_master() {
         return Err("not master: nothing to hand over".into());
     }
     let t = shared.live.load().config.timeouts.clone();
-    shared.handover.set_steered(sup.steering());
-    shared
+    let steered = sup.steering();
+    shared.handover.set_steered(steered);
+    let msg = shared
         .handover
-        .hand_over(t.handover, || sup.step_down(t.vip_linger))
+        .hand_over(t.handover, || sup.step_down(t.vip_linger))?;
+    if steered {
+        let vrrp = &shared.live.load().config.vrrp;
+        let vips = vrrp.iter().flat_map(|v| v.vips()).map(|(a, _)| a).collect();
+        peers::tell_drained_later(shared.clone(), vips);
+    }
+    Ok(msg)
 }
 
 /// What the worker adds to its admin listener: the supervisor's state, the

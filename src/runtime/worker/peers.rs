@@ -29,15 +29,73 @@ use crate::peers::{Drop, Key, Receiver, Sender, Update};
 use crate::proxy::dispatch::clock;
 use crate::proxy::state::{Shared, Snapshot};
 
-/// Starts sharing if the config has `[peers]`.
-pub fn start(shared: &Arc<Shared>) -> anyhow::Result<()> {
+/// What a peer's drained message (`crate::peers::Drained`, issue 35) is handed to: the VIPs.
+pub type OnDrained = Arc<dyn Fn(Vec<std::net::IpAddr>) + Send + Sync>;
+
+/// Starts sharing if the config has `[peers]`; `drained` takes the VIPs of a peer's drained
+/// message (on a blocking thread).
+pub fn start(shared: &Arc<Shared>, drained: OnDrained) -> anyhow::Result<()> {
     let Some(cfg) = shared.live.load().config.peers.clone() else {
         return Ok(());
     };
     let socket = bind(cfg.address)?;
     tracing::info!(address = %cfg.address, peers = ?cfg.peers, "sharing [[limit]] tables with peers");
-    tokio::spawn(run(socket, shared.clone(), cfg));
+    tokio::spawn(run(socket, shared.clone(), cfg, drained));
     Ok(())
+}
+
+/// After a steered planned handover (issue 35), on a thread of its own: waits until this
+/// node has drained (`proxy::handover::Handover::wait_drained`, bounded by `vip-linger`),
+/// then tells each peer, so the new master stops passing this node's flows back at once.
+/// Without `[peers]` nothing is sent, and the new master's forwarding ends on its timeout.
+pub fn tell_drained_later(shared: Arc<Shared>, vips: Vec<std::net::IpAddr>) {
+    let spawned = std::thread::Builder::new()
+        .name("floatlb-drained".into())
+        .spawn(move || {
+            let linger = shared.live.load().config.timeouts.vip_linger;
+            let t0 = std::time::Instant::now();
+            let open = shared
+                .handover
+                .wait_drained(crate::proxy::handover::DRAIN_QUIET, linger);
+            let Some(cfg) = shared.live.load().config.peers.clone() else {
+                return;
+            };
+            let key = match crate::config::read_key(&cfg.key_file) {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot tell the peers this node has drained");
+                    return;
+                }
+            };
+            let d = crate::peers::seal_drained(&key, &cfg.node_name(), unix_ms(), &vips);
+            let mut told = 0;
+            for peer in &cfg.peers {
+                let local: SocketAddr = if peer.is_ipv4() {
+                    "0.0.0.0:0".parse().unwrap()
+                } else {
+                    "[::]:0".parse().unwrap()
+                };
+                let Ok(s) = std::net::UdpSocket::bind(local) else {
+                    continue;
+                };
+                // Three copies, a few ms apart: a datagram may be lost, a repeat is dropped.
+                for _ in 0..3 {
+                    if s.send_to(&d, peer).is_ok() {
+                        told += 1;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            tracing::info!(
+                open,
+                told,
+                "drained after {:.0} ms of serving late flows: told the peers",
+                t0.elapsed().as_secs_f64() * 1e3
+            );
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the drained thread");
+    }
 }
 
 fn bind(addr: SocketAddr) -> anyhow::Result<UdpSocket> {
@@ -65,12 +123,13 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-async fn run(socket: UdpSocket, shared: Arc<Shared>, first: Peers) {
+async fn run(socket: UdpSocket, shared: Arc<Shared>, first: Peers, drained: OnDrained) {
     let name = first.node_name();
     // Sequence numbers grow across restarts: a peer does not take a
     // restarted node's datagrams for replays.
     let mut sender = Sender::new(&name, unix_ms() * 1000);
     let mut receiver = Receiver::new(&name);
+    let mut drained_rx = crate::peers::DrainedReceiver::new(&name);
     let mut cfg = first;
     let mut key: Option<Key> = crate::config::read_key(&cfg.key_file).ok();
     let mut snap = shared.live.load_full();
@@ -122,7 +181,17 @@ async fn run(socket: UdpSocket, shared: Arc<Shared>, first: Peers) {
             got = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = got else { continue };
                 let Some(key) = &key else { continue };
-                match receiver.open(key, unix_ms(), &buf[..n]) {
+                let opened = if crate::peers::is_drained(&buf[..n]) {
+                    drained_rx.open(key, unix_ms(), &buf[..n]).map(|d| {
+                        tracing::info!(peer = %d.sender, vips = ?d.vips, "the peer has drained");
+                        let f = drained.clone();
+                        tokio::task::spawn_blocking(move || f(d.vips));
+                        (String::new(), Vec::new())
+                    })
+                } else {
+                    receiver.open(key, unix_ms(), &buf[..n])
+                };
+                match opened {
                     Ok((_, updates)) => {
                         let merged = merge(&snap, &updates, clock());
                         let stats = &shared.stats;
