@@ -565,8 +565,14 @@ fn check_renewal_info(entry: &Acme, key: &str, now: i64) {
     if st.cert_id.as_deref() != Some(cert_id.as_str()) {
         return;
     }
-    if let Err(e) = &found {
-        tracing::warn!(names = ?entry.names, error = %e.message, "ACME: renewal information unavailable");
+    match &found {
+        Err(e) => {
+            tracing::warn!(names = ?entry.names, error = %e.message, "ACME: renewal information unavailable")
+        }
+        Ok(ari::Found::Unsupported) => {
+            tracing::debug!(names = ?entry.names, "ACME: the server offers no renewal information (RFC 9773); two thirds of the lifetime")
+        }
+        Ok(ari::Found::Window(..)) => {}
     }
     let was = (st.renew_at, st.renew_from);
     apply_ari(st, found, lifetime_at, now, random_u64());
