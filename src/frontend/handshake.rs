@@ -49,7 +49,7 @@ pub(crate) async fn serve_connection(
     // connection waits in are allocated only while they run.
     let handshake = TlsConn::accept(tcp, server_config);
     let handshake = Box::pin(tokio::time::timeout(conn.limits().client_header, handshake));
-    let tls = match handshake.await {
+    let mut tls = match handshake.await {
         // Boxed at once: a session held inline would take room in every
         // later state of this task, moved out or not.
         Ok(Ok(tls)) => Box::new(tls),
@@ -86,6 +86,7 @@ pub(crate) async fn serve_connection(
     conn.client_cert =
         crate::tls::client_auth::Identity::of(tls.session().peer_certificates()).map(Arc::new);
     // For a `send-proxy = "v2"` pool's TLVs, when the task carries the facts.
+    let server_name = tls.take_server_name();
     let _ = crate::net::proxy_protocol::CLIENT.try_with(|c| {
         let session = tls.session();
         c.borrow_mut().tls = Some(crate::net::proxy_protocol::TlsFacts {
@@ -95,7 +96,7 @@ pub(crate) async fn serve_connection(
                 _ => "TLS",
             }),
             alpn: session.alpn_protocol().map(<[u8]>::to_vec),
-            server_name: session.server_name().map(str::to_string),
+            server_name,
         });
     });
     shared.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);

@@ -1,10 +1,14 @@
-//! A client connection on the `[tls]` listener: rustls' server session over
-//! the socket, with the handshake and the sending driven here rather than by
-//! a generic stream adapter, so that what leaves in one `writev` is chosen:
+//! A client connection on the `[tls]` listener: rustls' unbuffered server
+//! session (`rustls::unbuffered`) over the socket, with the buffers owned
+//! here, so that an idle connection holds none of them (issue 34):
 //!
-//! - writes only encrypt into the session; records go to the socket at a
-//!   flush, before a read waits, at the close, or when 64 KiB (rustls' buffer
-//!   limit) are waiting;
+//! - received records wait in a buffer taken from a small per-thread pool
+//!   only while bytes are in it (a partial record kept across a wait moves
+//!   to a buffer of its own size); decrypted bytes go straight into the
+//!   reader's buffer, only what did not fit is kept;
+//! - writes only encrypt: records wait in a pooled buffer and go to the
+//!   socket at a flush, before a read waits, at the close, or when 64 KiB
+//!   are waiting; the buffer goes back to the pool once sent;
 //! - TLS 1.3's session tickets are not sent when the handshake ends but with
 //!   the first answer (or before the first wait for the request): a resumed
 //!   connection then makes one write for its tickets and its answer;
@@ -16,26 +20,144 @@
 //!
 //! Not for: certificates, keys and the server config (`crate::tls`).
 
-use std::io::{self, BufRead, IoSlice, Read, Write};
+use std::cell::RefCell;
+use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
-use rustls::ServerConnection;
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncodeTlsData, EncryptError, UnbufferedStatus, WriteTraffic,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Deferred plaintext that makes a write send first (rustls' own limit).
+use crate::tls::client_hello::{self, Sni};
+
+/// Records (or deferred plaintext) that make a write send first.
 const PLAIN_LIMIT: usize = 64 << 10;
+/// The most plaintext in one record (RFC 8446 §5.1).
+const RECORD: usize = 16 << 10;
+/// A pooled buffer: 64 KiB of records and their headers and tags.
+const BUF: usize = PLAIN_LIMIT + 4096;
+/// The most received bytes held at once: a handshake message may take
+/// 64 KiB (rustls' limit), spread over several records.
+const RX_MAX: usize = 2 * BUF;
+/// Buffers a thread keeps for the next connection that has bytes.
+const POOL_MAX: usize = 8;
+
+thread_local! {
+    /// Spare buffers of `BUF` bytes, initialised once (reads and encryption
+    /// write into them without zeroing them first).
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// Where the pieces of a vectored write are joined into one record.
+    static JOIN: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_buf() -> Vec<u8> {
+    POOL.with(|p| p.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0; BUF])
+}
+
+/// Gives `buf` back (to the pool if it is a pool's size), leaving none.
+fn give_buf(buf: &mut Vec<u8>) {
+    let buf = std::mem::take(buf);
+    if buf.len() == BUF {
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < POOL_MAX {
+                p.push(buf);
+            }
+        });
+    }
+}
+
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// Appends `e`'s record(s) to `tx[..*end]`, growing it if they do not fit.
+fn encode(
+    e: &mut EncodeTlsData<'_, ServerConnectionData>,
+    tx: &mut Vec<u8>,
+    end: &mut usize,
+) -> io::Result<()> {
+    if tx.is_empty() {
+        *tx = take_buf();
+    }
+    loop {
+        match e.encode(&mut tx[*end..]) {
+            Ok(n) => {
+                *end += n;
+                return Ok(());
+            }
+            Err(EncodeError::InsufficientSize(s)) => tx.resize(*end + s.required_size, 0),
+            Err(e) => return Err(io::Error::other(e)),
+        }
+    }
+}
+
+/// Encrypts `data` into records appended to `tx[..*end]` (`data` empty:
+/// a close_notify alert), growing it if they do not fit.
+fn encrypt(
+    w: &mut WriteTraffic<'_, ServerConnectionData>,
+    data: Option<&[u8]>,
+    tx: &mut Vec<u8>,
+    end: &mut usize,
+) -> io::Result<()> {
+    if tx.is_empty() {
+        *tx = take_buf();
+    }
+    loop {
+        let res = match data {
+            Some(data) => w.encrypt(data, &mut tx[*end..]),
+            None => w.queue_close_notify(&mut tx[*end..]),
+        };
+        match res {
+            Ok(n) => {
+                *end += n;
+                return Ok(());
+            }
+            Err(EncryptError::InsufficientSize(s)) => tx.resize(*end + s.required_size, 0),
+            Err(e) => return Err(io::Error::other(e)),
+        }
+    }
+}
+
+/// What [`TlsConn::process`] got to.
+enum Step {
+    /// An application-data record: this many of its bytes went to the
+    /// reader (the rest is held for its next read).
+    Data(usize),
+    /// Nothing more comes of the bytes received so far.
+    NeedInput,
+    /// The client's close_notify (RFC 8446 §6.1).
+    PeerClosed,
+}
 
 /// A TLS session and its socket.
 pub(crate) struct TlsConn {
     sock: TcpStream,
-    session: ServerConnection,
+    session: UnbufferedServerConnection,
+    /// Received bytes the session has not taken yet: `rx[rx_start..rx_end]`.
+    /// No buffer while there are none.
+    rx: Vec<u8>,
+    rx_start: usize,
+    rx_end: usize,
+    /// Decrypted bytes the reader had no room for yet, from `held_start`.
+    held: Vec<u8>,
+    held_start: usize,
+    /// Records to send: `tx[tx_start..tx_end]`. No buffer while there are none.
+    tx: Vec<u8>,
+    tx_start: usize,
+    tx_end: usize,
     /// The socket has reported its end.
     eof: bool,
+    /// The client's close_notify has come: no more data after `held`.
+    peer_closed: bool,
     /// Flushes leave records waiting for [`Deferred::poll_send`].
     deferred: bool,
     /// Deferred: plaintext written since the last send, sealed when sent, so
@@ -44,6 +166,12 @@ pub(crate) struct TlsConn {
     plain: Vec<u8>,
     /// A send failed: every later read and write fails the same way.
     failed: Option<io::ErrorKind>,
+    /// The ClientHello's server name (RFC 6066 §3), until taken.
+    server_name: Option<String>,
+    /// The ClientHello has been read for its server name.
+    hello_read: bool,
+    /// close_notify has been sealed.
+    close_sent: bool,
 }
 
 impl std::fmt::Debug for TlsConn {
@@ -52,41 +180,10 @@ impl std::fmt::Debug for TlsConn {
     }
 }
 
-/// The socket as rustls reads and writes it: "would block" once the runtime
-/// has been asked to wake the task. Through tokio's `poll_read`/`poll_write`,
-/// which also take a short read or write as the end of the socket's
-/// readiness, so the next try waits for epoll instead of failing first.
-struct Sock<'a, 'b> {
-    sock: &'a mut TcpStream,
-    cx: &'a mut Context<'b>,
-}
-
-fn would_block<T>(p: Poll<io::Result<T>>) -> io::Result<T> {
-    match p {
-        Poll::Ready(res) => res,
-        Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-    }
-}
-
-impl Read for Sock<'_, '_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut rb = ReadBuf::new(buf);
-        would_block(Pin::new(&mut *self.sock).poll_read(self.cx, &mut rb))?;
-        Ok(rb.filled().len())
-    }
-}
-
-impl Write for Sock<'_, '_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        would_block(Pin::new(&mut *self.sock).poll_write(self.cx, buf))
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        would_block(Pin::new(&mut *self.sock).poll_write_vectored(self.cx, bufs))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+impl Drop for TlsConn {
+    fn drop(&mut self) {
+        give_buf(&mut self.rx);
+        give_buf(&mut self.tx);
     }
 }
 
@@ -96,21 +193,57 @@ impl TlsConn {
         sock: TcpStream,
         config: Arc<rustls::ServerConfig>,
     ) -> io::Result<TlsConn> {
-        let session = ServerConnection::new(config).map_err(io::Error::other)?;
+        let session = UnbufferedServerConnection::new(config).map_err(io::Error::other)?;
         let mut tls = TlsConn {
             sock,
             session,
+            rx: Vec::new(),
+            rx_start: 0,
+            rx_end: 0,
+            held: Vec::new(),
+            held_start: 0,
+            tx: Vec::new(),
+            tx_start: 0,
+            tx_end: 0,
             eof: false,
+            peer_closed: false,
             deferred: false,
             plain: Vec::new(),
             failed: None,
+            server_name: None,
+            hello_read: false,
+            close_sent: false,
         };
         std::future::poll_fn(|cx| tls.poll_handshake(cx)).await?;
         Ok(tls)
     }
 
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.session.is_handshaking() {
+        loop {
+            if !self.hello_read {
+                // The session takes the ClientHello's bytes only once it is
+                // whole: until then they are all still at the front.
+                match client_hello::server_name(&self.rx[..self.rx_end]) {
+                    Sni::Incomplete => {}
+                    Sni::Found(name) => {
+                        self.server_name = name;
+                        self.hello_read = true;
+                    }
+                    Sni::Invalid(_) => self.hello_read = true,
+                }
+            }
+            // Records decrypted here (the request after the client's
+            // Finished) are held for the first read.
+            while let Step::Data(_) = self.process(&mut |_| 0)? {}
+            if !self.session.is_handshaking() {
+                break;
+            }
+            if self.peer_closed {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the client closed during the TLS handshake",
+                )));
+            }
             ready!(self.poll_send(cx))?;
             if self.eof {
                 return Poll::Ready(Err(io::Error::new(
@@ -118,7 +251,7 @@ impl TlsConn {
                     "the client left during the TLS handshake",
                 )));
             }
-            ready!(self.poll_fill(cx))?;
+            ready!(self.poll_read_sock(cx))?;
         }
         // TLS 1.2's last flight is due before the client may speak; TLS 1.3's
         // tickets can wait for the answer.
@@ -129,31 +262,227 @@ impl TlsConn {
     }
 
     /// The session, for what the handshake settled (ALPN, resumption).
-    pub(crate) fn session(&self) -> &ServerConnection {
+    pub(crate) fn session(&self) -> &UnbufferedServerConnection {
         &self.session
+    }
+
+    /// The server name the client asked for (SNI), once.
+    pub(crate) fn take_server_name(&mut self) -> Option<String> {
+        self.server_name.take()
     }
 
     pub(crate) fn socket(&self) -> &TcpStream {
         &self.sock
     }
 
-    /// Reads records from the socket once and decrypts them. What the session
-    /// has to send goes first when the read would wait (unless deferred: then
-    /// the connection's task sends it at the end of this wake-up).
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Runs the session over the received bytes until it has a record's
+    /// plaintext (given to `sink`, which returns how much it took; the rest
+    /// is held) or can do nothing more without input. Records the session
+    /// has to send are queued in `tx`.
+    fn process(&mut self, sink: &mut dyn FnMut(&[u8]) -> usize) -> io::Result<Step> {
         loop {
-            let mut sock = Sock {
-                sock: &mut self.sock,
-                cx,
-            };
-            match self.session.read_tls(&mut sock) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
+            let TlsConn {
+                session,
+                rx,
+                rx_start,
+                rx_end,
+                held,
+                held_start,
+                tx,
+                tx_end,
+                ..
+            } = self;
+            let UnbufferedStatus { discard, state } =
+                session.process_tls_records(&mut rx[*rx_start..*rx_end]);
+            let step = match state {
+                Err(e) => {
+                    *rx_start += discard;
+                    return Err(self.fatal(e));
                 }
-                Ok(_) => break,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !self.deferred && self.session.wants_write() {
+                Ok(ConnectionState::ReadTraffic(mut records)) => {
+                    let mut n = 0;
+                    while let Some(record) = records.next_record() {
+                        let payload = record.map_err(tls_error)?.payload;
+                        let took = if held.is_empty() { sink(payload) } else { 0 };
+                        n += took;
+                        if took < payload.len() {
+                            if held.is_empty() {
+                                *held_start = 0;
+                            }
+                            held.extend_from_slice(&payload[took..]);
+                        }
+                    }
+                    Some(Step::Data(n))
+                }
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    encode(&mut e, tx, tx_end)?;
+                    None
+                }
+                // Sent at the next poll_send: the records are in `tx`.
+                Ok(ConnectionState::TransmitTlsData(t)) => {
+                    t.done();
+                    None
+                }
+                Ok(ConnectionState::BlockedHandshake) | Ok(ConnectionState::WriteTraffic(_)) => {
+                    Some(Step::NeedInput)
+                }
+                Ok(ConnectionState::PeerClosed) | Ok(ConnectionState::Closed) => {
+                    Some(Step::PeerClosed)
+                }
+                // The server config accepts no early data.
+                Ok(other) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("TLS: unexpected state {other:?}"),
+                    ))
+                }
+            };
+            self.discard(discard);
+            if let Some(step) = step {
+                if let Step::PeerClosed = step {
+                    self.peer_closed = true;
+                }
+                return Ok(step);
+            }
+        }
+    }
+
+    fn discard(&mut self, n: usize) {
+        self.rx_start += n;
+        if self.rx_start == self.rx_end {
+            self.rx_start = 0;
+            self.rx_end = 0;
+        }
+    }
+
+    /// Runs the session until it lets application data be written, then
+    /// seals `data` (`None`: a close_notify) into `tx`. Records received
+    /// meanwhile are held for the reader.
+    fn seal(&mut self, data: Option<&[u8]>) -> io::Result<()> {
+        for _ in 0..64 {
+            let TlsConn {
+                session,
+                rx,
+                rx_start,
+                rx_end,
+                held,
+                held_start,
+                tx,
+                tx_end,
+                ..
+            } = self;
+            let UnbufferedStatus { discard, state } =
+                session.process_tls_records(&mut rx[*rx_start..*rx_end]);
+            let mut done = false;
+            match state {
+                Err(e) => {
+                    *rx_start += discard;
+                    return Err(self.fatal(e));
+                }
+                Ok(ConnectionState::WriteTraffic(mut w)) => {
+                    encrypt(&mut w, data, tx, tx_end)?;
+                    done = true;
+                }
+                Ok(ConnectionState::ReadTraffic(mut records)) => {
+                    while let Some(record) = records.next_record() {
+                        if held.is_empty() {
+                            *held_start = 0;
+                        }
+                        held.extend_from_slice(record.map_err(tls_error)?.payload);
+                    }
+                }
+                Ok(ConnectionState::EncodeTlsData(mut e)) => encode(&mut e, tx, tx_end)?,
+                Ok(ConnectionState::TransmitTlsData(t)) => t.done(),
+                Ok(ConnectionState::PeerClosed) => self.peer_closed = true,
+                Ok(ConnectionState::Closed) => {
+                    self.discard(discard);
+                    return Err(io::ErrorKind::BrokenPipe.into());
+                }
+                Ok(other) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("TLS: cannot write in state {other:?}"),
+                    ))
+                }
+            }
+            self.discard(discard);
+            if done {
+                return Ok(());
+            }
+        }
+        Err(io::Error::other("TLS: the session never became writable"))
+    }
+
+    /// The alert rustls queued for `e`, sent as far as the socket takes it
+    /// now; `e` as an I/O error.
+    fn fatal(&mut self, e: rustls::Error) -> io::Error {
+        for _ in 0..4 {
+            let TlsConn {
+                session,
+                rx,
+                rx_start,
+                rx_end,
+                tx,
+                tx_end,
+                ..
+            } = self;
+            let status = session.process_tls_records(&mut rx[*rx_start..*rx_end]);
+            match status.state {
+                Ok(ConnectionState::EncodeTlsData(mut enc)) => {
+                    if encode(&mut enc, tx, tx_end).is_err() {
+                        break;
+                    }
+                }
+                Ok(ConnectionState::TransmitTlsData(t)) => t.done(),
+                _ => break,
+            }
+        }
+        self.send_now();
+        tls_error(e)
+    }
+
+    /// Reads from the socket once into `rx`. What waits to be sent goes
+    /// first when the read would wait (unless deferred: then the
+    /// connection's task sends it at the end of this wake-up).
+    fn poll_read_sock(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.rx.len() < BUF {
+            // None, or a partial record kept in a buffer of its size.
+            let mut buf = take_buf();
+            buf[..self.rx_end - self.rx_start]
+                .copy_from_slice(&self.rx[self.rx_start..self.rx_end]);
+            self.rx_end -= self.rx_start;
+            self.rx_start = 0;
+            self.rx = buf;
+        } else if self.rx_end == self.rx.len() {
+            if self.rx_start > 0 {
+                self.rx.copy_within(self.rx_start..self.rx_end, 0);
+                self.rx_end -= self.rx_start;
+                self.rx_start = 0;
+            } else if self.rx.len() < RX_MAX {
+                self.rx.resize(RX_MAX, 0);
+            } else {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "TLS: a handshake message larger than 128 KiB",
+                )));
+            }
+        }
+        loop {
+            let mut rb = ReadBuf::new(&mut self.rx[self.rx_end..]);
+            match Pin::new(&mut self.sock).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        self.eof = true;
+                    }
+                    self.rx_end += n;
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    self.release_rx();
+                    if !self.deferred && self.tx_end > self.tx_start {
                         // Pending here only means the socket is full; the read
                         // waits either way, and a writable socket wakes us too.
                         if let Poll::Ready(Err(e)) = self.poll_send(cx) {
@@ -162,19 +491,27 @@ impl TlsConn {
                     }
                     return Poll::Pending;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Poll::Ready(Err(e)),
             }
         }
-        if let Err(e) = self.session.process_new_packets() {
-            // The alert rustls queued, as far as the socket takes it now.
-            self.send_now();
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
-        }
-        Poll::Ready(Ok(()))
     }
 
-    /// Sends every record the session holds; pending while the socket is full.
+    /// Before a wait: the pooled buffer back, a partial record moved to one
+    /// of its own size.
+    fn release_rx(&mut self) {
+        if self.rx.len() != BUF {
+            return;
+        }
+        let kept = self.rx_end - self.rx_start;
+        let mut buf = std::mem::take(&mut self.rx);
+        if kept > 0 {
+            self.rx = buf[self.rx_start..self.rx_end].to_vec();
+        }
+        self.rx_start = 0;
+        self.rx_end = kept;
+        give_buf(&mut buf);
+    }
+
+    /// Sends every record waiting; pending while the socket is full.
     pub(crate) fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let res = self.poll_send_inner(cx);
         if let Poll::Ready(Err(e)) = &res {
@@ -183,73 +520,102 @@ impl TlsConn {
         res
     }
 
-    /// Seals the deferred plaintext into records, as far as rustls' buffer
-    /// takes it.
-    fn seal_plain(&mut self) -> io::Result<()> {
-        let mut sealed = 0;
-        while sealed < self.plain.len() {
-            match self.session.writer().write(&self.plain[sealed..])? {
-                0 => break,
-                n => sealed += n,
-            }
-        }
-        if sealed == self.plain.len() {
-            // Given back: an idle connection holds no buffer.
-            self.plain = Vec::new();
-        } else {
-            self.plain.drain(..sealed);
-        }
-        Ok(())
-    }
-
     fn poll_send_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let Some(kind) = self.failed {
             return Poll::Ready(Err(kind.into()));
         }
         loop {
-            if !self.plain.is_empty() {
-                self.seal_plain()?;
+            while self.tx_start < self.tx_end {
+                let pending = &self.tx[self.tx_start..self.tx_end];
+                match ready!(Pin::new(&mut self.sock).poll_write(cx, pending)) {
+                    Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Ok(n) => self.tx_start += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
             }
-            if !self.session.wants_write() {
-                break;
+            // All sent: an idle connection holds no send buffer.
+            self.tx_start = 0;
+            self.tx_end = 0;
+            if self.plain.is_empty() {
+                give_buf(&mut self.tx);
+                return Poll::Ready(Ok(()));
             }
-            let mut sock = Sock {
-                sock: &mut self.sock,
-                cx,
-            };
-            match self.session.write_tls(&mut sock) {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+            self.seal_plain()?;
         }
-        Poll::Ready(Ok(()))
+    }
+
+    /// Seals the deferred plaintext into records (at most `PLAIN_LIMIT`
+    /// bytes of it wait: they fit a pooled buffer).
+    fn seal_plain(&mut self) -> io::Result<()> {
+        let plain = std::mem::take(&mut self.plain);
+        let res = self.seal(Some(&plain));
+        // Given back: an idle connection holds no buffer.
+        drop(plain);
+        res
     }
 
     /// Sends what the socket takes now, without waiting: a last word.
     pub(crate) fn send_now(&mut self) {
+        if !self.plain.is_empty() {
+            let _ = self.seal_plain();
+        }
         // Straight to the socket: tokio's try_write would not try a socket
         // whose readiness it has not seen yet.
-        struct Now<'a>(&'a TcpStream);
-        impl Write for Now<'_> {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                super::send_iov(self.0.as_raw_fd(), &[IoSlice::new(buf)])
-            }
-            fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-                super::send_iov(self.0.as_raw_fd(), bufs)
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let _ = self.seal_plain();
-        while self.session.wants_write() {
-            match self.session.write_tls(&mut Now(&self.sock)) {
-                Ok(n) if n > 0 => {}
+        while self.tx_start < self.tx_end {
+            let pending = IoSlice::new(&self.tx[self.tx_start..self.tx_end]);
+            match super::send_iov(self.sock.as_raw_fd(), &[pending]) {
+                Ok(n) if n > 0 => self.tx_start += n,
                 _ => break,
             }
+        }
+    }
+
+    /// Hands out held plaintext: how much went into `sink`.
+    fn take_held(&mut self, sink: impl FnOnce(&[u8]) -> usize) -> usize {
+        let n = sink(&self.held[self.held_start..]);
+        self.held_start += n;
+        if self.held_start == self.held.len() {
+            self.held = Vec::new();
+            self.held_start = 0;
+        }
+        n
+    }
+
+    /// Runs the read side until `sink` took some plaintext (Ok(n > 0)) or
+    /// the client's close_notify came (Ok(0)).
+    fn poll_plain(
+        &mut self,
+        cx: &mut Context<'_>,
+        sink: &mut dyn FnMut(&[u8]) -> usize,
+    ) -> Poll<io::Result<usize>> {
+        if let Some(kind) = self.failed {
+            return Poll::Ready(Err(kind.into()));
+        }
+        if !self.held.is_empty() {
+            return Poll::Ready(Ok(self.take_held(|d| sink(d))));
+        }
+        loop {
+            if self.peer_closed {
+                return Poll::Ready(Ok(0));
+            }
+            if self.rx_end > self.rx_start {
+                match self.process(sink)? {
+                    Step::Data(0) if !self.held.is_empty() => {
+                        return Poll::Ready(Ok(self.take_held(|d| sink(d))))
+                    }
+                    // An empty record (RFC 8446 §5.4 allows them).
+                    Step::Data(0) => continue,
+                    Step::Data(n) => return Poll::Ready(Ok(n)),
+                    Step::PeerClosed => return Poll::Ready(Ok(0)),
+                    Step::NeedInput => {}
+                }
+            }
+            if self.eof {
+                // A close without close_notify (RFC 8446 §6.1: truncation).
+                return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+            }
+            ready!(self.poll_read_sock(cx))?;
         }
     }
 
@@ -259,31 +625,15 @@ impl TlsConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if let Some(kind) = self.failed {
-            return Poll::Ready(Err(kind.into()));
-        }
-        loop {
-            // Copied out of the session's buffer into what `buf` has left,
-            // without first zeroing all of it (`initialize_unfilled`).
-            let mut reader = self.session.reader();
-            match reader.fill_buf() {
-                Ok(data) => {
-                    let n = data.len().min(buf.remaining());
-                    buf.put_slice(&data[..n]);
-                    reader.consume(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.eof {
-                        // rustls reports a close without close_notify itself;
-                        // this only guards against reading the socket again.
-                        return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
-                    }
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-            ready!(self.poll_fill(cx))?;
-        }
+        // Copied into what `buf` has left, without first zeroing all of it
+        // (`initialize_unfilled`).
+        let mut sink = |data: &[u8]| {
+            let n = data.len().min(buf.remaining());
+            buf.put_slice(&data[..n]);
+            n
+        };
+        ready!(self.poll_plain(cx, &mut sink))?;
+        Poll::Ready(Ok(()))
     }
 
     /// Decrypted bytes appended to `buf`, `want` bytes reserved only once
@@ -295,32 +645,17 @@ impl TlsConn {
         buf: &mut BytesMut,
         want: usize,
     ) -> Poll<io::Result<usize>> {
-        if let Some(kind) = self.failed {
-            return Poll::Ready(Err(kind.into()));
-        }
-        loop {
-            let mut reader = self.session.reader();
-            match reader.fill_buf() {
-                Ok(data) => {
-                    buf.reserve(want);
-                    let n = data.len().min(buf.capacity() - buf.len());
-                    buf.extend_from_slice(&data[..n]);
-                    reader.consume(n);
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.eof {
-                        return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
-                    }
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-            ready!(self.poll_fill(cx))?;
-        }
+        let mut sink = |data: &[u8]| {
+            buf.reserve(want);
+            let n = data.len().min(buf.capacity() - buf.len());
+            buf.extend_from_slice(&data[..n]);
+            n
+        };
+        self.poll_plain(cx, &mut sink)
     }
 
-    /// Encrypts `bufs` (one record for all of them, up to 16 KiB); sends
-    /// only when rustls' buffer is full.
+    /// Encrypts `bufs` (pieces that fit one record are joined into one);
+    /// sends first only when 64 KiB of records are waiting.
     pub(crate) fn poll_write_plain(
         &mut self,
         cx: &mut Context<'_>,
@@ -329,53 +664,87 @@ impl TlsConn {
         if let Some(kind) = self.failed {
             return Poll::Ready(Err(kind.into()));
         }
-        if bufs.iter().all(|b| b.is_empty()) {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total == 0 {
             return Poll::Ready(Ok(0));
         }
         if self.deferred {
-            if self.plain.len() >= PLAIN_LIMIT {
+            if !self.plain.is_empty() && self.plain.len() + total > PLAIN_LIMIT {
                 ready!(self.poll_send(cx))?;
             }
+            let room = PLAIN_LIMIT - self.plain.len();
             if self.plain.capacity() == 0 {
-                self.plain.reserve(16 << 10);
+                self.plain.reserve(total.min(room));
             }
             let mut n = 0;
             for b in bufs {
-                self.plain.extend_from_slice(b);
-                n += b.len();
+                let take = b.len().min(room - n);
+                self.plain.extend_from_slice(&b[..take]);
+                n += take;
             }
             return Poll::Ready(Ok(n));
         }
-        loop {
-            let n = self.session.writer().write_vectored(bufs)?;
-            if n > 0 {
-                return Poll::Ready(Ok(n));
-            }
+        if self.tx_end > 0 && self.tx_end + total.min(RECORD) > PLAIN_LIMIT {
             ready!(self.poll_send(cx))?;
         }
+        if total <= RECORD && bufs.len() > 1 {
+            let res = JOIN.with(|join| {
+                let mut join = join.borrow_mut();
+                join.clear();
+                for b in bufs {
+                    join.extend_from_slice(b);
+                }
+                self.seal(Some(&join))
+            });
+            return Poll::Ready(res.map(|()| total));
+        }
+        let mut n = 0;
+        for b in bufs {
+            let room = PLAIN_LIMIT.saturating_sub(self.tx_end);
+            let take = b.len().min(room);
+            if take == 0 {
+                break;
+            }
+            self.seal(Some(&b[..take]))?;
+            n += take;
+            if take < b.len() {
+                break;
+            }
+        }
+        Poll::Ready(Ok(n))
     }
 
     /// Encrypts `bytes` and sends what the socket takes now: a last word.
     pub(crate) fn write_now(&mut self, bytes: &[u8]) {
-        let _ = self.seal_plain();
-        let _ = self.session.writer().write_all(bytes);
+        if !self.plain.is_empty() {
+            let _ = self.seal_plain();
+        }
+        let _ = self.seal(Some(bytes));
         self.send_now();
     }
 
     /// close_notify (RFC 8446 §6.1) after what the session holds, all sent.
     pub(crate) fn poll_close_notify(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // After the plaintext still deferred; queued once: rustls ignores a second call.
+        // After the plaintext still deferred; queued once.
         if !self.plain.is_empty() {
             ready!(self.poll_send(cx))?;
         }
-        self.session.send_close_notify();
+        if !self.close_sent {
+            self.close_sent = true;
+            self.seal(None)?;
+        }
         self.poll_send(cx)
     }
 
     /// close_notify (RFC 8446 §6.1), sent as far as the socket takes it now.
     pub(crate) fn close_notify_now(&mut self) {
-        let _ = self.seal_plain();
-        self.session.send_close_notify();
+        if !self.plain.is_empty() {
+            let _ = self.seal_plain();
+        }
+        if !self.close_sent {
+            self.close_sent = true;
+            let _ = self.seal(None);
+        }
         self.send_now();
     }
 }
