@@ -499,3 +499,78 @@ fn each_tls_listener_has_its_own_client_certificate_policy() {
     assert!(out.contains("Reused, TLSv1.3"), "{out}");
     assert!(out.contains("HTTP/1.1 200"), "{out}");
 }
+
+/// A route with `client-auth = "required"` on a listener where certificates
+/// are optional answers 403 to a request without a verified certificate
+/// (as nginx's `ssl_verify_client optional` with a 403 on
+/// `$ssl_client_verify`, or HAProxy's `http-request deny unless
+/// { ssl_c_used }`), over HTTP/1.1 and HTTP/2, while the other routes serve
+/// anyone; a forged subject field does not count as a certificate. After
+/// the handshake, HTTP/2 forbids asking for a certificate (RFC 9113
+/// §9.2.3), so a route answers in HTTP. `floatlb check` refuses a route
+/// that says `optional`.
+#[test]
+fn a_route_can_require_a_verified_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    make_cert(dir.path(), "server", &["a.test"], 2);
+    ca_and_client(dir.path(), "ca", "alice", "/CN=alice");
+    let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (public, staff) = (TestBackend::start("public"), TestBackend::start("staff"));
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let body = |mode: &str| {
+        format!(
+            "[[backend]]\nname = \"public\"\naddress = \"{}\"\n\
+             [[pool]]\nname = \"staff\"\nbackends = [\"{}\"]\n\
+             [[route]]\nname = \"staff\"\npath-prefix = \"/staff\"\nclient-auth = \"{mode}\"\npool = \"staff\"\n\
+             [tls]\naddress = \"{tls}\"\nclient-ca = \"{}\"\nclient-auth = \"optional\"\n\
+             client-subject-header = \"X-Client-Subject\"\n\
+             [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+            public.addr,
+            staff.addr,
+            p("ca.pem"),
+            p("server.pem"),
+            p("server.key"),
+        )
+    };
+    let lb = Floatlb::start(&body("required"));
+    let get = |who: Option<&str>, version: &str, path: &str| {
+        let resolve = format!("a.test:{}:127.0.0.1", tls.port());
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "-", "-w", " %{http_code}", "--max-time", "10"])
+            .args(["--resolve", &resolve, "--cacert", &p("server.pem"), version])
+            .args(["-H", "X-Client-Subject: CN=alice"]);
+        if let Some(who) = who {
+            c.args(["--cert", &p(&format!("{who}.pem"))])
+                .args(["--key", &p(&format!("{who}.key"))]);
+        }
+        let out = c
+            .arg(format!("https://a.test:{}{path}", tls.port()))
+            .output()
+            .expect("curl (vm-lab/install-deps installs it)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for version in ["--http1.1", "--http2"] {
+        let refused = get(None, version, "/staff/x");
+        assert!(refused.ends_with(" 403"), "{version}: {refused}");
+        assert!(
+            get(Some("alice"), version, "/staff/x").ends_with("staff 200"),
+            "{version}"
+        );
+        assert!(get(None, version, "/").ends_with("public 200"), "{version}");
+    }
+    // `floatlb route` says so; `floatlb check` refuses "optional" on a route.
+    let (_, out, err) = floatlb_cmd("route", &lb.config_path, &["GET", "https://a.test/staff/x"]);
+    assert!(out.contains("client-auth: required"), "{out}{err}");
+    let file = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&lb.config_path).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("client-auth = \"required\"", "client-auth = \"optional\""),
+    )
+    .unwrap();
+    let (code, out, err) = floatlb_cmd("check", &file, &[]);
+    let all = format!("{out}{err}");
+    assert_ne!(code, 0, "{all}");
+    assert!(all.contains("route[0].client-auth"), "{all}");
+    assert!(all.contains("a route can only say \"required\""), "{all}");
+}

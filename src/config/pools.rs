@@ -174,6 +174,8 @@ pub struct Route {
     pub deny_from_file: Option<PathBuf>,
     /// Ask for a user and password from an htpasswd file (401 without).
     pub auth_basic: Option<AuthBasicConfig>,
+    /// `required`: 403 for a request without a verified client certificate.
+    pub client_auth: Option<super::ClientAuth>,
     /// The `[[limit]]` table this route's clients are counted in.
     pub track: Option<String>,
     /// Most requests per client (a token bucket in the `track` table).
@@ -366,6 +368,8 @@ pub struct RouteSpec {
     pub addresses: Option<AddressRule>,
     /// Its `auth-basic` users (shared by the snapshot's clones: one cache).
     pub auth: Option<Arc<BasicAuth>>,
+    /// `client-auth = "required"`: only clients with a verified certificate.
+    pub client_cert: bool,
     /// Its per-client limits, if it tracks a table.
     pub limit: Option<LimitRule>,
 }
@@ -993,6 +997,7 @@ fn route_spec(
             .auth_basic
             .as_ref()
             .and_then(|a| auth_basic(a, &at("auth-basic"), out)),
+        client_cert: super::tls::route_client_auth(r.client_auth, &at("client-auth"), out),
         limit: None,
     };
     (spec, m)
@@ -1297,6 +1302,7 @@ mod tests {
             error_pages: Vec::new(),
             addresses: None,
             auth: None,
+            client_cert: false,
             limit: None,
         }
     }

@@ -189,6 +189,23 @@ pub enum ClientAuth {
     Required,
 }
 
+/// A route's `client-auth`: whether it requires a verified client
+/// certificate (`required`); whether one is asked for at all is the
+/// listener's policy, so `none` and `optional` are problems here.
+pub(super) fn route_client_auth(auth: Option<ClientAuth>, at: &str, out: &mut Problems) -> bool {
+    match auth {
+        None => false,
+        Some(ClientAuth::Required) => true,
+        Some(_) => {
+            out.push((
+                at.to_string(),
+                "a route can only say \"required\" (whether a certificate is asked for is the listener's client-auth)".into(),
+            ));
+            false
+        }
+    }
+}
+
 /// The policy of a TLS listener from its `client-ca` and `client-auth`
 /// (each its own, else `[tls]`'s); `Err` when a mode needs a CA it lacks.
 pub fn client_policy<'a>(

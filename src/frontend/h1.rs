@@ -334,7 +334,15 @@ async fn answer(
             super::client_cert::edits(&m.client_headers, id).apply(&mut req.out);
         }
     }
-    let routed = dispatch(&snap, shared, (peer, conn.listener), &mut req, io.is_tls());
+    let verified = conn.client_cert.is_some();
+    let routed = dispatch(
+        &snap,
+        shared,
+        (peer, conn.listener),
+        &mut req,
+        io.is_tls(),
+        verified,
+    );
     let (route, pool) = (routed.route, routed.pool());
     let sticky = routed.sticky;
     let tracked = routed.tracked;

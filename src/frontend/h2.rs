@@ -439,7 +439,18 @@ async fn handle(
         }
     }
     let started = std::time::Instant::now();
-    let routed = dispatch(&snap, shared, (peer, listener), &mut prepared, true);
+    let verified = parts
+        .extensions
+        .get::<Arc<crate::tls::client_auth::Identity>>()
+        .is_some();
+    let routed = dispatch(
+        &snap,
+        shared,
+        (peer, listener),
+        &mut prepared,
+        true,
+        verified,
+    );
     let (route, pool) = (routed.route, routed.pool());
     let tracked = routed.tracked;
     let pool_index = match routed.to {

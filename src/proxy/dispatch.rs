@@ -53,6 +53,7 @@ pub fn dispatch(
     (peer, listener): (SocketAddr, u16),
     req: &mut Prepared,
     https: bool,
+    verified_client: bool,
 ) -> Dispatch {
     let resolved = &snap.config.resolved;
     let on_listener = resolved
@@ -115,7 +116,7 @@ pub fn dispatch(
     if let Some(hits) = snap.route_hits.get(req.route as usize) {
         hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    if let Some(mut f) = guard(snap, shared, peer, spec, req, &mut tracked) {
+    if let Some(mut f) = guard(snap, shared, peer, spec, req, &mut tracked, verified_client) {
         error_page(snap, route, None, &mut f);
         return Dispatch {
             route,
@@ -172,9 +173,10 @@ pub fn dispatch(
     d
 }
 
-/// The route's address lists, its per-client limits (before bcrypt, which
-/// they also guard), then its basic auth: the answer to a client they refuse
-/// (403; 429 over a limit; 401 with a challenge for missing or wrong credentials).
+/// The route's address lists, its client-certificate requirement, its
+/// per-client limits (before bcrypt, which they also guard), then its basic
+/// auth: the answer to a client they refuse (403; 429 over a limit; 401
+/// with a challenge for missing or wrong credentials).
 fn guard(
     snap: &Snapshot,
     shared: &Shared,
@@ -182,9 +184,21 @@ fn guard(
     spec: &RouteSpec,
     req: &Prepared,
     tracked: &mut Tracked,
+    verified_client: bool,
 ) -> Option<Failure> {
     if let Some(Err(why)) = spec.addresses.as_ref().map(|rule| rule.check(peer.ip())) {
         return Some(refuse(shared, peer, why, &format!("route {}", spec.name)));
+    }
+    if spec.client_cert && !verified_client {
+        let why = format!("route {} requires a verified client certificate", spec.name);
+        let e = Error::new(
+            Side::Proxy,
+            Phase::Request,
+            Kind::Denied,
+            StatusCode::FORBIDDEN,
+            why,
+        );
+        return Some(fail(shared, peer, e));
     }
     if let Some(rule) = &spec.limit {
         if let Some(f) = limited(snap, shared, peer, rule, req, tracked, Some(&spec.name)) {
@@ -704,6 +718,9 @@ pub fn explain(
                 why.label()
             ));
             return Ok(out);
+        }
+        if r.client_cert {
+            out.push("client-auth: required: 403 without a verified client certificate".into());
         }
         if let Some(rule) = &r.limit {
             out.push(limits_line("the route", rule, snap));
