@@ -233,7 +233,7 @@ fn request_of(
             _ => {}
         }
         let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name),
+            name_of(name),
             HeaderValue::from_maybe_shared(shared.slice_ref(f.value)),
         ) else {
             continue;
@@ -273,6 +273,19 @@ fn request_of(
     Ok((req, chunked))
 }
 
+/// A field name as `HeaderName`: standard ones from `http`'s table, the
+/// forwarding fields floatlb adds to every request as static names, others
+/// copied.
+fn name_of(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    match name.len() {
+        15 if is_name(name, b"x-forwarded-for") => Ok(HeaderName::from_static("x-forwarded-for")),
+        17 if is_name(name, b"x-forwarded-proto") => {
+            Ok(HeaderName::from_static("x-forwarded-proto"))
+        }
+        _ => HeaderName::from_bytes(name),
+    }
+}
+
 /// Connection, Keep-Alive, Proxy-Connection, Upgrade and TE: the fields
 /// HTTP/2 has no room for (RFC 9113 §8.2.2). Trailer is not among them.
 fn is_connection_specific(name: &[u8]) -> bool {
@@ -301,7 +314,7 @@ fn head_of(resp: &http::response::Parts, head_request: bool) -> Result<(Head, Fr
         .iter()
         .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
         .filter(|(n, _)| !is_hop_by_hop(n));
-    let head = Head::from_fields(status, fields);
+    let head = Head::from_fields(status, resp.headers.len(), fields);
     let no_body = head_request
         || status == http::StatusCode::NO_CONTENT
         || status == http::StatusCode::NOT_MODIFIED;

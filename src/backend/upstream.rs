@@ -479,6 +479,19 @@ impl UpstreamBody {
         if self.done || self.failed.is_some() {
             return None;
         }
+        if let Some(h2) = self.h2.as_mut() {
+            // An HTTP/2 answer's first DATA usually came in the head's read.
+            return match h2.take_ready() {
+                Ok((data, ended)) => {
+                    self.done = ended;
+                    data
+                }
+                Err(e) => {
+                    self.failed = Some(e);
+                    None
+                }
+            };
+        }
         let conn = self.conn.as_mut()?;
         match decode(&mut self.framing, &mut conn.buf) {
             Ok(Step::Data(d, end)) => {

@@ -92,16 +92,17 @@ impl Head {
         runs.flush(out, raw);
     }
 
-    /// A head from fields already parsed (an HTTP/2 answer's), written out
-    /// as an HTTP/1.1 head with no reason phrase, every field kept as given:
-    /// the caller has left out what must not pass (RFC 9113 §8.2.2). Its
-    /// lines are in the form [`Self::write_start`] copies in one run.
+    /// A head from fields already parsed (an HTTP/2 answer's, about `count`
+    /// of them), written out as an HTTP/1.1 head with no reason phrase,
+    /// every field kept as given: the caller has left out what must not pass
+    /// (RFC 9113 §8.2.2). Its lines are in the form [`Self::write_start`]
+    /// copies in one run.
     pub fn from_fields<'a>(
         status: StatusCode,
+        count: usize,
         fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Head {
-        let count = fields.size_hint().0;
-        // Room for a typical field each, so that it is seldom grown.
+        // Room for `count` typical fields, so that it is seldom grown.
         let mut raw = Vec::with_capacity(16 + 48 * count);
         raw.extend_from_slice(b"HTTP/1.1 ");
         raw.extend_from_slice(status.as_str().as_bytes());
