@@ -228,6 +228,7 @@ fn parse_with(file: &Path, text: &str, tls_files: bool) -> Result<Config, Config
     let mut found = config.problems();
     let (resolved, more) = pools::resolve(&config.tables());
     found.extend(more);
+    found.extend(tls::routes_without_certificates(&config));
     config.resolved = std::sync::Arc::new(resolved);
     // The tables as written are not needed once settled: with 10,000 routes
     // they would hold several megabytes in each process for nothing.

@@ -206,6 +206,37 @@ pub(super) fn route_client_auth(auth: Option<ClientAuth>, at: &str, out: &mut Pr
     }
 }
 
+/// Routes with `client-auth = "required"` in a file where no TLS listener
+/// asks for a certificate: they could only ever answer 403.
+pub(super) fn routes_without_certificates(c: &super::Config) -> Problems {
+    let asks = c.tls.as_ref().is_some_and(|t| {
+        let own = || client_policy(t.client_ca.as_deref(), t.client_auth);
+        matches!(own(), Ok(Some(_)))
+            || c.listen.all.iter().any(|l| {
+                let ca = l.client_ca.as_deref().or(t.client_ca.as_deref());
+                l.tls
+                    && matches!(
+                        client_policy(ca, l.client_auth.or(t.client_auth)),
+                        Ok(Some(_))
+                    )
+            })
+    });
+    if asks {
+        return Vec::new();
+    }
+    c.routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.client_auth == Some(ClientAuth::Required))
+        .map(|(i, _)| {
+            (
+                format!("route[{i}].client-auth"),
+                "no TLS listener asks for a client certificate (a client-ca and a client-auth other than \"none\"), so this route would refuse every request".into(),
+            )
+        })
+        .collect()
+}
+
 /// The policy of a TLS listener from its `client-ca` and `client-auth`
 /// (each its own, else `[tls]`'s); `Err` when a mode needs a CA it lacks.
 pub fn client_policy<'a>(
@@ -475,6 +506,24 @@ mod tests {
         assert_eq!(client_policy(Some(ca), Some(ClientAuth::None)), Ok(None));
         assert_eq!(client_policy(None, None), Ok(None));
         assert!(client_policy(None, Some(ClientAuth::Required)).is_err());
+    }
+
+    #[test]
+    fn a_route_requiring_a_certificate_needs_a_listener_asking_for_one() {
+        let route = "[[route]]\nname = \"staff\"\nclient-auth = \"required\"\ndeny = 403\n";
+        let e = parse_with(Path::new("t.toml"), &format!("{GOOD}{route}"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("route[0].client-auth: no TLS listener asks"),
+            "{e}"
+        );
+        let tls = "[tls]\naddress = \"127.0.0.1:8443\"\nclient-ca = \"/etc/ca.pem\"\n\
+                   [[tls.certificate]]\ncert = \"c.pem\"\nkey = \"c.key\"\n";
+        let text = format!("{GOOD}{route}{tls}");
+        assert!(parse_with(Path::new("t.toml"), &text, false).is_ok());
+        let off = text.replace("client-ca = ", "client-auth = \"none\"\nclient-ca = ");
+        assert!(parse_with(Path::new("t.toml"), &off, false).is_err());
     }
 
     #[test]
