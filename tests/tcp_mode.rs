@@ -378,3 +378,80 @@ fn proxy_protocol_through_a_tcp_listener() {
     drop(s);
     wait_log(&log, "127.0.0.5 TCP answer --");
 }
+
+/// A drain with another client connection still open (an HTTP request
+/// whose backend never answers) closes a TCP listener's connection anyway,
+/// in order: half of `[timeouts] handover` into the drain, so that under a
+/// planned handover the FIN goes out while the VIP is still here instead of
+/// the new master resetting the connection once it is gone. The relay's
+/// close comes while the HTTP request is still open.
+#[test]
+fn a_drain_closes_tcp_connections_in_order_before_the_others_end() {
+    let echo = echo_server("e1");
+    // Accepts and reads, never answers: the HTTP request stays open.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let port = free_port();
+    let body = format!(
+        "[health]\nenabled = false\n\n\
+         [timeouts]\nhandover = \"400ms\"\ndrain = \"10s\"\nserver = \"30s\"\n\n\
+         [[pool]]\nname = \"echo\"\nbackends = [\"{echo}\"]\n\n\
+         [[backend]]\nname = \"silent\"\naddress = \"{silent_addr}\"\n"
+    );
+    let listeners =
+        format!("[[listen]]\nname = \"echo\"\naddress = \"127.0.0.1:{port}\"\nmode = \"tcp\"\npool = \"echo\"\n");
+    let lb = Floatlb::start_with_listeners(&body, &listeners);
+    let mut open = connect(format!("127.0.0.1:{port}").parse().unwrap());
+    assert_eq!(greeting(&open), "hello from e1");
+
+    let http_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut req = TcpStream::connect(lb.addr).unwrap();
+    req.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    req.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let done = http_done.clone();
+    let waiter = std::thread::spawn(move || {
+        let _ = req.read(&mut [0u8; 1024]);
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    // The request has reached the silent backend before the drain starts.
+    let start = Instant::now();
+    while lb_metric(&lb, "floatlb_backend_in_flight_requests") < 1.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the request never reached its backend"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    lb.signal(libc::SIGTERM);
+    let mut rest = Vec::new();
+    if let Err(e) = open.read_to_end(&mut rest) {
+        panic!(
+            "the drain reset the connection (or never closed it): {e}\n{}",
+            lb.log()
+        );
+    }
+    assert!(
+        !http_done.load(std::sync::atomic::Ordering::SeqCst),
+        "the TCP connection was closed only after the HTTP request ended:\n{}",
+        lb.log()
+    );
+    drop(lb);
+    let _ = waiter.join();
+}
+
+/// The sum of a metric's samples on `/metrics`.
+fn lb_metric(lb: &Floatlb, name: &str) -> f64 {
+    http_get(lb.admin, "/metrics")
+        .2
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

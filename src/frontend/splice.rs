@@ -7,7 +7,8 @@
 //! budget spent is relayed by copying ([`super::tunnel`]) instead. The rules
 //! are the tunnel's: each side's close passed on as a half-close, an idle
 //! limit, and under a drain or planned handover the connection is closed
-//! after every other one, with a FIN to both sides. Not for: TLS or HTTP.
+//! after every other one, with a FIN to both sides; but no later than half of
+//! `timeouts.handover` into it ([`close_by`]). Not for: TLS or HTTP.
 
 use std::future::poll_fn;
 use std::io;
@@ -277,6 +278,7 @@ pub(crate) async fn relay(
     let woken = shared.handover.woken();
     tokio::pin!(woken);
     let mut draining = *shutdown.borrow() || shared.handover.closing();
+    let mut drain_since = draining.then(Instant::now);
     let end = loop {
         let pump = poll_fn(|cx| {
             let a = ready_or(pump_one(cx, client, backend, &mut up))?;
@@ -303,11 +305,16 @@ pub(crate) async fn relay(
             () = &mut woken => {
                 woken.set(shared.handover.woken());
                 draining = *shutdown.borrow() || shared.handover.closing();
+                if draining && drain_since.is_none() {
+                    drain_since = Some(Instant::now());
+                }
             }
             () = tokio::time::sleep(DRAIN_POLL), if draining => {
                 let others = shared.stats.connections_active.load(Ordering::Relaxed)
                     - shared.stats.tunnels_active.load(Ordering::Relaxed);
-                if others <= 0 {
+                let overdue = drain_since
+                    .is_some_and(|t| t.elapsed() >= close_by(&shared.live.load().config.timeouts));
+                if others <= 0 || overdue {
                     shared.stats.tunnels_closed_by_drain.fetch_add(1, Ordering::Relaxed);
                     close_in_order(client, backend).await;
                     break End::Drained;
@@ -318,6 +325,16 @@ pub(crate) async fn relay(
     moved.from_client = up.moved;
     moved.to_client = down.moved;
     end
+}
+
+/// How long into a drain or planned handover a relay waits for the other
+/// connections before it closes anyway: half of `timeouts.handover`, the
+/// handover's wait for open connections, so the FIN goes out and the close
+/// completes while the VIP is still here. Waiting for every other connection
+/// alone would wait for a long HTTP/2 stream (a gRPC call) too, and the new
+/// master would then answer the connection's next packet with a reset.
+fn close_by(t: &crate::config::Timeouts) -> Duration {
+    t.handover / 2
 }
 
 /// A pump's result: an error ends the relay; Pending counts as nothing moved.
