@@ -232,13 +232,12 @@ pub fn obtain(http: &Client, key: &AccountKey, req: &Request<'_>) -> Result<Issu
         &new_order,
         Some(&new_order_payload(&ids, replaces)),
     ) {
-        // RFC 9773 §5: a predecessor already replaced (by another node's
-        // order, say) is no reason to stay without a certificate.
-        Err(f) if replaces.is_some() && f.message.contains(":alreadyReplaced") => {
-            tracing::info!(
-                replaces,
-                "ACME: the certificate was already replaced; ordering without `replaces`"
-            );
+        // RFC 9773 §5: a server may refuse a predecessor already replaced
+        // (alreadyReplaced) or issued to another account (the pair's other
+        // node ordered it with its own account key): neither is a reason to
+        // stay without a certificate. A rate limit stays a rate limit.
+        Err(f) if replaces.is_some() && !f.rate_limited => {
+            tracing::info!(replaces, error = %f.message, "ACME: newOrder refused `replaces`; ordering without it");
             s.post("newOrder", &new_order, Some(&new_order_payload(&ids, None)))?
         }
         other => other?,
