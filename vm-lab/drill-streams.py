@@ -14,7 +14,7 @@
       fin/rst: the relay ended it with a FIN (EOF) or a reset; timeout: a line not back
       within 1 s (a hang). A stream that outlives DURATION_S by 5 s ends with
       DEADLINE_EXCEEDED. end_ms counts from the client's start. Bounded: the whole run ends
-      within DURATION_S + 7 s.
+      within DURATION_S + 7 s. GRPC_TARGET "-": no gRPC stream, and no grpc_ fields.
 """
 import socket
 import sys
@@ -153,17 +153,19 @@ def client(tcp_target, grpc_target, ca, name, duration):
     duration = float(duration)
     t0 = time.monotonic()
     out = {}
-    threads = [
-        threading.Thread(target=tcp_client, args=(tcp_target, duration, t0, out), daemon=True),
-        threading.Thread(target=grpc_client, args=(grpc_target, ca, name, duration, t0, out), daemon=True),
-    ]
+    threads = [threading.Thread(target=tcp_client, args=(tcp_target, duration, t0, out), daemon=True)]
+    keys = ["tcp_stream", "tcp_end_ms", "tcp_lines"]
+    if grpc_target != "-":
+        threads.append(
+            threading.Thread(target=grpc_client, args=(grpc_target, ca, name, duration, t0, out), daemon=True)
+        )
+        keys += ["grpc_stream", "grpc_end_ms", "grpc_messages"]
     for t in threads:
         t.start()
     for t in threads:
         t.join(max(0.1, t0 + duration + 7 - time.monotonic()))
     out.setdefault("tcp_stream", "timeout")
     out.setdefault("grpc_stream", "timeout")
-    keys = ("tcp_stream", "tcp_end_ms", "tcp_lines", "grpc_stream", "grpc_end_ms", "grpc_messages")
     print(" ".join("%s=%s" % (k, out.get(k, ms(t0))) for k in keys), flush=True)
 
 
