@@ -211,7 +211,8 @@ const ARI_TRIES: u32 = 4;
 /// What one RenewalInfo fetch changes in a certificate's status (sans-IO:
 /// `now`, `random` for the pick in the window). A window replaces the
 /// renewal time unless the time already picked lies in it (so repeated
-/// fetches of an unchanged window do not move it); no ARI, or no window
+/// fetches of an unchanged window do not move it), and never later than
+/// a ninth of the lifetime before expiry; no ARI, or no window
 /// ever fetched, leaves two thirds of the lifetime (`lifetime_at`); a
 /// failure keeps the last window fetched.
 pub fn apply_ari(
@@ -226,6 +227,13 @@ pub fn apply_ari(
             let kept = st.renew_from == "ari" && (w.start..w.end).contains(&st.renew_at);
             if !kept {
                 st.renew_at = ari::pick(&w, random);
+            }
+            // A window reaching past expiry (a server's mistake) still
+            // leaves a ninth of the lifetime to renew in.
+            if st.not_after > lifetime_at {
+                st.renew_at = st
+                    .renew_at
+                    .min(st.not_after - (st.not_after - lifetime_at) / 3);
             }
             st.renew_from = "ari";
             st.ari_next = now + recheck;
@@ -759,6 +767,12 @@ mod tests {
             0,
         );
         assert!(st.renew_at <= 300);
+        // A window past expiry (900 here, lifetime 0..900) is cut to a
+        // ninth of the lifetime before it.
+        st.not_after = 900;
+        let late = ari::Found::Window(window(950, 990), 60);
+        apply_ari(&mut st, Ok(late), 600, 300, 0);
+        assert_eq!(st.renew_at, 800);
     }
 
     #[test]
