@@ -8,7 +8,9 @@
 //! a listener's port:
 //! - a bare SYN records its flow (client address and port) in a set with a timeout, and goes
 //!   up the stack: this node serves it;
-//! - a packet of a recorded flow goes up the stack;
+//! - a packet of a recorded flow goes up the stack, and refreshes the record (so a node's
+//!   own long flows stay recorded: what an `[[anycast]]` node that forwards for a leaving
+//!   peer needs);
 //! - anything else, while the VIP has an entry in the `prev` map, is sent at L2 to the
 //!   address the entry names (`fwd ip to`, the neighbour table gives the MAC), with its TTL
 //!   set to 2 (the forwarding takes one): a packet that arrives with TTL 1 was passed on by
@@ -90,7 +92,7 @@ pub fn ruleset(specs: &[Spec], mine_timeout: Duration) -> String {
                 "  chain vip{fam}_{i} {{\n    \
                  {ip} {ttl} 1 counter name guarded return\n    \
                  tcp flags & (syn|ack) == syn add @mine{fam} {{ {ip} saddr . tcp sport }} return\n    \
-                 {ip} saddr . tcp sport @mine{fam} return\n    \
+                 {ip} saddr . tcp sport @mine{fam} update @mine{fam} {{ {ip} saddr . tcp sport }} return\n    \
                  {ip} daddr @prev{fam} {ip} {ttl} set 2 counter name forwarded fwd {ip} to {ip} daddr map @prev{fam} device {dev}\n  }}"
             );
         }
@@ -204,6 +206,33 @@ impl Steering {
     }
 }
 
+/// While `on`, packets to `vip` are this node's although the address is gone: a `local`
+/// route of its own in table `local` (`ip route add local VIP dev lo table local proto
+/// static`). An `[[anycast]]` node withdraws its route by removing the VIP, and still has
+/// to take the packets its peers pass back to it until it has drained; listeners on the
+/// wildcard address take them. Added beside the address's own route, never over it, and
+/// removed by its `proto`: the address's route stays if the VIP came back meanwhile.
+pub fn accept_locally(vip: IpAddr, on: bool) -> Result<(), String> {
+    let prefix = if vip.is_ipv4() { 32 } else { 128 };
+    let out = Command::new("ip")
+        .args([if vip.is_ipv4() { "-4" } else { "-6" }, "route"])
+        .arg(if on { "add" } else { "del" })
+        .args(["local", &format!("{vip}/{prefix}"), "dev", "lo"])
+        .args(["table", "local", "proto", "static"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    let why = String::from_utf8_lossy(&out.stderr);
+    // Already there (on), or already gone (off).
+    if out.status.success() || why.contains("File exists") || why.contains("No such process") {
+        Ok(())
+    } else {
+        Err(format!("ip route: {}", why.trim()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +266,10 @@ mod tests {
         let fwd = r.find("fwd ip to ip daddr map @prev4").unwrap();
         assert!(guard < fwd, "{r}");
         assert!(r.contains("ip ttl set 2 counter name forwarded fwd"), "{r}");
+        assert!(
+            r.contains("ip saddr . tcp sport @mine4 update @mine4 { ip saddr . tcp sport } return"),
+            "a known flow refreshes its record: {r}"
+        );
         assert!(r.contains("ip6 hoplimit set 2"), "{r}");
         // A node with only IPv4 VIPs has no IPv6 jump.
         let only4 = [Spec {

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 
 use aws_lc_rs::hmac;
 
-pub use drained::{is_drained, seal_drained, Drained, DrainedReceiver};
+pub use drained::{is_drained, seal_drained, Drained, DrainedReceiver, Kind};
 
 const MAGIC: &[u8; 4] = b"FLBP";
 const VERSION: u8 = 1;

@@ -185,6 +185,11 @@ impl Handover {
         self.steered.store(on, Ordering::Release);
     }
 
+    /// Whether the handover is steered ([`Self::set_steered`]).
+    pub fn steered(&self) -> bool {
+        self.steered.load(Ordering::Acquire)
+    }
+
     /// Runs steps 1–4 of the sequence above, calling `step_down` for step 4
     /// (it must send the priority-0 adverts and return). Blocking; returns a
     /// report for logs and the admin response, or an error if a handover is

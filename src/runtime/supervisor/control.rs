@@ -145,11 +145,15 @@ impl Supervisor {
         self.call("steering").is_ok_and(|a| a == "1")
     }
 
-    /// The old master of a planned handover says it has drained `vips` (the `[peers]`
-    /// channel): the steering stops passing their packets back to it.
-    pub fn peer_drained(&self, vips: &[std::net::IpAddr]) -> Result<String, String> {
-        let list: Vec<String> = vips.iter().map(|v| v.to_string()).collect();
-        self.call(&format!("drained {}", list.join(" ")))
+    /// What a peer said for the handover steering (`crate::peers::Drained`): the
+    /// supervisor arms (leaving) or ends (drained) the passing of packets to it.
+    pub fn peer_said(&self, word: &crate::peers::Drained) -> Result<String, String> {
+        let verb = match word.kind {
+            crate::peers::Kind::Drained => "drained",
+            crate::peers::Kind::Leaving => "leaving",
+        };
+        let vips: Vec<String> = word.vips.iter().map(|v| v.to_string()).collect();
+        self.call(&format!("{verb} {} {}", word.at, vips.join(" ")))
     }
 
     /// Priority-0 adverts from every master instance; VIPs kept for `linger`.

@@ -72,8 +72,8 @@ struct State {
     /// The planned handover's packet steering (`net::steer`), when the kernel and `nft`
     /// offer it.
     steering: Option<Arc<crate::net::steer::Steering>>,
-    /// To the steering thread: VIPs whose old master has drained.
-    drained: Mutex<std::sync::mpsc::Sender<Vec<std::net::IpAddr>>>,
+    /// To the steering thread: what peers said (leaving, drained).
+    drained: Mutex<std::sync::mpsc::Sender<steer::Word>>,
     sockets: Mutex<Sockets>,
     /// The `[[vrrp]]` tables the instances run with.
     vrrp: Mutex<Vec<config::Vrrp>>,
@@ -203,7 +203,7 @@ async fn supervise(config: Config, path: &Path, log: Option<String>) -> anyhow::
     let exe = std::env::current_exe().context("cannot find floatlb's own binary")?;
     // Before the instances start: a node is ready (listeners bound, steering in place)
     // before it can announce itself as master.
-    let steering = (!config.vrrp.is_empty())
+    let steering = (!config.vrrp.is_empty() || steer::for_anycast(&config))
         .then(|| install_steering(&config))
         .flatten()
         .map(Arc::new);
@@ -253,7 +253,10 @@ async fn supervise(config: Config, path: &Path, log: Option<String>) -> anyhow::
             + config.timeouts.drain
             + Duration::from_secs(5),
     };
-    if let Some(s) = steering {
+    if let Some(s) = steering.clone().filter(|_| config.vrrp.is_empty()) {
+        steer::spawn_anycast(s, drained_rx, config.timeouts.vip_linger)
+            .context("cannot start the handover steering thread")?;
+    } else if let Some(s) = steering {
         let t = &config.timeouts;
         steer::spawn(
             state.clone(),
@@ -328,7 +331,7 @@ fn install_steering(config: &Config) -> Option<crate::net::steer::Steering> {
         .collect();
     ports.sort_unstable();
     ports.dedup();
-    let mut specs: Vec<Spec> = Vec::new();
+    let mut specs: Vec<Spec> = steer::anycast_specs(config, &ports);
     for v in &config.vrrp {
         let vips = v.vips().into_iter().map(|(a, _)| a);
         match specs.iter_mut().find(|s| s.interface == v.interface) {
@@ -341,7 +344,11 @@ fn install_steering(config: &Config) -> Option<crate::net::steer::Steering> {
         }
     }
     // Remembered flows outlast the forwarding window that follows a takeover.
-    let remember = config.timeouts.vip_linger + steer::MARGIN + Duration::from_secs(1);
+    let mut remember = config.timeouts.vip_linger + steer::MARGIN + Duration::from_secs(1);
+    if config.vrrp.is_empty() {
+        // An anycast node forwards while its own flows run: it must still know them then.
+        remember = remember.max(config.timeouts.idle + Duration::from_secs(1));
+    }
     match Steering::install(specs, remember) {
         Ok(s) => {
             tracing::info!(
@@ -740,16 +747,10 @@ fn answer(request: &str, id: u64, state: &State) -> Result<String, String> {
             "0".into()
         }),
         "steering" => Ok(if state.steering.is_some() { "1" } else { "0" }.into()),
-        "drained" => {
-            let vips = args
-                .split_whitespace()
-                .map(|a| {
-                    a.parse()
-                        .map_err(|_| format!("drained: {a:?} is not an address"))
-                })
-                .collect::<Result<Vec<std::net::IpAddr>, String>>()?;
+        "drained" | "leaving" => {
+            let word = steer::Word::parse(verb, args)?;
             let tx = state.drained.lock().unwrap_or_else(|e| e.into_inner());
-            tx.send(vips)
+            tx.send(word)
                 .map_err(|_| "no handover steering here".to_string())?;
             Ok(String::new())
         }

@@ -17,6 +17,12 @@
 //!   ago), INIT or FAULT: no entry. The old master serves its own late flows; it never passes
 //!   them on.
 //!
+//! - **`[[anycast]]`** (with `[peers]`): no VRRP state; a peer about to withdraw its route
+//!   says it is leaving (`crate::peers::Kind::Leaving`), and every other node points the
+//!   VIPs' entries at that peer's `[peers]` address for `vip-linger` plus [`MARGIN`], or
+//!   until the peer says it has drained. The router's ECMP then moves the leaving node's
+//!   flows to the others, which pass them back to it.
+//!
 //! Not for the packets themselves (`net::steer`) nor for the old master's serving
 //! (`proxy::handover`).
 
@@ -25,8 +31,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config;
-use crate::net::steer::Steering;
+use crate::config::{self, Config};
+use crate::net::steer::{Spec, Steering};
 
 use super::State;
 
@@ -56,11 +62,142 @@ struct Slot {
     armed_at: Option<Instant>,
 }
 
+/// What a peer said, relayed by the worker (`crate::peers::Drained`).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Word {
+    /// The peer at this address has no connection left on these VIPs.
+    Drained(IpAddr, Vec<IpAddr>),
+    /// The peer at this address is about to stop receiving these VIPs' new flows.
+    Leaving(IpAddr, Vec<IpAddr>),
+}
+
+impl Word {
+    /// A control call's verb (`drained`, `leaving`) and arguments (the peer's address, then
+    /// the VIPs).
+    pub(super) fn parse(verb: &str, args: &str) -> Result<Word, String> {
+        let mut addrs = args.split_whitespace().map(|a| {
+            a.parse::<IpAddr>()
+                .map_err(|_| format!("{verb}: {a:?} is not an address"))
+        });
+        let at = addrs
+            .next()
+            .ok_or_else(|| format!("{verb}: no address"))??;
+        let vips = addrs.collect::<Result<Vec<_>, _>>()?;
+        match verb {
+            "drained" => Ok(Word::Drained(at, vips)),
+            "leaving" => Ok(Word::Leaving(at, vips)),
+            _ => Err(format!("{verb}: not a steering word")),
+        }
+    }
+}
+
+/// Whether an `[[anycast]]` node steers: it has anycast VIPs and `[peers]` to hear the
+/// others' leaving and drained messages on.
+pub(super) fn for_anycast(config: &Config) -> bool {
+    !config.anycast.is_empty() && config.peers.is_some()
+}
+
+/// The table's specs for an `[[anycast]]` node: its VIPs and ports on every interface that
+/// is up here except loopback and the VIPs' own (the router's packets come in there).
+pub(super) fn anycast_specs(config: &Config, ports: &[u16]) -> Vec<Spec> {
+    if !for_anycast(config) {
+        return Vec::new();
+    }
+    let vips: Vec<IpAddr> = config
+        .anycast
+        .iter()
+        .filter_map(|a| a.vip().map(IpAddr::V4))
+        .collect();
+    let own: Vec<&str> = config
+        .anycast
+        .iter()
+        .map(|a| a.interface.as_str())
+        .collect();
+    interfaces_up()
+        .into_iter()
+        .filter(|i| i != "lo" && !own.contains(&i.as_str()))
+        .map(|interface| Spec {
+            interface,
+            vips: vips.clone(),
+            ports: ports.to_vec(),
+        })
+        .collect()
+}
+
+/// The names of the interfaces that are up, in this namespace.
+fn interfaces_up() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("operstate"))
+                .is_ok_and(|s| s.trim() == "up" || s.trim() == "unknown")
+        })
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    out.sort();
+    out
+}
+
+/// An `[[anycast]]` node's loop: arms an entry for a leaving peer, ends it when the peer has
+/// drained (or the kernel does, after `linger` + [`MARGIN`]).
+pub(super) fn spawn_anycast(
+    steering: Arc<Steering>,
+    words: Receiver<Word>,
+    linger: Duration,
+) -> std::io::Result<()> {
+    let ours: Vec<IpAddr> = steering
+        .specs()
+        .iter()
+        .flat_map(|s| s.vips.clone())
+        .collect();
+    std::thread::Builder::new()
+        .name("floatlb-steer".into())
+        .spawn(move || {
+            // Each VIP's entry as last set (the kernel may have let it expire since).
+            let mut now: std::collections::HashMap<IpAddr, (IpAddr, Instant)> =
+                Default::default();
+            while let Ok(word) = words.recv() {
+                match word {
+                    Word::Leaving(at, vips) => {
+                        for vip in vips.into_iter().filter(|v| ours.contains(v)) {
+                            let was = now.get(&vip).map(|e| e.0);
+                            match steering.arm(vip, at, Some(linger + MARGIN), was) {
+                                Ok(()) => {
+                                    now.insert(vip, (at, Instant::now()));
+                                    tracing::info!(%vip, peer = %at, "a peer is leaving: passing its flows back to it for at most {:?}", linger + MARGIN);
+                                }
+                                Err(e) => tracing::warn!(%vip, "handover steering: {e}"),
+                            }
+                        }
+                    }
+                    Word::Drained(at, vips) => {
+                        for vip in vips {
+                            let Some(&(to, since)) = now.get(&vip).filter(|e| e.0 == at) else {
+                                continue;
+                            };
+                            match steering.disarm(vip, to) {
+                                Ok(()) => {
+                                    now.remove(&vip);
+                                    tracing::info!(%vip, peer = %at, "the leaving peer has drained: no more passing its flows back ({:.0} ms after it left)", since.elapsed().as_secs_f64() * 1e3);
+                                }
+                                Err(e) => tracing::warn!(%vip, "handover steering: {e}"),
+                            }
+                        }
+                    }
+                }
+            }
+        })
+        .map(drop)
+}
+
 /// Runs the loop on a thread of its own for the supervisor's life.
 pub(super) fn spawn(
     state: Arc<State>,
     steering: Arc<Steering>,
-    drained: Receiver<Vec<IpAddr>>,
+    drained: Receiver<Word>,
     vrrp: &[config::Vrrp],
     linger: Duration,
     handover: Duration,
@@ -90,7 +227,8 @@ pub(super) fn spawn(
                 apply(&steering, slot, want, linger);
             }
             match drained.recv_timeout(POLL) {
-                Ok(vips) => {
+                Ok(Word::Leaving(..)) => {}
+                Ok(Word::Drained(_, vips)) => {
                     for slot in slots.iter_mut() {
                         if let Some(took) = ends_on_drained(slot, &vips) {
                             apply(&steering, slot, Entry::None, linger);
@@ -227,6 +365,22 @@ mod tests {
         assert_eq!(decide(&mut s, Master, peer(0), L, L), Entry::Timed(old));
         s.entry = Entry::Timed(old);
         assert_eq!(decide(&mut s, Master, peer(0), L, L), Entry::Timed(old));
+    }
+
+    #[test]
+    fn words_from_the_control_call() {
+        let at: IpAddr = "198.18.2.11".parse().unwrap();
+        let vip: IpAddr = "198.18.0.100".parse().unwrap();
+        assert_eq!(
+            Word::parse("leaving", "198.18.2.11 198.18.0.100"),
+            Ok(Word::Leaving(at, vec![vip]))
+        );
+        assert_eq!(
+            Word::parse("drained", "198.18.2.11"),
+            Ok(Word::Drained(at, vec![]))
+        );
+        assert!(Word::parse("drained", "").is_err());
+        assert!(Word::parse("leaving", "198.18.2.11 nope").is_err());
     }
 
     #[test]

@@ -272,9 +272,36 @@ impl Anycast {
             return Err("anycast: already handed over".into());
         }
         let t = self.shared.live.load().config.timeouts.clone();
-        self.shared
-            .handover
-            .hand_over(t.handover, || self.withdraw())
+        if !self.shared.handover.steered() {
+            return self
+                .shared
+                .handover
+                .hand_over(t.handover, || self.withdraw());
+        }
+        // Steered (issue 35): the peers pass this node's flows back to it until it has
+        // drained, and it takes the VIP's packets without the address meanwhile.
+        let vips: Vec<IpAddr> = self.routes.iter().map(|r| IpAddr::V4(r.vip)).collect();
+        let msg = self.shared.handover.hand_over(t.handover, || {
+            super::peers::tell(&self.shared, crate::peers::Kind::Leaving, &vips);
+            let withdrawn = self.withdraw();
+            for &vip in &vips {
+                if let Err(e) = crate::net::steer::accept_locally(vip, true) {
+                    tracing::warn!(%vip, "anycast: {e}");
+                }
+            }
+            withdrawn
+        })?;
+        let local = vips.clone();
+        super::peers::tell_drained_later(
+            self.shared.clone(),
+            vips,
+            Some(Box::new(move || {
+                for vip in local {
+                    let _ = crate::net::steer::accept_locally(vip, false);
+                }
+            })),
+        );
+        Ok(msg)
     }
 
     /// Stops the thread and removes every VIP.

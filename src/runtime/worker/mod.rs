@@ -226,11 +226,15 @@ async fn serve(
         report_health(shared.clone(), sup.clone());
     }
     let anycast = Anycast::start(&config, shared.clone())?;
+    if anycast.is_some() && config.peers.is_some() {
+        // Peers pass this node's flows back while it leaves (issue 35): no SYN filter then.
+        shared.handover.set_steered(sup.steering());
+    }
     peers::start(&shared, {
         let sup = sup.clone();
-        Arc::new(move |vips| {
-            if let Err(e) = sup.peer_drained(&vips) {
-                tracing::warn!("the peer's drained message: {e}");
+        Arc::new(move |word| {
+            if let Err(e) = sup.peer_said(&word) {
+                tracing::warn!("the peer's {:?} message: {e}", word.kind);
             }
         })
     })?;
@@ -435,7 +439,7 @@ fn hand_over(shared: &Arc<Shared>, sup: &Supervisor) -> Result<String, String> {
     if steered {
         let vrrp = &shared.live.load().config.vrrp;
         let vips = vrrp.iter().flat_map(|v| v.vips()).map(|(a, _)| a).collect();
-        peers::tell_drained_later(shared.clone(), vips);
+        peers::tell_drained_later(shared.clone(), vips, None);
     }
     Ok(msg)
 }

@@ -29,10 +29,10 @@ use crate::peers::{Drop, Key, Receiver, Sender, Update};
 use crate::proxy::dispatch::clock;
 use crate::proxy::state::{Shared, Snapshot};
 
-/// What a peer's drained message (`crate::peers::Drained`, issue 35) is handed to: the VIPs.
-pub type OnDrained = Arc<dyn Fn(Vec<std::net::IpAddr>) + Send + Sync>;
+/// What a peer's leaving or drained message (`crate::peers::Drained`, issue 35) is handed to.
+pub type OnDrained = Arc<dyn Fn(crate::peers::Drained) + Send + Sync>;
 
-/// Starts sharing if the config has `[peers]`; `drained` takes the VIPs of a peer's drained
+/// Starts sharing if the config has `[peers]`; `drained` takes a peer's leaving or drained
 /// message (on a blocking thread).
 pub fn start(shared: &Arc<Shared>, drained: OnDrained) -> anyhow::Result<()> {
     let Some(cfg) = shared.live.load().config.peers.clone() else {
@@ -44,11 +44,50 @@ pub fn start(shared: &Arc<Shared>, drained: OnDrained) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Tells each peer `kind` for `vips` (blocking; three copies, a few ms apart: a datagram
+/// may be lost, a repeat is dropped). How many datagrams went out; 0 without `[peers]`.
+pub fn tell(shared: &Shared, kind: crate::peers::Kind, vips: &[std::net::IpAddr]) -> usize {
+    let Some(cfg) = shared.live.load().config.peers.clone() else {
+        return 0;
+    };
+    let key = match crate::config::read_key(&cfg.key_file) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot tell the peers about the handover");
+            return 0;
+        }
+    };
+    let at = cfg.address.ip();
+    let d = crate::peers::seal_drained(&key, &cfg.node_name(), unix_ms(), kind, at, vips);
+    let mut told = 0;
+    for peer in &cfg.peers {
+        let local: SocketAddr = if peer.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let Ok(s) = std::net::UdpSocket::bind(local) else {
+            continue;
+        };
+        for _ in 0..3 {
+            if s.send_to(&d, peer).is_ok() {
+                told += 1;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    told
+}
+
 /// After a steered planned handover (issue 35), on a thread of its own: waits until this
 /// node has drained (`proxy::handover::Handover::wait_drained`, bounded by `vip-linger`),
-/// then tells each peer, so the new master stops passing this node's flows back at once.
-/// Without `[peers]` nothing is sent, and the new master's forwarding ends on its timeout.
-pub fn tell_drained_later(shared: Arc<Shared>, vips: Vec<std::net::IpAddr>) {
+/// tells each peer, so the node that passes this node's flows back stops at once, then runs
+/// `then`. Without `[peers]` nothing is sent, and the forwarding ends on its timeout.
+pub fn tell_drained_later(
+    shared: Arc<Shared>,
+    vips: Vec<std::net::IpAddr>,
+    then: Option<Box<dyn FnOnce() + Send>>,
+) {
     let spawned = std::thread::Builder::new()
         .name("floatlb-drained".into())
         .spawn(move || {
@@ -57,41 +96,16 @@ pub fn tell_drained_later(shared: Arc<Shared>, vips: Vec<std::net::IpAddr>) {
             let open = shared
                 .handover
                 .wait_drained(crate::proxy::handover::DRAIN_QUIET, linger);
-            let Some(cfg) = shared.live.load().config.peers.clone() else {
-                return;
-            };
-            let key = match crate::config::read_key(&cfg.key_file) {
-                Ok(k) => k,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot tell the peers this node has drained");
-                    return;
-                }
-            };
-            let d = crate::peers::seal_drained(&key, &cfg.node_name(), unix_ms(), &vips);
-            let mut told = 0;
-            for peer in &cfg.peers {
-                let local: SocketAddr = if peer.is_ipv4() {
-                    "0.0.0.0:0".parse().unwrap()
-                } else {
-                    "[::]:0".parse().unwrap()
-                };
-                let Ok(s) = std::net::UdpSocket::bind(local) else {
-                    continue;
-                };
-                // Three copies, a few ms apart: a datagram may be lost, a repeat is dropped.
-                for _ in 0..3 {
-                    if s.send_to(&d, peer).is_ok() {
-                        told += 1;
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }
+            let told = tell(&shared, crate::peers::Kind::Drained, &vips);
             tracing::info!(
                 open,
                 told,
                 "drained after {:.0} ms of serving late flows: told the peers",
                 t0.elapsed().as_secs_f64() * 1e3
             );
+            if let Some(then) = then {
+                then();
+            }
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start the drained thread");
@@ -183,9 +197,9 @@ async fn run(socket: UdpSocket, shared: Arc<Shared>, first: Peers, drained: OnDr
                 let Some(key) = &key else { continue };
                 let opened = if crate::peers::is_drained(&buf[..n]) {
                     drained_rx.open(key, unix_ms(), &buf[..n]).map(|d| {
-                        tracing::info!(peer = %d.sender, vips = ?d.vips, "the peer has drained");
+                        tracing::info!(peer = %d.sender, kind = ?d.kind, vips = ?d.vips, "handover steering: a peer's word");
                         let f = drained.clone();
-                        tokio::task::spawn_blocking(move || f(d.vips));
+                        tokio::task::spawn_blocking(move || f(d));
                         (String::new(), Vec::new())
                     })
                 } else {
