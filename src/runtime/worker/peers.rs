@@ -82,7 +82,8 @@ pub fn tell(shared: &Shared, kind: crate::peers::Kind, vips: &[std::net::IpAddr]
 /// After a steered planned handover (issue 35), on a thread of its own: waits until this
 /// node has drained (`proxy::handover::Handover::wait_drained`, bounded by `vip-linger`),
 /// tells each peer, so the node that passes this node's flows back stops at once, then runs
-/// `then`. Without `[peers]` nothing is sent, and the forwarding ends on its timeout.
+/// `then` once `vip-linger` is over too (a late SYN that still comes is served until then).
+/// Without `[peers]` nothing is sent, and the forwarding ends on its timeout.
 pub fn tell_drained_later(
     shared: Arc<Shared>,
     vips: Vec<std::net::IpAddr>,
@@ -104,6 +105,7 @@ pub fn tell_drained_later(
                 t0.elapsed().as_secs_f64() * 1e3
             );
             if let Some(then) = then {
+                std::thread::sleep(linger.saturating_sub(t0.elapsed()));
                 then();
             }
         });
