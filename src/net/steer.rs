@@ -206,19 +206,20 @@ impl Steering {
     }
 }
 
-/// While `on`, packets to `vip` are this node's although the address is gone: a `local`
-/// route of its own in table `local` (`ip route add local VIP dev lo table local proto
-/// static`). An `[[anycast]]` node withdraws its route by removing the VIP, and still has
+/// While `on`, packets to `vip` are this node's even without the address: a `local` route
+/// of its own in table `local` (`ip route add local VIP dev lo table local proto static
+/// metric 1`). An `[[anycast]]` node withdraws its route by removing the VIP, and still has
 /// to take the packets its peers pass back to it until it has drained; listeners on the
-/// wildcard address take them. Added beside the address's own route, never over it, and
-/// removed by its `proto`: the address's route stays if the VIP came back meanwhile.
+/// wildcard address take them. Its metric sets it beside the address's own route (metric
+/// 0), never over it: added before the address goes, there is no moment without one, and
+/// removing it leaves the address's route if the VIP came back meanwhile.
 pub fn accept_locally(vip: IpAddr, on: bool) -> Result<(), String> {
     let prefix = if vip.is_ipv4() { 32 } else { 128 };
     let out = Command::new("ip")
         .args([if vip.is_ipv4() { "-4" } else { "-6" }, "route"])
         .arg(if on { "add" } else { "del" })
         .args(["local", &format!("{vip}/{prefix}"), "dev", "lo"])
-        .args(["table", "local", "proto", "static"])
+        .args(["table", "local", "proto", "static", "metric", "1"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -283,13 +283,12 @@ impl Anycast {
         let vips: Vec<IpAddr> = self.routes.iter().map(|r| IpAddr::V4(r.vip)).collect();
         let msg = self.shared.handover.hand_over(t.handover, || {
             super::peers::tell(&self.shared, crate::peers::Kind::Leaving, &vips);
-            let withdrawn = self.withdraw();
             for &vip in &vips {
                 if let Err(e) = crate::net::steer::accept_locally(vip, true) {
                     tracing::warn!(%vip, "anycast: {e}");
                 }
             }
-            withdrawn
+            self.withdraw()
         })?;
         let local = vips.clone();
         super::peers::tell_drained_later(
