@@ -49,10 +49,10 @@ pub(crate) async fn serve_connection(
     // connection waits in are allocated only while they run.
     let handshake = TlsConn::accept(tcp, server_config);
     let handshake = Box::pin(tokio::time::timeout(conn.limits().client_header, handshake));
-    let mut tls = match handshake.await {
+    let (tls, server_name) = match handshake.await {
         // Boxed at once: a session held inline would take room in every
         // later state of this task, moved out or not.
-        Ok(Ok(tls)) => Box::new(tls),
+        Ok(Ok((tls, server_name))) => (Box::new(tls), server_name),
         Ok(Err(e)) => {
             shared
                 .stats
@@ -86,7 +86,6 @@ pub(crate) async fn serve_connection(
     conn.client_cert =
         crate::tls::client_auth::Identity::of(tls.session().peer_certificates()).map(Arc::new);
     // For a `send-proxy = "v2"` pool's TLVs, when the task carries the facts.
-    let server_name = tls.take_server_name();
     let _ = crate::net::proxy_protocol::CLIENT.try_with(|c| {
         let session = tls.session();
         c.borrow_mut().tls = Some(crate::net::proxy_protocol::TlsFacts {

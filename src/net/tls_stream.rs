@@ -166,10 +166,6 @@ pub(crate) struct TlsConn {
     plain: Vec<u8>,
     /// A send failed: every later read and write fails the same way.
     failed: Option<io::ErrorKind>,
-    /// The ClientHello's server name (RFC 6066 §3), until taken.
-    server_name: Option<String>,
-    /// The ClientHello has been read for its server name.
-    hello_read: bool,
     /// close_notify has been sealed.
     close_sent: bool,
 }
@@ -188,11 +184,13 @@ impl Drop for TlsConn {
 }
 
 impl TlsConn {
-    /// Runs the server side of a handshake on `sock`.
+    /// Runs the server side of a handshake on `sock`; the server name the
+    /// client asked for (SNI, RFC 6066 §3) beside the connection, so that
+    /// the connection, boxed for its life, does not carry it.
     pub(crate) async fn accept(
         sock: TcpStream,
         config: Arc<rustls::ServerConfig>,
-    ) -> io::Result<TlsConn> {
+    ) -> io::Result<(TlsConn, Option<String>)> {
         let session = UnbufferedServerConnection::new(config).map_err(io::Error::other)?;
         let mut tls = TlsConn {
             sock,
@@ -210,27 +208,23 @@ impl TlsConn {
             deferred: false,
             plain: Vec::new(),
             failed: None,
-            server_name: None,
-            hello_read: false,
             close_sent: false,
         };
-        std::future::poll_fn(|cx| tls.poll_handshake(cx)).await?;
-        Ok(tls)
+        let mut hello = Sni::Incomplete;
+        std::future::poll_fn(|cx| tls.poll_handshake(cx, &mut hello)).await?;
+        let server_name = match hello {
+            Sni::Found(name) => name,
+            _ => None,
+        };
+        Ok((tls, server_name))
     }
 
-    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_handshake(&mut self, cx: &mut Context<'_>, hello: &mut Sni) -> Poll<io::Result<()>> {
         loop {
-            if !self.hello_read {
+            if *hello == Sni::Incomplete {
                 // The session takes the ClientHello's bytes only once it is
                 // whole: until then they are all still at the front.
-                match client_hello::server_name(&self.rx[..self.rx_end]) {
-                    Sni::Incomplete => {}
-                    Sni::Found(name) => {
-                        self.server_name = name;
-                        self.hello_read = true;
-                    }
-                    Sni::Invalid(_) => self.hello_read = true,
-                }
+                *hello = client_hello::server_name(&self.rx[..self.rx_end]);
             }
             // Records decrypted here (the request after the client's
             // Finished) are held for the first read.
@@ -264,11 +258,6 @@ impl TlsConn {
     /// The session, for what the handshake settled (ALPN, resumption).
     pub(crate) fn session(&self) -> &UnbufferedServerConnection {
         &self.session
-    }
-
-    /// The server name the client asked for (SNI), once.
-    pub(crate) fn take_server_name(&mut self) -> Option<String> {
-        self.server_name.take()
     }
 
     pub(crate) fn socket(&self) -> &TcpStream {
@@ -968,7 +957,7 @@ mod tests {
             answer
         });
         let (sock, _) = listener.accept().await.unwrap();
-        let mut conn = TlsConn::accept(sock, server).await.unwrap();
+        let (mut conn, _) = TlsConn::accept(sock, server).await.unwrap();
         // RFC 7301 §3.2: the server's first protocol the client offered.
         assert_eq!(conn.session().alpn_protocol(), Some(&b"http/1.1"[..]));
         let mut got = vec![0u8; request.len()];
