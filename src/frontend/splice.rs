@@ -278,7 +278,10 @@ pub(crate) async fn relay(
     let woken = shared.handover.woken();
     tokio::pin!(woken);
     let mut draining = *shutdown.borrow() || shared.handover.closing();
-    let mut drain_since = draining.then(Instant::now);
+    let close_at = || Instant::now() + close_by(&shared.live.load().config.timeouts);
+    // Not a poll like the wait for the others: an instant, so that no
+    // stream of wake-ups can put it off.
+    let mut deadline = draining.then(close_at);
     let end = loop {
         let pump = poll_fn(|cx| {
             let a = ready_or(pump_one(cx, client, backend, &mut up))?;
@@ -305,20 +308,23 @@ pub(crate) async fn relay(
             () = &mut woken => {
                 woken.set(shared.handover.woken());
                 draining = *shutdown.borrow() || shared.handover.closing();
-                if draining && drain_since.is_none() {
-                    drain_since = Some(Instant::now());
+                if draining && deadline.is_none() {
+                    deadline = Some(close_at());
                 }
             }
             () = tokio::time::sleep(DRAIN_POLL), if draining => {
                 let others = shared.stats.connections_active.load(Ordering::Relaxed)
                     - shared.stats.tunnels_active.load(Ordering::Relaxed);
-                let overdue = drain_since
-                    .is_some_and(|t| t.elapsed() >= close_by(&shared.live.load().config.timeouts));
-                if others <= 0 || overdue {
+                if others <= 0 {
                     shared.stats.tunnels_closed_by_drain.fetch_add(1, Ordering::Relaxed);
                     close_in_order(client, backend).await;
                     break End::Drained;
                 }
+            }
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                shared.stats.tunnels_closed_by_drain.fetch_add(1, Ordering::Relaxed);
+                close_in_order(client, backend).await;
+                break End::Drained;
             }
         }
     };
