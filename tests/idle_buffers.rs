@@ -3,7 +3,10 @@
 //! of the connection's task) serves its next request correctly, over
 //! HTTP/1.1 and HTTP/2, when that request arrives in several TLS records
 //! (RFC 8446 §5.1: records are not aligned with anything above them), in
-//! separate reads, and with a body larger than one record.
+//! separate reads, and with a body larger than one record; over TLS 1.2 as
+//! over TLS 1.3; after a KeyUpdate (RFC 8446 §4.6.3) that came while idle;
+//! with an answer far larger than the buffers (1 MB); and that a
+//! close_notify after idle is answered with one (RFC 8446 §6.1).
 //!
 //! The client is rustls driven by hand, so that each record is written and
 //! sent on its own; HTTP/2 frames are written here too (RFC 9113 §4.1), the
@@ -17,7 +20,7 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
-use support::tls_client::any_cert_config;
+use support::tls_client::{any_cert_config, any_cert_config_for};
 use support::{backend_tables, free_port, make_cert, Floatlb, TestBackend};
 
 /// Long enough for the connection to have waited in its idle state.
@@ -54,8 +57,12 @@ impl Setup {
     }
 
     fn connect(&self, alpn: &[u8]) -> Tls {
+        self.connect_with(any_cert_config(alpn), alpn)
+    }
+
+    fn connect_with(&self, config: std::sync::Arc<rustls::ClientConfig>, alpn: &[u8]) -> Tls {
         let name = ServerName::try_from("a.test").unwrap();
-        let conn = ClientConnection::new(any_cert_config(alpn), name).unwrap();
+        let conn = ClientConnection::new(config, name).unwrap();
         let mut tcp = None;
         for _ in 0..100 {
             if let Ok(s) = TcpStream::connect(self.tls) {
@@ -244,4 +251,96 @@ fn an_idle_http2_connection_serves_a_request_split_over_tls_records() {
     s.write_all(&frame(0x1, 0x5, 7, &header_block(false, "/", &[])))
         .unwrap();
     assert_eq!(h2_answer(&mut s, 7), (0x88, "b1".to_string()));
+}
+
+/// RFC 8446 §5.1 over TLS 1.2 (RFC 5246 §6.2): an idle connection that
+/// negotiated TLS 1.2 takes its next request in three records.
+#[test]
+fn an_idle_tls12_connection_serves_a_request_split_over_tls_records() {
+    let setup = Setup::new();
+    let config = any_cert_config_for(b"http/1.1", &[&rustls::version::TLS12]);
+    let mut s = setup.connect_with(config, b"http/1.1");
+    assert_eq!(
+        s.conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(h1_answer(&mut s), (200, "b1".to_string()));
+    std::thread::sleep(IDLE);
+    let head = b"GET /headers HTTP/1.1\r\nHost: a.test\r\nX-Split: tls12\r\n\r\n";
+    send_in_records(&mut s, head, &[5, 25]);
+    let (status, body) = h1_answer(&mut s);
+    assert_eq!(status, 200);
+    assert!(body.contains("x-split: tls12"), "{body}");
+}
+
+/// RFC 8446 §4.6.3: a KeyUpdate (update_requested) sent on its own while the
+/// connection is idle; the requests after it, under the client's new keys,
+/// can only be read if the server took them (the server's own KeyUpdate in
+/// answer is not seen by this client: rustls takes it silently).
+#[test]
+fn a_key_update_while_idle_is_taken_and_the_next_request_served() {
+    let setup = Setup::new();
+    let mut s = setup.connect(b"http/1.1");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(h1_answer(&mut s), (200, "b1".to_string()));
+    std::thread::sleep(IDLE);
+    s.conn.refresh_traffic_keys().unwrap();
+    while s.conn.wants_write() {
+        s.conn.write_tls(&mut s.sock).unwrap();
+    }
+    std::thread::sleep(IDLE);
+    for n in 0..3 {
+        let head = format!("GET /headers HTTP/1.1\r\nHost: a.test\r\nX-After: {n}\r\n\r\n");
+        send_in_records(&mut s, head.as_bytes(), &[10]);
+        let (status, body) = h1_answer(&mut s);
+        assert_eq!(status, 200);
+        assert!(body.contains(&format!("x-after: {n}")), "{body}");
+    }
+}
+
+/// An answer of 1 MB after idle (larger than the 64 KiB of records the
+/// connection holds before sending): every byte arrives, in order.
+#[test]
+fn an_idle_connection_sends_a_large_answer_whole() {
+    let setup = Setup::new();
+    let mut s = setup.connect(b"http/1.1");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(h1_answer(&mut s), (200, "b1".to_string()));
+    std::thread::sleep(IDLE);
+    s.write_all(b"GET /download?bytes=1000000 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let a = support::client::read_answer(&mut s).unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body.len(), 1_000_000);
+    assert!(a.body.iter().all(|&b| b == b'x'));
+    // And the connection goes on.
+    std::thread::sleep(IDLE);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(h1_answer(&mut s), (200, "b1".to_string()));
+}
+
+/// RFC 8446 §6.1: a close_notify that comes while the connection is idle is
+/// answered with the server's own, so the client sees a clean end (rustls
+/// reports an end without close_notify as an error).
+#[test]
+fn a_close_notify_while_idle_is_answered_with_close_notify() {
+    let setup = Setup::new();
+    let mut s = setup.connect(b"http/1.1");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(h1_answer(&mut s), (200, "b1".to_string()));
+    std::thread::sleep(IDLE);
+    s.conn.send_close_notify();
+    while s.conn.wants_write() {
+        s.conn.write_tls(&mut s.sock).unwrap();
+    }
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest)
+        .expect("the server's close_notify, then the end");
+    assert!(rest.is_empty(), "{rest:?}");
 }

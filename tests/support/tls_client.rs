@@ -45,9 +45,18 @@ impl ServerCertVerifier for AnyCert {
 
 /// A client config offering `alpn` that takes any server certificate.
 pub fn any_cert_config(alpn: &[u8]) -> Arc<rustls::ClientConfig> {
+    any_cert_config_for(alpn, rustls::DEFAULT_VERSIONS)
+}
+
+/// [`any_cert_config`] offering only `versions` (TLS 1.2 alone, say).
+#[allow(dead_code)]
+pub fn any_cert_config_for(
+    alpn: &[u8],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
