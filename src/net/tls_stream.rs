@@ -336,11 +336,14 @@ impl TlsConn {
         }
     }
 
+    /// `n` received bytes taken by the session; the buffer goes back once
+    /// none are left.
     fn discard(&mut self, n: usize) {
         self.rx_start += n;
         if self.rx_start == self.rx_end {
             self.rx_start = 0;
             self.rx_end = 0;
+            give_buf(&mut self.rx);
         }
     }
 
@@ -436,13 +439,18 @@ impl TlsConn {
     fn poll_read_sock(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.rx.len() < BUF {
             // None, or a partial record kept in a buffer of its size.
-            let mut buf = take_buf();
-            buf[..self.rx_end - self.rx_start]
-                .copy_from_slice(&self.rx[self.rx_start..self.rx_end]);
-            self.rx_end -= self.rx_start;
+            let kept = self.rx_end - self.rx_start;
+            let mut buf = if kept < BUF {
+                take_buf()
+            } else {
+                vec![0; RX_MAX]
+            };
+            buf[..kept].copy_from_slice(&self.rx[self.rx_start..self.rx_end]);
             self.rx_start = 0;
+            self.rx_end = kept;
             self.rx = buf;
-        } else if self.rx_end == self.rx.len() {
+        }
+        if self.rx_end == self.rx.len() {
             if self.rx_start > 0 {
                 self.rx.copy_within(self.rx_start..self.rx_end, 0);
                 self.rx_end -= self.rx_start;
@@ -452,7 +460,7 @@ impl TlsConn {
             } else {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    "TLS: a handshake message larger than 128 KiB",
+                    "TLS: a record or handshake message too large to hold",
                 )));
             }
         }
@@ -484,10 +492,10 @@ impl TlsConn {
         }
     }
 
-    /// Before a wait: the pooled buffer back, a partial record moved to one
-    /// of its own size.
+    /// Before a wait: the pooled (or grown) buffer back, a partial record
+    /// moved to one of its own size.
     fn release_rx(&mut self) {
-        if self.rx.len() != BUF {
+        if self.rx.len() < BUF {
             return;
         }
         let kept = self.rx_end - self.rx_start;
@@ -688,7 +696,7 @@ impl TlsConn {
             return Poll::Ready(res.map(|()| total));
         }
         let mut n = 0;
-        for b in bufs {
+        for b in bufs.iter().filter(|b| !b.is_empty()) {
             let room = PLAIN_LIMIT.saturating_sub(self.tx_end);
             let take = b.len().min(room);
             if take == 0 {
@@ -852,6 +860,7 @@ impl AsyncWrite for Deferred {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
     use std::path::Path;
     use std::process::Command;
 
@@ -966,6 +975,78 @@ mod tests {
         conn.write_all(b"pong").await.unwrap();
         conn.flush().await.unwrap();
         conn.shutdown().await.unwrap();
+        assert_eq!(peer.await.unwrap(), b"pong");
+    }
+
+    /// RFC 8446 §5.1: records arrive cut anywhere. The client's flights
+    /// and its request come 16 bytes at a time, so the session is handed
+    /// partial records (kept across waits) throughout; the server name is
+    /// read from the ClientHello once it is whole (RFC 6066 §3).
+    #[tokio::test]
+    async fn a_handshake_and_request_trickled_in_small_pieces_complete() {
+        async fn trickle(tcp: &mut tokio::net::TcpStream, bytes: &[u8]) {
+            for piece in bytes.chunks(16) {
+                tcp.write_all(piece).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (server, client) = configs(dir.path(), &["http/1.1"], &["http/1.1"]);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = tokio::spawn(async move {
+            let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            tcp.set_nodelay(true).unwrap();
+            let name = ServerName::try_from("a.test").unwrap();
+            let mut conn = rustls::ClientConnection::new(client, name).unwrap();
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                let mut out = Vec::new();
+                while conn.wants_write() {
+                    conn.write_tls(&mut out).unwrap();
+                }
+                trickle(&mut tcp, &out).await;
+                if !conn.is_handshaking() {
+                    break;
+                }
+                let n = tcp.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the server left during the handshake");
+                conn.read_tls(&mut &buf[..n]).unwrap();
+                conn.process_new_packets().unwrap();
+            }
+            conn.writer().write_all(b"ping").unwrap();
+            let mut out = Vec::new();
+            while conn.wants_write() {
+                conn.write_tls(&mut out).unwrap();
+            }
+            trickle(&mut tcp, &out).await;
+            let mut answer = Vec::new();
+            while answer.len() < 4 {
+                let n = tcp.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the server left before answering");
+                conn.read_tls(&mut &buf[..n]).unwrap();
+                conn.process_new_packets().unwrap();
+                let mut plain = [0u8; 16];
+                while let Ok(k) = conn.reader().read(&mut plain) {
+                    if k == 0 {
+                        break;
+                    }
+                    answer.extend_from_slice(&plain[..k]);
+                }
+            }
+            answer
+        });
+        let (sock, _) = listener.accept().await.unwrap();
+        let (mut conn, server_name) = TlsConn::accept(sock, server).await.unwrap();
+        assert_eq!(server_name.as_deref(), Some("a.test"));
+        let mut got = [0u8; 4];
+        conn.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ping");
+        // Nothing left in hand once the request is read: no buffers.
+        assert!(conn.rx.is_empty() && conn.held.is_empty(), "buffers kept");
+        conn.write_all(b"pong").await.unwrap();
+        conn.flush().await.unwrap();
+        assert!(conn.tx.is_empty(), "send buffer kept after the flush");
         assert_eq!(peer.await.unwrap(), b"pong");
     }
 
