@@ -203,6 +203,9 @@ async fn supervise(config: Config, path: &Path, log: Option<String>) -> anyhow::
     let exe = std::env::current_exe().context("cannot find floatlb's own binary")?;
     // Before the instances start: a node is ready (listeners bound, steering in place)
     // before it can announce itself as master.
+    if !config.anycast.is_empty() && config.peers.is_none() {
+        tracing::info!("[[anycast]] without [peers]: no handover steering, a node that leaves holds back new SYNs (docs/anycast.md)");
+    }
     let steering = (!config.vrrp.is_empty() || steer::for_anycast(&config))
         .then(|| install_steering(&config))
         .flatten()
