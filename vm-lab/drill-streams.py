@@ -7,14 +7,16 @@
   drill-streams.py client TCP_TARGET GRPC_TARGET CA NAME DURATION_S
       on the client: for DURATION_S, one TCP connection to TCP_TARGET sending a line every
       50 ms and reading it back, and one gRPC bidirectional stream to GRPC_TARGET (TLS,
-      verified against CA as NAME) sending a message every 50 ms. Prints one line:
-        tcp_stream=survived|fin|rst|timeout|refused|error tcp_end_ms=N tcp_lines=N
+      verified against CA as NAME) sending a message every 50 ms. Prints at its end:
+        streams_open_ms=N tcp_stream=survived|fin|rst|timeout|refused|error tcp_end_ms=N tcp_lines=N
         grpc_stream=OK|<gRPC status code name>|skipped grpc_end_ms=N grpc_messages=N
       survived: every line came back until the end and the connection then closed in order;
       fin/rst: the relay ended it with a FIN (EOF) or a reset; timeout: a line not back
       within 1 s (a hang). A stream that outlives DURATION_S by 5 s ends with
       DEADLINE_EXCEEDED. end_ms counts from the client's start. Bounded: the whole run ends
       within DURATION_S + 7 s. GRPC_TARGET "-": no gRPC stream, and no grpc_ fields.
+      Prints "open ..." first, once the first line and the first message came back (or
+      either failed, or 5 s passed): the drill waits for it before its event.
 """
 import socket
 import sys
@@ -71,7 +73,7 @@ def ms(t0):
     return int((time.monotonic() - t0) * 1000)
 
 
-def tcp_client(target, duration, t0, out):
+def tcp_client(target, duration, t0, out, ready):
     host, port = target.rsplit(":", 1)
     lines = 0
     try:
@@ -100,6 +102,7 @@ def tcp_client(target, duration, t0, out):
                 how = "error"
                 break
             lines += 1
+            ready.set()
             time.sleep(INTERVAL)
         if how == "survived":
             # The close in order: our FIN, the echo's FIN back.
@@ -116,11 +119,13 @@ def tcp_client(target, duration, t0, out):
         how = "error"
     finally:
         s.close()
+        ready.set()
     out.update(tcp_stream=how, tcp_end_ms=ms(t0), tcp_lines=lines)
 
 
-def grpc_client(target, ca, name, duration, t0, out):
+def grpc_client(target, ca, name, duration, t0, out, ready):
     if grpc is None:
+        ready.set()
         out.update(grpc_stream="skipped", grpc_end_ms=0, grpc_messages=0)
         print("gRPC stream skipped: %s" % GRPC_MISSING, file=sys.stderr, flush=True)
         return
@@ -141,9 +146,11 @@ def grpc_client(target, ca, name, duration, t0, out):
     try:
         for _ in ch.stream_stream("/drill.Echo/Chat")(messages(), timeout=duration + 5):
             got += 1
+            ready.set()
         code = "OK"
     except grpc.RpcError as e:
         code = e.code().name
+    ready.set()
     stop.set()
     ch.close()
     out.update(grpc_stream=code, grpc_end_ms=ms(t0), grpc_messages=got)
@@ -153,15 +160,21 @@ def client(tcp_target, grpc_target, ca, name, duration):
     duration = float(duration)
     t0 = time.monotonic()
     out = {}
-    threads = [threading.Thread(target=tcp_client, args=(tcp_target, duration, t0, out), daemon=True)]
-    keys = ["tcp_stream", "tcp_end_ms", "tcp_lines"]
+    ready = [threading.Event()]
+    threads = [threading.Thread(target=tcp_client, args=(tcp_target, duration, t0, out, ready[0]), daemon=True)]
+    keys = ["streams_open_ms", "tcp_stream", "tcp_end_ms", "tcp_lines"]
     if grpc_target != "-":
+        ready.append(threading.Event())
         threads.append(
-            threading.Thread(target=grpc_client, args=(grpc_target, ca, name, duration, t0, out), daemon=True)
+            threading.Thread(target=grpc_client, args=(grpc_target, ca, name, duration, t0, out, ready[1]), daemon=True)
         )
         keys += ["grpc_stream", "grpc_end_ms", "grpc_messages"]
     for t in threads:
         t.start()
+    for r in ready:
+        r.wait(max(0.0, t0 + 5 - time.monotonic()))
+    out["streams_open_ms"] = ms(t0)
+    print("open after %d ms" % out["streams_open_ms"], flush=True)
     for t in threads:
         t.join(max(0.1, t0 + duration + 7 - time.monotonic()))
     out.setdefault("tcp_stream", "timeout")
