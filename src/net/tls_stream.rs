@@ -349,9 +349,10 @@ impl TlsConn {
 
     /// Runs the session until it lets application data be written, then
     /// seals `data` (`None`: a close_notify) into `tx`. Records received
-    /// meanwhile are held for the reader.
+    /// meanwhile are held for the reader. Each turn takes a record, a
+    /// record to send or a state that ends the loop, so it ends.
     fn seal(&mut self, data: Option<&[u8]>) -> io::Result<()> {
-        for _ in 0..64 {
+        loop {
             let TlsConn {
                 session,
                 rx,
@@ -402,7 +403,6 @@ impl TlsConn {
                 return Ok(());
             }
         }
-        Err(io::Error::other("TLS: the session never became writable"))
     }
 
     /// The alert rustls queued for `e`, sent as far as the socket takes it
@@ -1048,6 +1048,48 @@ mod tests {
         conn.flush().await.unwrap();
         assert!(conn.tx.is_empty(), "send buffer kept after the flush");
         assert_eq!(peer.await.unwrap(), b"pong");
+    }
+
+    /// RFC 8446 §5.1: a record may carry a single byte. 300 of them arrive
+    /// together; the server reads one and answers before reading on, so the
+    /// answer is sealed with 299 records still unread: they are kept, in
+    /// order, for the reads after it.
+    #[tokio::test]
+    async fn records_unread_when_the_answer_is_written_are_kept_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, client) = configs(dir.path(), &["http/1.1"], &["http/1.1"]);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let request: Vec<u8> = (0..300u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let sent = request.clone();
+        let peer = tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let connector = tokio_rustls::TlsConnector::from(client);
+            let name = ServerName::try_from("a.test").unwrap();
+            let mut tls = connector.connect(name, tcp).await.unwrap();
+            // One record per byte, flushed together.
+            for b in &sent {
+                tls.get_mut().1.writer().write_all(&[*b]).unwrap();
+            }
+            tls.flush().await.unwrap();
+            let mut answer = [0u8; 4];
+            tls.read_exact(&mut answer).await.unwrap();
+            tls.shutdown().await.unwrap();
+            answer
+        });
+        let (sock, _) = listener.accept().await.unwrap();
+        let (mut conn, _) = TlsConn::accept(sock, server).await.unwrap();
+        let mut got = vec![0u8; 1];
+        conn.read_exact(&mut got).await.unwrap();
+        // Let every record arrive before the answer is sealed.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        conn.write_all(b"pong").await.unwrap();
+        conn.flush().await.unwrap();
+        let mut rest = vec![0u8; request.len() - 1];
+        conn.read_exact(&mut rest).await.unwrap();
+        got.extend_from_slice(&rest);
+        assert!(got == request, "the request's bytes in order");
+        assert_eq!(&peer.await.unwrap(), b"pong");
     }
 
     #[tokio::test]
