@@ -147,6 +147,14 @@ fn main() -> Result<()> {
                     probes.len(),
                     parse::slowest_probe_ms(&probes)
                 );
+                // --takeover T: the new master's first advert (Unix seconds).
+                if f.contains_key("takeover") {
+                    let t: f64 = get(&f, "takeover", None)?;
+                    line += &format!(
+                        " slowest_after_takeover_ms={:.1}",
+                        parse::slowest_probe_since_ms(&probes, t)
+                    );
+                }
             }
             if let Some(w) = read("wrk")? {
                 match parse::wrk(&w) {

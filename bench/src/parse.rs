@@ -246,6 +246,18 @@ pub fn slowest_probe_ms(probes: &[Probe]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// The slowest probe that started at or after `since` (Unix seconds), in ms; 0 without one.
+/// With `since` the moment a new master announced itself, what is left is what a client that
+/// came after the takeover waited: a SYN lost to a dead node before it is not counted.
+pub fn slowest_probe_since_ms(probes: &[Probe], since: f64) -> f64 {
+    let after: Vec<Probe> = probes
+        .iter()
+        .filter(|p| p.start >= since)
+        .cloned()
+        .collect();
+    slowest_probe_ms(&after)
+}
+
 /// The slowest connection attempt in ms (a probe without its own connect time counts its whole
 /// time), and how many attempts took longer than `over_ms`: a SYN lost on the way costs the
 /// client its initial RTO (1 s).
@@ -524,6 +536,16 @@ mod tests {
         let p = probes("start,end,status,error\n10.0,10.004,200,\n10.005,10.125,0,read: reset\n10.010,10.013,200,\n");
         assert!((slowest_probe_ms(&p) - 120.0).abs() < 1e-6);
         assert_eq!(slowest_probe_ms(&[]), 0.0);
+    }
+
+    #[test]
+    fn slowest_since_leaves_out_probes_started_before() {
+        // The 1 s probe started before the takeover at 10.5; the slowest after it took 30 ms.
+        let p =
+            probes("start,end,status,error\n10.0,11.0,200,\n10.6,10.63,200,\n10.7,10.71,200,\n");
+        assert!((slowest_probe_since_ms(&p, 10.5) - 30.0).abs() < 1e-6);
+        assert!((slowest_probe_since_ms(&p, 0.0) - 1000.0).abs() < 1e-6);
+        assert_eq!(slowest_probe_since_ms(&p, 11.0), 0.0);
     }
 
     #[test]
