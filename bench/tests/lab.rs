@@ -201,6 +201,23 @@ fn node_down_and_graceful_move_the_vip_and_service_resumes() {
             let v = num(&f, k);
             assert!(v.is_finite() && v >= 0.0, "{kind}: {k} = {v}: {f:?}");
         }
+        // The TCP connection held through the TCP listener (issue 30): a planned handover
+        // closes it in order, with a FIN before the VIP moves; a node's death ends it with
+        // the new master's reset. Neither it nor the gRPC stream may hang.
+        let tcp = f.get("tcp_stream").map(String::as_str);
+        if kind == "graceful" {
+            assert_eq!(tcp, Some("fin"), "{kind}: the TCP connection: {f:?}");
+        } else {
+            assert!(
+                matches!(tcp, Some("rst" | "fin")),
+                "{kind}: the TCP connection: {f:?}"
+            );
+        }
+        let grpc = f.get("grpc_stream").map(String::as_str);
+        assert!(
+            !matches!(grpc, Some("timeout" | "DEADLINE_EXCEEDED") | None),
+            "{kind}: the gRPC stream: {f:?}"
+        );
         if kind == "graceful" {
             assert!(num(&f, "wrk_requests") > 0.0, "wrk did not run: {f:?}");
             assert_eq!(
