@@ -22,12 +22,14 @@ use std::net::SocketAddr;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::h1;
+use super::park::{self, Held};
 use crate::net::proxy_protocol::{self, ClientFacts, Header, Parsed};
 use crate::net::{accept_one, is_resource_exhaustion, poll_listener, ClientIo};
 use crate::proxy::dispatch::{connected, Admitted, Connection};
 use crate::proxy::state::Shared;
 
-/// Serves one client connection until it closes, times out or is drained.
+/// Serves one client connection until it closes, times out or is drained
+/// (or is parked while idle, if `park`: [`super::park`]).
 ///
 /// A plain function returning an `async move` block, not an `async fn`: the
 /// block keeps each captured value once, where an `async fn` would also copy
@@ -37,13 +39,11 @@ fn serve_connection(
     stream: std::net::TcpStream,
     conn: h1::Conn,
     counted: Option<Connection>,
+    park: bool,
 ) -> impl Future<Output = ()> {
     async move {
-        let _counted = counted;
-        let _active = conn.shared.stats.connection_opened();
-        let _epoch = conn.shared.handover.connection_opened();
-        let mut io = ClientIo::Direct(stream);
-        h1::serve(&mut io, &conn).await;
+        let held = Held::new(conn, counted, park);
+        park::run(ClientIo::Direct(stream), held, None).await
     }
 }
 
@@ -124,13 +124,17 @@ async fn serve_special(
         return super::tcp::serve(client, shared, shutdown, kind.id).await;
     }
     let serve = async move {
+        // A parked connection's next task would not carry the facts.
+        let park = !special.facts;
         if kind.tls {
-            let _counted = counted;
-            super::handshake::serve_connection(stream, peer, shared, shutdown, permit, kind.id)
-                .await
+            let serve = super::handshake::serve_connection;
+            serve(
+                stream, peer, shared, shutdown, permit, kind.id, counted, park,
+            )
+            .await
         } else {
             let conn = h1::Conn::new(peer, shared, shutdown, permit, kind.id);
-            serve_connection(stream, conn, counted).await
+            serve_connection(stream, conn, counted, park).await
         }
     };
     if special.facts {
@@ -393,28 +397,17 @@ pub async fn accept_loop(
                     }
                 };
                 let (shared, shutdown) = (shared.clone(), shutdown.clone());
-                match (kind.tls, counted) {
-                    (true, None) => {
-                        tokio::spawn(super::handshake::serve_connection(
-                            stream, peer, shared, shutdown, permit, kind.id,
-                        ));
-                    }
-                    (true, Some(counted)) => {
-                        let serve = super::handshake::serve_connection(
-                            stream, peer, shared, shutdown, permit, kind.id,
-                        );
-                        tokio::spawn(async move {
-                            let _counted = counted;
-                            serve.await
-                        });
-                    }
-                    (false, counted) => {
-                        tokio::spawn(serve_connection(
-                            stream,
-                            h1::Conn::new(peer, shared, shutdown, permit, kind.id),
-                            counted,
-                        ));
-                    }
+                if kind.tls {
+                    tokio::spawn(super::handshake::serve_connection(
+                        stream, peer, shared, shutdown, permit, kind.id, counted, true,
+                    ));
+                } else {
+                    tokio::spawn(serve_connection(
+                        stream,
+                        h1::Conn::new(peer, shared, shutdown, permit, kind.id),
+                        counted,
+                        true,
+                    ));
                 }
             }
             Err(e) => {

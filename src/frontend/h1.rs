@@ -43,6 +43,11 @@ use crate::proxy::handover::IDLE_CLOSE;
 use crate::proxy::state::{Shared, Snapshot};
 use crate::proxy::{self, Answer, Body, Failure, Outgoing};
 
+/// How long a connection waits for its next request in its task before
+/// [`serve`] hands it to the parking lot (`park.rs`): well above the gaps
+/// between requests of a keep-alive client under load, so that busy
+/// connections never pay for parking.
+pub(crate) const PARK_AFTER: Duration = Duration::from_secs(1);
 /// How much is read from a client at a time.
 const READ_SIZE: usize = 4096;
 /// The smallest answer body that is spliced (backend → pipe → client) rather
@@ -76,6 +81,9 @@ pub(crate) struct Conn {
     pub listener: u16,
     /// The client certificate the TLS handshake verified, if any.
     pub client_cert: Option<Arc<crate::tls::client_auth::Identity>>,
+    /// Idle for [`PARK_AFTER`], [`serve`] returns [`Served::Parked`]
+    /// (set where the connection's caller can park it: `park.rs`).
+    pub park: bool,
 }
 
 impl Conn {
@@ -93,6 +101,7 @@ impl Conn {
             _permit: permit,
             listener,
             client_cert: None,
+            park: false,
         }
     }
 
@@ -109,12 +118,28 @@ impl Conn {
     }
 }
 
-/// Serves requests on `io` until it closes, times out or is drained.
+/// How [`serve`] left a connection.
+pub(crate) enum Served {
+    /// Closed, timed out or drained: nothing more is read from it.
+    Closed,
+    /// Idle (nothing buffered) since the instant given, for
+    /// [`PARK_AFTER`]: to be parked.
+    Parked(Instant),
+}
+
+/// Serves requests on `io` until it closes, times out, is drained or (if
+/// `conn.park`) has been idle long enough to be parked. `idle_since`: a
+/// parked connection resumed, idle since then (its idle timeout counts from
+/// there); None for a new connection.
 ///
 /// A plain function returning an `async move` block, as
 /// `accept::serve_connection`: an `async fn` would keep its arguments twice.
 #[allow(clippy::manual_async_fn)] // on purpose: see above
-pub(crate) fn serve<'a>(io: &'a mut ClientIo, conn: &'a Conn) -> impl Future<Output = ()> + 'a {
+pub(crate) fn serve<'a>(
+    io: &'a mut ClientIo,
+    conn: &'a Conn,
+    idle_since: Option<Instant>,
+) -> impl Future<Output = Served> + 'a {
     async move {
         let mut buf = BytesMut::new();
         // One timer for the connection's life, moved to each wait's deadline.
@@ -123,7 +148,7 @@ pub(crate) fn serve<'a>(io: &'a mut ClientIo, conn: &'a Conn) -> impl Future<Out
         // The first head is due client-header after the accept; after an answer
         // the connection is idle until bytes arrive, then the next head is due.
         let mut head_deadline = Instant::now() + conn.limits().client_header;
-        let mut idle_since: Option<Instant> = None;
+        let mut idle_since = idle_since;
         // Created before the flags are read, so a change after that wakes it.
         let woken = conn.shared.handover.woken();
         tokio::pin!(woken);
@@ -177,7 +202,7 @@ pub(crate) fn serve<'a>(io: &'a mut ClientIo, conn: &'a Conn) -> impl Future<Out
                     };
                     if let Some((status, reason)) = refused {
                         Box::pin(refuse(io, &conn.shared, status, reason)).await;
-                        return;
+                        return Served::Closed;
                     }
                 }
                 let res =
@@ -189,17 +214,22 @@ pub(crate) fn serve<'a>(io: &'a mut ClientIo, conn: &'a Conn) -> impl Future<Out
                             let deadline = match idle_since {
                                 Some(since) if idle => {
                                     if draining || (closing && since.elapsed() >= IDLE_CLOSE) {
-                                        return;
+                                        return Served::Closed;
                                     }
                                     let mut at = since + conn.limits().idle;
                                     if closing {
                                         at = at.min(since + IDLE_CLOSE);
+                                    } else if conn.park && io.may_park() {
+                                        if since.elapsed() >= PARK_AFTER {
+                                            return Served::Parked(since);
+                                        }
+                                        at = at.min(since + PARK_AFTER);
                                     }
                                     at
                                 }
                                 _ => {
                                     if draining && buf.is_empty() {
-                                        return;
+                                        return Served::Closed;
                                     }
                                     head_deadline
                                 }
@@ -231,7 +261,7 @@ pub(crate) fn serve<'a>(io: &'a mut ClientIo, conn: &'a Conn) -> impl Future<Out
                                             false,
                                         ));
                                     }
-                                    return;
+                                    return Served::Closed;
                                 }
                                 timer.as_mut().reset(deadline);
                             }
@@ -250,7 +280,7 @@ pub(crate) fn serve<'a>(io: &'a mut ClientIo, conn: &'a Conn) -> impl Future<Out
                         }
                     };
                 match res {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) | Err(_) => return Served::Closed,
                     Ok(_) => {
                         if idle_since.take().is_some() {
                             head_deadline = Instant::now() + conn.limits().client_header;
@@ -264,7 +294,7 @@ pub(crate) fn serve<'a>(io: &'a mut ClientIo, conn: &'a Conn) -> impl Future<Out
             // that waits for its next request then holds only what waiting takes.
             match Box::pin(answer(io, &mut buf, req, snap, conn, timer.as_mut())).await {
                 After::Next => {}
-                After::Close => return,
+                After::Close => return Served::Closed,
             }
             if buf.is_empty() {
                 idle_since = Some(Instant::now());
@@ -1090,10 +1120,11 @@ mod tests {
             0,
         );
         let mut io = ClientIo::Direct(ours.into_std().unwrap());
-        let served = tokio::time::timeout(Duration::from_secs(30), serve(&mut io, &conn)).await;
+        let served =
+            tokio::time::timeout(Duration::from_secs(30), serve(&mut io, &conn, None)).await;
         drop(io);
         let out = match served {
-            Ok(()) => peer.done().await,
+            Ok(_) => peer.done().await,
             Err(_) => Err("the connection was not closed".to_string()),
         };
         (out, shared)

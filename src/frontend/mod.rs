@@ -10,6 +10,7 @@ pub mod h1;
 pub mod h2;
 mod h2_guard;
 pub mod handshake;
+pub(crate) mod park;
 mod splice;
 mod streams;
 pub mod tcp;

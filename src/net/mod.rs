@@ -161,6 +161,16 @@ impl ClientIo {
         }
     }
 
+    /// Whether the connection can be parked (left without a task until it
+    /// is readable): a TLS session must have sent everything first.
+    pub(crate) fn may_park(&self) -> bool {
+        match self {
+            ClientIo::Tls(t) => t.all_sent(),
+            ClientIo::Direct(_) | ClientIo::Polled(_) => true,
+            ClientIo::Closed => false,
+        }
+    }
+
     /// Whether this is a connection on the TLS listener.
     pub(crate) fn is_tls(&self) -> bool {
         matches!(self, ClientIo::Tls(_))
@@ -195,7 +205,8 @@ impl ClientIo {
         })
     }
 
-    fn fd(&self) -> Option<RawFd> {
+    /// The socket's descriptor, while there is one.
+    pub(crate) fn fd(&self) -> Option<RawFd> {
         match self {
             ClientIo::Direct(s) => Some(s.as_raw_fd()),
             ClientIo::Polled(a) => Some(a.as_raw_fd()),
