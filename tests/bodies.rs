@@ -560,14 +560,7 @@ fn raw_connection(mut s: TcpStream, conn: usize, log: &Mutex<Vec<RawSeen>>) {
         let line = head.lines().next().unwrap_or_default().to_string();
         let target = line.split(' ').nth(1).unwrap_or_default().to_string();
         let path = target.split('?').next().unwrap_or_default().to_string();
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
+        let length = content_length(&head).unwrap_or(0);
         let at = {
             let mut log = log.lock().unwrap();
             log.push(RawSeen {
@@ -666,6 +659,15 @@ fn raw_connection(mut s: TcpStream, conn: usize, log: &Mutex<Vec<RawSeen>>) {
     }
 }
 
+/// The Content-Length of a head, if it has one.
+fn content_length(head: &str) -> Option<usize> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse().ok())?
+    })
+}
+
 /// Byte `i` of a `/big` answer: a period of 251 (a prime), so a byte lost,
 /// doubled or moved anywhere in a body shows.
 fn pattern(i: usize) -> u8 {
@@ -687,14 +689,7 @@ fn read_sized_answer(s: &mut TcpStream) -> (String, Vec<u8>, bool) {
         }
     };
     let head = String::from_utf8_lossy(&got[..end]).to_string();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .expect("a Content-Length");
+    let length = content_length(&head).expect("a Content-Length");
     let mut body = got.split_off(end);
     while body.len() < length {
         match s.read(&mut buf) {

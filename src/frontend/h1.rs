@@ -219,7 +219,7 @@ pub(crate) fn serve<'a>(
                                     let mut at = since + conn.limits().idle;
                                     if closing {
                                         at = at.min(since + IDLE_CLOSE);
-                                    } else if conn.park && io.may_park() {
+                                    } else if conn.park {
                                         if since.elapsed() >= PARK_AFTER {
                                             return Served::Parked(since);
                                         }
@@ -869,15 +869,7 @@ async fn write_answer(
                 break;
             }
             Err(e) => {
-                tracing::debug!(error = %e, "backend failed inside the answer body");
-                let broke = Error::new(
-                    Side::Backend,
-                    Phase::Body,
-                    Kind::Closed,
-                    StatusCode::BAD_GATEWAY,
-                    "",
-                );
-                return (status, length, false, broke.termination());
+                return (status, length, false, backend_broke(&e));
             }
         };
         match written {
@@ -915,17 +907,7 @@ async fn splice_body(
                 .await
             {
                 Some(Ok(n)) => pipe.held = n,
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "backend failed inside the answer body");
-                    let broke = Error::new(
-                        Side::Backend,
-                        Phase::Body,
-                        Kind::Closed,
-                        StatusCode::BAD_GATEWAY,
-                        "",
-                    );
-                    return Err(broke.termination());
-                }
+                Some(Err(e)) => return Err(backend_broke(&e)),
                 None => return Err(deadlines.expired(Side::Backend)),
             }
         }
@@ -940,6 +922,19 @@ async fn splice_body(
             None => return Err(deadlines.expired(Side::Client)),
         }
     }
+}
+
+/// The termination of an answer whose backend failed inside its body (`SD`).
+fn backend_broke(e: &io::Error) -> Termination {
+    tracing::debug!(error = %e, "backend failed inside the answer body");
+    let e = Error::new(
+        Side::Backend,
+        Phase::Body,
+        Kind::Closed,
+        StatusCode::BAD_GATEWAY,
+        "",
+    );
+    e.termination()
 }
 
 /// The termination of an answer its client stopped taking (`CD`).
