@@ -124,17 +124,14 @@ async fn serve_special(
         return super::tcp::serve(client, shared, shutdown, kind.id).await;
     }
     let serve = async move {
-        // A parked connection's next task would not carry the facts.
-        let park = !special.facts;
         if kind.tls {
-            let serve = super::handshake::serve_connection;
-            serve(
-                stream, peer, shared, shutdown, permit, kind.id, counted, park,
-            )
-            .await
+            let _counted = counted;
+            super::handshake::serve_connection(stream, peer, shared, shutdown, permit, kind.id)
+                .await
         } else {
             let conn = h1::Conn::new(peer, shared, shutdown, permit, kind.id);
-            serve_connection(stream, conn, counted, park).await
+            // A parked connection's next task would not carry the facts.
+            serve_connection(stream, conn, counted, !special.facts).await
         }
     };
     if special.facts {
@@ -397,17 +394,29 @@ pub async fn accept_loop(
                     }
                 };
                 let (shared, shutdown) = (shared.clone(), shutdown.clone());
-                if kind.tls {
-                    tokio::spawn(super::handshake::serve_connection(
-                        stream, peer, shared, shutdown, permit, kind.id, counted, true,
-                    ));
-                } else {
-                    tokio::spawn(serve_connection(
-                        stream,
-                        h1::Conn::new(peer, shared, shutdown, permit, kind.id),
-                        counted,
-                        true,
-                    ));
+                match (kind.tls, counted) {
+                    (true, None) => {
+                        tokio::spawn(super::handshake::serve_connection(
+                            stream, peer, shared, shutdown, permit, kind.id,
+                        ));
+                    }
+                    (true, Some(counted)) => {
+                        let serve = super::handshake::serve_connection(
+                            stream, peer, shared, shutdown, permit, kind.id,
+                        );
+                        tokio::spawn(async move {
+                            let _counted = counted;
+                            serve.await
+                        });
+                    }
+                    (false, counted) => {
+                        tokio::spawn(serve_connection(
+                            stream,
+                            h1::Conn::new(peer, shared, shutdown, permit, kind.id),
+                            counted,
+                            true,
+                        ));
+                    }
                 }
             }
             Err(e) => {

@@ -12,14 +12,10 @@ use std::sync::Arc;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use super::h1;
-use super::park::{self, Held};
 use crate::net::{ClientIo, TlsConn};
-use crate::proxy::dispatch::Connection;
 use crate::proxy::state::Shared;
 
-/// Serves one connection accepted on the TLS listener; an HTTP/1 one may
-/// be parked while idle if `park` ([`super::park`]).
-#[allow(clippy::too_many_arguments)] // each is the connection's own
+/// Serves one connection accepted on the TLS listener.
 pub(crate) async fn serve_connection(
     stream: std::net::TcpStream,
     peer: SocketAddr,
@@ -27,8 +23,6 @@ pub(crate) async fn serve_connection(
     shutdown: watch::Receiver<bool>,
     permit: OwnedSemaphorePermit,
     listener: u16,
-    counted: Option<Connection>,
-    park: bool,
 ) {
     let server_config = {
         let snap = shared.live.load();
@@ -41,10 +35,10 @@ pub(crate) async fn serve_connection(
     let Some(server_config) = server_config else {
         return;
     };
-    let conn = h1::Conn::new(peer, shared, shutdown, permit, listener);
-    let mut held = Held::new(conn, counted, park);
-    let conn = &held.conn;
+    let mut conn = h1::Conn::new(peer, shared, shutdown, permit, listener);
     let shared = &conn.shared;
+    let _active = shared.stats.connection_opened();
+    let _epoch = shared.handover.connection_opened();
     let Ok(tcp) = tokio::net::TcpStream::from_std(stream) else {
         return;
     };
@@ -89,7 +83,7 @@ pub(crate) async fn serve_connection(
     if tls.session().alpn_protocol() == Some(crate::tls::managed::ACME_TLS_ALPN) {
         return;
     }
-    let client_cert =
+    conn.client_cert =
         crate::tls::client_auth::Identity::of(tls.session().peer_certificates()).map(Arc::new);
     // For a `send-proxy = "v2"` pool's TLVs, when the task carries the facts.
     let _ = crate::net::proxy_protocol::CLIENT.try_with(|c| {
@@ -112,7 +106,10 @@ pub(crate) async fn serve_connection(
         let serve = super::h2::serve(*tls, peer, shared, &conn.shutdown, listener);
         Box::pin(serve).await;
     } else {
-        held.conn.client_cert = client_cert;
-        park::run(ClientIo::Tls(tls), held, None).await;
+        let mut io = ClientIo::Tls(tls);
+        h1::serve(&mut io, &conn, None).await;
+        // A client that takes nothing for an idle period is gone.
+        let finish = std::future::poll_fn(|cx| io.poll_finish(cx));
+        let _ = tokio::time::timeout(conn.limits().idle, finish).await;
     }
 }

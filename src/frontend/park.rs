@@ -1,18 +1,20 @@
-//! The parking lot: HTTP/1 client connections idle between requests for
-//! [`h1::PARK_AFTER`] leave their task. The socket leaves the runtime's epoll
-//! set (cleartext) and waits, with the connection's state ([`Held`]), in
-//! the lot: one thread per process with an epoll set of its own. Bytes
+//! The parking lot: cleartext HTTP/1 client connections idle between
+//! requests for [`h1::PARK_AFTER`] leave their task. The socket leaves the
+//! runtime's epoll set and waits, with the connection's state ([`Held`]),
+//! in the lot: one thread per process with an epoll set of its own. Bytes
 //! arriving on a parked connection give it a new task that resumes
 //! [`h1::serve`]; the idle timeout, a drain and a planned handover's closing
 //! end a parked connection from the lot, as the serve loop would have.
 //!
-//! What a parked connection no longer costs: its task (the cell and the
-//! serve future) and, on cleartext, its registration with the runtime. A
-//! TLS connection keeps its runtime registration (its socket is the
-//! session's), and the lot watches the same descriptor.
+//! What a parked connection no longer costs: its task (cell and serve
+//! future) and its registration with the runtime; what it costs instead:
+//! its slot here (216 bytes) and a deadline (24).
 //!
-//! Not for: HTTP/2 (its connection is one task with its streams), tunnels,
-//! connections whose task carries PROXY protocol facts (a task-local).
+//! Not for: TLS connections (measured, a parked one held more memory than
+//! one in its task: docs/performance.md; parking one would also need its
+//! close_notify sent from here, and its records all sent before it parks),
+//! HTTP/2 (one task with its streams), tunnels, and connections whose task
+//! carries PROXY protocol facts (a task-local).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -74,7 +76,7 @@ impl Held {
     }
 }
 
-/// Serves HTTP/1 requests on `io` until the connection closes or is
+/// Serves HTTP/1 requests on a cleartext connection until it closes or is
 /// parked; `idle_since` is when a resumed connection went idle.
 ///
 /// A plain function returning an `async move` block, as `h1::serve`.
@@ -85,15 +87,8 @@ pub(crate) fn run(
     idle_since: Option<Instant>,
 ) -> impl Future<Output = ()> {
     async move {
-        match h1::serve(&mut io, &held.conn, idle_since).await {
-            Served::Parked(since) => park(io, held, since),
-            Served::Closed => {
-                if io.is_tls() {
-                    // A client that takes nothing for an idle period is gone.
-                    let finish = std::future::poll_fn(|cx| io.poll_finish(cx));
-                    let _ = tokio::time::timeout(held.conn.limits().idle, finish).await;
-                }
-            }
+        if let Served::Parked(since) = h1::serve(&mut io, &held.conn, idle_since).await {
+            park(io, held, since);
         }
     }
 }
@@ -324,14 +319,8 @@ impl Lot {
                 } = e;
                 handle.spawn(run(io, held, Some(since)));
             }
-            for mut e in close.drain(..) {
-                // As the serve loop ends an idle connection: TLS says
-                // close_notify (RFC 8446 §6.1), then the close sends the FIN.
-                if let ClientIo::Tls(t) = &mut e.io {
-                    t.close_notify_now();
-                }
-                drop(e);
-            }
+            // As the serve loop ends an idle connection: closed, nothing sent.
+            close.clear();
         }
     }
 

@@ -161,16 +161,6 @@ impl ClientIo {
         }
     }
 
-    /// Whether the connection can be parked (left without a task until it
-    /// is readable): a TLS session must have sent everything first.
-    pub(crate) fn may_park(&self) -> bool {
-        match self {
-            ClientIo::Tls(t) => t.all_sent(),
-            ClientIo::Direct(_) | ClientIo::Polled(_) => true,
-            ClientIo::Closed => false,
-        }
-    }
-
     /// Whether this is a connection on the TLS listener.
     pub(crate) fn is_tls(&self) -> bool {
         matches!(self, ClientIo::Tls(_))

@@ -264,12 +264,6 @@ impl TlsConn {
         &self.sock
     }
 
-    /// Nothing waits to be sent: the connection can wait for its client
-    /// without a task (a parked connection is woken only by reads).
-    pub(crate) fn all_sent(&self) -> bool {
-        self.tx_start == self.tx_end && self.plain.is_empty()
-    }
-
     /// Runs the session over the received bytes until it has a record's
     /// plaintext (given to `sink`, which returns how much it took; the rest
     /// is held) or can do nothing more without input. Records the session
