@@ -138,7 +138,7 @@ pub(crate) enum Served {
 pub(crate) fn serve<'a>(
     io: &'a mut ClientIo,
     conn: &'a Conn,
-    idle_since: Option<Instant>,
+    mut idle_since: Option<Instant>,
 ) -> impl Future<Output = Served> + 'a {
     async move {
         let mut buf = BytesMut::new();
@@ -148,7 +148,6 @@ pub(crate) fn serve<'a>(
         // The first head is due client-header after the accept; after an answer
         // the connection is idle until bytes arrive, then the next head is due.
         let mut head_deadline = Instant::now() + conn.limits().client_header;
-        let mut idle_since = idle_since;
         // Created before the flags are read, so a change after that wakes it.
         let woken = conn.shared.handover.woken();
         tokio::pin!(woken);
