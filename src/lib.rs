@@ -28,6 +28,28 @@
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read at its first allocation (`_RJEM_MALLOC_CONF` in the
+/// environment still overrides them): a background thread gives freed pages
+/// back to the kernel 1 s after they are freed, rather than at whichever later
+/// allocation happens to purge (an idle process makes none), and gives them
+/// back at once (`MADV_DONTNEED`) rather than as "muzzy" `MADV_FREE` pages,
+/// which still count in the resident size. What this is for: the tasks of
+/// connections that went idle and were parked (`frontend::park`) stop
+/// counting. docs/performance.md, "Idle memory".
+#[cfg(feature = "jemalloc")]
+#[export_name = "_rjem_malloc_conf"]
+pub static JEMALLOC_CONF: JemallocConf =
+    JemallocConf(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+
+/// A C string pointer jemalloc reads as its `malloc_conf`.
+#[cfg(feature = "jemalloc")]
+#[repr(transparent)]
+pub struct JemallocConf(*const std::ffi::c_char);
+
+// SAFETY: it points to a static, immutable byte string.
+#[cfg(feature = "jemalloc")]
+unsafe impl Sync for JemallocConf {}
+
 pub mod access;
 pub mod acme;
 pub mod backend;

@@ -302,6 +302,11 @@ pub struct Idle {
     pub kinds: Vec<Kind>,
     /// Connections held at once, one fresh start of every balancer per count and kind.
     pub counts: Vec<u64>,
+    /// How long the connections sit idle, all open, before the memory is read: what an
+    /// idle connection costs once the balancer has settled, not in the second after its
+    /// request (floatlb parks an HTTP/1 connection after 1 s idle, and an allocator
+    /// gives freed pages back after a delay: jemalloc's decay is about 10 s).
+    pub settle: Duration,
 }
 
 /// One balancer, one kind, one count: its processes' RSS once warm and while the
@@ -587,7 +592,7 @@ pub fn idle(cfg: &Idle) -> Result<Vec<IdleRow>> {
                 std::thread::sleep(Duration::from_millis(500));
                 let before = tree_rss_kib(pid);
                 let (_, held) = open(addr, count, client, kind == Kind::H2);
-                std::thread::sleep(Duration::from_secs(1));
+                std::thread::sleep(cfg.settle);
                 let during = tree_rss_kib(pid);
                 let row = IdleRow {
                     kind,

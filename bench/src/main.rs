@@ -17,7 +17,8 @@
 //! - `bench hold`: keeps many idle keep-alive connections open (memory per connection);
 //!   `--tls 1`: TLS ones, `--h2 1` too: HTTP/2 ones.
 //! - `bench idle`: KB per idle connection (cleartext, TLS + HTTP/1.1, TLS + HTTP/2) of
-//!   floatlb, nginx and HAProxy on loopback, each balancer fresh per kind and count.
+//!   floatlb, nginx and HAProxy on loopback, each balancer fresh per kind and count, read
+//!   after the connections sat idle `--settle-s` (15) seconds.
 //! - `bench flows`: many busy keep-alive connections; per connection its port and how it ended.
 //! - `bench soak`: each LB node's RSS over a soak (first and last 5 minutes, slopes) from the
 //!   soak drill's sampler CSV.
@@ -316,6 +317,7 @@ fn main() -> Result<()> {
                 balancers: list("balancers", "floatlb,nginx,haproxy"),
                 kinds,
                 counts,
+                settle: std::time::Duration::from_secs(get(&f, "settle-s", Some(15))?),
             })?;
             let md = hold::idle_markdown(&rows);
             print!("{md}");
