@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use support::netns::{get_status_from, http_from, netns_available, Lab};
 use support::vrrp_lab::{
-    admin_metrics, admin_status, dropped, keep_addr_on_down, serial, Family, ADMIN, V4, V6,
+    admin_metrics, admin_status, dropped, keep_addr_on_down, serial, wait_heard, Family, ADMIN, V4,
+    V6,
 };
 use support::TestBackend;
 
@@ -46,6 +47,7 @@ fn higher_priority_wins_and_link_loss_fails_over(f: Family) {
     lab.wait_for("lb1 holds the VIP", Duration::from_secs(6), || {
         f.holders(&lab) == (true, false)
     });
+    wait_heard(&lab, "lb2");
     // Both stay settled: exactly one holder, of each family.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(

@@ -169,6 +169,7 @@ impl Family {
         lab.wait_for("lb1 holds the VIP", Duration::from_secs(6), || {
             self.holders(lab) == (true, false)
         });
+        wait_heard(lab, "lb2");
         (n1, n2)
     }
 
@@ -394,6 +395,22 @@ pub fn start_node_with(
 /// `GET /metrics` from a node's admin listener.
 pub fn admin_metrics(lab: &Lab, host: &str) -> String {
     super::netns::http_from(lab, host, ADMIN.parse().unwrap(), "/metrics").1
+}
+
+/// Waits (at most 6 s) until every VRRP instance of `host` has heard a peer's
+/// advert. An IPv6 instance starts only once its link-local address is out of
+/// duplicate address detection (1-2 s after the link came up, RFC 4862
+/// §5.4), so the peer that holds the VIP may have been master for a second
+/// before this one listens.
+pub fn wait_heard(lab: &Lab, host: &str) {
+    lab.wait_for(
+        &format!("every instance of {host} heard its peer"),
+        Duration::from_secs(6),
+        || {
+            let s = admin_status(lab, host);
+            s.contains("\"last_peer_advert\":{") && !s.contains("\"last_peer_advert\":null")
+        },
+    );
 }
 
 /// `GET /status.json` from a node's admin listener.
