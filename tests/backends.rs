@@ -277,3 +277,42 @@ fn grpc_calls_stream_both_ways_and_end_with_a_status() {
     let out = run("unary");
     assert!(out.starts_with("status UNAVAILABLE"), "{out}");
 }
+
+/// A drain to exit ends a gRPC call still streaming with a status in its
+/// trailers (gRPC's PROTOCOL-HTTP2.md: `grpc-status` 14 UNAVAILABLE, which
+/// the client may retry elsewhere), after the GOAWAY (RFC 9113 §6.8) and
+/// half of `timeouts.handover` in: not left to the drain's end, where the
+/// connection would be dropped under it.
+#[test]
+fn a_drain_ends_a_streaming_grpc_call_with_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (cert, key) = make_leaf(d, "front-ca", "grpc.test", "serverAuth");
+    let (_server, grpc_port) = grpc_server();
+    let tls = format!("127.0.0.1:{}", free_port());
+    let body = format!(
+        "[timeouts]\nhandover = \"400ms\"\ndrain = \"30s\"\n\
+         [tls]\naddress = \"{tls}\"\n[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [[pool]]\nname = \"grpc\"\nbackends = [\"127.0.0.1:{grpc_port}\"]\nprotocol = \"h2c\"\n\
+         health = {{ enabled = false }}\n",
+        cert.display(),
+        key.display(),
+    );
+    let lb = Floatlb::start(&body);
+    let ca = d.join("front-ca.pem");
+    let mut slow = python()
+        .args(["slow", &tls, ca.to_str().unwrap(), "grpc.test"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(slow.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ticks 3");
+    lb.signal(libc::SIGTERM);
+    let ended = lines.next().unwrap().unwrap();
+    let _ = slow.wait();
+    assert!(
+        ended.starts_with("status UNAVAILABLE floatlb: this node is shutting down"),
+        "the drain must end the call with its own status, not drop the connection: {ended}\n{}",
+        lb.log()
+    );
+}

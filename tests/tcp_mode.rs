@@ -446,6 +446,44 @@ fn a_drain_closes_tcp_connections_in_order_before_the_others_end() {
     let _ = waiter.join();
 }
 
+/// An upgrade in place does not close a TCP connection: the retiring worker
+/// keeps relaying it while it waits `[timeouts] handover` for its connections
+/// (past the half-way point where a drain or planned handover closes it),
+/// then its own drain closes it in order, with a FIN.
+#[test]
+fn an_upgrade_leaves_tcp_connections_to_the_retiring_workers_drain() {
+    let echo = echo_server("e1");
+    let port = free_port();
+    let body = format!(
+        "[health]\nenabled = false\n\n\
+         [timeouts]\nhandover = \"3s\"\ndrain = \"10s\"\n\n\
+         [[pool]]\nname = \"echo\"\nbackends = [\"{echo}\"]\n"
+    );
+    let listeners =
+        format!("[[listen]]\nname = \"echo\"\naddress = \"127.0.0.1:{port}\"\nmode = \"tcp\"\npool = \"echo\"\n");
+    let lb = Floatlb::start_with_listeners(&body, &listeners);
+    let mut open = connect(format!("127.0.0.1:{port}").parse().unwrap());
+    assert_eq!(greeting(&open), "hello from e1");
+    let (code, out, err) = support::floatlb_cmd("ctl", &lb.config_path, &["upgrade"]);
+    assert_eq!(code, 0, "{out}{err}\n{}", lb.log());
+    // Past half of `handover` into the retire: still relayed.
+    std::thread::sleep(Duration::from_millis(1800));
+    open.write_all(b"ping\n").unwrap();
+    let mut back = [0u8; 5];
+    if let Err(e) = open.read_exact(&mut back) {
+        panic!("the upgrade closed the TCP connection: {e}\n{}", lb.log());
+    }
+    assert_eq!(&back, b"ping\n");
+    // The retiring worker's drain closes it in order.
+    let mut rest = Vec::new();
+    if let Err(e) = open.read_to_end(&mut rest) {
+        panic!(
+            "the retiring worker reset the connection (or never closed it): {e}\n{}",
+            lb.log()
+        );
+    }
+}
+
 /// The sum of a metric's samples on `/metrics`.
 fn lb_metric(lb: &Floatlb, name: &str) -> f64 {
     http_get(lb.admin, "/metrics")

@@ -9,11 +9,13 @@
       50 ms and reading it back, and one gRPC bidirectional stream to GRPC_TARGET (TLS,
       verified against CA as NAME) sending a message every 50 ms. Prints at its end:
         streams_open_ms=N tcp_stream=survived|fin|rst|timeout|refused|error tcp_end_ms=N tcp_lines=N
-        grpc_stream=OK|<gRPC status code name>|skipped grpc_end_ms=N grpc_messages=N
+        grpc_stream=OK|<gRPC status code name>/status|<code>/reset|skipped grpc_end_ms=N grpc_messages=N
       survived: every line came back until the end and the connection then closed in order;
       fin/rst: the relay ended it with a FIN (EOF) or a reset; timeout: a line not back
-      within 1 s (a hang). A stream that outlives DURATION_S by 5 s ends with
-      DEADLINE_EXCEEDED. end_ms counts from the client's start. Bounded: the whole run ends
+      within 1 s (a hang). A gRPC code is "/status" when it came as a status (trailers from
+      the server or the balancer: the call ended in order) and "/reset" when the transport
+      failed under the call (connection reset or closed, stream reset). A stream that outlives
+      DURATION_S by 5 s ends with DEADLINE_EXCEEDED/status. end_ms counts from the client's start. Bounded: the whole run ends
       within DURATION_S + 7 s. GRPC_TARGET "-": no gRPC stream, and no grpc_ fields.
       Prints "open ..." first, once the first line and the first message came back (or
       either failed, or 5 s passed): the drill waits for it before its event.
@@ -123,6 +125,24 @@ def tcp_client(target, duration, t0, out, ready):
     out.update(tcp_stream=how, tcp_end_ms=ms(t0), tcp_lines=lines)
 
 
+# The details grpc-core gives a call when its transport failed rather than a status arriving.
+TRANSPORT_FAILURES = (
+    "Socket closed",
+    "Connection reset",
+    "Broken pipe",
+    "Stream removed",
+    "RST_STREAM",
+    "GOAWAY",
+    "failed to connect",
+    "Connection refused",
+    "connections to all backends failing",
+)
+
+
+def transport_failure(details):
+    return any(t in details for t in TRANSPORT_FAILURES)
+
+
 def grpc_client(target, ca, name, duration, t0, out, ready):
     if grpc is None:
         ready.set()
@@ -149,7 +169,7 @@ def grpc_client(target, ca, name, duration, t0, out, ready):
             ready.set()
         code = "OK"
     except grpc.RpcError as e:
-        code = e.code().name
+        code = e.code().name + ("/reset" if transport_failure(e.details() or "") else "/status")
     ready.set()
     stop.set()
     ch.close()

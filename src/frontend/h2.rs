@@ -15,7 +15,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
@@ -107,6 +107,8 @@ pub(crate) async fn serve(
         }
         Err(_) => return,
     };
+    // Set when the connection's gRPC calls are to end in order (`super::drain`).
+    let ending = AtomicBool::new(false);
     let mut streams = StreamSet::new();
     let woken = shared.handover.woken();
     tokio::pin!(woken);
@@ -115,6 +117,8 @@ pub(crate) async fn serve(
     let mut last = Instant::now();
     let mut going_away = false;
     let mut calmed = false;
+    // When the calls still open are ended, once a drain or handover ends them.
+    let mut end_calls_at: Option<tokio::time::Instant> = None;
     let res = std::future::poll_fn(|cx| {
         let res = loop {
             if streams.poll(cx) > 0 {
@@ -127,7 +131,7 @@ pub(crate) async fn serve(
                     if let Some(id) = &client_cert {
                         req.extensions_mut().insert(id.clone());
                     }
-                    streams.push(stream(req, respond, (peer, listener), shared));
+                    streams.push(stream(req, respond, (peer, listener), shared, &ending));
                     continue;
                 }
                 Poll::Ready(Some(Err(e))) => break Poll::Ready(Err(e)),
@@ -142,25 +146,39 @@ pub(crate) async fn serve(
                 idle.as_mut().reset((Instant::now() + take).into());
                 continue;
             }
-            if going_away {
-                // A client that takes nothing leaves the GOAWAY unsent: once
-                // its streams are gone it has `timeouts.client` to take it (as
-                // a stream has for its answer), then the connection is dropped.
-                if idle.as_mut().poll(cx).is_ready() {
-                    if streams.len() == 0 {
-                        tracing::debug!(client = %peer, "HTTP/2: GOAWAY not taken, connection dropped");
-                        break Poll::Ready(Ok(()));
-                    }
-                    let take = shared.live.load().config.timeouts.client;
-                    idle.as_mut().reset((Instant::now() + take).into());
-                    continue;
-                }
-                break Poll::Pending;
-            }
             let mut check = false;
             if woken.as_mut().poll(cx).is_ready() {
                 woken.set(shared.handover.woken());
                 check = true;
+            }
+            if going_away {
+                // A drain to exit, or a handover, ends the gRPC calls still
+                // open with a status (`super::drain`); a retiring worker's
+                // GOAWAY does not.
+                if check && end_calls_at.is_none() && super::drain::ending(shared, shutdown) {
+                    let at = super::drain::close_by(shared);
+                    end_calls_at = Some(at);
+                    if at < idle.deadline() {
+                        idle.as_mut().reset(at);
+                    }
+                }
+                // A client that takes nothing leaves the GOAWAY unsent: once
+                // its streams are gone it has `timeouts.client` to take it (as
+                // a stream has for its answer), then the connection is dropped.
+                if idle.as_mut().poll(cx).is_ready() {
+                    let now = tokio::time::Instant::now();
+                    if end_calls_at.is_some_and(|at| now >= at) && !ending.load(Ordering::Relaxed) {
+                        ending.store(true, Ordering::Relaxed);
+                        streams.wake_all();
+                    } else if streams.len() == 0 {
+                        tracing::debug!(client = %peer, "HTTP/2: GOAWAY not taken, connection dropped");
+                        break Poll::Ready(Ok(()));
+                    }
+                    let take = shared.live.load().config.timeouts.client;
+                    idle.as_mut().reset(now + take);
+                    continue;
+                }
+                break Poll::Pending;
             }
             if idle.as_mut().poll(cx).is_ready() {
                 check = true;
@@ -176,7 +194,11 @@ pub(crate) async fn serve(
                 conn.graceful_shutdown();
                 going_away = true;
                 let take = shared.live.load().config.timeouts.client;
-                idle.as_mut().reset((Instant::now() + take).into());
+                let at = tokio::time::Instant::now() + take;
+                if super::drain::ending(shared, shutdown) {
+                    end_calls_at = Some(super::drain::close_by(shared));
+                }
+                idle.as_mut().reset(end_calls_at.map_or(at, |e| e.min(at)));
                 continue;
             }
             // While a stream is answered, look again an idle period later.
@@ -270,12 +292,16 @@ fn request_head<'a>(
 }
 
 /// One stream, from its request to the last byte of its answer. A stream the
-/// client resets before its answer stops there (its exchange is dropped).
+/// client resets before its answer stops there (its exchange is dropped). A
+/// gRPC call whose answer has started ends with `UNAVAILABLE` in its trailers
+/// once `ending` is set (`super::drain`): a status the client can act on,
+/// sent while the connection still closes in order.
 async fn stream(
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     (peer, listener): (SocketAddr, u16),
     shared: &Shared,
+    ending: &AtomicBool,
 ) {
     // `[timeouts] request`: the whole stream, from its HEADERS to its end.
     // A gRPC call's own deadline (`grpc-timeout`) too, the sooner of the two.
@@ -333,10 +359,14 @@ async fn stream(
     let (mut moved, mut seen) = (0u64, u64::MAX);
     let stall = tokio::time::sleep(server);
     tokio::pin!(stall);
+    let grpc = reply.is_grpc();
     let piped = std::future::poll_fn(|cx| {
+        if grpc && ending.load(Ordering::Relaxed) {
+            return Poll::Ready(Piped::Ending);
+        }
         let res = reply.poll_pipe(&mut tx, &mut waiting, &mut moved, cx);
-        if res.is_ready() {
-            return res.map(Some);
+        if let Poll::Ready(r) = res {
+            return Poll::Ready(Piped::Done(r));
         }
         if moved != seen {
             seen = moved;
@@ -344,12 +374,26 @@ async fn stream(
             let at = tokio::time::Instant::now() + limit;
             stall.as_mut().reset(deadline.map_or(at, |end| end.min(at)));
         }
-        stall.as_mut().poll(cx).map(|()| None)
+        stall.as_mut().poll(cx).map(|()| Piped::Stalled)
     });
     match piped.await {
-        Some(Ok(())) => finish(None),
-        Some(Err(side)) => finish(Some((side, Kind::Closed))),
-        None => {
+        Piped::Done(Ok(())) => finish(None),
+        Piped::Done(Err(side)) => finish(Some((side, Kind::Closed))),
+        Piped::Ending => {
+            // A piece the client's window held back would leave a message cut
+            // short before the status: reset instead, as on a stall.
+            let status = grpc::status_fields(grpc::UNAVAILABLE, DRAINED_CALL);
+            if !(waiting.is_none() && tx.send_trailers(status).is_ok()) {
+                tx.send_reset(Reason::CANCEL);
+            }
+            shared
+                .stats
+                .grpc_calls_closed_by_drain
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(client = %peer, "HTTP/2: gRPC call ended by a drain or handover");
+            finish(Some((Side::Proxy, Kind::Denied)));
+        }
+        Piped::Stalled => {
             // A piece waiting means the client's window was awaited.
             let side = if waiting.is_some() {
                 Side::Client
@@ -371,6 +415,19 @@ async fn stream(
         }
     }
 }
+
+/// How a stream's answer body ended.
+enum Piped {
+    /// Sent whole, or a side failed.
+    Done(Result<(), Side>),
+    /// A wait passed its timeout.
+    Stalled,
+    /// A gRPC call ended by a drain or handover.
+    Ending,
+}
+
+/// The `grpc-message` of a call ended by a drain or handover.
+const DRAINED_CALL: &str = "floatlb: this node is shutting down or handing over; call again";
 
 /// A request to record once its stream has ended (see `proxy::finished`).
 struct Record {

@@ -5,6 +5,7 @@
 
 pub mod accept;
 mod client_cert;
+mod drain;
 mod grpc;
 pub mod h1;
 pub mod h2;

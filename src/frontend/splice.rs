@@ -6,9 +6,8 @@
 //! descriptors stay inside the process's limit; a connection that finds the
 //! budget spent is relayed by copying ([`super::tunnel`]) instead. The rules
 //! are the tunnel's: each side's close passed on as a half-close, an idle
-//! limit, and under a drain or planned handover the connection is closed
-//! after every other one, with a FIN to both sides; but no later than half of
-//! `timeouts.handover` into it ([`close_by`]). Not for: TLS or HTTP.
+//! limit, and closed in order under a drain or planned handover
+//! ([`super::drain`]). Not for: TLS or HTTP.
 
 use std::future::poll_fn;
 use std::io;
@@ -277,11 +276,10 @@ pub(crate) async fn relay(
     tokio::pin!(timer);
     let woken = shared.handover.woken();
     tokio::pin!(woken);
-    let mut draining = *shutdown.borrow() || shared.handover.closing();
-    let close_at = || Instant::now() + close_by(&shared.live.load().config.timeouts);
+    let mut draining = super::drain::ending(shared, shutdown);
     // Not a poll like the wait for the others: an instant, so that no
     // stream of wake-ups can put it off.
-    let mut deadline = draining.then(close_at);
+    let mut deadline = draining.then(|| super::drain::close_by(shared));
     let end = loop {
         let pump = poll_fn(|cx| {
             let a = ready_or(pump_one(cx, client, backend, &mut up))?;
@@ -307,9 +305,9 @@ pub(crate) async fn relay(
             () = &mut timer => break End::Idle,
             () = &mut woken => {
                 woken.set(shared.handover.woken());
-                draining = *shutdown.borrow() || shared.handover.closing();
+                draining = super::drain::ending(shared, shutdown);
                 if draining && deadline.is_none() {
-                    deadline = Some(close_at());
+                    deadline = Some(super::drain::close_by(shared));
                 }
             }
             () = tokio::time::sleep(DRAIN_POLL), if draining => {
@@ -331,16 +329,6 @@ pub(crate) async fn relay(
     moved.from_client = up.moved;
     moved.to_client = down.moved;
     end
-}
-
-/// How long into a drain or planned handover a relay waits for the other
-/// connections before it closes anyway: half of `timeouts.handover`, the
-/// handover's wait for open connections, so the FIN goes out and the close
-/// completes while the VIP is still here. Waiting for every other connection
-/// alone would wait for a long HTTP/2 stream (a gRPC call) too, and the new
-/// master would then answer the connection's next packet with a reset.
-fn close_by(t: &crate::config::Timeouts) -> Duration {
-    t.handover / 2
 }
 
 /// A pump's result: an error ends the relay; Pending counts as nothing moved.

@@ -119,6 +119,16 @@ impl<F: Future<Output = ()>> StreamSet<F> {
         self.slots[index].wake.wake_by_ref();
     }
 
+    /// Wakes every future not finished yet: something they all look at
+    /// changed (the connection's drain, `super::h2`).
+    pub(crate) fn wake_all(&self) {
+        for slot in &self.slots {
+            if slot.future.is_some() {
+                slot.wake.wake_by_ref();
+            }
+        }
+    }
+
     /// With no future left, gives back the slots beyond the first [`KEPT`]: a
     /// burst of streams does not keep its memory for the connection's life
     /// (a slot holds a stream's whole future, about 2.7 KB), and a steady
@@ -236,5 +246,41 @@ mod tests {
         assert_eq!(set.poll(&mut cx), 0);
         set.push(make(0));
         assert_eq!(set.poll(&mut cx), 1);
+    }
+
+    #[test]
+    fn wake_all_polls_every_unfinished_future_once() {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let task = Arc::new(Counter(AtomicUsize::new(0)));
+        let waker = Waker::from(task.clone());
+        let mut cx = Context::from_waker(&waker);
+        let make = |ready_after: usize| {
+            let polls = polls.clone();
+            let mut n = 0;
+            std::future::poll_fn(move |_| {
+                polls.fetch_add(1, Ordering::Relaxed);
+                n += 1;
+                if n > ready_after {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+        };
+        let mut set = StreamSet::new();
+        for ready_after in [0, 5, 5] {
+            set.push(make(ready_after));
+        }
+        assert_eq!(set.poll(&mut cx), 1);
+        assert_eq!(polls.load(Ordering::Relaxed), 3);
+        // Nobody woke them: nothing polled; wake_all: the two left, once each.
+        assert_eq!(set.poll(&mut cx), 0);
+        set.wake_all();
+        set.wake_all();
+        // Each stream's first wake-up wakes the task; the second wake_all adds nothing.
+        assert_eq!(task.0.load(Ordering::Relaxed), 2);
+        assert_eq!(set.poll(&mut cx), 0);
+        assert_eq!(polls.load(Ordering::Relaxed), 5);
+        assert_eq!(set.len(), 2);
     }
 }

@@ -5,9 +5,10 @@
 //! A tunnel ends when both sides have closed (each side's close is passed on as
 //! a half-close, so a WebSocket close handshake completes end to end), when no
 //! byte went either way for `[timeouts] tunnel` (HAProxy's `timeout tunnel`),
-//! or when a drain or planned handover is under way and every other client
-//! connection has finished: tunnels are closed last, with a FIN to both sides,
-//! never a reset. Not for: HTTP/2, CONNECT (answered 405).
+//! or when a drain or planned handover ends it ([`super::drain`]: after every
+//! other client connection, at the latest half of `timeouts.handover` in),
+//! with a FIN to both sides, never a reset. Not for: HTTP/2, CONNECT
+//! (answered 405).
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
@@ -41,7 +42,7 @@ pub(crate) enum End {
     Closed,
     /// No byte either way for the tunnel timeout.
     Idle,
-    /// A drain or handover closed it after every other connection.
+    /// A drain or handover closed it ([`super::drain`]).
     Drained,
     /// A side failed (reset, write error).
     Failed,
@@ -130,7 +131,9 @@ async fn relay_inner<B: AsyncRead + AsyncWrite + Unpin>(
     tokio::pin!(timer);
     let woken = shared.handover.woken();
     tokio::pin!(woken);
-    let mut draining = *shutdown.borrow() || shared.handover.closing();
+    let mut draining = super::drain::ending(shared, shutdown);
+    // An instant, so that no stream of wake-ups can put it off.
+    let mut deadline = draining.then(|| super::drain::close_by(shared));
     let end = loop {
         let pump = poll_fn(|cx| pump(cx, io, backend, &mut up, &mut down));
         tokio::select! {
@@ -146,7 +149,10 @@ async fn relay_inner<B: AsyncRead + AsyncWrite + Unpin>(
             () = &mut timer => break End::Idle,
             () = &mut woken => {
                 woken.set(shared.handover.woken());
-                draining = *shutdown.borrow() || shared.handover.closing();
+                draining = super::drain::ending(shared, shutdown);
+                if draining && deadline.is_none() {
+                    deadline = Some(super::drain::close_by(shared));
+                }
             }
             () = tokio::time::sleep(DRAIN_POLL), if draining => {
                 let others = shared.stats.connections_active.load(Ordering::Relaxed)
@@ -156,6 +162,11 @@ async fn relay_inner<B: AsyncRead + AsyncWrite + Unpin>(
                     close_in_order(io, backend).await;
                     break End::Drained;
                 }
+            }
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                shared.stats.tunnels_closed_by_drain.fetch_add(1, Ordering::Relaxed);
+                close_in_order(io, backend).await;
+                break End::Drained;
             }
         }
     };

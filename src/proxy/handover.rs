@@ -120,6 +120,14 @@ impl Handover {
         self.closing.load(Ordering::Relaxed)
     }
 
+    /// Whether a planned handover is under way: the VIP (or the anycast
+    /// route) moves away, so connections that would not end by themselves
+    /// are ended in order (`frontend::drain`). Not so for a worker retiring
+    /// after an upgrade ([`Self::close_connections`]).
+    pub fn moving(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<bool> {
         self.closing_tx.subscribe()
     }

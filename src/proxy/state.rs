@@ -253,8 +253,10 @@ pub struct ProxyStats {
     /// Upgraded connections (WebSocket) relaying bytes now, and ever.
     pub tunnels_active: AtomicI64,
     pub tunnels_total: AtomicU64,
-    /// Tunnels a drain or handover closed (after every other connection had finished).
+    /// Tunnels and TCP relays a drain or handover closed (`frontend::drain`).
     pub tunnels_closed_by_drain: AtomicU64,
+    /// gRPC calls on HTTP/2 a drain or handover ended with `UNAVAILABLE`.
+    pub grpc_calls_closed_by_drain: AtomicU64,
     /// Malformed requests answered 400 (by floatlb or by hyper's parser).
     pub bad_requests: AtomicU64,
     pub errors_502: AtomicU64,
