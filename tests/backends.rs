@@ -220,6 +220,50 @@ fn http1_clients_reach_http2_backends_over_tls_and_h2c() {
     );
 }
 
+/// floatlb on a TLS listener (certificate for `grpc.test`, its CA at `ca`) in
+/// front of a grpcio server through an `h2c` pool, with `more` before.
+struct GrpcFront {
+    server: Killed,
+    lb: Floatlb,
+    tls: String,
+    ca: std::path::PathBuf,
+}
+
+fn grpc_front(d: &std::path::Path, more: &str) -> GrpcFront {
+    let (cert, key) = make_leaf(d, "front-ca", "grpc.test", "serverAuth");
+    let (server, grpc_port) = grpc_server();
+    let tls = format!("127.0.0.1:{}", free_port());
+    let body = format!(
+        "{more}[tls]\naddress = \"{tls}\"\n[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [[pool]]\nname = \"grpc\"\nbackends = [\"127.0.0.1:{grpc_port}\"]\nprotocol = \"h2c\"\n\
+         health = {{ enabled = false }}\n",
+        cert.display(),
+        key.display(),
+    );
+    GrpcFront {
+        server,
+        lb: Floatlb::start(&body),
+        tls,
+        ca: d.join("front-ca.pem"),
+    }
+}
+
+/// Calls `/echo.Echo/Slow` through floatlb at `tls`; after its third message,
+/// runs `event`; returns how the call ended ("status <CODE> <details>").
+fn slow_call(tls: &str, ca: &std::path::Path, event: impl FnOnce()) -> String {
+    let mut slow = python()
+        .args(["slow", tls, ca.to_str().unwrap(), "grpc.test"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(slow.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ticks 3");
+    event();
+    let ended = lines.next().unwrap().unwrap();
+    let _ = slow.wait();
+    ended
+}
+
 /// gRPC end to end (gRPC's PROTOCOL-HTTP2.md over RFC 9113 §8.1): a unary
 /// call with its trailers, a bidirectional stream whose messages cross while
 /// both sides are open, floatlb's own failure as `grpc-status`, and a backend
@@ -227,19 +271,13 @@ fn http1_clients_reach_http2_backends_over_tls_and_h2c() {
 #[test]
 fn grpc_calls_stream_both_ways_and_end_with_a_status() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let (cert, key) = make_leaf(d, "front-ca", "grpc.test", "serverAuth");
-    let (server, grpc_port) = grpc_server();
-    let tls = format!("127.0.0.1:{}", free_port());
-    let body = format!(
-        "[tls]\naddress = \"{tls}\"\n[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\
-         [[pool]]\nname = \"grpc\"\nbackends = [\"127.0.0.1:{grpc_port}\"]\nprotocol = \"h2c\"\n\
-         health = {{ enabled = false }}\n",
-        cert.display(),
-        key.display(),
-    );
-    let _lb = Floatlb::start(&body);
-    let ca = d.join("front-ca.pem");
+    // Every field bound: one left to `..` would be dropped (killed) here.
+    let GrpcFront {
+        server,
+        lb: _lb,
+        tls,
+        ca,
+    } = grpc_front(dir.path(), "");
     let run = |mode: &str| {
         let out = python()
             .args([mode, &tls, ca.to_str().unwrap(), "grpc.test"])
@@ -258,16 +296,7 @@ fn grpc_calls_stream_both_ways_and_end_with_a_status() {
     );
     assert!(out.contains("chat re:m0,re:m1,re:m2,re:m3,re:m4"), "{out}");
     // A backend killed mid-stream: the client gets a status, not a hang.
-    let mut slow = python()
-        .args(["slow", &tls, ca.to_str().unwrap(), "grpc.test"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(slow.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ticks 3");
-    drop(server);
-    let ended = lines.next().unwrap().unwrap();
-    let _ = slow.wait();
+    let ended = slow_call(&tls, &ca, || drop(server));
     assert!(ended.starts_with("status "), "{ended}");
     assert!(
         !ended.contains("DEADLINE_EXCEEDED") && !ended.contains(" OK"),
@@ -286,30 +315,16 @@ fn grpc_calls_stream_both_ways_and_end_with_a_status() {
 #[test]
 fn a_drain_ends_a_streaming_grpc_call_with_unavailable() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let (cert, key) = make_leaf(d, "front-ca", "grpc.test", "serverAuth");
-    let (_server, grpc_port) = grpc_server();
-    let tls = format!("127.0.0.1:{}", free_port());
-    let body = format!(
-        "[timeouts]\nhandover = \"400ms\"\ndrain = \"30s\"\n\
-         [tls]\naddress = \"{tls}\"\n[[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\
-         [[pool]]\nname = \"grpc\"\nbackends = [\"127.0.0.1:{grpc_port}\"]\nprotocol = \"h2c\"\n\
-         health = {{ enabled = false }}\n",
-        cert.display(),
-        key.display(),
+    let GrpcFront {
+        server: _server,
+        lb,
+        tls,
+        ca,
+    } = grpc_front(
+        dir.path(),
+        "[timeouts]\nhandover = \"400ms\"\ndrain = \"30s\"\n",
     );
-    let lb = Floatlb::start(&body);
-    let ca = d.join("front-ca.pem");
-    let mut slow = python()
-        .args(["slow", &tls, ca.to_str().unwrap(), "grpc.test"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(slow.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ticks 3");
-    lb.signal(libc::SIGTERM);
-    let ended = lines.next().unwrap().unwrap();
-    let _ = slow.wait();
+    let ended = slow_call(&tls, &ca, || lb.signal(libc::SIGTERM));
     assert!(
         ended.starts_with("status UNAVAILABLE floatlb: this node is shutting down"),
         "the drain must end the call with its own status, not drop the connection: {ended}\n{}",

@@ -387,7 +387,6 @@ fn proxy_protocol_through_a_tcp_listener() {
 /// close comes while the HTTP request is still open.
 #[test]
 fn a_drain_closes_tcp_connections_in_order_before_the_others_end() {
-    let echo = echo_server("e1");
     // Accepts and reads, never answers: the HTTP request stays open.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_addr = silent.local_addr().unwrap();
@@ -397,18 +396,10 @@ fn a_drain_closes_tcp_connections_in_order_before_the_others_end() {
             held.push(s);
         }
     });
-    let port = free_port();
-    let body = format!(
-        "[health]\nenabled = false\n\n\
-         [timeouts]\nhandover = \"400ms\"\ndrain = \"10s\"\nserver = \"30s\"\n\n\
-         [[pool]]\nname = \"echo\"\nbackends = [\"{echo}\"]\n\n\
+    let (lb, mut open) = echo_listener(&format!(
+        "[timeouts]\nhandover = \"400ms\"\ndrain = \"10s\"\nserver = \"30s\"\n\n\
          [[backend]]\nname = \"silent\"\naddress = \"{silent_addr}\"\n"
-    );
-    let listeners =
-        format!("[[listen]]\nname = \"echo\"\naddress = \"127.0.0.1:{port}\"\nmode = \"tcp\"\npool = \"echo\"\n");
-    let lb = Floatlb::start_with_listeners(&body, &listeners);
-    let mut open = connect(format!("127.0.0.1:{port}").parse().unwrap());
-    assert_eq!(greeting(&open), "hello from e1");
+    ));
 
     let http_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut req = TcpStream::connect(lb.addr).unwrap();
@@ -446,24 +437,30 @@ fn a_drain_closes_tcp_connections_in_order_before_the_others_end() {
     let _ = waiter.join();
 }
 
+/// floatlb with a TCP listener in front of an echo server `e1` (pool "echo",
+/// health checks off), `more` after; returns it with a connection through
+/// the listener that has had its greeting.
+fn echo_listener(more: &str) -> (Floatlb, TcpStream) {
+    let echo = echo_server("e1");
+    let port = free_port();
+    let body = format!(
+        "[health]\nenabled = false\n\n[[pool]]\nname = \"echo\"\nbackends = [\"{echo}\"]\n\n{more}"
+    );
+    let listeners =
+        format!("[[listen]]\nname = \"echo\"\naddress = \"127.0.0.1:{port}\"\nmode = \"tcp\"\npool = \"echo\"\n");
+    let lb = Floatlb::start_with_listeners(&body, &listeners);
+    let open = connect(format!("127.0.0.1:{port}").parse().unwrap());
+    assert_eq!(greeting(&open), "hello from e1");
+    (lb, open)
+}
+
 /// An upgrade in place does not close a TCP connection: the retiring worker
 /// keeps relaying it while it waits `[timeouts] handover` for its connections
 /// (past the half-way point where a drain or planned handover closes it),
 /// then its own drain closes it in order, with a FIN.
 #[test]
 fn an_upgrade_leaves_tcp_connections_to_the_retiring_workers_drain() {
-    let echo = echo_server("e1");
-    let port = free_port();
-    let body = format!(
-        "[health]\nenabled = false\n\n\
-         [timeouts]\nhandover = \"3s\"\ndrain = \"10s\"\n\n\
-         [[pool]]\nname = \"echo\"\nbackends = [\"{echo}\"]\n"
-    );
-    let listeners =
-        format!("[[listen]]\nname = \"echo\"\naddress = \"127.0.0.1:{port}\"\nmode = \"tcp\"\npool = \"echo\"\n");
-    let lb = Floatlb::start_with_listeners(&body, &listeners);
-    let mut open = connect(format!("127.0.0.1:{port}").parse().unwrap());
-    assert_eq!(greeting(&open), "hello from e1");
+    let (lb, mut open) = echo_listener("[timeouts]\nhandover = \"3s\"\ndrain = \"10s\"\n");
     let (code, out, err) = support::floatlb_cmd("ctl", &lb.config_path, &["upgrade"]);
     assert_eq!(code, 0, "{out}{err}\n{}", lb.log());
     // Past half of `handover` into the retire: still relayed.
