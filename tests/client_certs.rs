@@ -14,16 +14,7 @@ use std::time::Duration;
 use support::{backend_tables, floatlb_cmd, free_port, make_cert, Floatlb, TestBackend};
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl (vm-lab/install-deps installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::peers::openssl_in(Some(dir), args);
 }
 
 /// A CA `ca` and a client certificate `client` (subject `subject`) it signs.

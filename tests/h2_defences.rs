@@ -12,10 +12,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -102,18 +100,10 @@ impl Lab {
             cert.display(),
             key.display()
         ));
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let pinned = ThisCert(
+        let client = support::tls_client::pinned_cert_config(
+            b"h2",
             CertificateDer::from_pem_file(&cert).unwrap(),
-            provider.clone(),
         );
-        let mut client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(pinned))
-            .with_no_client_auth();
-        client.alpn_protocols = vec![b"h2".to_vec()];
         let worker = lb.worker_pid();
         let rss_at_start = proc_status_kib(worker, "VmRSS:");
         Lab {
@@ -121,51 +111,10 @@ impl Lab {
             _backend: backend,
             _dir: dir,
             tls,
-            client: Arc::new(client),
+            client,
             worker,
             rss_at_start,
         }
-    }
-}
-
-/// Trusts the lab's one certificate, which `openssl req -x509` makes a CA
-/// (webpki takes no CA as a server's certificate).
-#[derive(Debug)]
-struct ThisCert(CertificateDer<'static>, Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for ThisCert {
-    fn verify_server_cert(
-        &self,
-        cert: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if cert.as_ref() == self.0.as_ref() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("not the lab's certificate".into()))
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.1.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.1.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.1.signature_verification_algorithms.supported_schemes()
     }
 }
 

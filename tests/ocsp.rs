@@ -15,17 +15,7 @@ use std::time::{Duration, Instant};
 use support::{backend_tables, floatlb_cmd, free_port, make_cert, Floatlb, TestBackend};
 
 fn openssl(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl (vm-lab/install-deps installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    support::peers::openssl_in(Some(dir), args)
 }
 
 /// A CA and a server certificate for a.test naming `responder` in its AIA;

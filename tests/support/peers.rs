@@ -64,8 +64,14 @@ pub fn nginx(dir: &Path, servers: &str) -> Killed {
     Killed(child)
 }
 
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl")
+/// Runs `openssl` in `dir` (this process's own directory when `None`); its
+/// standard output. A failure fails the test with openssl's own words.
+pub fn openssl_in(dir: Option<&Path>, args: &[&str]) -> String {
+    let mut c = Command::new("openssl");
+    if let Some(d) = dir {
+        c.current_dir(d);
+    }
+    let out = c
         .args(args)
         .output()
         .expect("openssl (vm-lab/install-deps installs it)");
@@ -74,6 +80,11 @@ fn openssl(args: &[&str]) {
         "openssl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn openssl(args: &[&str]) {
+    openssl_in(None, args);
 }
 
 /// A CA (`{ca}.pem`, `{ca}.key`, ECDSA P-256) in `dir`, made once per name.
