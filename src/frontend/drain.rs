@@ -12,10 +12,17 @@
 //! Not for: keep-alive connections between requests (`proxy::handover`
 //! closes those after their current answer).
 
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::proxy::state::Shared;
+
+/// How often a draining tunnel or relay looks whether it is the last kind of
+/// connection left.
+const POLL: Duration = Duration::from_millis(20);
 
 /// Whether long-lived connections are to be ended now (see the module).
 pub(crate) fn ending(shared: &Shared, shutdown: &watch::Receiver<bool>) -> bool {
@@ -27,4 +34,36 @@ pub(crate) fn ending(shared: &Shared, shutdown: &watch::Receiver<bool>) -> bool 
 /// handover's wait for open connections.
 pub(crate) fn close_by(shared: &Shared) -> Instant {
     Instant::now() + shared.live.load().config.timeouts.handover / 2
+}
+
+/// Completes when a tunnel or TCP relay is to be closed in order: once
+/// [`ending`], when no client connection but tunnels and relays is left, or
+/// at [`close_by`], whichever comes first. Counts it as closed by a drain.
+pub(crate) async fn tunnel_close_due(shared: &Shared, shutdown: &watch::Receiver<bool>) {
+    // An instant, not a poll: no stream of wake-ups can put it off.
+    let mut deadline = None;
+    loop {
+        // Made before the flags are read: a wake-up in between is not missed.
+        let woken = shared.handover.woken();
+        if deadline.is_none() && ending(shared, shutdown) {
+            deadline = Some(close_by(shared));
+        }
+        match deadline {
+            None => woken.await,
+            Some(at) => {
+                let others = shared.stats.connections_active.load(Ordering::Relaxed)
+                    - shared.stats.tunnels_active.load(Ordering::Relaxed);
+                if others <= 0 || Instant::now() >= at {
+                    shared
+                        .stats
+                        .tunnels_closed_by_drain
+                        .fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                let poll =
+                    tokio::time::sleep(POLL.min(at.saturating_duration_since(Instant::now())));
+                poll.await;
+            }
+        }
+    }
 }

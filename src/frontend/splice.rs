@@ -34,8 +34,6 @@ const CHUNK: usize = 64 * 1024;
 /// costs one `recv` and one `send`, and a short one shows the socket
 /// drained, where a short splice does not (see [`pump_one`]).
 const SMALL: usize = 16 * 1024;
-/// How often a draining relay looks whether it is the last kind of connection left.
-const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// How long a relay closed by a drain waits for both sides to close in turn.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -274,12 +272,8 @@ pub(crate) async fn relay(
     let mut down = Half::new(down_pipe);
     let timer = tokio::time::sleep(idle);
     tokio::pin!(timer);
-    let woken = shared.handover.woken();
-    tokio::pin!(woken);
-    let mut draining = super::drain::ending(shared, shutdown);
-    // Not a poll like the wait for the others: an instant, so that no
-    // stream of wake-ups can put it off.
-    let mut deadline = draining.then(|| super::drain::close_by(shared));
+    let due = super::drain::tunnel_close_due(shared, shutdown);
+    tokio::pin!(due);
     let end = loop {
         let pump = poll_fn(|cx| {
             let a = ready_or(pump_one(cx, client, backend, &mut up))?;
@@ -303,24 +297,7 @@ pub(crate) async fn relay(
                 }
             },
             () = &mut timer => break End::Idle,
-            () = &mut woken => {
-                woken.set(shared.handover.woken());
-                draining = super::drain::ending(shared, shutdown);
-                if draining && deadline.is_none() {
-                    deadline = Some(super::drain::close_by(shared));
-                }
-            }
-            () = tokio::time::sleep(DRAIN_POLL), if draining => {
-                let others = shared.stats.connections_active.load(Ordering::Relaxed)
-                    - shared.stats.tunnels_active.load(Ordering::Relaxed);
-                if others <= 0 {
-                    shared.stats.tunnels_closed_by_drain.fetch_add(1, Ordering::Relaxed);
-                    close_in_order(client, backend).await;
-                    break End::Drained;
-                }
-            }
-            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                shared.stats.tunnels_closed_by_drain.fetch_add(1, Ordering::Relaxed);
+            () = &mut due => {
                 close_in_order(client, backend).await;
                 break End::Drained;
             }

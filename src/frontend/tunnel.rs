@@ -30,8 +30,6 @@ use crate::proxy::state::Shared;
 
 /// Bytes read from one side at a time.
 const READ_SIZE: usize = 16 * 1024;
-/// How often a draining tunnel looks whether it is the last kind of connection left.
-const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// How long a tunnel closed by a drain waits for both sides to close in turn.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -129,11 +127,8 @@ async fn relay_inner<B: AsyncRead + AsyncWrite + Unpin>(
     let mut down = Half::default();
     let timer = tokio::time::sleep(idle);
     tokio::pin!(timer);
-    let woken = shared.handover.woken();
-    tokio::pin!(woken);
-    let mut draining = super::drain::ending(shared, shutdown);
-    // An instant, so that no stream of wake-ups can put it off.
-    let mut deadline = draining.then(|| super::drain::close_by(shared));
+    let due = super::drain::tunnel_close_due(shared, shutdown);
+    tokio::pin!(due);
     let end = loop {
         let pump = poll_fn(|cx| pump(cx, io, backend, &mut up, &mut down));
         tokio::select! {
@@ -147,24 +142,7 @@ async fn relay_inner<B: AsyncRead + AsyncWrite + Unpin>(
                 }
             },
             () = &mut timer => break End::Idle,
-            () = &mut woken => {
-                woken.set(shared.handover.woken());
-                draining = super::drain::ending(shared, shutdown);
-                if draining && deadline.is_none() {
-                    deadline = Some(super::drain::close_by(shared));
-                }
-            }
-            () = tokio::time::sleep(DRAIN_POLL), if draining => {
-                let others = shared.stats.connections_active.load(Ordering::Relaxed)
-                    - shared.stats.tunnels_active.load(Ordering::Relaxed);
-                if others <= 0 {
-                    shared.stats.tunnels_closed_by_drain.fetch_add(1, Ordering::Relaxed);
-                    close_in_order(io, backend).await;
-                    break End::Drained;
-                }
-            }
-            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                shared.stats.tunnels_closed_by_drain.fetch_add(1, Ordering::Relaxed);
+            () = &mut due => {
                 close_in_order(io, backend).await;
                 break End::Drained;
             }
