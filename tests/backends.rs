@@ -310,8 +310,8 @@ fn grpc_calls_stream_both_ways_and_end_with_a_status() {
 /// A drain to exit ends a gRPC call still streaming with a status in its
 /// trailers (gRPC's PROTOCOL-HTTP2.md: `grpc-status` 14 UNAVAILABLE, which
 /// the client may retry elsewhere), after the GOAWAY (RFC 9113 §6.8) and
-/// half of `timeouts.handover` in: not left to the drain's end, where the
-/// connection would be dropped under it.
+/// half of `timeouts.handover` before the drain ends: not left to the
+/// drain's end, where the connection would be dropped under it.
 #[test]
 fn a_drain_ends_a_streaming_grpc_call_with_unavailable() {
     let dir = tempfile::tempdir().unwrap();
@@ -322,7 +322,7 @@ fn a_drain_ends_a_streaming_grpc_call_with_unavailable() {
         ca,
     } = grpc_front(
         dir.path(),
-        "[timeouts]\nhandover = \"400ms\"\ndrain = \"30s\"\n",
+        "[timeouts]\nhandover = \"2s\"\ndrain = \"2s\"\n",
     );
     let ended = slow_call(&tls, &ca, || lb.signal(libc::SIGTERM));
     assert!(

@@ -381,10 +381,9 @@ fn proxy_protocol_through_a_tcp_listener() {
 
 /// A drain with another client connection still open (an HTTP request
 /// whose backend never answers) closes a TCP listener's connection anyway,
-/// in order: half of `[timeouts] handover` into the drain, so that under a
-/// planned handover the FIN goes out while the VIP is still here instead of
-/// the new master resetting the connection once it is gone. The relay's
-/// close comes while the HTTP request is still open.
+/// in order: half of `[timeouts] handover` before the drain ends, rather
+/// than leaving it to be dropped with the process. The relay's close comes
+/// while the HTTP request is still open.
 #[test]
 fn a_drain_closes_tcp_connections_in_order_before_the_others_end() {
     // Accepts and reads, never answers: the HTTP request stays open.
@@ -397,7 +396,7 @@ fn a_drain_closes_tcp_connections_in_order_before_the_others_end() {
         }
     });
     let (lb, mut open) = echo_listener(&format!(
-        "[timeouts]\nhandover = \"400ms\"\ndrain = \"10s\"\nserver = \"30s\"\n\n\
+        "[timeouts]\nhandover = \"2s\"\ndrain = \"2s\"\nserver = \"30s\"\n\n\
          [[backend]]\nname = \"silent\"\naddress = \"{silent_addr}\"\n"
     ));
 
@@ -456,11 +455,11 @@ fn echo_listener(more: &str) -> (Floatlb, TcpStream) {
 
 /// An upgrade in place does not close a TCP connection: the retiring worker
 /// keeps relaying it while it waits `[timeouts] handover` for its connections
-/// (past the half-way point where a drain or planned handover closes it),
-/// then its own drain closes it in order, with a FIN.
+/// (past the half-way point where a planned handover closes it), then its
+/// own drain closes it in order, with a FIN.
 #[test]
 fn an_upgrade_leaves_tcp_connections_to_the_retiring_workers_drain() {
-    let (lb, mut open) = echo_listener("[timeouts]\nhandover = \"3s\"\ndrain = \"10s\"\n");
+    let (lb, mut open) = echo_listener("[timeouts]\nhandover = \"3s\"\ndrain = \"2s\"\n");
     let (code, out, err) = support::floatlb_cmd("ctl", &lb.config_path, &["upgrade"]);
     assert_eq!(code, 0, "{out}{err}\n{}", lb.log());
     // Past half of `handover` into the retire: still relayed.

@@ -1,16 +1,19 @@
 //! When the connections that need not end by themselves — upgraded tunnels
 //! (WebSocket), TCP relays and gRPC calls on HTTP/2 — are ended in order by
-//! floatlb: when the process drains to exit (`SIGTERM`), or when a planned
-//! handover moves the VIP (or an anycast route) away. Each closes after every
-//! other client connection has finished, and at the latest half of
-//! `[timeouts] handover` into it, so that the close completes while the
-//! node's packets still reach it (before the VIP moves, or while the new
-//! master still passes the old flows back). A worker retiring after an
-//! upgrade in place does neither: its tunnels and streams run on until its
-//! own drain.
+//! floatlb (a FIN; a gRPC status in trailers), and not dropped or reset:
+//! - a planned handover moves the VIP (or an anycast route) away: half of
+//!   `[timeouts] handover` in, so that the close completes while the node's
+//!   packets still reach it (before the VIP moves, or while the new master
+//!   still passes the old flows back);
+//! - the process drains to exit (`SIGTERM` without a VRRP handover, or a
+//!   worker retiring after an upgrade in place once it has waited
+//!   `handover` for its other connections): half of `handover` before
+//!   `[timeouts] drain` ends, so they run as long as the drain allows (as
+//!   HAProxy keeps them until `hard-stop-after`) and still end in order.
 //!
-//! Not for: keep-alive connections between requests (`proxy::handover`
-//! closes those after their current answer).
+//! Tunnels and relays also close as soon as no other client connection is
+//! left. Not for: keep-alive connections between requests
+//! (`proxy::handover` closes those after their current answer).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -30,10 +33,15 @@ pub(crate) fn ending(shared: &Shared, shutdown: &watch::Receiver<bool>) -> bool 
 }
 
 /// The latest instant a long-lived connection that learned of [`ending`]
-/// now waits before closing in order: half of `timeouts.handover`, the
-/// handover's wait for open connections.
+/// now waits before closing in order (see the module).
 pub(crate) fn close_by(shared: &Shared) -> Instant {
-    Instant::now() + shared.live.load().config.timeouts.handover / 2
+    let t = &shared.live.load().config.timeouts;
+    let margin = t.handover / 2;
+    Instant::now()
+        + match shared.handover.moving() {
+            true => margin,
+            false => t.drain.saturating_sub(margin),
+        }
 }
 
 /// Completes when a tunnel or TCP relay is to be closed in order: once

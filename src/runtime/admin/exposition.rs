@@ -49,12 +49,12 @@ pub fn render(shared: &Shared, extra: &dyn AdminHooks) -> String {
     );
     f.counter(
         "floatlb_tunnels_closed_by_drain_total",
-        "Tunnels and TCP connections a drain or planned handover closed in order: after every other connection had finished, or half of timeouts.handover in.",
+        "Tunnels and TCP connections a drain or planned handover closed in order (a FIN to both sides).",
         load(&s.tunnels_closed_by_drain),
     );
     f.counter(
         "floatlb_grpc_calls_closed_by_drain_total",
-        "gRPC calls on HTTP/2 a drain or planned handover ended with grpc-status UNAVAILABLE, half of timeouts.handover in.",
+        "gRPC calls on HTTP/2 a drain or planned handover ended in order, with grpc-status UNAVAILABLE in their trailers.",
         load(&s.grpc_calls_closed_by_drain),
     );
     f.counter(
