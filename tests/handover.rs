@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use support::netns::{get_status_from, http_from, netns_available, Lab};
 use support::vrrp_lab::{
-    admin_metrics, admin_status, serial, start_node_listening, start_node_with, transitions,
-    worker_pid_of, Family, KillOnDrop, Node, ADMIN, FAST_HEALTH, V4, V6,
+    admin_metrics, admin_status, serial, start_node_env, start_node_listening, start_node_with,
+    transitions, worker_pid_of, Family, KillOnDrop, Node, ADMIN, FAST_HEALTH, V4, V6,
 };
 
 /// RFC 5798 §6.4.2: lb1 leaves with a priority-0 advert, so the backup waits
@@ -942,4 +942,48 @@ fn anycast_a_leaving_nodes_late_flow_completes_through_a_peer() {
         n1.log()
     );
     assert_eq!(http_from(&lab, "client", f.vip_addr(), "/").0, 200);
+}
+
+/// Issue 35: the kernel facilities the steering uses are checked at start. An `[[anycast]]`
+/// node that cannot run `ip` (the local route it takes its passed-back packets through while
+/// it drains) says so and does not steer: its planned handover holds back new SYNs, as
+/// without `nft`, instead of withdrawing into packets it could not take.
+#[test]
+fn an_anycast_node_without_ip_says_so_and_holds_syns_back() {
+    let name = "an_anycast_node_without_ip_says_so_and_holds_syns_back";
+    if !netns_available(name) || !nft_available(name) {
+        return;
+    }
+    let _g = serial();
+    let (lab, web) = V4.lab();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("peers.key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef-anycast-test\n").unwrap();
+    // A PATH with nft and nothing else.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("nft_available found nft");
+    std::os::unix::fs::symlink(nft, bin.join("nft")).unwrap();
+    let path = format!("PATH={}", bin.display());
+    let [_, t2] = anycast_tables(&key);
+    let n2 = start_node_env(&lab, "lb2", "0.0.0.0:80", &t2, &[web.addr], "", &[&path]);
+    lab.wait_for("lb2 holds the VIP", Duration::from_secs(6), || {
+        vip_on_lo(&lab, "lb2")
+    });
+    let log = n2.log();
+    assert!(
+        log.contains("needs `ip`") && !log.contains("handover steering ready"),
+        "{log}"
+    );
+    let out = lab
+        .exec("lb2")
+        .args(["curl", "-s", "-m", "10", "-X", "POST"])
+        .arg(format!("http://{ADMIN}/admin/handover"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains("new SYNs held back"), "{said}\n{}", n2.log());
 }

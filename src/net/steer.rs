@@ -206,6 +206,22 @@ impl Steering {
     }
 }
 
+/// Whether `ip` (iproute2) runs, which [`accept_locally`] needs: checked at start, so that
+/// a node that could not take its passed-back packets does not steer at all.
+pub fn ip_usable() -> Result<(), String> {
+    let out = Command::new("ip")
+        .arg("-V")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    match out.success() {
+        true => Ok(()),
+        false => Err(format!("ip -V: {out}")),
+    }
+}
+
 /// While `on`, packets to `vip` are this node's even without the address: a `local` route
 /// of its own in table `local` (`ip route add local VIP dev lo table local proto static
 /// metric 1`). An `[[anycast]]` node withdraws its route by removing the VIP, and still has

@@ -358,6 +358,19 @@ pub fn start_node_listening(
     backends: &[SocketAddr],
     vrrp: &str,
 ) -> Node {
+    start_node_env(lab, host, listen, health, backends, vrrp, &[])
+}
+
+/// [`start_node_listening`] with `env` (`NAME=value` each) in floatlb's environment.
+pub fn start_node_env(
+    lab: &Lab,
+    host: &str,
+    listen: &str,
+    health: &str,
+    backends: &[SocketAddr],
+    vrrp: &str,
+    env: &[&str],
+) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = format!("[listen]\naddress = \"{listen}\"\nworkers = 1\n{health}");
     for (i, b) in backends.iter().enumerate() {
@@ -368,8 +381,12 @@ pub fn start_node_listening(
     let path = dir.path().join("proxy.toml");
     std::fs::write(&path, cfg).unwrap();
     let log = dir.path().join("floatlb.log");
-    let child = lab
-        .exec(host)
+    let mut cmd = lab.exec(host);
+    if !env.is_empty() {
+        // `ip netns exec` keeps its own PATH to find `env`; floatlb gets these.
+        cmd.arg("env").args(env);
+    }
+    let child = cmd
         .arg(env!("CARGO_BIN_EXE_floatlb"))
         .args(["run", "-c"])
         .arg(&path)

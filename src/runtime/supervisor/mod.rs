@@ -334,6 +334,13 @@ fn install_steering(config: &Config) -> Option<crate::net::steer::Steering> {
         .collect();
     ports.sort_unstable();
     ports.dedup();
+    if steer::for_anycast(config) {
+        // A leaving anycast node takes its passed-back packets through a local route.
+        if let Err(e) = crate::net::steer::ip_usable() {
+            tracing::warn!("handover steering unavailable (an [[anycast]] node needs `ip` for its local route while it drains: {e}): a planned handover holds back new SYNs, and clients whose SYN it drops wait 1 s");
+            return None;
+        }
+    }
     let mut specs: Vec<Spec> = steer::anycast_specs(config, &ports);
     for v in &config.vrrp {
         let vips = v.vips().into_iter().map(|(a, _)| a);
