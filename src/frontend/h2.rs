@@ -174,8 +174,10 @@ pub(crate) async fn serve(
                         tracing::debug!(client = %peer, "HTTP/2: GOAWAY not taken, connection dropped");
                         break Poll::Ready(Ok(()));
                     }
-                    let take = shared.live.load().config.timeouts.client;
-                    idle.as_mut().reset(now + take);
+                    let take = now + shared.live.load().config.timeouts.client;
+                    // Not past the calls' end, if that is still to come.
+                    let due = end_calls_at.filter(|_| !ending.load(Ordering::Relaxed));
+                    idle.as_mut().reset(due.map_or(take, |e| e.min(take)));
                     continue;
                 }
                 break Poll::Pending;
