@@ -377,6 +377,19 @@ fn steering(lab: &Lab, host: &str, f: Family) -> (u64, u64, String) {
     (packets("forwarded"), packets("guarded"), entries)
 }
 
+/// `POST /admin/handover` to `host`'s admin listener: what it answered (curl failing
+/// fails the test).
+fn admin_handover(lab: &Lab, host: &str) -> String {
+    let out = lab
+        .exec(host)
+        .args(["curl", "-s", "-m", "10", "-X", "POST"])
+        .arg(format!("http://{ADMIN}/admin/handover"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "curl to {host}'s admin listener");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 /// Whether `nft` is here; the tests below need it (vm-lab/install-deps installs it).
 fn nft_available(test: &str) -> bool {
     let ok = Command::new("nft")
@@ -524,13 +537,7 @@ fn a_late_syn_is_served_by_the_old_master_and_its_flow_completes(f: Family) {
             .unwrap(),
     );
     std::thread::sleep(Duration::from_millis(300));
-    let out = lab
-        .exec("lb1")
-        .args(["curl", "-s", "-m", "10", "-X", "POST"])
-        .arg(format!("http://{ADMIN}/admin/handover"))
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let said = admin_handover(&lab, "lb1");
     assert!(said.contains("new SYNs served"), "{said}\n{}", n1.log());
     lab.wait_for("lb2 takes over", Duration::from_secs(3), || {
         f.has_vip(&lab, "lb2")
@@ -631,13 +638,7 @@ fn the_forwarding_stops_when_the_old_master_has_drained(f: Family) {
     std::fs::write(&key, "0123456789abcdef0123456789abcdef-handover-test\n").unwrap();
     let (n1, n2) = steered_pair_with(f, &lab, &web, drain_tables(f, &key));
     client_sends_to(&lab, f, "lb1");
-    let out = lab
-        .exec("lb1")
-        .args(["curl", "-s", "-m", "10", "-X", "POST"])
-        .arg(format!("http://{ADMIN}/admin/handover"))
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let said = admin_handover(&lab, "lb1");
     assert!(said.contains("new SYNs served"), "{said}\n{}", n1.log());
     lab.wait_for("lb2 takes over", Duration::from_secs(3), || {
         f.has_vip(&lab, "lb2")
@@ -755,13 +756,7 @@ fn a_crash_mid_handover_leaves_one_master_and_no_forwarding(f: Family) {
     }
     let (lab, web) = f.lab();
     let (n1, n2) = steered_pair(f, &lab, &web);
-    let out = lab
-        .exec("lb1")
-        .args(["curl", "-s", "-m", "10", "-X", "POST"])
-        .arg(format!("http://{ADMIN}/admin/handover"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    admin_handover(&lab, "lb1");
     lab.wait_for("lb2 takes over", Duration::from_secs(3), || {
         f.has_vip(&lab, "lb2")
     });
@@ -819,13 +814,7 @@ fn a_crash_of_the_old_master_mid_handover_leaves_one_master(f: Family) {
     let (lab, web) = f.lab();
     let (_n1, _n2) = steered_pair(f, &lab, &web);
     client_sends_to(&lab, f, "lb1");
-    let out = lab
-        .exec("lb1")
-        .args(["curl", "-s", "-m", "10", "-X", "POST"])
-        .arg(format!("http://{ADMIN}/admin/handover"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    admin_handover(&lab, "lb1");
     lab.wait_for("lb2 takes over", Duration::from_secs(3), || {
         f.has_vip(&lab, "lb2")
     });
@@ -870,6 +859,13 @@ fn vip_on_lo(lab: &Lab, host: &str) -> bool {
 }
 
 /// `[[anycast]]` (the VIP on lo, 20 s `vip-linger`) and `[peers]` with the other node.
+/// The `[peers]` key file the anycast tests' nodes share, in `dir`.
+fn anycast_key(dir: &std::path::Path) -> std::path::PathBuf {
+    let key = dir.join("peers.key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef-anycast-test\n").unwrap();
+    key
+}
+
 fn anycast_tables(key: &std::path::Path) -> [String; 2] {
     let table = |me: &str, other: &str| {
         format!(
@@ -899,8 +895,7 @@ fn anycast_a_leaving_nodes_late_flow_completes_through_a_peer() {
     let f = V4;
     let (lab, web) = f.lab();
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("peers.key");
-    std::fs::write(&key, "0123456789abcdef0123456789abcdef-anycast-test\n").unwrap();
+    let key = anycast_key(dir.path());
     let [t1, t2] = anycast_tables(&key);
     let n1 = start_node_listening(&lab, "lb1", "0.0.0.0:80", &t1, &[web.addr], "");
     let n2 = start_node_listening(&lab, "lb2", "0.0.0.0:80", &t2, &[web.addr], "");
@@ -908,13 +903,7 @@ fn anycast_a_leaving_nodes_late_flow_completes_through_a_peer() {
         vip_on_lo(&lab, "lb1") && vip_on_lo(&lab, "lb2")
     });
     assert!(n1.log().contains("handover steering ready"), "{}", n1.log());
-    let out = lab
-        .exec("lb2")
-        .args(["curl", "-s", "-m", "10", "-X", "POST"])
-        .arg(format!("http://{ADMIN}/admin/handover"))
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let said = admin_handover(&lab, "lb2");
     assert!(said.contains("new SYNs served"), "{said}\n{}", n2.log());
     let lb2 = f.host_ip("lb2").to_string();
     lab.wait_for(
@@ -957,8 +946,7 @@ fn an_anycast_node_without_ip_says_so_and_holds_syns_back() {
     let _g = serial();
     let (lab, web) = V4.lab();
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("peers.key");
-    std::fs::write(&key, "0123456789abcdef0123456789abcdef-anycast-test\n").unwrap();
+    let key = anycast_key(dir.path());
     // A PATH with nft and nothing else.
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
@@ -978,12 +966,6 @@ fn an_anycast_node_without_ip_says_so_and_holds_syns_back() {
         log.contains("needs `ip`") && !log.contains("handover steering ready"),
         "{log}"
     );
-    let out = lab
-        .exec("lb2")
-        .args(["curl", "-s", "-m", "10", "-X", "POST"])
-        .arg(format!("http://{ADMIN}/admin/handover"))
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let said = admin_handover(&lab, "lb2");
     assert!(said.contains("new SYNs held back"), "{said}\n{}", n2.log());
 }
