@@ -103,6 +103,13 @@ fn send_in_records(s: &mut Tls, bytes: &[u8], cuts: &[usize]) {
     }
 }
 
+/// The connection's first request, answered by web1, before it goes idle.
+fn first_request(s: &mut Tls) {
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(h1_answer(s), (200, "b1".to_string()));
+}
+
 /// RFC 9112 §2.1: one whole HTTP/1.1 answer (status, body).
 fn h1_answer(s: &mut Tls) -> (u16, String) {
     let a = support::client::read_answer(s).unwrap();
@@ -113,9 +120,7 @@ fn h1_answer(s: &mut Tls) -> (u16, String) {
 fn an_idle_http1_connection_serves_a_request_split_over_tls_records() {
     let setup = Setup::new();
     let mut s = setup.connect(b"http/1.1");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .unwrap();
-    assert_eq!(h1_answer(&mut s), (200, "b1".to_string()));
+    first_request(&mut s);
     std::thread::sleep(IDLE);
     // The next head in three records, cut mid-word and mid-field.
     let head = b"GET /headers HTTP/1.1\r\nHost: a.test\r\nX-Split: three-records\r\n\r\n";
@@ -136,9 +141,7 @@ fn an_idle_http1_connection_serves_a_request_split_over_tls_records() {
     send_in_records(&mut s, &req, &[head_len, head_len + 100]);
     assert_eq!(h1_answer(&mut s), (200, "40000".to_string()));
     std::thread::sleep(IDLE);
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .unwrap();
-    assert_eq!(h1_answer(&mut s), (200, "b1".to_string()));
+    first_request(&mut s);
 }
 
 /// RFC 9113 §4.1: a frame header and its payload.
@@ -264,9 +267,7 @@ fn an_idle_tls12_connection_serves_a_request_split_over_tls_records() {
         s.conn.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_2)
     );
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .unwrap();
-    assert_eq!(h1_answer(&mut s), (200, "b1".to_string()));
+    first_request(&mut s);
     std::thread::sleep(IDLE);
     let head = b"GET /headers HTTP/1.1\r\nHost: a.test\r\nX-Split: tls12\r\n\r\n";
     send_in_records(&mut s, head, &[5, 25]);
@@ -283,9 +284,7 @@ fn an_idle_tls12_connection_serves_a_request_split_over_tls_records() {
 fn a_key_update_while_idle_is_taken_and_the_next_request_served() {
     let setup = Setup::new();
     let mut s = setup.connect(b"http/1.1");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .unwrap();
-    assert_eq!(h1_answer(&mut s), (200, "b1".to_string()));
+    first_request(&mut s);
     std::thread::sleep(IDLE);
     s.conn.refresh_traffic_keys().unwrap();
     while s.conn.wants_write() {
@@ -307,9 +306,7 @@ fn a_key_update_while_idle_is_taken_and_the_next_request_served() {
 fn an_idle_connection_sends_a_large_answer_whole() {
     let setup = Setup::new();
     let mut s = setup.connect(b"http/1.1");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .unwrap();
-    assert_eq!(h1_answer(&mut s), (200, "b1".to_string()));
+    first_request(&mut s);
     std::thread::sleep(IDLE);
     s.write_all(b"GET /download?bytes=1000000 HTTP/1.1\r\nHost: a.test\r\n\r\n")
         .unwrap();
@@ -319,9 +316,7 @@ fn an_idle_connection_sends_a_large_answer_whole() {
     assert!(a.body.iter().all(|&b| b == b'x'));
     // And the connection goes on.
     std::thread::sleep(IDLE);
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .unwrap();
-    assert_eq!(h1_answer(&mut s), (200, "b1".to_string()));
+    first_request(&mut s);
 }
 
 /// RFC 8446 §6.1: a close_notify that comes while the connection is idle is
@@ -331,9 +326,7 @@ fn an_idle_connection_sends_a_large_answer_whole() {
 fn a_close_notify_while_idle_is_answered_with_close_notify() {
     let setup = Setup::new();
     let mut s = setup.connect(b"http/1.1");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .unwrap();
-    assert_eq!(h1_answer(&mut s), (200, "b1".to_string()));
+    first_request(&mut s);
     std::thread::sleep(IDLE);
     s.conn.send_close_notify();
     while s.conn.wants_write() {

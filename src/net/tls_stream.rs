@@ -943,6 +943,19 @@ mod tests {
         (server, Arc::new(client))
     }
 
+    /// A tokio-rustls client's session to `addr` as `a.test`.
+    async fn connect(
+        addr: std::net::SocketAddr,
+        client: Arc<rustls::ClientConfig>,
+    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("a.test").unwrap();
+        tokio_rustls::TlsConnector::from(client)
+            .connect(name, tcp)
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_session_carries_plaintext_both_ways_and_ends_with_close_notify() {
         let dir = tempfile::tempdir().unwrap();
@@ -954,10 +967,7 @@ mod tests {
         let request: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
         let sent = request.clone();
         let peer = tokio::spawn(async move {
-            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let connector = tokio_rustls::TlsConnector::from(client);
-            let name = ServerName::try_from("a.test").unwrap();
-            let mut tls = connector.connect(name, tcp).await.unwrap();
+            let mut tls = connect(addr, client).await;
             tls.write_all(&sent).await.unwrap();
             tls.flush().await.unwrap();
             let mut answer = Vec::new();
@@ -1063,10 +1073,7 @@ mod tests {
         let request: Vec<u8> = (0..300u32).map(|i| b'a' + (i % 26) as u8).collect();
         let sent = request.clone();
         let peer = tokio::spawn(async move {
-            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let connector = tokio_rustls::TlsConnector::from(client);
-            let name = ServerName::try_from("a.test").unwrap();
-            let mut tls = connector.connect(name, tcp).await.unwrap();
+            let mut tls = connect(addr, client).await;
             // One record per byte, flushed together.
             for b in &sent {
                 tls.get_mut().1.writer().write_all(&[*b]).unwrap();
