@@ -155,7 +155,7 @@ pub(crate) async fn serve(
                 // A drain to exit, or a handover, ends the gRPC calls still
                 // open with a status (`super::drain`); a retiring worker's
                 // GOAWAY does not.
-                if check && end_calls_at.is_none() && super::drain::ending(shared, shutdown) {
+                if end_calls_at.is_none() && super::drain::ending(shared, shutdown) {
                     let at = super::drain::close_by(shared);
                     end_calls_at = Some(at);
                     if at < idle.deadline() {
@@ -196,11 +196,7 @@ pub(crate) async fn serve(
                 conn.graceful_shutdown();
                 going_away = true;
                 let take = shared.live.load().config.timeouts.client;
-                let at = tokio::time::Instant::now() + take;
-                if super::drain::ending(shared, shutdown) {
-                    end_calls_at = Some(super::drain::close_by(shared));
-                }
-                idle.as_mut().reset(end_calls_at.map_or(at, |e| e.min(at)));
+                idle.as_mut().reset((Instant::now() + take).into());
                 continue;
             }
             // While a stream is answered, look again an idle period later.
